@@ -1,0 +1,51 @@
+"""Instance introspection: /-/health, /-/settings, /-/version and Prometheus /metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from downlink import __version__
+from downlink.store.database import Store
+
+router = APIRouter(tags=["meta"])
+
+
+@router.get("/-/health")
+async def health(request: Request) -> dict[str, Any]:
+    """Say whether the store answers, and how many records wait for the writer."""
+    store: Store = request.app.state.store
+
+    def ping(conn: Any) -> bool:
+        from sqlalchemy import text
+
+        return bool(conn.execute(text("SELECT 1")).scalar_one() == 1)
+
+    try:
+        ok = await store.read(ping)
+    except Exception as exc:  # noqa: BLE001 - health reports the failure instead of raising
+        return {"ok": False, "database": store.dialect, "error": str(exc)}
+    return {"ok": ok, "database": store.dialect, "writer_queue": store.writer.depth}
+
+
+@router.get("/-/settings")
+async def settings(request: Request) -> dict[str, Any]:
+    """Return the effective settings (database password hidden)."""
+    store: Store = request.app.state.store
+    return store.settings.public()
+
+
+@router.get("/-/version")
+async def version() -> dict[str, str]:
+    """Return the Downlink version."""
+    return {"version": __version__}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process."""
+    store: Store = request.app.state.store
+    return Response(generate_latest(store.metrics.registry), media_type=CONTENT_TYPE_LATEST)

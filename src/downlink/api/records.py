@@ -1,0 +1,197 @@
+"""GET /api/records: the Clear Linux query API, plus cursor paging, time range and export.
+
+Parameters and messages follow telemetrics-backend (classification <= 140 chars,
+severity 1-4, machine_id <= 32, build <= 256, created_in_days, created_in_sec,
+from_id, ts_capture, limit 1..10000 default 10000, newest first). The original's
+bugs are not kept: ``limit`` is compared as a number and there is no hidden 30-day cap.
+Downlink adds ``before_id`` (cursor), ``since``/``until``, ``source`` and ``format``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response, StreamingResponse
+
+from downlink.api.errors import BadRequest
+from downlink.store.database import Store
+from downlink.store.queries.records import RecordFilter, get_record, list_records
+from downlink.store.record_json import clear_json
+
+router = APIRouter(tags=["records"])
+
+CSV_COLUMNS = (
+    "id",
+    "source",
+    "ts_reception",
+    "ts_capture",
+    "severity",
+    "classification",
+    "build",
+    "machine_id",
+    "machine_type",
+    "arch",
+    "kernel_version",
+    "system_name",
+    "board_name",
+    "cpu_model",
+    "bios_version",
+    "event_id",
+    "record_version",
+    "payload_format_version",
+    "external",
+    "payload",
+)
+_PRINTABLE = frozenset(chr(c) for c in range(32, 127)) | {"\t"}
+
+
+def _digits(value: str | None, message: str) -> int | None:
+    if value is None:
+        return None
+    if not value.isascii() or not value.isdigit() or len(value) > 18:
+        raise BadRequest(message)
+    return int(value)
+
+
+def _when(value: str | None, name: str) -> float | None:
+    """Parse epoch seconds or an ISO 8601 date/time (UTC when no zone is given)."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"{name} must be epoch seconds or an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def parse_filter(
+    params: dict[str, str | None], limit_max: int, now: float | None = None
+) -> tuple[RecordFilter, int]:
+    """Validate query parameters into a filter and a limit, raising BadRequest."""
+    now = time.time() if now is None else now
+    severity = params.get("severity")
+    if severity is not None and (
+        not severity.isascii() or not severity.isdigit() or not 1 <= int(severity) <= 4
+    ):
+        raise BadRequest("Severity should be a numeric value")
+    classification = params.get("classification")
+    if classification is not None and (
+        len(classification) > 140 or len(classification.split("/")) != 3
+    ):
+        raise BadRequest("Classification value is invalid")
+    build = params.get("build")
+    if build is not None:
+        build = build.replace('"', "").replace("'", "")
+        if len(build) > 256 or not all(ch in _PRINTABLE for ch in build):
+            raise BadRequest("Build value is invalid")
+    machine_id = params.get("machine_id")
+    if machine_id is not None and len(machine_id) > 32:
+        raise BadRequest("Machine id value is invalid")
+    days = _digits(params.get("created_in_days"), "Created (in days) value is invalid")
+    secs = _digits(params.get("created_in_sec"), "Created (in seconds) value is invalid")
+    from_id = _digits(params.get("from_id"), "Provided record id value is invalid")
+    before_id = _digits(params.get("before_id"), "before_id must be a record id")
+    ts_capture = _digits(params.get("ts_capture"), "Time stamp from record capture is invalid")
+    limit_text = params.get("limit")
+    limit = limit_max
+    if limit_text is not None:
+        parsed = _digits(limit_text, "Record limit value is invalid")
+        if parsed is None or not 1 <= parsed <= limit_max:
+            raise BadRequest("Record limit value is invalid")
+        limit = parsed
+    since = _when(params.get("since"), "since")
+    if days is not None:
+        since = max(since or 0.0, now - days * 86400)
+    elif secs is not None:
+        since = max(since or 0.0, now - secs)
+    until = _when(params.get("until"), "until")
+    source = params.get("source")
+    f = RecordFilter(
+        classification=classification,
+        severity=int(severity) if severity is not None else None,
+        machine_id=machine_id,
+        build=build,
+        source=source,
+        received_after=since,
+        received_before=until,
+        captured_after=float(ts_capture) if ts_capture is not None else None,
+        from_id=from_id,
+        before_id=before_id,
+    )
+    return f, limit
+
+
+def _csv_lines(items: list[dict[str, Any]]) -> Iterator[str]:
+    buf = io.StringIO()
+    writer = csv.writer(buf, quoting=csv.QUOTE_ALL)
+    writer.writerow(CSV_COLUMNS)
+    for item in items:
+        writer.writerow([item.get(c) for c in CSV_COLUMNS])
+        yield buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+    yield buf.getvalue()
+
+
+@router.get("/api/records")
+async def records_api(
+    request: Request,
+    classification: Annotated[str | None, Query(description="domain/probe/rest, <= 140")] = None,
+    severity: Annotated[str | None, Query(description="1 to 4")] = None,
+    machine_id: Annotated[str | None, Query(description="<= 32 characters")] = None,
+    build: Annotated[str | None, Query(description="OS build, quotes ignored")] = None,
+    created_in_days: Annotated[str | None, Query(description="received in the last N days")] = None,
+    created_in_sec: Annotated[str | None, Query(description="received in the last N s")] = None,
+    from_id: Annotated[str | None, Query(description="records with id >= from_id")] = None,
+    before_id: Annotated[str | None, Query(description="cursor: records with id < it")] = None,
+    ts_capture: Annotated[str | None, Query(description="captured after (epoch s)")] = None,
+    since: Annotated[str | None, Query(description="received after (epoch or ISO)")] = None,
+    until: Annotated[str | None, Query(description="received at or before")] = None,
+    source: Annotated[str | None, Query(description="clearlinux, substrate, …")] = None,
+    limit: Annotated[str | None, Query(description="1..10000, default 10000")] = None,
+    format: Annotated[str | None, Query(description="json (default), csv or ndjson")] = None,
+) -> Response:
+    """List records, newest first, as ``{"records": [...], "next_cursor": id|null}``."""
+    store: Store = request.app.state.store
+    params = dict(request.query_params)
+    f, lim = parse_filter(params, store.settings.api_limit_max)
+    fmt = (format or "json").lower()
+    if fmt not in ("json", "csv", "ndjson"):
+        raise BadRequest("format must be json, csv or ndjson")
+    rows = await store.read(list_records, f, lim)
+    items = [clear_json(r) for r in rows]
+    next_cursor = rows[-1]["id"] if len(rows) == lim else None
+    headers = {"X-Next-Cursor": str(next_cursor)} if next_cursor is not None else {}
+    if fmt == "csv":
+        return StreamingResponse(_csv_lines(items), media_type="text/csv", headers=headers)
+    if fmt == "ndjson":
+        body = b"".join(orjson.dumps(i) + b"\n" for i in items)
+        return Response(body, media_type="application/x-ndjson", headers=headers)
+    return Response(
+        orjson.dumps({"records": items, "next_cursor": next_cursor}),
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+@router.get("/api/records/{record_id}")
+async def record_api(request: Request, record_id: int) -> Response:
+    """Return one record by id."""
+    store: Store = request.app.state.store
+    row = await store.read(get_record, record_id)
+    if row is None:
+        raise BadRequest(f"no record with id {record_id}", status=404)
+    return Response(orjson.dumps(clear_json(row)), media_type="application/json")

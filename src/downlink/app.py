@@ -1,0 +1,53 @@
+"""create_app(settings): the only module that wires every part together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+
+from downlink import __version__
+from downlink.api import errors, meta, records
+from downlink.ingest import collector
+from downlink.metrics import Metrics
+from downlink.settings import Settings, from_env
+from downlink.store.database import Store
+
+
+def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
+    """Build the ASGI application; nothing connects until it starts."""
+    settings = settings or from_env()
+    metrics = Metrics()
+    store = Store(settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        store.start(run_migrations=run_migrations)
+        try:
+            yield
+        finally:
+            store.close()
+
+    app = FastAPI(
+        title="Downlink",
+        version=__version__,
+        summary="Telemetry collection and analytics server",
+        default_response_class=ORJSONResponse,
+        lifespan=lifespan,
+    )
+    app.state.store = store
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(records.router)
+    app.include_router(meta.router)
+    app.router.routes.extend(collector.routes)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory``: settings from the environment."""
+    import os
+
+    return create_app(from_env(), run_migrations=os.environ.get("DOWNLINK_SKIP_MIGRATIONS") != "1")

@@ -1,0 +1,26 @@
+"""The ``downlink`` command: a click group with one module per command."""
+
+from __future__ import annotations
+
+import click
+
+from downlink import __version__
+from downlink.cli import migrate, send, serve, transfer
+
+
+@click.group()
+@click.version_option(__version__, prog_name="downlink")
+def cli() -> None:
+    """Downlink telemetry server."""
+
+
+cli.add_command(serve.serve)
+cli.add_command(migrate.migrate)
+cli.add_command(send.send)
+cli.add_command(transfer.export_cmd)
+cli.add_command(transfer.import_cmd)
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    cli(prog_name="downlink")

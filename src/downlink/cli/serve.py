@@ -1,0 +1,57 @@
+"""``downlink serve``: run the HTTP server."""
+
+from __future__ import annotations
+
+import os
+
+import click
+import uvicorn
+
+from downlink.cli.options import database_option, load_settings
+from downlink.store import migrate as migrations
+from downlink.store.engine import make_engine
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes; each has its own group-commit writer.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
+@database_option
+def serve(host: str, port: int, workers: int, log_level: str, database_url: str | None) -> None:
+    """Start the server (SQLite file ./downlink.db unless DATABASE_URL says otherwise)."""
+    settings = load_settings(database_url)
+    # Migrate once here, so that several workers do not race to create the schema.
+    engine = make_engine(settings)
+    try:
+        migrations.upgrade(engine)
+    except Exception as exc:  # noqa: BLE001 - shown as a CLI error, not a traceback
+        raise click.ClickException(f"cannot prepare the database: {exc}") from None
+    finally:
+        engine.dispose()
+    os.environ["DATABASE_URL"] = settings.database_url
+    os.environ["DOWNLINK_SKIP_MIGRATIONS"] = "1"
+    click.echo(
+        f"Downlink on http://{host}:{port}/ storing into {settings.public()['database_url']}"
+    )
+    uvicorn.run(
+        "downlink.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+        timeout_keep_alive=5,
+    )

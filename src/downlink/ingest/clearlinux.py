@@ -1,0 +1,281 @@
+"""The Clear Linux telemetrics record: parsing and validation of both wire formats.
+
+* v2 (client <= 2.3.x): one HTTP header per field, the payload as the raw body.
+* v3 (client >= 2.4.x): the same fields and the payload as one JSON object of strings.
+
+Checks run in the order of the original collector and stop at the first failure, with
+its exact message (see ``shared/reference/clearlinux.md`` section 2.3). Where the
+original answered 500 (NUL bytes, missing System-Name, out-of-range integers) this
+module rejects with a clear message instead. Values the 2.4.x client cuts at the first
+space (``Intel(R)``) pass, as they must.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import string
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+SOURCE = "clearlinux"
+
+# (field key, header name used in messages), in the order the client sends them.
+FIELDS: tuple[tuple[str, str], ...] = (
+    ("record_format_version", "Record-Format-Version"),
+    ("classification", "Classification"),
+    ("severity", "Severity"),
+    ("machine_id", "Machine-Id"),
+    ("creation_timestamp", "Creation-Timestamp"),
+    ("arch", "Arch"),
+    ("host_type", "Host-Type"),
+    ("build", "Build"),
+    ("kernel_version", "Kernel-Version"),
+    ("payload_format_version", "Payload-Format-Version"),
+    ("system_name", "System-Name"),
+    ("board_name", "Board-Name"),
+    ("cpu_model", "Cpu-Model"),
+    ("bios_version", "Bios-Version"),
+    ("event_id", "Event-Id"),
+)
+FIELD_KEYS = frozenset(key for key, _ in FIELDS)
+TID_KEY = "x_telemetry_tid"
+EXTERNAL_KEY = "x_clr_external"
+
+_V1 = (
+    "arch",
+    "build",
+    "creation_timestamp",
+    "classification",
+    "host_type",
+    "kernel_version",
+    "machine_id",
+    "severity",
+    "record_format_version",
+)
+_V2 = _V1 + ("payload_format_version", "system_name", TID_KEY)
+_V3 = _V2 + ("board_name", "bios_version", "cpu_model")
+_V4 = _V3 + ("event_id",)
+REQUIRED: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
+_NAMES = dict(FIELDS) | {TID_KEY: "X-Telemetry-Tid"}
+
+ARCHES = frozenset(
+    ("armv7l", "armv6l", "aarch64", "amd64", "sparc64", "ppc64", "i686", "i386", "x86_64", "ppc")
+)
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+_SIGNED = re.compile(r"\s*[+-]?[0-9]+\s*", re.ASCII)
+_EVENT_ID = re.compile(r"[0-9a-f]{32}", re.ASCII)
+_CLEAR_BUILD = re.compile(r"[0-9]+", re.ASCII)
+_OTHER_BUILD = re.compile(r"[-_a-zA-Z0-9.]+", re.ASCII)
+_PRINTABLE = frozenset(string.printable)
+_INT32_MAX = 2147483647
+# Largest capture time that still formats as a date (9999-12-31 23:59:59 UTC).
+_TS_MAX = 253402300799
+NOT_AVAILABLE = "N/A"
+
+
+class RecordRejected(ValueError):
+    """The record breaks a rule; ``message`` is what the client is told."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+
+
+def field_key(name: str) -> str:
+    """Return the canonical key of a header name: lower case, ``-`` read as ``_``."""
+    return name.strip().lower().replace("-", "_")
+
+
+def fields_from_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Collect the record fields (and TID, external flag) from v2 request headers."""
+    wanted = FIELD_KEYS | {TID_KEY, EXTERNAL_KEY}
+    out: dict[str, str] = {}
+    for name, value in headers:
+        key = field_key(name)
+        if key in wanted and key not in out:
+            out[key] = value
+    return out
+
+
+def fields_from_json(body: bytes) -> tuple[dict[str, str], bytes]:
+    """Split a v3 JSON body into its record fields and its payload bytes."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RecordRejected(f"Request body is not valid JSON: {exc}", "json") from None
+    if not isinstance(doc, dict):
+        raise RecordRejected("Request body must be a JSON object", "json")
+    out: dict[str, str] = {}
+    for raw_key, value in doc.items():
+        key = field_key(str(raw_key))
+        if key not in FIELD_KEYS:
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise RecordRejected(f"{_NAMES[key]} must be a string", key)
+        out[key] = str(value)
+    payload = doc.get("payload", "")
+    if not isinstance(payload, str):
+        raise RecordRejected("payload must be a string", "payload")
+    return out, payload.encode("utf-8", "surrogatepass")
+
+
+def decode_payload(body: bytes) -> str:
+    """Decode a payload as UTF-8, falling back to Latin-1; NUL bytes are refused."""
+    if b"\x00" in body:
+        raise RecordRejected("Payload contains NUL bytes, which cannot be stored", "payload")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body.decode("latin-1")
+
+
+def _strip_quotes(value: str) -> str:
+    return value.replace('"', "").replace("'", "")
+
+
+def _printable(value: str) -> bool:
+    return len(value) < 200 and all(ch in _PRINTABLE for ch in value)
+
+
+def validate(
+    fields: Mapping[str, str],
+    payload: bytes,
+    *,
+    allowed_tids: Iterable[str] = (),
+    any_tid: bool = False,
+    received_at: float,
+) -> dict[str, Any]:
+    """Check one record and return the row to store, or raise RecordRejected."""
+    tid = fields.get(TID_KEY)
+    if not any_tid and (tid is None or tid not in set(allowed_tids)):
+        raise RecordRejected("Telemetry ID mismatch", "tid")
+
+    rfv_text = fields.get("record_format_version", "")
+    if not _DIGITS.fullmatch(rfv_text) or int(rfv_text) not in REQUIRED:
+        raise RecordRejected("Record-Format-Version is invalid", "record_format_version")
+    rfv = int(rfv_text)
+    for key in REQUIRED[rfv]:
+        if key == TID_KEY and any_tid:
+            continue
+        if key not in fields:
+            raise RecordRejected(
+                f"Record-Format-Version headers are invalid, {_NAMES[key]} missing", "missing"
+            )
+
+    severity = fields["severity"]
+    if not _DIGITS.fullmatch(severity) or not 1 <= int(severity) <= 4:
+        raise RecordRejected("severity value is out of range", "severity")
+
+    classification = fields["classification"]
+    if len(classification.split("/")) != 3:
+        raise RecordRejected("Classification value is invalid", "classification")
+
+    machine_id = fields["machine_id"]
+    if len(machine_id) > 32:
+        raise RecordRejected("Machine id value is invalid", "machine_id")
+
+    ts_text = fields["creation_timestamp"]
+    if not _DIGITS.fullmatch(ts_text) or len(ts_text) > 12 or int(ts_text) > _TS_MAX:
+        raise RecordRejected("timestamp is invalid", "creation_timestamp")
+
+    arch = fields["arch"]
+    if arch not in ARCHES:
+        raise RecordRejected("architecture is invalid", "arch")
+
+    host_type = fields["host_type"]
+    if len(host_type) >= 250:
+        raise RecordRejected("host type is invalid", "host_type")
+
+    kernel = fields["kernel_version"]
+    parts = kernel.split(".", 2)
+    if len(parts) != 3 or not _DIGITS.fullmatch(parts[0]) or not _DIGITS.fullmatch(parts[1]):
+        raise RecordRejected("kernel version is invalid", "kernel_version")
+
+    board = cpu = bios = event_id = NOT_AVAILABLE
+    if rfv >= 3:
+        for key, message in (
+            ("board_name", "board name is invalid"),
+            ("cpu_model", "cpu model is invalid"),
+            ("bios_version", "BIOS version is invalid"),
+        ):
+            if not _printable(fields[key]):
+                raise RecordRejected(message, key)
+        board, cpu, bios = fields["board_name"], fields["cpu_model"], fields["bios_version"]
+    if rfv >= 4:
+        event_id = fields["event_id"]
+        if not _EVENT_ID.fullmatch(event_id):
+            raise RecordRejected("Event id is invalid", "event_id")
+
+    if "system_name" not in fields:
+        raise RecordRejected(
+            "Record-Format-Version headers are invalid, System-Name missing", "missing"
+        )
+    system_name = _strip_quotes(fields["system_name"])
+
+    build = _strip_quotes(fields["build"])
+    if system_name == "clear-linux-os":
+        if not _CLEAR_BUILD.fullmatch(build):
+            raise RecordRejected("Clear Linux OS build version has invalid characters", "build")
+    elif not _OTHER_BUILD.fullmatch(build):
+        raise RecordRejected("Build version has invalid characters", "build")
+
+    pfv_text = fields.get("payload_format_version")
+    if pfv_text is None:
+        raise RecordRejected(
+            "Record-Format-Version headers are invalid, Payload-Format-Version missing",
+            "missing",
+        )
+    if not _SIGNED.fullmatch(pfv_text):
+        raise RecordRejected(
+            "Error parsing payload_format_version, invalid literal for int() with base 10: "
+            f"{pfv_text!r}",
+            "payload_format_version",
+        )
+    pfv = int(pfv_text)
+    if not -_INT32_MAX <= pfv < _INT32_MAX:
+        raise RecordRejected(
+            "Payload format version outside of range supported", "payload_format_version"
+        )
+
+    text = decode_payload(payload)
+    ts_capture = float(int(ts_text))
+    return {
+        "source": SOURCE,
+        "record_version": rfv,
+        "classification": classification,
+        "severity": int(severity),
+        "machine_id": machine_id,
+        "ts_capture": ts_capture,
+        "ts_reception": received_at,
+        "arch": arch,
+        "host_type": host_type,
+        "build": build,
+        "kernel_version": kernel,
+        "payload_version": pfv,
+        "system_name": system_name,
+        "board_name": board,
+        "cpu_model": cpu,
+        "bios_version": bios,
+        "event_id": event_id,
+        "external": fields.get(EXTERNAL_KEY) == "true",
+        "tid": tid or "",
+        "payload": text,
+        "attrs": None,
+        "dedup_key": dedup_key(machine_id, event_id, ts_text, classification, payload)
+        if rfv >= 4
+        else None,
+    }
+
+
+def dedup_key(machine_id: str, event_id: str, ts: str, classification: str, body: bytes) -> str:
+    """Return the key shared by byte-identical retransmissions of one record."""
+    h = hashlib.sha256()
+    for part in (machine_id, event_id, ts, classification):
+        h.update(part.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    h.update(body)
+    return h.hexdigest()

@@ -1,0 +1,55 @@
+"""Prometheus metrics of one server, in a registry of its own (no process globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    """Every metric Downlink exports at /metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.received = Counter(
+            "downlink_records_received", "Records received, by source.", ["source"], registry=r
+        )
+        self.accepted = Counter(
+            "downlink_records_accepted",
+            "Records committed to the store, by source.",
+            ["source"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "downlink_records_duplicate",
+            "Retransmitted records answered from the store.",
+            ["source"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "downlink_records_rejected",
+            "Records refused, by source and reason.",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "downlink_writer_batch_records",
+            "Records per group-commit transaction.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "downlink_writer_commit_seconds",
+            "Time to write and commit one batch.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "downlink_writer_queue_records", "Records waiting for the writer.", registry=r
+        )
+        self.writer_errors = Counter(
+            "downlink_writer_errors",
+            "Batches that failed to commit, by error type.",
+            ["error"],
+            registry=r,
+        )

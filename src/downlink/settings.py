@@ -1,0 +1,172 @@
+"""Settings: one typed object, read from the environment, each entry documented.
+
+Every setting is listed in ``SETTINGS`` with its environment variable, default and help
+text; ``docs/settings.md`` is checked against this registry by the test suite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+CLEAR_LINUX_TID = "6907c830-eed9-4ce9-81ae-76daf8d88f0f"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One entry of the settings registry."""
+
+    name: str
+    env: str
+    default: Any
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "database_url",
+        "DATABASE_URL",
+        "sqlite:///downlink.db",
+        "SQLAlchemy URL of the store: a SQLite file (default) or postgresql://…",
+    ),
+    Setting(
+        "telemetry_ids",
+        "DOWNLINK_TELEMETRY_IDS",
+        (CLEAR_LINUX_TID,),
+        "Comma-separated X-Telemetry-TID values the collector accepts; '*' accepts any.",
+    ),
+    Setting(
+        "batch_max",
+        "DOWNLINK_BATCH_MAX",
+        512,
+        "Most records committed in one group-commit transaction.",
+    ),
+    Setting(
+        "batch_wait_ms",
+        "DOWNLINK_BATCH_WAIT_MS",
+        2.0,
+        "How long the writer waits for more records before committing a batch (ms).",
+    ),
+    Setting(
+        "queue_max",
+        "DOWNLINK_QUEUE_MAX",
+        20000,
+        "Records waiting for commit before the collector answers 503 with Retry-After.",
+    ),
+    Setting(
+        "max_body_bytes",
+        "DOWNLINK_MAX_BODY_BYTES",
+        8 * 1024 * 1024,
+        "Largest request body accepted by any ingest endpoint; larger gets 413.",
+    ),
+    Setting(
+        "sqlite_synchronous",
+        "DOWNLINK_SQLITE_SYNCHRONOUS",
+        "FULL",
+        "SQLite PRAGMA synchronous: FULL fsyncs every commit (durable on power loss).",
+    ),
+    Setting(
+        "api_limit_max",
+        "DOWNLINK_API_LIMIT_MAX",
+        10000,
+        "Largest and default `limit` of GET /api/records.",
+    ),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def _parse(setting: Setting, raw: str) -> Any:
+    default = setting.default
+    try:
+        if isinstance(default, bool):
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, tuple):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise SettingsError(f"{setting.env}={raw!r} is not a valid value: {exc}") from exc
+    return raw
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration of one Downlink server."""
+
+    database_url: str = "sqlite:///downlink.db"
+    telemetry_ids: tuple[str, ...] = (CLEAR_LINUX_TID,)
+    batch_max: int = 512
+    batch_wait_ms: float = 2.0
+    queue_max: int = 20000
+    max_body_bytes: int = 8 * 1024 * 1024
+    sqlite_synchronous: str = "FULL"
+    api_limit_max: int = 10000
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.batch_max < 1:
+            raise SettingsError("DOWNLINK_BATCH_MAX must be at least 1")
+        if self.queue_max < self.batch_max:
+            raise SettingsError("DOWNLINK_QUEUE_MAX must be at least DOWNLINK_BATCH_MAX")
+        if self.batch_wait_ms < 0:
+            raise SettingsError("DOWNLINK_BATCH_WAIT_MS must not be negative")
+        if self.sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise SettingsError("DOWNLINK_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
+
+    @property
+    def any_tid(self) -> bool:
+        """True when the collector accepts every telemetry id."""
+        return "*" in self.telemetry_ids or not self.telemetry_ids
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with some values changed."""
+        return dataclasses.replace(self, **changes)
+
+    def public(self) -> dict[str, Any]:
+        """Return the effective values, with the database password hidden."""
+        out: dict[str, Any] = {}
+        for s in SETTINGS:
+            value = getattr(self, s.name)
+            if s.name == "database_url":
+                value = _hide_password(str(value))
+            out[s.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+def _hide_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL is shown as given, minus nothing secret
+        return "<unparseable>"
+
+
+def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from environment variables, then apply explicit overrides."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        if s.env in env and env[s.env] != "":
+            values[s.name] = _parse(s, env[s.env])
+    for key, value in overrides.items():
+        if key not in _BY_NAME:
+            raise SettingsError(f"unknown setting {key!r}")
+        if value is not None:
+            values[key] = value
+    return Settings(**values)

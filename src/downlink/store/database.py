@@ -1,0 +1,96 @@
+"""The Store: engines, migrations and the writer behind one object.
+
+Reads run in a worker thread on a pooled engine (``await store.read(fn, ...)``); writes
+go through the single group-commit :class:`~downlink.store.writer.Writer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from anyio import to_thread
+from sqlalchemy import Engine
+
+from downlink.metrics import Metrics
+from downlink.settings import Settings
+from downlink.store import migrate
+from downlink.store.engine import is_sqlite, make_engine
+from downlink.store.writer import BatchProcessor, Row, Writer
+
+T = TypeVar("T")
+
+
+class Store:
+    """Everything that touches the database for one server process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        processors: Sequence[BatchProcessor] = (),
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.engine: Engine = make_engine(settings)
+        self.write_engine: Engine = make_engine(settings, writer=True)
+        self.writer = Writer(
+            self.write_engine,
+            self.metrics,
+            batch_max=settings.batch_max,
+            batch_wait=settings.batch_wait_ms / 1000.0,
+            queue_max=settings.queue_max,
+            processors=processors,
+        )
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True for the embedded SQLite store."""
+        return is_sqlite(self.settings.database_url)
+
+    def migrate(self) -> None:
+        """Apply pending migrations."""
+        migrate.upgrade(self.engine)
+
+    def start(self, *, run_migrations: bool = True) -> None:
+        """Migrate (by default) and start the writer thread."""
+        if run_migrations:
+            self.migrate()
+        self.writer.start()
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer and release connections."""
+        self.writer.stop()
+        self.write_engine.dispose()
+        self.engine.dispose()
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in a read transaction, synchronously."""
+        with self.engine.connect() as conn:
+            return fn(conn, *args)
+
+    def run_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in its own committed write transaction, synchronously.
+
+        For administrative writes (blacklist edits, purges); records go through
+        :meth:`write` instead.
+        """
+        with self.write_engine.begin() as conn:
+            return fn(conn, *args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in a worker thread and return its result."""
+        return await to_thread.run_sync(self.run, fn, *args)
+
+    async def admin_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in a write transaction in a worker thread."""
+        return await to_thread.run_sync(self.run_write, fn, *args)
+
+    async def write(self, rows: list[Row]) -> list[Row]:
+        """Store records through the group-commit writer."""
+        return await self.writer.write(rows)

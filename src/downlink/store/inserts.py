@@ -1,0 +1,79 @@
+"""Insert a batch of records in one statement, skipping retransmissions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, insert, select
+
+from downlink.store.tables import records
+
+Row = dict[str, Any]
+
+# Columns a row must carry to be inserted; anything else in the dict is ignored.
+RECORD_COLUMNS = tuple(c.name for c in records.columns if c.name != "id")
+_KEY_CHUNK = 500
+
+
+class _Processor(Protocol):
+    def __call__(self, conn: Connection, rows: list[Row]) -> None: ...
+
+
+def _stored_by_key(conn: Connection, keys: list[str]) -> dict[str, Row]:
+    found: dict[str, Row] = {}
+    for start in range(0, len(keys), _KEY_CHUNK):
+        chunk = keys[start : start + _KEY_CHUNK]
+        result = conn.execute(select(records).where(records.c.dedup_key.in_(chunk)))
+        for row in result.mappings():
+            found[row["dedup_key"]] = dict(row)
+    return found
+
+
+def insert_records(
+    conn: Connection, rows: list[Row], processors: Sequence[_Processor] = ()
+) -> list[Row]:
+    """Insert ``rows`` and return each as stored, in the same order.
+
+    Rows whose ``dedup_key`` is already in the table (or earlier in the same batch)
+    are not inserted; the stored row is returned for them with ``duplicate=True``.
+    ``processors`` see only the rows that are really new, before they are inserted,
+    and may fill in columns (a crash's guilty frame) or update rollups.
+    """
+    keys = [r["dedup_key"] for r in rows if r.get("dedup_key")]
+    stored = _stored_by_key(conn, keys) if keys else {}
+    new_index: list[int] = []
+    first_in_batch: dict[str, int] = {}
+    alias: dict[int, int] = {}
+    for i, row in enumerate(rows):
+        key = row.get("dedup_key")
+        if key and key in stored:
+            continue
+        if key and key in first_in_batch:
+            alias[i] = first_in_batch[key]
+            continue
+        if key:
+            first_in_batch[key] = i
+        new_index.append(i)
+
+    fresh = [rows[i] for i in new_index]
+    for process in processors:
+        process(conn, fresh)
+    params = [{c: row.get(c) for c in RECORD_COLUMNS} for row in fresh]
+    ids: list[int] = []
+    if params:
+        stmt = insert(records).returning(records.c.id, sort_by_parameter_order=True)
+        ids = list(conn.execute(stmt, params).scalars())
+
+    out: list[Row | None] = [None] * len(rows)
+    for i, new_id in zip(new_index, ids, strict=True):
+        out[i] = {**rows[i], "id": new_id, "duplicate": False}
+    for i, row in enumerate(rows):
+        key = row.get("dedup_key")
+        if out[i] is not None:
+            continue
+        if i in alias:
+            out[i] = {**(out[alias[i]] or {}), "duplicate": True}
+        elif key and key in stored:
+            out[i] = {**stored[key], "duplicate": True}
+    return [r for r in out if r is not None]

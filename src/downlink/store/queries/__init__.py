@@ -1,0 +1,1 @@
+"""Named queries: one function per question the API and UI ask."""

@@ -1,0 +1,95 @@
+"""SQLAlchemy Core schema shared by every source.
+
+``records`` is the one table every wire protocol stores into. The Clear Linux header
+fields have their own columns (they are what the query API filters on); anything a
+source has beyond them goes into ``attrs`` as JSON. ``source`` says which protocol a
+record came through. Migrations in ``store/migrations`` create exactly this schema.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+guilty = Table(
+    "guilty",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("function", Text, nullable=False),
+    Column("module", Text, nullable=False),
+    Column("comment", Text, nullable=False, server_default=""),
+    Column("hide", Boolean, nullable=False, server_default="0"),
+    UniqueConstraint("function", "module"),
+)
+
+guilty_blacklist = Table(
+    "guilty_blacklist",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("function", Text, nullable=False),
+    Column("module", Text, nullable=False),
+    UniqueConstraint("function", "module"),
+)
+
+records = Table(
+    "records",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(32), nullable=False),
+    Column("record_version", Integer, nullable=False),
+    Column("classification", Text, nullable=False),
+    Column("severity", Integer, nullable=False),
+    Column("machine_id", Text, nullable=False),
+    Column("ts_capture", Double, nullable=False),
+    Column("ts_reception", Double, nullable=False),
+    Column("arch", Text, nullable=False),
+    Column("host_type", Text, nullable=False),
+    Column("build", Text, nullable=False),
+    Column("kernel_version", Text, nullable=False),
+    Column("payload_version", Integer, nullable=False),
+    Column("system_name", Text, nullable=False),
+    Column("board_name", Text, nullable=False),
+    Column("cpu_model", Text, nullable=False),
+    Column("bios_version", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("external", Boolean, nullable=False),
+    Column("tid", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("attrs", JSON, nullable=True),
+    # Retries of the same record (same machine, event id, capture time, class) share
+    # this key, so a client that re-sends after a lost answer creates no duplicate.
+    Column("dedup_key", String(64), nullable=True, unique=True),
+    Column("guilty_id", Id, ForeignKey("guilty.id"), nullable=True),
+    Index(None, "classification", "ts_reception"),
+    Index(None, "ts_reception"),
+    Index(None, "build"),
+    Index(None, "machine_id"),
+    Index(None, "ts_capture"),
+    Index(None, "guilty_id"),
+    Index(None, "source", "id"),
+)

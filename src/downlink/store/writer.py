@@ -1,0 +1,209 @@
+"""The group-commit writer: every record reaches the store through here.
+
+Request handlers call :meth:`Writer.write` and await it. One thread owns a write
+connection; it takes whatever requests are queued (up to ``batch_max`` records, waiting
+at most ``batch_wait`` for more), writes them in one transaction, commits, and only then
+resolves the waiting handlers. A handler therefore answers success only for committed
+records, while one commit (one fsync) serves a whole batch.
+
+When more than ``queue_max`` records are waiting, :meth:`Writer.write` raises
+:class:`QueueFull` at once so the caller can answer 503 rather than grow without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from downlink.metrics import Metrics
+from downlink.store.inserts import insert_records
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+
+class QueueFull(Exception):
+    """Too many records are waiting for the writer."""
+
+
+class StoreUnavailable(Exception):
+    """The database refused the batch (down, locked, out of space)."""
+
+
+class BatchProcessor(Protocol):
+    """A per-record processor run inside the writer's transaction, before the insert."""
+
+    def __call__(self, conn: Connection, rows: list[Row]) -> None: ...
+
+
+@dataclass
+class _Request:
+    rows: list[Row]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[list[Row]]
+
+
+_STOP = object()
+
+
+class Writer:
+    """A single writer thread doing group commits for the whole process."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        metrics: Metrics,
+        *,
+        batch_max: int = 512,
+        batch_wait: float = 0.002,
+        queue_max: int = 20000,
+        processors: Sequence[BatchProcessor] = (),
+        on_commit: Callable[[list[Row]], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.batch_max = batch_max
+        self.batch_wait = batch_wait
+        self.queue_max = queue_max
+        self.processors = list(processors)
+        self.on_commit = on_commit
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._waiting = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def depth(self) -> int:
+        """Records accepted by write() and not yet committed or failed."""
+        return self._waiting
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="downlink-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Commit what is queued, then stop the thread."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+            self._thread = None
+
+    async def write(self, rows: list[Row]) -> list[Row]:
+        """Store ``rows`` and return them as stored (with ``id``), once committed.
+
+        A row whose ``dedup_key`` is already stored is not inserted again; the stored
+        row comes back with ``duplicate`` set to True.
+        """
+        if not rows:
+            return []
+        with self._lock:
+            if self._waiting + len(rows) > self.queue_max:
+                raise QueueFull(f"{self._waiting} records are waiting for the store")
+            self._waiting += len(rows)
+        self.metrics.queue_depth.set(self._waiting)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[Row]] = loop.create_future()
+        self._queue.put(_Request(rows, loop, fut))
+        return await asyncio.shield(fut)
+
+    # -- writer thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch: list[_Request] = [first]
+            count = len(first.rows)
+            deadline = time.monotonic() + self.batch_wait
+            while count < self.batch_max:
+                try:
+                    remaining = deadline - time.monotonic()
+                    item = (
+                        self._queue.get(timeout=remaining)
+                        if remaining > 0
+                        else (self._queue.get_nowait())
+                    )
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+                count += len(item.rows)
+            self._commit(batch)
+        # Drain anything still queued so no caller waits forever.
+        leftovers: list[_Request] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                leftovers.append(item)
+        if leftovers:
+            self._commit(leftovers)
+
+    def _commit(self, batch: list[_Request]) -> None:
+        rows = [row for req in batch for row in req.rows]
+        started = time.perf_counter()
+        try:
+            stored = self._transaction(rows)
+        except Exception as exc:  # noqa: BLE001 - isolate the failing request below
+            if len(batch) > 1 and isinstance(exc, IntegrityError):
+                for req in batch:
+                    self._commit([req])
+                return
+            self.metrics.writer_errors.labels(type(exc).__name__).inc()
+            log.warning("batch of %d records failed: %s", len(rows), exc)
+            error: Exception = exc
+            if isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError):
+                error = StoreUnavailable(str(exc.orig))
+            for req in batch:
+                self._resolve(req, error=error)
+            return
+        self.metrics.batch_size.observe(len(rows))
+        self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        if self.on_commit is not None:
+            self.on_commit(stored)
+        offset = 0
+        for req in batch:
+            self._resolve(req, result=stored[offset : offset + len(req.rows)])
+            offset += len(req.rows)
+
+    def _transaction(self, rows: list[Row]) -> list[Row]:
+        with self.engine.begin() as conn:
+            return insert_records(conn, rows, self.processors)
+
+    def _resolve(
+        self, req: _Request, *, result: list[Row] | None = None, error: Exception | None = None
+    ) -> None:
+        with self._lock:
+            self._waiting -= len(req.rows)
+        self.metrics.queue_depth.set(self._waiting)
+
+        def settle() -> None:
+            if req.future.done():
+                return
+            if error is not None:
+                req.future.set_exception(error)
+            else:
+                req.future.set_result(result or [])
+
+        try:
+            req.loop.call_soon_threadsafe(settle)
+        except RuntimeError:  # the caller's loop is closed: nobody is waiting any more
+            pass

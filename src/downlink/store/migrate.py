@@ -21,8 +21,12 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database up to ``revision`` (default: the newest)."""
+def upgrade(engine: Engine, revision: str = "heads") -> None:
+    """Bring the database up to ``revision`` (default: every head).
+
+    Each source plug-in may add its own branch of migrations off ``0001``; upgrading
+    to ``heads`` applies all of them.
+    """
     cfg = alembic_config(engine)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
@@ -34,9 +38,8 @@ def pending(engine: Engine) -> list[str]:
     script = ScriptDirectory.from_config(alembic_config(engine))
     with engine.connect() as conn:
         current = set(MigrationContext.configure(conn).get_current_heads())
-    todo = []
-    for rev in script.walk_revisions():
-        if rev.revision in current:
-            break
-        todo.append(rev.revision)
-    return list(reversed(todo)) if current or todo else []
+    applied: set[str] = set()
+    for head in current:
+        applied.update(r.revision for r in script.iterate_revisions(head, "base"))
+    todo = [r.revision for r in script.walk_revisions() if r.revision not in applied]
+    return list(reversed(todo))

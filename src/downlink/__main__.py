@@ -1,0 +1,5 @@
+"""``python -m downlink`` runs the CLI."""
+
+from downlink.cli.main import main
+
+main()

@@ -1,0 +1,71 @@
+"""Run ``downlink serve`` as a real subprocess on a free port, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from downlink.testing.postgres import free_port
+
+
+class LiveServer:
+    """A server process; ``url`` is its base address."""
+
+    def __init__(self, database_url: str, *, workers: int = 1,
+                 env: Mapping[str, str] | None = None, log: Path | None = None) -> None:
+        self.database_url = database_url
+        self.workers = workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(env or {})
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> LiveServer:
+        """Start the server and wait until /-/health answers."""
+        env = {**os.environ, **self.env, "DATABASE_URL": self.database_url}
+        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "downlink", "serve", "--port", str(self.port),
+             "--workers", str(self.workers), "--log-level", "warning"],
+            env=env, stdout=out, stderr=out, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}")
+            try:
+                if httpx.get(self.url + "/-/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("server did not answer /-/health in time")
+
+    def kill(self) -> None:
+        """SIGKILL the server and all its workers, as a crash would."""
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+            self.proc = None
+
+    def stop(self) -> None:
+        """Stop the server gracefully (SIGTERM), or kill it after 15 s."""
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(15)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                self.kill()
+            self.proc = None

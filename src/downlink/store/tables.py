@@ -93,3 +93,64 @@ records = Table(
     Index(None, "guilty_id"),
     Index(None, "source", "id"),
 )
+
+# -- dashboard rollups (maintained at ingest by downlink.pipeline.rollups) -------------
+# ``day`` is the UTC day of reception, as whole days since 1970-01-01.
+
+rollup_daily = Table(
+    "rollup_daily",
+    metadata,
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("source", String(32), primary_key=True),
+    Column("classification", Text, primary_key=True),
+    Column("build", Text, primary_key=True),
+    Column("host_type", Text, primary_key=True),
+    Column("severity", Integer, primary_key=True, autoincrement=False),
+    Column("count", BigInteger, nullable=False),
+)
+
+rollup_machines = Table(
+    "rollup_machines",
+    metadata,
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("build", Text, primary_key=True),
+    Column("machine_id", Text, primary_key=True),
+)
+
+rollup_population = Table(
+    "rollup_population",
+    metadata,
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("build", Text, primary_key=True),
+    Column("machines", BigInteger, nullable=False),
+)
+
+rollup_guilty = Table(
+    "rollup_guilty",
+    metadata,
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("guilty_id", Id, primary_key=True, autoincrement=False),
+    Column("build", Text, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("first_seen", Double, nullable=False),
+    Column("last_seen", Double, nullable=False),
+)
+
+rollup_guilty_machines = Table(
+    "rollup_guilty_machines",
+    metadata,
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("guilty_id", Id, primary_key=True, autoincrement=False),
+    Column("machine_id", Text, primary_key=True),
+)
+
+rollup_mce = Table(
+    "rollup_mce",
+    metadata,
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("classification", Text, primary_key=True),
+    Column("build", Text, primary_key=True),
+    Column("machine_id", Text, primary_key=True),
+    Column("status", Text, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)

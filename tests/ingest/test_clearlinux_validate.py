@@ -96,9 +96,17 @@ def test_first_failure_wins_in_reference_order() -> None:
 
 
 def test_accepted_edge_values() -> None:
-    row = check({"classification": "//", "machine_id": "", "creation_timestamp": "0",
-                 "kernel_version": "6.18.44-fc-v657", "severity": "01",
-                 "payload_format_version": "-3", "cpu_model": "Intel(R)"})
+    row = check(
+        {
+            "classification": "//",
+            "machine_id": "",
+            "creation_timestamp": "0",
+            "kernel_version": "6.18.44-fc-v657",
+            "severity": "01",
+            "payload_format_version": "-3",
+            "cpu_model": "Intel(R)",
+        }
+    )
     assert row["classification"] == "//" and row["machine_id"] == "" and row["severity"] == 1
     assert row["payload_version"] == -3
 
@@ -117,9 +125,7 @@ def test_rfv1_without_system_name_is_a_400_not_a_crash() -> None:
 
 
 def test_leading_zero_rfv_is_checked_like_its_number() -> None:
-    assert rejected({"record_format_version": "04", "event_id": None}).endswith(
-        "Event-Id missing"
-    )
+    assert rejected({"record_format_version": "04", "event_id": None}).endswith("Event-Id missing")
 
 
 def test_header_names_match_case_insensitively_with_dash_or_underscore() -> None:
@@ -156,8 +162,10 @@ def test_json_record_shape_errors(body: bytes) -> None:
         fields_from_json(body)
 
 
-@given(st.dictionaries(st.sampled_from(list(v2_headers())), st.text(max_size=40)),
-       st.binary(max_size=200))
+@given(
+    st.dictionaries(st.sampled_from(list(v2_headers())), st.text(max_size=40)),
+    st.binary(max_size=200),
+)
 def test_validate_never_raises_anything_but_rejection(
     overrides: dict[str, str], payload: bytes
 ) -> None:

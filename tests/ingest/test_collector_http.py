@@ -93,9 +93,14 @@ def test_rejections_are_400_with_message(client: TestClient) -> None:
     r = client.post("/v2/collector", headers=v2_headers({"severity": "7"}), content=b"x")
     assert r.status_code == 400
     assert r.json() == {"message": "severity value is out of range"}
-    r = client.post("/v3/collector", headers={"Content-Type": "application/json",
-                                              "X-Telemetry-TID": v2_headers()["X-Telemetry-TID"]},
-                    content=b"{broken")
+    r = client.post(
+        "/v3/collector",
+        headers={
+            "Content-Type": "application/json",
+            "X-Telemetry-TID": v2_headers()["X-Telemetry-TID"],
+        },
+        content=b"{broken",
+    )
     assert r.status_code == 400 and "JSON" in r.json()["message"]
     r = client.post("/", headers=v2_headers(), content=b"nul\x00byte")
     assert r.status_code == 400 and "NUL" in r.json()["message"]
@@ -141,8 +146,9 @@ def test_cli_send(live: LiveServer, wire: str) -> None:
 
     from downlink.cli.main import cli
 
-    result = CliRunner().invoke(cli, ["send", "--url", live.url + "/v2/collector",
-                                      "--format", wire, "--payload", "ping"])
+    result = CliRunner().invoke(
+        cli, ["send", "--url", live.url + "/v2/collector", "--format", wire, "--payload", "ping"]
+    )
     assert result.exit_code == 0, result.output
     assert result.output.startswith("201 ")
     assert httpx.get(live.url + "/api/records").json()["records"][0]["payload"] == "ping"

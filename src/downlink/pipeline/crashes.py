@@ -1,0 +1,124 @@
+"""Crash grouping: give every backtrace record its guilty frame, at ingest and on demand.
+
+:class:`GuiltyProcessor` runs inside the writer's transaction, so a crash record is
+committed together with its ``guilty_id``. When the "never guilty" list changes,
+:func:`recompute_guilty` regroups the stored crashes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from downlink.pipeline.backtrace import BACKTRACE_CLASSES, find_guilty
+from downlink.store.tables import guilty, guilty_blacklist, records
+
+Row = dict[str, Any]
+_CLASSES = frozenset(BACKTRACE_CLASSES)
+
+
+def load_blacklist(conn: Connection) -> set[tuple[str, str]]:
+    """Return the (function, module) pairs that are never guilty."""
+    rows = conn.execute(select(guilty_blacklist.c.function, guilty_blacklist.c.module))
+    return {(f, m) for f, m in rows}
+
+
+def _blacklist_version(conn: Connection) -> tuple[int, int]:
+    count, top = conn.execute(
+        select(func.count(), func.coalesce(func.max(guilty_blacklist.c.id), 0))
+    ).one()
+    return int(count), int(top)
+
+
+def guilty_id(conn: Connection, function: str, module: str) -> int:
+    """Return the id of a guilty frame, creating the row when it is new."""
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(
+        insert(guilty)
+        .values(function=function, module=module)
+        .on_conflict_do_nothing(index_elements=["function", "module"])
+    )
+    found = conn.execute(
+        select(guilty.c.id).where(guilty.c.function == function, guilty.c.module == module)
+    ).scalar_one()
+    return int(found)
+
+
+class GuiltyProcessor:
+    """Writer processor: sets ``guilty_id`` on new backtrace records."""
+
+    def __init__(self) -> None:
+        self._blacklist: set[tuple[str, str]] = set()
+        self._version: tuple[int, int] | None = None
+        self._ids: dict[tuple[str, str], int] = {}
+
+    def __call__(self, conn: Connection, rows: list[Row]) -> None:
+        crashes = [r for r in rows if r.get("classification") in _CLASSES]
+        if not crashes:
+            return
+        version = _blacklist_version(conn)
+        if version != self._version:
+            self._blacklist = load_blacklist(conn)
+            self._version = version
+        for row in crashes:
+            found = find_guilty(row.get("payload") or "", self._blacklist)
+            if found is None:
+                continue
+            cached = self._ids.get(found)
+            if cached is None:
+                cached = self._ids[found] = guilty_id(conn, *found)
+            row["guilty_id"] = cached
+
+
+def recompute_guilty(conn: Connection, chunk: int = 1000) -> int:
+    """Regroup every stored backtrace record; return how many changed group."""
+    blacklist = load_blacklist(conn)
+    ids: dict[tuple[str, str], int] = {}
+    changed = 0
+    last = 0
+    while True:
+        rows = conn.execute(
+            select(records.c.id, records.c.payload, records.c.guilty_id)
+            .where(records.c.classification.in_(BACKTRACE_CLASSES), records.c.id > last)
+            .order_by(records.c.id)
+            .limit(chunk)
+        ).all()
+        if not rows:
+            return changed
+        for rid, payload, current in rows:
+            found = find_guilty(payload or "", blacklist)
+            new: int | None = None
+            if found is not None:
+                new = ids.get(found)
+                if new is None:
+                    new = ids[found] = guilty_id(conn, *found)
+            if new != current:
+                conn.execute(update(records).where(records.c.id == rid).values(guilty_id=new))
+                changed += 1
+        last = rows[-1][0]
+
+
+def add_to_blacklist(conn: Connection, pairs: Iterable[tuple[str, str]]) -> int:
+    """Mark frames as never guilty; return how many were new."""
+    existing = load_blacklist(conn)
+    new = [{"function": f, "module": m} for f, m in dict.fromkeys(pairs) if (f, m) not in existing]
+    if new:
+        conn.execute(guilty_blacklist.insert(), new)
+    return len(new)
+
+
+def remove_from_blacklist(conn: Connection, pairs: Iterable[tuple[str, str]]) -> int:
+    """Let frames be guilty again; return how many entries were removed."""
+    removed = 0
+    for function, module in pairs:
+        result = conn.execute(
+            guilty_blacklist.delete().where(
+                guilty_blacklist.c.function == function, guilty_blacklist.c.module == module
+            )
+        )
+        removed += result.rowcount or 0
+    return removed

@@ -6,6 +6,7 @@ import click
 
 from downlink import __version__
 from downlink.cli import migrate, send, serve, transfer
+from downlink.cli.settings import settings_cmd
 
 
 @click.group()
@@ -19,6 +20,7 @@ cli.add_command(migrate.migrate)
 cli.add_command(send.send)
 cli.add_command(transfer.export_cmd)
 cli.add_command(transfer.import_cmd)
+cli.add_command(settings_cmd)
 
 
 def main() -> None:

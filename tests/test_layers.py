@@ -1,0 +1,42 @@
+"""Imports point one way along the data path: ingest -> pipeline -> store -> api/web -> cli."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "downlink"
+
+# For each layer, the layers it must never import.
+FORBIDDEN = {
+    "store": {"ingest", "pipeline", "api", "web", "cli", "app"},
+    "pipeline": {"ingest", "api", "web", "cli", "app"},
+    "ingest": {"api", "web", "cli", "app"},
+    "api": {"web", "cli", "app"},
+    "web": {"cli", "app"},
+    "archive": {"ingest", "api", "web", "cli", "app"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("downlink"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("downlink"))
+    return found
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_layer_imports_point_one_way(layer: str) -> None:
+    bad = []
+    for path in sorted((PACKAGE / layer).rglob("*.py")):
+        for module in _imports(path):
+            parts = module.split(".")
+            if len(parts) > 1 and parts[1] in FORBIDDEN[layer]:
+                bad.append(f"{path.relative_to(PACKAGE)} imports {module}")
+    assert not bad, "\n".join(bad)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -78,7 +78,7 @@ def _when(value: str | None, name: str) -> float | None:
 
 
 def parse_filter(
-    params: dict[str, str | None], limit_max: int, now: float | None = None
+    params: Mapping[str, str | None], limit_max: int, now: float | None = None
 ) -> tuple[RecordFilter, int]:
     """Validate query parameters into a filter and a limit, raising BadRequest."""
     now = time.time() if now is None else now

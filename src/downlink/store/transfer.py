@@ -90,6 +90,6 @@ def import_row(doc: Any) -> Row:
     row["external"] = bool(doc.get("external", False))
     row["tid"] = str(doc.get("tid") or "")
     row["attrs"] = doc.get("attrs")
-    key = doc.get("dedup_key")
-    row["dedup_key"] = key if isinstance(key, str) and 0 < len(key) <= 64 else None
+    dedup = doc.get("dedup_key")
+    row["dedup_key"] = dedup if isinstance(dedup, str) and 0 < len(dedup) <= 64 else None
     return row

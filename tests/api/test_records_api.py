@@ -118,3 +118,5 @@ def test_openapi_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     assert "/api/records" in spec["paths"]
+    for path in ("/v2/collector", "/v3/collector", "/"):
+        assert "application/json" in spec["paths"][path]["post"]["requestBody"]["content"]

@@ -18,6 +18,7 @@ from starlette.routing import Route
 from downlink.ingest.body import BodyTooLarge, read_body
 from downlink.ingest.clearlinux import (
     EXTERNAL_KEY,
+    FIELD_KEYS,
     SOURCE,
     TID_KEY,
     RecordRejected,
@@ -86,3 +87,48 @@ async def collect(request: Request) -> Response:
 
 
 routes = [Route(path, collect, methods=["POST", "GET", "HEAD"]) for path in PATHS]
+
+
+def _openapi_operation(path: str) -> dict[str, object]:
+    record = {
+        "type": "object",
+        "description": "The 15 record fields as strings, plus `payload` (client 2.4.x).",
+        "properties": {
+            **{key: {"type": "string"} for key in FIELD_KEYS},
+            "payload": {"type": "string"},
+        },
+    }
+    answer = {"application/json": {"schema": {"type": "object"}}}
+    message = {
+        "application/json": {
+            "schema": {"type": "object", "properties": {"message": {"type": "string"}}}
+        }
+    }
+    return {
+        "post": {
+            "tags": ["collector"],
+            "summary": f"Store one Clear Linux telemetry record ({path})",
+            "description": "Fields in headers (client 2.3.x) or one JSON object (2.4.x); "
+            "see docs/collector.md. Answers only after the record is committed.",
+            "parameters": [
+                {"name": "X-Telemetry-TID", "in": "header", "schema": {"type": "string"}}
+            ],
+            "requestBody": {
+                "content": {
+                    "application/text": {"schema": {"type": "string"}},
+                    "application/json": {"schema": record},
+                }
+            },
+            "responses": {
+                "201": {"description": "Stored (or already stored)", "content": answer},
+                "400": {"description": "A field breaks a rule", "content": message},
+                "413": {"description": "Body too large", "content": message},
+                "503": {"description": "Busy or store unavailable", "content": message},
+            },
+        }
+    }
+
+
+def openapi_paths() -> dict[str, dict[str, object]]:
+    """Describe the collector endpoints for the OpenAPI document."""
+    return {path: _openapi_operation(path) for path in PATHS}

@@ -1,0 +1,192 @@
+"""Retention: delete expired substrate records, never audit ones, in bounded batches.
+
+A record expires ``DOWNLINK_SUBSTRATE_RETENTION_HOURS`` after the server received it
+(``ts_reception``, the server's clock; the reference purged on the node's clock, so a
+node with a wrong clock lost its data at once or kept it forever). Records that came in
+on ``/audit`` carry ``attrs.audit = true`` and are never purged.
+
+Each batch is its own short write transaction of at most ``DOWNLINK_PURGE_BATCH`` rows,
+so on SQLite the group-commit writer waits for at most one small batch, and on
+PostgreSQL it does not wait at all. Records have no foreign key to
+``node_connections``: deleting records or closed connections cannot make a pending
+insert fail (see :mod:`downlink.store.node_connections`).
+
+:class:`Maintenance` is the background task of a server: it refreshes the database
+size gauge and runs the purge every ``DOWNLINK_PURGE_INTERVAL_S``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Connection, and_, delete, false, func, select, text
+
+from downlink.store.tables import node_connections, records
+
+log = logging.getLogger(__name__)
+
+SOURCE = "substrate"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    """What one purge removed (or, for a dry run, would remove)."""
+
+    records: int
+    connections: int
+    dry_run: bool = False
+
+
+def cutoff_for(hours: float, now: float | None = None) -> float:
+    """Return the reception time before which records are expired."""
+    return (time.time() if now is None else now) - hours * 3600.0
+
+
+def _expired(cutoff: float) -> ColumnElement[bool]:
+    audit = func.coalesce(records.c.attrs["audit"].as_boolean(), false())
+    return and_(records.c.source == SOURCE, records.c.ts_reception < cutoff, audit == false())
+
+
+def _stale_connections(cutoff: float) -> ColumnElement[bool]:
+    return and_(node_connections.c.audit == false(), node_connections.c.last_seen < cutoff)
+
+
+def count_expired(conn: Connection, cutoff: float) -> tuple[int, int]:
+    """Return how many records and connection rows a purge at ``cutoff`` would delete."""
+    n_records = conn.execute(select(func.count()).where(_expired(cutoff))).scalar_one()
+    n_conns = conn.execute(
+        select(func.count()).select_from(node_connections).where(_stale_connections(cutoff))
+    ).scalar_one()
+    return int(n_records), int(n_conns)
+
+
+def purge_records_batch(conn: Connection, cutoff: float, limit: int) -> int:
+    """Delete up to ``limit`` expired records (oldest ids first); return how many."""
+    ids = select(records.c.id).where(_expired(cutoff)).order_by(records.c.id).limit(limit)
+    result = conn.execute(delete(records).where(records.c.id.in_(ids.scalar_subquery())))
+    return int(result.rowcount or 0)
+
+
+def purge_connections(conn: Connection, cutoff: float) -> int:
+    """Delete non-audit connection rows not seen since ``cutoff``; return how many.
+
+    A connection that is still open but silent for the whole retention period loses its
+    row too; its next batch recreates it (the writer upserts), without the identity it
+    announced earlier. With the default idle timeout such a connection is long closed.
+    """
+    result = conn.execute(delete(node_connections).where(_stale_connections(cutoff)))
+    return int(result.rowcount or 0)
+
+
+def purge(
+    run_write: Callable[..., Any],
+    cutoff: float,
+    batch: int,
+    *,
+    dry_run: bool = False,
+    count: Callable[..., Any] | None = None,
+) -> PurgeResult:
+    """Purge synchronously with ``run_write(fn, *args)`` (one transaction per batch)."""
+    if dry_run:
+        n_records, n_conns = (count or run_write)(count_expired, cutoff)
+        return PurgeResult(n_records, n_conns, dry_run=True)
+    total = 0
+    while True:
+        done = int(run_write(purge_records_batch, cutoff, batch))
+        total += done
+        if done < batch:
+            break
+    return PurgeResult(total, int(run_write(purge_connections, cutoff)))
+
+
+async def purge_async(
+    admin_write: Callable[..., Any], cutoff: float, batch: int, *, pause: float = 0.0
+) -> PurgeResult:
+    """Purge in batches with ``await admin_write(fn, *args)``, yielding between batches."""
+    total = 0
+    while True:
+        done = int(await admin_write(purge_records_batch, cutoff, batch))
+        total += done
+        if done < batch:
+            break
+        await asyncio.sleep(pause)
+    return PurgeResult(total, int(await admin_write(purge_connections, cutoff)))
+
+
+def database_bytes(conn: Connection) -> int:
+    """Return the size of the database: SQLite pages in use, or PostgreSQL's total."""
+    if conn.dialect.name == "sqlite":
+        pages = conn.execute(text("PRAGMA page_count")).scalar_one()
+        size = conn.execute(text("PRAGMA page_size")).scalar_one()
+        return int(pages) * int(size)
+    return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
+
+
+class Maintenance:
+    """Background task: database size gauge and the periodic retention purge."""
+
+    SIZE_EVERY = 30.0
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the task on the running event loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Cancel the task and wait for it (a purge batch in flight still commits)."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def run_purge(self) -> PurgeResult:
+        """Run one purge with the configured retention, updating the metrics."""
+        settings = self.store.settings
+        metrics = self.store.metrics
+        try:
+            result = await purge_async(
+                self.store.admin_write,
+                cutoff_for(settings.substrate_retention_hours),
+                settings.purge_batch,
+            )
+        except Exception:
+            metrics.purge_runs.labels("error").inc()
+            raise
+        metrics.purged.labels(SOURCE).inc(result.records)
+        metrics.purge_runs.labels("ok").inc()
+        return result
+
+    async def _refresh_size(self) -> None:
+        self.store.metrics.db_bytes.set(await self.store.read(database_bytes))
+
+    async def _run(self) -> None:
+        interval = float(self.store.settings.purge_interval_s)
+        tick = min(self.SIZE_EVERY, interval) if interval > 0 else self.SIZE_EVERY
+        loop = asyncio.get_running_loop()
+        next_purge = loop.time() + interval
+        while True:
+            try:
+                await self._refresh_size()
+                if interval > 0 and loop.time() >= next_purge:
+                    next_purge = loop.time() + interval
+                    result = await self.run_purge()
+                    if result.records:
+                        log.info("purged %d expired substrate records", result.records)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - maintenance retries on the next tick
+                log.warning("maintenance failed: %s", exc)
+            await asyncio.sleep(tick)

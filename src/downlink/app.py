@@ -14,6 +14,7 @@ from downlink.ingest import collector
 from downlink.metrics import Metrics
 from downlink.settings import Settings, from_env
 from downlink.store.database import Store
+from downlink.web import routes as web_routes
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(records.router)
     app.include_router(meta.router)
     app.router.routes.extend(collector.routes)
+    web_routes.install(app, settings)
     return app
 
 

@@ -78,6 +78,12 @@ SETTINGS: tuple[Setting, ...] = (
         10000,
         "Largest and default `limit` of GET /api/records.",
     ),
+    Setting(
+        "web_plugins",
+        "DOWNLINK_WEB_PLUGINS",
+        ("downlink.web.example_plugin",),
+        "Comma-separated modules of web plug-in views (see docs/web.md); 'none' for none.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -116,6 +122,7 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     sqlite_synchronous: str = "FULL"
     api_limit_max: int = 10000
+    web_plugins: tuple[str, ...] = ("downlink.web.example_plugin",)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from downlink.pipeline.crashes import GuiltyProcessor
+from downlink.pipeline.rollups import update_rollups
 from downlink.store.writer import BatchProcessor
 
 
 def default_processors() -> list[BatchProcessor]:
     """Return fresh instances of the standard per-record processors."""
-    return [GuiltyProcessor()]
+    # Rollups come after the crash processor: they count records by guilty_id.
+    return [GuiltyProcessor(), update_rollups]

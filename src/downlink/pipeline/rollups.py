@@ -94,7 +94,7 @@ def _insert_absent(
     if not rows:
         return []
     keys = _keys(table)
-    params = [dict(zip(keys, k, strict=True)) for k in sorted(rows)]  # type: ignore[type-var]
+    params = [dict(zip(keys, k, strict=True)) for k in sorted(rows)]
     stmt = (
         _insert(conn, table)
         .on_conflict_do_nothing(index_elements=keys)
@@ -108,8 +108,14 @@ def _guilty_upsert(conn: Connection, seen: dict[tuple[int, int, str], list[float
         return
     t = rollup_guilty
     params = [
-        {"day": d, "guilty_id": g, "build": b, "count": int(v[0]), "first_seen": v[1],
-         "last_seen": v[2]}
+        {
+            "day": d,
+            "guilty_id": g,
+            "build": b,
+            "count": int(v[0]),
+            "first_seen": v[1],
+            "last_seen": v[2],
+        }
         for (d, g, b), v in sorted(seen.items())
     ]
     stmt = _insert(conn, t)
@@ -118,10 +124,10 @@ def _guilty_upsert(conn: Connection, seen: dict[tuple[int, int, str], list[float
         index_elements=_keys(t),
         set_={
             "count": t.c.count + ex.count,
-            "first_seen": case((t.c.first_seen <= ex.first_seen, t.c.first_seen),
-                               else_=ex.first_seen),
-            "last_seen": case((t.c.last_seen >= ex.last_seen, t.c.last_seen),
-                              else_=ex.last_seen),
+            "first_seen": case(
+                (t.c.first_seen <= ex.first_seen, t.c.first_seen), else_=ex.first_seen
+            ),
+            "last_seen": case((t.c.last_seen >= ex.last_seen, t.c.last_seen), else_=ex.last_seen),
         },
     )
     conn.execute(stmt, params)
@@ -171,8 +177,15 @@ def update_rollups(conn: Connection, rows: list[Row]) -> None:
 
 
 _NEEDED: Sequence[str] = (
-    "source", "classification", "severity", "machine_id", "ts_reception", "build",
-    "host_type", "payload", "guilty_id",
+    "source",
+    "classification",
+    "severity",
+    "machine_id",
+    "ts_reception",
+    "build",
+    "host_type",
+    "payload",
+    "guilty_id",
 )
 
 
@@ -188,8 +201,19 @@ def _chunks(conn: Connection, *conditions: Any) -> Iterable[list[Row]]:
         last = rows[-1]["id"]
 
 
+def _lock(conn: Connection, tables: Sequence[Table]) -> None:
+    # PostgreSQL: block the writer's rollup upserts until the rebuild commits. A batch
+    # that was mid-transaction is waited for (its records are then visible to the
+    # rebuild); a later one adds its counts after the rebuild. SQLite already has one
+    # writer at a time.
+    if conn.dialect.name == "postgresql":
+        names = ", ".join(t.name for t in tables)
+        conn.exec_driver_sql(f"LOCK TABLE {names} IN EXCLUSIVE MODE")
+
+
 def rebuild_rollups(conn: Connection) -> None:
     """Recompute every rollup table from ``records`` (after a migration or a purge)."""
+    _lock(conn, ROLLUP_TABLES)
     for table in ROLLUP_TABLES:
         conn.execute(delete(table))
     for rows in _chunks(conn):
@@ -198,6 +222,7 @@ def rebuild_rollups(conn: Connection) -> None:
 
 def rebuild_guilty_rollups(conn: Connection) -> None:
     """Recompute the crash rollups after ``records.guilty_id`` changed."""
+    _lock(conn, (rollup_guilty, rollup_guilty_machines))
     conn.execute(delete(rollup_guilty))
     conn.execute(delete(rollup_guilty_machines))
     for rows in _chunks(conn, records.c.guilty_id.is_not(None)):

@@ -1,0 +1,134 @@
+"""Crash groups ("guilties"): top of a period, details, backtraces and the blacklist."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from downlink.store.queries.period import Period, build_sort_key
+from downlink.store.tables import (
+    guilty,
+    guilty_blacklist,
+    records,
+    rollup_guilty,
+    rollup_guilty_machines,
+)
+
+Row = dict[str, Any]
+
+
+def top_guilties(
+    conn: Connection, period: Period, build: str | None = None, limit: int = 50
+) -> list[Row]:
+    """Return the most frequent visible crash groups of the period, with their spread.
+
+    Each item: guilty id, function, module, comment, total, machines, builds (count of
+    distinct builds), first_seen, last_seen and per_build ``{build: count}``.
+    """
+    r = rollup_guilty
+    total = func.sum(r.c.count)
+    stmt = (
+        select(
+            r.c.guilty_id,
+            guilty.c.function,
+            guilty.c.module,
+            guilty.c.comment,
+            total.label("total"),
+            func.count(func.distinct(r.c.build)).label("builds"),
+            func.min(r.c.first_seen).label("first_seen"),
+            func.max(r.c.last_seen).label("last_seen"),
+        )
+        .join(guilty, guilty.c.id == r.c.guilty_id)
+        .where(guilty.c.hide.is_(False))
+        .group_by(r.c.guilty_id, guilty.c.function, guilty.c.module, guilty.c.comment)
+        .order_by(total.desc(), r.c.guilty_id)
+        .limit(limit)
+    )
+    stmt = period.where(stmt, r)
+    if build is not None:
+        stmt = stmt.where(r.c.build == build)
+    items = [dict(row) for row in conn.execute(stmt).mappings()]
+    if not items:
+        return []
+    ids = [int(i["guilty_id"]) for i in items]
+    per_build: dict[int, dict[str, int]] = {i: {} for i in ids}
+    pb = period.where(
+        select(r.c.guilty_id, r.c.build, func.sum(r.c.count))
+        .where(r.c.guilty_id.in_(ids))
+        .group_by(r.c.guilty_id, r.c.build),
+        r,
+    )
+    if build is not None:
+        pb = pb.where(r.c.build == build)
+    for gid, b, n in conn.execute(pb):
+        per_build[int(gid)][str(b)] = int(n)
+    m = rollup_guilty_machines
+    machines: dict[Any, Any] = dict(
+        conn.execute(
+            period.where(
+                select(m.c.guilty_id, func.count(func.distinct(m.c.machine_id)))
+                .where(m.c.guilty_id.in_(ids))
+                .group_by(m.c.guilty_id),
+                m,
+            )
+        ).all()
+    )
+    for item in items:
+        gid = int(item["guilty_id"])
+        item["guilty_id"] = gid
+        item["total"] = int(item["total"])
+        item["builds"] = int(item["builds"])
+        item["machines"] = int(machines.get(gid, 0))
+        item["per_build"] = dict(
+            sorted(per_build[gid].items(), key=lambda kv: build_sort_key(kv[0]))
+        )
+    return items
+
+
+def get_guilty(conn: Connection, guilty_id: int) -> Row | None:
+    """Return one crash group, or None."""
+    row = conn.execute(select(guilty).where(guilty.c.id == guilty_id)).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def guilty_machines(conn: Connection, guilty_id: int, period: Period) -> list[Row]:
+    """Return (build, machine_id, records) of one group in the period, newest build first."""
+    r = records
+    n = func.count()
+    stmt = (
+        select(r.c.build, r.c.machine_id, n.label("records"))
+        .where(r.c.guilty_id == guilty_id)
+        .where(r.c.ts_reception >= period.first * 86400.0)
+        .where(r.c.ts_reception < (period.last + 1) * 86400.0)
+        .group_by(r.c.build, r.c.machine_id)
+    )
+    rows = [dict(x) for x in conn.execute(stmt).mappings()]
+    rows.sort(key=lambda x: (build_sort_key(x["build"]), -x["records"]))
+    rows.reverse()
+    return rows
+
+
+def guilty_records(
+    conn: Connection,
+    guilty_id: int,
+    *,
+    machine_id: str | None = None,
+    build: str | None = None,
+    limit: int = 50,
+) -> list[Row]:
+    """Return the newest records of one crash group (optionally one machine/build)."""
+    stmt = select(records).where(records.c.guilty_id == guilty_id)
+    if machine_id is not None:
+        stmt = stmt.where(records.c.machine_id == machine_id)
+    if build is not None:
+        stmt = stmt.where(records.c.build == build)
+    stmt = stmt.order_by(records.c.id.desc()).limit(limit)
+    return [dict(x) for x in conn.execute(stmt).mappings()]
+
+
+def blacklist(conn: Connection) -> list[Row]:
+    """Return every "never guilty" frame, by function then module."""
+    t = guilty_blacklist
+    stmt = select(t).order_by(t.c.function, t.c.module)
+    return [dict(x) for x in conn.execute(stmt).mappings()]

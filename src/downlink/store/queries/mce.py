@@ -1,0 +1,89 @@
+"""Machine-check and thermal events, from the MCE and daily rollups.
+
+Classes follow the patched mcelog that Clear Linux ships: ``org.clearlinux/mce/``
+``corrected``, ``SRAO``, ``SRAR``, ``UCNA`` and ``thermal``. Weeks start on Monday and
+are labelled by the ISO date of that Monday.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from downlink.store.queries.period import Period, build_sort_key, day_date
+from downlink.store.tables import rollup_daily, rollup_mce
+
+MCE_CLASSES = tuple(f"org.clearlinux/mce/{name}" for name in ("corrected", "SRAO", "SRAR", "UCNA"))
+THERMAL_CLASS = "org.clearlinux/mce/thermal"
+
+
+def week_of(day: int) -> int:
+    """Return the day number of the Monday starting the week of ``day``."""
+    return day - day_date(day).weekday()
+
+
+def _week_labels(period: Period) -> list[int]:
+    return list(range(week_of(period.first), period.last + 1, 7))
+
+
+def mce_summary(
+    conn: Connection, period: Period, build: str | None = None, top: int = 20
+) -> dict[str, Any]:
+    """Return weekly counts per class, counts by class, build and status, top machines."""
+    t = rollup_mce
+    base = period.where(
+        select(t.c.day, t.c.classification, t.c.build, t.c.machine_id, t.c.status, t.c.count), t
+    )
+    base = base.where(t.c.classification.in_(MCE_CLASSES))
+    if build is not None:
+        base = base.where(t.c.build == build)
+    sub = base.subquery()
+    weeks = _week_labels(period)
+    weekly: dict[str, list[int]] = {c: [0] * len(weeks) for c in MCE_CLASSES}
+    for day, cls, n in conn.execute(
+        select(sub.c.day, sub.c.classification, func.sum(sub.c.count)).group_by(
+            sub.c.day, sub.c.classification
+        )
+    ):
+        weekly[str(cls)][(week_of(int(day)) - weeks[0]) // 7] += int(n)
+
+    def grouped(column: Any) -> list[tuple[str, int]]:
+        total = func.sum(sub.c.count)
+        stmt = select(column, total).group_by(column).order_by(total.desc(), column)
+        return [(str(k), int(n)) for k, n in conn.execute(stmt)]
+
+    by_build = sorted(grouped(sub.c.build), key=lambda kv: build_sort_key(kv[0]))
+    total = func.sum(sub.c.count)
+    machines = conn.execute(
+        select(sub.c.machine_id, total, func.count(func.distinct(sub.c.build)))
+        .group_by(sub.c.machine_id)
+        .order_by(total.desc(), sub.c.machine_id)
+        .limit(top)
+    ).all()
+    return {
+        "weeks": [day_date(w).isoformat() for w in weeks],
+        "weekly": weekly,
+        "by_class": grouped(sub.c.classification),
+        "by_build": by_build,
+        "by_status": grouped(sub.c.status),
+        "top_machines": [
+            {"machine_id": str(m), "count": int(n), "builds": int(b)} for m, n, b in machines
+        ],
+    }
+
+
+def thermal_weekly(conn: Connection, period: Period) -> dict[str, Any]:
+    """Return thermal events per week of the period."""
+    t = rollup_daily
+    weeks = _week_labels(period)
+    counts = [0] * len(weeks)
+    stmt = period.where(
+        select(t.c.day, func.sum(t.c.count))
+        .where(t.c.classification == THERMAL_CLASS)
+        .group_by(t.c.day),
+        t,
+    )
+    for day, n in conn.execute(stmt):
+        counts[(week_of(int(day)) - weeks[0]) // 7] += int(n)
+    return {"weeks": [day_date(w).isoformat() for w in weeks], "counts": counts}

@@ -1,0 +1,1 @@
+"""One module per view family; each exposes a FastAPI ``router``."""

@@ -1,0 +1,279 @@
+"""Crashes: top crash groups of a period, drill-down to backtraces, the blacklist.
+
+Marking frames "never guilty" adds them to ``guilty_blacklist``, regroups every stored
+backtrace record (:func:`~downlink.pipeline.crashes.recompute_guilty`) and rebuilds the
+crash rollups, all in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter
+from sqlalchemy import Connection
+from starlette.requests import Request
+from starlette.responses import Response
+
+from downlink.api.errors import BadRequest
+from downlink.pipeline.backtrace import blacklist_candidates, guilty_label, parse_crash
+from downlink.pipeline.crashes import add_to_blacklist, recompute_guilty, remove_from_blacklist
+from downlink.pipeline.rollups import rebuild_guilty_rollups
+from downlink.store.database import Store
+from downlink.store.queries import crashes as q
+from downlink.store.queries.period import Period
+from downlink.web import params
+from downlink.web.forms import redirect_back, same_origin_form
+from downlink.web.rendering import chart, twin, web_of
+
+router = APIRouter(include_in_schema=False)
+
+DEFAULT_DAYS = 7
+TOP_MAX = 200
+BACKTRACES_MAX = 50
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+# -- top crashes --------------------------------------------------------------------
+
+
+async def _top(request: Request) -> dict[str, Any]:
+    query = dict(request.query_params)
+    period = params.period(query, DEFAULT_DAYS)
+    build = params.text(query, "build")
+    limit = params.integer(query, "limit", 1, TOP_MAX) or 50
+    items = await _store(request).read(q.top_guilties, period, build, limit)
+    for item in items:
+        item["label"] = guilty_label(item["function"], item["module"])
+    return {"period": period.as_json(), "build": build, "guilties": items}
+
+
+@router.get("/crashes")
+async def crashes_page(request: Request) -> Response:
+    """Render the top crash groups of the period (default: the past week)."""
+    data = await _top(request)
+    top = data["guilties"][:15]
+    charts = [
+        chart(
+            "chart-top",
+            "bar",
+            [g["label"][:40] for g in top],
+            {"Crashes": [g["total"] for g in top]},
+            title="Top crash groups",
+        ),
+    ]
+    form = dict(request.query_params)
+    return web_of(request).page(
+        "crashes.html",
+        title="Crashes",
+        active="crashes",
+        charts=charts,
+        data=data,
+        form=form,
+        json_href="/crashes.json?" + urlencode(form),
+        max_total=max((g["total"] for g in data["guilties"]), default=1),
+    )
+
+
+@router.get("/crashes.json")
+async def crashes_json(request: Request) -> Response:
+    """JSON twin of /crashes."""
+    return twin(await _top(request))
+
+
+# -- blacklist ("never guilty" frames) --------------------------------------------------
+# Registered before /crashes/{guilty_id} so "blacklist" is never read as an id.
+
+
+def _pairs(values: list[str]) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        try:
+            function, module = json.loads(value)
+        except (ValueError, TypeError):
+            raise BadRequest("frame must be a JSON [function, module] pair") from None
+        if not isinstance(function, str) or not isinstance(module, str) or not function:
+            raise BadRequest("frame must be a JSON [function, module] pair")
+        if len(function) > 1000 or len(module) > 1000:
+            raise BadRequest("frame is too long")
+        pairs.append((function, module))
+    return pairs
+
+
+def _regroup_after(conn: Connection, change: Any, pairs: list[tuple[str, str]]) -> dict[str, int]:
+    changed_entries = int(change(conn, pairs))
+    regrouped = recompute_guilty(conn) if changed_entries else 0
+    if changed_entries:
+        rebuild_guilty_rollups(conn)
+    return {"blacklist_changed": changed_entries, "records_regrouped": regrouped}
+
+
+@router.get("/crashes/blacklist")
+async def blacklist_page(request: Request) -> Response:
+    """Render the "never guilty" frames with a form to remove them."""
+    entries = await _store(request).read(q.blacklist)
+    for e in entries:
+        e["value"] = json.dumps([e["function"], e["module"]])
+    return web_of(request).page(
+        "blacklist.html", title="Never-guilty frames", active="crashes", entries=entries
+    )
+
+
+@router.get("/crashes/blacklist.json")
+async def blacklist_json(request: Request) -> Response:
+    """JSON twin of /crashes/blacklist."""
+    entries = await _store(request).read(q.blacklist)
+    return twin(
+        {"blacklist": [{"function": e["function"], "module": e["module"]} for e in entries]}
+    )
+
+
+@router.post("/crashes/blacklist")
+async def blacklist_add(request: Request) -> Response:
+    """Mark the posted frames never guilty, regroup, and go back (or answer JSON)."""
+    form = await same_origin_form(request)
+    pairs = _pairs([str(v) for v in form.getlist("frame")])
+    if not pairs:
+        raise BadRequest("choose at least one frame")
+    result = await _store(request).admin_write(_regroup_after, add_to_blacklist, pairs)
+    if "application/json" in request.headers.get("accept", ""):
+        return twin(result)
+    return redirect_back(str(form.get("next") or ""), "/crashes")
+
+
+@router.post("/crashes/blacklist/remove")
+async def blacklist_remove(request: Request) -> Response:
+    """Let the posted frames be guilty again, regroup, and go back."""
+    form = await same_origin_form(request)
+    pairs = _pairs([str(v) for v in form.getlist("frame")])
+    if not pairs:
+        raise BadRequest("choose at least one frame")
+    result = await _store(request).admin_write(_regroup_after, remove_from_blacklist, pairs)
+    if "application/json" in request.headers.get("accept", ""):
+        return twin(result)
+    return redirect_back(str(form.get("next") or ""), "/crashes/blacklist")
+
+
+# -- one crash group --------------------------------------------------------------------
+
+
+def _group(conn: Connection, guilty_id: int, period: Period) -> dict[str, Any] | None:
+    g = q.get_guilty(conn, guilty_id)
+    if g is None:
+        return None
+    return {"guilty": g, "machines": q.guilty_machines(conn, guilty_id, period)}
+
+
+async def _detail(request: Request, guilty_id: int) -> dict[str, Any]:
+    query = dict(request.query_params)
+    period = params.period(query, DEFAULT_DAYS)
+    found = await _store(request).read(_group, guilty_id, period)
+    if found is None:
+        raise BadRequest(f"no crash group with id {guilty_id}", status=404)
+    g = found["guilty"]
+    g["label"] = guilty_label(g["function"], g["module"])
+    return {"period": period.as_json(), **found}
+
+
+@router.get("/crashes/{guilty_id}.json")
+async def guilty_json(request: Request, guilty_id: int) -> Response:
+    """JSON twin of /crashes/{guilty_id}."""
+    return twin(await _detail(request, guilty_id))
+
+
+@router.get("/crashes/{guilty_id}/backtraces.json")
+async def backtraces_json(request: Request, guilty_id: int) -> Response:
+    """JSON twin of /crashes/{guilty_id}/backtraces."""
+    return twin(await _backtraces(request, guilty_id))
+
+
+@router.get("/crashes/{guilty_id}")
+async def guilty_page(request: Request, guilty_id: int) -> Response:
+    """Render one crash group: machines and builds affected in the period."""
+    data = await _detail(request, guilty_id)
+    return web_of(request).page(
+        "guilty.html",
+        title=f"Crash group {guilty_id}",
+        active="crashes",
+        data=data,
+        form=dict(request.query_params),
+    )
+
+
+async def _backtraces(request: Request, guilty_id: int) -> dict[str, Any]:
+    query = dict(request.query_params)
+    machine_id = params.text(query, "machine_id", 64)
+    build = params.text(query, "build")
+    store = _store(request)
+    g = await store.read(q.get_guilty, guilty_id)
+    if g is None:
+        raise BadRequest(f"no crash group with id {guilty_id}", status=404)
+    rows = await store.read(
+        lambda conn: q.guilty_records(
+            conn, guilty_id, machine_id=machine_id, build=build, limit=BACKTRACES_MAX
+        )
+    )
+    crashes = []
+    for r in rows:
+        parsed = parse_crash(r["payload"] or "")
+        offered = {(f.function, f.module) for f in blacklist_candidates(r["payload"] or "")}
+        frames = []
+        for f in parsed.frames:
+            pair = (f.function, f.module)
+            # Each offered frame gets one checkbox, on its first occurrence.
+            offer = json.dumps(list(pair)) if pair in offered else None
+            offered.discard(pair)
+            frames.append(
+                {"function": f.function, "module": f.module, "location": f.location, "offer": offer}
+            )
+        guilty_index = next(
+            (
+                i
+                for i, f in enumerate(parsed.frames)
+                if f.function == g["function"] and f.module == g["module"]
+            ),
+            None,
+        )
+        crashes.append(
+            {
+                "record_id": r["id"],
+                "machine_id": r["machine_id"],
+                "build": r["build"],
+                "classification": r["classification"],
+                "ts_reception": r["ts_reception"],
+                "process": parsed.process,
+                "pid": parsed.pid,
+                "signal": parsed.signal,
+                "kernel_reason": parsed.kernel_reason,
+                "frames": frames,
+                "guilty_frame": guilty_index,
+                "candidates": [
+                    {
+                        "function": f.function,
+                        "module": f.module,
+                        "value": json.dumps([f.function, f.module]),
+                    }
+                    for f in blacklist_candidates(r["payload"] or "")
+                ],
+            }
+        )
+    g["label"] = guilty_label(g["function"], g["module"])
+    return {"guilty": g, "machine_id": machine_id, "build": build, "crashes": crashes}
+
+
+@router.get("/crashes/{guilty_id}/backtraces")
+async def backtraces_page(request: Request, guilty_id: int) -> Response:
+    """Render the backtraces of one crash group, guilty frame highlighted."""
+    data = await _backtraces(request, guilty_id)
+    return web_of(request).page(
+        "backtraces.html",
+        title=f"Backtraces of crash group {guilty_id}",
+        active="crashes",
+        data=data,
+        here=str(request.url.path) + ("?" + request.url.query if request.url.query else ""),
+    )

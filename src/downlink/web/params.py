@@ -1,0 +1,86 @@
+"""Query-string parsing shared by the pages: date ranges and filters, or a 400."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+
+from downlink.api.errors import BadRequest
+from downlink.store.queries.period import Period, RollupFilter, day_number, today
+
+MAX_DAYS = 3700
+_TEXT_MAX = 256
+
+
+def text(params: Mapping[str, str], name: str, max_len: int = _TEXT_MAX) -> str | None:
+    """Return a trimmed text parameter, None when empty, 400 when too long."""
+    value = params.get(name, "").strip()
+    if not value:
+        return None
+    if len(value) > max_len or any(ord(ch) < 32 for ch in value):
+        raise BadRequest(f"{name} is invalid")
+    return value
+
+
+def integer(params: Mapping[str, str], name: str, lo: int, hi: int) -> int | None:
+    """Return an integer parameter within [lo, hi], None when empty."""
+    value = params.get(name, "").strip()
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit()) or not lo <= int(value) <= hi:
+        raise BadRequest(f"{name} must be a whole number from {lo} to {hi}")
+    return int(value)
+
+
+def _date(params: Mapping[str, str], name: str) -> int | None:
+    value = params.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return day_number(date.fromisoformat(value))
+    except ValueError:
+        raise BadRequest(f"{name} must be a date like 2024-01-31") from None
+
+
+def period(params: Mapping[str, str], default_days: int) -> Period:
+    """Return the day range from ``from``/``to`` (ISO dates), by default the past N days."""
+    last = _date(params, "to")
+    first = _date(params, "from")
+    if last is None:
+        last = today() if first is None else max(first, today())
+    if first is None:
+        first = last - default_days + 1
+    if first > last:
+        raise BadRequest("from must not be after to")
+    if last - first + 1 > MAX_DAYS:
+        raise BadRequest(f"the date range must not exceed {MAX_DAYS} days")
+    return Period(first, last)
+
+
+def rollup_filter(params: Mapping[str, str]) -> RollupFilter:
+    """Return the dimension filters common to the rollup dashboards."""
+    return RollupFilter(
+        source=text(params, "source", 32),
+        classification=text(params, "classification", 140),
+        build=text(params, "build"),
+        host_type=text(params, "platform"),
+        severity=integer(params, "severity", 1, 4),
+    )
+
+
+def moment(params: Mapping[str, str], name: str) -> float | None:
+    """Return an ISO date/time (UTC unless zoned) or epoch seconds as epoch seconds."""
+    value = params.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"{name} must be an ISO 8601 date/time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()

@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 
-from downlink import __version__
+from downlink import __version__, security
 from downlink.api import errors, meta, records
-from downlink.ingest import collector
+from downlink.ingest import bulk, collector
 from downlink.metrics import Metrics
 from downlink.settings import Settings, from_env
 from downlink.store.database import Store
@@ -41,8 +41,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.store = store
     app.state.settings = settings
     errors.install(app)
+    security.install(app, settings)
     app.include_router(records.router)
     app.include_router(meta.router)
+    app.include_router(bulk.router)
     app.router.routes.extend(collector.routes)
     web_routes.install(app, settings)
     return app

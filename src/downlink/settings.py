@@ -78,6 +78,61 @@ SETTINGS: tuple[Setting, ...] = (
         10000,
         "Largest and default `limit` of GET /api/records.",
     ),
+    # -- hardening (security, limits, spool) --------------------------------------
+    Setting(
+        "api_tokens",
+        "DOWNLINK_API_TOKENS",
+        (),
+        "Comma-separated Bearer tokens; when set, the query API and admin paths need one.",
+    ),
+    Setting(
+        "collector_auth",
+        "DOWNLINK_COLLECTOR_AUTH",
+        False,
+        "Require one of DOWNLINK_API_TOKENS on the ingest endpoints too (default: open).",
+    ),
+    Setting(
+        "rate_limit",
+        "DOWNLINK_RATE_LIMIT",
+        0.0,
+        "Requests per second allowed per client address (token bucket); 0 turns it off.",
+    ),
+    Setting(
+        "rate_burst",
+        "DOWNLINK_RATE_BURST",
+        100,
+        "Requests a client address may send at once before DOWNLINK_RATE_LIMIT applies.",
+    ),
+    Setting(
+        "max_header_bytes",
+        "DOWNLINK_MAX_HEADER_BYTES",
+        32 * 1024,
+        "Largest total size of a request's headers; larger gets 431.",
+    ),
+    Setting(
+        "client_timeout",
+        "DOWNLINK_CLIENT_TIMEOUT",
+        10.0,
+        "Seconds a client may take to send its headers or its body before it is cut off.",
+    ),
+    Setting(
+        "spool_dir",
+        "DOWNLINK_SPOOL_DIR",
+        "",
+        "Directory of the local durable spool used while the database is down; empty: off.",
+    ),
+    Setting(
+        "spool_max_bytes",
+        "DOWNLINK_SPOOL_MAX_BYTES",
+        256 * 1024 * 1024,
+        "Most bytes of records the spool holds; when full the collector answers 503.",
+    ),
+    Setting(
+        "bulk_max_items",
+        "DOWNLINK_BULK_MAX_ITEMS",
+        10000,
+        "Most records in one POST /api/v1/records/bulk request.",
+    ),
     Setting(
         "web_plugins",
         "DOWNLINK_WEB_PLUGINS",
@@ -122,6 +177,15 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     sqlite_synchronous: str = "FULL"
     api_limit_max: int = 10000
+    api_tokens: tuple[str, ...] = ()
+    collector_auth: bool = False
+    rate_limit: float = 0.0
+    rate_burst: int = 100
+    max_header_bytes: int = 32 * 1024
+    client_timeout: float = 10.0
+    spool_dir: str = ""
+    spool_max_bytes: int = 256 * 1024 * 1024
+    bulk_max_items: int = 10000
     web_plugins: tuple[str, ...] = ("downlink.web.example_plugin",)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -151,6 +215,8 @@ class Settings:
             value = getattr(self, s.name)
             if s.name == "database_url":
                 value = _hide_password(str(value))
+            if s.name == "api_tokens":
+                value = tuple("***" for _ in value)
             out[s.name] = list(value) if isinstance(value, tuple) else value
         return out
 

@@ -115,3 +115,11 @@ def test_settings_from_environment() -> None:
     assert s.api_tokens == ("a", "b")
     assert s.collector_auth is True
     assert s.rate_limit == 2.5 and s.rate_burst == 7
+
+
+def test_websocket_ingest_stays_open_and_others_need_tokens() -> None:
+    from downlink.security.paths import is_ingest
+
+    assert is_ingest("WEBSOCKET", "/") and is_ingest("WEBSOCKET", "/audit")
+    assert not is_ingest("WEBSOCKET", "/api/records")
+    assert not is_ingest("GET", "/v2/collector")

@@ -54,4 +54,5 @@ def serve(host: str, port: int, workers: int, log_level: str, database_url: str 
         log_level=log_level,
         access_log=False,
         timeout_keep_alive=5,
+        http="downlink.security.protocol:GuardedHttpToolsProtocol",
     )

@@ -54,7 +54,7 @@ class TokenAuth:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        method: str = scope.get("method", "GET")
+        method: str = "WEBSOCKET" if scope["type"] == "websocket" else scope["method"]
         exempt = is_open(path) or (is_ingest(method, path) and not self.collector_auth)
         if exempt or self.valid(bearer_token(scope["headers"])):
             await self.app(scope, receive, send)

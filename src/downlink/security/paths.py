@@ -6,12 +6,17 @@ from __future__ import annotations
 # DOWNLINK_COLLECTOR_AUTH is on. A new ingest protocol adds its path here.
 INGEST_PATHS = frozenset(("/", "/v2/collector", "/v3/collector", "/api/v1/records/bulk"))
 
+# Websocket ingest (substrate node telemetry), open like the collector.
+INGEST_WEBSOCKETS = frozenset(("/", "/audit"))
+
 # Always open: liveness probes and the API description.
 OPEN_PATHS = frozenset(("/-/health", "/-/version", "/docs", "/redoc", "/openapi.json"))
 
 
 def is_ingest(method: str, path: str) -> bool:
-    """True for a request that delivers telemetry."""
+    """True for a request that delivers telemetry (``method`` "WEBSOCKET" for websockets)."""
+    if method == "WEBSOCKET":
+        return path in INGEST_WEBSOCKETS
     return method == "POST" and path in INGEST_PATHS
 
 

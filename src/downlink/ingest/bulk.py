@@ -1,0 +1,186 @@
+"""POST /api/v1/records/bulk: many Clear Linux records in one request.
+
+The body is a JSON array (``Content-Type: application/json``) or NDJSON, one record per
+line (``application/x-ndjson``), of records in the v3 JSON shape the 2.4.x client sends:
+the header fields as strings plus ``payload``. The telemetry id comes from the
+``X-Telemetry-TID`` header of the request. Each record is checked by
+:func:`downlink.ingest.clearlinux.validate`, exactly as at ``/v2/collector``; all valid
+records are stored in one :meth:`Store.write` call (one transaction), and the answer
+lists a result per item in input order: ``{"index", "status": 201|200|400, "id"}`` or
+``{"index", "status": 400, "message"}``. 200 means a retransmission already stored.
+
+Whole-request failures: 400 (not JSON / not an array), 413 (body or item count over the
+limit), 503 with Retry-After (writer queue full or database unavailable); nothing of
+such a request is stored.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from downlink.ingest.body import BodyTooLarge, read_body
+from downlink.ingest.clearlinux import (
+    EXTERNAL_KEY,
+    FIELDS,
+    SOURCE,
+    TID_KEY,
+    RecordRejected,
+    fields_from_headers,
+    fields_from_json,
+    validate,
+)
+from downlink.ingest.responses import error, json_response
+from downlink.store.database import Store
+from downlink.store.writer import QueueFull, StoreUnavailable
+
+PATH = "/api/v1/records/bulk"
+NDJSON_TYPES = frozenset(("application/x-ndjson", "application/jsonl", "application/ndjson"))
+
+RECORD_SCHEMA: dict[str, Any] = {
+    "title": "ClearLinuxRecordV3",
+    "type": "object",
+    "description": "One record as the telemetrics-client 2.4.x sends it; fields by "
+    "record_format_version as at /v2/collector.",
+    "properties": {
+        **{key: {"type": ["string", "integer"]} for key, _ in FIELDS},
+        "payload": {"type": "string"},
+    },
+    "required": ["record_format_version", "payload"],
+}
+RESULT_SCHEMA: dict[str, Any] = {
+    "title": "BulkItemResult",
+    "type": "object",
+    "properties": {
+        "index": {"type": "integer", "description": "Position of the item in the request."},
+        "status": {"type": "integer", "enum": [200, 201, 400],
+                   "description": "201 stored, 200 already stored (retransmission), 400 refused"},
+        "id": {"type": ["integer", "null"], "description": "Stored record id."},
+        "message": {"type": "string", "description": "Why the item was refused."},
+    },
+    "required": ["index", "status"],
+}
+OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "array", "items": RECORD_SCHEMA}},
+            "application/x-ndjson": {
+                "schema": {"type": "string",
+                           "description": "One ClearLinuxRecordV3 JSON object per line."}
+            },
+        },
+    },
+    "parameters": [
+        {"name": "X-Telemetry-TID", "in": "header", "required": False,
+         "schema": {"type": "string"}, "description": "Telemetry id of every record."}
+    ],
+    "responses": {
+        "200": {
+            "description": "Per-item results, in input order.",
+            "content": {"application/json": {"schema": {
+                "type": "object",
+                "properties": {
+                    "accepted": {"type": "integer"},
+                    "duplicates": {"type": "integer"},
+                    "rejected": {"type": "integer"},
+                    "results": {"type": "array", "items": RESULT_SCHEMA},
+                },
+            }}},
+        },
+        "400": {"description": "The body is not a JSON array / NDJSON."},
+        "413": {"description": "Body or item count over the limit."},
+        "503": {"description": "Store busy or unavailable; retry after Retry-After."},
+    },
+}
+
+router = APIRouter(tags=["ingest"])
+
+
+def split_items(body: bytes, content_type: str) -> list[bytes | Any]:
+    """Return the items of the body: raw lines for NDJSON, decoded values for JSON."""
+    if content_type in NDJSON_TYPES:
+        return [line for line in body.split(b"\n") if line.strip()]
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RecordRejected(f"Request body is not valid JSON: {exc}", "json") from None
+    if not isinstance(doc, list):
+        raise RecordRejected("Request body must be a JSON array of records", "json")
+    return doc
+
+
+def _item_fields(item: bytes | Any) -> tuple[dict[str, str], bytes]:
+    if isinstance(item, bytes):
+        return fields_from_json(item)
+    if not isinstance(item, dict):
+        raise RecordRejected("Record must be a JSON object", "json")
+    return fields_from_json(orjson.dumps(item))
+
+
+@router.post(PATH, openapi_extra=OPENAPI, summary="Store many Clear Linux records at once")
+async def bulk(request: Request) -> Response:
+    """Validate every item, store the valid ones in one transaction, report per item."""
+    store: Store = request.app.state.store
+    settings = store.settings
+    metrics = store.metrics
+    try:
+        body = await read_body(request, settings.max_body_bytes)
+    except BodyTooLarge as exc:
+        return error(str(exc), 413)
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    try:
+        items = split_items(body, ctype)
+    except RecordRejected as exc:
+        return error(exc.message, 400)
+    if len(items) > settings.bulk_max_items:
+        return error(f"{len(items)} records are more than the limit of "
+                     f"{settings.bulk_max_items} per request", 413)
+    metrics.received.labels(SOURCE).inc(len(items))
+
+    shared = fields_from_headers(request.headers.items())
+    extra = {key: shared[key] for key in (TID_KEY, EXTERNAL_KEY) if key in shared}
+    now = time.time()
+    results: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    positions: list[int] = []
+    for index, item in enumerate(items):
+        try:
+            fields, payload = _item_fields(item)
+            fields.update(extra)
+            row = validate(fields, payload, allowed_tids=settings.telemetry_ids,
+                           any_tid=settings.any_tid, received_at=now)
+        except RecordRejected as exc:
+            metrics.rejected.labels(SOURCE, exc.reason).inc()
+            results.append({"index": index, "status": 400, "message": exc.message})
+            continue
+        positions.append(len(results))
+        results.append({"index": index, "status": 201, "id": None})
+        rows.append(row)
+
+    try:
+        stored = await store.write(rows)
+    except QueueFull as exc:
+        metrics.rejected.labels(SOURCE, "queue_full").inc(len(rows))
+        return error(f"Server busy, retry later: {exc}", 503, {"Retry-After": "1"})
+    except StoreUnavailable as exc:
+        metrics.rejected.labels(SOURCE, "store_unavailable").inc(len(rows))
+        return error(f"Store unavailable, retry later: {exc}", 503, {"Retry-After": "5"})
+    duplicates = 0
+    for pos, row in zip(positions, stored, strict=True):
+        results[pos]["id"] = row.get("id")
+        if row.get("duplicate"):
+            results[pos]["status"] = 200
+            duplicates += 1
+    metrics.accepted.labels(SOURCE).inc(len(stored) - duplicates)
+    metrics.duplicates.labels(SOURCE).inc(duplicates)
+    return json_response({
+        "accepted": len(stored) - duplicates,
+        "duplicates": duplicates,
+        "rejected": len(items) - len(stored),
+        "results": results,
+    })

@@ -53,3 +53,13 @@ class Metrics:
             ["error"],
             registry=r,
         )
+        self.spooled = Counter(
+            "downlink_spool_records_in",
+            "Records written to the local spool while the database was unavailable.",
+            registry=r,
+        )
+        self.drained = Counter(
+            "downlink_spool_records_out",
+            "Spooled records moved into the database.",
+            registry=r,
+        )

@@ -16,7 +16,9 @@ from downlink.metrics import Metrics
 from downlink.settings import Settings
 from downlink.store import migrate
 from downlink.store.engine import is_sqlite, make_engine
-from downlink.store.writer import BatchProcessor, Row, Writer
+from downlink.store.inserts import insert_records
+from downlink.store.spool import Drainer, Spool
+from downlink.store.writer import BatchProcessor, Row, StoreUnavailable, Writer
 
 T = TypeVar("T")
 
@@ -42,6 +44,16 @@ class Store:
             queue_max=settings.queue_max,
             processors=processors,
         )
+        # The local durable spool (DOWNLINK_SPOOL_DIR), used while the database is down.
+        self.spool: Spool | None = None
+        self.drainer: Drainer | None = None
+        if settings.spool_dir:
+            self.spool = Spool(settings.spool_dir, settings.spool_max_bytes)
+            self.drainer = Drainer(
+                self.spool,
+                lambda rows: self.run_write(insert_records, rows, self.writer.processors),
+                on_drained=self.metrics.drained.inc,
+            )
 
     @property
     def dialect(self) -> str:
@@ -62,10 +74,15 @@ class Store:
         if run_migrations:
             self.migrate()
         self.writer.start()
+        if self.drainer is not None:
+            self.drainer.start()
 
     def close(self) -> None:
         """Commit what is queued, stop the writer and release connections."""
         self.writer.stop()
+        if self.drainer is not None and self.spool is not None:
+            self.drainer.stop()
+            self.spool.close()
         self.write_engine.dispose()
         self.engine.dispose()
 
@@ -92,5 +109,23 @@ class Store:
         return await to_thread.run_sync(self.run_write, fn, *args)
 
     async def write(self, rows: list[Row]) -> list[Row]:
-        """Store records through the group-commit writer."""
-        return await self.writer.write(rows)
+        """Store records through the group-commit writer.
+
+        With a spool configured, records go to the spool instead while the database is
+        unavailable, and while older spooled records still wait (to keep their order);
+        :class:`~downlink.store.spool.SpoolFull` (a StoreUnavailable) when it is full.
+        """
+        spool = self.spool
+        if spool is not None and spool.active:
+            return await self._spool(spool, rows)
+        try:
+            return await self.writer.write(rows)
+        except StoreUnavailable:
+            if spool is None:
+                raise
+            return await self._spool(spool, rows)
+
+    async def _spool(self, spool: Spool, rows: list[Row]) -> list[Row]:
+        stored = await to_thread.run_sync(spool.append, rows)
+        self.metrics.spooled.inc(len(stored))
+        return stored

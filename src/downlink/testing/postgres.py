@@ -66,9 +66,20 @@ class TempPostgres:
         opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
                 f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=200 "
                 "-c synchronous_commit=on -c full_page_writes=off")
+        self._opts = opts
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-o", opts,
                   "-l", str(self.root / "log"), "-w", "-t", "60", "start")
         return self
+
+    def pause(self) -> None:
+        """Stop the server but keep its data, as a database outage would."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast",
+                  "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the server again on the same data directory and port."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-o", self._opts,
+                  "-l", str(self.root / "log"), "-w", "-t", "60", "start")
 
     @property
     def admin_url(self) -> str:

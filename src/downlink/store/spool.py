@@ -1,0 +1,202 @@
+"""The local durable spool: records accepted while the database is unavailable.
+
+When the group-commit writer fails a batch with :class:`StoreUnavailable` (database
+down, locked, out of space), :class:`~downlink.store.database.Store` appends the rows
+to this spool instead and the collector still answers success: the rows are in a local
+SQLite file, committed with ``synchronous=FULL`` (fsynced) before the answer is sent.
+
+* **Bounded.** ``DOWNLINK_SPOOL_MAX_BYTES`` caps the serialised size of the rows it
+  holds; an append that would pass it raises :class:`SpoolFull` (the collector: 503).
+* **In order.** While anything is spooled, new records of this process go to the spool
+  as well, behind the older ones, and :class:`Drainer` moves them to the database
+  oldest first (by the spool's sequence number).
+* **No duplicates.** Every spooled row carries a ``dedup_key`` (rows without one get a
+  random key), and the drainer deletes rows from the spool only after the database
+  committed them. If the process dies between the two, the next drain inserts nothing
+  twice because the store skips keys it already has.
+
+Several server processes may share one spool directory: SQLite serialises appends, and
+a ``flock`` on ``drain.lock`` lets one drainer run at a time.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from downlink.store.writer import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    size INTEGER NOT NULL,
+    row BLOB NOT NULL
+)
+"""
+
+
+class SpoolFull(StoreUnavailable):
+    """The database is unavailable and the spool has no room left."""
+
+
+class Spool:
+    """An append-only queue of rows in a local, fsynced SQLite file."""
+
+    def __init__(self, directory: str | Path, max_bytes: int) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / "spool.db"
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute(_SCHEMA)
+        self.active = self.pending() > 0
+
+    def close(self) -> None:
+        """Close the spool file."""
+        with self._lock:
+            self._conn.close()
+
+    def pending(self) -> int:
+        """Rows waiting in the spool."""
+        with self._lock:
+            return int(self._conn.execute("SELECT count(*) FROM spool").fetchone()[0])
+
+    def size(self) -> int:
+        """Serialised bytes of the rows waiting in the spool."""
+        with self._lock:
+            return int(self._conn.execute("SELECT total(size) FROM spool").fetchone()[0])
+
+    def append(self, rows: list[Row]) -> list[Row]:
+        """Store ``rows`` durably; return them as the caller sees them (``id`` None)."""
+        keyed = [
+            row if row.get("dedup_key") else {**row, "dedup_key": secrets.token_hex(32)}
+            for row in rows
+        ]
+        blobs = [orjson.dumps(row) for row in keyed]
+        added = sum(len(b) for b in blobs)
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                held = int(conn.execute("SELECT total(size) FROM spool").fetchone()[0])
+                if held + added > self.max_bytes:
+                    raise SpoolFull(
+                        f"the database is unavailable and the spool holds {held} of "
+                        f"{self.max_bytes} bytes"
+                    )
+                conn.executemany(
+                    "INSERT INTO spool (size, row) VALUES (?, ?)", [(len(b), b) for b in blobs]
+                )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            self.active = True
+        return [{**row, "id": None, "duplicate": False, "spooled": True} for row in keyed]
+
+    def head(self, limit: int) -> list[tuple[int, Row]]:
+        """The oldest ``limit`` rows with their sequence numbers."""
+        with self._lock:
+            found = self._conn.execute(
+                "SELECT seq, row FROM spool ORDER BY seq LIMIT ?", (limit,)
+            ).fetchall()
+        return [(int(seq), orjson.loads(blob)) for seq, blob in found]
+
+    def remove_through(self, seq: int) -> None:
+        """Delete every row up to and including ``seq``; mark the spool idle when empty."""
+        with self._lock:
+            self._conn.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
+            if self._conn.execute("SELECT 1 FROM spool LIMIT 1").fetchone() is None:
+                self.active = False
+
+    def mark_idle_if_empty(self) -> None:
+        """Clear ``active`` when another process drained the spool."""
+        with self._lock:
+            if self._conn.execute("SELECT 1 FROM spool LIMIT 1").fetchone() is None:
+                self.active = False
+
+
+class Drainer:
+    """A thread moving spooled rows into the database once it is back."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        commit: Callable[[list[Row]], object],
+        *,
+        chunk: int = 500,
+        interval: float = 0.5,
+        on_drained: Callable[[int], None] | None = None,
+    ) -> None:
+        self.spool = spool
+        self.commit = commit
+        self.chunk = chunk
+        self.interval = interval
+        self.on_drained = on_drained
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start draining in the background."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="downlink-spool", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread (rows left in the spool wait for the next start)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.drain()
+            except Exception as exc:  # noqa: BLE001 - the database is still away; retry later
+                log.info("spool drain postponed: %s", exc)
+
+    def drain(self) -> int:
+        """Move spooled rows to the database, oldest first; return how many moved."""
+        if not self.spool.active:
+            return 0
+        moved = 0
+        with open(self.spool.directory / "drain.lock", "a+b") as lock:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0  # another process is draining this spool
+            try:
+                while not self._stop.is_set():
+                    batch = self.spool.head(self.chunk)
+                    if not batch:
+                        self.spool.mark_idle_if_empty()
+                        break
+                    self.commit([row for _, row in batch])
+                    self.spool.remove_through(batch[-1][0])
+                    moved += len(batch)
+                    if self.on_drained is not None:
+                        self.on_drained(len(batch))
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        if moved:
+            log.info("moved %d spooled records into the database (pid %d)", moved, os.getpid())
+        return moved

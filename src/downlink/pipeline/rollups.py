@@ -150,7 +150,7 @@ def _update_guilty(conn: Connection, rows: Iterable[Row]) -> None:
             v[0] += 1
             v[1] = min(v[1], ts)
             v[2] = max(v[2], ts)
-        machines.add((day, int(gid), r["machine_id"]))
+        machines.add((day, int(gid), r["build"], r["machine_id"]))
     _guilty_upsert(conn, seen)
     _insert_absent(conn, rollup_guilty_machines, machines)
 

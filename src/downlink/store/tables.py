@@ -141,6 +141,7 @@ rollup_guilty_machines = Table(
     metadata,
     Column("day", Integer, primary_key=True, autoincrement=False),
     Column("guilty_id", Id, primary_key=True, autoincrement=False),
+    Column("build", Text, primary_key=True),
     Column("machine_id", Text, primary_key=True),
 )
 

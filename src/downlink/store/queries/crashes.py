@@ -64,16 +64,15 @@ def top_guilties(
     for gid, b, n in conn.execute(pb):
         per_build[int(gid)][str(b)] = int(n)
     m = rollup_guilty_machines
-    machines: dict[Any, Any] = dict(
-        conn.execute(
-            period.where(
-                select(m.c.guilty_id, func.count(func.distinct(m.c.machine_id)))
-                .where(m.c.guilty_id.in_(ids))
-                .group_by(m.c.guilty_id),
-                m,
-            )
-        ).all()
+    mq = period.where(
+        select(m.c.guilty_id, func.count(func.distinct(m.c.machine_id)))
+        .where(m.c.guilty_id.in_(ids))
+        .group_by(m.c.guilty_id),
+        m,
     )
+    if build is not None:
+        mq = mq.where(m.c.build == build)
+    machines: dict[Any, Any] = dict(conn.execute(mq).all())
     for item in items:
         gid = int(item["guilty_id"])
         item["guilty_id"] = gid

@@ -65,8 +65,9 @@ def upgrade() -> None:
         "rollup_guilty_machines",
         sa.Column("day", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("guilty_id", _ID, autoincrement=False, nullable=False),
+        sa.Column("build", sa.Text(), nullable=False),
         sa.Column("machine_id", sa.Text(), nullable=False),
-        _pk("rollup_guilty_machines", "day", "guilty_id", "machine_id"),
+        _pk("rollup_guilty_machines", "day", "guilty_id", "build", "machine_id"),
     )
     op.create_table(
         "rollup_mce",

@@ -1,0 +1,236 @@
+"""Every page renders, its JSON twin gives the same numbers, bad input is a 4xx JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from downlink.store.database import Store
+from tests.web.helpers import CRASH, MCE, OOPS, load, rec
+
+PAGES = (
+    "/records",
+    "/builds",
+    "/stats",
+    "/crashes",
+    "/mce",
+    "/thermal",
+    "/population",
+    "/crashes/blacklist",
+    "/plugins/severity",
+)
+SCRIPT = '<script>window.pwned = 1; alert("x")</script><img src=x onerror="window.pwned=2">'
+
+
+def _store(client: TestClient) -> Store:
+    store: Store = client.app.state.store  # type: ignore[attr-defined]
+    return store
+
+
+@pytest.fixture
+def filled(client: TestClient) -> TestClient:
+    store = _store(client)
+    load(
+        store,
+        [
+            rec(build="31000"),
+            rec(build="9", machine_id="b"),
+            rec(build="16.04"),
+            rec(classification="org.clearlinux/crash/clr", payload=CRASH, severity=3),
+            rec(
+                classification="org.clearlinux/crash/clr",
+                payload=CRASH,
+                severity=3,
+                machine_id="b",
+                build="31001",
+            ),
+            rec(classification="org.clearlinux/kernel/warning", payload=OOPS, severity=2),
+            rec(classification="org.clearlinux/mce/corrected", payload=MCE, severity=2),
+            rec(classification="org.clearlinux/mce/thermal", payload="THERMAL event"),
+            rec(classification="org.clearlinux/journal/error", payload=SCRIPT, severity=2),
+        ],
+    )
+    return client
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_renders_with_navigation_and_csp(filled: TestClient, path: str) -> None:
+    r = filled.get(path)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    for tab in (
+        "/records",
+        "/builds",
+        "/stats",
+        "/crashes",
+        "/mce",
+        "/thermal",
+        "/population",
+        "/plugins/severity",
+    ):
+        assert f'href="{tab}"' in r.text
+    twin = filled.get(path.replace("/crashes/blacklist", "/crashes/blacklist") + ".json")
+    assert twin.status_code == 200 and twin.headers["content-type"] == "application/json"
+
+
+def test_builds_twin_matches_page(filled: TestClient) -> None:
+    data = filled.get("/builds.json").json()
+    assert [b["build"] for b in data["builds"]] == ["9", "31000", "31001", "16.04"]
+    assert data["total"] == 9
+    html = filled.get("/builds").text
+    for b in data["builds"]:
+        assert f'>{b["build"]}</a></td><td class="num">{b["records"]}<' in html
+    charts = json.loads(re.search(r'id="page-charts">(.*?)</script>', html, re.S).group(1))
+    assert charts[0]["labels"] == ["9", "31000", "31001", "16.04"]
+
+
+def test_stats_filters(filled: TestClient) -> None:
+    data = filled.get("/stats.json", params={"severity": "3"}).json()
+    assert data["classifications"] == [{"classification": "org.clearlinux/crash/clr", "records": 2}]
+    data = filled.get("/stats.json", params={"classification": "org.clearlinux/mce/*"}).json()
+    assert sum(c["records"] for c in data["classifications"]) == 2
+
+
+def test_records_search_and_paging(filled: TestClient) -> None:
+    load(_store(filled), [rec(machine_id="pager") for _ in range(60)])
+    first = filled.get("/records.json", params={"machine_id": "pager"}).json()
+    assert len(first["records"]) == 50 and first["next_cursor"]
+    rest = filled.get(
+        "/records.json", params={"machine_id": "pager", "before": first["next_cursor"]}
+    ).json()
+    assert len(rest["records"]) == 10 and rest["next_cursor"] is None
+    assert (
+        filled.get("/records.json", params={"q": "nanosleep"}).json()["records"][0][
+            "classification"
+        ]
+        == "org.clearlinux/crash/clr"
+    )
+    assert (
+        len(
+            filled.get("/records.json", params={"q": "nanosleep", "build": "31001"}).json()[
+                "records"
+            ]
+        )
+        == 1
+    )
+    assert len(filled.get("/records.json", params={"platform": "nope"}).json()["records"]) == 0
+    html = filled.get("/records", params={"machine_id": "pager"}).text
+    assert 'id="older"' in html
+
+
+def test_script_payload_is_escaped(filled: TestClient) -> None:
+    rid = filled.get(
+        "/records.json", params={"classification": "org.clearlinux/journal/error"}
+    ).json()["records"][0]["id"]
+    for html in (filled.get(f"/records/{rid}").text, filled.get("/records").text):
+        assert "<script>window.pwned" not in html
+        assert 'onerror="window' not in html
+    assert "&lt;script&gt;window.pwned = 1" in filled.get(f"/records/{rid}").text
+    assert filled.get(f"/records/{rid}.json").json()["payload"] == SCRIPT
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/builds.json?from=yesterday",
+        "/stats.json?severity=9",
+        "/records.json?before=x",
+        "/records.json?since=notatime",
+        "/population.json?bucket=year",
+        "/crashes.json?limit=0",
+        "/builds.json?from=2024-02-01&to=2024-01-01",
+        "/records/999999",
+        "/crashes/999999",
+        "/crashes/999999/backtraces",
+        "/plugins/nope",
+        "/crashes/abc",
+        "/population.json?from=2000-01-01&to=2024-01-01",
+    ],
+)
+def test_bad_input_is_a_json_4xx(client: TestClient, path: str) -> None:
+    r = client.get(path)
+    assert 400 <= r.status_code < 500
+    assert "message" in r.json()
+
+
+def test_crash_drill_down_and_never_guilty(filled: TestClient) -> None:
+    top = filled.get("/crashes.json").json()["guilties"]
+    assert [(g["function"], g["total"], g["machines"]) for g in top] == [
+        ("clock_nanosleep@GLIBC_2.2.5()", 2, 2),
+        ("dump_stack", 1, 1),
+    ]
+    gid = top[0]["guilty_id"]
+    detail = filled.get(f"/crashes/{gid}.json").json()
+    assert {m["machine_id"] for m in detail["machines"]} == {"machine-a", "b"}
+    bt = filled.get(f"/crashes/{gid}/backtraces.json").json()
+    assert len(bt["crashes"]) == 2
+    crash = bt["crashes"][0]
+    assert crash["process"] == "/usr/bin/sleep" and crash["signal"] == 11
+    assert crash["guilty_frame"] == 0
+    html = filled.get(f"/crashes/{gid}/backtraces").text
+    assert '<tr class="guilty">' in html
+    assert "__libc_start_main@@GLIBC_2.34()" in html
+    value = crash["frames"][0]["offer"]
+    r = filled.post(
+        "/crashes/blacklist", data={"frame": value, "next": "/crashes"}, follow_redirects=False
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/crashes"
+    regrouped = filled.get("/crashes.json").json()["guilties"]
+    assert regrouped[0]["function"] == "__nanosleep()" and regrouped[0]["total"] == 2
+    assert filled.get("/crashes/blacklist.json").json()["blacklist"] == [
+        {"function": "clock_nanosleep@GLIBC_2.2.5()", "module": "libc.so.6"}
+    ]
+    r = filled.post(
+        "/crashes/blacklist/remove", data={"frame": value}, headers={"accept": "application/json"}
+    )
+    assert r.json() == {"blacklist_changed": 1, "records_regrouped": 2}
+    assert filled.get("/crashes.json").json()["guilties"][0]["function"] == (
+        "clock_nanosleep@GLIBC_2.2.5()"
+    )
+
+
+@pytest.mark.parametrize(
+    "form", [{}, {"frame": "not json"}, {"frame": '["", "x"]'}, {"frame": "[1, 2]"}]
+)
+def test_bad_blacklist_posts(client: TestClient, form: dict[str, str]) -> None:
+    r = client.post("/crashes/blacklist", data=form)
+    assert r.status_code == 400 and r.json()["message"]
+
+
+def test_cross_origin_post_is_refused(client: TestClient) -> None:
+    r = client.post(
+        "/crashes/blacklist",
+        data={"frame": '["f()", "m"]'},
+        headers={"origin": "http://evil.example"},
+    )
+    assert r.status_code == 403
+    assert client.get("/crashes/blacklist.json").json()["blacklist"] == []
+
+
+def test_redirect_stays_local(client: TestClient) -> None:
+    r = client.post(
+        "/crashes/blacklist",
+        data={"frame": '["f()", "m"]', "next": "//evil.example/"},
+        follow_redirects=False,
+    )
+    assert r.headers["location"] == "/crashes"
+
+
+def test_mce_thermal_population_twins(filled: TestClient) -> None:
+    m = filled.get("/mce.json").json()
+    assert m["by_class"] == [["org.clearlinux/mce/corrected", 1]]
+    assert m["by_status"] == [["00010090", 1]]
+    assert sum(filled.get("/thermal.json").json()["counts"]) == 1
+    pop = filled.get("/population.json", params={"bucket": "week"}).json()
+    assert sum(pop["series"]["31000"]) == 1 and sum(pop["series"]["9"]) == 1
+    assert "rotate" in filled.get("/population").text
+
+
+def test_static_chart_library_is_served(client: TestClient) -> None:
+    r = client.get("/static/vendor/chart-4.6.1.umd.min.js")
+    assert r.status_code == 200 and b"Chart" in r.content[:2000]
+    assert client.get("/static/js/charts.js").status_code == 200

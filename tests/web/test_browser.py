@@ -1,0 +1,207 @@
+"""The UI as a person uses it: headless Chromium against a real ``downlink serve``.
+
+Skipped (with the reason) only when Debian's ``chromium`` is not installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from downlink.settings import Settings
+from downlink.store.database import Store
+from downlink.testing.live import LiveServer
+from tests.web.helpers import CRASH, MCE, OOPS, load, rec
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCRIPT = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def site(live: LiveServer) -> Iterator[LiveServer]:
+    store = Store(Settings(database_url=live.database_url))
+    try:
+        load(
+            store,
+            [
+                rec(build="31000"),
+                rec(build="31001", machine_id="b"),
+                rec(build="16.04"),
+                rec(classification="org.clearlinux/crash/clr", payload=CRASH, severity=3),
+                rec(
+                    classification="org.clearlinux/crash/clr",
+                    payload=CRASH,
+                    severity=3,
+                    machine_id="b",
+                    build="31001",
+                ),
+                rec(classification="org.clearlinux/kernel/warning", payload=OOPS, severity=2),
+                rec(classification="org.clearlinux/mce/corrected", payload=MCE, severity=2),
+                rec(classification="org.clearlinux/mce/thermal", payload="THERMAL"),
+                rec(classification="org.clearlinux/journal/error", payload=SCRIPT, severity=2),
+            ],
+        )
+    finally:
+        store.close()
+    yield live
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context()
+    pg = context.new_page()
+    pg.errors = []  # type: ignore[attr-defined]
+    pg.dialogs = []  # type: ignore[attr-defined]
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
+    try:
+        yield pg
+    finally:
+        context.close()
+
+
+def _charts_drawn(page: Any) -> int:
+    page.wait_for_function(
+        "document.querySelectorAll('canvas').length === "
+        "document.querySelectorAll('canvas[data-rendered]').length"
+    )
+    return int(
+        page.evaluate(
+            "Array.from(document.querySelectorAll('canvas')).filter("
+            "c => c.width > 0 && c.height > 0 && Chart.getChart(c) !== undefined).length"
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "path, title, charts",
+    [
+        ("/builds", "Builds", 1),
+        ("/stats", "Stats", 3),
+        ("/crashes", "Crashes", 1),
+        ("/mce", "Machine-check events", 4),
+        ("/thermal", "Thermal events", 1),
+        ("/population", "Population", 1),
+        ("/plugins/severity", "Severity", 1),
+    ],
+)
+def test_each_dashboard_draws_its_charts(
+    site: LiveServer, page: Any, path: str, title: str, charts: int
+) -> None:
+    page.goto(site.url + path)
+    assert page.inner_text("h1") == title
+    assert _charts_drawn(page) == charts
+    assert page.errors == []
+
+
+def test_navigation_bar_reaches_every_view(site: LiveServer, page: Any) -> None:
+    page.goto(site.url + "/records")
+    for label, h1 in (
+        ("Builds", "Builds"),
+        ("Stats", "Stats"),
+        ("Crashes", "Crashes"),
+        ("MCE", "Machine-check events"),
+        ("Thermal", "Thermal events"),
+        ("Population", "Population"),
+        ("Severity", "Severity"),
+        ("Records", "Records"),
+    ):
+        page.click(f"nav.top >> text={label}")
+        assert page.inner_text("h1") == h1
+        assert page.get_attribute("nav.top a.active", "href") is not None
+
+
+def test_records_search_form_filters(site: LiveServer, page: Any) -> None:
+    page.goto(site.url + "/records")
+    assert page.locator("#records tbody tr").count() == 9
+    page.fill("input[name=classification]", "org.clearlinux/crash/*")
+    page.select_option("select[name=severity]", "3")
+    page.click("#record-search button[type=submit]")
+    rows = page.locator("#records tbody tr")
+    assert rows.count() == 2
+    assert set(rows.locator("td:nth-child(6)").all_inner_texts()) == {"org.clearlinux/crash/clr"}
+    page.fill("input[name=q]", "no such payload text")
+    page.click("#record-search button[type=submit]")
+    assert "No records match" in page.inner_text("#records")
+
+
+def test_script_payload_stays_inert(site: LiveServer, page: Any) -> None:
+    page.goto(site.url + "/records?classification=org.clearlinux/journal/error")
+    page.click("#records tbody tr:first-child td:first-child a")
+    assert "<script>window.pwned = 1</script>" in page.inner_text("#payload")
+    page.wait_for_load_state("load")
+    assert page.evaluate("window.pwned") is None
+    assert page.dialogs == []
+    assert page.locator("#payload script, #payload img").count() == 0
+
+
+def test_date_range_filter_empties_a_dashboard(site: LiveServer, page: Any) -> None:
+    page.goto(site.url + "/builds")
+    assert page.locator("#builds tbody tr").count() == 3
+    page.fill("input[name=from]", "2001-01-01")
+    page.fill("input[name=to]", "2001-01-31")
+    page.click("#filters button[type=submit]")
+    assert "No records in this period" in page.inner_text("#builds")
+    page.goto(site.url + "/population")
+    page.select_option("select[name=bucket]", "week")
+    page.click("#filters button[type=submit]")
+    assert "bucket=week" in page.url
+    assert page.locator("#population tbody tr").count() == 3
+
+
+def test_mark_a_frame_never_guilty_regroups_the_crashes(site: LiveServer, page: Any) -> None:
+    page.goto(site.url + "/crashes")
+    first = page.locator("#guilties tbody tr").first
+    assert (
+        first.locator(".guilty-link").inner_text() == "clock_nanosleep@GLIBC_2.2.5() - [libc.so.6]"
+    )
+    assert first.locator(".total").inner_text() == "2"
+    first.locator(".guilty-link").click()
+    assert page.locator("#machines tbody tr").count() == 2
+    page.click("#all-backtraces")
+    crash = page.locator(".crash").first
+    highlighted = crash.locator("tr.guilty")
+    assert highlighted.count() == 1
+    assert "clock_nanosleep@GLIBC_2.2.5()" in highlighted.inner_text()
+    highlighted.locator("input[type=checkbox]").check()
+    crash.locator("button.mark").click()
+    page.wait_for_url("**/crashes")
+    labels = page.locator("#guilties .guilty-link").all_inner_texts()
+    assert labels[0] == "__nanosleep() - [libc.so.6]"
+    assert "clock_nanosleep@GLIBC_2.2.5() - [libc.so.6]" not in labels
+    page.goto(site.url + "/crashes/blacklist")
+    assert "clock_nanosleep@GLIBC_2.2.5()" in page.inner_text("#blacklist")
+    page.check("#blacklist input[type=checkbox]")
+    page.click("text=Let the selected frames be guilty again")
+    page.goto(site.url + "/crashes")
+    assert page.locator("#guilties .guilty-link").first.inner_text() == (
+        "clock_nanosleep@GLIBC_2.2.5() - [libc.so.6]"
+    )

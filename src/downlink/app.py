@@ -10,10 +10,14 @@ from fastapi.responses import ORJSONResponse
 
 from downlink import __version__, security
 from downlink.api import errors, meta, records
+from downlink.api import nodes as nodes_api
 from downlink.ingest import bulk, collector
+from downlink.ingest import nodes_ws
 from downlink.metrics import Metrics
 from downlink.settings import Settings, from_env
 from downlink.store.database import Store
+from downlink.store.node_connections import record_connections
+from downlink.store.retention import Maintenance
 from downlink.web import routes as web_routes
 
 
@@ -21,14 +25,17 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     """Build the ASGI application; nothing connects until it starts."""
     settings = settings or from_env()
     metrics = Metrics()
-    store = Store(settings, metrics)
+    store = Store(settings, metrics, processors=[record_connections])
+    maintenance = Maintenance(store)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         store.start(run_migrations=run_migrations)
+        maintenance.start()
         try:
             yield
         finally:
+            await maintenance.stop()
             store.close()
 
     app = FastAPI(
@@ -45,6 +52,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(records.router)
     app.include_router(meta.router)
     app.include_router(bulk.router)
+    app.router.routes.extend(nodes_ws.routes)
+    app.include_router(nodes_api.router)
     app.router.routes.extend(collector.routes)
     web_routes.install(app, settings)
     return app

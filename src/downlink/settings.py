@@ -133,6 +133,79 @@ SETTINGS: tuple[Setting, ...] = (
         10000,
         "Most records in one POST /api/v1/records/bulk request.",
     ),
+    # -- substrate node telemetry over websockets (docs/nodes.md) -------------------
+    Setting(
+        "substrate_retention_hours",
+        "DOWNLINK_SUBSTRATE_RETENTION_HOURS",
+        3.0,
+        "Hours substrate records received on ws:// / are kept; /audit records never expire.",
+    ),
+    Setting(
+        "purge_interval_s",
+        "DOWNLINK_PURGE_INTERVAL_S",
+        600.0,
+        "Seconds between runs of the background purge of expired records; 0 turns it off.",
+    ),
+    Setting(
+        "purge_batch",
+        "DOWNLINK_PURGE_BATCH",
+        2000,
+        "Most records one purge transaction deletes (keeps the write lock short).",
+    ),
+    Setting(
+        "ws_ping_interval_s",
+        "DOWNLINK_WS_PING_INTERVAL_S",
+        5.0,
+        "Seconds between websocket pings sent to nodes; 0 sends none.",
+    ),
+    Setting(
+        "ws_pong_timeout_s",
+        "DOWNLINK_WS_PONG_TIMEOUT_S",
+        0.0,
+        "Drop a node whose pong is this late (s); 0: pongs not required (modern nodes never pong).",
+    ),
+    Setting(
+        "ws_idle_timeout_s",
+        "DOWNLINK_WS_IDLE_TIMEOUT_S",
+        60.0,
+        "Drop a node that sends no message for this many seconds; 0 turns it off.",
+    ),
+    Setting(
+        "ws_max_frame_bytes",
+        "DOWNLINK_WS_MAX_FRAME_BYTES",
+        1024 * 1024,
+        "Largest websocket message accepted from a node; larger closes it with code 1009.",
+    ),
+    Setting(
+        "ws_allow_networks",
+        "DOWNLINK_WS_ALLOW_NETWORKS",
+        (),
+        "Comma-separated CIDR networks allowed to stream node telemetry; empty allows all.",
+    ),
+    Setting(
+        "ws_rate_limit_bytes",
+        "DOWNLINK_WS_RATE_LIMIT_BYTES",
+        256 * 1024,
+        "Bytes per second one node connection may send, averaged over the window; 0: no limit.",
+    ),
+    Setting(
+        "ws_rate_window_s",
+        "DOWNLINK_WS_RATE_WINDOW_S",
+        10.0,
+        "Window (s) over which DOWNLINK_WS_RATE_LIMIT_BYTES is averaged.",
+    ),
+    Setting(
+        "ws_max_node_ids",
+        "DOWNLINK_WS_MAX_NODE_IDS",
+        20,
+        "Most distinct node ids (V2 `id`) one connection may carry; more are rejected.",
+    ),
+    Setting(
+        "ws_buffer_max",
+        "DOWNLINK_WS_BUFFER_MAX",
+        1000,
+        "Messages one connection buffers for the writer before it stops reading the socket.",
+    ),
     Setting(
         "web_plugins",
         "DOWNLINK_WEB_PLUGINS",
@@ -186,6 +259,18 @@ class Settings:
     spool_dir: str = ""
     spool_max_bytes: int = 256 * 1024 * 1024
     bulk_max_items: int = 10000
+    substrate_retention_hours: float = 3.0
+    purge_interval_s: float = 600.0
+    purge_batch: int = 2000
+    ws_ping_interval_s: float = 5.0
+    ws_pong_timeout_s: float = 0.0
+    ws_idle_timeout_s: float = 60.0
+    ws_max_frame_bytes: int = 1024 * 1024
+    ws_allow_networks: tuple[str, ...] = ()
+    ws_rate_limit_bytes: int = 256 * 1024
+    ws_rate_window_s: float = 10.0
+    ws_max_node_ids: int = 20
+    ws_buffer_max: int = 1000
     web_plugins: tuple[str, ...] = ("downlink.web.example_plugin",)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -198,6 +283,7 @@ class Settings:
             raise SettingsError("DOWNLINK_BATCH_WAIT_MS must not be negative")
         if self.sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise SettingsError("DOWNLINK_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
+        _check_substrate(self)
 
     @property
     def any_tid(self) -> bool:
@@ -219,6 +305,25 @@ class Settings:
                 value = tuple("***" for _ in value)
             out[s.name] = list(value) if isinstance(value, tuple) else value
         return out
+
+
+def _check_substrate(s: Settings) -> None:
+    import ipaddress
+
+    for name in ("substrate_retention_hours", "purge_interval_s", "ws_ping_interval_s",
+                 "ws_pong_timeout_s", "ws_idle_timeout_s", "ws_rate_limit_bytes"):
+        if getattr(s, name) < 0:
+            raise SettingsError(f"{_BY_NAME[name].env} must not be negative")
+    for name in ("purge_batch", "ws_max_frame_bytes", "ws_max_node_ids", "ws_buffer_max"):
+        if getattr(s, name) < 1:
+            raise SettingsError(f"{_BY_NAME[name].env} must be at least 1")
+    if s.ws_rate_window_s <= 0:
+        raise SettingsError("DOWNLINK_WS_RATE_WINDOW_S must be positive")
+    for net in s.ws_allow_networks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise SettingsError(f"DOWNLINK_WS_ALLOW_NETWORKS: {net!r} is not a network") from None
 
 
 def _hide_password(url: str) -> str:

@@ -7,6 +7,7 @@ import click
 from downlink import __version__
 from downlink.cli import migrate, send, serve, transfer
 from downlink.cli.settings import settings_cmd
+from downlink.cli.purge import purge
 
 
 @click.group()
@@ -21,6 +22,7 @@ cli.add_command(send.send)
 cli.add_command(transfer.export_cmd)
 cli.add_command(transfer.import_cmd)
 cli.add_command(settings_cmd)
+cli.add_command(purge)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ import click
 import uvicorn
 
 from downlink.cli.options import database_option, load_settings
+from downlink.ingest.nodes_ws import uvicorn_options
 from downlink.store import migrate as migrations
 from downlink.store.engine import make_engine
 
@@ -54,5 +55,6 @@ def serve(host: str, port: int, workers: int, log_level: str, database_url: str 
         log_level=log_level,
         access_log=False,
         timeout_keep_alive=5,
+        **uvicorn_options(settings),
         http="downlink.security.protocol:GuardedHttpToolsProtocol",
     )

@@ -155,3 +155,42 @@ rollup_mce = Table(
     Column("status", Text, primary_key=True),
     Column("count", BigInteger, nullable=False),
 )
+
+# -- substrate node telemetry (migration 0002_substrate) -------------------------------
+# One row per node seen on one websocket connection: (connection, node) where ``node``
+# is the V2 envelope ``id`` (``"0"`` for V1 frames). Records do not reference it by a
+# foreign key: they carry the connection in ``attrs``, and the writer upserts this row
+# in the same transaction as the records, so a purge can never strand a pending insert.
+node_connections = Table(
+    "node_connections",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("connection", String(32), nullable=False),
+    Column("node", String(24), nullable=False),
+    Column("ip_addr", Text, nullable=False),
+    Column("audit", Boolean, nullable=False),
+    Column("connected_at", Double, nullable=False),
+    Column("last_seen", Double, nullable=False),
+    Column("disconnected_at", Double, nullable=True),
+    Column("messages", BigInteger, nullable=False, server_default="0"),
+    Column("peer_id", Text, nullable=True),
+    Column("name", Text, nullable=True),
+    Column("chain", Text, nullable=True),
+    Column("version", Text, nullable=True),
+    Column("implementation", Text, nullable=True),
+    Column("authority", Boolean, nullable=True),
+    Column("startup_time", BigInteger, nullable=True),
+    Column("genesis_hash", Text, nullable=True),
+    Column("info", JSON, nullable=True),
+    UniqueConstraint("connection", "node"),
+    Index(None, "peer_id"),
+    Index(None, "last_seen"),
+)
+
+benchmarks = Table(
+    "benchmarks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("setup", JSON, nullable=False),
+    Column("created_at", Double, nullable=False),
+)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from downlink.cli.options import database_option, load_settings
 from downlink.store import retention
 from downlink.store.engine import make_engine
+
+
+def _finite(_ctx: click.Context, _param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter("must be a finite number of hours")
+    return value
 
 
 @click.command()
@@ -15,6 +23,7 @@ from downlink.store.engine import make_engine
     "--older-than-hours",
     type=click.FloatRange(min=0.0, max=1e6),
     default=None,
+    callback=_finite,
     help="Retention to apply (default: $DOWNLINK_SUBSTRATE_RETENTION_HOURS).",
 )
 @database_option

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, insert, select
 
+from downlink.store.pg_insert import insert_returning_ids
 from downlink.store.tables import records
 
 Row = dict[str, Any]
@@ -61,7 +62,10 @@ def insert_records(
         process(conn, fresh)
     params = [{c: row.get(c) for c in RECORD_COLUMNS} for row in fresh]
     ids: list[int] = []
-    if params:
+    if params and conn.dialect.name == "postgresql":
+        # One array per column instead of one placeholder per value (see pg_insert).
+        ids = insert_returning_ids(conn, RECORD_COLUMNS, params)
+    elif params:
         stmt = insert(records).returning(records.c.id, sort_by_parameter_order=True)
         ids = list(conn.execute(stmt, params).scalars())
 

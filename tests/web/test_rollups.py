@@ -11,17 +11,23 @@ from downlink.pipeline.rollups import (
     ROLLUP_TABLES,
     day_of,
     mce_status,
+    month_of,
     rebuild_guilty_rollups,
     rebuild_rollups,
+    week_of,
 )
 from downlink.store.database import Store
 from downlink.store.tables import (
     records,
+    rollup_build_daily,
+    rollup_class_daily,
     rollup_daily,
     rollup_guilty,
     rollup_guilty_machines,
     rollup_machines,
     rollup_mce,
+    rollup_mce_machines,
+    rollup_platform_daily,
     rollup_population,
 )
 from downlink.testing.generate import RecordGenerator
@@ -57,11 +63,18 @@ def test_machines_count_once_per_day_and_build_and_retransmissions_not_at_all(db
     load(db, [rec(machine_id="a", ts_reception=now), rec(machine_id="a", build="31001")])
     stored = load(db, [dict(first)])  # the same record sent again
     assert stored[0]["duplicate"] is True
-    pop = dict(((d, b), n) for d, b, n in _all(db, rollup_population))
-    assert pop == {(day_of(now), "31000"): 2, (day_of(now), "31001"): 1}
-    assert len(_all(db, rollup_machines)) == 3
-    total = sum(r[-1] for r in _all(db, rollup_daily))
-    assert total == db.run(lambda c: c.execute(select(func.count()).select_from(records)).scalar())
+    pop = {(g, p, b): n for g, p, b, n in _all(db, rollup_population)}
+    today = day_of(now)
+    assert pop[("d", today, "31000")] == 2 and pop[("d", today, "31001")] == 1
+    assert pop[("w", week_of(today), "31000")] == 2
+    assert pop[("m", month_of(today), "31001")] == 1
+    assert len(pop) == 6
+    assert len(_all(db, rollup_machines)) == 9  # 3 (build, machine) pairs x 3 grains
+    for cube in (rollup_daily, rollup_class_daily, rollup_build_daily, rollup_platform_daily):
+        total = sum(r[-1] for r in _all(db, cube))
+        assert total == db.run(
+            lambda c: c.execute(select(func.count()).select_from(records)).scalar()
+        )
 
 
 def test_mce_status_is_the_last_eight_hex_digits_before_mcgstatus() -> None:
@@ -80,8 +93,10 @@ def test_mce_rollup_per_class_build_machine_status(db: Store) -> None:
             rec(classification="org.clearlinux/mce/SRAR", payload="garbled", machine_id="b"),
         ],
     )
-    rows = {(r[1], r[3], r[4]): r[5] for r in _all(db, rollup_mce)}
-    assert rows == {(cls, "machine-a", "00010090"): 2, ("org.clearlinux/mce/SRAR", "b", ""): 1}
+    rows = {(r[1], r[3]): r[4] for r in _all(db, rollup_mce)}
+    assert rows == {(cls, "00010090"): 2, ("org.clearlinux/mce/SRAR", ""): 1}
+    machines = {(r[1], r[3]): r[4] for r in _all(db, rollup_mce_machines)}
+    assert machines == {(cls, "machine-a"): 2, ("org.clearlinux/mce/SRAR", "b"): 1}
 
 
 def test_crash_rollups_follow_the_guilty_frame_and_regrouping(db: Store) -> None:
@@ -154,3 +169,13 @@ def test_rebuild_equals_incremental(db: Store) -> None:
         else:
             assert incremental[name] == rebuilt[name], name
     assert sum(r[-1] for r in incremental["rollup_daily"]) == 600
+
+
+def test_week_and_month_keys() -> None:
+    from datetime import date
+
+    from downlink.store.queries.period import day_number
+
+    assert week_of(day_number(date(2024, 1, 7))) == day_number(date(2024, 1, 1))
+    assert week_of(day_number(date(2024, 1, 1))) == day_number(date(2024, 1, 1))
+    assert month_of(day_number(date(2024, 2, 29))) == 202402

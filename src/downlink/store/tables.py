@@ -109,10 +109,46 @@ rollup_daily = Table(
     Column("count", BigInteger, nullable=False),
 )
 
+# Narrower copies of rollup_daily: a dashboard reads the smallest one that has every
+# column it groups or filters by (downlink.store.queries.period.cube_for).
+rollup_class_daily = Table(
+    "rollup_class_daily",
+    metadata,
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("source", String(32), primary_key=True),
+    Column("classification", Text, primary_key=True),
+    Column("severity", Integer, primary_key=True, autoincrement=False),
+    Column("count", BigInteger, nullable=False),
+)
+
+rollup_build_daily = Table(
+    "rollup_build_daily",
+    metadata,
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("source", String(32), primary_key=True),
+    Column("classification", Text, primary_key=True),
+    Column("severity", Integer, primary_key=True, autoincrement=False),
+    Column("build", Text, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
+rollup_platform_daily = Table(
+    "rollup_platform_daily",
+    metadata,
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("source", String(32), primary_key=True),
+    Column("classification", Text, primary_key=True),
+    Column("severity", Integer, primary_key=True, autoincrement=False),
+    Column("host_type", Text, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
+# grain: "d" (period = day number), "w" (day number of the Monday), "m" (year*100+month).
 rollup_machines = Table(
     "rollup_machines",
     metadata,
-    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("grain", String(1), primary_key=True),
+    Column("period", Integer, primary_key=True, autoincrement=False),
     Column("build", Text, primary_key=True),
     Column("machine_id", Text, primary_key=True),
 )
@@ -120,7 +156,8 @@ rollup_machines = Table(
 rollup_population = Table(
     "rollup_population",
     metadata,
-    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("grain", String(1), primary_key=True),
+    Column("period", Integer, primary_key=True, autoincrement=False),
     Column("build", Text, primary_key=True),
     Column("machines", BigInteger, nullable=False),
 )
@@ -151,8 +188,18 @@ rollup_mce = Table(
     Column("day", Integer, primary_key=True, autoincrement=False),
     Column("classification", Text, primary_key=True),
     Column("build", Text, primary_key=True),
-    Column("machine_id", Text, primary_key=True),
     Column("status", Text, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
+# week = day number of the Monday of the week.
+rollup_mce_machines = Table(
+    "rollup_mce_machines",
+    metadata,
+    Column("week", Integer, primary_key=True, autoincrement=False),
+    Column("classification", Text, primary_key=True),
+    Column("build", Text, primary_key=True),
+    Column("machine_id", Text, primary_key=True),
     Column("count", BigInteger, nullable=False),
 )
 

@@ -139,6 +139,8 @@ class RecordGenerator:
         self.builds_per_week = builds_per_week
         self.machines = [f"{self.rng.getrandbits(128):032x}" for _ in range(machines)]
         self.machine_platform = [self.rng.choice(PLATFORMS) for _ in range(machines)]
+        # Machine checks come from the few machines with flaky hardware, not from all.
+        self._faulty = self.rng.sample(range(machines), max(1, machines // 50))
         self._classes = [c for c, _, _ in CLASSES]
         self._severity = {c: s for c, s, _ in CLASSES}
         self._weights = [w for _, _, w in CLASSES]
@@ -237,8 +239,11 @@ class RecordGenerator:
         """Return one record as a dict of ``records`` columns."""
         rng = self.rng
         self._serial += 1
-        m = rng.randrange(len(self.machines))
         cls = rng.choices(self._classes, self._weights)[0]
+        if cls.startswith("org.clearlinux/mce/"):
+            m = rng.choice(self._faulty)
+        else:
+            m = rng.randrange(len(self.machines))
         age = rng.random() * self.days
         received = self.now - age * DAY
         return {

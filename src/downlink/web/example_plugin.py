@@ -1,4 +1,4 @@
-"""Example web plug-in: records per day and severity, from the daily rollup.
+"""Example web plug-in: records per day and severity, from a daily rollup.
 
 Enabled by default (``DOWNLINK_WEB_PLUGINS=downlink.web.example_plugin``); it shows at
 ``/plugins/severity`` and ``/plugins/severity.json``. Copy it to start a plug-in of
@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from downlink.store.queries.period import day_date
-from downlink.store.tables import rollup_daily
+from downlink.store.tables import rollup_class_daily
 from downlink.web.plugins import PluginQuery, PluginRegistry, PluginView
 from downlink.web.rendering import chart
 
@@ -21,7 +21,7 @@ SEVERITIES = (1, 2, 3, 4)
 
 def severity_per_day(conn: Connection, query: PluginQuery) -> dict[str, Any]:
     """Return records per day for each severity in the period."""
-    t = rollup_daily
+    t = rollup_class_daily
     stmt = query.period.where(
         select(t.c.day, t.c.severity, func.sum(t.c.count)).group_by(t.c.day, t.c.severity), t
     )

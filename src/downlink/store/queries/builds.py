@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, func, select
 
-from downlink.store.queries.period import Period, RollupFilter, build_sort_key
-from downlink.store.tables import rollup_daily
+from downlink.store.queries.period import Period, RollupFilter, build_sort_key, cube_for
 
 
 def records_per_build(conn: Connection, period: Period, f: RollupFilter) -> list[tuple[str, int]]:
     """Return (build, records) for the period, integer builds in numeric order first."""
-    t = rollup_daily
+    t = cube_for({"build"} | f.columns())
     stmt = select(t.c.build, func.sum(t.c.count)).group_by(t.c.build)
     stmt = f.where(period.where(stmt, t), t)
     rows = [(str(row[0]), int(row[1])) for row in conn.execute(stmt)]

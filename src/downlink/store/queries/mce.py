@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from downlink.store.queries.period import Period, build_sort_key, day_date
-from downlink.store.tables import rollup_daily, rollup_mce
+from downlink.store.tables import rollup_class_daily, rollup_mce, rollup_mce_machines
 
 MCE_CLASSES = tuple(f"org.clearlinux/mce/{name}" for name in ("corrected", "SRAO", "SRAR", "UCNA"))
 THERMAL_CLASS = "org.clearlinux/mce/thermal"
@@ -30,12 +30,14 @@ def _week_labels(period: Period) -> list[int]:
 def mce_summary(
     conn: Connection, period: Period, build: str | None = None, top: int = 20
 ) -> dict[str, Any]:
-    """Return weekly counts per class, counts by class, build and status, top machines."""
+    """Return weekly counts per class, counts by class, build and status, top machines.
+
+    Top machines count whole weeks (their rollup is weekly) overlapping the period.
+    """
     t = rollup_mce
     base = period.where(
-        select(t.c.day, t.c.classification, t.c.build, t.c.machine_id, t.c.status, t.c.count), t
-    )
-    base = base.where(t.c.classification.in_(MCE_CLASSES))
+        select(t.c.day, t.c.classification, t.c.build, t.c.status, t.c.count), t
+    ).where(t.c.classification.in_(MCE_CLASSES))
     if build is not None:
         base = base.where(t.c.build == build)
     sub = base.subquery()
@@ -54,13 +56,18 @@ def mce_summary(
         return [(str(k), int(n)) for k, n in conn.execute(stmt)]
 
     by_build = sorted(grouped(sub.c.build), key=lambda kv: build_sort_key(kv[0]))
-    total = func.sum(sub.c.count)
-    machines = conn.execute(
-        select(sub.c.machine_id, total, func.count(func.distinct(sub.c.build)))
-        .group_by(sub.c.machine_id)
-        .order_by(total.desc(), sub.c.machine_id)
+    m = rollup_mce_machines
+    total = func.sum(m.c.count)
+    mq = (
+        select(m.c.machine_id, total, func.count(func.distinct(m.c.build)))
+        .where(m.c.week >= week_of(period.first), m.c.week <= period.last)
+        .where(m.c.classification.in_(MCE_CLASSES))
+        .group_by(m.c.machine_id)
+        .order_by(total.desc(), m.c.machine_id)
         .limit(top)
-    ).all()
+    )
+    if build is not None:
+        mq = mq.where(m.c.build == build)
     return {
         "weeks": [day_date(w).isoformat() for w in weeks],
         "weekly": weekly,
@@ -68,14 +75,15 @@ def mce_summary(
         "by_build": by_build,
         "by_status": grouped(sub.c.status),
         "top_machines": [
-            {"machine_id": str(m), "count": int(n), "builds": int(b)} for m, n, b in machines
+            {"machine_id": str(mid), "count": int(n), "builds": int(b)}
+            for mid, n, b in conn.execute(mq)
         ],
     }
 
 
 def thermal_weekly(conn: Connection, period: Period) -> dict[str, Any]:
     """Return thermal events per week of the period."""
-    t = rollup_daily
+    t = rollup_class_daily
     weeks = _week_labels(period)
     counts = [0] * len(weeks)
     stmt = period.where(

@@ -8,6 +8,13 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Select, Table
 
+from downlink.store.tables import (
+    rollup_build_daily,
+    rollup_class_daily,
+    rollup_daily,
+    rollup_platform_daily,
+)
+
 EPOCH = date(1970, 1, 1)
 
 # Any SELECT, whatever its column types (Select is variadic in SQLAlchemy 2.1).
@@ -66,6 +73,11 @@ class RollupFilter:
     host_type: str | None = None
     severity: int | None = None
 
+    def columns(self) -> set[str]:
+        """Return the dimensions this filter constrains."""
+        names = ("source", "classification", "build", "host_type", "severity")
+        return {n for n in names if getattr(self, n) is not None}
+
     def where(self, stmt: S, table: Table) -> S:
         """Apply the conditions whose column exists in ``table``."""
         for name in ("source", "classification", "build", "host_type", "severity"):
@@ -85,3 +97,20 @@ def build_sort_key(build: str) -> tuple[int, int, str]:
     if build.isascii() and build.isdigit():
         return (0, int(build), "")
     return (1, 0, build)
+
+
+# Smallest first: every table holds the same counts, summed over fewer dimensions.
+CUBES: tuple[Table, ...] = (
+    rollup_class_daily,
+    rollup_build_daily,
+    rollup_platform_daily,
+    rollup_daily,
+)
+
+
+def cube_for(columns: set[str]) -> Table:
+    """Return the smallest daily rollup that has every one of ``columns``."""
+    for table in CUBES:
+        if columns <= set(table.c.keys()):
+            return table
+    raise ValueError(f"no rollup has the columns {sorted(columns)}")

@@ -1,10 +1,11 @@
 """Unique machines per OS build over time (day, week or month buckets).
 
-Daily figures come straight from ``rollup_population``. A machine seen on several days
-of a week counts once in that week, so week and month buckets count distinct ids in
-``rollup_machines`` (one row per day, build and machine; far smaller than ``records``).
-Clear Linux clients rotate their machine id every few days, so every figure is an
-upper bound on real machines, looser for longer buckets.
+Figures come straight from ``rollup_population``, which the ingest processor keeps per
+day, ISO week and calendar month: a machine seen on several days of a week counts once
+in that week. Week and month buckets always cover whole calendar weeks and months,
+even where the chosen period starts or ends inside one. Clear Linux clients rotate
+their machine id every few days, so every figure is an upper bound on real machines,
+looser for longer buckets.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 
 from downlink.store.queries.period import Period, build_sort_key, day_date, day_number
-from downlink.store.tables import rollup_machines, rollup_population
+from downlink.store.tables import rollup_population
 
 BUCKETS = ("day", "week", "month")
 
@@ -60,32 +61,35 @@ def _buckets(period: Period, size: str) -> Iterator[Bucket]:
         day = end + 1
 
 
+_GRAIN = {"day": "d", "week": "w", "month": "m"}
+
+
+def _period_key(size: str, first_day: int) -> int:
+    d = day_date(first_day)
+    if size == "month":
+        return d.year * 100 + d.month
+    return first_day  # a day, or the Monday starting a week
+
+
 def machines_per_build(
     conn: Connection, period: Period, size: str, build: str | None = None
 ) -> dict[str, object]:
     """Return ``{"buckets": [...], "builds": [...], "series": {build: [n per bucket]}}``."""
     parts = buckets(period, size)
+    # Buckets start where the period starts; the stored week/month keys are aligned.
+    index: dict[int, int] = {}
+    for i, part in enumerate(parts):
+        first = part.first if size != "week" else part.first - day_date(part.first).weekday()
+        index[_period_key(size, first)] = i
+    t = rollup_population
+    stmt = select(t.c.period, t.c.build, t.c.machines).where(
+        t.c.grain == _GRAIN[size], t.c.period.in_(list(index))
+    )
+    if build is not None:
+        stmt = stmt.where(t.c.build == build)
     counts: dict[str, list[int]] = {}
-    if size == "day":
-        t = rollup_population
-        stmt = period.where(select(t.c.day, t.c.build, t.c.machines), t)
-        if build is not None:
-            stmt = stmt.where(t.c.build == build)
-        index = {b.first: i for i, b in enumerate(parts)}
-        for day, b, n in conn.execute(stmt):
-            counts.setdefault(str(b), [0] * len(parts))[index[int(day)]] = int(n)
-    else:
-        m = rollup_machines
-        for i, part in enumerate(parts):
-            q = (
-                select(m.c.build, func.count(func.distinct(m.c.machine_id)))
-                .where(m.c.day >= part.first, m.c.day <= part.last)
-                .group_by(m.c.build)
-            )
-            if build is not None:
-                q = q.where(m.c.build == build)
-            for b, n in conn.execute(q):
-                counts.setdefault(str(b), [0] * len(parts))[i] = int(n)
+    for key, b, n in conn.execute(stmt):
+        counts.setdefault(str(b), [0] * len(parts))[index[int(key)]] = int(n)
     builds = sorted(counts, key=build_sort_key)
     return {
         "bucket": size,

@@ -1,0 +1,280 @@
+"""Dashboard speed at scale: load N realistic records, time every view's JSON twin.
+
+    python bench/dashboards.py                 # 1M records, SQLite and PostgreSQL
+    python bench/dashboards.py --records 10000000 --db sqlite
+    python bench/dashboards.py --records 100000 --no-write   # quick look, docs untouched
+
+Records come from :class:`downlink.testing.generate.RecordGenerator` (thousands of
+machines, rolling builds, the Clear Linux classification mix, crashprobe and kernel
+backtraces, MCE payloads) and are loaded by the standard processors (crash grouping,
+then rollups) followed by one multi-row INSERT per 5,000 records: the writer's
+``insert_records`` without its retransmission lookup and per-row RETURNING, which
+generated records never need. SQLite loads with
+``synchronous=OFF`` and PostgreSQL runs with ``fsync=off``: only the load is faster for
+it, not the queries. Each view is then fetched over HTTP from a real ``downlink serve``
+(one warm-up, then the median and worst of five). The section ``dashboards`` of
+docs/performance.md is replaced with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import Connection, insert
+
+from downlink.pipeline.crashes import add_to_blacklist, recompute_guilty
+from downlink.pipeline.registry import default_processors
+from downlink.pipeline.rollups import rebuild_guilty_rollups
+from downlink.settings import Settings
+from downlink.store.database import Store
+from downlink.store.inserts import RECORD_COLUMNS
+from downlink.store.tables import records
+from downlink.testing.generate import RecordGenerator
+from downlink.testing.live import LiveServer
+from downlink.testing.postgres import TempPostgres
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "performance.md"
+SECTION = "dashboards"
+BATCH = 5000
+DAYS = 60
+
+
+def _insert(conn: Connection, rows: list[dict[str, Any]], processors: list[Any]) -> None:
+    # insert_records minus its retransmission lookup and RETURNING (every generated
+    # record is new): the same processors run on the same rows, then one executemany.
+    for process in processors:
+        process(conn, rows)
+    conn.execute(insert(records), [{c: r.get(c) for c in RECORD_COLUMNS} for r in rows])
+
+
+def load(url: str, n: int, seed: int) -> float:
+    """Load ``n`` generated records; return records per second."""
+    store = Store(Settings(database_url=url, sqlite_synchronous="OFF"))
+    store.migrate()
+    gen = RecordGenerator(seed=seed, machines=max(1000, n // 100), days=DAYS)
+    processors = default_processors()
+    started = time.perf_counter()
+    done = 0
+    try:
+        while done < n:
+            rows = list(gen.rows(min(BATCH, n - done)))
+            store.run_write(_insert, rows, processors)
+            done += len(rows)
+            if done % (BATCH * 40) == 0:
+                rate = done / (time.perf_counter() - started)
+                print(f"  {done:,} records ({rate:,.0f}/s)", flush=True)
+        store.run_write(lambda c: c.exec_driver_sql("ANALYZE"))
+    finally:
+        store.close()
+    return n / (time.perf_counter() - started)
+
+
+def views(client: httpx.Client) -> list[tuple[str, str]]:
+    """The JSON twins to time, as (what, path)."""
+    today = datetime.now(UTC).date()
+    since = (today - timedelta(days=DAYS)).isoformat()
+    top = client.get("/crashes.json").json()["guilties"]
+    gid = top[0]["guilty_id"] if top else 1
+    machine = client.get("/records.json").json()["records"][0]["machine_id"]
+    return [
+        ("records: newest page", "/records.json"),
+        ("records: one classification", "/records.json?classification=org.clearlinux/crash/clr"),
+        ("records: one machine", f"/records.json?machine_id={machine}"),
+        ("records: payload text (scan)", "/records.json?q=wl_resource_post_event"),
+        ("builds: 30 days", "/builds.json"),
+        ("builds: 60 days, severity 3", f"/builds.json?from={since}&severity=3"),
+        ("stats: 30 days", "/stats.json"),
+        (
+            "stats: 60 days, classification *",
+            f"/stats.json?from={since}&classification=org.clearlinux/crash/*",
+        ),
+        ("crashes: top 50, 7 days", "/crashes.json"),
+        ("crashes: top 50, 60 days", f"/crashes.json?from={since}"),
+        ("crash group detail, 7 days", f"/crashes/{gid}.json"),
+        ("crash group backtraces (50)", f"/crashes/{gid}/backtraces.json"),
+        ("mce: year to date", "/mce.json"),
+        ("thermal: 5 weeks", "/thermal.json"),
+        ("population: 28 days by day", "/population.json"),
+        ("population: 60 days by week", f"/population.json?from={since}&bucket=week"),
+        ("population: 60 days by month", f"/population.json?from={since}&bucket=month"),
+        ("plug-in severity: 30 days", "/plugins/severity.json"),
+    ]
+
+
+def time_views(url: str) -> list[tuple[str, float, float]]:
+    """Return (view, median ms, worst ms) for every view against a live server."""
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        server = LiveServer(url, log=Path(tmp) / "server.log").start(timeout=600)
+        try:
+            with httpx.Client(base_url=server.url, timeout=120) as client:
+                for what, path in views(client):
+                    r = client.get(path)
+                    assert r.status_code == 200, (path, r.status_code, r.text[:200])
+                    times = []
+                    for _ in range(5):
+                        t = time.perf_counter()
+                        client.get(path).raise_for_status()
+                        times.append((time.perf_counter() - t) * 1000)
+                    out.append((what, statistics.median(times), max(times)))
+                    print(
+                        f"  {what:40s} {out[-1][1]:8.1f} ms  (worst {out[-1][2]:.1f})", flush=True
+                    )
+        finally:
+            server.stop()
+    return out
+
+
+def regroup(url: str) -> tuple[float, int]:
+    """Time marking the most common guilty frame never guilty (regroup + rollups)."""
+    store = Store(Settings(database_url=url))
+    try:
+        top = store.run(
+            lambda c: c.exec_driver_sql(
+                "SELECT g.function, g.module FROM rollup_guilty r "
+                "JOIN guilty g ON g.id = r.guilty_id GROUP BY g.function, g.module "
+                "ORDER BY SUM(r.count) DESC LIMIT 1"
+            ).first()
+        )
+
+        def work(conn: object) -> int:
+            add_to_blacklist(conn, [(top[0], top[1])])  # type: ignore[arg-type]
+            changed = recompute_guilty(conn)  # type: ignore[arg-type]
+            rebuild_guilty_rollups(conn)  # type: ignore[arg-type]
+            return changed
+
+        started = time.perf_counter()
+        changed = store.run_write(work)
+        return time.perf_counter() - started, changed
+    finally:
+        store.close()
+
+
+def size_of(url: str) -> str:
+    """Return the database size on disk."""
+    store = Store(Settings(database_url=url))
+    try:
+        if store.dialect == "postgresql":
+            n = store.run(
+                lambda c: c.exec_driver_sql("SELECT pg_database_size(current_database())").scalar()
+            )
+        else:
+            n = Path(url.removeprefix("sqlite:///")).stat().st_size
+        return f"{int(n) / 1e9:.2f} GB"
+    finally:
+        store.close()
+
+
+def machine() -> str:
+    """Where the numbers were taken."""
+    cpu = platform.machine()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout.strip()
+    return (
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu}, nproc {nproc}, "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; "
+        f"load average at start {os.getloadavg()[0]:.1f} (shared machine)"
+    )
+
+
+def write_section(body: str) -> None:
+    """Replace (or append) this benchmark's section of docs/performance.md."""
+    start, end = f"<!-- bench:{SECTION} -->", f"<!-- /bench:{SECTION} -->"
+    text = DOC.read_text() if DOC.exists() else "# Performance\n"
+    block = f"{start}\n{body.strip()}\n{end}"
+    if start in text and end in text:
+        text = text.split(start, 1)[0] + block + text.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    DOC.write_text(text)
+
+
+def main() -> None:
+    """Run the benchmark."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-write", action="store_true", help="do not touch docs/performance.md")
+    args = ap.parse_args()
+    kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    about = machine()
+    results: dict[str, dict[str, object]] = {}
+    with tempfile.TemporaryDirectory(prefix="downlink-bench-") as tmp:
+        for kind in kinds:
+            pg: TempPostgres | None = None
+            if kind == "sqlite":
+                url = f"sqlite:///{tmp}/dashboards.db"
+            else:
+                pg = TempPostgres().start()
+                url = pg.create_database("dashboards")
+            try:
+                print(f"{kind}: loading {args.records:,} records", flush=True)
+                rate = load(url, args.records, args.seed)
+                print(f"{kind}: {rate:,.0f} records/s; timing views", flush=True)
+                timings = time_views(url)
+                size = size_of(url)
+                seconds, changed = regroup(url)
+                print(
+                    f"{kind}: regroup after a blacklist edit {seconds:.1f} s ({changed:,} records)"
+                )
+                results[kind] = {
+                    "rate": rate,
+                    "timings": timings,
+                    "size": size,
+                    "regroup": (seconds, changed),
+                }
+            finally:
+                if pg is not None:
+                    pg.stop()
+    if args.no_write:
+        return
+    lines = [
+        "## Dashboards (web views)",
+        "",
+        f"`python bench/dashboards.py --records {args.records}` — {args.records:,} generated "
+        f"records over {DAYS} days; {about}.",
+        "Views answer from the rollup tables; only the record list (indexed, newest first, "
+        "50 rows) and the payload text search touch `records`, the latter by scanning until "
+        "it finds a page of matches.",
+        "",
+    ]
+    header = "| view (JSON twin) | " + " | ".join(f"{k} median / worst ms" for k in results) + " |"
+    lines += [header, "|---|" + "---|" * len(results)]
+    names = [t[0] for t in next(iter(results.values()))["timings"]]  # type: ignore[index]
+    for i, name in enumerate(names):
+        cells = []
+        for r in results.values():
+            _, med, worst = r["timings"][i]  # type: ignore[index]
+            cells.append(f"{med:.1f} / {worst:.1f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for kind, r in results.items():
+        secs, changed = r["regroup"]  # type: ignore[misc]
+        lines.append(
+            f"- {kind}: load {r['rate']:,.0f} records/s (processors + bulk INSERT); "
+            f"database {r['size']}; marking the top guilty frame never guilty regrouped "
+            f"{changed:,} records and rebuilt the crash rollups in {secs:.1f} s."
+        )
+    write_section("\n".join(lines))
+    print(f"wrote section {SECTION!r} of docs/performance.md", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

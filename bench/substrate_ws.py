@@ -50,7 +50,7 @@ async def _flush(ws: ClientConnection, token: int) -> int:
 
 
 async def _node(url: str, frames: list[bytes], stop_at: float, flush_every: int) -> int:
-    async with connect(url, max_size=None) as ws:
+    async with connect(url, max_size=None, compression=None) as ws:
         sent = token = 0
         while time.monotonic() < stop_at:
             await ws.send(frames[sent % len(frames)])

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, insert, select
 
+from downlink.store import sqlite_insert
 from downlink.store.pg_insert import insert_returning_ids
 from downlink.store.tables import records
 
@@ -65,6 +66,9 @@ def insert_records(
     if params and conn.dialect.name == "postgresql":
         # One array per column instead of one placeholder per value (see pg_insert).
         ids = insert_returning_ids(conn, RECORD_COLUMNS, params)
+    elif params and conn.dialect.name == "sqlite":
+        # One multi-row INSERT per chunk instead of one per row (see sqlite_insert).
+        ids = sqlite_insert.insert_returning_ids(conn, RECORD_COLUMNS, params)
     elif params:
         stmt = insert(records).returning(records.c.id, sort_by_parameter_order=True)
         ids = list(conn.execute(stmt, params).scalars())

@@ -132,6 +132,7 @@ def test_navigation_bar_reaches_every_view(site: LiveServer, page: Any) -> None:
         ("Thermal", "Thermal events"),
         ("Population", "Population"),
         ("Severity", "Severity"),
+        ("Nodes", "Nodes"),
         ("Records", "Records"),
     ):
         page.click(f"nav.top >> text={label}")

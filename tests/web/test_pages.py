@@ -21,6 +21,7 @@ PAGES = (
     "/population",
     "/crashes/blacklist",
     "/plugins/severity",
+    "/substrate",
 )
 SCRIPT = '<script>window.pwned = 1; alert("x")</script><img src=x onerror="window.pwned=2">'
 
@@ -71,6 +72,7 @@ def test_every_page_renders_with_navigation_and_csp(filled: TestClient, path: st
         "/thermal",
         "/population",
         "/plugins/severity",
+        "/substrate",
     ):
         assert f'href="{tab}"' in r.text
     twin = filled.get(path.replace("/crashes/blacklist", "/crashes/blacklist") + ".json")
@@ -234,3 +236,39 @@ def test_static_chart_library_is_served(client: TestClient) -> None:
     r = client.get("/static/vendor/chart-4.6.1.umd.min.js")
     assert r.status_code == 200 and b"Chart" in r.content[:2000]
     assert client.get("/static/js/charts.js").status_code == 200
+
+
+def test_nodes_page_lists_websocket_nodes_and_message_types(client: TestClient) -> None:
+    from downlink.pipeline.registry import default_processors
+    from downlink.store.inserts import insert_records
+    from downlink.store.node_connections import NODE_KEY, record_connections
+
+    node = {
+        "connection": "c1",
+        "node": "n1",
+        "ip": "127.0.0.1",
+        "audit": False,
+        "connected_at": 1.0,
+        "identity": {"peer_id": "12D3KooWPeer", "name": "<b>alice</b>", "chain": "Local Testnet"},
+    }
+    rows = [
+        rec(
+            source="substrate",
+            classification=f"substrate/{msg}",
+            machine_id="12D3KooWPeer",
+            payload="{}",
+            build="",
+            **{NODE_KEY: node},
+        )
+        for msg in ("system.connected", "system.interval", "system.interval")
+    ]
+    _store(client).run_write(insert_records, rows, [*default_processors(), record_connections])
+    data = client.get("/substrate.json").json()
+    assert [n["peer_id"] for n in data["nodes"]] == ["12D3KooWPeer"]
+    assert {(m["msg"], m["count"]) for m in data["messages"]} == {
+        ("system.connected", 1),
+        ("system.interval", 2),
+    }
+    html = client.get("/substrate").text
+    assert "&lt;b&gt;alice&lt;/b&gt;" in html and "system.interval" in html
+    assert client.get("/substrate.json?minutes=0").status_code == 400

@@ -46,6 +46,7 @@ CORE_NAV: tuple[NavItem, ...] = (
     NavItem("mce", "MCE", "/mce"),
     NavItem("thermal", "Thermal", "/thermal"),
     NavItem("population", "Population", "/population"),
+    NavItem("nodes", "Nodes", "/substrate"),
 )
 
 

@@ -272,3 +272,19 @@ def test_nodes_page_lists_websocket_nodes_and_message_types(client: TestClient) 
     html = client.get("/substrate").text
     assert "&lt;b&gt;alice&lt;/b&gt;" in html and "system.interval" in html
     assert client.get("/substrate.json?minutes=0").status_code == 400
+
+
+def test_comment_and_hide_a_crash_group(filled: TestClient) -> None:
+    gid = filled.get("/crashes.json").json()["guilties"][0]["guilty_id"]
+    r = filled.post(
+        f"/crashes/{gid}", data={"comment": "known: bug 42", "hide": "1"}, follow_redirects=False
+    )
+    assert r.status_code == 303 and r.headers["location"] == f"/crashes/{gid}"
+    assert gid not in [g["guilty_id"] for g in filled.get("/crashes.json").json()["guilties"]]
+    page = filled.get(f"/crashes/{gid}").text
+    assert 'value="known: bug 42"' in page and "hidden from the top crashes" in page
+    filled.post(f"/crashes/{gid}", data={"comment": "known: bug 42"})
+    top = filled.get("/crashes.json").json()["guilties"]
+    assert top[0]["guilty_id"] == gid and top[0]["comment"] == "known: bug 42"
+    assert filled.post(f"/crashes/{gid}", data={"comment": "x" * 81}).status_code == 400
+    assert filled.post("/crashes/999999", data={"comment": ""}).status_code == 404

@@ -164,7 +164,7 @@ def _guilty_upsert(conn: Connection, seen: dict[tuple[int, int, str], list[float
 
 def _update_guilty(conn: Connection, rows: Iterable[Row]) -> None:
     seen: dict[tuple[int, int, str], list[float]] = {}
-    machines: set[Key] = set()
+    machines: Counter[Key] = Counter()
     for r in rows:
         gid = r.get("guilty_id")
         if gid is None:
@@ -179,9 +179,9 @@ def _update_guilty(conn: Connection, rows: Iterable[Row]) -> None:
             v[0] += 1
             v[1] = min(v[1], ts)
             v[2] = max(v[2], ts)
-        machines.add((day, int(gid), r["build"], r["machine_id"]))
+        machines[(day, int(gid), r["build"], r["machine_id"])] += 1
     _guilty_upsert(conn, seen)
-    _insert_absent(conn, rollup_guilty_machines, machines)
+    _add_counts(conn, rollup_guilty_machines, machines, "count")
 
 
 def update_rollups(conn: Connection, rows: list[Row]) -> None:

@@ -180,6 +180,7 @@ rollup_guilty_machines = Table(
     Column("guilty_id", Id, primary_key=True, autoincrement=False),
     Column("build", Text, primary_key=True),
     Column("machine_id", Text, primary_key=True),
+    Column("count", BigInteger, nullable=False),
 )
 
 rollup_mce = Table(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, update
 
 from downlink.store.queries.period import Period, build_sort_key
 from downlink.store.tables import (
@@ -93,16 +93,18 @@ def get_guilty(conn: Connection, guilty_id: int) -> Row | None:
 
 def guilty_machines(conn: Connection, guilty_id: int, period: Period) -> list[Row]:
     """Return (build, machine_id, records) of one group in the period, newest build first."""
-    r = records
-    n = func.count()
-    stmt = (
-        select(r.c.build, r.c.machine_id, n.label("records"))
-        .where(r.c.guilty_id == guilty_id)
-        .where(r.c.ts_reception >= period.first * 86400.0)
-        .where(r.c.ts_reception < (period.last + 1) * 86400.0)
-        .group_by(r.c.build, r.c.machine_id)
+    m = rollup_guilty_machines
+    n = func.sum(m.c.count)
+    stmt = period.where(
+        select(m.c.build, m.c.machine_id, n.label("records"))
+        .where(m.c.guilty_id == guilty_id)
+        .group_by(m.c.build, m.c.machine_id),
+        m,
     )
-    rows = [dict(x) for x in conn.execute(stmt).mappings()]
+    rows: list[Row] = [
+        {"build": str(b), "machine_id": str(mid), "records": int(k)}
+        for b, mid, k in conn.execute(stmt)
+    ]
     rows.sort(key=lambda x: (build_sort_key(x["build"]), -x["records"]))
     rows.reverse()
     return rows
@@ -131,3 +133,9 @@ def blacklist(conn: Connection) -> list[Row]:
     t = guilty_blacklist
     stmt = select(t).order_by(t.c.function, t.c.module)
     return [dict(x) for x in conn.execute(stmt).mappings()]
+
+
+def update_guilty(conn: Connection, guilty_id: int, comment: str, hide: bool) -> bool:
+    """Set a crash group's comment and hidden flag; return False if it does not exist."""
+    stmt = update(guilty).where(guilty.c.id == guilty_id).values(comment=comment, hide=hide)
+    return bool(conn.execute(stmt).rowcount)

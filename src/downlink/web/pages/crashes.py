@@ -205,6 +205,25 @@ async def guilty_page(request: Request, guilty_id: int) -> Response:
     )
 
 
+COMMENT_MAX = 80
+
+
+@router.post("/crashes/{guilty_id}")
+async def guilty_edit(request: Request, guilty_id: int) -> Response:
+    """Set a crash group's comment (at most 80 characters) and whether it is hidden."""
+    form = await same_origin_form(request)
+    comment = str(form.get("comment") or "").strip()
+    if len(comment) > COMMENT_MAX or any(ord(ch) < 32 for ch in comment):
+        raise BadRequest(f"comment must be at most {COMMENT_MAX} printable characters")
+    hide = str(form.get("hide") or "") in ("1", "on", "true")
+    found = await _store(request).admin_write(q.update_guilty, guilty_id, comment, hide)
+    if not found:
+        raise BadRequest(f"no crash group with id {guilty_id}", status=404)
+    if "application/json" in request.headers.get("accept", ""):
+        return twin({"guilty_id": guilty_id, "comment": comment, "hide": hide})
+    return redirect_back(f"/crashes/{guilty_id}", "/crashes")
+
+
 async def _backtraces(request: Request, guilty_id: int) -> dict[str, Any]:
     query = dict(request.query_params)
     machine_id = params.text(query, "machine_id", 64)

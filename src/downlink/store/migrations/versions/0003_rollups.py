@@ -94,7 +94,7 @@ def upgrade() -> None:
         "rollup_guilty_machines",
         _day(),
         sa.Column("guilty_id", _ID, autoincrement=False, nullable=False),
-        _text("build"), _text("machine_id"),
+        _text("build"), _text("machine_id"), _count(),
         _pk("rollup_guilty_machines", "day", "guilty_id", "build", "machine_id"),
     )
     op.create_table(

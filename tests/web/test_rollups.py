@@ -179,3 +179,19 @@ def test_week_and_month_keys() -> None:
     assert week_of(day_number(date(2024, 1, 7))) == day_number(date(2024, 1, 1))
     assert week_of(day_number(date(2024, 1, 1))) == day_number(date(2024, 1, 1))
     assert month_of(day_number(date(2024, 2, 29))) == 202402
+
+
+def test_migration_rolls_up_records_stored_before_it(settings: object) -> None:
+    from downlink.store import migrate
+    from downlink.store.inserts import insert_records
+
+    store = Store(settings)  # type: ignore[arg-type]
+    try:
+        migrate.upgrade(store.engine, "0001")
+        store.run_write(insert_records, [rec(), rec(machine_id="b"), rec(build="31001")])
+        migrate.upgrade(store.engine, "heads")
+        assert sum(r[-1] for r in _all(store, rollup_class_daily)) == 3
+        pop = {(g, b): n for g, _, b, n in _all(store, rollup_population)}
+        assert pop[("d", "31000")] == 2 and pop[("w", "31001")] == 1
+    finally:
+        store.close()

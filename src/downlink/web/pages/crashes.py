@@ -294,5 +294,4 @@ async def backtraces_page(request: Request, guilty_id: int) -> Response:
         title=f"Backtraces of crash group {guilty_id}",
         active="crashes",
         data=data,
-        here=str(request.url.path) + ("?" + request.url.query if request.url.query else ""),
     )

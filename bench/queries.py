@@ -50,11 +50,11 @@ QUERIES = (
 )
 
 
-def synthetic(start: int, stop: int, now: float) -> Iterator[tuple[Any, ...]]:
-    """Rows ``start``..``stop`` of the synthetic data set, newest last."""
+def synthetic(start: int, stop: int, size: int, now: float) -> Iterator[tuple[Any, ...]]:
+    """Rows ``start``..``stop`` of a data set of ``size`` records, newest (and id) last."""
     span = DAYS * 86400.0
     for i in range(start, stop):
-        ts = now - (i * 7919) % span  # spread evenly over the window at every size
+        ts = now - span * (1 - i / size)  # arriving at a steady rate over the window
         yield ("clearlinux", 4, f"org.clearlinux/bench/c{i % 50}", 1 + i % 4,
                f"{i % 5000:032x}", ts - 5, ts, "x86_64", "no_sv_file|no_pn_file",
                str(30000 + i % 40), "6.18.44-fc-v657", 1, "clear-linux-os", "board",
@@ -62,24 +62,24 @@ def synthetic(start: int, stop: int, now: float) -> Iterator[tuple[Any, ...]]:
                f"payload of record {i} " + "x" * 150)
 
 
-def fill_sqlite(path: Path, start: int, stop: int, now: float) -> None:
+def fill_sqlite(path: Path, size: int, now: float) -> None:
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA synchronous=OFF")  # bulk load; the server reopens with FULL
     sql = f"INSERT INTO records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
     step = 100_000
-    for lo in range(start, stop, step):
-        conn.executemany(sql, synthetic(lo, min(stop, lo + step), now))
+    for lo in range(0, size, step):
+        conn.executemany(sql, synthetic(lo, min(size, lo + step), size, now))
         conn.commit()
     conn.execute("ANALYZE")
     conn.commit()
     conn.close()
 
 
-def fill_postgres(dsn: str, start: int, stop: int, now: float) -> None:
+def fill_postgres(dsn: str, size: int, now: float) -> None:
     with psycopg.connect(dsn) as conn:
         with conn.cursor() as cur:
             with cur.copy(f"COPY records ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-                for row in synthetic(start, stop, now):
+                for row in synthetic(0, size, size, now):
                     copy.write_row(row)
         conn.commit()
         conn.autocommit = True
@@ -119,30 +119,34 @@ def main() -> None:
     pg = TempPostgres(fsync=True).start() if "postgresql" in args.databases else None
     try:
         for db in args.databases.split(","):
-            if db == "sqlite":
-                path = tmp / "queries.db"
-                url = f"sqlite:///{path}"
-            else:
-                assert pg is not None
-                url = pg.create_database("queries")
-            server = LiveServer(url, log=tmp / "server.log").start()  # creates the schema
-            try:
-                have = 0
-                for size in sizes:
+            for size in sizes:
+                # A fresh database per size, its records spread over the same 30 days.
+                if db == "sqlite":
+                    path = tmp / f"queries-{size}.db"
+                    url = f"sqlite:///{path}"
+                else:
+                    assert pg is not None
+                    url = pg.create_database(f"queries_{size}")
+                server = LiveServer(url, log=tmp / "server.log").start()  # creates schema
+                try:
                     started = time.perf_counter()
                     if db == "sqlite":
-                        fill_sqlite(path, have, size, now)
+                        fill_sqlite(path, size, now)
                     else:
                         assert pg is not None
                         fill_postgres(f"host=127.0.0.1 port={pg.port} user=postgres "
-                                      "dbname=queries", have, size, now)
+                                      f"dbname=queries_{size}", size, now)
                     fill_seconds[(db, size)] = time.perf_counter() - started
-                    have = size
                     results[(db, size)] = time_queries(server.url, args.repeat)
                     print(f"{db} {size:,}: " + ", ".join(
                         f"{k} {v[0]:.1f} ms" for k, v in results[(db, size)].items()))
-            finally:
-                server.stop()
+                finally:
+                    server.stop()
+                if db == "sqlite":
+                    path.unlink(missing_ok=True)
+                else:
+                    assert pg is not None
+                    pg.drop_database(f"queries_{size}")
     finally:
         if pg is not None:
             pg.stop()
@@ -163,6 +167,7 @@ def main() -> None:
         "about 200-byte payloads), loaded directly (COPY / executemany), then "
         f"`GET /api/records` timed {args.repeat} times per query, one request at a time, "
         "over HTTP against `downlink serve` (client time: query, JSON encoding and transfer). "
+        "Record ids and reception times grow together, as on a real server. "
         "The default request returns 10 000 records, so it is dominated by encoding them. "
         + "Loading took " + ", ".join(f"{db} {size:,}: {s:.0f} s"
                                       for (db, size), s in fill_seconds.items())

@@ -100,8 +100,8 @@ def run_wrk(url: str, seconds: float, connections: int, threads: int = 1) -> Loa
         path = Path(f.name)
     try:
         proc = subprocess.run(
-            [need_wrk(), "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
-             "--timeout", "10s", "-s", str(path), url],
+            [need_wrk(), "-t", str(threads), "-c", str(connections),
+             "-d", f"{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(path), url],
             capture_output=True, text=True, timeout=seconds + 60, check=False,
         )
     finally:

@@ -82,7 +82,7 @@ def measure(url: str, seconds: float, connections: int) -> LoadResult:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each run")
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", default="1,2,4", help="server process counts")
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--no-write", action="store_true", help="do not touch the docs")

@@ -49,10 +49,31 @@ async def _flush(ws: ClientConnection, token: int) -> int:
             return int(answer["stored"])
 
 
-async def _node(url: str, frames: list[bytes], stop_at: float, flush_every: int) -> int:
-    async with connect(url, max_size=None, compression=None) as ws:
+class _Clock:
+    """Start line shared by the nodes: timing starts once every node is connected."""
+
+    def __init__(self, nodes: int, seconds: float) -> None:
+        self.waiting = nodes
+        self.seconds = seconds
+        self.go = asyncio.Event()
+        self.started = self.stop_at = 0.0
+
+    async def ready(self) -> None:
+        self.waiting -= 1
+        if self.waiting == 0:
+            self.started = time.monotonic()
+            self.stop_at = self.started + self.seconds
+            self.go.set()
+        await self.go.wait()
+
+
+async def _node(url: str, frames: list[bytes], clock: _Clock, flush_every: int, rate: float) -> int:
+    async with connect(url, max_size=None, compression=None, open_timeout=60) as ws:
+        await clock.ready()
         sent = token = 0
-        while time.monotonic() < stop_at:
+        while time.monotonic() < clock.stop_at:
+            if rate > 0:  # paced like a real node: ``rate`` messages per second
+                await asyncio.sleep(max(0.0, clock.started + sent / rate - time.monotonic()))
             await ws.send(frames[sent % len(frames)])
             sent += 1
             if sent % flush_every == 0:
@@ -61,12 +82,18 @@ async def _node(url: str, frames: list[bytes], stop_at: float, flush_every: int)
         return await _flush(ws, token + 1)
 
 
-async def _run_nodes(url: str, nodes: int, seconds: float, flush_every: int) -> tuple[int, float]:
+async def _run_nodes(
+    url: str, nodes: int, seconds: float, flush_every: int, rate: float = 0.0
+) -> tuple[int, float, float]:
+    """Return messages committed, seconds from start to the last commit, and the drain
+    time: how long after the sending stopped the last message was committed."""
     frames = load_frames()
-    started = time.monotonic()
-    stop_at = started + seconds
-    stored = await asyncio.gather(*(_node(url, frames, stop_at, flush_every) for _ in range(nodes)))
-    return sum(stored), time.monotonic() - started
+    clock = _Clock(nodes, seconds)
+    stored = await asyncio.gather(
+        *(_node(url, frames, clock, flush_every, rate) for _ in range(nodes))
+    )
+    end = time.monotonic()
+    return sum(stored), end - clock.started, end - clock.stop_at
 
 
 def _count(url: str) -> int:
@@ -79,18 +106,30 @@ def _count(url: str) -> int:
         engine.dispose()
 
 
-def run_one(db_url: str, nodes: int, seconds: float, flush_every: int, log: Path) -> float:
-    """Measure one configuration; return committed messages per second."""
-    server = LiveServer(db_url, log=log).start()
+def run_one(
+    db_url: str, nodes: int, seconds: float, flush_every: int, log: Path, rate: float = 0.0
+) -> tuple[float, float]:
+    """Measure one configuration; return committed messages/s and the drain time (s)."""
+    # One simulated node sends far more than a real one (1-100 messages/s), so the
+    # per-connection byte-rate limit is off here; everything else is the default.
+    server = LiveServer(db_url, log=log, env={"DOWNLINK_WS_RATE_LIMIT_BYTES": "0"}).start()
     try:
         url = server.url.replace("http://", "ws://", 1) + "/"
-        stored, elapsed = asyncio.run(_run_nodes(url, nodes, seconds, flush_every))
+        stored, elapsed, drain = asyncio.run(_run_nodes(url, nodes, seconds, flush_every, rate))
     finally:
         server.stop()
     in_db = _count(db_url)
     if in_db != stored:
         raise SystemExit(f"acknowledged {stored} messages but the database holds {in_db}")
-    return stored / elapsed
+    return stored / elapsed, drain
+
+
+def _database(kind: str, name: str, tmp: str, pg: TempPostgres | None) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{Path(tmp) / (name + '.db')}"
+    if pg is None:
+        raise SystemExit(f"unknown database kind {kind!r}")
+    return pg.create_database(name)
 
 
 def main() -> None:
@@ -100,6 +139,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each run")
     parser.add_argument("--db", default="sqlite,postgresql", help="sqlite and/or postgresql")
     parser.add_argument("--flush-every", type=int, default=500, help="messages per flush")
+    parser.add_argument(
+        "--paced",
+        default="500x5",
+        help="also run NODESxRATE nodes each sending RATE messages/s ('' to skip)",
+    )
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/performance.md")
     args = parser.parse_args()
     node_counts = [int(n) for n in args.nodes.split(",")]
@@ -113,33 +157,50 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for kind in kinds:
                 for n in node_counts:
-                    name = f"b{kind[:2]}{n}"
-                    if kind == "sqlite":
-                        url = f"sqlite:///{Path(tmp) / (name + '.db')}"
-                    else:
-                        assert pg is not None
-                        url = pg.create_database(name)
-                    rate = run_one(url, n, args.seconds, args.flush_every, Path(tmp) / "log")
+                    url = _database(kind, f"b{kind[:2]}{n}", tmp, pg)
+                    rate, drain = run_one(url, n, args.seconds, args.flush_every, Path(tmp) / "log")
                     print(
                         f"RESULT substrate_ws db={kind} nodes={n} seconds={args.seconds:g} "
-                        f"mean_frame_bytes={mean:.0f} committed_msgs_per_s={rate:.0f}",
+                        f"mean_frame_bytes={mean:.0f} committed_msgs_per_s={rate:.0f}"
+                        f" drain_s={drain:.2f}",
                         flush=True,
                     )
-                    rows.append([kind, n, rate, rate * mean / 1e6])
+                    rows.append([kind, n, "as fast as possible", rate, rate * mean / 1e6, drain])
+                if args.paced:
+                    count, per_node = (float(x) for x in args.paced.split("x"))
+                    url = _database(kind, f"paced_{kind[:2]}", tmp, pg)
+                    rate, drain = run_one(
+                        url, int(count), args.seconds, 10**9, Path(tmp) / "log", per_node
+                    )
+                    print(
+                        f"RESULT substrate_ws db={kind} nodes={int(count)} paced={per_node:g}/s "
+                        f"offered={count * per_node:.0f} committed_msgs_per_s={rate:.0f}"
+                        f" drain_s={drain:.2f}",
+                        flush=True,
+                    )
+                    rows.append(
+                        [kind, int(count), f"{per_node:g}/s each", rate, rate * mean / 1e6, drain]
+                    )
     finally:
         if pg is not None:
             pg.stop()
-    result = table(["database", "nodes", "messages/s (committed)", "MB/s"], rows)
+    headers = ["database", "nodes", "sending", "messages/s (committed)", "MB/s", "drain (s)"]
+    result = table(headers, rows)
     print(result)
     if not args.no_doc:
         write_section(
             "substrate_ws",
             "## Substrate node websockets (`python bench/substrate_ws.py`)\n\n"
             f"{about}\n\nEach simulated node streams V2 frames (mean {mean:.0f} B) over its own "
-            f"loopback websocket to `/` for {args.seconds:g} s and waits for a "
-            f"`downlink_flush` answer every {args.flush_every} messages, so every message "
-            "counted is committed (and the database count is checked). One server process; "
-            "the load generator shares the machine.\n\n" + result,
+            f"loopback websocket to `/` for {args.seconds:g} s, as fast as it can or paced, and "
+            f"waits for a `downlink_flush` answer every {args.flush_every} messages (paced "
+            "nodes: once, at the end), so every message "
+            "counted is committed (and the database count is checked). One server process "
+            "with default settings except `DOWNLINK_WS_RATE_LIMIT_BYTES=0` (a simulated node "
+            "sends far more than a real one); the load generator shares the machine. Timing "
+            "starts once every node is connected; *drain* is how long after the nodes "
+            "stopped sending their last message was committed (near 0: the server kept up)."
+            "\n\n" + result,
         )
 
 

@@ -171,3 +171,27 @@ def test_benchmarks_post_and_list(client: TestClient) -> None:
         assert response.json()["message"]
     huge = client.post("/benchmarks", json={"setup": {"x": "y" * 70000}})
     assert huge.status_code == 413
+
+
+def test_unidentified_open_connections_are_listed_one_by_one(client: TestClient) -> None:
+    from downlink.store.queries.nodes import recent_message_types
+
+    with client.websocket_connect("/") as first, client.websocket_connect("/audit") as second:
+        for ws in (first, second):
+            ws.send_text(json.dumps(frame(1, 1, "block.import")))
+            ws.send_text(json.dumps({"downlink_flush": 1}))
+            assert ws.receive_json()["stored"] == 1
+        listed = [n for n in client.get("/nodes").json() if n["peer_id"] is None]
+        assert len(listed) == 2  # the reference folded them into one null entry
+        assert all(n["online"] for n in listed)
+        assert sorted(n["audit"] for n in listed) == [False, True]
+    store = client.app.state.store  # type: ignore[attr-defined]
+    types = store.run(recent_message_types, 0.0)
+    assert types == [
+        {
+            "peer_id": "",
+            "msg": "block.import",
+            "count": 2,
+            "last_received": types[0]["last_received"],
+        }
+    ]

@@ -333,3 +333,25 @@ def test_graceful_stop_stores_everything_received(live_with: LiveFactory, db_url
 
     asyncio.run(main())
     assert _heights(db_url) == set(range(sent))
+
+
+def test_full_writer_queue_applies_backpressure_and_drops_nothing(
+    live_with: LiveFactory, db_url: str
+) -> None:
+    server = live_with(
+        {"DOWNLINK_BATCH_MAX": "16", "DOWNLINK_QUEUE_MAX": "16", "DOWNLINK_WS_BUFFER_MAX": "32"}
+    )
+    nodes, per_node = 20, 300
+
+    async def node(i: int) -> int:
+        async with connect(ws_url(server)) as ws:
+            await send_frames(ws, [frame(1, k) for k in range(per_node)])
+            return int((await flush(ws, i))["stored"])
+
+    async def main() -> list[int]:
+        return await asyncio.gather(*(node(i) for i in range(nodes)))
+
+    assert asyncio.run(main()) == [per_node] * nodes
+    assert count_substrate(db_url) == nodes * per_node
+    assert metric(server, "downlink_ws_backpressure_waits_total") > 0
+    assert metric(server, "downlink_records_rejected_total", source="substrate") == 0

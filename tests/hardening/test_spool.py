@@ -197,3 +197,30 @@ def test_spool_is_bounded_fsynced_and_crash_safe(tmp_path: Path) -> None:
     assert reopened.pending() == 0 and not reopened.active
     # the re-drained rows carry the same dedup keys, so the store skips the ones it has
     assert committed[0] == [r["dedup_key"] for r in out[:2]]
+
+
+def test_a_refused_row_is_set_aside_and_the_rest_drain(tmp_path: Path) -> None:
+    from sqlalchemy.exc import DataError, OperationalError
+
+    spool = Spool(tmp_path, max_bytes=100_000)
+    spool.append([{"payload": p} for p in ("a", "poison", "b", "c")])
+    stored: list[str] = []
+    down = [True]
+
+    def commit(batch: list[dict[str, Any]]) -> None:
+        if down[0]:
+            raise OperationalError("INSERT", {}, Exception("connection refused"))
+        if any(r["payload"] == "poison" for r in batch):
+            raise DataError("INSERT", {}, Exception("value out of range"))
+        stored.extend(r["payload"] for r in batch)
+
+    drainer = Drainer(spool, commit)
+    with pytest.raises(OperationalError):
+        drainer.drain()
+    assert spool.pending() == 4 and stored == []  # unreachable: nothing set aside
+    down[0] = False
+    assert drainer.drain() == 3
+    assert stored == ["a", "b", "c"]
+    assert spool.pending() == 0
+    [(seq, row, error)] = spool.refused()
+    assert row["payload"] == "poison" and "out of range" in error

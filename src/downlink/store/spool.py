@@ -10,6 +10,9 @@ SQLite file, committed with ``synchronous=FULL`` (fsynced) before the answer is 
 * **In order.** While anything is spooled, new records of this process go to the spool
   as well, behind the older ones, and :class:`Drainer` moves them to the database
   oldest first (by the spool's sequence number).
+* **No poison pills.** If the database is reachable but refuses a spooled row (a data
+  error, not a connection error), that row moves to the spool file's ``refused`` table
+  and the rest continue.
 * **No duplicates.** Every spooled row carries a ``dedup_key`` (rows without one get a
   random key), and the drainer deletes rows from the spool only after the database
   committed them. If the process dies between the two, the next drain inserts nothing
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from downlink.store.writer import StoreUnavailable
 
@@ -44,7 +48,12 @@ CREATE TABLE IF NOT EXISTS spool (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     size INTEGER NOT NULL,
     row BLOB NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS refused (
+    seq INTEGER PRIMARY KEY,
+    row BLOB NOT NULL,
+    error TEXT NOT NULL
+);
 """
 
 
@@ -66,7 +75,7 @@ class Spool:
         )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute(_SCHEMA)
+        self._conn.executescript(_SCHEMA)
         self.active = self.pending() > 0
 
     def close(self) -> None:
@@ -126,6 +135,30 @@ class Spool:
             self._conn.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
             if self._conn.execute("SELECT 1 FROM spool LIMIT 1").fetchone() is None:
                 self.active = False
+
+    def set_aside(self, seq: int, row: Row, error: str) -> None:
+        """Move one row the database refuses (not: cannot reach) to the ``refused`` table.
+
+        It stays in the spool file for an operator to inspect, instead of blocking every
+        record behind it forever.
+        """
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("INSERT OR REPLACE INTO refused (seq, row, error) VALUES (?, ?, ?)",
+                             (seq, orjson.dumps(row), error))
+                conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def refused(self) -> list[tuple[int, Row, str]]:
+        """Rows set aside because the database refused them, with the error."""
+        with self._lock:
+            found = self._conn.execute("SELECT seq, row, error FROM refused ORDER BY seq")
+            return [(int(q), orjson.loads(r), str(e)) for q, r, e in found.fetchall()]
 
     def mark_idle_if_empty(self) -> None:
         """Clear ``active`` when another process drained the spool."""
@@ -190,7 +223,15 @@ class Drainer:
                     if not batch:
                         self.spool.mark_idle_if_empty()
                         break
-                    self.commit([row for _, row in batch])
+                    try:
+                        self.commit([row for _, row in batch])
+                    except (OperationalError, InterfaceError, StoreUnavailable):
+                        raise  # the database is (still) away: retry the same rows later
+                    except DBAPIError:
+                        # Reachable, but it refuses something in this chunk: go row by row
+                        # so only the refused rows are set aside.
+                        moved += self._one_by_one(batch)
+                        continue
                     self.spool.remove_through(batch[-1][0])
                     moved += len(batch)
                     if self.on_drained is not None:
@@ -199,4 +240,21 @@ class Drainer:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
         if moved:
             log.info("moved %d spooled records into the database (pid %d)", moved, os.getpid())
+        return moved
+
+    def _one_by_one(self, batch: list[tuple[int, Row]]) -> int:
+        moved = 0
+        for seq, row in batch:
+            try:
+                self.commit([row])
+            except (OperationalError, InterfaceError, StoreUnavailable):
+                raise
+            except DBAPIError as exc:
+                log.error("spooled record %d refused by the database, set aside: %s", seq, exc)
+                self.spool.set_aside(seq, row, str(exc.orig))
+                continue
+            self.spool.remove_through(seq)
+            moved += 1
+            if self.on_drained is not None:
+                self.on_drained(1)
         return moved

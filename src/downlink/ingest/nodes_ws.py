@@ -161,6 +161,8 @@ class NodeSession:
         self.done = 0  # rows stored or given up, in order
         self.stored = 0
         self.closing = False
+        self.idle = False
+        self.waiting_since: float | None = None  # monotonic time the reader began waiting
         self.wake = asyncio.Event()
         self.space = asyncio.Event()
         self.space.set()
@@ -176,10 +178,12 @@ class NodeSession:
         self.metrics.ws_opened.labels(self.endpoint).inc()
         self.metrics.ws_connections.labels(self.endpoint).inc()
         flusher = asyncio.create_task(self._flush_loop())
+        watchdog = asyncio.create_task(self._watchdog())
         reason = "error"
         try:
             reason = await self._read_loop()
         finally:
+            watchdog.cancel()
             self.closing = True
             self.wake.set()
             await flusher
@@ -192,14 +196,25 @@ class NodeSession:
 
     # -- reading -------------------------------------------------------------------
 
-    async def _receive(self) -> dict[str, Any] | None:
+    async def _watchdog(self) -> None:
+        """Close the socket when the reader has waited longer than the idle timeout.
+
+        A timer task instead of ``wait_for`` around each receive: no task per message,
+        and a message that arrives as the timeout fires is still read (it is queued
+        before the disconnect) rather than lost with the cancelled receive. Time spent
+        not reading (backpressure, a flush answer) does not count as idle.
+        """
         idle = self.settings.ws_idle_timeout_s
-        try:
-            if idle > 0:
-                return dict(await asyncio.wait_for(self.ws.receive(), idle))
-            return dict(await self.ws.receive())
-        except TimeoutError:
-            return None
+        if idle <= 0:
+            return
+        step = min(max(idle / 4, 0.05), 5.0)
+        while True:
+            await asyncio.sleep(step)
+            since = self.waiting_since
+            if since is not None and time.monotonic() - since > idle:
+                self.idle = True
+                await self._close(CLOSE_GOING_AWAY, "idle timeout")
+                return
 
     async def _close(self, code: int, reason: str) -> None:
         try:
@@ -213,12 +228,11 @@ class NodeSession:
             if len(self.pending) >= self.settings.ws_buffer_max:
                 self.space.clear()
                 await self.space.wait()
-            message = await self._receive()
-            if message is None:
-                await self._close(CLOSE_GOING_AWAY, "idle timeout")
-                return "idle"
+            self.waiting_since = time.monotonic()
+            message = dict(await self.ws.receive())
+            self.waiting_since = None
             if message["type"] == "websocket.disconnect":
-                return f"client_{message.get('code', 1005)}"
+                return "idle" if self.idle else f"client_{message.get('code', 1005)}"
             data = message.get("bytes")
             if data is None:
                 data = message.get("text") or ""

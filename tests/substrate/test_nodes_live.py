@@ -154,6 +154,8 @@ def test_oversized_frame_closes_only_that_node(
 
     asyncio.run(main())
     assert count_substrate(db_url) == 3
+    assert metric(server, "downlink_ws_malformed_messages_total", reason="too_large") == 1
+    assert metric(server, "downlink_ws_connections_closed_total", reason="too_large") == 1
 
 
 def test_garbage_frames_are_counted_and_the_connection_survives(

@@ -232,7 +232,11 @@ class NodeSession:
             message = dict(await self.ws.receive())
             self.waiting_since = None
             if message["type"] == "websocket.disconnect":
-                return "idle" if self.idle else f"client_{message.get('code', 1005)}"
+                code = message.get("code", 1005)
+                if code == CLOSE_TOO_BIG:  # uvicorn refused a frame over ws_max_size
+                    self._reject("too_large")
+                    return "too_large"
+                return "idle" if self.idle else f"client_{code}"
             data = message.get("bytes")
             if data is None:
                 data = message.get("text") or ""

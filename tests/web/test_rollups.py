@@ -195,3 +195,14 @@ def test_migration_rolls_up_records_stored_before_it(settings: object) -> None:
         assert pop[("d", "31000")] == 2 and pop[("w", "31001")] == 1
     finally:
         store.close()
+
+
+def test_sql_rebuild_of_crash_rollups_equals_incremental(db: Store) -> None:
+    gen = RecordGenerator(seed=11, machines=30, days=5)
+    rows = list(gen.rows(800))
+    for start in range(0, len(rows), 150):
+        load(db, rows[start : start + 150])
+    before = (_all(db, rollup_guilty), _all(db, rollup_guilty_machines))
+    assert before[0] and before[1]
+    db.run_write(rebuild_guilty_rollups)
+    assert (_all(db, rollup_guilty), _all(db, rollup_guilty_machines)) == before

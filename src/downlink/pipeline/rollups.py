@@ -28,8 +28,9 @@ from collections.abc import Hashable, Iterable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, select
+from sqlalchemy import Connection, Integer, Table, cast, delete, func, insert, select
 
+from downlink.pipeline.backtrace import BACKTRACE_CLASSES
 from downlink.store.tables import (
     records,
     rollup_build_daily,
@@ -272,10 +273,49 @@ def rebuild_rollups(conn: Connection) -> None:
         update_rollups(conn, rows)
 
 
+def _day_sql(conn: Connection) -> Any:
+    seconds = records.c.ts_reception / DAY
+    if conn.dialect.name == "postgresql":
+        return cast(func.floor(seconds), Integer)  # a plain cast would round
+    return cast(seconds, Integer)  # SQLite truncates: floor for positive times
+
+
 def rebuild_guilty_rollups(conn: Connection) -> None:
-    """Recompute the crash rollups after ``records.guilty_id`` changed."""
+    """Recompute the crash rollups after ``records.guilty_id`` changed.
+
+    Done in SQL over the backtrace records (found through the classification index),
+    so regrouping does not drag every crash payload through Python.
+    """
     _lock(conn, (rollup_guilty, rollup_guilty_machines))
     conn.execute(delete(rollup_guilty))
     conn.execute(delete(rollup_guilty_machines))
-    for rows in _chunks(conn, records.c.guilty_id.is_not(None)):
-        _update_guilty(conn, rows)
+    r = records.c
+    day = _day_sql(conn).label("day")
+    crashes = (r.classification.in_(BACKTRACE_CLASSES), r.guilty_id.is_not(None))
+    per_build = (
+        select(
+            day,
+            r.guilty_id,
+            r.build,
+            func.count(),
+            func.min(r.ts_reception),
+            func.max(r.ts_reception),
+        )
+        .where(*crashes)
+        .group_by(day, r.guilty_id, r.build)
+    )
+    conn.execute(
+        insert(rollup_guilty).from_select(
+            ["day", "guilty_id", "build", "count", "first_seen", "last_seen"], per_build
+        )
+    )
+    per_machine = (
+        select(day, r.guilty_id, r.build, r.machine_id, func.count())
+        .where(*crashes)
+        .group_by(day, r.guilty_id, r.build, r.machine_id)
+    )
+    conn.execute(
+        insert(rollup_guilty_machines).from_select(
+            ["day", "guilty_id", "build", "machine_id", "count"], per_machine
+        )
+    )

@@ -36,10 +36,10 @@ from sqlalchemy import Connection, insert
 
 from downlink.pipeline.crashes import add_to_blacklist, recompute_guilty
 from downlink.pipeline.registry import default_processors
-from downlink.pipeline.rollups import rebuild_guilty_rollups
 from downlink.settings import Settings
 from downlink.store.database import Store
 from downlink.store.inserts import RECORD_COLUMNS
+from downlink.store.rollups import rebuild_guilty_rollups
 from downlink.store.tables import records
 from downlink.testing.generate import RecordGenerator
 from downlink.testing.live import LiveServer

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from datetime import date
 
-from downlink.pipeline.rollups import day_of
 from downlink.store.database import Store
 from downlink.store.queries import builds, crashes, mce, population, stats
 from downlink.store.queries.period import Period, RollupFilter, build_sort_key, day_number
+from downlink.store.rollups import day_of
 from tests.web.helpers import CRASH, MCE, OOPS, load, rec
 
 DAY = 86400.0

@@ -7,7 +7,8 @@ import time
 from sqlalchemy import func, select
 
 from downlink.pipeline.crashes import add_to_blacklist, recompute_guilty
-from downlink.pipeline.rollups import (
+from downlink.store.database import Store
+from downlink.store.rollups import (
     ROLLUP_TABLES,
     day_of,
     mce_status,
@@ -16,7 +17,6 @@ from downlink.pipeline.rollups import (
     rebuild_rollups,
     week_of,
 )
-from downlink.store.database import Store
 from downlink.store.tables import (
     records,
     rollup_build_daily,

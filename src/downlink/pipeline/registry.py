@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from downlink.pipeline.crashes import GuiltyProcessor
-from downlink.pipeline.rollups import update_rollups
+from downlink.store.rollups import update_rollups
 from downlink.store.writer import BatchProcessor
 
 

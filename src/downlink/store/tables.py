@@ -94,7 +94,7 @@ records = Table(
     Index(None, "source", "id"),
 )
 
-# -- dashboard rollups (maintained at ingest by downlink.pipeline.rollups) -------------
+# -- dashboard rollups (maintained at ingest by downlink.store.rollups) -------------
 # ``day`` is the UTC day of reception, as whole days since 1970-01-01.
 
 rollup_daily = Table(

@@ -19,10 +19,10 @@ from starlette.responses import Response
 from downlink.api.errors import BadRequest
 from downlink.pipeline.backtrace import blacklist_candidates, guilty_label, parse_crash
 from downlink.pipeline.crashes import add_to_blacklist, recompute_guilty, remove_from_blacklist
-from downlink.pipeline.rollups import rebuild_guilty_rollups
 from downlink.store.database import Store
 from downlink.store.queries import crashes as q
 from downlink.store.queries.period import Period
+from downlink.store.rollups import rebuild_guilty_rollups
 from downlink.web import params
 from downlink.web.forms import redirect_back, same_origin_form
 from downlink.web.rendering import chart, twin, web_of

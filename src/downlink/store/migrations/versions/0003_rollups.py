@@ -48,44 +48,66 @@ def _severity() -> sa.Column[int]:
 def upgrade() -> None:
     op.create_table(
         "rollup_daily",
-        _day(), _source(), _text("classification"), _text("build"), _text("host_type"),
-        _severity(), _count(),
+        _day(),
+        _source(),
+        _text("classification"),
+        _text("build"),
+        _text("host_type"),
+        _severity(),
+        _count(),
         _pk("rollup_daily", "day", "source", "classification", "build", "host_type", "severity"),
     )
     op.create_table(
         "rollup_class_daily",
-        _day(), _source(), _text("classification"), _severity(), _count(),
+        _day(),
+        _source(),
+        _text("classification"),
+        _severity(),
+        _count(),
         _pk("rollup_class_daily", "day", "source", "classification", "severity"),
     )
     op.create_table(
         "rollup_build_daily",
-        _day(), _source(), _text("classification"), _severity(), _text("build"), _count(),
+        _day(),
+        _source(),
+        _text("classification"),
+        _severity(),
+        _text("build"),
+        _count(),
         _pk("rollup_build_daily", "day", "source", "classification", "severity", "build"),
     )
     op.create_table(
         "rollup_platform_daily",
-        _day(), _source(), _text("classification"), _severity(), _text("host_type"), _count(),
+        _day(),
+        _source(),
+        _text("classification"),
+        _severity(),
+        _text("host_type"),
+        _count(),
         _pk("rollup_platform_daily", "day", "source", "classification", "severity", "host_type"),
     )
     op.create_table(
         "rollup_machines",
         sa.Column("grain", sa.String(1), nullable=False),
         sa.Column("period", sa.Integer(), autoincrement=False, nullable=False),
-        _text("build"), _text("machine_id"),
+        _text("build"),
+        _text("machine_id"),
         _pk("rollup_machines", "grain", "period", "build", "machine_id"),
     )
     op.create_table(
         "rollup_population",
         sa.Column("grain", sa.String(1), nullable=False),
         sa.Column("period", sa.Integer(), autoincrement=False, nullable=False),
-        _text("build"), _count("machines"),
+        _text("build"),
+        _count("machines"),
         _pk("rollup_population", "grain", "period", "build"),
     )
     op.create_table(
         "rollup_guilty",
         _day(),
         sa.Column("guilty_id", _ID, autoincrement=False, nullable=False),
-        _text("build"), _count(),
+        _text("build"),
+        _count(),
         sa.Column("first_seen", sa.Double(), nullable=False),
         sa.Column("last_seen", sa.Double(), nullable=False),
         _pk("rollup_guilty", "day", "guilty_id", "build"),
@@ -94,22 +116,31 @@ def upgrade() -> None:
         "rollup_guilty_machines",
         _day(),
         sa.Column("guilty_id", _ID, autoincrement=False, nullable=False),
-        _text("build"), _text("machine_id"), _count(),
+        _text("build"),
+        _text("machine_id"),
+        _count(),
         _pk("rollup_guilty_machines", "day", "guilty_id", "build", "machine_id"),
     )
     op.create_table(
         "rollup_mce",
-        _day(), _text("classification"), _text("build"), _text("status"), _count(),
+        _day(),
+        _text("classification"),
+        _text("build"),
+        _text("status"),
+        _count(),
         _pk("rollup_mce", "day", "classification", "build", "status"),
     )
     op.create_table(
         "rollup_mce_machines",
         sa.Column("week", sa.Integer(), autoincrement=False, nullable=False),
-        _text("classification"), _text("build"), _text("machine_id"), _count(),
+        _text("classification"),
+        _text("build"),
+        _text("machine_id"),
+        _count(),
         _pk("rollup_mce_machines", "week", "classification", "build", "machine_id"),
     )
     # Imported here so that loading the migration script never needs the package.
-    from downlink.pipeline.rollups import rebuild_rollups
+    from downlink.store.rollups import rebuild_rollups
 
     rebuild_rollups(op.get_bind())
 

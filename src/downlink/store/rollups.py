@@ -30,7 +30,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Integer, Table, cast, delete, func, insert, select
 
-from downlink.pipeline.backtrace import BACKTRACE_CLASSES
 from downlink.store.tables import (
     records,
     rollup_build_daily,
@@ -283,15 +282,15 @@ def _day_sql(conn: Connection) -> Any:
 def rebuild_guilty_rollups(conn: Connection) -> None:
     """Recompute the crash rollups after ``records.guilty_id`` changed.
 
-    Done in SQL over the backtrace records (found through the classification index),
-    so regrouping does not drag every crash payload through Python.
+    Done in SQL over the grouped records (found through the ``guilty_id`` index), so
+    regrouping does not drag every crash payload through Python.
     """
     _lock(conn, (rollup_guilty, rollup_guilty_machines))
     conn.execute(delete(rollup_guilty))
     conn.execute(delete(rollup_guilty_machines))
     r = records.c
     day = _day_sql(conn).label("day")
-    crashes = (r.classification.in_(BACKTRACE_CLASSES), r.guilty_id.is_not(None))
+    crashes = (r.guilty_id.is_not(None),)
     per_build = (
         select(
             day,

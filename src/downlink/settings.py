@@ -284,6 +284,7 @@ class Settings:
         if self.sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise SettingsError("DOWNLINK_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         _check_substrate(self)
+        _check_hardening(self)
 
     @property
     def any_tid(self) -> bool:
@@ -324,6 +325,19 @@ def _check_substrate(s: Settings) -> None:
             ipaddress.ip_network(net, strict=False)
         except ValueError:
             raise SettingsError(f"DOWNLINK_WS_ALLOW_NETWORKS: {net!r} is not a network") from None
+
+
+def _check_hardening(s: Settings) -> None:
+    if s.rate_limit < 0 or s.rate_burst < 1:
+        raise SettingsError("DOWNLINK_RATE_LIMIT must not be negative, DOWNLINK_RATE_BURST >= 1")
+    if s.client_timeout <= 0:
+        raise SettingsError("DOWNLINK_CLIENT_TIMEOUT must be positive")
+    if s.max_header_bytes < 1024:
+        raise SettingsError("DOWNLINK_MAX_HEADER_BYTES must be at least 1024")
+    if s.spool_max_bytes < 1 or s.bulk_max_items < 1:
+        raise SettingsError("DOWNLINK_SPOOL_MAX_BYTES and DOWNLINK_BULK_MAX_ITEMS must be >= 1")
+    if s.collector_auth and not s.api_tokens:
+        raise SettingsError("DOWNLINK_COLLECTOR_AUTH needs DOWNLINK_API_TOKENS")
 
 
 def _hide_password(url: str) -> str:

@@ -123,3 +123,17 @@ def test_websocket_ingest_stays_open_and_others_need_tokens() -> None:
     assert is_ingest("WEBSOCKET", "/") and is_ingest("WEBSOCKET", "/audit")
     assert not is_ingest("WEBSOCKET", "/api/records")
     assert not is_ingest("GET", "/v2/collector")
+
+
+@pytest.mark.parametrize("bad", [
+    {"DOWNLINK_RATE_BURST": "0"},
+    {"DOWNLINK_CLIENT_TIMEOUT": "0"},
+    {"DOWNLINK_MAX_HEADER_BYTES": "10"},
+    {"DOWNLINK_SPOOL_MAX_BYTES": "0"},
+    {"DOWNLINK_COLLECTOR_AUTH": "true"},
+])
+def test_unusable_hardening_settings_fail_loudly(bad: dict[str, str]) -> None:
+    from downlink.settings import SettingsError
+
+    with pytest.raises(SettingsError):
+        from_env(bad)

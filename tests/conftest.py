@@ -25,8 +25,12 @@ FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--db", choices=["sqlite", "postgresql", "both"], default="both",
-                     help="database(s) to run storage tests on")
+    parser.addoption(
+        "--db",
+        choices=["sqlite", "postgresql", "both"],
+        default="both",
+        help="database(s) to run storage tests on",
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
@@ -14,6 +15,7 @@ from downlink.api import nodes as nodes_api
 from downlink.ingest import bulk, collector
 from downlink.ingest import nodes_ws
 from downlink.metrics import Metrics
+from downlink.pipeline.registry import default_processors
 from downlink.settings import Settings, from_env
 from downlink.store.database import Store
 from downlink.store.node_connections import record_connections
@@ -28,7 +30,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     """Build the ASGI application; nothing connects until it starts."""
     settings = settings or from_env()
     metrics = Metrics()
-    store = Store(settings, metrics, processors=[record_connections])
+    store = Store(settings, metrics, processors=[*default_processors(), record_connections])
     maintenance = Maintenance(store)
 
     @asynccontextmanager
@@ -62,7 +64,20 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     # of route matching per record; bench/ingest.py, docs/performance.md).
     app.router.routes.sort(key=lambda r: getattr(r, "path", None) not in _COLLECTOR_FIRST)
     web_routes.install(app, settings)
+    _document_collector(app)
     return app
+
+
+def _document_collector(app: FastAPI) -> None:
+    """Add the collector (plain Starlette routes) to the OpenAPI document."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        schema["paths"].update(collector.openapi_paths())
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def app_from_env() -> FastAPI:

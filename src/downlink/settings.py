@@ -281,6 +281,7 @@ class Settings:
             raise SettingsError("DOWNLINK_QUEUE_MAX must be at least DOWNLINK_BATCH_MAX")
         if self.batch_wait_ms < 0:
             raise SettingsError("DOWNLINK_BATCH_WAIT_MS must not be negative")
+        _check_database_url(self.database_url)
         if self.sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise SettingsError("DOWNLINK_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         _check_substrate(self)
@@ -306,6 +307,20 @@ class Settings:
                 value = tuple("***" for _ in value)
             out[s.name] = list(value) if isinstance(value, tuple) else value
         return out
+
+
+def _check_database_url(url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError as exc:
+        raise SettingsError(f"DATABASE_URL {url!r} is not a database URL: {exc}") from None
+    if backend not in ("sqlite", "postgresql"):
+        raise SettingsError(
+            f"DATABASE_URL must be sqlite:///… or postgresql://…, not {backend}://"
+        )
 
 
 def _check_substrate(s: Settings) -> None:

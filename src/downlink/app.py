@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from downlink import __version__, security
 from downlink.api import errors, meta, records
@@ -47,7 +46,6 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         title="Downlink",
         version=__version__,
         summary="Telemetry collection and analytics server",
-        default_response_class=ORJSONResponse,
         lifespan=lifespan,
     )
     app.state.store = store

@@ -10,12 +10,13 @@ queue is full or the database is unavailable.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 
-from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+import orjson
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from downlink.ingest.body import BodyTooLarge, read_body
+from downlink.ingest.body import BodyTooLarge
 from downlink.ingest.clearlinux import (
     EXTERNAL_KEY,
     FIELD_KEYS,
@@ -26,17 +27,34 @@ from downlink.ingest.clearlinux import (
     fields_from_json,
     validate,
 )
-from downlink.ingest.responses import error, json_response
 from downlink.store.database import Store
 from downlink.store.record_json import clear_json
 from downlink.store.writer import QueueFull, StoreUnavailable
 
 PATHS = ("/v2/collector", "/v3/collector", "/")
 
+Headers = list[tuple[bytes, bytes]]
 
-def _fields(request: Request, body: bytes) -> tuple[dict[str, str], bytes]:
-    headers = fields_from_headers(request.headers.items())
-    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+class _Disconnected(Exception):
+    """The client went away before its body arrived."""
+
+
+def _decoded(raw: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[str, str]]:
+    for name, value in raw:
+        yield name.decode("latin-1"), value.decode("latin-1")
+
+
+def _header(raw: Headers, name: bytes) -> str | None:
+    for key, value in raw:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _fields(raw: Headers, body: bytes) -> tuple[dict[str, str], bytes]:
+    headers = fields_from_headers(_decoded(raw))
+    ctype = (_header(raw, b"content-type") or "").split(";", 1)[0].strip().lower()
     if ctype != "application/json":
         return headers, body
     fields, payload = fields_from_json(body)
@@ -46,21 +64,68 @@ def _fields(request: Request, body: bytes) -> tuple[dict[str, str], bytes]:
     return fields, payload
 
 
-async def collect(request: Request) -> Response:
-    """Validate and store one record."""
-    if request.method in ("GET", "HEAD"):
-        return RedirectResponse("/records", status_code=302)
-    store: Store = request.app.state.store
+async def _read_body(raw: Headers, receive: Receive, limit: int) -> bytes:
+    declared = _header(raw, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"body of {declared} bytes is larger than the limit of {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _answer(send: Send, status: int, body: bytes, extra: Headers | None = None) -> None:
+    headers: Headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send(
+        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _message(text: str) -> bytes:
+    return orjson.dumps({"message": text})
+
+
+async def collect(scope: Scope, receive: Receive, send: Send) -> None:
+    """Validate and store one record (a plain ASGI endpoint: this is the hot path)."""
+    if scope["method"] != "POST":
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 302,
+                "headers": [(b"location", b"/records"), (b"content-length", b"0")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+        return
+    store: Store = scope["app"].state.store
     settings = store.settings
     metrics = store.metrics
+    raw: Headers = scope["headers"]
     metrics.received.labels(SOURCE).inc()
     try:
-        body = await read_body(request, settings.max_body_bytes)
+        body = await _read_body(raw, receive, settings.max_body_bytes)
     except BodyTooLarge as exc:
         metrics.rejected.labels(SOURCE, "too_large").inc()
-        return error(str(exc), 413)
+        await _answer(send, 413, _message(str(exc)))
+        return
+    except _Disconnected:
+        metrics.rejected.labels(SOURCE, "disconnected").inc()
+        return
     try:
-        fields, payload = _fields(request, body)
+        fields, payload = _fields(raw, body)
         row = validate(
             fields,
             payload,
@@ -70,23 +135,37 @@ async def collect(request: Request) -> Response:
         )
     except RecordRejected as exc:
         metrics.rejected.labels(SOURCE, exc.reason).inc()
-        return error(exc.message, 400)
+        await _answer(send, 400, _message(exc.message))
+        return
     try:
         (stored,) = await store.write([row])
     except QueueFull as exc:
         metrics.rejected.labels(SOURCE, "queue_full").inc()
-        return error(f"Server busy, retry later: {exc}", 503, {"Retry-After": "1"})
+        await _answer(
+            send, 503, _message(f"Server busy, retry later: {exc}"), [(b"retry-after", b"1")]
+        )
+        return
     except StoreUnavailable as exc:
         metrics.rejected.labels(SOURCE, "store_unavailable").inc()
-        return error(f"Store unavailable, retry later: {exc}", 503, {"Retry-After": "5"})
+        await _answer(
+            send, 503, _message(f"Store unavailable, retry later: {exc}"), [(b"retry-after", b"5")]
+        )
+        return
     if stored.get("duplicate"):
         metrics.duplicates.labels(SOURCE).inc()
     else:
         metrics.accepted.labels(SOURCE).inc()
-    return json_response(clear_json(stored), 201)
+    await _answer(send, 201, orjson.dumps(clear_json(stored)))
 
 
-routes = [Route(path, collect, methods=["POST", "GET", "HEAD"]) for path in PATHS]
+class _RawEndpoint:
+    """Starlette wraps plain functions in Request/Response; an object is served as ASGI."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await collect(scope, receive, send)
+
+
+routes = [Route(path, _RawEndpoint(), methods=["POST", "GET", "HEAD"]) for path in PATHS]
 
 
 def _openapi_operation(path: str) -> dict[str, object]:

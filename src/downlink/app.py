@@ -11,16 +11,13 @@ from fastapi import FastAPI
 from downlink import __version__, security
 from downlink.api import errors, meta, records
 from downlink.api import nodes as nodes_api
-from downlink.ingest import bulk, collector
-from downlink.ingest import nodes_ws
+from downlink.ingest import bulk, collector, nodes_ws
 from downlink.metrics import Metrics
 from downlink.pipeline.registry import default_processors
 from downlink.settings import Settings, from_env
 from downlink.store.database import Store
-from downlink.store.node_connections import record_connections
 from downlink.store.retention import Maintenance
 from downlink.web import routes as web_routes
-
 
 _COLLECTOR_FIRST = ("/v2/collector", "/v3/collector")
 
@@ -29,7 +26,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     """Build the ASGI application; nothing connects until it starts."""
     settings = settings or from_env()
     metrics = Metrics()
-    store = Store(settings, metrics, processors=[*default_processors(), record_connections])
+    store = Store(settings, metrics, processors=default_processors())
     maintenance = Maintenance(store)
 
     @asynccontextmanager

@@ -6,8 +6,8 @@ import click
 
 from downlink import __version__
 from downlink.cli import migrate, send, serve, transfer
-from downlink.cli.settings import settings_cmd
 from downlink.cli.purge import purge
+from downlink.cli.settings import settings_cmd
 
 
 @click.group()

@@ -86,6 +86,8 @@ records = Table(
     Column("dedup_key", String(64), nullable=True, unique=True),
     Column("guilty_id", Id, ForeignKey("guilty.id"), nullable=True),
     Index(None, "classification", "ts_reception"),
+    # Newest-first lists filtered by class (the API's default order) walk this one.
+    Index(None, "classification", "id"),
     Index(None, "ts_reception"),
     Index(None, "build"),
     Index(None, "machine_id"),

@@ -10,13 +10,13 @@ nodes are listed one by one, and times may carry an offset or be epoch seconds.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 
 from downlink.api.errors import BadRequest
+from downlink.api.params import parse_moment
 from downlink.store.database import Store
 from downlink.store.queries import nodes as q
 
@@ -46,22 +46,7 @@ def _int(params: dict[str, str], name: str, default: int, low: int, high: int) -
 
 def parse_time(params: dict[str, str], name: str) -> float | None:
     """Parse epoch seconds or an ISO 8601 time (UTC when it has no offset)."""
-    raw = params.get(name)
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        try:
-            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            raise BadRequest(f"{name} must be epoch seconds or an ISO 8601 time") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
-    if value != value or value in (float("inf"), float("-inf")):
-        raise BadRequest(f"{name} must be a finite number")
-    return value
+    return parse_moment(params.get(name), name)
 
 
 def _text(params: dict[str, str], name: str, *, required: bool = False) -> str | None:

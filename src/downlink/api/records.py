@@ -13,7 +13,6 @@ import csv
 import io
 import time
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -21,6 +20,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from downlink.api.errors import BadRequest
+from downlink.api.params import parse_moment
 from downlink.store.database import Store
 from downlink.store.queries.records import RecordFilter, get_record, list_records
 from downlink.store.record_json import clear_json
@@ -60,23 +60,6 @@ def _digits(value: str | None, message: str) -> int | None:
     return int(value)
 
 
-def _when(value: str | None, name: str) -> float | None:
-    """Parse epoch seconds or an ISO 8601 date/time (UTC when no zone is given)."""
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"{name} must be epoch seconds or an ISO 8601 time") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
-
-
 def parse_filter(
     params: Mapping[str, str | None], limit_max: int, now: float | None = None
 ) -> tuple[RecordFilter, int]:
@@ -112,12 +95,12 @@ def parse_filter(
         if parsed is None or not 1 <= parsed <= limit_max:
             raise BadRequest("Record limit value is invalid")
         limit = parsed
-    since = _when(params.get("since"), "since")
+    since = parse_moment(params.get("since"), "since")
     if days is not None:
         since = max(since or 0.0, now - days * 86400)
     elif secs is not None:
         since = max(since or 0.0, now - secs)
-    until = _when(params.get("until"), "until")
+    until = parse_moment(params.get("until"), "until")
     source = params.get("source")
     f = RecordFilter(
         classification=classification,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import date
 
 from downlink.api.errors import BadRequest
+from downlink.api.params import parse_moment
 from downlink.store.queries.period import Period, RollupFilter, day_number, today
 
 MAX_DAYS = 3700
@@ -70,17 +71,4 @@ def rollup_filter(params: Mapping[str, str]) -> RollupFilter:
 
 def moment(params: Mapping[str, str], name: str) -> float | None:
     """Return an ISO date/time (UTC unless zoned) or epoch seconds as epoch seconds."""
-    value = params.get(name, "").strip()
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"{name} must be an ISO 8601 date/time") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    return parse_moment(params.get(name), name)

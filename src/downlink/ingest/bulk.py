@@ -32,6 +32,7 @@ from downlink.ingest.clearlinux import (
     RecordRejected,
     fields_from_headers,
     fields_from_json,
+    fields_from_object,
     validate,
 )
 from downlink.ingest.responses import error, json_response
@@ -119,7 +120,7 @@ def _item_fields(item: bytes | Any) -> tuple[dict[str, str], bytes]:
         return fields_from_json(item)
     if not isinstance(item, dict):
         raise RecordRejected("Record must be a JSON object", "json")
-    return fields_from_json(orjson.dumps(item))
+    return fields_from_object(item)
 
 
 @router.post(PATH, openapi_extra=OPENAPI, summary="Store many Clear Linux records at once")

@@ -107,6 +107,11 @@ def fields_from_json(body: bytes) -> tuple[dict[str, str], bytes]:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise RecordRejected(f"Request body is not valid JSON: {exc}", "json") from None
+    return fields_from_object(doc)
+
+
+def fields_from_object(doc: Any) -> tuple[dict[str, str], bytes]:
+    """Split a decoded v3 record (a JSON object) into its fields and payload bytes."""
     if not isinstance(doc, dict):
         raise RecordRejected("Request body must be a JSON object", "json")
     out: dict[str, str] = {}

@@ -93,3 +93,30 @@ def test_stop_commits_what_is_queued(settings: Settings) -> None:
     assert len(results) == 10
     assert s.run(count_records, RecordFilter()) == 10
     s.close()
+
+
+def test_a_poison_record_fails_alone_and_never_escapes_as_a_crash(settings: Settings) -> None:
+    from downlink.store.writer import StoreUnavailable
+
+    def picky(_conn: Connection, rows: list[dict[str, Any]]) -> None:
+        if any(r["payload"] == "poison" for r in rows):
+            raise ValueError("processor bug")
+
+    s = Store(settings.replace(batch_wait_ms=50.0), processors=[picky])
+    s.start()
+    try:
+        good = [row() for _ in range(5)]
+        bad = row()
+        bad["payload"] = "poison"
+
+        async def main() -> list[Any]:
+            tasks = [s.write([r]) for r in good] + [s.write([bad])]
+            return await asyncio.gather(*tasks, return_exceptions=True)
+
+        results = asyncio.run(main())
+        assert all(isinstance(r, list) and r[0]["id"] for r in results[:5])
+        assert isinstance(results[5], StoreUnavailable)
+        assert "processor bug" in str(results[5])
+        assert s.run(count_records, RecordFilter()) == 5
+    finally:
+        s.close()

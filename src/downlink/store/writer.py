@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from downlink.metrics import Metrics
 from downlink.store.inserts import insert_records
@@ -44,6 +44,11 @@ class BatchProcessor(Protocol):
     """A per-record processor run inside the writer's transaction, before the insert."""
 
     def __call__(self, conn: Connection, rows: list[Row]) -> None: ...
+
+
+def _is_outage(exc: Exception) -> bool:
+    """True when the database itself is unreachable or unusable, not one record."""
+    return isinstance(exc, OperationalError | InterfaceError)
 
 
 @dataclass
@@ -157,23 +162,28 @@ class Writer:
         if leftovers:
             self._commit(leftovers)
 
-    def _commit(self, batch: list[_Request]) -> None:
+    def _commit(self, batch: list[_Request], *, retried: bool = False) -> None:
         rows = [row for req in batch for row in req.rows]
         started = time.perf_counter()
         try:
             stored = self._transaction(rows)
-        except Exception as exc:  # noqa: BLE001 - isolate the failing request below
-            if len(batch) > 1 and isinstance(exc, IntegrityError):
+        except Exception as exc:  # noqa: BLE001 - every failure is answered, none escapes
+            if len(batch) > 1 and not _is_outage(exc):
+                # A record the database refuses (or a processor bug) must not fail the
+                # other requests that shared its batch: retry them one by one.
                 for req in batch:
                     self._commit([req])
                 return
+            if isinstance(exc, IntegrityError) and not retried:
+                # Another worker process stored the same dedup_key between our lookup
+                # and our insert; a second attempt finds it and answers "duplicate".
+                self._commit(batch, retried=True)
+                return
             self.metrics.writer_errors.labels(type(exc).__name__).inc()
-            log.warning("batch of %d records failed: %s", len(rows), exc)
-            error: Exception = exc
-            if isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError):
-                error = StoreUnavailable(str(exc.orig))
+            log.warning("batch of %d records failed: %s", len(rows), exc, exc_info=exc)
+            detail = str(exc.orig) if isinstance(exc, DBAPIError) else repr(exc)
             for req in batch:
-                self._resolve(req, error=error)
+                self._resolve(req, error=StoreUnavailable(detail))
             return
         self.metrics.batch_size.observe(len(rows))
         self.metrics.commit_seconds.observe(time.perf_counter() - started)

@@ -1,7 +1,8 @@
 """Dashboard speed at scale: load N realistic records, time every view's JSON twin.
 
     python bench/dashboards.py                 # 1M records, SQLite and PostgreSQL
-    python bench/dashboards.py --records 10000000 --fast-load --db sqlite --section dashboards-10m
+    python bench/dashboards.py --records 10000000 --fast-load --db sqlite \
+        --section dashboards-10m-sqlite
     python bench/dashboards.py --records 100000 --no-write   # quick look, docs untouched
 
 Records come from :class:`downlink.testing.generate.RecordGenerator` (thousands of

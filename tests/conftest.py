@@ -9,7 +9,7 @@ PostgreSQL is a throwaway server started from the installed binaries for the ses
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -58,18 +58,31 @@ def postgres() -> Iterator[TempPostgres]:
 
 
 @pytest.fixture
-def db_url(db_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh, empty database URL of the kind under test."""
-    if db_kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'downlink.db'}"
-        return
-    pg: TempPostgres = request.getfixturevalue("postgres")
-    name = "t_" + uuid.uuid4().hex[:16]
-    url = pg.create_database(name)
+def new_database(
+    db_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], str]]:
+    """A factory of fresh, empty databases of the kind under test, dropped afterwards."""
+    created: list[tuple[TempPostgres, str]] = []
+
+    def make(label: str) -> str:
+        if db_kind == "sqlite":
+            return f"sqlite:///{tmp_path / (label + '.db')}"
+        pg: TempPostgres = request.getfixturevalue("postgres")
+        name = "t_" + uuid.uuid4().hex[:16]
+        created.append((pg, name))
+        return pg.create_database(name)
+
     try:
-        yield url
+        yield make
     finally:
-        pg.drop_database(name)
+        for pg, name in created:
+            pg.drop_database(name)
+
+
+@pytest.fixture
+def db_url(new_database: Callable[[str], str]) -> str:
+    """A fresh, empty database URL of the kind under test."""
+    return new_database("downlink")
 
 
 @pytest.fixture

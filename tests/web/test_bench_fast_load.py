@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -16,7 +15,6 @@ from downlink.settings import Settings
 from downlink.store.database import Store
 from downlink.store.rollups import ROLLUP_TABLES
 from downlink.store.tables import guilty
-from downlink.testing.postgres import TempPostgres
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "dashboards.py"
 Snapshot = dict[str, list[tuple[object, ...]]]
@@ -31,18 +29,9 @@ def _bench() -> ModuleType:
 
 
 @pytest.fixture
-def second_url(db_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+def second_url(new_database: Callable[[str], str]) -> str:
     """Another fresh database of the same kind as ``db_url``."""
-    if db_kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fast.db'}"
-        return
-    pg: TempPostgres = request.getfixturevalue("postgres")
-    name = "t_" + uuid.uuid4().hex[:16]
-    url = pg.create_database(name)
-    try:
-        yield url
-    finally:
-        pg.drop_database(name)
+    return new_database("fast")
 
 
 def _snapshot(url: str) -> Snapshot:

@@ -1,1 +1,1 @@
-"""Downlink."""
+"""JSON API routers: records, nodes, introspection and metrics."""

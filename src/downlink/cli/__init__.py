@@ -1,1 +1,1 @@
-"""Downlink."""
+"""The ``downlink`` command line, one module per command."""

@@ -1,1 +1,1 @@
-"""Downlink."""
+"""Wire protocols: one module per way records arrive."""

@@ -1,1 +1,1 @@
-"""Downlink."""
+"""Storage: schema, migrations, the group-commit writer, queries, retention."""

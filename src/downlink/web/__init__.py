@@ -1,1 +1,1 @@
-"""Downlink."""
+"""Server-rendered pages with charts; every page has a JSON twin."""

@@ -183,6 +183,9 @@ rollup_guilty_machines = Table(
     Column("build", Text, primary_key=True),
     Column("machine_id", Text, primary_key=True),
     Column("count", BigInteger, nullable=False),
+    # One group's machines (crash group detail, top groups) without scanning the
+    # period's rows of every group: the primary key starts with the day.
+    Index(None, "guilty_id", "day"),
 )
 
 rollup_mce = Table(

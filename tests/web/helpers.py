@@ -69,3 +69,26 @@ def rec(**fields: Any) -> Row:
 def load(store: Store, rows: list[Row]) -> list[Row]:
     """Store ``rows`` through insert_records with the standard processors (the writer's path)."""
     return store.run_write(insert_records, rows, default_processors())
+
+
+def sample_fleet(script_payload: str, second_build: str) -> list[Row]:
+    """Return a small fleet's records touching every view: builds (integer and not),
+    two crashes of one group on two machines, a kernel oops, an MCE, a thermal event,
+    and a record whose payload is ``script_payload`` (to check escaping)."""
+    return [
+        rec(build="31000"),
+        rec(build=second_build, machine_id="b"),
+        rec(build="16.04"),
+        rec(classification="org.clearlinux/crash/clr", payload=CRASH, severity=3),
+        rec(
+            classification="org.clearlinux/crash/clr",
+            payload=CRASH,
+            severity=3,
+            machine_id="b",
+            build="31001",
+        ),
+        rec(classification="org.clearlinux/kernel/warning", payload=OOPS, severity=2),
+        rec(classification="org.clearlinux/mce/corrected", payload=MCE, severity=2),
+        rec(classification="org.clearlinux/mce/thermal", payload="THERMAL event"),
+        rec(classification="org.clearlinux/journal/error", payload=script_payload, severity=2),
+    ]

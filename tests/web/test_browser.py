@@ -14,7 +14,7 @@ import pytest
 from downlink.settings import Settings
 from downlink.store.database import Store
 from downlink.testing.live import LiveServer
-from tests.web.helpers import CRASH, MCE, OOPS, load, rec
+from tests.web.helpers import load, sample_fleet
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -49,26 +49,7 @@ def browser() -> Iterator[Any]:
 def site(live: LiveServer) -> Iterator[LiveServer]:
     store = Store(Settings(database_url=live.database_url))
     try:
-        load(
-            store,
-            [
-                rec(build="31000"),
-                rec(build="31001", machine_id="b"),
-                rec(build="16.04"),
-                rec(classification="org.clearlinux/crash/clr", payload=CRASH, severity=3),
-                rec(
-                    classification="org.clearlinux/crash/clr",
-                    payload=CRASH,
-                    severity=3,
-                    machine_id="b",
-                    build="31001",
-                ),
-                rec(classification="org.clearlinux/kernel/warning", payload=OOPS, severity=2),
-                rec(classification="org.clearlinux/mce/corrected", payload=MCE, severity=2),
-                rec(classification="org.clearlinux/mce/thermal", payload="THERMAL"),
-                rec(classification="org.clearlinux/journal/error", payload=SCRIPT, severity=2),
-            ],
-        )
+        load(store, sample_fleet(SCRIPT, second_build="31001"))
     finally:
         store.close()
     yield live

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from downlink.store.database import Store
-from tests.web.helpers import CRASH, MCE, OOPS, load, rec
+from tests.web.helpers import load, rec, sample_fleet
 
 PAGES = (
     "/records",
@@ -34,26 +34,7 @@ def _store(client: TestClient) -> Store:
 @pytest.fixture
 def filled(client: TestClient) -> TestClient:
     store = _store(client)
-    load(
-        store,
-        [
-            rec(build="31000"),
-            rec(build="9", machine_id="b"),
-            rec(build="16.04"),
-            rec(classification="org.clearlinux/crash/clr", payload=CRASH, severity=3),
-            rec(
-                classification="org.clearlinux/crash/clr",
-                payload=CRASH,
-                severity=3,
-                machine_id="b",
-                build="31001",
-            ),
-            rec(classification="org.clearlinux/kernel/warning", payload=OOPS, severity=2),
-            rec(classification="org.clearlinux/mce/corrected", payload=MCE, severity=2),
-            rec(classification="org.clearlinux/mce/thermal", payload="THERMAL event"),
-            rec(classification="org.clearlinux/journal/error", payload=SCRIPT, severity=2),
-        ],
-    )
+    load(store, sample_fleet(SCRIPT, second_build="9"))
     return client
 
 

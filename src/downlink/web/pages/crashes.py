@@ -133,30 +133,28 @@ async def blacklist_json(request: Request) -> Response:
     )
 
 
-@router.post("/crashes/blacklist")
-async def blacklist_add(request: Request) -> Response:
-    """Mark the posted frames never guilty, regroup, and go back (or answer JSON)."""
+async def _edit_blacklist(request: Request, edit: Any, back: str) -> Response:
+    """Apply ``edit`` to the posted frames, regroup, and go back (or answer JSON)."""
     form = await same_origin_form(request)
     pairs = _pairs([str(v) for v in form.getlist("frame")])
     if not pairs:
         raise BadRequest("choose at least one frame")
-    result = await _store(request).admin_write(_regroup_after, add_to_blacklist, pairs)
+    result = await _store(request).admin_write(_regroup_after, edit, pairs)
     if "application/json" in request.headers.get("accept", ""):
         return twin(result)
-    return redirect_back(str(form.get("next") or ""), "/crashes")
+    return redirect_back(str(form.get("next") or ""), back)
+
+
+@router.post("/crashes/blacklist")
+async def blacklist_add(request: Request) -> Response:
+    """Mark the posted frames never guilty, regroup, and go back (or answer JSON)."""
+    return await _edit_blacklist(request, add_to_blacklist, "/crashes")
 
 
 @router.post("/crashes/blacklist/remove")
 async def blacklist_remove(request: Request) -> Response:
     """Let the posted frames be guilty again, regroup, and go back."""
-    form = await same_origin_form(request)
-    pairs = _pairs([str(v) for v in form.getlist("frame")])
-    if not pairs:
-        raise BadRequest("choose at least one frame")
-    result = await _store(request).admin_write(_regroup_after, remove_from_blacklist, pairs)
-    if "application/json" in request.headers.get("accept", ""):
-        return twin(result)
-    return redirect_back(str(form.get("next") or ""), "/crashes/blacklist")
+    return await _edit_blacklist(request, remove_from_blacklist, "/crashes/blacklist")
 
 
 # -- one crash group --------------------------------------------------------------------

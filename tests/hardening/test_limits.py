@@ -67,9 +67,10 @@ def test_declared_oversized_body_is_refused_before_it_is_sent(server: LiveServer
         assert time.monotonic() - started < 2
 
 
-def test_chunked_body_growing_past_the_limit_is_refused(server: LiveServer) -> None:
+@pytest.mark.parametrize("path", [b"/api/v1/records/bulk", b"/v2/collector"])
+def test_chunked_body_growing_past_the_limit_is_refused(server: LiveServer, path: bytes) -> None:
     with _connect(server) as sock:
-        sock.sendall(b"POST /api/v1/records/bulk HTTP/1.1\r\nHost: x\r\n"
+        sock.sendall(b"POST " + path + b" HTTP/1.1\r\nHost: x\r\n"
                      b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
         chunk = b"[" + b" " * 30_000
         try:

@@ -96,6 +96,20 @@ def test_rate_limit_per_address(tmp_path: Path) -> None:
         assert c.get("/-/health").status_code == 200  # probes are not limited
 
 
+def test_collector_direct_route_shares_the_rate_limit(tmp_path: Path) -> None:
+    # Collector posts skip the middleware stack (downlink.direct) but not its checks:
+    # they take tokens from the same per-address bucket as every other request.
+    with _client(tmp_path, rate_limit=0.5, rate_burst=3) as c:
+        assert _post_v2(c) == 201
+        assert c.get("/api/records?limit=1").status_code == 200
+        assert _post_v2(c) == 201
+        record = v3_record()
+        refused = c.post("/v2/collector", content=record["payload"], headers=v2_headers(record))
+        assert refused.status_code == 429
+        assert refused.json()["message"].startswith("Too many requests")
+        assert c.get("/api/records?limit=1").status_code == 429
+
+
 def test_token_buckets_refill_and_stay_bounded() -> None:
     now = [0.0]
     buckets = TokenBuckets(rate=2.0, burst=2, max_keys=3, clock=lambda: now[0])

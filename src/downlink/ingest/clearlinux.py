@@ -69,7 +69,7 @@ _SIGNED = re.compile(r"\s*[+-]?[0-9]+\s*", re.ASCII)
 _EVENT_ID = re.compile(r"[0-9a-f]{32}", re.ASCII)
 _CLEAR_BUILD = re.compile(r"[0-9]+", re.ASCII)
 _OTHER_BUILD = re.compile(r"[-_a-zA-Z0-9.]+", re.ASCII)
-_PRINTABLE = frozenset(string.printable)
+_PRINTABLE_TEXT = re.compile("[" + re.escape(string.printable) + "]*")
 _INT32_MAX = 2147483647
 # Largest capture time that still formats as a date (9999-12-31 23:59:59 UTC).
 _TS_MAX = 253402300799
@@ -90,14 +90,35 @@ def field_key(name: str) -> str:
     return name.strip().lower().replace("-", "_")
 
 
+_WANTED = FIELD_KEYS | {TID_KEY, EXTERNAL_KEY}
+# Raw header name -> field key ("" for headers that are not fields), learnt as names
+# are seen; bounded so that a client inventing names cannot grow it.
+_RAW_KEYS: dict[bytes, str] = {}
+_RAW_KEYS_MAX = 4096
+
+
 def fields_from_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     """Collect the record fields (and TID, external flag) from v2 request headers."""
-    wanted = FIELD_KEYS | {TID_KEY, EXTERNAL_KEY}
     out: dict[str, str] = {}
     for name, value in headers:
         key = field_key(name)
-        if key in wanted and key not in out:
+        if key in _WANTED and key not in out:
             out[key] = value
+    return out
+
+
+def fields_from_raw_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """:func:`fields_from_headers` over ASGI's raw (bytes) headers, for the hot path."""
+    out: dict[str, str] = {}
+    for name, value in headers:
+        key = _RAW_KEYS.get(name)
+        if key is None:
+            key = field_key(name.decode("latin-1"))
+            key = key if key in _WANTED else ""
+            if len(_RAW_KEYS) < _RAW_KEYS_MAX:
+                _RAW_KEYS[name] = key
+        if key and key not in out:
+            out[key] = value.decode("latin-1")
     return out
 
 
@@ -143,7 +164,7 @@ def _strip_quotes(value: str) -> str:
 
 
 def _printable(value: str) -> bool:
-    return len(value) < 200 and all(ch in _PRINTABLE for ch in value)
+    return len(value) < 200 and _PRINTABLE_TEXT.fullmatch(value) is not None
 
 
 def validate(

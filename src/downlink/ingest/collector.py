@@ -10,7 +10,6 @@ queue is full or the database is unavailable.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
 
 import orjson
 from starlette.routing import Route
@@ -23,8 +22,8 @@ from downlink.ingest.clearlinux import (
     SOURCE,
     TID_KEY,
     RecordRejected,
-    fields_from_headers,
     fields_from_json,
+    fields_from_raw_headers,
     validate,
 )
 from downlink.store.database import Store
@@ -40,11 +39,6 @@ class _Disconnected(Exception):
     """The client went away before its body arrived."""
 
 
-def _decoded(raw: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[str, str]]:
-    for name, value in raw:
-        yield name.decode("latin-1"), value.decode("latin-1")
-
-
 def _header(raw: Headers, name: bytes) -> str | None:
     for key, value in raw:
         if key.lower() == name:
@@ -53,7 +47,7 @@ def _header(raw: Headers, name: bytes) -> str | None:
 
 
 def _fields(raw: Headers, body: bytes) -> tuple[dict[str, str], bytes]:
-    headers = fields_from_headers(_decoded(raw))
+    headers = fields_from_raw_headers(raw)
     ctype = (_header(raw, b"content-type") or "").split(";", 1)[0].strip().lower()
     if ctype != "application/json":
         return headers, body

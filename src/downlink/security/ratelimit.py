@@ -63,9 +63,11 @@ class TokenBuckets:
 class RateLimit:
     """ASGI middleware answering 429 to addresses over their rate."""
 
-    def __init__(self, app: ASGIApp, rate: float, burst: int) -> None:
+    def __init__(
+        self, app: ASGIApp, rate: float, burst: int, buckets: TokenBuckets | None = None
+    ) -> None:
         self.app = app
-        self.buckets = TokenBuckets(rate, burst)
+        self.buckets = buckets if buckets is not None else TokenBuckets(rate, burst)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or is_open(scope["path"]):

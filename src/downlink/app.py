@@ -15,6 +15,7 @@ from downlink.direct import Downlink
 from downlink.ingest import bulk, collector, nodes_ws
 from downlink.metrics import Metrics
 from downlink.pipeline.registry import default_processors
+from downlink.pipeline.regroup import JobRunner
 from downlink.settings import Settings, from_env
 from downlink.store.database import Store
 from downlink.store.retention import Maintenance
@@ -29,14 +30,17 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     metrics = Metrics()
     store = Store(settings, metrics, processors=default_processors())
     maintenance = Maintenance(store)
+    job_runner = JobRunner(store, poll_s=settings.job_poll_s)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         store.start(run_migrations=run_migrations)
         maintenance.start()
+        job_runner.start()
         try:
             yield
         finally:
+            await job_runner.stop()
             await maintenance.stop()
             store.close()
 
@@ -48,6 +52,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     )
     app.state.store = store
     app.state.settings = settings
+    app.state.job_runner = job_runner
     errors.install(app)
     security.install(app, settings)
     app.include_router(records.router)

@@ -153,6 +153,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Most records one purge transaction deletes (keeps the write lock short).",
     ),
     Setting(
+        "job_poll_s",
+        "DOWNLINK_JOB_POLL_S",
+        1.0,
+        "Seconds between looks for queued background jobs (crash regrouping); 0: none here.",
+    ),
+    Setting(
         "ws_ping_interval_s",
         "DOWNLINK_WS_PING_INTERVAL_S",
         5.0,
@@ -262,6 +268,7 @@ class Settings:
     substrate_retention_hours: float = 3.0
     purge_interval_s: float = 600.0
     purge_batch: int = 2000
+    job_poll_s: float = 1.0
     ws_ping_interval_s: float = 5.0
     ws_pong_timeout_s: float = 0.0
     ws_idle_timeout_s: float = 60.0
@@ -326,8 +333,9 @@ def _check_database_url(url: str) -> None:
 def _check_substrate(s: Settings) -> None:
     import ipaddress
 
-    for name in ("substrate_retention_hours", "purge_interval_s", "ws_ping_interval_s",
-                 "ws_pong_timeout_s", "ws_idle_timeout_s", "ws_rate_limit_bytes"):
+    for name in ("substrate_retention_hours", "purge_interval_s", "job_poll_s",
+                 "ws_ping_interval_s", "ws_pong_timeout_s", "ws_idle_timeout_s",
+                 "ws_rate_limit_bytes"):
         if getattr(s, name) < 0:
             raise SettingsError(f"{_BY_NAME[name].env} must not be negative")
     for name in ("purge_batch", "ws_max_frame_bytes", "ws_max_node_ids", "ws_buffer_max"):

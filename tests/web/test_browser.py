@@ -5,10 +5,12 @@ Skipped (with the reason) only when Debian's ``chromium`` is not installed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from downlink.settings import Settings
@@ -176,14 +178,32 @@ def test_mark_a_frame_never_guilty_regroups_the_crashes(site: LiveServer, page: 
     highlighted.locator("input[type=checkbox]").check()
     crash.locator("button.mark").click()
     page.wait_for_url("**/crashes")
+    # The regroup runs in the background; the page says so until it is done.
+    first = _wait_for_regroup(site)
+    page.reload()
+    assert page.locator("#regroup").count() == 0
     labels = page.locator("#guilties .guilty-link").all_inner_texts()
     assert labels[0] == "__nanosleep() - [libc.so.6]"
     assert "clock_nanosleep@GLIBC_2.2.5() - [libc.so.6]" not in labels
     page.goto(site.url + "/crashes/blacklist")
     assert "clock_nanosleep@GLIBC_2.2.5()" in page.inner_text("#blacklist")
     page.check("#blacklist input[type=checkbox]")
-    page.click("text=Let the selected frames be guilty again")
+    with page.expect_navigation():
+        page.click("text=Let the selected frames be guilty again")
+    _wait_for_regroup(site, after=first)
     page.goto(site.url + "/crashes")
     assert page.locator("#guilties .guilty-link").first.inner_text() == (
         "clock_nanosleep@GLIBC_2.2.5() - [libc.so.6]"
     )
+
+
+def _wait_for_regroup(site: LiveServer, after: int = 0, timeout: float = 20.0) -> int:
+    """Poll /crashes/regroup.json until a regroup job newer than ``after`` is done."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = httpx.get(site.url + "/crashes/regroup.json").json()["regroup"]
+        if job is not None and job["id"] > after and job["state"] in ("done", "failed"):
+            assert job["state"] == "done", job
+            return int(job["id"])
+        assert time.monotonic() < deadline, f"regroup job still {job}"
+        time.sleep(0.05)

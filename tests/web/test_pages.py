@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Connection, update
 
+from downlink.app import create_app
+from downlink.pipeline.crashes import add_to_blacklist
+from downlink.pipeline.regroup import JobRunner
+from downlink.settings import Settings
 from downlink.store.database import Store
+from downlink.store.jobs import claim, enqueue, fail
+from downlink.store.tables import jobs
 from tests.web.helpers import load, rec, sample_fleet
 
 PAGES = (
@@ -162,18 +172,131 @@ def test_crash_drill_down_and_never_guilty(filled: TestClient) -> None:
         "/crashes/blacklist", data={"frame": value, "next": "/crashes"}, follow_redirects=False
     )
     assert r.status_code == 303 and r.headers["location"] == "/crashes"
-    regrouped = filled.get("/crashes.json").json()["guilties"]
-    assert regrouped[0]["function"] == "__nanosleep()" and regrouped[0]["total"] == 2
-    assert filled.get("/crashes/blacklist.json").json()["blacklist"] == [
-        {"function": "clock_nanosleep@GLIBC_2.2.5()", "module": "libc.so.6"}
-    ]
+    first_job = wait_for_regroup(filled)
+    assert (first_job["state"], first_job["done"], first_job["changed"]) == ("done", 3, 2)
+    regrouped = filled.get("/crashes.json").json()
+    assert regrouped["guilties"][0]["function"] == "__nanosleep()"
+    assert regrouped["guilties"][0]["total"] == 2
+    assert regrouped["regroup"] == first_job
+    assert filled.get("/crashes/blacklist.json").json() == {
+        "blacklist": [{"function": "clock_nanosleep@GLIBC_2.2.5()", "module": "libc.so.6"}],
+        "regroup": first_job,
+    }
     r = filled.post(
         "/crashes/blacklist/remove", data={"frame": value}, headers={"accept": "application/json"}
     )
-    assert r.json() == {"blacklist_changed": 1, "records_regrouped": 2}
+    assert r.status_code == 202
+    answer = r.json()
+    assert answer["blacklist_changed"] == 1 and answer["job"]["id"] != first_job["id"]
+    assert wait_for_regroup(filled)["id"] == answer["job"]["id"]
     assert filled.get("/crashes.json").json()["guilties"][0]["function"] == (
         "clock_nanosleep@GLIBC_2.2.5()"
     )
+    # Removing a frame that is not listed changes nothing and queues nothing.
+    r = filled.post(
+        "/crashes/blacklist/remove", data={"frame": value}, headers={"accept": "application/json"}
+    )
+    assert r.status_code == 200 and r.json()["blacklist_changed"] == 0
+    assert r.json()["job"]["id"] == answer["job"]["id"]
+
+
+def wait_for_regroup(client: TestClient, timeout: float = 20.0) -> dict[str, Any]:
+    """Poll /crashes/regroup.json until the regroup job is done or failed; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get("/crashes/regroup.json").json()["regroup"]
+        if job is not None and job["state"] in ("done", "failed"):
+            return dict(job)
+        assert time.monotonic() < deadline, f"regroup job still {job}"
+        time.sleep(0.05)
+
+
+def test_the_post_answers_at_once_and_the_pages_show_the_queued_job(
+    settings: Settings,
+) -> None:
+    # No job runner in this app: the job stays queued until the test runs it.
+    with TestClient(create_app(settings.replace(job_poll_s=0.0))) as client:
+        store = _store(client)
+        load(store, sample_fleet(SCRIPT, second_build="9"))
+        assert client.get("/crashes/regroup.json").json() == {"regroup": None}
+        assert 'id="regroup"' not in client.get("/crashes").text
+        r = client.post(
+            "/crashes/blacklist",
+            data={"frame": '["clock_nanosleep@GLIBC_2.2.5()", "libc.so.6"]'},
+            headers={"accept": "application/json"},
+        )
+        assert r.status_code == 202
+        job = r.json()["job"]
+        assert r.json()["blacklist_changed"] == 1
+        assert (job["kind"], job["state"], job["done"]) == ("regroup", "pending", 0)
+        assert client.get("/crashes.json").json()["regroup"]["state"] == "pending"
+        for path in ("/crashes", "/crashes/blacklist"):
+            assert "Regrouping crash records: waiting to start." in client.get(path).text
+        # Nothing regrouped yet: the old group still leads.
+        top = client.get("/crashes.json").json()["guilties"]
+        assert top[0]["function"] == "clock_nanosleep@GLIBC_2.2.5()"
+
+        # Half-way (as a running job reports it).
+        store.run_write(
+            lambda c: c.execute(
+                update(jobs)
+                .where(jobs.c.id == job["id"])
+                .values(state="running", done=12000, total=363000)
+            )
+        )
+        assert "Regrouping crash records: 12,000 of 363,000 (3 %)." in client.get("/crashes").text
+
+        store.run_write(
+            lambda c: c.execute(
+                update(jobs).where(jobs.c.id == job["id"]).values(state="pending", done=0)
+            )
+        )
+        assert asyncio.run(JobRunner(store).run_next()) is True
+        assert client.get("/crashes.json").json()["guilties"][0]["function"] == "__nanosleep()"
+        page = client.get("/crashes").text
+        assert 'id="regroup"' not in page and "__nanosleep()" in page
+
+
+def test_a_failed_regroup_is_shown(settings: Settings) -> None:
+    with TestClient(create_app(settings.replace(job_poll_s=0.0))) as client:
+        store = _store(client)
+
+        def failed_job(conn: Connection) -> None:
+            job_id = enqueue(conn, "regroup")
+            assert claim(conn, ("regroup",), "owner", 60.0) is not None
+            fail(conn, job_id, "owner", "OperationalError: disk I/O error")
+
+        store.run_write(failed_job)
+        for path in ("/crashes", "/crashes/blacklist"):
+            assert "Regrouping crash records failed: OperationalError: disk I/O error" in (
+                client.get(path).text
+            )
+        job = client.get("/crashes/regroup.json").json()["regroup"]
+        assert (job["state"], job["message"]) == ("failed", "OperationalError: disk I/O error")
+
+
+def test_the_server_resumes_a_job_left_running_by_a_dead_process(settings: Settings) -> None:
+    store = Store(settings)
+    store.migrate()
+    try:
+        load(store, sample_fleet(SCRIPT, second_build="9"))
+
+        def orphan(conn: Connection) -> None:
+            add_to_blacklist(conn, [("clock_nanosleep@GLIBC_2.2.5()", "libc.so.6")])
+            job_id = enqueue(conn, "regroup")
+            stale = time.time() - 120
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(state="running", owner="killed", heartbeat=stale, started_at=stale)
+            )
+
+        store.run_write(orphan)
+    finally:
+        store.close()
+    with TestClient(create_app(settings)) as client:
+        assert wait_for_regroup(client)["state"] == "done"
+        assert client.get("/crashes.json").json()["guilties"][0]["function"] == "__nanosleep()"
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,10 @@
 """Crash grouping: give every backtrace record its guilty frame, at ingest and on demand.
 
 :class:`GuiltyProcessor` runs inside the writer's transaction, so a crash record is
-committed together with its ``guilty_id``. When the "never guilty" list changes,
-:func:`recompute_guilty` regroups the stored crashes.
+committed together with its ``guilty_id``. When the "never guilty" list changes, the
+stored crashes are regrouped chunk by chunk with :func:`regroup_chunk` (by the server's
+background job, :mod:`downlink.pipeline.regroup`, or all at once by
+:func:`recompute_guilty`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -74,32 +76,71 @@ class GuiltyProcessor:
             row["guilty_id"] = cached
 
 
-def recompute_guilty(conn: Connection, chunk: int = 1000) -> int:
-    """Regroup every stored backtrace record; return how many changed group."""
+def count_backtraces(conn: Connection) -> int:
+    """Return how many stored records are of a backtrace class (what a regroup walks)."""
+    found = conn.execute(
+        select(func.count()).where(records.c.classification.in_(BACKTRACE_CLASSES))
+    ).scalar_one()
+    return int(found)
+
+
+def regroup_chunk(
+    conn: Connection,
+    after: int,
+    limit: int,
+    blacklist: set[tuple[str, str]],
+    ids: dict[tuple[str, str], int],
+) -> tuple[int, int, int]:
+    """Regroup up to ``limit`` backtrace records with ids above ``after``.
+
+    Returns ``(last id seen, records seen, records whose group changed)``; fewer than
+    ``limit`` records seen means none are left. ``ids`` caches guilty-frame ids and
+    gains the ones this call creates: only keep it past a rollback if the caller
+    discards those (:mod:`downlink.pipeline.regroup` copies it per transaction). The
+    changed records are updated with one executemany statement.
+    """
+    rows = conn.execute(
+        select(records.c.id, records.c.payload, records.c.guilty_id)
+        .where(records.c.classification.in_(BACKTRACE_CLASSES), records.c.id > after)
+        .order_by(records.c.id)
+        .limit(limit)
+    ).all()
+    changes: list[dict[str, Any]] = []
+    for rid, payload, current in rows:
+        found = find_guilty(payload or "", blacklist)
+        new: int | None = None
+        if found is not None:
+            new = ids.get(found)
+            if new is None:
+                new = ids[found] = guilty_id(conn, *found)
+        if new != current:
+            changes.append({"rid": rid, "gid": new})
+    if changes:
+        conn.execute(
+            update(records)
+            .where(records.c.id == bindparam("rid"))
+            .values(guilty_id=bindparam("gid")),
+            changes,
+        )
+    last = int(rows[-1][0]) if rows else after
+    return last, len(rows), len(changes)
+
+
+def recompute_guilty(conn: Connection, chunk: int = 2000) -> int:
+    """Regroup every stored backtrace record in this transaction; return how many changed.
+
+    The server regroups in the background instead, one transaction per chunk
+    (:mod:`downlink.pipeline.regroup`); this is for scripts, benchmarks and tests.
+    """
     blacklist = load_blacklist(conn)
     ids: dict[tuple[str, str], int] = {}
     changed = 0
     last = 0
     while True:
-        rows = conn.execute(
-            select(records.c.id, records.c.payload, records.c.guilty_id)
-            .where(records.c.classification.in_(BACKTRACE_CLASSES), records.c.id > last)
-            .order_by(records.c.id)
-            .limit(chunk)
-        ).all()
-        if not rows:
+        last, seen, n = regroup_chunk(conn, last, chunk, blacklist, ids)
+        changed += n
+        if seen < chunk:
             return changed
-        for rid, payload, current in rows:
-            found = find_guilty(payload or "", blacklist)
-            new: int | None = None
-            if found is not None:
-                new = ids.get(found)
-                if new is None:
-                    new = ids[found] = guilty_id(conn, *found)
-            if new != current:
-                conn.execute(update(records).where(records.c.id == rid).values(guilty_id=new))
-                changed += 1
-        last = rows[-1][0]
 
 
 def add_to_blacklist(conn: Connection, pairs: Iterable[tuple[str, str]]) -> int:

@@ -240,6 +240,34 @@ node_connections = Table(
     Index(None, "last_seen"),
 )
 
+# -- background jobs (downlink.store.jobs, migration 0006_jobs) ------------------------
+# One row per job: ``kind`` says what it does ("regroup": regroup the crash records
+# after a "never guilty" edit), ``params`` what it needs (none for a regroup; a date
+# range for a re-process job). ``cursor`` is the last record id done, so a job resumes
+# where it stopped; ``owner`` is the token of the claim that runs it, ``heartbeat``
+# when that claim last committed a chunk (a stale heartbeat lets another process take
+# the job over).
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("restart", Boolean, nullable=False, server_default="0"),
+    Column("params", JSON, nullable=True),
+    Column("owner", String(32), nullable=True),
+    Column("cursor", BigInteger, nullable=False, server_default="0"),
+    Column("done", BigInteger, nullable=False, server_default="0"),
+    Column("total", BigInteger, nullable=False, server_default="0"),
+    Column("changed", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", Double, nullable=False),
+    Column("started_at", Double, nullable=True),
+    Column("finished_at", Double, nullable=True),
+    Column("heartbeat", Double, nullable=True),
+    Column("message", Text, nullable=True),
+    Index(None, "kind", "state"),
+)
+
 benchmarks = Table(
     "benchmarks",
     metadata,

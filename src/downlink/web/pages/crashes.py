@@ -1,8 +1,9 @@
 """Crashes: top crash groups of a period, drill-down to backtraces, the blacklist.
 
-Marking frames "never guilty" adds them to ``guilty_blacklist``, regroups every stored
-backtrace record (:func:`~downlink.pipeline.crashes.recompute_guilty`) and rebuilds the
-crash rollups, all in one transaction.
+Marking frames "never guilty" adds them to ``guilty_blacklist`` and, in the same
+transaction, queues a regroup job (or restarts the one under way): the POST answers at
+once, and a server process regroups the stored backtrace records in the background
+(:mod:`downlink.pipeline.regroup`). The crash pages show the job's progress.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from starlette.responses import Response
 
 from downlink.api.errors import BadRequest
 from downlink.pipeline.backtrace import blacklist_candidates, guilty_label, parse_crash
-from downlink.pipeline.crashes import add_to_blacklist, recompute_guilty, remove_from_blacklist
+from downlink.pipeline.crashes import add_to_blacklist, remove_from_blacklist
+from downlink.pipeline.regroup import regroup_status, request_regroup
 from downlink.store.database import Store
 from downlink.store.queries import crashes as q
 from downlink.store.queries.period import Period
-from downlink.store.rollups import rebuild_guilty_rollups
 from downlink.web import params
 from downlink.web.forms import redirect_back, same_origin_form
 from downlink.web.rendering import chart, twin, web_of
@@ -47,10 +48,12 @@ async def _top(request: Request) -> dict[str, Any]:
     period = params.period(query, DEFAULT_DAYS)
     build = params.text(query, "build")
     limit = params.integer(query, "limit", 1, TOP_MAX) or 50
-    items = await _store(request).read(q.top_guilties, period, build, limit)
+    store = _store(request)
+    items = await store.read(q.top_guilties, period, build, limit)
     for item in items:
         item["label"] = guilty_label(item["function"], item["module"])
-    return {"period": period.as_json(), "build": build, "guilties": items}
+    regroup = await store.read(regroup_status)
+    return {"period": period.as_json(), "build": build, "guilties": items, "regroup": regroup}
 
 
 @router.get("/crashes")
@@ -105,55 +108,84 @@ def _pairs(values: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _regroup_after(conn: Connection, change: Any, pairs: list[tuple[str, str]]) -> dict[str, int]:
+def _edit_and_regroup(conn: Connection, change: Any, pairs: list[tuple[str, str]]) -> int:
+    """Apply a blacklist edit and, if it changed anything, queue or restart the regroup."""
     changed_entries = int(change(conn, pairs))
-    regrouped = recompute_guilty(conn) if changed_entries else 0
     if changed_entries:
-        rebuild_guilty_rollups(conn)
-    return {"blacklist_changed": changed_entries, "records_regrouped": regrouped}
+        request_regroup(conn)
+    return changed_entries
 
 
 @router.get("/crashes/blacklist")
 async def blacklist_page(request: Request) -> Response:
     """Render the "never guilty" frames with a form to remove them."""
-    entries = await _store(request).read(q.blacklist)
+    store = _store(request)
+    entries = await store.read(q.blacklist)
     for e in entries:
         e["value"] = json.dumps([e["function"], e["module"]])
     return web_of(request).page(
-        "blacklist.html", title="Never-guilty frames", active="crashes", entries=entries
+        "blacklist.html",
+        title="Never-guilty frames",
+        active="crashes",
+        entries=entries,
+        regroup=await store.read(regroup_status),
     )
 
 
 @router.get("/crashes/blacklist.json")
 async def blacklist_json(request: Request) -> Response:
     """JSON twin of /crashes/blacklist."""
-    entries = await _store(request).read(q.blacklist)
+    store = _store(request)
+    entries = await store.read(q.blacklist)
     return twin(
-        {"blacklist": [{"function": e["function"], "module": e["module"]} for e in entries]}
+        {
+            "blacklist": [{"function": e["function"], "module": e["module"]} for e in entries],
+            "regroup": await store.read(regroup_status),
+        }
     )
 
 
+@router.get("/crashes/regroup.json")
+async def regroup_json(request: Request) -> Response:
+    """The current (or last) regroup job: state, records done of total, failure message."""
+    return twin({"regroup": await _store(request).read(regroup_status)})
+
+
 async def _edit_blacklist(request: Request, edit: Any, back: str) -> Response:
-    """Apply ``edit`` to the posted frames, regroup, and go back (or answer JSON)."""
+    """Apply ``edit`` to the posted frames, queue the regroup, and go back (or answer JSON).
+
+    JSON: ``202`` with the regroup job when the blacklist changed, else ``200``.
+    """
     form = await same_origin_form(request)
     pairs = _pairs([str(v) for v in form.getlist("frame")])
     if not pairs:
         raise BadRequest("choose at least one frame")
-    result = await _store(request).admin_write(_regroup_after, edit, pairs)
+    store = _store(request)
+    changed = await store.admin_write(_edit_and_regroup, edit, pairs)
+    if changed:
+        _wake_job_runner(request)
     if "application/json" in request.headers.get("accept", ""):
-        return twin(result)
+        response = twin({"blacklist_changed": changed, "job": await store.read(regroup_status)})
+        response.status_code = 202 if changed else 200
+        return response
     return redirect_back(str(form.get("next") or ""), back)
+
+
+def _wake_job_runner(request: Request) -> None:
+    runner = getattr(request.app.state, "job_runner", None)
+    if runner is not None:
+        runner.wake()
 
 
 @router.post("/crashes/blacklist")
 async def blacklist_add(request: Request) -> Response:
-    """Mark the posted frames never guilty, regroup, and go back (or answer JSON)."""
+    """Mark the posted frames never guilty, queue the regroup, and go back (or answer JSON)."""
     return await _edit_blacklist(request, add_to_blacklist, "/crashes")
 
 
 @router.post("/crashes/blacklist/remove")
 async def blacklist_remove(request: Request) -> Response:
-    """Let the posted frames be guilty again, regroup, and go back."""
+    """Let the posted frames be guilty again, queue the regroup, and go back."""
     return await _edit_blacklist(request, remove_from_blacklist, "/crashes/blacklist")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from sqlalchemy import func, select
 
 from downlink.pipeline.crashes import add_to_blacklist, recompute_guilty
@@ -23,7 +24,9 @@ from downlink.store.tables import (
     rollup_class_daily,
     rollup_daily,
     rollup_guilty,
+    rollup_guilty_build_sketch,
     rollup_guilty_machines,
+    rollup_guilty_sketch,
     rollup_machines,
     rollup_mce,
     rollup_mce_machines,
@@ -181,16 +184,29 @@ def test_week_and_month_keys() -> None:
     assert month_of(day_number(date(2024, 2, 29))) == 202402
 
 
-def test_migration_rolls_up_records_stored_before_it(settings: object) -> None:
+def test_migration_rolls_up_records_stored_before_it(
+    settings: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from downlink.pipeline.crashes import GuiltyProcessor
     from downlink.store import migrate
     from downlink.store.inserts import insert_records
 
     store = Store(settings)  # type: ignore[arg-type]
     try:
         migrate.upgrade(store.engine, "0001")
-        store.run_write(insert_records, [rec(), rec(machine_id="b"), rec(build="31001")])
+        crash = {"classification": "org.clearlinux/crash/clr", "payload": CRASH}
+        rows = [rec(), rec(machine_id="b"), rec(build="31001"), rec(**crash)]
+        rows.append(rec(machine_id="b", **crash))
+        store.run_write(insert_records, rows, [GuiltyProcessor()])
         migrate.upgrade(store.engine, "heads")
-        assert sum(r[-1] for r in _all(store, rollup_class_daily)) == 3
+        assert sum(r[-1] for r in _all(store, rollup_class_daily)) == 5
+        assert len(_all(store, rollup_guilty_sketch)) == 1  # backfilled by 0007
+        from downlink.store.queries import crashes
+        from downlink.store.queries.period import Period
+
+        monkeypatch.setattr(crashes, "EXACT_MACHINES_MAX", 0)
+        (top,) = store.run(crashes.top_guilties, Period.past(2), None, 10)
+        assert (top["total"], top["machines"], top["machines_estimated"]) == (2, 2, True)
         pop = {(g, b): n for g, _, b, n in _all(store, rollup_population)}
         assert pop[("d", "31000")] == 2 and pop[("w", "31001")] == 1
     finally:
@@ -202,7 +218,37 @@ def test_sql_rebuild_of_crash_rollups_equals_incremental(db: Store) -> None:
     rows = list(gen.rows(800))
     for start in range(0, len(rows), 150):
         load(db, rows[start : start + 150])
-    before = (_all(db, rollup_guilty), _all(db, rollup_guilty_machines))
-    assert before[0] and before[1]
+    crash_tables = (
+        rollup_guilty,
+        rollup_guilty_machines,
+        rollup_guilty_sketch,
+        rollup_guilty_build_sketch,
+    )
+    before = [_all(db, t) for t in crash_tables]
+    assert all(before)
     db.run_write(rebuild_guilty_rollups)
-    assert (_all(db, rollup_guilty), _all(db, rollup_guilty_machines)) == before
+    assert [_all(db, t) for t in crash_tables] == before
+
+
+def test_machine_sketches_estimate_the_exact_counts(db: Store, monkeypatch: object) -> None:
+    from downlink.store.queries import crashes
+    from downlink.store.queries.period import Period
+
+    gen = RecordGenerator(seed=5, machines=60, days=6)
+    rows = list(gen.rows(900))
+    for start in range(0, len(rows), 200):
+        load(db, rows[start : start + 200])
+    period = Period.past(10)
+    exact = db.run(crashes.top_guilties, period, None, 50)
+    assert exact and not exact[0]["machines_estimated"]
+    monkeypatch.setattr(crashes, "EXACT_MACHINES_MAX", 0)  # type: ignore[attr-defined]
+    estimated = db.run(crashes.top_guilties, period, None, 50)
+    assert estimated[0]["machines_estimated"]
+    assert [g["guilty_id"] for g in estimated] == [g["guilty_id"] for g in exact]
+    for e, x in zip(estimated, exact, strict=True):
+        assert abs(e["machines"] - x["machines"]) <= max(1, x["machines"] // 20), (e, x)
+    build = exact[0]["per_build"] and next(iter(exact[0]["per_build"]))
+    by_build = db.run(crashes.top_guilties, period, build, 50)
+    monkeypatch.undo()  # type: ignore[attr-defined]
+    exact_build = db.run(crashes.top_guilties, period, build, 50)
+    assert [g["machines"] for g in by_build] == [g["machines"] for g in exact_build]

@@ -32,13 +32,16 @@ from typing import Any
 
 from sqlalchemy import Connection, Dialect, Integer, Table, cast, delete, func, insert, select
 
+from downlink.store import sketch
 from downlink.store.tables import (
     records,
     rollup_build_daily,
     rollup_class_daily,
     rollup_daily,
     rollup_guilty,
+    rollup_guilty_build_sketch,
     rollup_guilty_machines,
+    rollup_guilty_sketch,
     rollup_machines,
     rollup_mce,
     rollup_mce_machines,
@@ -48,6 +51,7 @@ from downlink.store.tables import (
 
 Row = dict[str, Any]
 Key = tuple[Hashable, ...]
+Cell = tuple[Any, ...]  # (day, guilty_id[, build]) of a sketch
 
 DAY = 86400
 MCE_PREFIX = "org.clearlinux/mce/"
@@ -66,6 +70,8 @@ ROLLUP_TABLES = (
     rollup_population,
     rollup_guilty,
     rollup_guilty_machines,
+    rollup_guilty_sketch,
+    rollup_guilty_build_sketch,
     rollup_mce,
     rollup_mce_machines,
 )
@@ -178,9 +184,54 @@ def _guilty_upsert(conn: Connection, seen: dict[tuple[int, int, str], list[float
     _run(conn, rollup_guilty, columns, rows, tail)
 
 
-def _update_guilty(conn: Connection, rows: Iterable[Row]) -> None:
+def _merge_sketches(conn: Connection, table: Table, updates: dict[Cell, sketch.Updates]) -> None:
+    """Add pending register updates to the stored sketches of ``table`` (key -> updates).
+
+    Read, raise, write back. On PostgreSQL the rows are first created if missing and
+    then locked (``FOR UPDATE``, in key order) so that two server processes adding to
+    the same sketch cannot lose each other's registers; SQLite has one writer.
+    """
+    if not updates:
+        return
+    keys = _keys(table)
+    wanted = sorted(updates)
+    days = [k[0] for k in wanted]
+    gids = sorted({k[1] for k in wanted})
+    lock = ""
+    if conn.dialect.name == "postgresql":
+        _run(
+            conn,
+            table,
+            [*keys, "registers"],
+            [(*k, sketch.encode(bytes(sketch.M))) for k in wanted],
+            f"ON CONFLICT ({', '.join(keys)}) DO NOTHING",
+        )
+        lock = " FOR UPDATE"
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    sql = (
+        f"SELECT {', '.join(keys)}, registers FROM {table.name} "
+        f"WHERE day >= {mark} AND day <= {mark} "
+        f"AND guilty_id IN ({', '.join([mark] * len(gids))}) "
+        f"ORDER BY {', '.join(keys)}{lock}"
+    )
+    stored: dict[Cell, bytes] = {}
+    for *found, blob in conn.exec_driver_sql(sql, (min(days), max(days), *gids)):
+        stored[tuple(found)] = blob
+    changed: list[Key] = []
+    for key in wanted:
+        regs = sketch.registers(stored.get(key))
+        if sketch.apply(regs, updates[key]) or key not in stored:
+            changed.append((*key, sketch.encode(regs)))
+    if changed:
+        tail = f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET registers = excluded.registers"
+        _run(conn, table, [*keys, "registers"], changed, tail)
+
+
+def _update_guilty(conn: Connection, rows: Iterable[Row], *, sketches: bool = True) -> None:
     seen: dict[tuple[int, int, str], list[float]] = {}
     machines: Counter[Key] = Counter()
+    per_group: dict[Cell, sketch.Updates] = {}
+    per_build: dict[Cell, sketch.Updates] = {}
     for r in rows:
         gid = r.get("guilty_id")
         if gid is None:
@@ -196,12 +247,21 @@ def _update_guilty(conn: Connection, rows: Iterable[Row]) -> None:
             v[1] = min(v[1], ts)
             v[2] = max(v[2], ts)
         machines[(day, int(gid), r["build"], r["machine_id"])] += 1
+        sketch.add(per_group.setdefault((day, int(gid)), {}), r["machine_id"])
+        sketch.add(per_build.setdefault((day, int(gid), r["build"]), {}), r["machine_id"])
     _guilty_upsert(conn, seen)
     _add_counts(conn, rollup_guilty_machines, machines, "count")
+    if sketches:
+        _merge_sketches(conn, rollup_guilty_sketch, per_group)
+        _merge_sketches(conn, rollup_guilty_build_sketch, per_build)
 
 
-def update_rollups(conn: Connection, rows: list[Row]) -> None:
-    """Writer processor: add the new ``rows`` to every rollup table."""
+def update_rollups(conn: Connection, rows: list[Row], *, sketches: bool = True) -> None:
+    """Writer processor: add the new ``rows`` to every rollup table.
+
+    ``sketches=False`` leaves out the machine sketches of crash groups (for the
+    migration that predates their tables).
+    """
     if not rows:
         return
     wide: Counter[Key] = Counter()
@@ -240,7 +300,7 @@ def update_rollups(conn: Connection, rows: list[Row]) -> None:
     _add_counts(conn, rollup_population, population, "machines")
     _add_counts(conn, rollup_mce, mce, "count")
     _add_counts(conn, rollup_mce_machines, mce_machines, "count")
-    _update_guilty(conn, rows)
+    _update_guilty(conn, rows, sketches=sketches)
 
 
 _NEEDED: Sequence[str] = (
@@ -279,13 +339,18 @@ def _lock(conn: Connection, tables: Sequence[Table]) -> None:
         conn.exec_driver_sql(f"LOCK TABLE {names} IN EXCLUSIVE MODE")
 
 
-def rebuild_rollups(conn: Connection) -> None:
-    """Recompute every rollup table from ``records`` (after a migration or a purge)."""
-    _lock(conn, ROLLUP_TABLES)
-    for table in ROLLUP_TABLES:
+def rebuild_rollups(conn: Connection, *, sketches: bool = True) -> None:
+    """Recompute every rollup table from ``records`` (after a migration or a purge).
+
+    ``sketches=False`` leaves the crash-group machine sketches alone (migration 0003
+    runs before the migration that creates them, which fills them itself).
+    """
+    tables = ROLLUP_TABLES if sketches else tuple(t for t in ROLLUP_TABLES if t not in _SKETCHES)
+    _lock(conn, tables)
+    for table in tables:
         conn.execute(delete(table))
     for rows in _chunks(conn):
-        update_rollups(conn, rows)
+        update_rollups(conn, rows, sketches=sketches)
 
 
 def _day_sql(conn: Connection) -> Any:
@@ -301,7 +366,7 @@ def rebuild_guilty_rollups(conn: Connection) -> None:
     Done in SQL over the grouped records (found through the ``guilty_id`` index), so
     regrouping does not drag every crash payload through Python.
     """
-    _lock(conn, (rollup_guilty, rollup_guilty_machines))
+    _lock(conn, (rollup_guilty, rollup_guilty_machines, *_SKETCHES))
     conn.execute(delete(rollup_guilty))
     conn.execute(delete(rollup_guilty_machines))
     r = records.c
@@ -334,3 +399,46 @@ def rebuild_guilty_rollups(conn: Connection) -> None:
             ["day", "guilty_id", "build", "machine_id", "count"], per_machine
         )
     )
+    rebuild_guilty_sketches(conn)
+
+
+_SKETCHES = (rollup_guilty_sketch, rollup_guilty_build_sketch)
+
+
+def rebuild_guilty_sketches(conn: Connection) -> None:
+    """Recompute the machine sketches of crash groups from ``rollup_guilty_machines``.
+
+    One pass over that table in key order, so only one day's sketches are held in
+    memory at a time.
+    """
+    _lock(conn, _SKETCHES)
+    for table in _SKETCHES:
+        conn.execute(delete(table))
+    m = rollup_guilty_machines.c
+    stmt = select(m.day, m.guilty_id, m.build, m.machine_id).order_by(m.day)
+    current: int | None = None
+    per_group: dict[Cell, bytearray] = {}
+    per_build: dict[Cell, bytearray] = {}
+
+    def flush() -> None:
+        for table, cells in (
+            (rollup_guilty_sketch, per_group),
+            (rollup_guilty_build_sketch, per_build),
+        ):
+            rows = [(*key, sketch.encode(regs)) for key, regs in sorted(cells.items())]
+            if rows:
+                _run(conn, table, [*_keys(table), "registers"], rows, "")
+            cells.clear()
+
+    for day, gid, build, machine in conn.execute(stmt.execution_options(yield_per=20000)):
+        if day != current:
+            flush()
+            current = day
+        index, rank = sketch.register_of(machine)
+        for cells, key in ((per_group, (day, int(gid))), (per_build, (day, int(gid), build))):
+            regs = cells.get(key)
+            if regs is None:
+                regs = cells[key] = bytearray(sketch.M)
+            if regs[index] < rank:
+                regs[index] = rank
+    flush()

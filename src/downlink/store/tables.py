@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -186,6 +187,26 @@ rollup_guilty_machines = Table(
     # One group's machines (crash group detail, top groups) without scanning the
     # period's rows of every group: the primary key starts with the day.
     Index(None, "guilty_id", "day"),
+)
+
+# HyperLogLog sketches of the machines of each crash group per day, and per day and
+# build (downlink.store.sketch): distinct machines over long periods without a
+# COUNT(DISTINCT) over one rollup_guilty_machines row per crash.
+rollup_guilty_sketch = Table(
+    "rollup_guilty_sketch",
+    metadata,
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("guilty_id", Id, primary_key=True, autoincrement=False),
+    Column("registers", LargeBinary, nullable=False),
+)
+
+rollup_guilty_build_sketch = Table(
+    "rollup_guilty_build_sketch",
+    metadata,
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("guilty_id", Id, primary_key=True, autoincrement=False),
+    Column("build", Text, primary_key=True),
+    Column("registers", LargeBinary, nullable=False),
 )
 
 rollup_mce = Table(

@@ -6,16 +6,65 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
+from downlink.store import sketch
 from downlink.store.queries.period import Period, build_sort_key
 from downlink.store.tables import (
     guilty,
     guilty_blacklist,
     records,
     rollup_guilty,
+    rollup_guilty_build_sketch,
     rollup_guilty_machines,
+    rollup_guilty_sketch,
 )
 
 Row = dict[str, Any]
+
+# Up to this many crash records in the groups shown, machines are counted exactly
+# (a COUNT(DISTINCT) over about one rollup row per record: ~100 ms); above it they are
+# estimated from the HyperLogLog sketches (about 1.6 % relative error, bounded time).
+EXACT_MACHINES_MAX = 100_000
+
+
+def _exact_machines(
+    conn: Connection, ids: list[int], period: Period, build: str | None
+) -> dict[int, int]:
+    m = rollup_guilty_machines
+    mq = period.where(
+        select(m.c.guilty_id, func.count(func.distinct(m.c.machine_id)))
+        .where(m.c.guilty_id.in_(ids))
+        .group_by(m.c.guilty_id),
+        m,
+    )
+    if build is not None:
+        mq = mq.where(m.c.build == build)
+    return {int(g): int(n) for g, n in conn.execute(mq)}
+
+
+def _estimated_machines(
+    conn: Connection, ids: list[int], period: Period, build: str | None
+) -> dict[int, int]:
+    t = rollup_guilty_sketch if build is None else rollup_guilty_build_sketch
+    stmt = period.where(select(t.c.guilty_id, t.c.registers).where(t.c.guilty_id.in_(ids)), t)
+    if build is not None:
+        stmt = stmt.where(t.c.build == build)
+    blobs: dict[int, list[bytes]] = {}
+    for gid, blob in conn.execute(stmt):
+        blobs.setdefault(int(gid), []).append(bytes(blob))
+    return {gid: sketch.estimate(sketch.union(parts)) for gid, parts in blobs.items()}
+
+
+def machines_of_groups(
+    conn: Connection, ids: list[int], period: Period, build: str | None, records: int
+) -> tuple[dict[int, int], bool]:
+    """Return distinct machines per group over the period, and whether they are estimates.
+
+    ``records`` is how many crash records the groups have in the period: the cost of
+    the exact count.
+    """
+    if records <= EXACT_MACHINES_MAX:
+        return _exact_machines(conn, ids, period, build), False
+    return _estimated_machines(conn, ids, period, build), True
 
 
 def top_guilties(
@@ -25,6 +74,8 @@ def top_guilties(
 
     Each item: guilty id, function, module, comment, total, machines, builds (count of
     distinct builds), first_seen, last_seen and per_build ``{build: count}``.
+    ``machines_estimated`` says whether ``machines`` is exact or a sketch estimate
+    (see :func:`machines_of_groups`).
     """
     r = rollup_guilty
     total = func.sum(r.c.count)
@@ -63,22 +114,15 @@ def top_guilties(
         pb = pb.where(r.c.build == build)
     for gid, b, n in conn.execute(pb):
         per_build[int(gid)][str(b)] = int(n)
-    m = rollup_guilty_machines
-    mq = period.where(
-        select(m.c.guilty_id, func.count(func.distinct(m.c.machine_id)))
-        .where(m.c.guilty_id.in_(ids))
-        .group_by(m.c.guilty_id),
-        m,
-    )
-    if build is not None:
-        mq = mq.where(m.c.build == build)
-    machines: dict[Any, Any] = dict(conn.execute(mq).all())
+    records_shown = sum(int(i["total"]) for i in items)
+    machines, estimated = machines_of_groups(conn, ids, period, build, records_shown)
     for item in items:
         gid = int(item["guilty_id"])
         item["guilty_id"] = gid
         item["total"] = int(item["total"])
         item["builds"] = int(item["builds"])
-        item["machines"] = int(machines.get(gid, 0))
+        item["machines"] = machines.get(gid, 0)
+        item["machines_estimated"] = estimated
         item["per_build"] = dict(
             sorted(per_build[gid].items(), key=lambda kv: build_sort_key(kv[0]))
         )

@@ -142,7 +142,8 @@ def upgrade() -> None:
     # Imported here so that loading the migration script never needs the package.
     from downlink.store.rollups import rebuild_rollups
 
-    rebuild_rollups(op.get_bind())
+    # The crash-machine sketches come later (0007_guilty_sketches), which fills them.
+    rebuild_rollups(op.get_bind(), sketches=False)
 
 
 def downgrade() -> None:

@@ -20,7 +20,7 @@ from downlink.pipeline.regroup import (
     KINDS,
     JobRunner,
     RegroupRun,
-    finish_step,
+    rebuild_all,
     regroup_status,
     regroup_step,
     request_regroup,
@@ -94,7 +94,7 @@ def test_an_edit_queues_one_job_and_later_edits_restart_it(store: Store) -> None
     run = RegroupRun.claimed(job, "a")
     while run.more:
         run = store.run_write(regroup_step, run)
-    assert store.run_write(finish_step, run) is True
+    assert store.run_write(rebuild_all, run) is True
     assert store.run(regroup_status)["state"] == "done"  # type: ignore[index]
     # Once the job is done, the next edit queues a new one.
     assert _edit(store, remove_from_blacklist, [("f()", "m")]) != first
@@ -133,13 +133,13 @@ def test_an_edit_between_chunks_restarts_the_job(store: Store) -> None:
 
     # An edit after the last chunk: finishing refuses, the job goes round again.
     _edit(store, add_to_blacklist, [NANOSLEEP])
-    assert store.run_write(finish_step, run) is False
+    assert store.run_write(rebuild_all, run) is False
     assert store.run(regroup_status)["state"] == "running"  # type: ignore[index]
     run = store.run_write(regroup_step, run)
     assert run.done == 1
     while run.more:
         run = store.run_write(regroup_step, run)
-    assert store.run_write(finish_step, run) is True
+    assert store.run_write(rebuild_all, run) is True
     assert _groups(store) == ["__nanosleep()"] * 3
     assert _rollup(store) == {"__nanosleep()": 3}
     status = store.run(regroup_status)
@@ -164,7 +164,7 @@ def test_a_job_with_a_stale_heartbeat_is_taken_over_and_resumed(store: Store) ->
     run = RegroupRun.claimed(taken, "b", chunk=1)
     while run.more:
         run = store.run_write(regroup_step, run)
-    assert store.run_write(finish_step, run) is True
+    assert store.run_write(rebuild_all, run) is True
     status = store.run(regroup_status)
     assert status is not None and (status["state"], status["done"]) == ("done", 3)
     assert _groups(store) == ["__nanosleep()"] * 3

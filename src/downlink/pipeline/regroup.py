@@ -12,8 +12,10 @@ process dies resumes from its last committed chunk once its heartbeat is
 
 Each chunk first consumes the job's ``restart`` flag, set by edits made while the job
 runs: then it starts over from the first record with the blacklist reloaded. When no
-record is left, :func:`finish_step` rebuilds the crash rollups and marks the job done
-in one transaction, unless a restart came in meanwhile (then it goes round again);
+record is left, the crash rollups are rebuilt one group per transaction
+(:func:`rebuild_group_step`: the largest group of a 10M-record database takes seconds,
+all of them together minutes) and :func:`finish_step` marks the job done, unless a
+restart came in meanwhile (then it goes round again);
 :mod:`downlink.store.jobs` explains why no edit is missed under concurrency.
 
 New records are grouped at ingest with the blacklist of their batch
@@ -36,7 +38,7 @@ from sqlalchemy import Connection
 
 from downlink.pipeline.crashes import count_backtraces, load_blacklist, regroup_chunk
 from downlink.store import jobs
-from downlink.store.rollups import rebuild_guilty_rollups
+from downlink.store.rollups import guilty_ids, rebuild_guilty_group
 
 log = logging.getLogger(__name__)
 
@@ -110,16 +112,34 @@ def regroup_step(conn: Connection, run: RegroupRun) -> RegroupRun:
     )
 
 
-def finish_step(conn: Connection, run: RegroupRun) -> bool:
-    """Rebuild the crash rollups and mark the job done; False if it must start over.
+def rebuild_group_step(conn: Connection, run: RegroupRun, guilty_id: int) -> None:
+    """Rebuild one crash group's rollups and refresh the job's heartbeat.
 
-    Raises :class:`~downlink.store.jobs.JobLost` when the job is no longer ours (the
-    rebuild then rolls back with the transaction).
+    Raises :class:`~downlink.store.jobs.JobLost` (rolling back) when the job is no
+    longer this claim's.
+    """
+    jobs.progress(
+        conn, run.job_id, run.owner, cursor=run.cursor, done=run.done, changed=run.changed
+    )
+    rebuild_guilty_group(conn, guilty_id)
+
+
+def finish_step(conn: Connection, run: RegroupRun) -> bool:
+    """Mark the job done; False if an edit asked for a restart (then it starts over).
+
+    The crash rollups were rebuilt group by group before (:func:`rebuild_group_step`);
+    a restart requested meanwhile makes the job regroup and rebuild again.
     """
     if jobs.restart_pending(conn, run.job_id):
         return False
-    rebuild_guilty_rollups(conn)
     return jobs.finish(conn, run.job_id, run.owner)
+
+
+def rebuild_all(conn: Connection, run: RegroupRun) -> bool:
+    """Rebuild every group's rollups and finish, in one transaction (tests, small data)."""
+    for gid in guilty_ids(conn):
+        rebuild_group_step(conn, run, gid)
+    return finish_step(conn, run)
 
 
 def request_regroup(conn: Connection) -> int:
@@ -235,6 +255,13 @@ class JobRunner:
             run = await write(regroup_step, run)
             if run.more:
                 continue
+            # One transaction per crash group: ingestion waits for one group at most.
+            for gid in await self.store.read(guilty_ids):
+                if self._stopping:
+                    break
+                await write(rebuild_group_step, run, gid)
+            if self._stopping:
+                continue  # released at the top of the loop; resumes from its cursor
             if await write(finish_step, run):
                 return f"done: {run.changed} of {run.done} records changed group"
             # A restart came in: the next step consumes it and starts over.

@@ -34,6 +34,7 @@ from sqlalchemy import Connection, Dialect, Integer, Table, cast, delete, func, 
 
 from downlink.store import sketch
 from downlink.store.tables import (
+    guilty,
     records,
     rollup_build_daily,
     rollup_class_daily,
@@ -361,17 +362,31 @@ def _day_sql(conn: Connection) -> Any:
 
 
 def rebuild_guilty_rollups(conn: Connection) -> None:
-    """Recompute the crash rollups after ``records.guilty_id`` changed.
+    """Recompute the crash rollups after ``records.guilty_id`` changed (every group)."""
+    for gid in guilty_ids(conn):
+        rebuild_guilty_group(conn, gid)
 
-    Done in SQL over the grouped records (found through the ``guilty_id`` index), so
-    regrouping does not drag every crash payload through Python.
+
+def guilty_ids(conn: Connection) -> list[int]:
+    """Return the id of every crash group, including ones whose records all moved."""
+    found = conn.execute(select(guilty.c.id).order_by(guilty.c.id)).scalars()
+    return [int(g) for g in found]
+
+
+def rebuild_guilty_group(conn: Connection, guilty_id: int) -> None:
+    """Recompute one crash group's rollups and machine sketches from its records.
+
+    Done in SQL over the group's records (found through the ``guilty_id`` index), so
+    regrouping does not drag every crash payload through Python; one group per
+    transaction keeps SQLite's write lock (and ingestion) waiting for one group only.
     """
-    _lock(conn, (rollup_guilty, rollup_guilty_machines, *_SKETCHES))
-    conn.execute(delete(rollup_guilty))
-    conn.execute(delete(rollup_guilty_machines))
+    tables = (rollup_guilty, rollup_guilty_machines, *_SKETCHES)
+    _lock(conn, tables)
+    for table in tables:
+        conn.execute(delete(table).where(table.c.guilty_id == guilty_id))
     r = records.c
     day = _day_sql(conn).label("day")
-    crashes = (r.guilty_id.is_not(None),)
+    mine = (r.guilty_id == guilty_id,)
     per_build = (
         select(
             day,
@@ -381,7 +396,7 @@ def rebuild_guilty_rollups(conn: Connection) -> None:
             func.min(r.ts_reception),
             func.max(r.ts_reception),
         )
-        .where(*crashes)
+        .where(*mine)
         .group_by(day, r.guilty_id, r.build)
     )
     conn.execute(
@@ -391,7 +406,7 @@ def rebuild_guilty_rollups(conn: Connection) -> None:
     )
     per_machine = (
         select(day, r.guilty_id, r.build, r.machine_id, func.count())
-        .where(*crashes)
+        .where(*mine)
         .group_by(day, r.guilty_id, r.build, r.machine_id)
     )
     conn.execute(
@@ -399,7 +414,13 @@ def rebuild_guilty_rollups(conn: Connection) -> None:
             ["day", "guilty_id", "build", "machine_id", "count"], per_machine
         )
     )
-    rebuild_guilty_sketches(conn)
+    m = rollup_guilty_machines.c
+    _fill_sketches(
+        conn,
+        select(m.day, m.guilty_id, m.build, m.machine_id)
+        .where(m.guilty_id == guilty_id)
+        .order_by(m.day),
+    )
 
 
 _SKETCHES = (rollup_guilty_sketch, rollup_guilty_build_sketch)
@@ -415,7 +436,11 @@ def rebuild_guilty_sketches(conn: Connection) -> None:
     for table in _SKETCHES:
         conn.execute(delete(table))
     m = rollup_guilty_machines.c
-    stmt = select(m.day, m.guilty_id, m.build, m.machine_id).order_by(m.day)
+    _fill_sketches(conn, select(m.day, m.guilty_id, m.build, m.machine_id).order_by(m.day))
+
+
+def _fill_sketches(conn: Connection, stmt: Any) -> None:
+    """Insert the sketches of (day, guilty_id, build, machine_id) rows ordered by day."""
     current: int | None = None
     per_group: dict[Cell, bytearray] = {}
     per_build: dict[Cell, bytearray] = {}

@@ -114,8 +114,17 @@ def top_guilties(
         pb = pb.where(r.c.build == build)
     for gid, b, n in conn.execute(pb):
         per_build[int(gid)][str(b)] = int(n)
-    records_shown = sum(int(i["total"]) for i in items)
-    machines, estimated = machines_of_groups(conn, ids, period, build, records_shown)
+    # The exact count scans the groups' rollup rows of the period, of every build.
+    scanned = sum(int(i["total"]) for i in items)
+    if build is not None:
+        scanned = int(
+            conn.execute(
+                period.where(
+                    select(func.coalesce(func.sum(r.c.count), 0)).where(r.c.guilty_id.in_(ids)), r
+                )
+            ).scalar_one()
+        )
+    machines, estimated = machines_of_groups(conn, ids, period, build, scanned)
     for item in items:
         gid = int(item["guilty_id"])
         item["guilty_id"] = gid

@@ -95,6 +95,7 @@ _WANTED = FIELD_KEYS | {TID_KEY, EXTERNAL_KEY}
 # are seen; bounded so that a client inventing names cannot grow it.
 _RAW_KEYS: dict[bytes, str] = {}
 _RAW_KEYS_MAX = 4096
+_JSON_KEYS: dict[str, str] = {}  # the same for the keys of JSON records
 
 
 def fields_from_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -137,8 +138,13 @@ def fields_from_object(doc: Any) -> tuple[dict[str, str], bytes]:
         raise RecordRejected("Request body must be a JSON object", "json")
     out: dict[str, str] = {}
     for raw_key, value in doc.items():
-        key = field_key(str(raw_key))
-        if key not in FIELD_KEYS:
+        key = _JSON_KEYS.get(raw_key)
+        if key is None:
+            key = field_key(str(raw_key))
+            key = key if key in FIELD_KEYS else ""
+            if len(_JSON_KEYS) < _RAW_KEYS_MAX:
+                _JSON_KEYS[raw_key] = key
+        if not key:
             continue
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise RecordRejected(f"{_NAMES[key]} must be a string", key)

@@ -28,6 +28,7 @@ from common import machine, table, write_section  # noqa: E402
 
 from downlink.ingest.clearlinux import validate  # noqa: E402
 from downlink.store.inserts import RECORD_COLUMNS  # noqa: E402
+from downlink.store.rollups import ROLLUP_TABLES  # noqa: E402
 from downlink.testing.live import LiveServer  # noqa: E402
 from downlink.testing.postgres import TempPostgres  # noqa: E402
 
@@ -106,6 +107,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--workers", default="1,2", help="server process counts to measure")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     about = machine()
@@ -115,29 +117,39 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="downlink-bulk-"))
     try:
         url = pg.create_database("bulk")
+        workers = [int(w) for w in args.workers.split(",")]
         server = LiveServer(url, log=tmp / "server.log").start()  # creates the schema
+        server.stop()
         dsn = f"host=127.0.0.1 port={pg.port} user=postgres dbname=bulk"
-        try:
-            copy_s = copy_rows(dsn, records)
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute("TRUNCATE records RESTART IDENTITY CASCADE")
-            bulk_s = post_bulk(server.url, records, args.batch, args.clients)
-        finally:
-            server.stop()
+        copy_s = copy_rows(dsn, records)
         copy_rate = args.records / copy_s
-        bulk_rate = args.records / bulk_s
         rows.append(["PostgreSQL COPY (psycopg, one transaction)", round(copy_rate), "1.00"])
-        rows.append([f"POST /api/v1/records/bulk, PostgreSQL ({args.batch}/request, "
-                     f"{args.clients} clients)", round(bulk_rate),
-                     f"{bulk_rate / copy_rate:.2f}"])
-        sqlite_url = f"sqlite:///{tmp / 'bulk.db'}"
-        server = LiveServer(sqlite_url, log=tmp / "server.log").start()
-        try:
-            lite_s = post_bulk(server.url, records, args.batch, args.clients)
-        finally:
-            server.stop()
-        rows.append([f"POST /api/v1/records/bulk, SQLite ({args.batch}/request, "
-                     f"{args.clients} clients)", round(args.records / lite_s), "-"])
+        for n in workers:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                # Every run starts from empty tables, rollups included.
+                tables = ", ".join(["records", *(t.name for t in ROLLUP_TABLES)])
+                conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+            server = LiveServer(url, workers=n, log=tmp / "server.log").start()
+            try:
+                bulk_s = post_bulk(server.url, records, args.batch, args.clients)
+            finally:
+                server.stop()
+            bulk_rate = args.records / bulk_s
+            rows.append([f"POST /api/v1/records/bulk, PostgreSQL ({args.batch}/request, "
+                         f"{args.clients} clients, {n} worker{'s' if n > 1 else ''})",
+                         round(bulk_rate), f"{bulk_rate / copy_rate:.2f}"])
+            print(rows[-1], flush=True)
+        for n in workers:
+            sqlite_url = f"sqlite:///{tmp / f'bulk-{n}.db'}"
+            server = LiveServer(sqlite_url, workers=n, log=tmp / "server.log").start()
+            try:
+                lite_s = post_bulk(server.url, records, args.batch, args.clients)
+            finally:
+                server.stop()
+            rows.append([f"POST /api/v1/records/bulk, SQLite ({args.batch}/request, "
+                         f"{args.clients} clients, {n} worker{'s' if n > 1 else ''})",
+                         round(args.records / lite_s), "-"])
+            print(rows[-1], flush=True)
     finally:
         pg.stop()
     result = table(["method", "records/s", "ratio to COPY"], rows)
@@ -145,7 +157,7 @@ def main() -> None:
     body = (
         "## Bulk ingest against COPY\n\n"
         f"`python bench/bulk.py --records {args.records} --batch {args.batch} --clients "
-        f"{args.clients}` — {about}\n\n"
+        f"{args.clients} --workers {args.workers}` — {about}\n\n"
         f"{args.records:,} distinct records (about 250-byte payloads) into an empty `records` "
         "table with all its indexes, on a PostgreSQL cluster with fsync=on. COPY gets the "
         "rows already validated; the bulk endpoint parses NDJSON, validates each record "

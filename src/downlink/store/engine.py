@@ -63,6 +63,16 @@ def make_engine(settings: Settings, *, writer: bool = False) -> Engine:
         engine = create_engine(url, connect_args=connect_args, pool_size=8, max_overflow=8)
         _sqlite_pragmas(engine, settings.sqlite_synchronous.upper(), immediate=writer)
         return engine
+    # No server-side prepared statements: psycopg prepares a statement on its fifth
+    # use and PostgreSQL may then keep a generic plan made while the tables were
+    # nearly empty (a fresh database ingested at a third of its speed for the life of
+    # the process, bench/ingest.py). Every statement here is short, so planning each
+    # execution costs little.
+    pg_args = {"prepare_threshold": None}
     if writer:
-        return create_engine(url, pool_size=2, max_overflow=0, pool_pre_ping=True)
-    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        return create_engine(
+            url, pool_size=2, max_overflow=0, pool_pre_ping=True, connect_args=pg_args
+        )
+    return create_engine(
+        url, pool_size=10, max_overflow=10, pool_pre_ping=True, connect_args=pg_args
+    )

@@ -58,9 +58,14 @@ def mce_summary(
     by_build = sorted(grouped(sub.c.build), key=lambda kv: build_sort_key(kv[0]))
     m = rollup_mce_machines
     total = func.sum(m.c.count)
+    # On SQLite ``week + 0`` keeps the planner off the primary key (week first), which it
+    # prefers until ANALYZE has run: the covering (machine_id, ...) index then gives
+    # the totals in machine order without sorting the period's rows (600 -> 80 ms at
+    # 10M records). PostgreSQL plans this well by itself.
+    week: Any = m.c.week + 0 if conn.dialect.name == "sqlite" else m.c.week
     conditions = [
-        m.c.week >= week_of(period.first),
-        m.c.week <= period.last,
+        week >= week_of(period.first),
+        week <= period.last,
         m.c.classification.in_(MCE_CLASSES),
     ]
     if build is not None:

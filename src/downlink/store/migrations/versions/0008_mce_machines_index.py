@@ -26,6 +26,8 @@ def upgrade() -> None:
         "rollup_mce_machines",
         _COLUMNS,
     )
+    # Without statistics on the new index SQLite's planner keeps the old plan.
+    op.execute("ANALYZE rollup_mce_machines")
 
 
 def downgrade() -> None:

@@ -42,3 +42,41 @@ def test_ids_follow_input_order_across_chunks(store: Store) -> None:
     assert len(in_db) == 2500
     for row in fresh:
         assert in_db[row["id"]] == (row["payload"], row["attrs"])
+
+
+def test_awkward_text_survives_the_bulk_paths(store: Store) -> None:
+    # COPY's text format and the rollups' JSON recordsets both escape; check the round
+    # trip with tabs, newlines, backslashes, quotes and non-ASCII in every kind of column.
+    from downlink.store.tables import rollup_daily
+
+    rows = _rows(3)
+    odd = 'tab\there\nnew "line" \\N back\\slash, ünïcödé ✓ \r end'
+    for i, row in enumerate(rows):
+        row["payload"] = f"{odd} {i}"
+        row["host_type"] = f'{odd}|"vendor"\\|{i}'
+        row["attrs"] = {"note": odd, "n": i}
+    stored = store.run_write(insert_records, rows)
+    ids = [r["id"] for r in stored]
+
+    def load(conn: object) -> list[tuple[object, ...]]:
+        found = conn.execute(  # type: ignore[attr-defined]
+            select(records.c.payload, records.c.host_type, records.c.attrs)
+            .where(records.c.id.in_(ids))
+            .order_by(records.c.id)
+        )
+        return [tuple(r) for r in found]
+
+    assert store.run(load) == [(r["payload"], r["host_type"], r["attrs"]) for r in rows]
+    from downlink.pipeline.registry import default_processors
+
+    store.run_write(insert_records, _rows(1), default_processors())
+    more = _rows(2)
+    for row in more:
+        row["host_type"] = f"{odd}|x"
+    store.run_write(insert_records, more, default_processors())
+    hosts = store.run(
+        lambda c: {
+            h: n for h, n in c.execute(select(rollup_daily.c.host_type, rollup_daily.c.count))
+        }
+    )
+    assert hosts[f"{odd}|x"] == 2

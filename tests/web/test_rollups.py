@@ -252,3 +252,39 @@ def test_machine_sketches_estimate_the_exact_counts(db: Store, monkeypatch: obje
     monkeypatch.undo()  # type: ignore[attr-defined]
     exact_build = db.run(crashes.top_guilties, period, build, 50)
     assert [g["machines"] for g in by_build] == [g["machines"] for g in exact_build]
+
+
+def test_two_phase_group_rebuild_counts_records_stored_in_between(db: Store) -> None:
+    from downlink.store.rollups import (
+        aggregate_guilty_group,
+        guilty_ids,
+        rebuild_guilty_group,
+        replace_guilty_group,
+    )
+
+    gen = RecordGenerator(seed=13, machines=25, days=4)
+    rows = list(gen.rows(700))
+    load(db, rows[:500])
+    crash_tables = (
+        rollup_guilty,
+        rollup_guilty_machines,
+        rollup_guilty_sketch,
+        rollup_guilty_build_sketch,
+    )
+    groups = db.run(guilty_ids)
+    assert groups
+    # Aggregate (read), then more records arrive, then the write half runs.
+    found = [db.run(aggregate_guilty_group, g) for g in groups]
+    load(db, rows[500:])
+    for f in found:
+        db.run_write(replace_guilty_group, f)
+    two_phase = [_all(db, t) for t in crash_tables]
+    for g in db.run(guilty_ids):
+        db.run_write(rebuild_guilty_group, g)
+    in_one = [_all(db, t) for t in crash_tables]
+    assert [[r[:5] for r in t] for t in two_phase] == [[r[:5] for r in t] for t in in_one]
+    assert sum(r[3] for r in two_phase[0]) == db.run(
+        lambda c: c.execute(
+            select(func.count()).select_from(records).where(records.c.guilty_id.is_not(None))
+        ).scalar_one()
+    )

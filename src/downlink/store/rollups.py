@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
@@ -446,6 +447,73 @@ def rebuild_guilty_group(conn: Connection, guilty_id: int) -> None:
     )
 
 
+@dataclass(frozen=True)
+class GroupAggregates:
+    """One crash group's rollup rows computed from its records up to ``last_id``."""
+
+    guilty_id: int
+    last_id: int
+    per_build: list[tuple[Any, ...]]  # (day, guilty_id, build, count, first, last)
+    per_machine: list[tuple[Any, ...]]  # (day, guilty_id, build, machine_id, count)
+
+
+def aggregate_guilty_group(conn: Connection, guilty_id: int) -> GroupAggregates:
+    """Read one group's rollup rows from its records (no write lock needed).
+
+    Only records up to the highest id seen at the start are counted, so the result is
+    consistent without a snapshot: on SQLite (one writer, ids handed out in commit
+    order) every record committed later has a higher id and is added by
+    :func:`replace_guilty_group`. Not for PostgreSQL, where a lower id can commit later.
+    """
+    last = int(conn.execute(select(func.coalesce(func.max(records.c.id), 0))).scalar_one())
+    r = records.c
+    day = _day_sql(conn).label("day")
+    mine = (r.guilty_id == guilty_id, r.id <= last)
+    per_build = conn.execute(
+        select(
+            day,
+            r.guilty_id,
+            r.build,
+            func.count(),
+            func.min(r.ts_reception),
+            func.max(r.ts_reception),
+        )
+        .where(*mine)
+        .group_by(day, r.guilty_id, r.build)
+    ).all()
+    per_machine = conn.execute(
+        select(day, r.guilty_id, r.build, r.machine_id, func.count())
+        .where(*mine)
+        .group_by(day, r.guilty_id, r.build, r.machine_id)
+    ).all()
+    return GroupAggregates(
+        guilty_id, last, [tuple(x) for x in per_build], [tuple(x) for x in per_machine]
+    )
+
+
+def replace_guilty_group(conn: Connection, found: GroupAggregates) -> None:
+    """Replace one group's rollups with ``found`` plus the group's newer records.
+
+    The write half of a group rebuild that keeps SQLite's write lock short: the
+    aggregation ran before on a read connection (:func:`aggregate_guilty_group`); here
+    only its rows are written, and the records stored since are added as the writer
+    would have added them.
+    """
+    gid = found.guilty_id
+    for table in (rollup_guilty, rollup_guilty_machines, *_SKETCHES):
+        conn.execute(delete(table).where(table.c.guilty_id == gid))
+    columns = ["day", "guilty_id", "build", "count", "first_seen", "last_seen"]
+    _run(conn, rollup_guilty, columns, list(found.per_build), "")
+    columns = ["day", "guilty_id", "build", "machine_id", "count"]
+    _run(conn, rollup_guilty_machines, columns, list(found.per_machine), "")
+    _fill_sketches(conn, sorted((d, g, b, m) for d, g, b, m, _ in found.per_machine))
+    cols = [records.c[n] for n in _NEEDED]
+    newer = conn.execute(
+        select(*cols).where(records.c.guilty_id == gid, records.c.id > found.last_id)
+    ).mappings()
+    _update_guilty(conn, [dict(x) for x in newer])
+
+
 _SKETCHES = (rollup_guilty_sketch, rollup_guilty_build_sketch)
 
 
@@ -462,8 +530,11 @@ def rebuild_guilty_sketches(conn: Connection) -> None:
     _fill_sketches(conn, select(m.day, m.guilty_id, m.build, m.machine_id).order_by(m.day))
 
 
-def _fill_sketches(conn: Connection, stmt: Any) -> None:
-    """Insert the sketches of (day, guilty_id, build, machine_id) rows ordered by day."""
+def _fill_sketches(conn: Connection, source: Any) -> None:
+    """Insert the sketches of (day, guilty_id, build, machine_id) rows ordered by day.
+
+    ``source`` is a SELECT giving those rows, or the rows themselves.
+    """
     current: int | None = None
     per_group: dict[Cell, bytearray] = {}
     per_build: dict[Cell, bytearray] = {}
@@ -478,7 +549,12 @@ def _fill_sketches(conn: Connection, stmt: Any) -> None:
                 _run(conn, table, [*_keys(table), "registers"], rows, "")
             cells.clear()
 
-    for day, gid, build, machine in conn.execute(stmt.execution_options(yield_per=20000)):
+    rows = (
+        source
+        if isinstance(source, list)
+        else conn.execute(source.execution_options(yield_per=20000))
+    )
+    for day, gid, build, machine in rows:
         if day != current:
             flush()
             current = day

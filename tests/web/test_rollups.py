@@ -256,10 +256,11 @@ def test_machine_sketches_estimate_the_exact_counts(db: Store, monkeypatch: obje
 
 def test_two_phase_group_rebuild_counts_records_stored_in_between(db: Store) -> None:
     from downlink.store.rollups import (
+        add_guilty_rows,
         aggregate_guilty_group,
         guilty_ids,
         rebuild_guilty_group,
-        replace_guilty_group,
+        reset_guilty_group,
     )
 
     gen = RecordGenerator(seed=13, machines=25, days=4)
@@ -273,11 +274,17 @@ def test_two_phase_group_rebuild_counts_records_stored_in_between(db: Store) -> 
     )
     groups = db.run(guilty_ids)
     assert groups
-    # Aggregate (read), then more records arrive, then the write half runs.
+    # Aggregate (read); records arrive; reset each group; more records arrive (the
+    # writer adds them to the emptied rows); then the aggregated rows are added.
     found = [db.run(aggregate_guilty_group, g) for g in groups]
-    load(db, rows[500:])
+    load(db, rows[500:600])
     for f in found:
-        db.run_write(replace_guilty_group, f)
+        db.run_write(reset_guilty_group, f)
+    load(db, rows[600:])
+    for f in found:
+        half = len(f.per_machine) // 2
+        db.run_write(add_guilty_rows, f.per_build, f.per_machine[:half])
+        db.run_write(add_guilty_rows, [], f.per_machine[half:])
     two_phase = [_all(db, t) for t in crash_tables]
     for g in db.run(guilty_ids):
         db.run_write(rebuild_guilty_group, g)

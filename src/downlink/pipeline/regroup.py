@@ -14,9 +14,11 @@ Each chunk first consumes the job's ``restart`` flag, set by edits made while th
 runs: then it starts over from the first record with the blacklist reloaded. When no
 record is left, the crash rollups are rebuilt one group per transaction
 (:func:`rebuild_group_step`; on SQLite the group's rows are aggregated on a read
-connection first and :func:`replace_group_step` only writes them, so the single write
-lock is held for the writing alone) and :func:`finish_step` marks the job done, unless a
-restart came in meanwhile (then it goes round again);
+connection first and written in parts of :data:`GROUP_PART` rows by
+:func:`reset_group_step` and :func:`add_rows_step`, so the single write lock, and
+with it ingestion, is held for a fraction of a second at a time), and
+:func:`finish_step` marks the job done, unless a restart came in meanwhile (then it
+goes round again);
 :mod:`downlink.store.jobs` explains why no edit is missed under concurrency.
 
 New records are grouped at ingest with the blacklist of their batch
@@ -41,10 +43,11 @@ from downlink.pipeline.crashes import count_backtraces, load_blacklist, regroup_
 from downlink.store import jobs
 from downlink.store.rollups import (
     GroupAggregates,
+    add_guilty_rows,
     aggregate_guilty_group,
     guilty_ids,
     rebuild_guilty_group,
-    replace_guilty_group,
+    reset_guilty_group,
 )
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ log = logging.getLogger(__name__)
 KIND = "regroup"
 KINDS = (KIND,)
 CHUNK = 2000
+GROUP_PART = 20000  # aggregated rollup rows written per transaction (SQLite)
 STALE_AFTER_S = 60.0
 
 Write = Callable[..., Awaitable[Any]]
@@ -125,22 +129,36 @@ def rebuild_group_step(conn: Connection, run: RegroupRun, guilty_id: int) -> Non
     Raises :class:`~downlink.store.jobs.JobLost` (rolling back) when the job is no
     longer this claim's.
     """
-    jobs.progress(
-        conn, run.job_id, run.owner, cursor=run.cursor, done=run.done, changed=run.changed
-    )
+    _heartbeat(conn, run)
     rebuild_guilty_group(conn, guilty_id)
 
 
-def replace_group_step(conn: Connection, run: RegroupRun, found: GroupAggregates) -> None:
-    """Write one crash group's rollups aggregated beforehand; refresh the heartbeat.
-
-    SQLite's variant of :func:`rebuild_group_step`: the aggregation ran on a read
-    connection, so the write lock is held only to write the rows.
-    """
+def _heartbeat(conn: Connection, run: RegroupRun) -> None:
     jobs.progress(
         conn, run.job_id, run.owner, cursor=run.cursor, done=run.done, changed=run.changed
     )
-    replace_guilty_group(conn, found)
+
+
+def reset_group_step(conn: Connection, run: RegroupRun, found: GroupAggregates) -> None:
+    """Empty one group's rollups (adding its records newer than ``found``); heartbeat.
+
+    SQLite's variant of :func:`rebuild_group_step`, with :func:`add_rows_step`: the
+    aggregation ran on a read connection, and the rows are written in parts, so the
+    single write lock is held for a fraction of a second at a time.
+    """
+    _heartbeat(conn, run)
+    reset_guilty_group(conn, found)
+
+
+def add_rows_step(
+    conn: Connection,
+    run: RegroupRun,
+    per_build: list[tuple[Any, ...]],
+    per_machine: list[tuple[Any, ...]],
+) -> None:
+    """Add one part of a group's aggregated rows; heartbeat."""
+    _heartbeat(conn, run)
+    add_guilty_rows(conn, per_build, per_machine)
 
 
 def finish_step(conn: Connection, run: RegroupRun) -> bool:
@@ -279,10 +297,19 @@ class JobRunner:
                 if self._stopping:
                     break
                 if self.store.is_sqlite:
-                    # Aggregate without the write lock, then write: ingestion waits
-                    # for the writing only (seconds less for the largest groups).
+                    # Aggregate without the write lock, then write in parts: ingestion
+                    # never waits for more than one part.
                     found = await self.store.read(aggregate_guilty_group, gid)
-                    await write(replace_group_step, run, found)
+                    await write(reset_group_step, run, found)
+                    size = max(len(found.per_build), len(found.per_machine))
+                    for start in range(0, size, GROUP_PART):
+                        end = start + GROUP_PART
+                        await write(
+                            add_rows_step,
+                            run,
+                            found.per_build[start:end],
+                            found.per_machine[start:end],
+                        )
                 else:
                     await write(rebuild_group_step, run, gid)
             if self._stopping:

@@ -463,7 +463,7 @@ def aggregate_guilty_group(conn: Connection, guilty_id: int) -> GroupAggregates:
     Only records up to the highest id seen at the start are counted, so the result is
     consistent without a snapshot: on SQLite (one writer, ids handed out in commit
     order) every record committed later has a higher id and is added by
-    :func:`replace_guilty_group`. Not for PostgreSQL, where a lower id can commit later.
+    :func:`reset_guilty_group`. Not for PostgreSQL, where a lower id can commit later.
     """
     last = int(conn.execute(select(func.coalesce(func.max(records.c.id), 0))).scalar_one())
     r = records.c
@@ -491,27 +491,44 @@ def aggregate_guilty_group(conn: Connection, guilty_id: int) -> GroupAggregates:
     )
 
 
-def replace_guilty_group(conn: Connection, found: GroupAggregates) -> None:
-    """Replace one group's rollups with ``found`` plus the group's newer records.
+def reset_guilty_group(conn: Connection, found: GroupAggregates) -> None:
+    """Empty one group's rollups and count the records stored since ``found`` was read.
 
-    The write half of a group rebuild that keeps SQLite's write lock short: the
-    aggregation ran before on a read connection (:func:`aggregate_guilty_group`); here
-    only its rows are written, and the records stored since are added as the writer
-    would have added them.
+    The first write of a two-phase group rebuild (:func:`aggregate_guilty_group` read
+    the rest): records with an id above ``found.last_id`` are added here as the writer
+    would add them, and records stored after this commits are added by the writer
+    itself, to rows that :func:`add_guilty_rows` then adds to (every rollup of a crash
+    group is a sum, a minimum, a maximum or a register-wise maximum, so the order does
+    not matter).
     """
     gid = found.guilty_id
     for table in (rollup_guilty, rollup_guilty_machines, *_SKETCHES):
         conn.execute(delete(table).where(table.c.guilty_id == gid))
-    columns = ["day", "guilty_id", "build", "count", "first_seen", "last_seen"]
-    _run(conn, rollup_guilty, columns, list(found.per_build), "")
-    columns = ["day", "guilty_id", "build", "machine_id", "count"]
-    _run(conn, rollup_guilty_machines, columns, list(found.per_machine), "")
-    _fill_sketches(conn, sorted((d, g, b, m) for d, g, b, m, _ in found.per_machine))
     cols = [records.c[n] for n in _NEEDED]
     newer = conn.execute(
         select(*cols).where(records.c.guilty_id == gid, records.c.id > found.last_id)
     ).mappings()
     _update_guilty(conn, [dict(x) for x in newer])
+
+
+def add_guilty_rows(
+    conn: Connection, per_build: list[tuple[Any, ...]], per_machine: list[tuple[Any, ...]]
+) -> None:
+    """Add aggregated crash rows (parts of a :class:`GroupAggregates`) to the rollups."""
+    _guilty_upsert(conn, {(d, g, b): [float(n), lo, hi] for d, g, b, n, lo, hi in per_build})
+    _add_counts(
+        conn,
+        rollup_guilty_machines,
+        Counter({(d, g, b, m): int(n) for d, g, b, m, n in per_machine}),
+        "count",
+    )
+    per_group: dict[Cell, sketch.Updates] = {}
+    per_build_cell: dict[Cell, sketch.Updates] = {}
+    for d, g, b, m, _ in per_machine:
+        sketch.add(per_group.setdefault((d, int(g)), {}), m)
+        sketch.add(per_build_cell.setdefault((d, int(g), b), {}), m)
+    _merge_sketches(conn, rollup_guilty_sketch, per_group)
+    _merge_sketches(conn, rollup_guilty_build_sketch, per_build_cell)
 
 
 _SKETCHES = (rollup_guilty_sketch, rollup_guilty_build_sketch)

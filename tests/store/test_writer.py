@@ -120,3 +120,29 @@ def test_a_poison_record_fails_alone_and_never_escapes_as_a_crash(settings: Sett
         assert s.run(count_records, RecordFilter()) == 5
     finally:
         s.close()
+
+
+def test_calls_run_on_the_writer_in_line_with_record_batches(store: Store) -> None:
+    order: list[str] = []
+
+    def note(conn: Connection, what: str) -> int:
+        order.append(what)
+        return int(conn.exec_driver_sql("SELECT count(*) FROM records").scalar_one())
+
+    def boom(_conn: Connection) -> None:
+        raise ValueError("refused by the admin function")
+
+    async def main() -> tuple[list[Any], int]:
+        first = asyncio.ensure_future(store.writer.write([row()]))
+        await asyncio.sleep(0.05)  # the first batch is committed or in flight
+        seen = await store.writer.call(note, "call")
+        later = await asyncio.gather(*(store.writer.write([row()]) for _ in range(5)))
+        with pytest.raises(ValueError, match="refused by the admin function"):
+            await store.writer.call(boom)
+        return [await first, *later], seen
+
+    written, seen = asyncio.run(main())
+    assert order == ["call"]
+    assert seen == 1  # the call saw the record queued before it, committed
+    assert store.run(count_records, RecordFilter()) == 6
+    assert len(written) == 6

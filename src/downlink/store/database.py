@@ -105,7 +105,14 @@ class Store:
         return await to_thread.run_sync(self.run, fn, *args)
 
     async def admin_write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in a write transaction in a worker thread."""
+        """Run ``fn(conn, *args)`` in a write transaction, off the event loop.
+
+        On SQLite it runs on the writer thread, in line with the record batches (one
+        write lock: see :meth:`Writer.call`); on PostgreSQL in a worker thread.
+        """
+        if self.dialect == "sqlite" and self.writer.running:
+            result: T = await self.writer.call(fn, *args)
+            return result
         return await to_thread.run_sync(self.run_write, fn, *args)
 
     async def write(self, rows: list[Row]) -> list[Row]:

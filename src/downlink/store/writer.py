@@ -58,6 +58,16 @@ class _Request:
     future: asyncio.Future[list[Row]]
 
 
+@dataclass
+class _Call:
+    """Another write (an admin action, a job step) queued in line with the records."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
 _STOP = object()
 
 
@@ -123,6 +133,24 @@ class Writer:
         self._queue.put(_Request(rows, loop, fut))
         return await asyncio.shield(fut)
 
+    @property
+    def running(self) -> bool:
+        """True while the writer thread is running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(conn, *args)`` in its own transaction on the writer thread.
+
+        In line with the record batches, first come first served: on SQLite, where
+        there is one write lock, a job writing chunk after chunk from another
+        connection starved the writer (its busy handler kept missing the short gaps
+        between chunks; collector posts waited seconds).
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._queue.put(_Call(fn, args, loop, fut))
+        return await asyncio.shield(fut)
+
     # -- writer thread -------------------------------------------------------------
 
     def _run(self) -> None:
@@ -131,8 +159,12 @@ class Writer:
             first = self._queue.get()
             if first is _STOP:
                 break
+            if isinstance(first, _Call):
+                self._call(first)
+                continue
             batch: list[_Request] = [first]
             count = len(first.rows)
+            call: _Call | None = None
             deadline = time.monotonic() + self.batch_wait
             while count < self.batch_max:
                 try:
@@ -147,9 +179,14 @@ class Writer:
                 if item is _STOP:
                     stopping = True
                     break
+                if isinstance(item, _Call):
+                    call = item
+                    break
                 batch.append(item)
                 count += len(item.rows)
             self._commit(batch)
+            if call is not None:
+                self._call(call)
         # Drain anything still queued so no caller waits forever.
         leftovers: list[_Request] = []
         while True:
@@ -157,10 +194,34 @@ class Writer:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is not _STOP:
+            if isinstance(item, _Call):
+                self._call(item)
+            elif item is not _STOP:
                 leftovers.append(item)
         if leftovers:
             self._commit(leftovers)
+
+    def _call(self, call: _Call) -> None:
+        try:
+            with self.engine.begin() as conn:
+                result = call.fn(conn, *call.args)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, which raises it
+            outcome: tuple[Any, BaseException | None] = (None, exc)
+        else:
+            outcome = (result, None)
+
+        def settle() -> None:
+            if call.future.done():
+                return
+            if outcome[1] is not None:
+                call.future.set_exception(outcome[1])
+            else:
+                call.future.set_result(outcome[0])
+
+        try:
+            call.loop.call_soon_threadsafe(settle)
+        except RuntimeError:  # the caller's loop is closed
+            pass
 
     def _commit(self, batch: list[_Request], *, retried: bool = False) -> None:
         rows = [row for req in batch for row in req.rows]

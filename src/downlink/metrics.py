@@ -1,8 +1,38 @@
-"""Prometheus metrics of one server, in a registry of its own (no process globals)."""
+"""Prometheus metrics of one server, in a registry of its own (no process globals).
+
+With several worker processes (``downlink serve --workers N``) the parent points
+``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory before the workers start; each
+worker's values then live in files there, and :func:`exposition` reads all of them, so
+one scrape of ``/metrics`` sums every worker (gauges of live workers: ``livesum``).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """Return the text exposition (and its content type) of this server's metrics.
+
+    All worker processes' values in multiprocess mode, else ``registry``'s.
+    """
+    if os.environ.get(MULTIPROC_ENV):
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+        return generate_latest(combined), CONTENT_TYPE_LATEST
+    return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 class Metrics:
@@ -45,7 +75,10 @@ class Metrics:
             registry=r,
         )
         self.queue_depth = Gauge(
-            "downlink_writer_queue_records", "Records waiting for the writer.", registry=r
+            "downlink_writer_queue_records",
+            "Records waiting for the writer.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.writer_errors = Counter(
             "downlink_writer_errors",
@@ -69,6 +102,7 @@ class Metrics:
             "Open node telemetry websockets, by endpoint.",
             ["endpoint"],
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.ws_opened = Counter(
             "downlink_ws_connections_opened",
@@ -126,4 +160,5 @@ class Metrics:
             "downlink_database_bytes",
             "Size of the database in bytes (refreshed by the maintenance task).",
             registry=r,
+            multiprocess_mode="livemax",
         )

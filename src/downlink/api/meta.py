@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from downlink import __version__
+from downlink.metrics import exposition
 from downlink.store.database import Store
 
 router = APIRouter(tags=["meta"])
@@ -46,6 +46,7 @@ async def version() -> dict[str, str]:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics of this process."""
+    """Prometheus metrics of this server (every worker process's, summed)."""
     store: Store = request.app.state.store
-    return Response(generate_latest(store.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    body, content_type = exposition(store.metrics.registry)
+    return Response(body, media_type=content_type)

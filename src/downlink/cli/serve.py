@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import click
 import uvicorn
 
 from downlink.cli.options import database_option, load_settings
 from downlink.ingest.nodes_ws import uvicorn_options
+from downlink.metrics import MULTIPROC_ENV
+from downlink.settings import Settings
 from downlink.store import migrate as migrations
 from downlink.store.engine import make_engine
 
@@ -46,6 +50,20 @@ def serve(host: str, port: int, workers: int, log_level: str, database_url: str 
     click.echo(
         f"Downlink on http://{host}:{port}/ storing into {settings.public()['database_url']}"
     )
+    metrics_dir = None
+    if workers > 1:
+        # One /metrics for all workers: prometheus_client's multiprocess mode, in a
+        # directory of this run (see downlink.metrics).
+        metrics_dir = tempfile.mkdtemp(prefix="downlink-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
+    try:
+        _run(host, port, workers, log_level, settings)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run(host: str, port: int, workers: int, log_level: str, settings: Settings) -> None:
     uvicorn.run(
         "downlink.app:app_from_env",
         factory=True,

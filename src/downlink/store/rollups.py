@@ -74,6 +74,8 @@ _MCE_STATUS = re.compile(r"STATUS.*([A-Fa-f0-9]{8}) MCGSTATUS")
 _CHUNK = 5000
 _ROWS_PER_STATEMENT = 500
 _EPOCH = date(1970, 1, 1)
+_GUILTY_COLUMNS = ["day", "guilty_id", "build", "count", "first_seen", "last_seen"]
+_MACHINE_COLUMNS = ["day", "guilty_id", "build", "machine_id", "count"]
 
 ROLLUP_TABLES = (
     rollup_daily,
@@ -205,8 +207,7 @@ def _guilty_upsert(conn: Connection, seen: dict[tuple[int, int, str], list[float
         f"THEN {t}.last_seen ELSE excluded.last_seen END"
     )
     rows: list[Key] = [(d, g, b, int(v[0]), v[1], v[2]) for (d, g, b), v in seen.items()]
-    columns = ["day", "guilty_id", "build", "count", "first_seen", "last_seen"]
-    _run(conn, rollup_guilty, columns, rows, tail)
+    _run(conn, rollup_guilty, _GUILTY_COLUMNS, rows, tail)
 
 
 def _merge_sketches(conn: Connection, table: Table, updates: dict[Cell, sketch.Updates]) -> None:
@@ -397,6 +398,30 @@ def guilty_ids(conn: Connection) -> list[int]:
     return [int(g) for g in found]
 
 
+def _group_rollup_selects(conn: Connection, *where: Any) -> tuple[Any, Any]:
+    """SELECTs of the crash rollup rows (per build, per machine) of matching records."""
+    r = records.c
+    day = _day_sql(conn).label("day")
+    per_build = (
+        select(
+            day,
+            r.guilty_id,
+            r.build,
+            func.count(),
+            func.min(r.ts_reception),
+            func.max(r.ts_reception),
+        )
+        .where(*where)
+        .group_by(day, r.guilty_id, r.build)
+    )
+    per_machine = (
+        select(day, r.guilty_id, r.build, r.machine_id, func.count())
+        .where(*where)
+        .group_by(day, r.guilty_id, r.build, r.machine_id)
+    )
+    return per_build, per_machine
+
+
 def rebuild_guilty_group(conn: Connection, guilty_id: int) -> None:
     """Recompute one crash group's rollups and machine sketches from its records.
 
@@ -408,36 +433,9 @@ def rebuild_guilty_group(conn: Connection, guilty_id: int) -> None:
     _lock(conn, tables)
     for table in tables:
         conn.execute(delete(table).where(table.c.guilty_id == guilty_id))
-    r = records.c
-    day = _day_sql(conn).label("day")
-    mine = (r.guilty_id == guilty_id,)
-    per_build = (
-        select(
-            day,
-            r.guilty_id,
-            r.build,
-            func.count(),
-            func.min(r.ts_reception),
-            func.max(r.ts_reception),
-        )
-        .where(*mine)
-        .group_by(day, r.guilty_id, r.build)
-    )
-    conn.execute(
-        insert(rollup_guilty).from_select(
-            ["day", "guilty_id", "build", "count", "first_seen", "last_seen"], per_build
-        )
-    )
-    per_machine = (
-        select(day, r.guilty_id, r.build, r.machine_id, func.count())
-        .where(*mine)
-        .group_by(day, r.guilty_id, r.build, r.machine_id)
-    )
-    conn.execute(
-        insert(rollup_guilty_machines).from_select(
-            ["day", "guilty_id", "build", "machine_id", "count"], per_machine
-        )
-    )
+    per_build, per_machine = _group_rollup_selects(conn, records.c.guilty_id == guilty_id)
+    conn.execute(insert(rollup_guilty).from_select(_GUILTY_COLUMNS, per_build))
+    conn.execute(insert(rollup_guilty_machines).from_select(_MACHINE_COLUMNS, per_machine))
     m = rollup_guilty_machines.c
     _fill_sketches(
         conn,
@@ -467,27 +465,12 @@ def aggregate_guilty_group(conn: Connection, guilty_id: int) -> GroupAggregates:
     """
     last = int(conn.execute(select(func.coalesce(func.max(records.c.id), 0))).scalar_one())
     r = records.c
-    day = _day_sql(conn).label("day")
-    mine = (r.guilty_id == guilty_id, r.id <= last)
-    per_build = conn.execute(
-        select(
-            day,
-            r.guilty_id,
-            r.build,
-            func.count(),
-            func.min(r.ts_reception),
-            func.max(r.ts_reception),
-        )
-        .where(*mine)
-        .group_by(day, r.guilty_id, r.build)
-    ).all()
-    per_machine = conn.execute(
-        select(day, r.guilty_id, r.build, r.machine_id, func.count())
-        .where(*mine)
-        .group_by(day, r.guilty_id, r.build, r.machine_id)
-    ).all()
+    per_build, per_machine = _group_rollup_selects(conn, r.guilty_id == guilty_id, r.id <= last)
     return GroupAggregates(
-        guilty_id, last, [tuple(x) for x in per_build], [tuple(x) for x in per_machine]
+        guilty_id,
+        last,
+        [tuple(x) for x in conn.execute(per_build)],
+        [tuple(x) for x in conn.execute(per_machine)],
     )
 
 

@@ -19,9 +19,8 @@ docs/performance.md (or the one named by ``--section``) is replaced with the res
 ``--fast-load`` loads the same records through the same processors in the same order,
 so records, crash groups and rollups come out identical (tests/web/test_bench_fast_load
 checks it), but four to seven times faster, for 10M-record runs: 100,000-record batches, records
-written with PostgreSQL ``COPY`` or one SQLite ``executemany``, the plain indexes of
-``records`` dropped for the load and rebuilt afterwards, and psycopg allowed to cache
-the rollups' long upsert statements instead of re-parsing each one.
+written with PostgreSQL ``COPY`` or one SQLite ``executemany``, and the plain indexes
+of ``records`` dropped for the load and rebuilt afterwards.
 """
 
 from __future__ import annotations
@@ -41,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from psycopg import _queries as psycopg_queries
 from sqlalchemy import Connection, insert
 
 from downlink.pipeline.registry import default_processors
@@ -139,10 +137,6 @@ def fast_load(
     them), records go in with PostgreSQL ``COPY`` or one SQLite ``executemany``, and
     the plain indexes on ``records`` are dropped for the load and created afterwards.
     """
-    # psycopg re-parses any statement over 4 kB or 50 parameters on every execution;
-    # the rollups' 500-row upserts repeat the same text, so let its cache keep them.
-    psycopg_queries.MAX_CACHED_STATEMENT_LENGTH = 1 << 20
-    psycopg_queries.MAX_CACHED_STATEMENT_PARAMS = 1 << 16
     store = Store(Settings(database_url=url, sqlite_synchronous="OFF"))
     store.migrate()
     gen = RecordGenerator(seed=seed, machines=max(1000, n // 100), days=DAYS, now=now)

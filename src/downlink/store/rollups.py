@@ -18,7 +18,7 @@ from the crash records alone; :func:`rebuild_rollups` recomputes everything.
 The statements are written as plain SQL: going through SQLAlchemy's per-parameter
 compilation cost more than the database work at tens of thousands of rows per second.
 SQLite gets multi-row ``VALUES``; PostgreSQL gets all rows as one JSON parameter
-through ``json_populate_recordset`` (a short statement psycopg prepares once).
+through ``json_populate_recordset`` (a short statement, the same for every batch).
 """
 
 from __future__ import annotations
@@ -125,9 +125,13 @@ def _values_sql(table: Table, columns: Sequence[str], n: int) -> str:
 
 
 @lru_cache(maxsize=64)
-def _pg_sql(table: Table, columns: tuple[str, ...], tail: str, dialect: Dialect) -> str:
+def _pg_sql(
+    table: Table, columns: tuple[str, ...], tail: str, dialect: Dialect
+) -> tuple[str, bool]:
+    """Return the statement and whether it takes one array per column (else JSON)."""
     names = ", ".join(columns)
-    if any(isinstance(table.c[name].type, LargeBinary) for name in columns):
+    arrays = any(isinstance(table.c[name].type, LargeBinary) for name in columns)
+    if arrays:
         # bytea does not travel in JSON: one array per column.
         casts = ", ".join(
             f"CAST(%s AS {table.c[name].type.compile(dialect=dialect)}[])" for name in columns
@@ -135,7 +139,7 @@ def _pg_sql(table: Table, columns: tuple[str, ...], tail: str, dialect: Dialect)
         source = f"unnest({casts}) AS u({names})"
     else:
         source = f"json_populate_recordset(NULL::{table.name}, CAST(%s AS json)) AS u"
-    return f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {source} {tail}"
+    return f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {source} {tail}", arrays
 
 
 def _run(
@@ -148,14 +152,14 @@ def _run(
 ) -> list[tuple[Any, ...]]:
     if conn.dialect.name == "postgresql":
         # One parameter for all rows, so the statement text is short and the same for
-        # every batch (psycopg prepares it once instead of rewriting thousands of
-        # placeholders), and the rows travel as JSON that orjson writes in C (psycopg
-        # dumps array elements in Python: the writer's largest cost in the bulk
-        # profile). Sorted so that two server processes upserting the same keys lock
-        # them in the same order (no deadlock).
+        # every batch (psycopg rewrote thousands of placeholders on every execution),
+        # and the rows travel as JSON that orjson writes in C (psycopg dumps array
+        # elements in Python: the writer's largest cost in the bulk profile). Sorted so
+        # that two server processes upserting the same keys lock them in the same order
+        # (no deadlock).
         rows = sorted(rows, key=repr)
-        sql = _pg_sql(table, tuple(columns), tail, conn.dialect)
-        if "unnest(" in sql:
+        sql, arrays = _pg_sql(table, tuple(columns), tail, conn.dialect)
+        if arrays:
             params: tuple[Any, ...] = tuple(list(col) for col in zip(*rows, strict=True))
         else:
             names = [str(c) for c in columns]

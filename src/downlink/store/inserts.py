@@ -26,7 +26,7 @@ class _Processor(Protocol):
 def _stored_by_key(conn: Connection, keys: list[str]) -> dict[str, Row]:
     found: dict[str, Row] = {}
     if conn.dialect.name == "postgresql":
-        # One array parameter: a short statement psycopg prepares once, instead of
+        # One array parameter: a short statement, the same for every batch, instead of
         # 500 placeholders per chunk rewritten on every batch.
         result = conn.exec_driver_sql(_BY_KEYS_PG, (keys,))
         for row in result.mappings():

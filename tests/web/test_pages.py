@@ -273,6 +273,18 @@ def test_a_failed_regroup_is_shown(settings: Settings) -> None:
             )
         job = client.get("/crashes/regroup.json").json()["regroup"]
         assert (job["state"], job["message"]) == ("failed", "OperationalError: disk I/O error")
+        assert 'action="/crashes/regroup"' in client.get("/crashes").text
+
+        # "Regroup again" queues a new job, which the runner then completes.
+        again = client.post("/crashes/regroup", headers={"accept": "application/json"})
+        assert again.status_code == 202
+        assert again.json()["job"]["state"] == "pending" and again.json()["job"]["id"] != job["id"]
+        assert asyncio.run(JobRunner(store).run_next()) is True
+        done = client.get("/crashes/regroup.json").json()["regroup"]
+        assert (done["id"], done["state"]) == (again.json()["job"]["id"], "done")
+        assert 'id="regroup"' not in client.get("/crashes").text
+        refused = client.post("/crashes/regroup", headers={"origin": "http://evil.example"})
+        assert refused.status_code == 403
 
 
 def test_the_server_resumes_a_job_left_running_by_a_dead_process(settings: Settings) -> None:

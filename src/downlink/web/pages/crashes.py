@@ -151,6 +151,23 @@ async def regroup_json(request: Request) -> Response:
     return twin({"regroup": await _store(request).read(regroup_status)})
 
 
+@router.post("/crashes/regroup")
+async def regroup_again(request: Request) -> Response:
+    """Queue a regroup of every crash record (after a failed job); go back or answer JSON.
+
+    JSON: ``202`` with the job. A job already queued or running is restarted instead.
+    """
+    form = await same_origin_form(request)
+    store = _store(request)
+    await store.admin_write(request_regroup)
+    _wake_job_runner(request)
+    if "application/json" in request.headers.get("accept", ""):
+        response = twin({"job": await store.read(regroup_status)})
+        response.status_code = 202
+        return response
+    return redirect_back(str(form.get("next") or ""), "/crashes")
+
+
 async def _edit_blacklist(request: Request, edit: Any, back: str) -> Response:
     """Apply ``edit`` to the posted frames, queue the regroup, and go back (or answer JSON).
 

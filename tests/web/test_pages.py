@@ -19,7 +19,7 @@ from downlink.settings import Settings
 from downlink.store.database import Store
 from downlink.store.jobs import claim, enqueue, fail
 from downlink.store.tables import jobs
-from tests.web.helpers import load, rec, sample_fleet
+from tests.web.helpers import CRASH, load, rec, sample_fleet
 
 PAGES = (
     "/records",
@@ -148,6 +148,35 @@ def test_bad_input_is_a_json_4xx(client: TestClient, path: str) -> None:
     r = client.get(path)
     assert 400 <= r.status_code < 500
     assert "message" in r.json()
+
+
+def test_crash_group_pages_its_machines(client: TestClient) -> None:
+    store = _store(client)
+    crash = "org.clearlinux/crash/clr"
+    spread = [("m1", "31000")] * 3 + [("m2", "31000")] * 2 + [("m3", "31001")]
+    load(
+        store,
+        [rec(classification=crash, payload=CRASH, machine_id=m, build=b) for m, b in spread],
+    )
+    gid = client.get("/crashes.json").json()["guilties"][0]["guilty_id"]
+    first = client.get(f"/crashes/{gid}.json?limit=2").json()
+    assert [(m["machine_id"], m["records"]) for m in first["machines"]] == [("m1", 3), ("m2", 2)]
+    assert (first["machines_total"], first["offset"], first["next_offset"]) == (3, 0, 2)
+    assert first["builds"] == [
+        {"build": "31001", "machines": 1, "records": 1},
+        {"build": "31000", "machines": 2, "records": 5},
+    ]
+    rest = client.get(f"/crashes/{gid}.json?limit=2&offset=2").json()
+    assert [m["machine_id"] for m in rest["machines"]] == ["m3"]
+    assert rest["next_offset"] is None
+    page = client.get(f"/crashes/{gid}?limit=2").text
+    assert "3 machines, most crashes first: 1–2 shown." in page
+    assert 'id="machines-next" href="?limit=2&amp;offset=2"' in page
+    assert 'id="machines-first"' not in page
+    assert 'id="machines-first"' in client.get(f"/crashes/{gid}?limit=2&offset=2").text
+    for bad in ("limit=0", "limit=5001", "offset=-1", "offset=x"):
+        answer = client.get(f"/crashes/{gid}.json?{bad}")
+        assert answer.status_code == 400 and "message" in answer.json()
 
 
 def test_crash_drill_down_and_never_guilty(filled: TestClient) -> None:

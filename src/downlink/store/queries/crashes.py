@@ -144,23 +144,58 @@ def get_guilty(conn: Connection, guilty_id: int) -> Row | None:
     return dict(row) if row is not None else None
 
 
-def guilty_machines(conn: Connection, guilty_id: int, period: Period) -> list[Row]:
-    """Return (build, machine_id, records) of one group in the period, newest build first."""
+def guilty_machines(
+    conn: Connection, guilty_id: int, period: Period, limit: int | None = None, offset: int = 0
+) -> list[Row]:
+    """Return (build, machine_id, records) of one group in the period.
+
+    Most crashes first (then machine id, build); ``limit`` and ``offset`` page through
+    them: the top group of a large fleet hits tens of thousands of machines.
+    """
     m = rollup_guilty_machines
     n = func.sum(m.c.count)
     stmt = period.where(
         select(m.c.build, m.c.machine_id, n.label("records"))
         .where(m.c.guilty_id == guilty_id)
-        .group_by(m.c.build, m.c.machine_id),
+        .group_by(m.c.build, m.c.machine_id)
+        .order_by(n.desc(), m.c.machine_id, m.c.build)
+        .offset(offset),
         m,
     )
-    rows: list[Row] = [
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [
         {"build": str(b), "machine_id": str(mid), "records": int(k)}
         for b, mid, k in conn.execute(stmt)
     ]
-    rows.sort(key=lambda x: (build_sort_key(x["build"]), -x["records"]))
-    rows.reverse()
+
+
+def guilty_builds(conn: Connection, guilty_id: int, period: Period) -> list[Row]:
+    """Return per build: distinct machines and crashes of one group in the period.
+
+    Newest build first.
+    """
+    m = rollup_guilty_machines
+    stmt = period.where(
+        select(m.c.build, func.count(func.distinct(m.c.machine_id)), func.sum(m.c.count))
+        .where(m.c.guilty_id == guilty_id)
+        .group_by(m.c.build),
+        m,
+    )
+    rows: list[Row] = [
+        {"build": str(b), "machines": int(k), "records": int(n)} for b, k, n in conn.execute(stmt)
+    ]
+    rows.sort(key=lambda x: build_sort_key(x["build"]), reverse=True)
     return rows
+
+
+def guilty_machine_count(conn: Connection, guilty_id: int, period: Period) -> int:
+    """Return how many distinct machines one group hit in the period."""
+    m = rollup_guilty_machines
+    stmt = period.where(
+        select(func.count(func.distinct(m.c.machine_id))).where(m.c.guilty_id == guilty_id), m
+    )
+    return int(conn.execute(stmt).scalar_one())
 
 
 def guilty_records(

@@ -209,17 +209,36 @@ async def blacklist_remove(request: Request) -> Response:
 # -- one crash group --------------------------------------------------------------------
 
 
-def _group(conn: Connection, guilty_id: int, period: Period) -> dict[str, Any] | None:
+MACHINES_PAGE = 200
+MACHINES_MAX = 5000
+OFFSET_MAX = 10_000_000
+
+
+def _group(
+    conn: Connection, guilty_id: int, period: Period, limit: int, offset: int
+) -> dict[str, Any] | None:
     g = q.get_guilty(conn, guilty_id)
     if g is None:
         return None
-    return {"guilty": g, "machines": q.guilty_machines(conn, guilty_id, period)}
+    machines = q.guilty_machines(conn, guilty_id, period, limit, offset)
+    total = q.guilty_machine_count(conn, guilty_id, period)
+    return {
+        "guilty": g,
+        "builds": q.guilty_builds(conn, guilty_id, period),
+        "machines_total": total,
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if offset + limit < total else None,
+        "machines": machines,
+    }
 
 
 async def _detail(request: Request, guilty_id: int) -> dict[str, Any]:
     query = dict(request.query_params)
     period = params.period(query, DEFAULT_DAYS)
-    found = await _store(request).read(_group, guilty_id, period)
+    limit = params.integer(query, "limit", 1, MACHINES_MAX) or MACHINES_PAGE
+    offset = params.integer(query, "offset", 0, OFFSET_MAX) or 0
+    found = await _store(request).read(_group, guilty_id, period, limit, offset)
     if found is None:
         raise BadRequest(f"no crash group with id {guilty_id}", status=404)
     g = found["guilty"]
@@ -243,12 +262,19 @@ async def backtraces_json(request: Request, guilty_id: int) -> Response:
 async def guilty_page(request: Request, guilty_id: int) -> Response:
     """Render one crash group: machines and builds affected in the period."""
     data = await _detail(request, guilty_id)
+    form = dict(request.query_params)
+    links: dict[str, str] = {}
+    if data["next_offset"] is not None:
+        links["next"] = "?" + urlencode({**form, "offset": data["next_offset"]})
+    if data["offset"]:
+        links["first"] = "?" + urlencode({k: v for k, v in form.items() if k != "offset"})
     return web_of(request).page(
         "guilty.html",
         title=f"Crash group {guilty_id}",
         active="crashes",
         data=data,
-        form=dict(request.query_params),
+        form=form,
+        links=links,
     )
 
 

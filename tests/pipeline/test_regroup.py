@@ -232,3 +232,35 @@ def test_one_kind_runs_one_job_at_a_time(store: Store) -> None:
     # Only the claim's owner may move the job on.
     assert store.run_write(lambda c: jobs.fail(c, second, "a", "not mine")) is False
     assert store.run_write(lambda c: jobs.release(c, second, "b")) is True
+
+
+def test_finished_jobs_older_than_a_month_are_pruned_but_the_newest_stays(store: Store) -> None:
+    from downlink.store.tables import jobs as jobs_table
+
+    month = 31 * 86400.0
+    now = time.time()
+
+    def finished(conn: Connection, age: float) -> int:
+        job_id = jobs.enqueue(conn, "regroup", now=now - age)
+        assert jobs.claim(conn, ("regroup",), "o", 60.0, now=now - age) is not None
+        assert jobs.finish(conn, job_id, "o", now=now - age)
+        return job_id
+
+    def left() -> list[int]:
+        return store.run(
+            lambda c: [
+                int(i)
+                for i in c.execute(select(jobs_table.c.id).order_by(jobs_table.c.id)).scalars()
+            ]
+        )
+
+    for age in (3 * month, 2 * month):
+        store.run_write(finished, age)
+    newest_old = store.run_write(finished, month)
+    # Nothing newer: the last finished job stays, to be shown.
+    assert store.run_write(jobs.prune, "regroup") == 2
+    assert left() == [newest_old]
+    recent = store.run_write(finished, 3600.0)
+    queued = store.run_write(lambda c: jobs.enqueue(c, "regroup", now=now))
+    assert store.run_write(jobs.prune, "regroup") == 1
+    assert left() == [recent, queued]

@@ -273,6 +273,7 @@ class JobRunner:
         try:
             outcome = await self._regroup(write, RegroupRun.claimed(job, owner, self.chunk))
             log.info("regroup job %d %s", job_id, outcome)
+            await write(jobs.prune, KIND)  # finished jobs older than a month
         except jobs.JobLost as exc:
             log.warning("regroup job %d: %s", job_id, exc)
         except Exception as exc:  # noqa: BLE001 - a job failure must not stop the server

@@ -327,3 +327,23 @@ def as_status(row: dict[str, Any]) -> dict[str, Any]:
         "heartbeat": row["heartbeat"],
         "message": row["message"],
     }
+
+
+KEEP_S = 30 * 86400.0
+
+
+def prune(conn: Connection, kind: str, *, keep_s: float = KEEP_S, now: float | None = None) -> int:
+    """Delete ``kind``'s finished jobs older than ``keep_s``; return how many.
+
+    The newest job of the kind always stays: :func:`status` shows it.
+    """
+    newest = select(jobs.c.id).where(jobs.c.kind == kind).order_by(jobs.c.id.desc()).limit(1)
+    result = conn.execute(
+        jobs.delete().where(
+            jobs.c.kind == kind,
+            jobs.c.state.in_((DONE, FAILED)),
+            jobs.c.finished_at < _now(now) - keep_s,
+            jobs.c.id != newest.scalar_subquery(),
+        )
+    )
+    return int(result.rowcount or 0)

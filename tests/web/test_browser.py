@@ -128,12 +128,14 @@ def test_records_search_form_filters(site: LiveServer, page: Any) -> None:
     assert page.locator("#records tbody tr").count() == 9
     page.fill("input[name=classification]", "org.clearlinux/crash/*")
     page.select_option("select[name=severity]", "3")
-    page.click("#record-search button[type=submit]")
+    with page.expect_navigation():
+        page.click("#record-search button[type=submit]")
     rows = page.locator("#records tbody tr")
     assert rows.count() == 2
     assert set(rows.locator("td:nth-child(6)").all_inner_texts()) == {"org.clearlinux/crash/clr"}
     page.fill("input[name=q]", "no such payload text")
-    page.click("#record-search button[type=submit]")
+    with page.expect_navigation():
+        page.click("#record-search button[type=submit]")
     assert "No records match" in page.inner_text("#records")
 
 
@@ -152,11 +154,13 @@ def test_date_range_filter_empties_a_dashboard(site: LiveServer, page: Any) -> N
     assert page.locator("#builds tbody tr").count() == 3
     page.fill("input[name=from]", "2001-01-01")
     page.fill("input[name=to]", "2001-01-31")
-    page.click("#filters button[type=submit]")
+    with page.expect_navigation():
+        page.click("#filters button[type=submit]")
     assert "No records in this period" in page.inner_text("#builds")
     page.goto(site.url + "/population")
     page.select_option("select[name=bucket]", "week")
-    page.click("#filters button[type=submit]")
+    with page.expect_navigation():
+        page.click("#filters button[type=submit]")
     assert "bucket=week" in page.url
     assert page.locator("#population tbody tr").count() == 3
 
@@ -168,8 +172,11 @@ def test_mark_a_frame_never_guilty_regroups_the_crashes(site: LiveServer, page: 
         first.locator(".guilty-link").inner_text() == "clock_nanosleep@GLIBC_2.2.5() - [libc.so.6]"
     )
     assert first.locator(".total").inner_text() == "2"
-    first.locator(".guilty-link").click()
+    with page.expect_navigation():
+        first.locator(".guilty-link").click()
+    page.wait_for_selector("#machines")
     assert page.locator("#machines tbody tr").count() == 2
+    assert "2 machines." in page.inner_text("#machines-count")
     page.click("#all-backtraces")
     crash = page.locator(".crash").first
     highlighted = crash.locator("tr.guilty")

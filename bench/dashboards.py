@@ -67,12 +67,19 @@ def _insert(conn: Connection, rows: list[dict[str, Any]], processors: list[Any])
     conn.execute(insert(records), [{c: r.get(c) for c in RECORD_COLUMNS} for r in rows])
 
 
-def load(url: str, n: int, seed: int, now: float | None = None) -> float:
-    """Load ``n`` generated records; return records per second."""
+def _loader(
+    url: str, n: int, seed: int, now: float | None
+) -> tuple[Store, RecordGenerator, list[Any]]:
+    """A migrated store without fsync, the record generator and the processors."""
     store = Store(Settings(database_url=url, sqlite_synchronous="OFF"))
     store.migrate()
     gen = RecordGenerator(seed=seed, machines=max(1000, n // 100), days=DAYS, now=now)
-    processors = default_processors()
+    return store, gen, list(default_processors())
+
+
+def load(url: str, n: int, seed: int, now: float | None = None) -> float:
+    """Load ``n`` generated records; return records per second."""
+    store, gen, processors = _loader(url, n, seed, now)
     started = time.perf_counter()
     done = 0
     try:
@@ -137,10 +144,7 @@ def fast_load(
     them), records go in with PostgreSQL ``COPY`` or one SQLite ``executemany``, and
     the plain indexes on ``records`` are dropped for the load and created afterwards.
     """
-    store = Store(Settings(database_url=url, sqlite_synchronous="OFF"))
-    store.migrate()
-    gen = RecordGenerator(seed=seed, machines=max(1000, n // 100), days=DAYS, now=now)
-    processors = default_processors()
+    store, gen, processors = _loader(url, n, seed, now)
     started = time.perf_counter()
     done = 0
     try:

@@ -68,6 +68,7 @@ class _Call:
     future: asyncio.Future[Any]
 
 
+_Waiter = _Request | _Call
 _STOP = object()
 
 
@@ -202,26 +203,13 @@ class Writer:
             self._commit(leftovers)
 
     def _call(self, call: _Call) -> None:
+        outcome: Any
         try:
             with self.engine.begin() as conn:
-                result = call.fn(conn, *call.args)
+                outcome = call.fn(conn, *call.args)
         except Exception as exc:  # noqa: BLE001 - handed to the caller, which raises it
-            outcome: tuple[Any, BaseException | None] = (None, exc)
-        else:
-            outcome = (result, None)
-
-        def settle() -> None:
-            if call.future.done():
-                return
-            if outcome[1] is not None:
-                call.future.set_exception(outcome[1])
-            else:
-                call.future.set_result(outcome[0])
-
-        try:
-            call.loop.call_soon_threadsafe(settle)
-        except RuntimeError:  # the caller's loop is closed
-            pass
+            outcome = exc
+        _wake(call.loop, [(call, outcome)])
 
     def _commit(self, batch: list[_Request], *, retried: bool = False) -> None:
         rows = [row for req in batch for row in req.rows]
@@ -275,14 +263,19 @@ class Writer:
         for outcome in outcomes:
             by_loop.setdefault(outcome[0].loop, []).append(outcome)
         for loop, settled in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_settle, settled)
-            except RuntimeError:  # the caller's loop is closed: nobody is waiting any more
-                pass
+            _wake(loop, settled)
 
 
-def _settle(outcomes: list[tuple[_Request, list[Row] | Exception]]) -> None:
-    """Set each request's future (on its event loop's thread)."""
+def _wake(loop: asyncio.AbstractEventLoop, outcomes: Sequence[tuple[_Waiter, Any]]) -> None:
+    """Have ``loop`` set the futures of ``outcomes`` (one wake-up for all of them)."""
+    try:
+        loop.call_soon_threadsafe(_settle, outcomes)
+    except RuntimeError:  # the caller's loop is closed: nobody is waiting any more
+        pass
+
+
+def _settle(outcomes: Sequence[tuple[_Waiter, Any]]) -> None:
+    """Set each waiter's future (on its event loop's thread); an exception is raised."""
     for req, outcome in outcomes:
         if req.future.done():
             continue

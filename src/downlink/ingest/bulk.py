@@ -30,9 +30,9 @@ from downlink.ingest.clearlinux import (
     SOURCE,
     TID_KEY,
     RecordRejected,
-    fields_from_headers,
     fields_from_json,
     fields_from_object,
+    fields_from_raw_headers,
     validate,
 )
 from downlink.ingest.responses import error, json_response
@@ -143,7 +143,7 @@ async def bulk(request: Request) -> Response:
                      f"{settings.bulk_max_items} per request", 413)
     metrics.received.labels(SOURCE).inc(len(items))
 
-    shared = fields_from_headers(request.headers.items())
+    shared = fields_from_raw_headers(request.headers.raw)
     extra = {key: shared[key] for key in (TID_KEY, EXTERNAL_KEY) if key in shared}
     now = time.time()
     results: list[dict[str, Any]] = []

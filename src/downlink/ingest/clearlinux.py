@@ -98,6 +98,17 @@ _RAW_KEYS_MAX = 4096
 _JSON_KEYS: dict[str, str] = {}  # the same for the keys of JSON records
 
 
+def _known_key(cache: dict[Any, str], name: bytes | str, allowed: frozenset[str]) -> str:
+    """Return the field key of a header or JSON key name ("" if not in ``allowed``)."""
+    key = cache.get(name)
+    if key is None:
+        key = field_key(name.decode("latin-1") if isinstance(name, bytes) else str(name))
+        key = key if key in allowed else ""
+        if len(cache) < _RAW_KEYS_MAX:
+            cache[name] = key
+    return key
+
+
 def fields_from_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     """Collect the record fields (and TID, external flag) from v2 request headers."""
     out: dict[str, str] = {}
@@ -112,12 +123,7 @@ def fields_from_raw_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str,
     """:func:`fields_from_headers` over ASGI's raw (bytes) headers, for the hot path."""
     out: dict[str, str] = {}
     for name, value in headers:
-        key = _RAW_KEYS.get(name)
-        if key is None:
-            key = field_key(name.decode("latin-1"))
-            key = key if key in _WANTED else ""
-            if len(_RAW_KEYS) < _RAW_KEYS_MAX:
-                _RAW_KEYS[name] = key
+        key = _known_key(_RAW_KEYS, name, _WANTED)
         if key and key not in out:
             out[key] = value.decode("latin-1")
     return out
@@ -138,12 +144,7 @@ def fields_from_object(doc: Any) -> tuple[dict[str, str], bytes]:
         raise RecordRejected("Request body must be a JSON object", "json")
     out: dict[str, str] = {}
     for raw_key, value in doc.items():
-        key = _JSON_KEYS.get(raw_key)
-        if key is None:
-            key = field_key(str(raw_key))
-            key = key if key in FIELD_KEYS else ""
-            if len(_JSON_KEYS) < _RAW_KEYS_MAX:
-                _JSON_KEYS[raw_key] = key
+        key = _known_key(_JSON_KEYS, raw_key, FIELD_KEYS)
         if not key:
             continue
         if isinstance(value, bool) or not isinstance(value, str | int):

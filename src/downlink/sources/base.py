@@ -1,0 +1,129 @@
+"""What a source is: the one declaration the core iterates to plug a source in.
+
+A source (Clear Linux, substrate nodes, OONI, fuel-stats, or a third party's) lives in
+one folder, ``downlink/sources/<name>/``, whose ``source.py`` builds one :class:`Source`.
+The core (store, writer, spool, jobs, HTTP plumbing, web shell, CLI, security) reads
+these fields and never names a source.
+
+This module only declares the shapes; the registry that finds sources and the core
+code that consumes each field live beside it (``downlink.sources.registry``) and in
+the core packages. Fields may be added; none is renamed without a deprecation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+    from prometheus_client import CollectorRegistry
+    from sqlalchemy import Connection, MetaData
+    from starlette.routing import BaseRoute
+
+
+@dataclass(frozen=True)
+class SourceSetting:
+    """One setting a source adds: ``env`` variable, parsed ``default``, ``help`` text.
+
+    Read by the core settings loader into ``Settings.sources[<source>][<name>]`` and
+    listed in docs/settings.md like every core setting.
+    """
+
+    name: str
+    env: str
+    default: Any
+    help: str
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One committed item of a source's log, as a consumer sees it.
+
+    ``seq`` orders the log (the row id of the followed table); ``row`` is the stored
+    row as a mapping; ``ts`` the reception time (epoch seconds).
+    """
+
+    seq: int
+    ts: float
+    row: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """Derived data maintained after the ack, by following a committed table.
+
+    ``follows`` names the table whose committed rows it reads in ``seq`` order.
+    ``handle(conn, batch)`` runs in one transaction with the consumer's cursor update,
+    so each committed row is applied exactly once. ``reset(conn, since, until)``
+    deletes what ``handle`` derived from rows received in ``[since, until)`` so that a
+    reprocess of that range rebuilds it identically; ``None`` means the consumer is
+    idempotent and replays need no reset.
+    """
+
+    name: str
+    follows: str
+    handle: Callable[[Connection, Sequence[LogRecord]], None]
+    reset: Callable[[Connection, float, float], None] | None = None
+    batch_max: int = 2000
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A kind of background job a source runs on the core job runner.
+
+    ``step(conn, job)`` does one short chunk of work and returns the job's new cursor,
+    or ``None`` when the job is complete.
+    """
+
+    kind: str
+    step: Callable[[Connection, Mapping[str, Any]], int | None]
+
+
+@dataclass(frozen=True)
+class NavEntry:
+    """A tab of the navigation bar."""
+
+    key: str
+    label: str
+    href: str
+
+
+@dataclass(frozen=True)
+class Source:
+    """Everything one source brings.
+
+    * ``name``: short slug, also the value of ``records.source`` where it stores there.
+    * ``routers``: FastAPI routers (ingest endpoints, API, pages) included by the app.
+    * ``routes``: plain Starlette routes (websockets, hot-path endpoints).
+    * ``ingest_paths`` / ``ingest_websockets``: paths that deliver telemetry (open
+      when API tokens are configured, rate-limited as ingest).
+    * ``metadata`` / ``migrations``: the source's own tables and the folder of its own
+      Alembic revisions (a separate version location and branch; a migration never
+      imports live application code).
+    * ``consumers``, ``job_kinds``: post-ack processing and background work.
+    * ``nav``: navigation tabs; ``templates``/``static``: folders the web shell serves.
+    * ``settings``: the source's settings; ``metrics(registry)`` registers its metrics.
+    * ``purge(conn, before_ts)``: deletes the source's rows older than the retention
+      cut-off and returns how many went.
+    """
+
+    name: str
+    title: str
+    routers: Sequence[APIRouter] = ()
+    routes: Sequence[BaseRoute] = ()
+    ingest_paths: frozenset[str] = frozenset()
+    ingest_websockets: frozenset[str] = frozenset()
+    metadata: MetaData | None = None
+    migrations: Path | None = None
+    consumers: Sequence[Consumer] = ()
+    job_kinds: Sequence[JobKind] = ()
+    nav: Sequence[NavEntry] = ()
+    templates: Path | None = None
+    static: Path | None = None
+    settings: Sequence[SourceSetting] = ()
+    metrics: Callable[[CollectorRegistry], Any] | None = None
+    purge: Callable[[Connection, float], int] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)

@@ -78,6 +78,12 @@ SETTINGS: tuple[Setting, ...] = (
         10000,
         "Largest and default `limit` of GET /api/records.",
     ),
+    Setting(
+        "api_page_bytes",
+        "DOWNLINK_API_PAGE_BYTES",
+        32 * 1024 * 1024,
+        "Most record bytes in one JSON page of GET /api/records; the rest is on next pages.",
+    ),
     # -- hardening (security, limits, spool) --------------------------------------
     Setting(
         "api_tokens",
@@ -113,7 +119,19 @@ SETTINGS: tuple[Setting, ...] = (
         "client_timeout",
         "DOWNLINK_CLIENT_TIMEOUT",
         10.0,
-        "Seconds a client may take to send its headers or its body before it is cut off.",
+        "Seconds a client may pause while sending a request, or leave its answers unread.",
+    ),
+    Setting(
+        "request_timeout",
+        "DOWNLINK_REQUEST_TIMEOUT",
+        60.0,
+        "Seconds a request body may take in all, however steadily it trickles; then 408.",
+    ),
+    Setting(
+        "connection_buffer_bytes",
+        "DOWNLINK_CONNECTION_BUFFER_BYTES",
+        256 * 1024,
+        "Answer bytes buffered per connection; past it the connection's requests wait unread.",
     ),
     Setting(
         "spool_dir",
@@ -256,12 +274,15 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     sqlite_synchronous: str = "FULL"
     api_limit_max: int = 10000
+    api_page_bytes: int = 32 * 1024 * 1024
     api_tokens: tuple[str, ...] = ()
     collector_auth: bool = False
     rate_limit: float = 0.0
     rate_burst: int = 100
     max_header_bytes: int = 32 * 1024
     client_timeout: float = 10.0
+    request_timeout: float = 60.0
+    connection_buffer_bytes: int = 256 * 1024
     spool_dir: str = ""
     spool_max_bytes: int = 256 * 1024 * 1024
     bulk_max_items: int = 10000
@@ -353,8 +374,12 @@ def _check_substrate(s: Settings) -> None:
 def _check_hardening(s: Settings) -> None:
     if s.rate_limit < 0 or s.rate_burst < 1:
         raise SettingsError("DOWNLINK_RATE_LIMIT must not be negative, DOWNLINK_RATE_BURST >= 1")
-    if s.client_timeout <= 0:
-        raise SettingsError("DOWNLINK_CLIENT_TIMEOUT must be positive")
+    if s.client_timeout <= 0 or s.request_timeout <= 0:
+        raise SettingsError("DOWNLINK_CLIENT_TIMEOUT and DOWNLINK_REQUEST_TIMEOUT must be positive")
+    if s.connection_buffer_bytes < 4096:
+        raise SettingsError("DOWNLINK_CONNECTION_BUFFER_BYTES must be at least 4096")
+    if s.api_page_bytes < 1:
+        raise SettingsError("DOWNLINK_API_PAGE_BYTES must be at least 1")
     if s.max_header_bytes < 1024:
         raise SettingsError("DOWNLINK_MAX_HEADER_BYTES must be at least 1024")
     if s.spool_max_bytes < 1 or s.bulk_max_items < 1:

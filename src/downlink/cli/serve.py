@@ -75,4 +75,5 @@ def _run(host: str, port: int, workers: int, log_level: str, settings: Settings)
         timeout_keep_alive=5,
         **uvicorn_options(settings),
         http="downlink.security.protocol:GuardedHttpToolsProtocol",
+        ws="downlink.security.protocol:GuardedWebSocketsProtocol",
     )

@@ -43,6 +43,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         max_body_bytes=settings.max_body_bytes,
         max_header_bytes=settings.max_header_bytes,
         body_timeout=settings.client_timeout,
+        request_timeout=settings.request_timeout,
     )
 
 
@@ -64,5 +65,6 @@ def guard(app: FastAPI, endpoint: ASGIApp, settings: Settings) -> ASGIApp:
         max_body_bytes=settings.max_body_bytes,
         max_header_bytes=settings.max_header_bytes,
         body_timeout=settings.client_timeout,
+        request_timeout=settings.request_timeout,
     )
     return HttpErrors(inner)

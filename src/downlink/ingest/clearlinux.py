@@ -18,7 +18,7 @@ import string
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import orjson
+from downlink.ingest.shallow_json import JSONError, loads_shallow
 
 SOURCE = "clearlinux"
 
@@ -129,11 +129,11 @@ def fields_from_raw_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str,
     return out
 
 
-def fields_from_json(body: bytes) -> tuple[dict[str, str], bytes]:
+def fields_from_json(body: bytes | memoryview) -> tuple[dict[str, str], bytes]:
     """Split a v3 JSON body into its record fields and its payload bytes."""
     try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        doc = loads_shallow(body)  # linear time, however deeply the body nests
+    except JSONError as exc:
         raise RecordRejected(f"Request body is not valid JSON: {exc}", "json") from None
     return fields_from_object(doc)
 

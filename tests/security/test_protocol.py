@@ -89,6 +89,20 @@ def test_pipelined_requests_that_are_read_all_get_answers(server: LiveServer) ->
         assert seen.count(b"HTTP/1.1 ") == count
 
 
+def test_keep_alive_answers_larger_than_the_buffer_all_arrive(server: LiveServer) -> None:
+    # Each answer (210 KB) overflows the 64 KiB buffer; the next request arrives while
+    # the connection is paused, and must still be read once the answer is taken.
+    import httpx
+
+    with httpx.Client(timeout=10) as client:
+        for _ in range(30):
+            resp = client.get(server.url + "/static/vendor/chart-4.6.1.umd.min.js")
+            assert resp.status_code == 200 and len(resp.content) > 200_000
+            resp = client.post(server.url + "/api/v1/records/bulk", content=b"[]",
+                               headers={"Content-Type": "application/json"})
+            assert resp.status_code == 200
+
+
 def _send_without_reading(sock: socket.socket, batch: bytes, seconds: float) -> int:
     """Send ``batch`` again and again for ``seconds`` at most, never reading.
 

@@ -97,15 +97,39 @@ class _StallTimer:
 
 
 class _GuardedFlow(FlowControl):
-    """uvicorn's flow control, except that reading stays paused while input is held."""
+    """uvicorn's flow control, except that reading stays paused while input is held.
+
+    A resume asked for while holding is owed, and paid by :meth:`settle` once the held
+    input is parsed (unless a pause asked for meanwhile cancels it), so that uvicorn's
+    own pauses and resumes keep their meaning.
+    """
 
     def __init__(self, transport: asyncio.Transport, holding: Callable[[], bool]) -> None:
         super().__init__(transport)
         self._holding = holding
+        self.owed = False
+
+    def pause_reading(self) -> None:
+        self.owed = False
+        super().pause_reading()
 
     def resume_reading(self) -> None:
-        if not self._holding():
-            super().resume_reading()
+        if self._holding():
+            self.owed = True
+            return
+        self.owed = False
+        super().resume_reading()
+
+    def hold(self) -> None:
+        """Stop reading while input is held; reading that was on is owed back."""
+        if not self.read_paused:
+            self.owed = True
+            super().pause_reading()
+
+    def settle(self) -> None:
+        """Resume reading if that is owed and nothing is held any more."""
+        if self.owed and not self._holding():
+            self.resume_reading()
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -152,7 +176,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         transport.set_write_buffer_limits(high=self.buffer_bytes)
-        self.flow = _GuardedFlow(transport, self._holding)
+        self.flow: _GuardedFlow = _GuardedFlow(transport, self._holding)
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -174,7 +198,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._held:
             self._held += data
-            self.flow.pause_reading()
+            self.flow.hold()
             return
         self._feed(memoryview(data))
 
@@ -183,7 +207,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         while pos < size:
             if self._backlog():
                 self._held += data[pos:]
-                self.flow.pause_reading()
+                self.flow.hold()
                 return
             super().data_received(data[pos : pos + SLICE_BYTES])  # type: ignore[arg-type]
             pos += SLICE_BYTES
@@ -191,14 +215,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 return  # an error answer, or upgraded to a websocket
 
     def _release(self) -> None:
-        """Parse held input once the answers it waited for are taken."""
-        if not self._held or self._backlog() or self.transport.is_closing():
+        """Parse held input once the answers it waited for are taken; read again."""
+        if self._backlog() or self.transport.is_closing():
             return
-        held = bytes(self._held)
-        self._held.clear()
-        self._feed(memoryview(held))
-        if not self._held:
-            self.flow.resume_reading()
+        if self._held:
+            held = bytes(self._held)
+            self._held.clear()
+            self._feed(memoryview(held))
+        self.flow.settle()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -12,7 +12,11 @@ flusher hands the buffer to the group-commit writer. The protocol is one-way, so
 * Liveness: the server pings every ``DOWNLINK_WS_PING_INTERVAL_S``. Pongs are required
   only when ``DOWNLINK_WS_PONG_TIMEOUT_S`` is set (uvicorn closes with 1011); otherwise
   a node is dropped after ``DOWNLINK_WS_IDLE_TIMEOUT_S`` without a message, because
-  modern nodes never read their socket and so never answer pings.
+  modern nodes never read their socket and so never answer pings. A client that
+  reads nothing of what it is sent (flush answers) while the connection's output
+  buffer is full is dropped after the same time by the websocket protocol
+  (:class:`downlink.security.protocol.GuardedWebSocketsProtocol`): a send waiting on
+  it would otherwise wait forever, and this reader with it.
 * Durability: a client may send ``{"downlink_flush": token}``; the answer
   ``{"downlink_flushed": token, "stored": n}`` is sent once every message received
   before it is committed. On close (and on a graceful shutdown) the buffer is written
@@ -202,7 +206,8 @@ class NodeSession:
         A timer task instead of ``wait_for`` around each receive: no task per message,
         and a message that arrives as the timeout fires is still read (it is queued
         before the disconnect) rather than lost with the cancelled receive. Time spent
-        not reading (backpressure, a flush answer) does not count as idle.
+        not reading (backpressure, a flush answer) does not count as idle; a flush
+        answer the client never takes is cut off by the protocol's stall limit.
         """
         idle = self.settings.ws_idle_timeout_s
         if idle <= 0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Sequence
 from pathlib import Path
 
 from alembic import command
@@ -41,5 +43,31 @@ def pending(engine: Engine) -> list[str]:
     applied: set[str] = set()
     for head in current:
         applied.update(r.revision for r in script.iterate_revisions(head, "base"))
-    todo = [r.revision for r in script.walk_revisions() if r.revision not in applied]
-    return list(reversed(todo))
+    return [rev for rev in in_order(script) if rev not in applied]
+
+
+def in_order(script: ScriptDirectory) -> list[str]:
+    """Every revision, parents before children, and by name where branches allow.
+
+    ``walk_revisions`` interleaves branches (``0001, 0003, …, 0002``); this is the order
+    a person reads: ``0001, 0002_substrate, 0003_rollups, …``.
+    """
+    revisions = {r.revision: r for r in script.walk_revisions()}
+    waiting = {rev: _parents(r.down_revision) & set(revisions) for rev, r in revisions.items()}
+    ready = sorted(rev for rev, deps in waiting.items() if not deps)
+    out: list[str] = []
+    while ready:
+        rev = heapq.heappop(ready)
+        out.append(rev)
+        for child, deps in waiting.items():
+            if rev in deps:
+                deps.discard(rev)
+                if not deps:
+                    heapq.heappush(ready, child)
+    return out
+
+
+def _parents(down: str | Sequence[str] | None) -> set[str]:
+    if down is None:
+        return set()
+    return {down} if isinstance(down, str) else set(down)

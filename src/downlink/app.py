@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from downlink import __version__, security
+from downlink.access_log import AccessLog
 from downlink.api import errors, meta, records
 from downlink.api import nodes as nodes_api
 from downlink.direct import Downlink
@@ -50,6 +51,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         summary="Telemetry collection and analytics server",
         lifespan=lifespan,
     )
+    if settings.access_log != "off":
+        app.access_log = AccessLog(settings.access_log)
     app.state.store = store
     app.state.settings = settings
     app.state.job_runner = job_runner

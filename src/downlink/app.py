@@ -50,6 +50,9 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         version=__version__,
         summary="Telemetry collection and analytics server",
         lifespan=lifespan,
+        # /docs is the web UI's own page (vendored Swagger UI, no CDN): web/pages/apidocs.py
+        docs_url=None,
+        redoc_url=None,
     )
     if settings.access_log != "off":
         app.access_log = AccessLog(settings.access_log)

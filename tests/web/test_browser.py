@@ -214,3 +214,23 @@ def _wait_for_regroup(site: LiveServer, after: int = 0, timeout: float = 20.0) -
             return int(job["id"])
         assert time.monotonic() < deadline, f"regroup job still {job}"
         time.sleep(0.05)
+
+
+def test_api_docs_render_offline_inside_the_csp(site: LiveServer, page: Any) -> None:
+    outside: list[str] = []
+    csp: list[str] = []
+    page.on("console", lambda m: csp.append(m.text) if "Security Policy" in m.text else None)
+
+    def only_local(route: Any) -> None:
+        if route.request.url.startswith(site.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.context.route("**/*", only_local)
+    page.goto(site.url + "/docs")
+    page.wait_for_selector("#swagger-ui[data-rendered]")
+    page.wait_for_selector(".opblock")
+    assert page.locator(".opblock-summary-path", has_text="/api/records").count() >= 1
+    assert outside == [] and csp == [] and page.errors == []

@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, Response
 TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
 CHART_JS = "chart-4.6.1.umd.min.js"
+SWAGGER_UI = "swagger-ui-5.35.0"  # swagger-ui-dist from npm: bundle, CSS, licence
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -47,6 +48,7 @@ CORE_NAV: tuple[NavItem, ...] = (
     NavItem("thermal", "Thermal", "/thermal"),
     NavItem("population", "Population", "/population"),
     NavItem("nodes", "Nodes", "/substrate"),
+    NavItem("docs", "API", "/docs"),
 )
 
 

@@ -16,7 +16,7 @@ import pytest
 from downlink.settings import Settings
 from downlink.store.database import Store
 from downlink.testing.live import LiveServer
-from tests.web.helpers import load, sample_fleet
+from tests.web.helpers import load, rec, sample_fleet
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -234,3 +234,55 @@ def test_api_docs_render_offline_inside_the_csp(site: LiveServer, page: Any) -> 
     page.wait_for_selector(".opblock")
     assert page.locator(".opblock-summary-path", has_text="/api/records").count() >= 1
     assert outside == [] and csp == [] and page.errors == []
+
+
+def test_population_chart_and_table_agree(live: LiveServer, page: Any) -> None:
+    # Twelve integer builds with 2..13 machines, and the builds that sort last (blank,
+    # 16.04, 31000-custom, rolling) with one machine each: the chart used to show the
+    # twelve last in sort order, so most machines were missing from it.
+    rows = [
+        rec(build=str(31000 + i), machine_id=f"m{i}-{m}")
+        for i in range(12)
+        for m in range(i + 2)
+    ]
+    rows += [rec(build=b, machine_id=f"odd-{b}") for b in ("", "16.04", "31000-custom", "rolling")]
+    store = Store(Settings(database_url=live.database_url))
+    try:
+        load(store, rows)
+    finally:
+        store.close()
+    page.goto(live.url + "/population?bucket=week")
+    assert _charts_drawn(page) == 1
+    stacks = page.evaluate(
+        "Chart.getChart(document.getElementById('chart-population')).data.datasets"
+        ".map(d => [d.label, d.data])"
+    )
+    labels = [label for label, _ in stacks]
+    assert labels[:10] == [str(31000 + i) for i in range(11, 1, -1)]
+    assert labels[10:] == ["other"]
+    chart_totals = [sum(column) for column in zip(*(data for _, data in stacks), strict=True)]
+    table_totals = page.locator("#population-total th.num").all_inner_texts()
+    assert [int(t.replace(",", "")) for t in table_totals] == chart_totals
+    assert sum(chart_totals) == sum(range(2, 14)) + 4
+    assert "(none)" in page.locator("#population tbody").inner_text()
+
+
+def test_a_refused_filter_shows_the_message_in_the_page_with_the_form_kept(
+    site: LiveServer, page: Any
+) -> None:
+    answer = page.goto(site.url + "/builds?from=2024-02-01&to=2024-01-01&build=31000")
+    assert answer.status == 400
+    assert page.inner_text("h1") == "Builds"
+    assert page.inner_text("#error") == "from must not be after to"
+    assert page.input_value("input[name=build]") == "31000"
+    assert page.input_value("input[name=from]") == "2024-02-01"
+    page.fill("input[name=to]", "2024-12-31")
+    with page.expect_navigation():
+        page.click("#filters button[type=submit]")
+    assert page.locator("#error").count() == 0
+    assert "No records in this period" in page.inner_text("#builds")
+    answer = page.goto(site.url + "/crashes/999999")
+    assert answer.status == 404 and page.inner_text("#error") == "no crash group with id 999999"
+    answer = page.goto(site.url + "/crashes/abc")
+    assert answer.status == 400 and "/crashes/abc" in page.inner_text("#error")
+    assert page.errors == []

@@ -136,10 +136,10 @@ def test_script_payload_is_escaped(filled: TestClient) -> None:
         "/population.json?bucket=year",
         "/crashes.json?limit=0",
         "/builds.json?from=2024-02-01&to=2024-01-01",
-        "/records/999999",
-        "/crashes/999999",
-        "/crashes/999999/backtraces",
-        "/plugins/nope",
+        "/records/999999.json",
+        "/crashes/999999.json",
+        "/crashes/999999/backtraces.json",
+        "/plugins/nope.json",
         "/crashes/abc",
         "/population.json?from=2000-01-01&to=2024-01-01",
     ],
@@ -148,6 +148,46 @@ def test_bad_input_is_a_json_4xx(client: TestClient, path: str) -> None:
     r = client.get(path)
     assert 400 <= r.status_code < 500
     assert "message" in r.json()
+
+
+@pytest.mark.parametrize(
+    "path, status, message, kept",
+    [
+        ("/builds?from=yesterday&build=31000", 400, "from must be a date", 'value="31000"'),
+        ("/stats?severity=9&platform=x", 400, "severity must be", 'value="x"'),
+        ("/records?before=x&machine_id=m1", 400, "before must be", 'value="m1"'),
+        ("/population?bucket=year&build=7", 400, "bucket must be", 'value="7"'),
+        ("/crashes?limit=0&build=31000", 400, "limit must be", 'value="0"'),
+        ("/mce?from=2024-02-01&to=2024-01-01", 400, "from must not be", 'value="2024-02-01"'),
+        ("/thermal?to=someday", 400, "to must be a date", 'value="someday"'),
+        ("/substrate?minutes=0", 400, "minutes must be", 'value="0"'),
+        ("/plugins/severity?from=x", 400, "from must be a date", 'value="x"'),
+        ("/records/999999", 404, "no record with id 999999", "Record 999999"),
+        ("/crashes/999999", 404, "no crash group with id 999999", "Crash group 999999"),
+        ("/crashes/999999/backtraces", 404, "no crash group with id 999999", "Backtraces of"),
+        ("/plugins/nope", 404, "no plug-in view named", "nope"),
+    ],
+)
+def test_a_page_shows_its_refusal_inside_the_page(
+    client: TestClient, path: str, status: int, message: str, kept: str
+) -> None:
+    r = client.get(path)
+    assert r.status_code == status
+    assert r.headers["content-type"].startswith("text/html")
+    error = re.search(r'<p class="error" id="error" role="alert">(.*?)</p>', r.text)
+    assert error is not None and message in error.group(1), r.text
+    assert kept in r.text
+    assert 'href="/records"' in r.text and "page-charts" not in r.text
+
+
+def test_browsers_get_a_page_for_unknown_paths_and_malformed_ids(client: TestClient) -> None:
+    html = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    for path, status in (("/no/such/page", 404), ("/crashes/abc", 400)):
+        r = client.get(path, headers=html)
+        assert r.status_code == status and r.headers["content-type"].startswith("text/html")
+        assert 'id="error"' in r.text and path in r.text
+    assert client.get("/api/records?severity=9", headers=html).json()["message"]
+    assert client.get("/no/such/page").json() == {"message": "Not Found"}
 
 
 def test_crash_group_pages_its_machines(client: TestClient) -> None:

@@ -8,16 +8,26 @@ escaping were ever bypassed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader, select_autoescape
+from jinja2 import (
+    ChainableUndefined,
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    PrefixLoader,
+    select_autoescape,
+)
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+
+from downlink.api.errors import BadRequest
 
 TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
@@ -77,6 +87,9 @@ class Web:
 
     def __init__(self, env: Environment, nav: Sequence[NavItem]) -> None:
         self.env = env
+        # A page answering a refusal has no results: names only the results would have
+        # (``data.period``, ``view.name``) render empty instead of failing.
+        self.lenient_env = env.overlay(undefined=ChainableUndefined)
         self.nav = list(nav)
 
     def page(
@@ -90,7 +103,8 @@ class Web:
         **context: Any,
     ) -> HTMLResponse:
         """Render one page with the navigation bar and its charts."""
-        html = self.env.get_template(template).render(
+        env = self.lenient_env if "error" in context else self.env
+        html = env.get_template(template).render(
             title=title,
             active=active,
             nav=self.nav,
@@ -99,6 +113,37 @@ class Web:
             **context,
         )
         return HTMLResponse(html, status_code=status, headers={"Content-Security-Policy": CSP})
+
+
+Endpoint = Callable[..., Awaitable[Response]]
+
+
+def shows_errors(template: str, title: str, active: str) -> Callable[[Endpoint], Endpoint]:
+    """Answer the page's refusals (:class:`BadRequest`) with the page itself.
+
+    The message stands above the results, the form keeps what was typed, and the status
+    stays the refusal's (400, 404). ``title`` may name path parameters
+    (``"Crash group {guilty_id}"``). JSON twins keep their ``{"message": …}`` answers.
+    """
+
+    def wrap(endpoint: Endpoint) -> Endpoint:
+        @functools.wraps(endpoint)
+        async def page(request: Request, *args: Any, **kwargs: Any) -> Response:
+            try:
+                return await endpoint(request, *args, **kwargs)
+            except BadRequest as exc:
+                return web_of(request).page(
+                    template,
+                    title=title.format(**kwargs),
+                    active=active,
+                    status=exc.status,
+                    error=exc.message,
+                    form=dict(request.query_params),
+                )
+
+        return page
+
+    return wrap
 
 
 def web_of(request: Request) -> Web:
@@ -118,17 +163,23 @@ def chart(
     chart_id: str,
     kind: str,
     labels: Sequence[Any],
-    datasets: dict[str, Sequence[int | float]],
+    datasets: Mapping[str, Sequence[int | float]],
     *,
     title: str = "",
     stacked: bool = False,
+    x_title: str = "",
+    y_title: str = "",
+    links: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Describe one chart for ``static/js/charts.js``."""
+    """Describe one chart for ``static/js/charts.js`` (axis titles for bar and line)."""
     return {
         "id": chart_id,
         "type": kind,
         "title": title,
         "stacked": stacked,
+        "x_title": x_title,
+        "y_title": y_title,
         "labels": list(labels),
         "datasets": [{"label": k, "data": list(v)} for k, v in datasets.items()],
+        **({"links": list(links)} if links is not None else {}),
     }

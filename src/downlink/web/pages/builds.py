@@ -11,7 +11,7 @@ from starlette.responses import Response
 from downlink.store.database import Store
 from downlink.store.queries.builds import records_per_build
 from downlink.web import params
-from downlink.web.rendering import chart, twin, web_of
+from downlink.web.rendering import chart, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -32,6 +32,7 @@ async def _data(request: Request) -> dict[str, Any]:
 
 
 @router.get("/builds")
+@shows_errors("builds.html", "Builds", "builds")
 async def builds_page(request: Request) -> Response:
     """Render records per build as a column chart and a table."""
     data = await _data(request)

@@ -26,7 +26,7 @@ from downlink.store.queries import crashes as q
 from downlink.store.queries.period import Period
 from downlink.web import params
 from downlink.web.forms import redirect_back, same_origin_form
-from downlink.web.rendering import chart, twin, web_of
+from downlink.web.rendering import chart, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -57,6 +57,7 @@ async def _top(request: Request) -> dict[str, Any]:
 
 
 @router.get("/crashes")
+@shows_errors("crashes.html", "Crashes", "crashes")
 async def crashes_page(request: Request) -> Response:
     """Render the top crash groups of the period (default: the past week)."""
     data = await _top(request)
@@ -259,6 +260,7 @@ async def backtraces_json(request: Request, guilty_id: int) -> Response:
 
 
 @router.get("/crashes/{guilty_id}")
+@shows_errors("guilty.html", "Crash group {guilty_id}", "crashes")
 async def guilty_page(request: Request, guilty_id: int) -> Response:
     """Render one crash group: machines and builds affected in the period."""
     data = await _detail(request, guilty_id)
@@ -359,6 +361,7 @@ async def _backtraces(request: Request, guilty_id: int) -> dict[str, Any]:
 
 
 @router.get("/crashes/{guilty_id}/backtraces")
+@shows_errors("backtraces.html", "Backtraces of crash group {guilty_id}", "crashes")
 async def backtraces_page(request: Request, guilty_id: int) -> Response:
     """Render the backtraces of one crash group, guilty frame highlighted."""
     data = await _backtraces(request, guilty_id)

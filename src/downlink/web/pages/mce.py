@@ -14,7 +14,7 @@ from downlink.store.database import Store
 from downlink.store.queries.mce import mce_summary, thermal_weekly
 from downlink.store.queries.period import Period, day_number, today
 from downlink.web import params
-from downlink.web.rendering import chart, twin, web_of
+from downlink.web.rendering import chart, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -38,6 +38,7 @@ async def _mce(request: Request) -> dict[str, Any]:
 
 
 @router.get("/mce")
+@shows_errors("mce.html", "Machine-check events", "mce")
 async def mce_page(request: Request) -> Response:
     """Render weekly MCE counts per class, and counts by class, build and status."""
     data = await _mce(request)
@@ -97,6 +98,7 @@ async def _thermal(request: Request) -> dict[str, Any]:
 
 
 @router.get("/thermal")
+@shows_errors("thermal.html", "Thermal events", "thermal")
 async def thermal_page(request: Request) -> Response:
     """Render thermal events per week."""
     data = await _thermal(request)

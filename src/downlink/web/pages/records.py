@@ -13,7 +13,7 @@ from downlink.api.errors import BadRequest
 from downlink.store.database import Store
 from downlink.store.queries.records import RecordFilter, get_record, list_records
 from downlink.web import params
-from downlink.web.rendering import twin, web_of
+from downlink.web.rendering import shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -67,6 +67,7 @@ async def _records(request: Request) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 @router.get("/records")
+@shows_errors("records.html", "Records", "records")
 async def records_page(request: Request) -> Response:
     """Render the record search page."""
     data, query = await _records(request)
@@ -102,6 +103,7 @@ async def _record(request: Request, record_id: int) -> dict[str, Any]:
 
 
 @router.get("/records/{record_id:int}")
+@shows_errors("record.html", "Record {record_id}", "records")
 async def record_page(request: Request, record_id: int) -> Response:
     """Render one record, payload escaped."""
     row = await _record(request, record_id)

@@ -12,7 +12,7 @@ from downlink.store.database import Store
 from downlink.store.queries import stats
 from downlink.store.queries.period import Period, RollupFilter, day_date
 from downlink.web import params
-from downlink.web.rendering import chart, twin, web_of
+from downlink.web.rendering import chart, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -56,6 +56,7 @@ def _pie(items: list[dict[str, Any]], key: str) -> tuple[list[str], list[int]]:
 
 
 @router.get("/stats")
+@shows_errors("stats.html", "Stats", "stats")
 async def stats_page(request: Request) -> Response:
     """Render the breakdown charts and tables."""
     data = await _data(request)

@@ -16,7 +16,7 @@ import pytest
 from downlink.settings import Settings
 from downlink.store.database import Store
 from downlink.testing.live import LiveServer
-from tests.web.helpers import load, rec, sample_fleet
+from tests.web.helpers import CRASH, load, rec, sample_fleet
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -286,3 +286,29 @@ def test_a_refused_filter_shows_the_message_in_the_page_with_the_form_kept(
     answer = page.goto(site.url + "/crashes/abc")
     assert answer.status == 400 and "/crashes/abc" in page.inner_text("#error")
     assert page.errors == []
+
+
+def test_backtraces_keep_the_group_pages_period(site: LiveServer, page: Any) -> None:
+    old = time.time() - 20 * 86400
+    day = time.strftime("%Y-%m-%d", time.gmtime(old))
+    store = Store(Settings(database_url=site.database_url))
+    try:
+        load(store, [rec(classification="org.clearlinux/crash/clr", payload=CRASH,
+                         machine_id="old-machine", ts_reception=old, ts_capture=old)])
+    finally:
+        store.close()
+    page.goto(site.url + f"/crashes?from={day}&to={day}")
+    with page.expect_navigation():
+        page.locator("#guilties .guilty-link").first.click()
+    assert page.locator("#machines tbody tr").count() == 1
+    with page.expect_navigation():
+        page.click("#all-backtraces")
+    assert page.locator(".crash").count() == 1
+    assert "old-machine" in page.inner_text(".crash")
+    assert page.input_value("input[name=from]") == day
+    with page.expect_navigation():
+        page.click("text=the group")
+    assert page.input_value("input[name=to]") == day
+    # Without a period the backtraces page shows the group page's default week.
+    page.goto(site.url + page.url.split(site.url, 1)[1].split("?")[0] + "/backtraces")
+    assert page.locator(".crash").count() == 2

@@ -204,10 +204,16 @@ def guilty_records(
     *,
     machine_id: str | None = None,
     build: str | None = None,
+    period: Period | None = None,
     limit: int = 50,
 ) -> list[Row]:
-    """Return the newest records of one crash group (optionally one machine/build)."""
+    """Return the newest records of one crash group (optionally one machine/build/period)."""
     stmt = select(records).where(records.c.guilty_id == guilty_id)
+    if period is not None:
+        stmt = stmt.where(
+            records.c.ts_reception >= period.first * 86400.0,
+            records.c.ts_reception < (period.last + 1) * 86400.0,
+        )
     if machine_id is not None:
         stmt = stmt.where(records.c.machine_id == machine_id)
     if build is not None:

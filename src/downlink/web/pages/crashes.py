@@ -303,13 +303,15 @@ async def _backtraces(request: Request, guilty_id: int) -> dict[str, Any]:
     query = dict(request.query_params)
     machine_id = params.text(query, "machine_id", 64)
     build = params.text(query, "build")
+    period = params.period(query, DEFAULT_DAYS)  # the group page's period
     store = _store(request)
     g = await store.read(q.get_guilty, guilty_id)
     if g is None:
         raise BadRequest(f"no crash group with id {guilty_id}", status=404)
     rows = await store.read(
         lambda conn: q.guilty_records(
-            conn, guilty_id, machine_id=machine_id, build=build, limit=BACKTRACES_MAX
+            conn, guilty_id, machine_id=machine_id, build=build, period=period,
+            limit=BACKTRACES_MAX,
         )
     )
     crashes = []
@@ -357,7 +359,13 @@ async def _backtraces(request: Request, guilty_id: int) -> dict[str, Any]:
             }
         )
     g["label"] = guilty_label(g["function"], g["module"])
-    return {"guilty": g, "machine_id": machine_id, "build": build, "crashes": crashes}
+    return {
+        "period": period.as_json(),
+        "guilty": g,
+        "machine_id": machine_id,
+        "build": build,
+        "crashes": crashes,
+    }
 
 
 @router.get("/crashes/{guilty_id}/backtraces")
@@ -370,4 +378,5 @@ async def backtraces_page(request: Request, guilty_id: int) -> Response:
         title=f"Backtraces of crash group {guilty_id}",
         active="crashes",
         data=data,
+        form=dict(request.query_params),
     )

@@ -312,3 +312,37 @@ def test_backtraces_keep_the_group_pages_period(site: LiveServer, page: Any) -> 
     # Without a period the backtraces page shows the group page's default week.
     page.goto(site.url + page.url.split(site.url, 1)[1].split("?")[0] + "/backtraces")
     assert page.locator(".crash").count() == 2
+
+
+def test_two_connections_with_one_peer_id_are_two_rows(site: LiveServer, page: Any) -> None:
+    import json
+
+    from websockets.sync.client import connect
+
+    from tests.substrate.client import connected
+
+    ws = site.url.replace("http://", "ws://", 1) + "/"
+
+    def announce(link: Any) -> None:
+        link.send(json.dumps(connected(1, "12D3KooWTwice", name="twice")).encode())
+        link.send(json.dumps({"downlink_flush": 1}))
+        while json.loads(link.recv(timeout=10)).get("downlink_flushed") != 1:
+            pass
+
+    with connect(ws, close_timeout=0.5) as one, connect(ws, close_timeout=0.5) as two:
+        announce(one)
+        announce(two)
+        page.goto(site.url + "/substrate")
+        rows = page.locator("#nodes tbody tr", has_text="12D3KooWTwice")
+        assert rows.count() == 2
+        assert rows.locator("td:last-child").all_inner_texts() == ["online", "online"]
+    # Both closed: the peer is one (offline) row again, its newest connection.
+    deadline = time.monotonic() + 10
+    while True:
+        page.goto(site.url + "/substrate")
+        rows = page.locator("#nodes tbody tr", has_text="12D3KooWTwice")
+        status = rows.locator("td:last-child").all_inner_texts()
+        if status == ["offline"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert rows.count() == 1 and rows.locator("td:last-child").inner_text() == "offline"

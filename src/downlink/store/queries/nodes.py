@@ -64,6 +64,40 @@ def list_nodes(conn: Connection, now: float, stale_after: float) -> list[Row]:
     return out
 
 
+def list_connections(conn: Connection, now: float, stale_after: float) -> list[Row]:
+    """Return every online connection, and the newest one of each peer id not online.
+
+    For the nodes page: two connections announcing the same peer id (a node behind
+    two links, or two nodes sharing a key) are two rows while both are online, where
+    :func:`list_nodes` (the reference API's answer) keeps one row per peer id.
+    Connections that have not announced a peer id are listed while not closed, and
+    ``online`` is as in :func:`list_nodes`. Newest first.
+    """
+    nc = node_connections.c
+    latest = select(func.max(nc.id)).where(nc.peer_id.is_not(None)).group_by(nc.peer_id)
+    stmt = (
+        select(node_connections)
+        .where(
+            or_(
+                nc.id.in_(latest.scalar_subquery()),
+                and_(nc.disconnected_at.is_(None), nc.last_seen >= now - stale_after),
+                and_(nc.peer_id.is_(None), nc.disconnected_at.is_(None)),
+            )
+        )
+        .order_by(nc.id.desc())
+    )
+    rows = []
+    for row in conn.execute(stmt).mappings():
+        item = dict(row)
+        item["online"] = item["disconnected_at"] is None and item["last_seen"] >= now - stale_after
+        rows.append(item)
+    online_peers = {r["peer_id"] for r in rows if r["online"] and r["peer_id"] is not None}
+    # A peer's newest connection is shown offline only when none of its connections is online.
+    return [
+        r for r in rows if r["online"] or r["peer_id"] is None or r["peer_id"] not in online_peers
+    ]
+
+
 def known_peer_ids(conn: Connection) -> set[str]:
     """Return every peer id that has sent telemetry here."""
     stmt = select(node_connections.c.peer_id).where(node_connections.c.peer_id.is_not(None))

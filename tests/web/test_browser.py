@@ -5,6 +5,7 @@ Skipped (with the reason) only when Debian's ``chromium`` is not installed.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,6 +158,10 @@ def test_date_range_filter_empties_a_dashboard(site: LiveServer, page: Any) -> N
     with page.expect_navigation():
         page.click("#filters button[type=submit]")
     assert "No records in this period" in page.inner_text("#builds")
+    # An empty chart says so instead of drawing an empty grid.
+    page.wait_for_selector("#chart-builds[data-rendered]", state="attached")
+    assert page.inner_text(".chart .empty-chart") == "No data in this period."
+    assert page.locator("#chart-builds").is_hidden()
     page.goto(site.url + "/population")
     page.select_option("select[name=bucket]", "week")
     with page.expect_navigation():
@@ -346,3 +351,59 @@ def test_two_connections_with_one_peer_id_are_two_rows(site: LiveServer, page: A
             break
         time.sleep(0.1)
     assert rows.count() == 1 and rows.locator("td:last-child").inner_text() == "offline"
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the page screenshots go: $DOWNLINK_SCREENSHOTS, else the pytest tmp dir."""
+    chosen = os.environ.get("DOWNLINK_SCREENSHOTS")
+    path = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_every_page_at_desktop_and_phone_width(
+    site: LiveServer, browser: Any, screenshots: Path
+) -> None:
+    gid = httpx.get(site.url + "/crashes.json").json()["guilties"][0]["guilty_id"]
+    rid = httpx.get(site.url + "/records.json").json()["records"][0]["id"]
+    pages = {
+        "records": "/records",
+        "record": f"/records/{rid}",
+        "builds": "/builds",
+        "stats": "/stats",
+        "crashes": "/crashes",
+        "crash-group": f"/crashes/{gid}",
+        "backtraces": f"/crashes/{gid}/backtraces",
+        "blacklist": "/crashes/blacklist",
+        "mce": "/mce",
+        "thermal": "/thermal",
+        "population": "/population?bucket=week",
+        "substrate": "/substrate",
+        "plugin-severity": "/plugins/severity",
+        "api-docs": "/docs",
+        "refused": "/builds?from=2024-02-01&to=2024-01-01",
+        "empty": "/builds?from=2001-01-01&to=2001-01-31",
+    }
+    errors: list[str] = []
+    for width in (1400, 390):
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        try:
+            pg = context.new_page()
+            pg.on("pageerror", lambda e: errors.append(str(e)))
+            for name, path in pages.items():
+                pg.goto(site.url + path)
+                if pg.locator("canvas").count():
+                    _charts_drawn(pg)
+                if name == "api-docs":
+                    pg.wait_for_selector(".opblock")
+                pg.screenshot(path=str(screenshots / f"{name}-{width}.png"), full_page=True)
+                overflow = pg.evaluate(
+                    "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+                )
+                assert overflow <= 0, f"{path} is {overflow} px wider than {width} px"
+            assert errors == []
+        finally:
+            context.close()
+    print(f"screenshots in {screenshots}")
+    assert len(list(screenshots.glob("*.png"))) >= 2 * len(pages)

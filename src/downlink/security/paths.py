@@ -11,7 +11,7 @@ INGEST_WEBSOCKETS = frozenset(("/", "/audit"))
 
 # Always open: liveness probes, the API description and the shipped static files
 # (scripts, styles: nothing from the database), which /docs needs.
-OPEN_PATHS = frozenset(("/-/health", "/-/version", "/docs", "/openapi.json"))
+OPEN_PATHS = frozenset(("/-/health", "/-/version", "/docs", "/openapi.json", "/favicon.ico"))
 
 
 def is_ingest(method: str, path: str) -> bool:

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from downlink.settings import Settings
@@ -30,7 +30,13 @@ def install(app: FastAPI, settings: Settings) -> None:
         app.include_router(page.router)
     app.include_router(plugin_router())
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_api_route("/favicon.ico", _favicon, methods=["GET"], include_in_schema=False)
     _html_errors(app)
+
+
+async def _favicon() -> Response:
+    """The icon browsers ask for on pages without one (the JSON twins): the SVG one."""
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
 
 _NOT_PAGES = ("/api/", "/-/", "/nodes", "/static/", "/v2/", "/v3/", "/metrics", "/openapi")

@@ -33,7 +33,7 @@
     var scale = { stacked: !!stacked, title: { display: !!title, text: title } };
     if (isValue) {
       scale.beginAtZero = true;
-      scale.ticks = { callback: function (v) { return numbers.format(v); } };
+      scale.ticks = { precision: 0, callback: function (v) { return numbers.format(v); } };
     }
     return scale;
   }

@@ -407,3 +407,47 @@ def test_every_page_at_desktop_and_phone_width(
             context.close()
     print(f"screenshots in {screenshots}")
     assert len(list(screenshots.glob("*.png"))) >= 2 * len(pages)
+
+
+def test_time_range_presets_are_kept_across_pages(site: LiveServer, page: Any) -> None:
+    def day(days_ago: int) -> str:
+        return time.strftime("%Y-%m-%d", time.gmtime(time.time() - days_ago * 86400))
+
+    page.goto(site.url + "/mce")
+    assert page.input_value("input[name=from]") == day(89)  # 90 days, not the whole year
+    page.goto(site.url + "/builds?build=31000")
+    with page.expect_navigation():
+        page.click("#presets a[data-range='7d']")
+    assert "range=7d" in page.url and "build=31000" in page.url
+    assert page.input_value("input[name=from]") == day(6)
+    assert page.inner_text("#presets a.current") == "7 d"
+    for label in ("Crashes", "Population", "Stats"):
+        with page.expect_navigation():
+            page.click(f"nav.top >> text={label}")
+        assert page.url.endswith("?range=7d"), page.url
+        assert page.input_value("input[name=from]") == day(6)
+        assert page.inner_text("#presets a.current") == "7 d"
+    with page.expect_navigation():
+        page.click("#presets a[data-range='ytd']")
+    assert page.input_value("input[name=from]") == day(0)[:4] + "-01-01"
+    page.fill("input[name=from]", day(2))
+    with page.expect_navigation():
+        page.click("#filters button[type=submit]")
+    with page.expect_navigation():
+        page.click("nav.top >> text=Thermal")
+    assert page.input_value("input[name=from]") == day(2)
+    assert httpx.get(site.url + "/builds.json?range=2w").status_code == 400
+
+
+def test_a_chart_bar_leads_to_the_records_it_counts(site: LiveServer, page: Any) -> None:
+    page.goto(site.url + "/builds")
+    assert _charts_drawn(page) == 1
+    label, x, y = page.evaluate(
+        "(() => { const c = Chart.getChart(document.getElementById('chart-builds'));"
+        " const bar = c.getDatasetMeta(0).data[1];"
+        " return [c.data.labels[1], bar.x, (bar.y + bar.base) / 2]; })()"
+    )
+    with page.expect_navigation():
+        page.click("#chart-builds", position={"x": x, "y": y})
+    assert page.url.endswith(f"/records?build={label}")
+    assert set(page.locator("#records td:nth-child(7)").all_inner_texts()) == {label}

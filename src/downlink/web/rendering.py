@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from jinja2 import (
@@ -28,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from downlink.api.errors import BadRequest
+from downlink.web.params import PRESETS
 
 TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
@@ -47,18 +49,19 @@ class NavItem:
     key: str
     label: str
     href: str
+    keeps_period: bool = True  # the page takes from/to/range: the bar carries them to it
 
 
 CORE_NAV: tuple[NavItem, ...] = (
-    NavItem("records", "Records", "/records"),
+    NavItem("records", "Records", "/records", keeps_period=False),
     NavItem("builds", "Builds", "/builds"),
     NavItem("stats", "Stats", "/stats"),
     NavItem("crashes", "Crashes", "/crashes"),
     NavItem("mce", "MCE", "/mce"),
     NavItem("thermal", "Thermal", "/thermal"),
     NavItem("population", "Population", "/population"),
-    NavItem("nodes", "Nodes", "/substrate"),
-    NavItem("docs", "API", "/docs"),
+    NavItem("nodes", "Nodes", "/substrate", keeps_period=False),
+    NavItem("docs", "API", "/docs", keeps_period=False),
 )
 
 
@@ -67,6 +70,20 @@ def when(ts: float | None) -> str:
     if ts is None:
         return ""
     return datetime.fromtimestamp(float(ts), UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+PERIOD_PARAMS = ("from", "to", "range")
+
+
+def preset_href(form: Mapping[str, str], name: str) -> str:
+    """This page with the time-range preset ``name`` instead of its period (first page)."""
+    kept = {k: v for k, v in form.items() if k not in (*PERIOD_PARAMS, "offset", "before")}
+    return "?" + urlencode({**kept, "range": name})
+
+
+def period_query(form: Mapping[str, str]) -> str:
+    """The period of a page's query (``range`` or ``from``/``to``), to carry to other pages."""
+    return urlencode({k: form[k] for k in PERIOD_PARAMS if form.get(k)})
 
 
 def make_environment(plugin_templates: dict[str, Path]) -> Environment:
@@ -79,6 +96,8 @@ def make_environment(plugin_templates: dict[str, Path]) -> Environment:
     )
     env = Environment(loader=loader, autoescape=select_autoescape(default=True))
     env.filters["when"] = when
+    env.globals["presets"] = PRESETS
+    env.globals["preset_href"] = preset_href
     return env
 
 
@@ -104,10 +123,12 @@ class Web:
     ) -> HTMLResponse:
         """Render one page with the navigation bar and its charts."""
         env = self.lenient_env if "error" in context else self.env
+        keep = period_query(context.get("form") or {})
         html = env.get_template(template).render(
             title=title,
             active=active,
             nav=self.nav,
+            nav_query=keep,
             charts=list(charts),
             chart_js=CHART_JS,
             **context,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -44,6 +45,9 @@ async def builds_page(request: Request) -> Response:
             [b["build"] for b in builds],
             {"Records": [b["records"] for b in builds]},
             title="Records per build",
+            x_title="Build",
+            y_title="Records",
+            links=["/records?" + urlencode({"build": b["build"]}) for b in builds],
         )
     ]
     return web_of(request).page(

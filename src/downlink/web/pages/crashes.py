@@ -69,6 +69,8 @@ async def crashes_page(request: Request) -> Response:
             [g["label"][:40] for g in top],
             {"Crashes": [g["total"] for g in top]},
             title="Top crash groups",
+            y_title="Crashes",
+            links=[f"/crashes/{g['guilty_id']}?" + urlencode(data["period"]) for g in top],
         ),
     ]
     form = dict(request.query_params)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,7 +11,7 @@ from starlette.responses import Response
 
 from downlink.store.database import Store
 from downlink.store.queries.mce import mce_summary, thermal_weekly
-from downlink.store.queries.period import Period, day_number, today
+from downlink.store.queries.period import Period
 from downlink.web import params
 from downlink.web.rendering import chart, shows_errors, twin, web_of
 
@@ -21,10 +20,13 @@ router = APIRouter(include_in_schema=False)
 THERMAL_WEEKS = 5
 
 
+MCE_DAYS = 90
+
+
 def _mce_period(query: dict[str, str]) -> Period:
-    # telemetryui's default: from January 1st of the current year.
-    jan1 = day_number(datetime.now(UTC).date().replace(month=1, day=1))
-    return params.period(query, today() - jan1 + 1)
+    # telemetryui started on January 1st, mostly empty weeks early in the year; 90 days
+    # (13 weeks) is a steady window. Year to date is the "ytd" preset.
+    return params.period(query, MCE_DAYS)
 
 
 async def _mce(request: Request) -> dict[str, Any]:
@@ -49,6 +51,8 @@ async def mce_page(request: Request) -> Response:
             data["weeks"],
             {cls.rsplit("/", 1)[-1]: n for cls, n in data["weekly"].items()},
             title="MCE per week",
+            x_title="Week",
+            y_title="Events",
         ),
         chart(
             "chart-class",
@@ -63,6 +67,8 @@ async def mce_page(request: Request) -> Response:
             [b for b, _ in data["by_build"]],
             {"Events": [n for _, n in data["by_build"]]},
             title="By build",
+            x_title="Build",
+            y_title="Events",
         ),
         chart(
             "chart-status",
@@ -70,6 +76,8 @@ async def mce_page(request: Request) -> Response:
             [s or "(none)" for s, _ in data["by_status"]],
             {"Events": [n for _, n in data["by_status"]]},
             title="By MCE status",
+            x_title="MCE status",
+            y_title="Events",
         ),
     ]
     form = dict(request.query_params)
@@ -109,6 +117,8 @@ async def thermal_page(request: Request) -> Response:
             data["weeks"],
             {"Thermal events": data["counts"]},
             title="Thermal events per week",
+            x_title="Week of (Monday)",
+            y_title="Events",
         )
     ]
     form = dict(request.query_params)

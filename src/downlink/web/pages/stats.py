@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -63,7 +64,15 @@ async def stats_page(request: Request) -> Response:
     cl, cv = _pie(data["classifications"], "classification")
     pl, pv = _pie(data["platforms"], "platform")
     charts = [
-        chart("chart-classes", "pie", cl, {"Records": cv}, title="Classification"),
+        chart(
+            "chart-classes",
+            "pie",
+            cl,
+            {"Records": cv},
+            title="Classification",
+            links=["/records?" + urlencode({"classification": c}) if c != "other" else ""
+                   for c in cl],
+        ),
         chart("chart-platforms", "pie", pl, {"Records": pv}, title="Platform"),
         chart(
             "chart-days",
@@ -71,6 +80,8 @@ async def stats_page(request: Request) -> Response:
             [d["day"] for d in data["per_day"]],
             {"Records": [d["records"] for d in data["per_day"]]},
             title="Records per day",
+            x_title="Day (UTC, of reception)",
+            y_title="Records",
         ),
     ]
     return web_of(request).page(

@@ -451,3 +451,22 @@ def test_a_chart_bar_leads_to_the_records_it_counts(site: LiveServer, page: Any)
         page.click("#chart-builds", position={"x": x, "y": y})
     assert page.url.endswith(f"/records?build={label}")
     assert set(page.locator("#records td:nth-child(7)").all_inner_texts()) == {label}
+
+
+def test_hidden_crash_groups_behind_the_show_hidden_toggle(site: LiveServer, page: Any) -> None:
+    page.goto(site.url + "/crashes")
+    with page.expect_navigation():
+        page.locator("#guilties .guilty-link").nth(1).click()
+    page.fill("input[name=comment]", "known kernel warning")
+    page.check("input[name=hide]")
+    with page.expect_navigation():
+        page.click("#guilty-edit button[type=submit]")
+    page.goto(site.url + "/crashes")
+    assert page.locator("#guilties tbody tr").count() == 1
+    page.check("#show-hidden")
+    with page.expect_navigation():
+        page.click("#filters button[type=submit]")
+    assert "hidden=1" in page.url
+    hidden = page.locator("#guilties tr.hidden-group")
+    assert hidden.count() == 1 and "(hidden) known kernel warning" in hidden.inner_text()
+    assert page.locator("#guilties tbody tr").count() == 2

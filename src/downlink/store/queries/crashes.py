@@ -68,9 +68,14 @@ def machines_of_groups(
 
 
 def top_guilties(
-    conn: Connection, period: Period, build: str | None = None, limit: int = 50
+    conn: Connection,
+    period: Period,
+    build: str | None = None,
+    limit: int = 50,
+    include_hidden: bool = False,
 ) -> list[Row]:
-    """Return the most frequent visible crash groups of the period, with their spread.
+    """Return the most frequent visible (or, with ``include_hidden``, all) crash groups
+    of the period, with their spread.
 
     Each item: guilty id, function, module, comment, total, machines, builds (count of
     distinct builds), first_seen, last_seen and per_build ``{build: count}``.
@@ -85,17 +90,21 @@ def top_guilties(
             guilty.c.function,
             guilty.c.module,
             guilty.c.comment,
+            guilty.c.hide,
             total.label("total"),
             func.count(func.distinct(r.c.build)).label("builds"),
             func.min(r.c.first_seen).label("first_seen"),
             func.max(r.c.last_seen).label("last_seen"),
         )
         .join(guilty, guilty.c.id == r.c.guilty_id)
-        .where(guilty.c.hide.is_(False))
-        .group_by(r.c.guilty_id, guilty.c.function, guilty.c.module, guilty.c.comment)
+        .group_by(
+            r.c.guilty_id, guilty.c.function, guilty.c.module, guilty.c.comment, guilty.c.hide
+        )
         .order_by(total.desc(), r.c.guilty_id)
         .limit(limit)
     )
+    if not include_hidden:
+        stmt = stmt.where(guilty.c.hide.is_(False))
     stmt = period.where(stmt, r)
     if build is not None:
         stmt = stmt.where(r.c.build == build)
@@ -129,6 +138,7 @@ def top_guilties(
         gid = int(item["guilty_id"])
         item["guilty_id"] = gid
         item["total"] = int(item["total"])
+        item["hide"] = bool(item["hide"])
         item["builds"] = int(item["builds"])
         item["machines"] = machines.get(gid, 0)
         item["machines_estimated"] = estimated

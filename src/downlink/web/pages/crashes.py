@@ -48,12 +48,19 @@ async def _top(request: Request) -> dict[str, Any]:
     period = params.period(query, DEFAULT_DAYS)
     build = params.text(query, "build")
     limit = params.integer(query, "limit", 1, TOP_MAX) or 50
+    hidden = query.get("hidden", "") in ("1", "on", "true")
     store = _store(request)
-    items = await store.read(q.top_guilties, period, build, limit)
+    items = await store.read(q.top_guilties, period, build, limit, hidden)
     for item in items:
         item["label"] = guilty_label(item["function"], item["module"])
     regroup = await store.read(regroup_status)
-    return {"period": period.as_json(), "build": build, "guilties": items, "regroup": regroup}
+    return {
+        "period": period.as_json(),
+        "build": build,
+        "hidden_shown": hidden,
+        "guilties": items,
+        "regroup": regroup,
+    }
 
 
 @router.get("/crashes")

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from downlink.store.database import Store
 from downlink.store.queries.builds import records_per_build
 from downlink.web import params
-from downlink.web.rendering import chart, shows_errors, twin, web_of
+from downlink.web.rendering import chart, csv_twin, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -64,3 +64,11 @@ async def builds_page(request: Request) -> Response:
 async def builds_json(request: Request) -> Response:
     """JSON twin of /builds."""
     return twin(await _data(request))
+
+
+@router.get("/builds.csv")
+async def builds_csv(request: Request) -> Response:
+    """CSV of /builds: build, records."""
+    data = await _data(request)
+    rows = ((b["build"], b["records"]) for b in data["builds"])
+    return csv_twin("builds", ("build", "records"), rows)

@@ -26,7 +26,7 @@ from downlink.store.queries import crashes as q
 from downlink.store.queries.period import Period
 from downlink.web import params
 from downlink.web.forms import redirect_back, same_origin_form
-from downlink.web.rendering import chart, shows_errors, twin, web_of
+from downlink.web.rendering import chart, csv_twin, shows_errors, twin, web_of, when
 
 router = APIRouter(include_in_schema=False)
 
@@ -388,4 +388,26 @@ async def backtraces_page(request: Request, guilty_id: int) -> Response:
         active="crashes",
         data=data,
         form=dict(request.query_params),
+    )
+
+
+@router.get("/crashes.csv")
+async def crashes_csv(request: Request) -> Response:
+    """CSV of /crashes: one row per crash group."""
+    data = await _top(request)
+    columns = (
+        "guilty_id", "function", "module", "crashes", "machines", "machines_estimated",
+        "builds", "first_seen", "last_seen", "comment", "hidden",
+    )
+    return csv_twin(
+        "crashes",
+        columns,
+        (
+            (
+                g["guilty_id"], g["function"], g["module"], g["total"], g["machines"],
+                g["machines_estimated"], g["builds"], when(g["first_seen"]),
+                when(g["last_seen"]), g["comment"], g["hide"],
+            )
+            for g in data["guilties"]
+        ),
     )

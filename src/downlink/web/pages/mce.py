@@ -13,7 +13,7 @@ from downlink.store.database import Store
 from downlink.store.queries.mce import mce_summary, thermal_weekly
 from downlink.store.queries.period import Period
 from downlink.web import params
-from downlink.web.rendering import chart, shows_errors, twin, web_of
+from downlink.web.rendering import chart, csv_twin, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -137,3 +137,18 @@ async def thermal_page(request: Request) -> Response:
 async def thermal_json(request: Request) -> Response:
     """JSON twin of /thermal."""
     return twin(await _thermal(request))
+
+
+@router.get("/mce.csv")
+async def mce_csv(request: Request) -> Response:
+    """CSV of /mce's table: the top machines."""
+    data = await _mce(request)
+    rows = ((m["machine_id"], m["count"], m["builds"]) for m in data["top_machines"])
+    return csv_twin("mce-machines", ("machine_id", "events", "builds"), rows)
+
+
+@router.get("/thermal.csv")
+async def thermal_csv(request: Request) -> Response:
+    """CSV of /thermal: week (its Monday), events."""
+    data = await _thermal(request)
+    return csv_twin("thermal", ("week", "events"), zip(data["weeks"], data["counts"], strict=True))

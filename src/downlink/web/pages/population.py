@@ -13,7 +13,7 @@ from downlink.api.errors import BadRequest
 from downlink.store.database import Store
 from downlink.store.queries.population import BUCKETS, machines_per_build
 from downlink.web import params
-from downlink.web.rendering import chart, shows_errors, twin, web_of
+from downlink.web.rendering import chart, csv_twin, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -95,3 +95,11 @@ async def population_page(request: Request) -> Response:
 async def population_json(request: Request) -> Response:
     """JSON twin of /population."""
     return twin(await _data(request))
+
+
+@router.get("/population.csv")
+async def population_csv(request: Request) -> Response:
+    """CSV of /population: one row per build (blank is "(none)"), one column per bucket."""
+    data = await _data(request)
+    rows = [(label(b), *data["series"][b]) for b in data["builds"]]
+    return csv_twin("population", ("build", *data["buckets"]), rows)

@@ -13,7 +13,7 @@ from downlink.api.errors import BadRequest
 from downlink.store.database import Store
 from downlink.store.queries.records import RecordFilter, get_record, list_records
 from downlink.web import params
-from downlink.web.rendering import shows_errors, twin, web_of
+from downlink.web.rendering import csv_twin, shows_errors, twin, web_of, when
 
 router = APIRouter(include_in_schema=False)
 
@@ -114,3 +114,20 @@ async def record_page(request: Request, record_id: int) -> Response:
 async def record_json(request: Request, record_id: int) -> Response:
     """JSON twin of one record."""
     return twin(await _record(request, record_id))
+
+
+CSV_COLUMNS = (
+    "id", "ts_reception", "source", "machine_id", "severity", "classification", "build",
+    "host_type", "payload",
+)
+
+
+@router.get("/records.csv")
+async def records_csv(request: Request) -> Response:
+    """CSV of /records: the same page of records (``before`` pages on)."""
+    data, _ = await _records(request)
+    rows = (
+        [when(r["ts_reception"]) if c == "ts_reception" else r[c] for c in CSV_COLUMNS]
+        for r in data["records"]
+    )
+    return csv_twin("records", CSV_COLUMNS, rows)

@@ -473,3 +473,17 @@ def test_comment_and_hide_a_crash_group(filled: TestClient) -> None:
     assert top[0]["guilty_id"] == gid and top[0]["comment"] == "known: bug 42"
     assert filled.post(f"/crashes/{gid}", data={"comment": "x" * 81}).status_code == 400
     assert filled.post("/crashes/999999", data={"comment": ""}).status_code == 404
+
+
+def test_blank_values_read_none(client: TestClient) -> None:
+    crash = "org.clearlinux/crash/clr"
+    load(_store(client), [rec(build="", host_type=""), rec(build="", classification=crash,
+                                                          payload=CRASH)])
+    html = client.get("/builds").text
+    assert '<tr><td>(none)</td><td class="num">2</td></tr>' in html
+    charts = json.loads(re.search(r'id="page-charts">(.*?)</script>', html, re.S).group(1))
+    assert charts[0]["labels"] == ["(none)"] and charts[0]["links"] == [""]
+    assert client.get("/builds.json").json()["builds"] == [{"build": "", "records": 2}]
+    assert "(none): 1" in client.get("/crashes").text
+    assert "<td>(none)</td>" in client.get("/stats").text
+    assert "<td>(none)</td>\n  <td>(none)</td>" in client.get("/records").text

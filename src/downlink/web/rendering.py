@@ -74,6 +74,19 @@ def when(ts: float | None) -> str:
     return datetime.fromtimestamp(float(ts), UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+NONE = "(none)"
+
+
+def blank(value: Any) -> Any:
+    """Show an empty value (a blank build, platform) as "(none)"."""
+    return NONE if value is None or value == "" else value
+
+
+def num(value: Any) -> str:
+    """Format a count with thousands separators (1,234,567)."""
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
 PERIOD_PARAMS = ("from", "to", "range")
 
 
@@ -98,6 +111,8 @@ def make_environment(plugin_templates: dict[str, Path]) -> Environment:
     )
     env = Environment(loader=loader, autoescape=select_autoescape(default=True))
     env.filters["when"] = when
+    env.filters["blank"] = blank
+    env.filters["num"] = num
     env.globals["presets"] = PRESETS
     env.globals["preset_href"] = preset_href
     return env

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from downlink.store.database import Store
 from downlink.store.queries.builds import records_per_build
 from downlink.web import params
-from downlink.web.rendering import chart, csv_twin, shows_errors, twin, web_of
+from downlink.web.rendering import blank, chart, csv_twin, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -42,12 +42,13 @@ async def builds_page(request: Request) -> Response:
         chart(
             "chart-builds",
             "bar",
-            [b["build"] for b in builds],
+            [blank(b["build"]) for b in builds],
             {"Records": [b["records"] for b in builds]},
             title="Records per build",
             x_title="Build",
             y_title="Records",
-            links=["/records?" + urlencode({"build": b["build"]}) for b in builds],
+            links=["/records?" + urlencode({"build": b["build"]}) if b["build"] else ""
+                   for b in builds],
         )
     ]
     return web_of(request).page(

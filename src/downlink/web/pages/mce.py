@@ -13,7 +13,7 @@ from downlink.store.database import Store
 from downlink.store.queries.mce import mce_summary, thermal_weekly
 from downlink.store.queries.period import Period
 from downlink.web import params
-from downlink.web.rendering import chart, csv_twin, shows_errors, twin, web_of
+from downlink.web.rendering import blank, chart, csv_twin, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -64,7 +64,7 @@ async def mce_page(request: Request) -> Response:
         chart(
             "chart-build",
             "bar",
-            [b for b, _ in data["by_build"]],
+            [blank(b) for b, _ in data["by_build"]],
             {"Events": [n for _, n in data["by_build"]]},
             title="By build",
             x_title="Build",
@@ -73,7 +73,7 @@ async def mce_page(request: Request) -> Response:
         chart(
             "chart-status",
             "bar",
-            [s or "(none)" for s, _ in data["by_status"]],
+            [blank(s) for s, _ in data["by_status"]],
             {"Events": [n for _, n in data["by_status"]]},
             title="By MCE status",
             x_title="MCE status",

@@ -13,14 +13,13 @@ from downlink.api.errors import BadRequest
 from downlink.store.database import Store
 from downlink.store.queries.population import BUCKETS, machines_per_build
 from downlink.web import params
-from downlink.web.rendering import chart, csv_twin, shows_errors, twin, web_of
+from downlink.web.rendering import blank, chart, csv_twin, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
 DEFAULT_DAYS = 28
 MAX_BUCKETS = 400
 CHART_BUILDS = 10
-NONE = "(none)"
 OTHER = "other"
 
 
@@ -43,7 +42,7 @@ async def _data(request: Request) -> dict[str, Any]:
 
 def label(build: str) -> str:
     """How a build is shown: a blank build is "(none)"."""
-    return build or NONE
+    return str(blank(build))
 
 
 def stacks(data: dict[str, Any], top: int = CHART_BUILDS) -> dict[str, list[int]]:

@@ -188,6 +188,8 @@ def test_mark_a_frame_never_guilty_regroups_the_crashes(site: LiveServer, page: 
     assert highlighted.count() == 1
     assert "clock_nanosleep@GLIBC_2.2.5()" in highlighted.inner_text()
     highlighted.locator("input[type=checkbox]").check()
+    crash.locator("input[name=why]").fill("sleep wrapper, never the cause")
+    crash.locator("input[name=who]").fill("ada")
     crash.locator("button.mark").click()
     page.wait_for_url("**/crashes")
     # The regroup runs in the background; the page says so until it is done.
@@ -198,11 +200,19 @@ def test_mark_a_frame_never_guilty_regroups_the_crashes(site: LiveServer, page: 
     assert labels[0] == "__nanosleep() - [libc.so.6]"
     assert "clock_nanosleep@GLIBC_2.2.5() - [libc.so.6]" not in labels
     page.goto(site.url + "/crashes/blacklist")
-    assert "clock_nanosleep@GLIBC_2.2.5()" in page.inner_text("#blacklist")
+    entry = page.locator("#blacklist tbody tr").first
+    assert "clock_nanosleep@GLIBC_2.2.5()" in entry.inner_text()
+    assert "ada" in entry.inner_text() and "sleep wrapper, never the cause" in entry.inner_text()
     page.check("#blacklist input[type=checkbox]")
+    page.fill("input[name=why]", "it was the cause after all")
     with page.expect_navigation():
         page.click("text=Let the selected frames be guilty again")
     _wait_for_regroup(site, after=first)
+    page.goto(site.url + "/crashes/blacklist")
+    history = page.locator("#blacklist-history tbody tr").all_inner_texts()
+    assert len(history) == 2
+    assert "may be guilty again" in history[0] and "it was the cause after all" in history[0]
+    assert "marked never guilty" in history[1] and "ada (127.0.0.1)" in history[1]
     page.goto(site.url + "/crashes")
     assert page.locator("#guilties .guilty-link").first.inner_text() == (
         "clock_nanosleep@GLIBC_2.2.5() - [libc.so.6]"

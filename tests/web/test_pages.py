@@ -247,10 +247,14 @@ def test_crash_drill_down_and_never_guilty(filled: TestClient) -> None:
     assert regrouped["guilties"][0]["function"] == "__nanosleep()"
     assert regrouped["guilties"][0]["total"] == 2
     assert regrouped["regroup"] == first_job
-    assert filled.get("/crashes/blacklist.json").json() == {
-        "blacklist": [{"function": "clock_nanosleep@GLIBC_2.2.5()", "module": "libc.so.6"}],
-        "regroup": first_job,
-    }
+    listed = filled.get("/crashes/blacklist.json").json()
+    assert listed["blacklist"] == [
+        {"function": "clock_nanosleep@GLIBC_2.2.5()", "module": "libc.so.6"}
+    ]
+    assert listed["regroup"] == first_job
+    assert [(h["action"], h["function"], h["who"]) for h in listed["history"]] == [
+        ("add", "clock_nanosleep@GLIBC_2.2.5()", "")
+    ]
     r = filled.post(
         "/crashes/blacklist/remove", data={"frame": value}, headers={"accept": "application/json"}
     )

@@ -57,6 +57,21 @@ guilty_blacklist = Table(
     UniqueConstraint("function", "module"),
 )
 
+# Every change of the "never guilty" list: who, when and why (the list keeps the frames).
+guilty_blacklist_log = Table(
+    "guilty_blacklist_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ts", Double, nullable=False),
+    Column("action", String(8), nullable=False),  # "add" or "remove"
+    Column("function", Text, nullable=False),
+    Column("module", Text, nullable=False),
+    Column("who", Text, nullable=False, server_default=""),
+    Column("address", Text, nullable=False, server_default=""),
+    Column("why", Text, nullable=False, server_default=""),
+    Index(None, "function", "module", "id"),
+)
+
 records = Table(
     "records",
     metadata,

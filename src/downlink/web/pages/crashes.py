@@ -9,6 +9,7 @@ once, and a server process regroups the stored backtrace records in the backgrou
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,9 +20,10 @@ from starlette.responses import Response
 
 from downlink.api.errors import BadRequest
 from downlink.pipeline.backtrace import blacklist_candidates, guilty_label, parse_crash
-from downlink.pipeline.crashes import add_to_blacklist, remove_from_blacklist
+from downlink.pipeline.crashes import add_to_blacklist, load_blacklist, remove_from_blacklist
 from downlink.pipeline.regroup import regroup_status, request_regroup
 from downlink.store.database import Store
+from downlink.store.queries import blacklist_log
 from downlink.store.queries import crashes as q
 from downlink.store.queries.period import Period
 from downlink.web import params
@@ -118,12 +120,35 @@ def _pairs(values: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _edit_and_regroup(conn: Connection, change: Any, pairs: list[tuple[str, str]]) -> int:
-    """Apply a blacklist edit and, if it changed anything, queue or restart the regroup."""
+def _edit_and_regroup(
+    conn: Connection, change: Any, pairs: list[tuple[str, str]], note: dict[str, Any]
+) -> int:
+    """Apply a blacklist edit and, if it changed anything, log who changed which frames
+    (``note``: who, why, address, ts) and queue or restart the regroup."""
+    before = load_blacklist(conn)
     changed_entries = int(change(conn, pairs))
     if changed_entries:
+        adding = change is add_to_blacklist
+        changed = [p for p in dict.fromkeys(pairs) if (p not in before) == adding]
+        blacklist_log.record_changes(conn, "add" if adding else "remove", changed, **note)
         request_regroup(conn)
     return changed_entries
+
+
+WHO_MAX = 80
+WHY_MAX = 500
+
+
+def _note(request: Request, form: Any) -> dict[str, Any]:
+    """Who made a blacklist edit and why (form fields ``who``, ``why``), and from where."""
+    who = str(form.get("who") or "").strip()
+    why = str(form.get("why") or "").strip()
+    if len(who) > WHO_MAX or any(ord(ch) < 32 for ch in who):
+        raise BadRequest(f"who must be at most {WHO_MAX} printable characters")
+    if len(why) > WHY_MAX or any(ord(ch) < 32 and ch not in "\r\n\t" for ch in why):
+        raise BadRequest(f"why must be at most {WHY_MAX} characters")
+    address = request.client.host if request.client else ""
+    return {"who": who, "why": why, "address": address, "ts": time.time()}
 
 
 @router.get("/crashes/blacklist")
@@ -131,13 +156,16 @@ async def blacklist_page(request: Request) -> Response:
     """Render the "never guilty" frames with a form to remove them."""
     store = _store(request)
     entries = await store.read(q.blacklist)
+    added = await store.read(blacklist_log.last_added)
     for e in entries:
         e["value"] = json.dumps([e["function"], e["module"]])
+        e["added"] = added.get((e["function"], e["module"]))
     return web_of(request).page(
         "blacklist.html",
         title="Never-guilty frames",
         active="crashes",
         entries=entries,
+        history=await store.read(blacklist_log.history),
         regroup=await store.read(regroup_status),
     )
 
@@ -150,6 +178,7 @@ async def blacklist_json(request: Request) -> Response:
     return twin(
         {
             "blacklist": [{"function": e["function"], "module": e["module"]} for e in entries],
+            "history": await store.read(blacklist_log.history),
             "regroup": await store.read(regroup_status),
         }
     )
@@ -187,8 +216,9 @@ async def _edit_blacklist(request: Request, edit: Any, back: str) -> Response:
     pairs = _pairs([str(v) for v in form.getlist("frame")])
     if not pairs:
         raise BadRequest("choose at least one frame")
+    note = _note(request, form)
     store = _store(request)
-    changed = await store.admin_write(_edit_and_regroup, edit, pairs)
+    changed = await store.admin_write(_edit_and_regroup, edit, pairs, note)
     if changed:
         _wake_job_runner(request)
     if "application/json" in request.headers.get("accept", ""):

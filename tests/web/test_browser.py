@@ -459,8 +459,11 @@ def test_a_chart_bar_leads_to_the_records_it_counts(site: LiveServer, page: Any)
     )
     with page.expect_navigation():
         page.click("#chart-builds", position={"x": x, "y": y})
-    assert page.url.endswith(f"/records?build={label}")
+    assert f"/records?build={label}&since=" in page.url
     assert set(page.locator("#records td:nth-child(7)").all_inner_texts()) == {label}
+    # The records page keeps the dashboard's period in its own fields.
+    assert page.input_value("input[name=since]").endswith("T00:00")
+    assert page.input_value("input[name=until]").startswith(time.strftime("%Y-%m-%d"))
 
 
 def test_hidden_crash_groups_behind_the_show_hidden_toggle(site: LiveServer, page: Any) -> None:
@@ -480,3 +483,27 @@ def test_hidden_crash_groups_behind_the_show_hidden_toggle(site: LiveServer, pag
     hidden = page.locator("#guilties tr.hidden-group")
     assert hidden.count() == 1 and "(hidden) known kernel warning" in hidden.inner_text()
     assert page.locator("#guilties tbody tr").count() == 2
+
+
+def test_one_search_box_finds_ids_builds_classes_and_frames(site: LiveServer, page: Any) -> None:
+    page.goto(site.url + "/stats")
+
+    def search(text: str) -> list[str]:
+        page.fill("nav.top .nav-search input[name=q]", text)
+        with page.expect_navigation():
+            page.press("nav.top .nav-search input[name=q]", "Enter")
+        assert page.inner_text("h1") == "Search"
+        return page.locator("#search-results li").all_inner_texts()
+
+    assert search("machine-a") == ["Records of machine machine-a"]
+    assert search("31001")[0].startswith("Records of build 31001")
+    assert search("org.clearlinux/mce/*")[0].startswith("Records of org.clearlinux/mce/*")
+    found = search("nanosleep")
+    assert found == ["Crash group 1: clock_nanosleep@GLIBC_2.2.5() - [libc.so.6]"]
+    with page.expect_navigation():
+        page.click("#search-results a")
+    assert page.inner_text("h1") == "Crash group 1"
+    assert search("1")[0] == "Record 1"
+    assert search("no such thing") == []
+    assert "Nothing is named" in page.inner_text("#no-results")
+    assert page.errors == []

@@ -32,6 +32,7 @@ PAGES = (
     "/crashes/blacklist",
     "/plugins/severity",
     "/substrate",
+    "/search",
 )
 SCRIPT = '<script>window.pwned = 1; alert("x")</script><img src=x onerror="window.pwned=2">'
 
@@ -235,6 +236,7 @@ def test_crash_drill_down_and_never_guilty(filled: TestClient) -> None:
     assert crash["guilty_frame"] == 0
     html = filled.get(f"/crashes/{gid}/backtraces").text
     assert '<tr class="guilty">' in html
+    assert "signal 11 (SIGSEGV)" in html
     assert "__libc_start_main@@GLIBC_2.34()" in html
     value = crash["frames"][0]["offer"]
     r = filled.post(

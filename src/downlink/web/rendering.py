@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import signal
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -82,9 +83,26 @@ def blank(value: Any) -> Any:
     return NONE if value is None or value == "" else value
 
 
+def signal_name(number: Any) -> str:
+    """A Linux signal number with its name: ``11 (SIGSEGV)``."""
+    try:
+        return f"{number} ({signal.Signals(int(number)).name})"
+    except (ValueError, TypeError):
+        return str(number)
+
+
 def num(value: Any) -> str:
     """Format a count with thousands separators (1,234,567)."""
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def records_href(period: Mapping[str, str] | None = None, **filters: Any) -> str:
+    """``/records`` filtered by ``filters``, received within the dashboard's ``period``."""
+    query = {k: v for k, v in filters.items() if v not in (None, "")}
+    if period:
+        query["since"] = period["from"] + "T00:00"
+        query["until"] = period["to"] + "T23:59:59.999"
+    return "/records?" + urlencode(query)
 
 
 PERIOD_PARAMS = ("from", "to", "range")
@@ -113,8 +131,10 @@ def make_environment(plugin_templates: dict[str, Path]) -> Environment:
     env.filters["when"] = when
     env.filters["blank"] = blank
     env.filters["num"] = num
+    env.filters["signal"] = signal_name
     env.globals["presets"] = PRESETS
     env.globals["preset_href"] = preset_href
+    env.globals["records_href"] = records_href
     return env
 
 

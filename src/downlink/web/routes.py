@@ -13,11 +13,21 @@ from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from downlink.settings import Settings
-from downlink.web.pages import apidocs, builds, crashes, mce, nodes, population, records, stats
+from downlink.web.pages import (
+    apidocs,
+    builds,
+    crashes,
+    mce,
+    nodes,
+    population,
+    records,
+    search,
+    stats,
+)
 from downlink.web.plugins import load_plugins, plugin_router
 from downlink.web.rendering import CORE_NAV, STATIC, Web, make_environment, web_of
 
-PAGES = (records, builds, stats, crashes, mce, population, nodes, apidocs)
+PAGES = (records, builds, stats, crashes, mce, population, nodes, apidocs, search)
 
 
 def install(app: FastAPI, settings: Settings) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -12,7 +11,7 @@ from starlette.responses import Response
 from downlink.store.database import Store
 from downlink.store.queries.builds import records_per_build
 from downlink.web import params
-from downlink.web.rendering import blank, chart, csv_twin, shows_errors, twin, web_of
+from downlink.web.rendering import blank, chart, csv_twin, records_href, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -47,7 +46,7 @@ async def builds_page(request: Request) -> Response:
             title="Records per build",
             x_title="Build",
             y_title="Records",
-            links=["/records?" + urlencode({"build": b["build"]}) if b["build"] else ""
+            links=[records_href(data["period"], build=b["build"]) if b["build"] else ""
                    for b in builds],
         )
     ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -13,7 +12,7 @@ from downlink.store.database import Store
 from downlink.store.queries import stats
 from downlink.store.queries.period import Period, RollupFilter, day_date
 from downlink.web import params
-from downlink.web.rendering import chart, shows_errors, twin, web_of
+from downlink.web.rendering import chart, records_href, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -70,7 +69,7 @@ async def stats_page(request: Request) -> Response:
             cl,
             {"Records": cv},
             title="Classification",
-            links=["/records?" + urlencode({"classification": c}) if c != "other" else ""
+            links=[records_href(data["period"], classification=c) if c != "other" else ""
                    for c in cl],
         ),
         chart("chart-platforms", "pie", pl, {"Records": pv}, title="Platform"),

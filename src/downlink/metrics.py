@@ -171,6 +171,33 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        # -- consumers: processing after the ack (downlink.pipeline.consumers) ----------
+        self.consumer_lag_records = Gauge(
+            "downlink_consumer_lag_records",
+            "Committed rows a consumer has not handled yet, by consumer.",
+            ["consumer"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.consumer_lag_seconds = Gauge(
+            "downlink_consumer_lag_seconds",
+            "Age of the oldest row a consumer has not handled yet (0 when caught up).",
+            ["consumer"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.consumer_handled = Counter(
+            "downlink_consumer_handled_records",
+            "Rows handled by a consumer, by consumer.",
+            ["consumer"],
+            registry=r,
+        )
+        self.consumer_failures = Counter(
+            "downlink_consumer_failures",
+            "Consumer batches that failed (rolled back, retried later), by consumer.",
+            ["consumer"],
+            registry=r,
+        )
         for source in sources or ():
             if source.metrics is not None:
                 self.by_source[source.name] = source.metrics(r)

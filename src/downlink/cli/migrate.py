@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
 
 from downlink.cli.options import database_option, load_settings
+from downlink.settings import Settings
 from downlink.store import migrate as migrations
 from downlink.store.engine import make_engine
 
@@ -31,11 +31,11 @@ def migrate(check: bool, database_url: str | None) -> None:
     engine = make_engine(settings)
     try:
         if check:
-            _check(engine)
+            _check(engine, settings)
             return
         try:
-            todo = migrations.pending(engine)
-            migrations.upgrade(engine)
+            todo = migrations.pending(engine, settings.registry)
+            migrations.upgrade(engine, sources=settings.registry)
         except Exception as exc:  # noqa: BLE001 - a CLI error naming the problem
             raise click.ClickException(f"migration failed: {exc}") from None
         click.echo(f"applied {len(todo)} migration(s); schema is up to date")
@@ -43,16 +43,20 @@ def migrate(check: bool, database_url: str | None) -> None:
         engine.dispose()
 
 
-def _check(engine: Engine) -> None:
+def _check(engine: Engine, settings: Settings) -> None:
     """List the pending migrations (exit 1 if any) without creating or changing anything."""
     missing = _missing_sqlite_file(engine)
     try:
         if missing is not None:
-            script = ScriptDirectory.from_config(migrations.alembic_config(engine))
-            todo = migrations.in_order(script)
+            # Every migration is pending: list them as for an empty database, in memory.
+            empty = create_engine("sqlite://")
+            try:
+                todo = migrations.pending(empty, settings.registry)
+            finally:
+                empty.dispose()
             click.echo(f"{missing} does not exist yet: every migration is pending")
         else:
-            todo = migrations.pending(engine)
+            todo = migrations.pending(engine, settings.registry)
     except Exception as exc:  # noqa: BLE001 - a CLI error naming the problem
         raise click.ClickException(f"cannot check the migrations: {exc}") from None
     for rev in todo:

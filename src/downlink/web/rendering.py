@@ -119,12 +119,20 @@ def period_query(form: Mapping[str, str]) -> str:
     return urlencode({k: form[k] for k in PERIOD_PARAMS if form.get(k)})
 
 
-def make_environment(plugin_templates: dict[str, Path]) -> Environment:
-    """Build the template environment: core templates, plus ``<plugin>/...`` ones."""
+def make_environment(
+    plugin_templates: dict[str, Path], source_templates: Mapping[str, Path] | None = None
+) -> Environment:
+    """Build the template environment: core templates, ``<plugin>/...`` and ``<source>/...``.
+
+    A source's templates may extend ``base.html`` and import ``_macros.html``.
+    """
     loader = ChoiceLoader(
         [
             FileSystemLoader(TEMPLATES),
             PrefixLoader({name: FileSystemLoader(path) for name, path in plugin_templates.items()}),
+            PrefixLoader(
+                {name: FileSystemLoader(path) for name, path in (source_templates or {}).items()}
+            ),
         ]
     )
     env = Environment(loader=loader, autoescape=select_autoescape(default=True))

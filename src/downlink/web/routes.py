@@ -16,6 +16,7 @@ from downlink.settings import Settings
 from downlink.web.pages import (
     apidocs,
     builds,
+    consumers,
     crashes,
     mce,
     nodes,
@@ -25,20 +26,31 @@ from downlink.web.pages import (
     stats,
 )
 from downlink.web.plugins import load_plugins, plugin_router
-from downlink.web.rendering import CORE_NAV, STATIC, Web, make_environment, web_of
+from downlink.web.rendering import CORE_NAV, STATIC, NavItem, Web, make_environment, web_of
 
-PAGES = (records, builds, stats, crashes, mce, population, nodes, apidocs, search)
+PAGES = (records, builds, stats, crashes, mce, population, nodes, consumers, apidocs, search)
 
 
 def install(app: FastAPI, settings: Settings) -> None:
-    """Add every page, the plug-in views and ``/static`` to ``app``."""
+    """Add every page, the plug-in views and ``/static`` to ``app``.
+
+    Sources bring navigation tabs (after the core's), templates (loaded as
+    ``<source>/<file>``) and static files (served under ``/static/sources/<source>/``).
+    """
     modules = [m for m in settings.web_plugins if m.lower() != "none"]
     registry = load_plugins(modules)
+    sources = settings.registry
     app.state.web_plugins = registry
-    app.state.web = Web(make_environment(registry.template_dirs), [*CORE_NAV, *registry.nav])
+    source_nav = [NavItem(n.key, n.label, n.href) for n in sources.nav]
+    app.state.web = Web(
+        make_environment(registry.template_dirs, sources.templates),
+        [*CORE_NAV, *source_nav, *registry.nav],
+    )
     for page in PAGES:
         app.include_router(page.router)
     app.include_router(plugin_router())
+    for name, folder in sources.static.items():
+        app.mount(f"/static/sources/{name}", StaticFiles(directory=folder), name=f"static-{name}")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_api_route("/favicon.ico", _favicon, methods=["GET"], include_in_schema=False)
     _html_errors(app)

@@ -1,7 +1,7 @@
 """The "never guilty" list's history: who added or removed a frame, when and why.
 
-Revision ID: 0009_blacklist_log
-Revises: 0008_mce_machines_index
+Revision ID: 0010_blacklist_log
+Revises: 0009_consumers
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_blacklist_log"
-down_revision = "0008_mce_machines_index"
+revision = "0010_blacklist_log"
+down_revision = "0009_consumers"
 branch_labels = None
 depends_on = None
 

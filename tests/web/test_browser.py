@@ -134,7 +134,7 @@ def test_records_search_form_filters(site: LiveServer, page: Any) -> None:
     rows = page.locator("#records tbody tr")
     assert rows.count() == 2
     assert set(rows.locator("td:nth-child(6)").all_inner_texts()) == {"org.clearlinux/crash/clr"}
-    page.fill("input[name=q]", "no such payload text")
+    page.fill("#record-search input[name=q]", "no such payload text")
     with page.expect_navigation():
         page.click("#record-search button[type=submit]")
     assert "No records match" in page.inner_text("#records")

@@ -421,6 +421,12 @@ def test_mce_thermal_population_twins(filled: TestClient) -> None:
     pop = filled.get("/population.json", params={"bucket": "week"}).json()
     assert sum(pop["series"]["31000"]) == 1 and sum(pop["series"]["9"]) == 1
     assert "rotate" in filled.get("/population").text
+    html = filled.get("/population", params={"bucket": "week"}).text
+    charts = json.loads(re.search(r'id="page-charts">(.*?)</script>', html, re.S).group(1))
+    assert charts[0]["labels"][-1] == pop["buckets"][-1] + " (so far)"
+    assert not any("so far" in label for label in charts[0]["labels"][:-1])
+    past = filled.get("/population", params={"from": "2024-01-01", "to": "2024-01-31"}).text
+    assert "(so far)" not in past
 
 
 def test_static_chart_library_is_served(client: TestClient) -> None:

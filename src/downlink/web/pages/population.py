@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from downlink.api.errors import BadRequest
 from downlink.store.database import Store
+from downlink.store.queries.period import day_date, today
 from downlink.store.queries.population import BUCKETS, machines_per_build
 from downlink.web import params
 from downlink.web.rendering import blank, chart, csv_twin, shows_errors, twin, web_of
@@ -65,11 +66,15 @@ def stacks(data: dict[str, Any], top: int = CHART_BUILDS) -> dict[str, list[int]
 async def population_page(request: Request) -> Response:
     """Render unique machines per build per bucket, as stacked columns."""
     data = await _data(request)
+    labels = list(data["buckets"])
+    if labels and data["period"]["to"] >= day_date(today()).isoformat():
+        # The bucket holding today is still filling: say so rather than show a dip.
+        labels[-1] += " (so far)"
     charts = [
         chart(
             "chart-population",
             "bar",
-            data["buckets"],
+            labels,
             stacks(data),
             title="Machines per build",
             stacked=True,

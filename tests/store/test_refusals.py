@@ -106,3 +106,25 @@ def test_a_database_refusing_every_record_is_an_outage(
             store_rows(engine, [row("a"), row("b")])
     finally:
         engine.dispose()
+
+
+def test_one_refused_row_among_many_costs_log_attempts(settings: Settings) -> None:
+    attempts: list[int] = []
+
+    def picky(_conn: Any, rows: list[dict[str, Any]]) -> None:
+        attempts.append(len(rows))
+        if any(r["payload"] == "poison" for r in rows):
+            raise ValueError("processor bug")
+
+    store = Store(settings)
+    store.migrate()
+    try:
+        rows = [row(f"r{i}") for i in range(64)]
+        rows[37] = row("poison")
+        out = store_rows(store.write_engine, rows, [picky])
+        assert [r.get(REFUSED_KEY) is not None for r in out] == [i == 37 for i in range(64)]
+        assert all(isinstance(r["id"], int) for i, r in enumerate(out) if i != 37)
+        # the whole batch, then halves down to the row: 1 + 2 * 6, plus the probe
+        assert len(attempts) <= 1 + 2 * 6 + 1, attempts
+    finally:
+        store.close()

@@ -182,3 +182,20 @@ def _count(db_url: str) -> int:
             return int(conn.execute(select(func.count()).select_from(records)).scalar_one())
     finally:
         engine.dispose()
+
+
+def test_admin_writes_refuse_nul_too(live: LiveServer) -> None:
+    with httpx.Client(base_url=live.url, timeout=10) as client:
+        resp = client.post("/benchmarks", json={"setup": {"nodes": ["a", "b\u0000"]}})
+        assert resp.status_code == 400
+        assert resp.json() == {"message": "setup.nodes[1] contains a NUL character, "
+                                          "which cannot be stored"}
+        assert client.post("/benchmarks", json={"setup": {"nodes": ["a"]}}).status_code == 201
+        resp = client.post("/crashes/blacklist", data={"frame": json.dumps(["f\u0000", "m"])},
+                           headers={"Accept": "application/json"})
+        assert resp.status_code == 400
+        assert resp.json() == {"message": "frame[0] contains a NUL character, "
+                                          "which cannot be stored"}
+        ok = client.post("/crashes/blacklist", data={"frame": json.dumps(["f", "m"])},
+                         headers={"Accept": "application/json"})
+        assert ok.status_code == 202, ok.text

@@ -23,6 +23,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine
+from websockets.asyncio.client import connect
 
 from downlink.cli.main import cli
 from downlink.ingest.clearlinux import fields_from_object, validate
@@ -30,7 +31,7 @@ from downlink.store.spool import Spool
 from downlink.testing.live import LiveServer
 from downlink.testing.postgres import TempPostgres
 from tests.hardening.records import TID, stored_rows, v3_record
-from tests.substrate.client import metric
+from tests.substrate.client import flush, frame, metric, send_frames
 
 TOKEN = "operator-token"
 JSON_HEADERS = {"Content-Type": "application/json", "X-Telemetry-TID": TID}
@@ -41,21 +42,23 @@ def _engine_url(db_url: str) -> str:
 
 
 def refuse_poison(db_url: str) -> None:
-    """Make the database refuse records with System-Name ``poison`` (and, on
-    PostgreSQL, Kernel-Version ``6.6.6-poison`` by a CHECK constraint)."""
+    """Make the database refuse records with System-Name ``poison`` and substrate
+    messages ``poison`` by a trigger (and, on PostgreSQL, Kernel-Version
+    ``6.6.6-poison`` by a CHECK constraint)."""
     engine = create_engine(_engine_url(db_url))
     try:
         with engine.begin() as conn:
             if engine.dialect.name == "sqlite":
                 conn.exec_driver_sql(
                     "CREATE TRIGGER refuse_poison BEFORE INSERT ON records "
-                    "WHEN NEW.system_name = 'poison' "
+                    "WHEN NEW.system_name = 'poison' OR NEW.classification = 'substrate/poison' "
                     "BEGIN SELECT RAISE(ABORT, 'poison refused by a test trigger'); END"
                 )
                 return
             conn.exec_driver_sql(
                 "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                "BEGIN IF NEW.system_name = 'poison' THEN "
+                "BEGIN IF NEW.system_name = 'poison' "
+                "OR NEW.classification = 'substrate/poison' THEN "
                 "RAISE EXCEPTION 'poison refused by a test trigger'; END IF; "
                 "RETURN NEW; END $$"
             )
@@ -140,7 +143,17 @@ def test_a_refused_record_is_answered_alone_and_the_others_are_stored(
     assert all(isinstance(r.json()["id"], int) for r in answers if r.status_code == 201)
     good += [f"burst-{i}" for i in range(30) if i not in (7, 19)]
 
-    stored = [r["payload"] for r in stored_rows(db_url)]
+    # A websocket message the database refuses is counted and skipped; the connection
+    # and the messages around it go on.
+    async def node() -> dict[str, Any]:
+        async with connect(server.url.replace("http://", "ws://", 1) + "/") as ws:
+            await send_frames(ws, [frame(1, 1), frame(1, 2, msg="poison"), frame(1, 3)])
+            return await flush(ws)
+
+    assert asyncio.run(node())["stored"] == 2
+    assert metric(server, "downlink_ws_malformed_messages_total", reason="refused") == 1
+
+    stored = [r["payload"] for r in stored_rows(db_url) if r["source"] == "clearlinux"]
     assert sorted(stored) == sorted(good)
     assert metric(server, "downlink_records_rejected_total", source="clearlinux",
                   reason="refused") == len(_poisons(db_url)) + 1 + 2

@@ -178,7 +178,7 @@ def insert_isolated(
 
 def store_rows(engine: Engine, rows: list[Row], processors: Sequence[_Processor] = ()) -> list[Row]:
     """Commit ``rows`` in one transaction; if that fails other than by an outage, again
-    one by one (:func:`insert_isolated`), so that only the refused rows are left out.
+    in savepoints (:func:`insert_isolated`), so that only the refused rows are left out.
 
     Raises on an outage: nothing of ``rows`` is then known to be stored.
     """

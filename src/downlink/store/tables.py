@@ -93,7 +93,10 @@ records = Table(
     Index(None, "build"),
     Index(None, "machine_id"),
     Index(None, "ts_capture"),
-    Index(None, "guilty_id"),
+    # A crash group's newest records (backtraces page): the group and the order in one
+    # index, so PostgreSQL cannot prefer walking the primary key backwards until 50
+    # of the group turn up (SQLite's (guilty_id) index had the rowid in it already).
+    Index(None, "guilty_id", "id"),
     Index(None, "source", "id"),
     # One source's recent records (nodes page, retention) through one index matching
     # every condition, whatever the statistics say of the sources' sizes (migration 0009).

@@ -4,6 +4,10 @@
   retention purges) through one index that matches every condition. Without it
   SQLite walked all of ``records`` for ``/substrate`` (39 s at 10M records) when its
   statistics said every record was Clear Linux.
+* ``records (guilty_id, id)`` replaces ``(guilty_id)``: a crash group's newest records
+  (the backtraces page) in one index; PostgreSQL walked the primary key backwards,
+  filtering, until 50 of the group turned up (all of ``records`` for a group whose
+  crashes are old).
 * ``rollup_guilty_machines (guilty_id, day, build, machine_id, count)`` replaces
   ``(guilty_id, day)``: one crash group's rows of a period are read from the index
   alone, in one contiguous run, instead of one table page per row (the crash group
@@ -26,6 +30,7 @@ depends_on = None
 
 _NEW = (
     ("ix_records_source_ts_reception", "records", ["source", "ts_reception"]),
+    ("ix_records_guilty_id_id", "records", ["guilty_id", "id"]),
     (
         "ix_rollup_guilty_machines_by_group",
         "rollup_guilty_machines",
@@ -44,9 +49,11 @@ def upgrade() -> None:
     for name, table, columns in _NEW:
         op.create_index(name, table, columns)
     op.drop_index("ix_rollup_guilty_machines_guilty_id_day", table_name="rollup_guilty_machines")
+    op.drop_index("ix_records_guilty_id", table_name="records")
 
 
 def downgrade() -> None:
+    op.create_index("ix_records_guilty_id", "records", ["guilty_id"])
     op.create_index(
         "ix_rollup_guilty_machines_guilty_id_day", "rollup_guilty_machines", ["guilty_id", "day"]
     )

@@ -43,6 +43,9 @@ def _queries(gid: int) -> dict[str, Query]:
     return {
         "substrate page": lambda c: nodes.recent_message_types(c, since),
         "reputations": lambda c: nodes.latest_reputations(c, since, 100),
+        "node log stats": lambda c: nodes.log_stats(c, "12D3KooW1"),
+        "node logs": lambda c: nodes.node_logs(c, "12D3KooW1", limit=100),
+        "node logs, no such node": lambda c: nodes.node_logs(c, "12D3KooWnone", limit=100),
         "records of a source": lambda c: list_records(c, RecordFilter(source="substrate"), 50),
         "backtraces": lambda c: crashes.guilty_records(c, gid),
         "crash group page": lambda c: _group(c, gid, Period.past(7), 200, 0),

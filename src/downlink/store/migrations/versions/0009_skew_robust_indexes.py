@@ -15,6 +15,9 @@
 * ``rollup_guilty`` and ``rollup_mce`` get covering indexes led by the day, so the
   crashes and MCE views read a period without a table lookup per row.
 
+Building the two ``records`` indexes takes minutes at 10M records; on PostgreSQL they
+can be built beforehand without blocking writes (docs/deployment.md).
+
 Revision ID: 0009_skew_robust_indexes
 Revises: 0008_mce_machines_index
 """
@@ -47,7 +50,10 @@ _NEW = (
 
 def upgrade() -> None:
     for name, table, columns in _NEW:
-        op.create_index(name, table, columns)
+        # IF NOT EXISTS: on a large PostgreSQL database an operator may build the
+        # indexes beforehand with CREATE INDEX CONCURRENTLY (same names and columns),
+        # so that the upgrade does not hold up ingestion while they are built.
+        op.create_index(name, table, columns, if_not_exists=True)
     op.drop_index("ix_rollup_guilty_machines_guilty_id_day", table_name="rollup_guilty_machines")
     op.drop_index("ix_records_guilty_id", table_name="records")
 

@@ -54,8 +54,11 @@ def upgrade() -> None:
         # indexes beforehand with CREATE INDEX CONCURRENTLY (same names and columns),
         # so that the upgrade does not hold up ingestion while they are built.
         op.create_index(name, table, columns, if_not_exists=True)
-    op.drop_index("ix_rollup_guilty_machines_guilty_id_day", table_name="rollup_guilty_machines")
-    op.drop_index("ix_records_guilty_id", table_name="records")
+    for name, table in (
+        ("ix_rollup_guilty_machines_guilty_id_day", "rollup_guilty_machines"),
+        ("ix_records_guilty_id", "records"),
+    ):
+        op.drop_index(name, table_name=table, if_exists=True)
 
 
 def downgrade() -> None:

@@ -16,7 +16,7 @@ import orjson
 from fastapi import APIRouter, Request
 
 from downlink.api.errors import BadRequest
-from downlink.api.params import parse_moment
+from downlink.api.params import integer, parse_moment
 from downlink.store.database import Store
 from downlink.store.queries import nodes as q
 
@@ -33,15 +33,8 @@ def _store(request: Request) -> Store:
 
 
 def _int(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
-        raise BadRequest(f"{name} must be a whole number from {low} to {high}")
-    value = int(raw)
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be a whole number from {low} to {high}")
-    return value
+    found = integer(params.get(name), name, low, high)
+    return default if found is None else found
 
 
 def parse_time(params: dict[str, str], name: str) -> float | None:

@@ -20,6 +20,9 @@ from typing import Any
 
 import orjson
 
+from downlink.integers import INT32_MAX as _INT32_MAX
+from downlink.integers import parse_int
+
 SOURCE = "clearlinux"
 
 # (field key, header name used in messages), in the order the client sends them.
@@ -66,11 +69,11 @@ ARCHES = frozenset(
 )
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
 _SIGNED = re.compile(r"\s*[+-]?[0-9]+\s*", re.ASCII)
+_ASCII_SPACE = " \t\n\r\x0b\x0c"
 _EVENT_ID = re.compile(r"[0-9a-f]{32}", re.ASCII)
 _CLEAR_BUILD = re.compile(r"[0-9]+", re.ASCII)
 _OTHER_BUILD = re.compile(r"[-_a-zA-Z0-9.]+", re.ASCII)
 _PRINTABLE_TEXT = re.compile("[" + re.escape(string.printable) + "]*")
-_INT32_MAX = 2147483647
 # Largest capture time that still formats as a date (9999-12-31 23:59:59 UTC).
 _TS_MAX = 253402300799
 NOT_AVAILABLE = "N/A"
@@ -166,6 +169,11 @@ def decode_payload(body: bytes) -> str:
         return body.decode("latin-1")
 
 
+def _unsigned(text: str, hi: int) -> int | None:
+    """Return ``text`` if it is plain digits (no sign) worth at most ``hi``, else None."""
+    return parse_int(text, 0, hi) if _DIGITS.fullmatch(text) else None
+
+
 def _strip_quotes(value: str) -> str:
     return value.replace('"', "").replace("'", "")
 
@@ -188,9 +196,9 @@ def validate(
         raise RecordRejected("Telemetry ID mismatch", "tid")
 
     rfv_text = fields.get("record_format_version", "")
-    if not _DIGITS.fullmatch(rfv_text) or int(rfv_text) not in REQUIRED:
+    rfv = _unsigned(rfv_text, max(REQUIRED))
+    if rfv not in REQUIRED:
         raise RecordRejected("Record-Format-Version is invalid", "record_format_version")
-    rfv = int(rfv_text)
     for key in REQUIRED[rfv]:
         if key == TID_KEY and any_tid:
             continue
@@ -199,8 +207,8 @@ def validate(
                 f"Record-Format-Version headers are invalid, {_NAMES[key]} missing", "missing"
             )
 
-    severity = fields["severity"]
-    if not _DIGITS.fullmatch(severity) or not 1 <= int(severity) <= 4:
+    severity = _unsigned(fields["severity"], 4)
+    if severity is None or severity < 1:
         raise RecordRejected("severity value is out of range", "severity")
 
     classification = fields["classification"]
@@ -212,7 +220,8 @@ def validate(
         raise RecordRejected("Machine id value is invalid", "machine_id")
 
     ts_text = fields["creation_timestamp"]
-    if not _DIGITS.fullmatch(ts_text) or len(ts_text) > 12 or int(ts_text) > _TS_MAX:
+    ts_capture = _unsigned(ts_text, _TS_MAX)
+    if ts_capture is None:
         raise RecordRejected("timestamp is invalid", "creation_timestamp")
 
     arch = fields["arch"]
@@ -268,21 +277,20 @@ def validate(
             f"{pfv_text!r}",
             "payload_format_version",
         )
-    pfv = int(pfv_text)
-    if not -_INT32_MAX <= pfv < _INT32_MAX:
+    pfv = parse_int(pfv_text.strip(_ASCII_SPACE), -_INT32_MAX, _INT32_MAX - 1)
+    if pfv is None:
         raise RecordRejected(
             "Payload format version outside of range supported", "payload_format_version"
         )
 
     text = decode_payload(payload)
-    ts_capture = float(int(ts_text))
     return {
         "source": SOURCE,
         "record_version": rfv,
         "classification": classification,
-        "severity": int(severity),
+        "severity": severity,
         "machine_id": machine_id,
-        "ts_capture": ts_capture,
+        "ts_capture": float(ts_capture),
         "ts_reception": received_at,
         "arch": arch,
         "host_type": host_type,

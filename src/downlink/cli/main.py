@@ -8,6 +8,7 @@ from downlink import __version__
 from downlink.cli import migrate, send, serve, transfer
 from downlink.cli.purge import purge
 from downlink.cli.settings import settings_cmd
+from downlink.cli.spool import spool_cmd
 
 
 @click.group()
@@ -23,6 +24,7 @@ cli.add_command(transfer.export_cmd)
 cli.add_command(transfer.import_cmd)
 cli.add_command(settings_cmd)
 cli.add_command(purge)
+cli.add_command(spool_cmd)
 
 
 def main() -> None:

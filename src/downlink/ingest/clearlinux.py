@@ -6,7 +6,9 @@
 Checks run in the order of the original collector and stop at the first failure, with
 its exact message (see ``shared/reference/clearlinux.md`` section 2.3). Where the
 original answered 500 (NUL bytes, missing System-Name, out-of-range integers) this
-module rejects with a clear message instead. Values the 2.4.x client cuts at the first
+module rejects with a clear message instead: a NUL character (or a lone surrogate) in
+any field or the payload is refused naming the field, on every database
+(:mod:`downlink.store.storable`). Values the 2.4.x client cuts at the first
 space (``Intel(R)``) pass, as they must.
 """
 
@@ -22,6 +24,7 @@ import orjson
 
 from downlink.integers import INT32_MAX as _INT32_MAX
 from downlink.integers import parse_int
+from downlink.store.storable import text_problem
 
 SOURCE = "clearlinux"
 
@@ -162,7 +165,7 @@ def fields_from_object(doc: Any) -> tuple[dict[str, str], bytes]:
 def decode_payload(body: bytes) -> str:
     """Decode a payload as UTF-8, falling back to Latin-1; NUL bytes are refused."""
     if b"\x00" in body:
-        raise RecordRejected("Payload contains NUL bytes, which cannot be stored", "payload")
+        raise RecordRejected("Payload contains NUL bytes, which cannot be stored", "unstorable")
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
@@ -194,6 +197,13 @@ def validate(
     tid = fields.get(TID_KEY)
     if not any_tid and (tid is None or tid not in set(allowed_tids)):
         raise RecordRejected("Telemetry ID mismatch", "tid")
+    for key, value in fields.items():
+        problem = text_problem(value)
+        if problem is not None:
+            # Not a rule of the original (it answered 500): one rule on both databases.
+            raise RecordRejected(
+                f"{_NAMES.get(key, key)} contains {problem}, which cannot be stored", "unstorable"
+            )
 
     rfv_text = fields.get("record_format_version", "")
     rfv = _unsigned(rfv_text, max(REQUIRED))

@@ -118,7 +118,31 @@ def _csv_lines(items: list[dict[str, Any]]) -> Iterator[str]:
     yield buf.getvalue()
 
 
-@router.get("/api/records")
+_LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The records, newest first (X-Next-Cursor: the next page's before_id).",
+        "content": {
+            "application/json": {"schema": {
+                "type": "object",
+                "properties": {
+                    "records": {"type": "array", "items": {"type": "object"}},
+                    "next_cursor": {"type": ["integer", "null"]},
+                },
+                "required": ["records", "next_cursor"],
+            }},
+            "text/csv": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        },
+    },
+}
+_ONE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The record.", "content": {"application/json": {"schema": {
+        "type": "object"}}}},
+    404: {"description": "No record has that id."},
+}
+
+
+@router.get("/api/records", responses=_LIST_RESPONSES)
 async def records_api(
     request: Request,
     classification: Annotated[str | None, Query(description="domain/probe/rest, <= 140")] = None,
@@ -159,7 +183,7 @@ async def records_api(
     )
 
 
-@router.get("/api/records/{record_id}")
+@router.get("/api/records/{record_id}", responses=_ONE_RESPONSES)
 async def record_api(request: Request, record_id: RecordId) -> Response:
     """Return one record by id."""
     store: Store = request.app.state.store

@@ -135,6 +135,20 @@ def fields_from_raw_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str,
     return out
 
 
+# The v3 JSON record as the OpenAPI document describes it (collector and bulk).
+JSON_RECORD_SCHEMA: dict[str, Any] = {
+    "title": "ClearLinuxRecordV3",
+    "type": "object",
+    "description": "One record as the telemetrics-client 2.4.x sends it: the header "
+    "fields (by record_format_version, as at /v2/collector) as strings, and the payload.",
+    "properties": {
+        **{key: {"type": ["string", "integer"]} for key, _ in FIELDS},
+        "payload": {"type": "string"},
+    },
+    "required": ["record_format_version", "payload"],
+}
+
+
 def fields_from_json(body: bytes) -> tuple[dict[str, str], bytes]:
     """Split a v3 JSON body into its record fields and its payload bytes."""
     try:
@@ -156,7 +170,10 @@ def fields_from_object(doc: Any) -> tuple[dict[str, str], bytes]:
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise RecordRejected(f"{_NAMES[key]} must be a string", key)
         out[key] = str(value)
-    payload = doc.get("payload", "")
+    payload = doc.get("payload")
+    if payload is None:
+        # The 2.4.x client always sends it; a record without one is not a record.
+        raise RecordRejected("payload is missing", "missing")
     if not isinstance(payload, str):
         raise RecordRejected("payload must be a string", "payload")
     return out, payload.encode("utf-8", "surrogatepass")

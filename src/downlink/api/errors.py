@@ -17,9 +17,11 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
-from starlette.routing import Match, Route
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 class BadRequest(Exception):
@@ -75,11 +77,14 @@ def install(app: FastAPI) -> None:
 
 
 def allowed_methods(app: FastAPI, request: Request) -> list[str]:
-    """Every method some route of ``app`` serves at the request's path, sorted."""
-    methods: set[str] = set()
-    for route in app.router.routes:
-        if isinstance(route, Route) and route.methods:
-            match, _ = route.matches(request.scope)
-            if match != Match.NONE:
-                methods |= route.methods
-    return sorted(methods)
+    """Every method some route of ``app`` serves at the request's path, in a fixed order.
+
+    Each method is tried against the routes as the router would (``matches``), so
+    routes nested in included routers count too.
+    """
+    routes = app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]

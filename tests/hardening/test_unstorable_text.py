@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from websockets.asyncio.client import connect
 from downlink.cli.main import cli
 from downlink.store.tables import records
 from downlink.testing.live import LiveServer
-from tests.hardening.records import TID, v2_headers, v3_record
+from tests.hardening.records import TID, stored_rows, v2_headers, v3_record
 from tests.substrate.client import flush, frame, metric, send_frames
 
 # (v3 JSON key, the name the message uses, a value with a NUL that passes the field's
@@ -42,27 +41,6 @@ NUL_FIELDS = [
     ("build", "Build", "1\x002"),
     ("record_format_version", "Record-Format-Version", "4\x00"),
 ]
-
-
-@pytest.fixture(params=["direct", "spool"])
-def server(request: pytest.FixtureRequest, db_url: str, tmp_path: Path) -> Iterator[LiveServer]:
-    """``downlink serve`` on the database under test, without and with the spool."""
-    env = {"DOWNLINK_SPOOL_DIR": str(tmp_path / "spool")} if request.param == "spool" else {}
-    live = LiveServer(db_url, env=env, log=tmp_path / "server.log").start()
-    try:
-        yield live
-    finally:
-        live.stop()
-
-
-def _stored(db_url: str) -> list[dict[str, Any]]:
-    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(select(records).order_by(records.c.id)).mappings()
-            return [dict(r) for r in rows]
-    finally:
-        engine.dispose()
 
 
 def _post_json(client: httpx.Client, record: dict[str, Any]) -> httpx.Response:
@@ -116,7 +94,7 @@ def test_collector_and_bulk_refuse_nul_naming_the_field(server: LiveServer, db_u
         assert metric(server, "downlink_records_rejected_total", source="clearlinux",
                       reason="unstorable") == len(NUL_FIELDS) + 3
 
-    stored = _stored(db_url)
+    stored = stored_rows(db_url)
     assert [r["payload"] for r in stored] == good
     assert all("\x00" not in str(v) for r in stored for v in r.values())
 
@@ -157,7 +135,7 @@ def test_websocket_messages_with_nul_are_skipped_and_the_connection_goes_on(
     assert metric(server, "downlink_ws_malformed_messages_total", reason="unstorable") == len(
         hostile
     )
-    stored = [r for r in _stored(db_url) if r["source"] == "substrate"]
+    stored = [r for r in stored_rows(db_url) if r["source"] == "substrate"]
     assert len(stored) == len(hostile)
     assert all("\\u0000" not in r["payload"] and "\x00" not in r["payload"] for r in stored)
 
@@ -204,3 +182,20 @@ def _count(db_url: str) -> int:
             return int(conn.execute(select(func.count()).select_from(records)).scalar_one())
     finally:
         engine.dispose()
+
+
+def test_admin_writes_refuse_nul_too(live: LiveServer) -> None:
+    with httpx.Client(base_url=live.url, timeout=10) as client:
+        resp = client.post("/benchmarks", json={"setup": {"nodes": ["a", "b\u0000"]}})
+        assert resp.status_code == 400
+        assert resp.json() == {"message": "setup.nodes[1] contains a NUL character, "
+                                          "which cannot be stored"}
+        assert client.post("/benchmarks", json={"setup": {"nodes": ["a"]}}).status_code == 201
+        resp = client.post("/crashes/blacklist", data={"frame": json.dumps(["f\u0000", "m"])},
+                           headers={"Accept": "application/json"})
+        assert resp.status_code == 400
+        assert resp.json() == {"message": "frame[0] contains a NUL character, "
+                                          "which cannot be stored"}
+        ok = client.post("/crashes/blacklist", data={"frame": json.dumps(["f", "m"])},
+                         headers={"Accept": "application/json"})
+        assert ok.status_code == 202, ok.text

@@ -12,11 +12,11 @@ The driver's exception type does not say which reliably: psycopg raises its own 
 from ``COPY`` (``DataError``, ``IntegrityError``, ``ProgrammingError``, …), SQLAlchemy
 wraps others, and a read-only standby or a revoked privilege refuses *every* record
 with the same types a bad value gets. So only known outage types are trusted as such;
-anything else is settled by evidence. :func:`insert_isolated` inserts the rows one by
-one, each in a savepoint, and when some fail it inserts a harmless probe record (rolled
-back at once) through the same path: if the probe goes in, the database demonstrably
-takes records and the failed rows are refused; if the probe fails too, it is an
-outage and the caller keeps every row.
+anything else is settled by evidence. :func:`insert_isolated` inserts the rows in
+savepoints, halving failing parts down to single rows, and when a single row fails it
+inserts a harmless probe record (rolled back at once) through the same path: if the
+probe goes in, the database demonstrably takes records and the failed rows are
+refused; if the probe fails too, it is an outage and the caller keeps every row.
 """
 
 from __future__ import annotations
@@ -123,36 +123,57 @@ def probe(conn: Connection, processors: Sequence[_Processor] = ()) -> None:
         savepoint.rollback()
 
 
+class _Isolation:
+    """One :func:`insert_isolated` run: bisect failing parts down to single rows."""
+
+    def __init__(self, conn: Connection, processors: Sequence[_Processor]) -> None:
+        self.conn = conn
+        self.processors = processors
+        self.probed = False
+
+    def halves(self, rows: list[Row]) -> list[Row]:
+        mid = len(rows) // 2
+        return self.attempt(rows[:mid]) + self.attempt(rows[mid:])
+
+    def attempt(self, rows: list[Row]) -> list[Row]:
+        """Insert ``rows`` in a savepoint; if refused, each half on its own."""
+        try:
+            with self.conn.begin_nested():  # rolled back to here if the part fails
+                return insert_records(self.conn, rows, self.processors)
+        except Exception as exc:
+            reset_processors(self.processors)
+            if is_outage(exc):
+                raise
+            if len(rows) == 1:
+                return [self.refused(rows[0], exc)]
+        return self.halves(rows)
+
+    def refused(self, row: Row, exc: Exception) -> Row:
+        if not self.probed:
+            # At the first single row that fails: does the database take any record?
+            # If not, this raises and nothing is called refused.
+            probe(self.conn, self.processors)
+            self.probed = True
+        detail = describe(exc)
+        return {**row, "id": None, "duplicate": False, ERROR_KEY: detail,
+                REFUSED_KEY: f"the store refused this record ({error_class(detail)})"}
+
+
 def insert_isolated(
     conn: Connection, rows: list[Row], processors: Sequence[_Processor] = ()
 ) -> list[Row]:
-    """Insert ``rows`` one by one, setting aside those the database refuses.
+    """Insert ``rows`` (which failed together) so that only the refused ones are left out.
 
-    Returns one row per input row, in order: stored (with ``id``) or, for a refused
-    one, the input row with ``id`` None, :data:`REFUSED_KEY` set to a message for the
-    sender and :data:`ERROR_KEY` to the database's error. Raises (so the caller keeps
-    every row) on an outage, including when some rows failed and the probe shows that
-    the database takes no record at all.
+    Parts are inserted in savepoints and a failing part is split in halves, down to
+    single rows: one refused row among n costs about 2 log2(n) attempts, not n. Returns
+    one row per input row, in order: stored (with ``id``) or, for a refused one, the
+    input row with ``id`` None, :data:`REFUSED_KEY` set to a message for the sender and
+    :data:`ERROR_KEY` to the database's error. Raises (so the caller keeps every row)
+    on an outage, including when a row fails and the probe shows that the database
+    takes no record at all.
     """
-    out: list[Row] = []
-    refused = False
-    for row in rows:
-        try:
-            with conn.begin_nested():  # rolled back to here if the row fails
-                (stored,) = insert_records(conn, [row], processors)
-        except Exception as exc:
-            reset_processors(processors)
-            if is_outage(exc):
-                raise
-            detail = describe(exc)
-            out.append({**row, "id": None, "duplicate": False, ERROR_KEY: detail,
-                        REFUSED_KEY: f"the store refused this record ({error_class(detail)})"})
-            refused = True
-            continue
-        out.append(stored)
-    if refused:
-        probe(conn, processors)
-    return out
+    isolation = _Isolation(conn, processors)
+    return isolation.halves(rows) if len(rows) > 1 else isolation.attempt(rows)
 
 
 def store_rows(engine: Engine, rows: list[Row], processors: Sequence[_Processor] = ()) -> list[Row]:

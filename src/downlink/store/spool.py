@@ -138,14 +138,6 @@ class Spool:
             ).fetchall()
         return [(int(seq), orjson.loads(blob)) for seq, blob in found]
 
-    def remove_through(self, seq: int) -> None:
-        """Delete every row up to and including ``seq``; mark the spool idle when empty."""
-        with self._lock:
-            self._conn.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
-            self.refusing = False
-            if self._conn.execute("SELECT 1 FROM spool LIMIT 1").fetchone() is None:
-                self.active = False
-
     def settle(self, through: int, set_aside: list[tuple[int, Row, str]]) -> None:
         """After a commit: move ``set_aside`` rows to ``refused``, delete the rest up to
         and including ``through``, in one spool transaction."""
@@ -165,24 +157,6 @@ class Spool:
             self.refusing = False
             if conn.execute("SELECT 1 FROM spool LIMIT 1").fetchone() is None:
                 self.active = False
-
-    def set_aside(self, seq: int, row: Row, error: str) -> None:
-        """Move one row the database refuses (not: cannot reach) to the ``refused`` table.
-
-        It stays in the spool file for an operator to inspect, instead of blocking every
-        record behind it forever.
-        """
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("INSERT OR REPLACE INTO refused (seq, row, error) VALUES (?, ?, ?)",
-                             (seq, orjson.dumps(row), error))
-                conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
 
     def refused(self, seqs: Iterable[int] | None = None) -> list[tuple[int, Row, str]]:
         """Rows set aside because the database refused them, with the error.

@@ -237,18 +237,14 @@ class Writer:
             stored = self._transaction(rows)
         except Exception as exc:  # noqa: BLE001 - every failure is answered, none escapes
             reset_processors(self.processors)
-            if len(batch) > 1 and not is_outage(exc):
-                # A record the database refuses (or a processor bug) must not fail the
-                # other requests that shared its batch: retry them one by one.
-                for req in batch:
-                    self._commit([req])
-                return
             if not is_outage(exc):
-                # One request and not an outage: its rows one by one, each in a
-                # savepoint. A unique violation (another worker stored the same
-                # dedup_key between our lookup and our insert) is found as a duplicate
-                # this time; rows the database refuses come back marked "refused" when
-                # a probe shows that it takes records (downlink.store.refusals).
+                # A record the database refuses (or a processor bug) must not fail the
+                # others that shared its batch: again, in savepoints, halving the
+                # failing parts down to single rows. A unique violation (another worker
+                # stored the same dedup_key between our lookup and our insert) is found
+                # as a duplicate this time; rows the database refuses come back marked
+                # "refused" once a probe shows that it takes records
+                # (downlink.store.refusals); if it takes none, this raises.
                 try:
                     stored = self._isolated(rows)
                 except Exception as again:  # noqa: BLE001 - answered as unavailable below

@@ -18,13 +18,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from downlink.api.errors import BadRequest
-from downlink.api.params import RecordId, is_plain_text
+from downlink.api.params import RecordId
 from downlink.pipeline.backtrace import blacklist_candidates, guilty_label, parse_crash
 from downlink.pipeline.crashes import add_to_blacklist, remove_from_blacklist
 from downlink.pipeline.regroup import regroup_status, request_regroup
 from downlink.store.database import Store
 from downlink.store.queries import crashes as q
 from downlink.store.queries.period import Period
+from downlink.store.storable import find_problem
 from downlink.web import params
 from downlink.web.forms import redirect_back, same_origin_form
 from downlink.web.rendering import chart, twin, web_of
@@ -103,8 +104,11 @@ def _pairs(values: list[str]) -> list[tuple[str, str]]:
             raise BadRequest("frame must be a JSON [function, module] pair") from None
         if not isinstance(function, str) or not isinstance(module, str) or not function:
             raise BadRequest("frame must be a JSON [function, module] pair")
-        if not is_plain_text(function, 1000) or not is_plain_text(module, 1000):
-            raise BadRequest("frame must be at most 1000 characters, without control characters")
+        if len(function) > 1000 or len(module) > 1000:
+            raise BadRequest("frame is too long")
+        unstorable = find_problem([function, module], "frame")
+        if unstorable is not None:  # one text rule on both databases (store/storable.py)
+            raise BadRequest(f"{unstorable[0]} contains {unstorable[1]}, which cannot be stored")
         pairs.append((function, module))
     return pairs
 

@@ -66,6 +66,8 @@ REFUSED_GETS = [
     "/builds.json?platform=%00",
     "/nodes/logs?peer_id=%00",
     "/reputation/%00",
+    "/plugins/severity.json?classification=%00",  # plug-ins get plain text only
+    "/plugins/severity?anything=a%01b",
 ]
 
 

@@ -1,5 +1,6 @@
 """Errors of the JSON API: every failure is ``{"message": ...}`` with a 4xx status.
 
+A value the database refuses (``DataError``: a check missing before it) is a 400 too.
 Two exceptions to 4xx: a database that cannot be reached (or has no free connection)
 is a 503 with Retry-After, without the driver's text (it names hosts and ports); and a
 405 lists in ``Allow`` the methods of every route on the path, not only those of the
@@ -13,7 +14,7 @@ import logging
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -62,6 +63,14 @@ def install(app: FastAPI) -> None:
 
     for kind in (OperationalError, InterfaceError, PoolTimeout):
         app.add_exception_handler(kind, _unavailable)
+
+    @app.exception_handler(DataError)
+    async def _refused_value(request: Request, exc: DataError) -> Response:
+        # A safety net: parameters are checked before they reach the database
+        # (api/params.py), so this is a check missing somewhere; it is logged as such.
+        log.warning("the database refused a value of %s %s: %s", request.method,
+                    request.url.path, exc.orig)
+        return _json("The database cannot take a value of this request", 400)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> Response:

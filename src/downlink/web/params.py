@@ -25,6 +25,14 @@ def integer(params: Mapping[str, str], name: str, lo: int, hi: int) -> int | Non
     return api_params.integer(value, name, lo, hi) if value else None
 
 
+def plain_params(params: Mapping[str, str], max_len: int = 1000) -> dict[str, str]:
+    """Return every parameter as given, or a 400 naming the first that is not plain text."""
+    return {
+        name: api_params.text(value, name, max_len, f"{name} is invalid") or ""
+        for name, value in params.items()
+    }
+
+
 def _date(params: Mapping[str, str], name: str) -> int | None:
     value = params.get(name, "").strip()
     if not value:

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from downlink.integers import INT32_MAX as _INT32_MAX
-from downlink.integers import parse_int
+from downlink.integers import parse_int, parse_whole
 from downlink.store.storable import text_problem
 
 SOURCE = "clearlinux"
@@ -189,11 +189,6 @@ def decode_payload(body: bytes) -> str:
         return body.decode("latin-1")
 
 
-def _unsigned(text: str, hi: int) -> int | None:
-    """Return ``text`` if it is plain digits (no sign) worth at most ``hi``, else None."""
-    return parse_int(text, 0, hi) if _DIGITS.fullmatch(text) else None
-
-
 def _strip_quotes(value: str) -> str:
     return value.replace('"', "").replace("'", "")
 
@@ -223,7 +218,7 @@ def validate(
             )
 
     rfv_text = fields.get("record_format_version", "")
-    rfv = _unsigned(rfv_text, max(REQUIRED))
+    rfv = parse_whole(rfv_text, max(REQUIRED))
     if rfv not in REQUIRED:
         raise RecordRejected("Record-Format-Version is invalid", "record_format_version")
     for key in REQUIRED[rfv]:
@@ -234,7 +229,7 @@ def validate(
                 f"Record-Format-Version headers are invalid, {_NAMES[key]} missing", "missing"
             )
 
-    severity = _unsigned(fields["severity"], 4)
+    severity = parse_whole(fields["severity"], 4)
     if severity is None or severity < 1:
         raise RecordRejected("severity value is out of range", "severity")
 
@@ -247,7 +242,7 @@ def validate(
         raise RecordRejected("Machine id value is invalid", "machine_id")
 
     ts_text = fields["creation_timestamp"]
-    ts_capture = _unsigned(ts_text, _TS_MAX)
+    ts_capture = parse_whole(ts_text, _TS_MAX)
     if ts_capture is None:
         raise RecordRejected("timestamp is invalid", "creation_timestamp")
 

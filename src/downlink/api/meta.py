@@ -54,7 +54,8 @@ def _spool_state(store: Store) -> str:
     return "holding" if spool.active else "empty"
 
 
-@router.api_route("/-/health", methods=["GET", "HEAD"], responses=HEALTH_RESPONSES)
+@router.get("/-/health", responses=HEALTH_RESPONSES, operation_id="health")
+@router.head("/-/health", responses=HEALTH_RESPONSES, operation_id="health_head")
 async def health(request: Request) -> Response:
     """Say whether this server can take records: 200 if so, else 503 (HEAD alike).
 

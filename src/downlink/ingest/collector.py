@@ -172,8 +172,10 @@ def _openapi_operation(path: str) -> dict[str, object]:
     answer = {"application/json": {"schema": {"type": "object"}}}
     message = {"application/json": {"schema": {"$ref": "#/components/schemas/Message"}}}
     retry = {"Retry-After": {"schema": {"type": "integer"}}}
+    name = path.strip("/").replace("/", "_") or "root"
     return {
         "post": {
+            "operationId": f"collect_{name}",
             "tags": ["collector"],
             "summary": f"Store one Clear Linux telemetry record ({path})",
             "description": "Fields in headers (client 2.3.x) or one JSON object (2.4.x); "
@@ -196,6 +198,7 @@ def _openapi_operation(path: str) -> dict[str, object]:
             },
         },
         "get": {
+            "operationId": f"redirect_{name}",
             "tags": ["collector"],
             "summary": f"Redirect a browser to the records page ({path})",
             "description": "As the original collector did: records are only posted here.",

@@ -35,7 +35,7 @@ from schemathesis.specs.openapi.checks import (
 from downlink.testing.live import LiveServer
 from downlink.testing.postgres import TempPostgres
 
-EXAMPLES = int(os.environ.get("DOWNLINK_FUZZ_EXAMPLES", "15"))
+EXAMPLES = int(os.environ.get("DOWNLINK_FUZZ_EXAMPLES", "10"))
 RANDOM = os.environ.get("DOWNLINK_FUZZ_RANDOM") == "1"
 CHECKS = [
     not_a_server_error,

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from downlink.api.errors import BadRequest
+from downlink.api.params import RecordId
 from downlink.pipeline.backtrace import blacklist_candidates, guilty_label, parse_crash
 from downlink.pipeline.crashes import add_to_blacklist, load_blacklist, remove_from_blacklist
 from downlink.pipeline.regroup import regroup_status, request_regroup
@@ -26,6 +27,7 @@ from downlink.store.database import Store
 from downlink.store.queries import blacklist_log
 from downlink.store.queries import crashes as q
 from downlink.store.queries.period import Period
+from downlink.store.storable import find_problem
 from downlink.web import params
 from downlink.web.forms import redirect_back, same_origin_form
 from downlink.web.rendering import chart, csv_twin, shows_errors, twin, web_of, when
@@ -116,6 +118,9 @@ def _pairs(values: list[str]) -> list[tuple[str, str]]:
             raise BadRequest("frame must be a JSON [function, module] pair")
         if len(function) > 1000 or len(module) > 1000:
             raise BadRequest("frame is too long")
+        unstorable = find_problem([function, module], "frame")
+        if unstorable is not None:  # one text rule on both databases (store/storable.py)
+            raise BadRequest(f"{unstorable[0]} contains {unstorable[1]}, which cannot be stored")
         pairs.append((function, module))
     return pairs
 
@@ -287,20 +292,20 @@ async def _detail(request: Request, guilty_id: int) -> dict[str, Any]:
 
 
 @router.get("/crashes/{guilty_id}.json")
-async def guilty_json(request: Request, guilty_id: int) -> Response:
+async def guilty_json(request: Request, guilty_id: RecordId) -> Response:
     """JSON twin of /crashes/{guilty_id}."""
     return twin(await _detail(request, guilty_id))
 
 
 @router.get("/crashes/{guilty_id}/backtraces.json")
-async def backtraces_json(request: Request, guilty_id: int) -> Response:
+async def backtraces_json(request: Request, guilty_id: RecordId) -> Response:
     """JSON twin of /crashes/{guilty_id}/backtraces."""
     return twin(await _backtraces(request, guilty_id))
 
 
 @router.get("/crashes/{guilty_id}")
 @shows_errors("guilty.html", "Crash group {guilty_id}", "crashes")
-async def guilty_page(request: Request, guilty_id: int) -> Response:
+async def guilty_page(request: Request, guilty_id: RecordId) -> Response:
     """Render one crash group: machines and builds affected in the period."""
     data = await _detail(request, guilty_id)
     form = dict(request.query_params)
@@ -323,7 +328,7 @@ COMMENT_MAX = 80
 
 
 @router.post("/crashes/{guilty_id}")
-async def guilty_edit(request: Request, guilty_id: int) -> Response:
+async def guilty_edit(request: Request, guilty_id: RecordId) -> Response:
     """Set a crash group's comment (at most 80 characters) and whether it is hidden."""
     form = await same_origin_form(request)
     comment = str(form.get("comment") or "").strip()
@@ -409,7 +414,7 @@ async def _backtraces(request: Request, guilty_id: int) -> dict[str, Any]:
 
 @router.get("/crashes/{guilty_id}/backtraces")
 @shows_errors("backtraces.html", "Backtraces of crash group {guilty_id}", "crashes")
-async def backtraces_page(request: Request, guilty_id: int) -> Response:
+async def backtraces_page(request: Request, guilty_id: RecordId) -> Response:
     """Render the backtraces of one crash group, guilty frame highlighted."""
     data = await _backtraces(request, guilty_id)
     return web_of(request).page(

@@ -1,7 +1,7 @@
 """The "never guilty" list's history: who added or removed a frame, when and why.
 
-Revision ID: 0010_blacklist_log
-Revises: 0009_consumers
+Revision ID: 0011_blacklist_log
+Revises: 0010_skew_robust_indexes
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_blacklist_log"
-down_revision = "0009_consumers"
+revision = "0011_blacklist_log"
+down_revision = "0010_skew_robust_indexes"
 branch_labels = None
 depends_on = None
 

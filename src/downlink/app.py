@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 
 from downlink import __version__, security
-from downlink.api import errors, meta, records
+from downlink.access_log import AccessLog
+from downlink.api import errors, meta, openapi, records
 from downlink.api import nodes as nodes_api
 from downlink.direct import Downlink
 from downlink.ingest import bulk, collector, nodes_ws
 from downlink.metrics import Metrics
+from downlink.pipeline import reprocess
+from downlink.pipeline.consumers import ConsumerRunner
+from downlink.pipeline.consumers import bind as bind_consumers
 from downlink.pipeline.registry import default_processors
 from downlink.pipeline.regroup import JobRunner
 from downlink.settings import Settings, from_env
@@ -27,19 +30,32 @@ _COLLECTOR_FIRST = ("/v2/collector", "/v3/collector")
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
     """Build the ASGI application; nothing connects until it starts."""
     settings = settings or from_env()
-    metrics = Metrics()
+    sources = settings.registry
+    metrics = Metrics(sources)
     store = Store(settings, metrics, processors=default_processors())
     maintenance = Maintenance(store)
-    job_runner = JobRunner(store, poll_s=settings.job_poll_s)
+    bound = bind_consumers(sources)
+    kinds = [reprocess.job_kind(bound), *(k for s in sources for k in s.job_kinds)]
+    job_runner = JobRunner(store, poll_s=settings.job_poll_s, kinds=kinds)
+    consumer_runner = ConsumerRunner(
+        store,
+        bound,
+        poll_s=settings.consumer_poll_s,
+        retry_max_s=settings.consumer_retry_max_s,
+    )
+    # Records committed by this process's writer: look for consumer work at once.
+    store.writer.on_commit = consumer_runner.wake
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         store.start(run_migrations=run_migrations)
         maintenance.start()
         job_runner.start()
+        consumer_runner.start()
         try:
             yield
         finally:
+            await consumer_runner.stop()
             await job_runner.stop()
             await maintenance.stop()
             store.close()
@@ -49,10 +65,17 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         version=__version__,
         summary="Telemetry collection and analytics server",
         lifespan=lifespan,
+        # /docs is the web UI's own page (vendored Swagger UI, no CDN): web/pages/apidocs.py
+        docs_url=None,
+        redoc_url=None,
     )
+    if settings.access_log != "off":
+        app.access_log = AccessLog(settings.access_log)
     app.state.store = store
     app.state.settings = settings
     app.state.job_runner = job_runner
+    app.state.consumer_runner = consumer_runner
+    app.state.sources = sources
     errors.install(app)
     security.install(app, settings)
     app.include_router(records.router)
@@ -61,6 +84,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.router.routes.extend(nodes_ws.routes)
     app.include_router(nodes_api.router)
     app.router.routes.extend(collector.routes)
+    for source in sources:
+        for router in source.routers:
+            app.include_router(router)
+        app.router.routes.extend(source.routes)
     # Hot path: try the collector's versioned paths before every router (saves ~50 us
     # of route matching per record; bench/ingest.py, docs/performance.md).
     app.router.routes.sort(key=lambda r: getattr(r, "path", None) not in _COLLECTOR_FIRST)
@@ -68,20 +95,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     for path in collector.PATHS:
         app.add_direct_route("POST", path, security.guard(app, collector.collect, settings))
     web_routes.install(app, settings)
-    _document_collector(app)
+    openapi.install(app, collector.openapi_paths)
     return app
-
-
-def _document_collector(app: FastAPI) -> None:
-    """Add the collector (plain Starlette routes) to the OpenAPI document."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        schema = generate()
-        schema["paths"].update(collector.openapi_paths())
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def app_from_env() -> FastAPI:

@@ -9,6 +9,7 @@ one scrape of ``/metrics`` sums every worker (gauges of live workers: ``livesum`
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -19,6 +20,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from downlink.sources.registry import Sources
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -36,10 +39,16 @@ def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
 
 
 class Metrics:
-    """Every metric Downlink exports at /metrics."""
+    """Every metric Downlink exports at /metrics.
 
-    def __init__(self) -> None:
+    ``sources`` (the registry's loaded sources) each register theirs with
+    ``Source.metrics(registry)``; what it returns is kept in :attr:`by_source` under the
+    source's name, for the source's own code to use.
+    """
+
+    def __init__(self, sources: Sources | None = None) -> None:
         self.registry = CollectorRegistry()
+        self.by_source: dict[str, Any] = {}
         r = self.registry
         self.received = Counter(
             "downlink_records_received", "Records received, by source.", ["source"], registry=r
@@ -95,6 +104,24 @@ class Metrics:
             "downlink_spool_records_out",
             "Spooled records moved into the database.",
             registry=r,
+        )
+        self.set_aside = Counter(
+            "downlink_spool_records_set_aside",
+            "Spooled records the database refused, moved to the spool's refused table.",
+            registry=r,
+        )
+        # Read from the spool file (shared by every worker) when /metrics is scraped.
+        self.spool_pending = Gauge(
+            "downlink_spool_pending_records",
+            "Records waiting in the spool for the database.",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.spool_refused = Gauge(
+            "downlink_spool_set_aside_records",
+            "Records set aside in the spool's refused table (downlink spool list).",
+            registry=r,
+            multiprocess_mode="mostrecent",
         )
         # -- substrate node telemetry over websockets (docs/nodes.md) ------------------
         self.ws_connections = Gauge(
@@ -162,3 +189,33 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        # -- consumers: processing after the ack (downlink.pipeline.consumers) ----------
+        self.consumer_lag_records = Gauge(
+            "downlink_consumer_lag_records",
+            "Committed rows a consumer has not handled yet, by consumer.",
+            ["consumer"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.consumer_lag_seconds = Gauge(
+            "downlink_consumer_lag_seconds",
+            "Age of the oldest row a consumer has not handled yet (0 when caught up).",
+            ["consumer"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.consumer_handled = Counter(
+            "downlink_consumer_handled_records",
+            "Rows handled by a consumer, by consumer.",
+            ["consumer"],
+            registry=r,
+        )
+        self.consumer_failures = Counter(
+            "downlink_consumer_failures",
+            "Consumer batches that failed (rolled back, retried later), by consumer.",
+            ["consumer"],
+            registry=r,
+        )
+        for source in sources or ():
+            if source.metrics is not None:
+                self.by_source[source.name] = source.metrics(r)

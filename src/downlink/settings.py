@@ -12,6 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from downlink.sources import registry
+from downlink.sources.base import SourceSetting
+from downlink.sources.registry import Sources
+
 CLEAR_LINUX_TID = "6907c830-eed9-4ce9-81ae-76daf8d88f0f"
 
 
@@ -177,6 +181,19 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds between looks for queued background jobs (crash regrouping); 0: none here.",
     ),
     Setting(
+        "consumer_poll_s",
+        "DOWNLINK_CONSUMER_POLL_S",
+        0.25,
+        "Seconds between looks for rows the consumers (processing after the ack) have not "
+        "handled; 0: no consumer runs in this process.",
+    ),
+    Setting(
+        "consumer_retry_max_s",
+        "DOWNLINK_CONSUMER_RETRY_MAX_S",
+        60.0,
+        "Longest wait before a failing consumer tries its batch again (it doubles from 0.5 s).",
+    ),
+    Setting(
         "ws_ping_interval_s",
         "DOWNLINK_WS_PING_INTERVAL_S",
         5.0,
@@ -231,17 +248,30 @@ SETTINGS: tuple[Setting, ...] = (
         "Messages one connection buffers for the writer before it stops reading the socket.",
     ),
     Setting(
+        "access_log",
+        "DOWNLINK_ACCESS_LOG",
+        "off",
+        "Access log on standard output: off, plain (a text line per request) or json (JSON lines).",
+    ),
+    Setting(
         "web_plugins",
         "DOWNLINK_WEB_PLUGINS",
         ("downlink.web.example_plugin",),
         "Comma-separated modules of web plug-in views (see docs/web.md); 'none' for none.",
+    ),
+    Setting(
+        "source_modules",
+        "DOWNLINK_SOURCES",
+        (),
+        "Comma-separated modules of extra sources, beside the built-in and entry-point ones "
+        "(see docs/architecture.md, Adding a source).",
     ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 
-def _parse(setting: Setting, raw: str) -> Any:
+def _parse(setting: Setting | SourceSetting, raw: str) -> Any:
     default = setting.default
     try:
         if isinstance(default, bool):
@@ -290,6 +320,8 @@ class Settings:
     purge_interval_s: float = 600.0
     purge_batch: int = 2000
     job_poll_s: float = 1.0
+    consumer_poll_s: float = 0.25
+    consumer_retry_max_s: float = 60.0
     ws_ping_interval_s: float = 5.0
     ws_pong_timeout_s: float = 0.0
     ws_idle_timeout_s: float = 60.0
@@ -299,7 +331,12 @@ class Settings:
     ws_rate_window_s: float = 10.0
     ws_max_node_ids: int = 20
     ws_buffer_max: int = 1000
+    access_log: str = "off"
     web_plugins: tuple[str, ...] = ("downlink.web.example_plugin",)
+    source_modules: tuple[str, ...] = ()
+    # Per-source settings, ``sources[<source>][<setting>]``: every source's defaults
+    # overlaid with what was given (filled in by __post_init__ from the registry).
+    sources: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -314,6 +351,14 @@ class Settings:
             raise SettingsError("DOWNLINK_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         _check_substrate(self)
         _check_hardening(self)
+        if self.access_log not in ("off", "plain", "json"):
+            raise SettingsError("DOWNLINK_ACCESS_LOG must be off, plain or json")
+        object.__setattr__(self, "sources", _source_settings(self))
+
+    @property
+    def registry(self) -> Sources:
+        """The sources of this server (built-in, entry points, ``DOWNLINK_SOURCES``)."""
+        return _load_sources(self.source_modules)
 
     @property
     def any_tid(self) -> bool:
@@ -322,6 +367,9 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with some values changed."""
+        if "source_modules" in changes and "sources" not in changes:
+            kept = _load_sources(tuple(changes["source_modules"])).names
+            changes["sources"] = {k: v for k, v in self.sources.items() if k in kept}
         return dataclasses.replace(self, **changes)
 
     def public(self) -> dict[str, Any]:
@@ -334,7 +382,33 @@ class Settings:
             if s.name == "api_tokens":
                 value = tuple("***" for _ in value)
             out[s.name] = list(value) if isinstance(value, tuple) else value
+        out["sources"] = {
+            name: {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+            for name, values in self.sources.items()
+        }
         return out
+
+
+def _load_sources(modules: tuple[str, ...]) -> Sources:
+    try:
+        return registry.load(modules)
+    except registry.SourceError as exc:
+        raise SettingsError(f"DOWNLINK_SOURCES: {exc}") from exc
+
+
+def _source_settings(s: Settings) -> dict[str, dict[str, Any]]:
+    sources = _load_sources(s.source_modules)
+    try:
+        values = registry.merged(sources, s.sources)
+    except registry.SourceError as exc:
+        raise SettingsError(str(exc)) from exc
+    for source, setting in sources.settings:
+        if setting.check is not None:
+            try:
+                setting.check(values[source.name][setting.name])
+            except ValueError as exc:
+                raise SettingsError(f"{setting.env}: {exc}") from None
+    return values
 
 
 def _check_database_url(url: str) -> None:
@@ -355,6 +429,7 @@ def _check_substrate(s: Settings) -> None:
     import ipaddress
 
     for name in ("substrate_retention_hours", "purge_interval_s", "job_poll_s",
+                 "consumer_poll_s",
                  "ws_ping_interval_s", "ws_pong_timeout_s", "ws_idle_timeout_s",
                  "ws_rate_limit_bytes"):
         if getattr(s, name) < 0:
@@ -362,6 +437,8 @@ def _check_substrate(s: Settings) -> None:
     for name in ("purge_batch", "ws_max_frame_bytes", "ws_max_node_ids", "ws_buffer_max"):
         if getattr(s, name) < 1:
             raise SettingsError(f"{_BY_NAME[name].env} must be at least 1")
+    if s.consumer_retry_max_s < 0.5:
+        raise SettingsError("DOWNLINK_CONSUMER_RETRY_MAX_S must be at least 0.5")
     if s.ws_rate_window_s <= 0:
         raise SettingsError("DOWNLINK_WS_RATE_WINDOW_S must be positive")
     for net in s.ws_allow_networks:
@@ -405,8 +482,15 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Sett
         if s.env in env and env[s.env] != "":
             values[s.name] = _parse(s, env[s.env])
     for key, value in overrides.items():
-        if key not in _BY_NAME:
+        if key not in _BY_NAME and key != "sources":
             raise SettingsError(f"unknown setting {key!r}")
         if value is not None:
             values[key] = value
-    return Settings(**values)
+    modules = values.get("source_modules", _BY_NAME["source_modules"].default)
+    given: dict[str, dict[str, Any]] = {}
+    for source, setting in _load_sources(tuple(modules)).settings:
+        if setting.env in env and env[setting.env] != "":
+            given.setdefault(source.name, {})[setting.name] = _parse(setting, env[setting.env])
+    for name, explicit in dict(values.pop("sources", {})).items():
+        given.setdefault(name, {}).update(explicit)
+    return Settings(**values, sources=given)

@@ -6,7 +6,9 @@
 Checks run in the order of the original collector and stop at the first failure, with
 its exact message (see ``shared/reference/clearlinux.md`` section 2.3). Where the
 original answered 500 (NUL bytes, missing System-Name, out-of-range integers) this
-module rejects with a clear message instead. Values the 2.4.x client cuts at the first
+module rejects with a clear message instead: a NUL character (or a lone surrogate) in
+any field or the payload is refused naming the field, on every database
+(:mod:`downlink.store.storable`). Values the 2.4.x client cuts at the first
 space (``Intel(R)``) pass, as they must.
 """
 
@@ -19,6 +21,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from downlink.ingest.shallow_json import JSONError, loads_shallow
+from downlink.integers import INT32_MAX as _INT32_MAX
+from downlink.integers import parse_int, parse_whole
+from downlink.store.storable import text_problem
 
 SOURCE = "clearlinux"
 
@@ -66,11 +71,11 @@ ARCHES = frozenset(
 )
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
 _SIGNED = re.compile(r"\s*[+-]?[0-9]+\s*", re.ASCII)
+_ASCII_SPACE = " \t\n\r\x0b\x0c"
 _EVENT_ID = re.compile(r"[0-9a-f]{32}", re.ASCII)
 _CLEAR_BUILD = re.compile(r"[0-9]+", re.ASCII)
 _OTHER_BUILD = re.compile(r"[-_a-zA-Z0-9.]+", re.ASCII)
 _PRINTABLE_TEXT = re.compile("[" + re.escape(string.printable) + "]*")
-_INT32_MAX = 2147483647
 # Largest capture time that still formats as a date (9999-12-31 23:59:59 UTC).
 _TS_MAX = 253402300799
 NOT_AVAILABLE = "N/A"
@@ -129,6 +134,20 @@ def fields_from_raw_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str,
     return out
 
 
+# The v3 JSON record as the OpenAPI document describes it (collector and bulk).
+JSON_RECORD_SCHEMA: dict[str, Any] = {
+    "title": "ClearLinuxRecordV3",
+    "type": "object",
+    "description": "One record as the telemetrics-client 2.4.x sends it: the header "
+    "fields (by record_format_version, as at /v2/collector) as strings, and the payload.",
+    "properties": {
+        **{key: {"type": ["string", "integer"]} for key, _ in FIELDS},
+        "payload": {"type": "string"},
+    },
+    "required": ["record_format_version", "payload"],
+}
+
+
 def fields_from_json(body: bytes | memoryview) -> tuple[dict[str, str], bytes]:
     """Split a v3 JSON body into its record fields and its payload bytes."""
     try:
@@ -150,7 +169,10 @@ def fields_from_object(doc: Any) -> tuple[dict[str, str], bytes]:
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise RecordRejected(f"{_NAMES[key]} must be a string", key)
         out[key] = str(value)
-    payload = doc.get("payload", "")
+    payload = doc.get("payload")
+    if payload is None:
+        # The 2.4.x client always sends it; a record without one is not a record.
+        raise RecordRejected("payload is missing", "missing")
     if not isinstance(payload, str):
         raise RecordRejected("payload must be a string", "payload")
     return out, payload.encode("utf-8", "surrogatepass")
@@ -159,7 +181,7 @@ def fields_from_object(doc: Any) -> tuple[dict[str, str], bytes]:
 def decode_payload(body: bytes) -> str:
     """Decode a payload as UTF-8, falling back to Latin-1; NUL bytes are refused."""
     if b"\x00" in body:
-        raise RecordRejected("Payload contains NUL bytes, which cannot be stored", "payload")
+        raise RecordRejected("Payload contains NUL bytes, which cannot be stored", "unstorable")
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
@@ -186,11 +208,18 @@ def validate(
     tid = fields.get(TID_KEY)
     if not any_tid and (tid is None or tid not in set(allowed_tids)):
         raise RecordRejected("Telemetry ID mismatch", "tid")
+    for key, value in fields.items():
+        problem = text_problem(value)
+        if problem is not None:
+            # Not a rule of the original (it answered 500): one rule on both databases.
+            raise RecordRejected(
+                f"{_NAMES.get(key, key)} contains {problem}, which cannot be stored", "unstorable"
+            )
 
     rfv_text = fields.get("record_format_version", "")
-    if not _DIGITS.fullmatch(rfv_text) or int(rfv_text) not in REQUIRED:
+    rfv = parse_whole(rfv_text, max(REQUIRED))
+    if rfv not in REQUIRED:
         raise RecordRejected("Record-Format-Version is invalid", "record_format_version")
-    rfv = int(rfv_text)
     for key in REQUIRED[rfv]:
         if key == TID_KEY and any_tid:
             continue
@@ -199,8 +228,8 @@ def validate(
                 f"Record-Format-Version headers are invalid, {_NAMES[key]} missing", "missing"
             )
 
-    severity = fields["severity"]
-    if not _DIGITS.fullmatch(severity) or not 1 <= int(severity) <= 4:
+    severity = parse_whole(fields["severity"], 4)
+    if severity is None or severity < 1:
         raise RecordRejected("severity value is out of range", "severity")
 
     classification = fields["classification"]
@@ -212,7 +241,8 @@ def validate(
         raise RecordRejected("Machine id value is invalid", "machine_id")
 
     ts_text = fields["creation_timestamp"]
-    if not _DIGITS.fullmatch(ts_text) or len(ts_text) > 12 or int(ts_text) > _TS_MAX:
+    ts_capture = parse_whole(ts_text, _TS_MAX)
+    if ts_capture is None:
         raise RecordRejected("timestamp is invalid", "creation_timestamp")
 
     arch = fields["arch"]
@@ -268,21 +298,20 @@ def validate(
             f"{pfv_text!r}",
             "payload_format_version",
         )
-    pfv = int(pfv_text)
-    if not -_INT32_MAX <= pfv < _INT32_MAX:
+    pfv = parse_int(pfv_text.strip(_ASCII_SPACE), -_INT32_MAX, _INT32_MAX - 1)
+    if pfv is None:
         raise RecordRejected(
             "Payload format version outside of range supported", "payload_format_version"
         )
 
     text = decode_payload(payload)
-    ts_capture = float(int(ts_text))
     return {
         "source": SOURCE,
         "record_version": rfv,
         "classification": classification,
-        "severity": int(severity),
+        "severity": severity,
         "machine_id": machine_id,
-        "ts_capture": ts_capture,
+        "ts_capture": float(ts_capture),
         "ts_reception": received_at,
         "arch": arch,
         "host_type": host_type,

@@ -3,7 +3,8 @@
 One record per POST. The format is chosen by Content-Type: ``application/json`` is the
 2.4.x client's JSON record, anything else the 2.3.x header record. The answer is sent
 only after the record is committed: 201 with the stored record, 400 with a message
-naming the bad field, 413 for an oversized body, 503 with Retry-After when the writer
+naming the bad field (or saying that the database refused the record while it takes
+others), 413 for an oversized body, 503 with Retry-After when the writer
 queue is full or the database is unavailable.
 """
 
@@ -19,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from downlink.ingest.body import BodyTooLarge, off_loop
 from downlink.ingest.clearlinux import (
     EXTERNAL_KEY,
-    FIELD_KEYS,
+    JSON_RECORD_SCHEMA,
     SOURCE,
     TID_KEY,
     RecordRejected,
@@ -30,7 +31,8 @@ from downlink.ingest.clearlinux import (
 from downlink.settings import Settings
 from downlink.store.database import Store
 from downlink.store.record_json import clear_json
-from downlink.store.writer import QueueFull, StoreUnavailable
+from downlink.store.refusals import REFUSED_KEY
+from downlink.store.writer import QueueFull, RecordsRefused, StoreUnavailable
 
 PATHS = ("/v2/collector", "/v3/collector", "/")
 
@@ -140,6 +142,10 @@ async def collect(scope: Scope, receive: Receive, send: Send) -> None:
         return
     try:
         (stored,) = await store.write([row])
+    except RecordsRefused as exc:
+        metrics.rejected.labels(SOURCE, "refused").inc()
+        await _answer(send, 400, _message(exc.results[0][REFUSED_KEY]))
+        return
     except QueueFull as exc:
         metrics.rejected.labels(SOURCE, "queue_full").inc()
         await _answer(
@@ -170,22 +176,13 @@ routes = [Route(path, _RawEndpoint(), methods=["POST", "GET", "HEAD"]) for path 
 
 
 def _openapi_operation(path: str) -> dict[str, object]:
-    record = {
-        "type": "object",
-        "description": "The 15 record fields as strings, plus `payload` (client 2.4.x).",
-        "properties": {
-            **{key: {"type": "string"} for key in FIELD_KEYS},
-            "payload": {"type": "string"},
-        },
-    }
     answer = {"application/json": {"schema": {"type": "object"}}}
-    message = {
-        "application/json": {
-            "schema": {"type": "object", "properties": {"message": {"type": "string"}}}
-        }
-    }
+    message = {"application/json": {"schema": {"$ref": "#/components/schemas/Message"}}}
+    retry = {"Retry-After": {"schema": {"type": "integer"}}}
+    name = path.strip("/").replace("/", "_") or "root"
     return {
         "post": {
+            "operationId": f"collect_{name}",
             "tags": ["collector"],
             "summary": f"Store one Clear Linux telemetry record ({path})",
             "description": "Fields in headers (client 2.3.x) or one JSON object (2.4.x); "
@@ -196,16 +193,27 @@ def _openapi_operation(path: str) -> dict[str, object]:
             "requestBody": {
                 "content": {
                     "application/text": {"schema": {"type": "string"}},
-                    "application/json": {"schema": record},
+                    "application/json": {"schema": JSON_RECORD_SCHEMA},
                 }
             },
             "responses": {
                 "201": {"description": "Stored (or already stored)", "content": answer},
                 "400": {"description": "A field breaks a rule", "content": message},
                 "413": {"description": "Body too large", "content": message},
-                "503": {"description": "Busy or store unavailable", "content": message},
+                "503": {"description": "Busy or store unavailable", "content": message,
+                        "headers": retry},
             },
-        }
+        },
+        "get": {
+            "operationId": f"redirect_{name}",
+            "tags": ["collector"],
+            "summary": f"Redirect a browser to the records page ({path})",
+            "description": "As the original collector did: records are only posted here.",
+            "responses": {
+                "302": {"description": "To /records",
+                        "headers": {"Location": {"schema": {"type": "string"}}}},
+            },
+        },
     }
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from downlink.security.paths import is_ingest, is_open
+from downlink.security.paths import CORE, IngestPaths, is_open
 from downlink.security.replies import send_error
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="downlink"'}
@@ -30,13 +30,35 @@ def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+def holds_token(tokens: Iterable[str], headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """True when no tokens are configured or the request carries one of them."""
+    known = [t.encode("utf-8") for t in tokens if t]
+    if not known:
+        return True
+    token = bearer_token(headers)
+    if token is None:
+        return False
+    given = token.encode("utf-8")
+    found = False
+    for candidate in known:  # every one, so the time taken does not reveal which matched
+        found |= hmac.compare_digest(given, candidate)
+    return found
+
+
 class TokenAuth:
     """ASGI middleware refusing requests without a valid API token (401)."""
 
-    def __init__(self, app: ASGIApp, tokens: Iterable[str], collector_auth: bool = False) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        tokens: Iterable[str],
+        collector_auth: bool = False,
+        ingest: IngestPaths = CORE,
+    ) -> None:
         self.app = app
         self.tokens = tuple(t.encode("utf-8") for t in tokens if t)
         self.collector_auth = collector_auth
+        self.ingest = ingest
 
     def valid(self, token: str | None) -> bool:
         """True when ``token`` is one of the configured tokens."""
@@ -55,7 +77,7 @@ class TokenAuth:
             return
         path: str = scope["path"]
         method: str = "WEBSOCKET" if scope["type"] == "websocket" else scope["method"]
-        exempt = is_open(path) or (is_ingest(method, path) and not self.collector_auth)
+        exempt = is_open(path) or (self.ingest.match(method, path) and not self.collector_auth)
         if exempt or self.valid(bearer_token(scope["headers"])):
             await self.app(scope, receive, send)
             return

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from sqlalchemy import create_engine, select
 
+from downlink.sources.base import LogRecord
+from downlink.sources.ooni.consumer import score_batch
 from downlink.sources.ooni.fingerprints import Fingerprints, load_default
+from downlink.sources.ooni.tables import measurements
+from downlink.store.engine import _normalise
+from downlink.testing.live import LiveServer
 
 MEASUREMENTS = (
     Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "ooni" / "measurements"
@@ -33,70 +33,32 @@ def fps() -> Fingerprints:
     return load_default()
 
 
-class OoniServer:
-    """A real uvicorn process serving Downlink with the OONI source mounted."""
-
-    def __init__(self, database_url: str, log: Path, workers: int = 1,
-                 env: dict[str, str] | None = None) -> None:
-        from downlink.testing.postgres import free_port
-
-        self.database_url = database_url
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self.workers = workers
-        self.env = env or {}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> OoniServer:
-        from tests.sources.ooni.harness import migrate
-
-        migrate(self.database_url)
-        root = Path(__file__).resolve().parents[3]
-        env = {
-            **os.environ,
-            **self.env,
-            "DATABASE_URL": self.database_url,
-            "DOWNLINK_BATCH_WAIT_MS": "1",
-            "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root),
-                                          os.environ.get("PYTHONPATH", "")]),
-        }
-        out = open(self.log, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory",
-             "tests.sources.ooni.harness:app_from_env", "--port", str(self.port),
-             "--workers", str(self.workers), "--log-level", "warning"],
-            env=env, stdout=out, stderr=out, start_new_session=True, cwd=root,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/-/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(15)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-            self.proc = None
+def ooni_server(database_url: str, log: Path, workers: int = 1,
+                env: dict[str, str] | None = None) -> LiveServer:
+    """A started ``downlink serve`` (the OONI source is built in)."""
+    return LiveServer(database_url, workers=workers, env=env, log=log).start()
 
 
 @pytest.fixture
-def ooni(db_url: str, tmp_path: Path) -> Iterator[OoniServer]:
-    """A live server with the OONI source, on the database under test."""
-    server = OoniServer(db_url, tmp_path / "server.log").start()
+def ooni(db_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    """A live server on the database under test."""
+    server = ooni_server(db_url, tmp_path / "server.log")
     try:
         yield server
     finally:
         server.stop()
+
+
+def drain(database_url: str) -> int:
+    """Score every logged measurement, as the core's consumer runner will (idempotent).
+
+    Returns how many fastpath rows were written.
+    """
+    engine = create_engine(_normalise(database_url))
+    try:
+        with engine.begin() as conn:
+            rows = conn.execute(select(measurements).order_by(measurements.c.id)).mappings()
+            batch = [LogRecord(r["id"], r["received_at"], dict(r)) for r in rows]
+            return score_batch(conn, batch)
+    finally:
+        engine.dispose()

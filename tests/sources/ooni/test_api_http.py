@@ -12,8 +12,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.sources.ooni.conftest import OoniServer, fixture_measurements
-from tests.sources.ooni.harness import drain
+from downlink.testing.live import LiveServer
+from tests.sources.ooni.conftest import drain, fixture_measurements, ooni_server
 from tests.sources.ooni.test_probe_services_http import open_report
 
 pytestmark = pytest.mark.postgres
@@ -33,7 +33,7 @@ def recent() -> dict[str, dict[str, Any]]:
     return out
 
 
-def load(server: OoniServer) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+def load(server: LiveServer) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
     """Submit every (recent) fixture measurement and score them; file name -> uid."""
     uids = {}
     msms = recent()
@@ -45,11 +45,11 @@ def load(server: OoniServer) -> tuple[dict[str, str], dict[str, dict[str, Any]]]
     return uids, msms
 
 
-def get(server: OoniServer, path: str, **params: Any) -> httpx.Response:
+def get(server: LiveServer, path: str, **params: Any) -> httpx.Response:
     return httpx.get(server.url + path, params=params)
 
 
-def test_search_lookup_and_aggregation(ooni: OoniServer) -> None:
+def test_search_lookup_and_aggregation(ooni: LiveServer) -> None:
     uids, msms = load(ooni)
     since = (datetime.now(UTC) - timedelta(days=2)).strftime("%Y-%m-%d")
 
@@ -172,7 +172,7 @@ def test_search_lookup_and_aggregation(ooni: OoniServer) -> None:
 
 def test_quotas_are_shared_by_workers(db_url: str, tmp_path: Path) -> None:
     env = {"DOWNLINK_OONI_QUOTA_HOUR": "6"}
-    server = OoniServer(db_url, tmp_path / "q.log", workers=2, env=env).start()
+    server = ooni_server(db_url, tmp_path / "q.log", workers=2, env=env)
     other = None
     try:
         statuses = []
@@ -199,7 +199,7 @@ def test_quotas_are_shared_by_workers(db_url: str, tmp_path: Path) -> None:
         r = httpx.post(f"{server.url}/report/{rid}", json={"format": "json", "content": msm})
         assert r.status_code == 200
         # Another server process on the same database sees the same buckets.
-        other = OoniServer(db_url, tmp_path / "q2.log", env=env).start()
+        other = ooni_server(db_url, tmp_path / "q2.log", env=env)
         assert httpx.get(other.url + "/api/v1/measurements").status_code == 429
     finally:
         server.stop()

@@ -16,8 +16,8 @@ from downlink.sources.ooni.fingerprints import Fingerprints
 from downlink.sources.ooni.tables import fastpath as fastpath_table
 from downlink.sources.ooni.tables import measurements
 from downlink.store.engine import _normalise
-from tests.sources.ooni.conftest import OoniServer, fixture_measurements
-from tests.sources.ooni.harness import drain
+from downlink.testing.live import LiveServer
+from tests.sources.ooni.conftest import drain, fixture_measurements, ooni_server
 
 pytestmark = pytest.mark.postgres
 UID = re.compile(r"^\d{14}\.\d{6}_[A-Z]{2}_[a-z0-9]+_[0-9a-f]{16}$")
@@ -50,7 +50,7 @@ def rows(db_url: str, table: Any) -> list[dict[str, Any]]:
         engine.dispose()
 
 
-def test_every_fixture_submits_and_is_scored(ooni: OoniServer, fps: Fingerprints) -> None:
+def test_every_fixture_submits_and_is_scored(ooni: LiveServer, fps: Fingerprints) -> None:
     uids = {}
     for name, msm in fixture_measurements().items():
         rid = open_report(ooni.url, msm)
@@ -77,7 +77,7 @@ def test_every_fixture_submits_and_is_scored(ooni: OoniServer, fps: Fingerprints
         assert got == expected
 
 
-def test_submit_refusals_in_order(ooni: OoniServer) -> None:
+def test_submit_refusals_in_order(ooni: LiveServer) -> None:
     msm = fixture_measurements()["web_connectivity_ir_fp.json"]
     rid = open_report(ooni.url, msm)
     post = httpx.Client(base_url=ooni.url).post
@@ -113,7 +113,7 @@ def test_submit_refusals_in_order(ooni: OoniServer) -> None:
     assert 'downlink_ooni_discarded_total{reason="cc_zz"} 1.0' in metrics
 
 
-def test_bad_body_metadata(ooni: OoniServer) -> None:
+def test_bad_body_metadata(ooni: LiveServer) -> None:
     msm = {**fixture_measurements()["tor.json"], "probe_asn": "AS030722"}
     rid = "20200116T151230Z_tor_IT_030722_n1_AAAAAAAAAAAAAAAA"
     r = httpx.post(f"{ooni.url}/report/{rid}", json={"format": "json", "content": msm})
@@ -122,20 +122,20 @@ def test_bad_body_metadata(ooni: OoniServer) -> None:
                                    "message": "Errors: [asn_leading_zero]"}}
 
 
-def test_open_report_errors(ooni: OoniServer) -> None:
+def test_open_report_errors(ooni: LiveServer) -> None:
     r = httpx.post(ooni.url + "/report", content=b"nope")
     assert (r.status_code, r.json()) == (400, {"error": "JSON expected"})
     r = httpx.post(ooni.url + "/report", json={"format": "json"})
     assert r.status_code == 422 and "data_format_version" in r.json()["detail"]
 
 
-def test_web_connectivity_report_id_is_61_chars(ooni: OoniServer) -> None:
+def test_web_connectivity_report_id_is_61_chars(ooni: LiveServer) -> None:
     rid = open_report(ooni.url, {"probe_cc": "IE", "probe_asn": "AS65550",
                                  "test_name": "web_connectivity"})
     assert len(rid) == 61 and "_webconnectivity_IE_65550_n1_" in rid
 
 
-def test_submit_measurement_single_call(ooni: OoniServer) -> None:
+def test_submit_measurement_single_call(ooni: LiveServer) -> None:
     msm = fixture_measurements()["whatsapp.json"]
     r = httpx.post(ooni.url + "/api/v1/submit_measurement",
                    json={"format": "json", "content": orjson.dumps(msm).decode()})
@@ -152,10 +152,10 @@ def test_submit_measurement_single_call(ooni: OoniServer) -> None:
 
 
 def test_body_limits(db_url: str, tmp_path: Any) -> None:
-    server = OoniServer(db_url, tmp_path / "s.log", env={
+    server = ooni_server(db_url, tmp_path / "s.log", env={
         "DOWNLINK_OONI_MAX_BODY_BYTES": "20000",
         "DOWNLINK_OONI_MAX_DECOMPRESSED_BYTES": "100000",
-    }).start()
+    })
     try:
         msm = fixture_measurements()["tor.json"]
         rid = open_report(server.url, msm)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import Request
 
+from downlink.sources.runtime import metrics_of
+
 
 class OoniMetrics:
     """Counters of submissions and their outcomes."""
@@ -12,7 +14,8 @@ class OoniMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.submissions = Counter(
             "downlink_ooni_submissions",
-            "OONI measurement submissions, by outcome (stored, refused, discarded).",
+            "OONI measurement submissions, by outcome (stored, refused, discarded, "
+            "unavailable).",
             ["outcome"],
             registry=registry,
         )
@@ -31,15 +34,11 @@ class OoniMetrics:
 
 
 def register(registry: CollectorRegistry) -> OoniMetrics:
-    """Register the OONI metrics on ``registry``."""
+    """Register the OONI metrics on ``registry`` (``Source.metrics``)."""
     return OoniMetrics(registry)
 
 
 def of(request: Request) -> OoniMetrics:
-    """This app's OONI metrics, registered on the store's registry at first use."""
-    state = request.app.state
-    found: OoniMetrics | None = getattr(state, "ooni_metrics", None)
-    if found is None:
-        found = register(state.store.metrics.registry)
-        state.ooni_metrics = found
+    """This app's OONI metrics."""
+    found: OoniMetrics = metrics_of(request, "ooni")
     return found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from downlink.sources.base import NavEntry, Source
 from downlink.sources.ooni import api, config, probe_services
@@ -15,13 +15,25 @@ from downlink.sources.ooni.tables import fastpath, measurements, metadata
 HERE = Path(__file__).parent
 
 
+PURGE_CHUNK = 2000
+
+
 def purge(conn: Connection, before_ts: float) -> int:
-    """Delete measurements (log and scores) received before the retention cut-off."""
-    scored = conn.execute(fastpath.delete().where(fastpath.c.received_at < before_ts)).rowcount
-    logged = conn.execute(
-        measurements.delete().where(measurements.c.received_at < before_ts)
-    ).rowcount
-    return max(scored, logged)
+    """Delete up to PURGE_CHUNK measurements (log and scores) received before the cut-off."""
+    old = (
+        select(measurements.c.measurement_uid)
+        .where(measurements.c.received_at < before_ts)
+        .order_by(measurements.c.id)
+        .limit(PURGE_CHUNK)
+    )
+    uids = list(conn.execute(old).scalars())
+    stale = select(fastpath.c.measurement_uid).where(fastpath.c.received_at < before_ts)
+    scored = list(conn.execute(stale.limit(PURGE_CHUNK)).scalars())
+    if uids:
+        conn.execute(measurements.delete().where(measurements.c.measurement_uid.in_(uids)))
+    if scored:
+        conn.execute(fastpath.delete().where(fastpath.c.measurement_uid.in_(scored)))
+    return max(len(uids), len(scored))
 
 
 SOURCE = Source(
@@ -36,5 +48,9 @@ SOURCE = Source(
     settings=config.SETTINGS,
     metrics=register,
     purge=purge,
+    retention="retention_hours",
     extra={"ingest_path_prefixes": probe_services.PATH_PREFIXES},
 )
+
+# The registry reads ``source``.
+source = SOURCE

@@ -8,6 +8,7 @@ from downlink import __version__
 from downlink.cli import migrate, send, serve, transfer
 from downlink.cli.purge import purge
 from downlink.cli.settings import settings_cmd
+from downlink.sources import registry
 
 
 @click.group()
@@ -23,6 +24,12 @@ cli.add_command(transfer.export_cmd)
 cli.add_command(transfer.import_cmd)
 cli.add_command(settings_cmd)
 cli.add_command(purge)
+
+# Commands of the built-in and installed sources (``Source.extra["cli"]``, a click command).
+for _source in registry.load():
+    _command = _source.extra.get("cli")
+    if isinstance(_command, click.Command):
+        cli.add_command(_command)
 
 
 def main() -> None:

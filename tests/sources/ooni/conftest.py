@@ -58,7 +58,7 @@ def drain(database_url: str) -> int:
     try:
         with engine.begin() as conn:
             rows = conn.execute(select(measurements).order_by(measurements.c.id)).mappings()
-            batch = [LogRecord(r["id"], r["received_at"], dict(r)) for r in rows]
+            batch = [LogRecord(r["id"], r["ts_reception"], dict(r)) for r in rows]
             return score_batch(conn, batch)
     finally:
         engine.dispose()

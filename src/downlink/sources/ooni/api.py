@@ -5,6 +5,7 @@ Every endpoint here is metered by the per-address quotas (:mod:`.quotas`).
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -15,14 +16,16 @@ from fastapi import APIRouter, Request
 from sqlalchemy import Connection, select
 from starlette.responses import Response
 
-from downlink.sources.ooni import aggregation, search
+from downlink.sources.ooni import aggregation, archive, log, search
 from downlink.sources.ooni.fastpath import unwrap
 from downlink.sources.ooni.params import ParamError, boolean
 from downlink.sources.ooni.probe_services import config
 from downlink.sources.ooni.quotas import Limits, quotas_of
+from downlink.sources.ooni.storage import Storage, StorageError, open_storage
 from downlink.sources.ooni.tables import fastpath, measurements
 
 router = APIRouter(tags=["ooni measurements"])
+log_ = logging.getLogger(__name__)
 
 _REPORT_ID = re.compile(r"^[A-Za-z0-9_]{15,100}$")
 
@@ -85,8 +88,9 @@ async def list_measurements(request: Request) -> Response:
 
 
 def _lookup(conn: Connection, uid: str | None, report_id: str | None,
-            inp: str | None) -> dict[str, Any] | None:
-    """The fastpath row (with its stored body) of a uid, or of report_id + input."""
+            inp: str | None, storage: Storage | None) -> dict[str, Any] | None:
+    """The fastpath row of a uid (or of report_id + input) with its body, from the log
+    or, once retention removed it there, from the raw archive."""
     stmt = select(fastpath, measurements.c.body).select_from(
         fastpath.outerjoin(
             measurements, measurements.c.measurement_uid == fastpath.c.measurement_uid
@@ -97,12 +101,33 @@ def _lookup(conn: Connection, uid: str | None, report_id: str | None,
     else:
         stmt = stmt.where(fastpath.c.report_id == report_id, fastpath.c.input == (inp or ""))
     found = conn.execute(stmt.order_by(fastpath.c.measurement_uid).limit(1)).mappings().first()
-    if found is None and uid:
-        raw = conn.execute(
-            select(measurements).where(measurements.c.measurement_uid == uid)
-        ).mappings().first()
-        return {"body": raw["body"], "unscored": True} if raw is not None else None
-    return dict(found) if found is not None else None
+    row: dict[str, Any] | None = dict(found) if found is not None else None
+    if row is None and uid:
+        body = log.body_of(conn, uid)
+        row = {"measurement_uid": uid, "body": body, "unscored": True}
+    if row is not None and row["body"] is None and storage is not None:
+        try:
+            row["body"] = archive.body_from_archive(conn, storage, row["measurement_uid"])
+        except StorageError:
+            log_.exception("reading the raw archive failed")
+    if row is None or (row.get("unscored") and row["body"] is None):
+        return None
+    return row
+
+
+def _storage(request: Request) -> Storage | None:
+    state = request.app.state
+    if not hasattr(state, "ooni_storage"):
+        cfg = config(request)
+        try:
+            state.ooni_storage = (
+                open_storage(cfg.archive, cfg.s3_endpoint or None) if cfg.archive else None
+            )
+        except StorageError:
+            log_.exception("DOWNLINK_OONI_ARCHIVE is not usable")
+            state.ooni_storage = None
+    found: Storage | None = state.ooni_storage
+    return found
 
 
 def _content(body: bytes | None) -> dict[str, Any] | None:
@@ -134,7 +159,7 @@ async def raw_measurement(request: Request) -> Response:
         parsed = _lookup_params(request)
         if isinstance(parsed, Response):
             return parsed
-        row = await request.app.state.store.read(_lookup, *parsed)
+        row = await request.app.state.store.read(_lookup, *parsed, _storage(request))
         content = _content(row["body"]) if row else None
         return _json(content or {}, headers={"Cache-Control": "max-age=86400"})
 
@@ -146,7 +171,7 @@ async def measurement_body(uid: str, request: Request) -> Response:
     """Only the body of one measurement; ``download=true`` makes it an attachment."""
 
     async def handle() -> Response:
-        row = await request.app.state.store.read(_lookup, uid, None, None)
+        row = await request.app.state.store.read(_lookup, uid, None, None, _storage(request))
         content = _content(row["body"]) if row else None
         if content is None:
             return _detail(f"no measurement {uid}", 404)
@@ -198,7 +223,7 @@ async def measurement_meta(request: Request) -> Response:
             full = bool(boolean(request.query_params.get("full"), "full"))
         except ParamError as exc:
             return _detail(str(exc))
-        row = await request.app.state.store.read(_lookup, *parsed)
+        row = await request.app.state.store.read(_lookup, *parsed, _storage(request))
         if row is None or row.get("unscored"):
             return _json({})
         return _json(meta_of(row, full), headers={"Cache-Control": "max-age=60"})

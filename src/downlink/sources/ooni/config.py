@@ -68,6 +68,21 @@ SETTINGS: tuple[SourceSetting, ...] = (
         _non_negative,
     ),
     SourceSetting(
+        "archive",
+        "DOWNLINK_OONI_ARCHIVE",
+        "ooni-archive",
+        "Where `downlink ooni archive` writes the raw archive: a directory, file:// or "
+        "s3://bucket/prefix URL. Empty disables it. While it is set, retention only "
+        "deletes measurements already archived.",
+    ),
+    SourceSetting(
+        "s3_endpoint",
+        "DOWNLINK_OONI_S3_ENDPOINT",
+        "",
+        "Endpoint URL of the S3-compatible storage for an s3:// archive (empty: AWS). "
+        "Credentials come from the usual AWS_* variables.",
+    ),
+    SourceSetting(
         "retention_hours",
         "DOWNLINK_OONI_RETENTION_HOURS",
         0.0,
@@ -89,6 +104,8 @@ class OoniConfig:
     quota_day: int = 400000
     quota_week: int = 200000
     retention_hours: float = 0.0
+    archive: str = "ooni-archive"
+    s3_endpoint: str = ""
 
 
 def config_from(settings: Settings | None) -> OoniConfig:

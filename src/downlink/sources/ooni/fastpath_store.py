@@ -17,14 +17,14 @@ _CHUNK = 500
 _UPDATED = [c.name for c in fastpath.columns if c.name != "measurement_uid"]
 
 
-def upsert(conn: Connection, rows: Sequence[dict[str, Any]], received_at: Sequence[float]) -> None:
+def upsert(conn: Connection, rows: Sequence[dict[str, Any]], ts_reception: Sequence[float]) -> None:
     """Insert rows, replacing any with the same measurement_uid (newest wins)."""
     if not rows:
         return
     now = time.time()
     values = [
-        {**row, "update_time": now, "received_at": ts}
-        for row, ts in zip(rows, received_at, strict=True)
+        {**row, "update_time": now, "ts_reception": ts}
+        for row, ts in zip(rows, ts_reception, strict=True)
     ]
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     for start in range(0, len(values), _CHUNK):
@@ -39,6 +39,6 @@ def upsert(conn: Connection, rows: Sequence[dict[str, Any]], received_at: Sequen
 def delete_received(conn: Connection, since: float, until: float) -> int:
     """Delete the rows of measurements received in ``[since, until)``."""
     result = conn.execute(
-        fastpath.delete().where(fastpath.c.received_at >= since, fastpath.c.received_at < until)
+        fastpath.delete().where(fastpath.c.ts_reception >= since, fastpath.c.ts_reception < until)
     )
     return result.rowcount

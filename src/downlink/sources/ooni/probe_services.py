@@ -135,7 +135,7 @@ async def submit(report_id: str, request: Request) -> Response:
         "probe_cc": rid.probe_cc.upper(),
         "probe_asn": rid.probe_asn,
         "test_name": meta.test_name,
-        "received_at": received.timestamp(),
+        "ts_reception": received.timestamp(),
         "is_verified": "u",
         "body": stored,
     }
@@ -214,7 +214,7 @@ async def submit_measurement(request: Request) -> Response:
         "probe_cc": meta.probe_cc,
         "probe_asn": report.probe_asn,
         "test_name": meta.test_name,
-        "received_at": received.timestamp(),
+        "ts_reception": received.timestamp(),
         "is_verified": "u",
         "body": stored,
     }

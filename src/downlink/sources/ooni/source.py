@@ -8,6 +8,8 @@ from sqlalchemy import Connection, select
 
 from downlink.sources.base import NavEntry, Source
 from downlink.sources.ooni import api, config, probe_services
+from downlink.sources.ooni.archive import archived_until
+from downlink.sources.ooni.cli import ooni as ooni_cli
 from downlink.sources.ooni.consumer import FASTPATH
 from downlink.sources.ooni.metrics import register
 from downlink.sources.ooni.tables import fastpath, measurements, metadata
@@ -19,15 +21,21 @@ PURGE_CHUNK = 2000
 
 
 def purge(conn: Connection, before_ts: float) -> int:
-    """Delete up to PURGE_CHUNK measurements (log and scores) received before the cut-off."""
+    """Delete up to PURGE_CHUNK measurements (log and scores) received before the cut-off.
+
+    Once the raw archive has run, log rows are only deleted when their hour is archived,
+    so every measurement stays re-processable.
+    """
+    done = archived_until(conn)
+    log_cut = min(before_ts, done) if done else before_ts
     old = (
         select(measurements.c.measurement_uid)
-        .where(measurements.c.received_at < before_ts)
+        .where(measurements.c.ts_reception < log_cut)
         .order_by(measurements.c.id)
         .limit(PURGE_CHUNK)
     )
     uids = list(conn.execute(old).scalars())
-    stale = select(fastpath.c.measurement_uid).where(fastpath.c.received_at < before_ts)
+    stale = select(fastpath.c.measurement_uid).where(fastpath.c.ts_reception < before_ts)
     scored = list(conn.execute(stale.limit(PURGE_CHUNK)).scalars())
     if uids:
         conn.execute(measurements.delete().where(measurements.c.measurement_uid.in_(uids)))
@@ -49,7 +57,7 @@ SOURCE = Source(
     metrics=register,
     purge=purge,
     retention="retention_hours",
-    extra={"ingest_path_prefixes": probe_services.PATH_PREFIXES},
+    extra={"ingest_path_prefixes": probe_services.PATH_PREFIXES, "cli": ooni_cli},
 )
 
 # The registry reads ``source``.

@@ -7,6 +7,7 @@
   columns), keyed by ``measurement_uid`` so re-scoring replaces rather than adds.
 * ``ooni_fingerprints`` replaces the shipped fingerprints once loaded from the CLI;
   ``ooni_state`` holds small named values (the fingerprints' version).
+* ``ooni_archive_index`` locates each archived measurement (file key, line).
 * ``ooni_quotas`` are the per-address API quota buckets, shared by all workers.
 """
 
@@ -45,10 +46,12 @@ measurements = Table(
     Column("probe_cc", String(2), nullable=False),
     Column("probe_asn", BigInteger, nullable=False),
     Column("test_name", Text, nullable=False),
-    Column("received_at", Double, nullable=False),
+    Column("ts_reception", Double, nullable=False),
     Column("is_verified", String(1), nullable=False),
     Column("body", LargeBinary, nullable=False),
-    Index(None, "received_at"),
+    Index(None, "ts_reception"),
+    # Followed by the fastpath consumer: SQLite must never reuse a deleted row's id.
+    sqlite_autoincrement=True,
 )
 
 fastpath = Table(
@@ -90,13 +93,13 @@ fastpath = Table(
     Column("test_helper_type", Text, nullable=False),
     Column("ooni_run_link_id", BigInteger),
     Column("is_verified", String(1), nullable=False),
-    Column("received_at", Double, nullable=False),
+    Column("ts_reception", Double, nullable=False),
     Index(None, "measurement_start_time"),
     Index(None, "probe_cc", "measurement_start_time"),
     Index(None, "test_name", "measurement_start_time"),
     Index(None, "domain", "measurement_start_time"),
     Index(None, "report_id"),
-    Index(None, "received_at"),
+    Index(None, "ts_reception"),
 )
 
 fingerprints = Table(
@@ -118,6 +121,14 @@ state = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+archive_index = Table(
+    "ooni_archive_index",
+    metadata,
+    Column("measurement_uid", String(100), primary_key=True),
+    Column("key", Text, nullable=False),
+    Column("line", Integer, nullable=False),
 )
 
 quotas = Table(

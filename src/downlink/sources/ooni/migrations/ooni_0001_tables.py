@@ -29,13 +29,14 @@ def upgrade() -> None:
         sa.Column("probe_cc", sa.String(length=2), nullable=False),
         sa.Column("probe_asn", sa.BigInteger(), nullable=False),
         sa.Column("test_name", sa.Text(), nullable=False),
-        sa.Column("received_at", sa.Double(), nullable=False),
+        sa.Column("ts_reception", sa.Double(), nullable=False),
         sa.Column("is_verified", sa.String(length=1), nullable=False),
         sa.Column("body", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_ooni_measurements"),
         sa.UniqueConstraint("measurement_uid", name="uq_ooni_measurements_measurement_uid"),
+        sqlite_autoincrement=True,
     )
-    op.create_index("ix_ooni_measurements_received_at", "ooni_measurements", ["received_at"])
+    op.create_index("ix_ooni_measurements_ts_reception", "ooni_measurements", ["ts_reception"])
 
     text_cols = (
         "report_id", "input", "probe_cc", "probe_asn", "test_name", "test_start_time",
@@ -45,7 +46,7 @@ def upgrade() -> None:
         "server_asn", "server_as_name", "update_time", "test_version", "architecture",
         "engine_name", "engine_version", "test_runtime", "blocking_type",
         "test_helper_address", "test_helper_type", "ooni_run_link_id", "is_verified",
-        "received_at",
+        "ts_reception",
     )
     types: dict[str, sa.types.TypeEngine[Any]] = {
         "probe_cc": sa.String(length=2), "probe_asn": sa.BigInteger(),
@@ -55,7 +56,7 @@ def upgrade() -> None:
         "page_len": sa.Integer(), "page_len_ratio": sa.Double(), "server_asn": sa.BigInteger(),
         "update_time": sa.Double(), "test_runtime": sa.Double(),
         "ooni_run_link_id": sa.BigInteger(), "is_verified": sa.String(length=1),
-        "received_at": sa.Double(),
+        "ts_reception": sa.Double(),
     }
     nullable = {"test_start_time", "measurement_start_time", "ooni_run_link_id"}
     op.create_table(
@@ -73,7 +74,7 @@ def upgrade() -> None:
         ["test_name", "measurement_start_time"],
         ["domain", "measurement_start_time"],
         ["report_id"],
-        ["received_at"],
+        ["ts_reception"],
     ):
         op.create_index("ix_ooni_fastpath_" + "_".join(cols), "ooni_fastpath", cols)
 

@@ -87,7 +87,7 @@ async def list_measurements(request: Request) -> Response:
     return await _metered(request, handle)
 
 
-def _lookup(conn: Connection, uid: str | None, report_id: str | None,
+def lookup(conn: Connection, uid: str | None, report_id: str | None,
             inp: str | None, storage: Storage | None) -> dict[str, Any] | None:
     """The fastpath row of a uid (or of report_id + input) with its body, from the log
     or, once retention removed it there, from the raw archive."""
@@ -115,7 +115,7 @@ def _lookup(conn: Connection, uid: str | None, report_id: str | None,
     return row
 
 
-def _storage(request: Request) -> Storage | None:
+def archive_storage(request: Request) -> Storage | None:
     state = request.app.state
     if not hasattr(state, "ooni_storage"):
         cfg = config(request)
@@ -140,7 +140,7 @@ def _content(body: bytes | None) -> dict[str, Any] | None:
     return unwrapped[0] if unwrapped is not None else None
 
 
-def _lookup_params(request: Request) -> tuple[str | None, str | None, str | None] | Response:
+def lookup_params(request: Request) -> tuple[str | None, str | None, str | None] | Response:
     uid = request.query_params.get("measurement_uid")
     report_id = request.query_params.get("report_id")
     inp = request.query_params.get("input")
@@ -156,10 +156,10 @@ async def raw_measurement(request: Request) -> Response:
     """The measurement body; ``{}`` when unknown."""
 
     async def handle() -> Response:
-        parsed = _lookup_params(request)
+        parsed = lookup_params(request)
         if isinstance(parsed, Response):
             return parsed
-        row = await request.app.state.store.read(_lookup, *parsed, _storage(request))
+        row = await request.app.state.store.read(lookup, *parsed, archive_storage(request))
         content = _content(row["body"]) if row else None
         return _json(content or {}, headers={"Cache-Control": "max-age=86400"})
 
@@ -171,7 +171,7 @@ async def measurement_body(uid: str, request: Request) -> Response:
     """Only the body of one measurement; ``download=true`` makes it an attachment."""
 
     async def handle() -> Response:
-        row = await request.app.state.store.read(_lookup, uid, None, None, _storage(request))
+        row = await request.app.state.store.read(lookup, uid, None, None, archive_storage(request))
         content = _content(row["body"]) if row else None
         if content is None:
             return _detail(f"no measurement {uid}", 404)
@@ -216,14 +216,14 @@ async def measurement_meta(request: Request) -> Response:
     """Metadata and scores of one measurement, with its body when ``full=true``."""
 
     async def handle() -> Response:
-        parsed = _lookup_params(request)
+        parsed = lookup_params(request)
         if isinstance(parsed, Response):
             return parsed
         try:
             full = bool(boolean(request.query_params.get("full"), "full"))
         except ParamError as exc:
             return _detail(str(exc))
-        row = await request.app.state.store.read(_lookup, *parsed, _storage(request))
+        row = await request.app.state.store.read(lookup, *parsed, archive_storage(request))
         if row is None or row.get("unscored"):
             return _json({})
         return _json(meta_of(row, full), headers={"Cache-Control": "max-age=60"})

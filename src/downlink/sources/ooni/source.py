@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import Connection, select
 
 from downlink.sources.base import NavEntry, Source
-from downlink.sources.ooni import api, config, probe_services
+from downlink.sources.ooni import api, config, probe_services, views
 from downlink.sources.ooni.archive import archived_until
 from downlink.sources.ooni.cli import ooni as ooni_cli
 from downlink.sources.ooni.consumer import FASTPATH
@@ -47,12 +47,16 @@ def purge(conn: Connection, before_ts: float) -> int:
 SOURCE = Source(
     name="ooni",
     title="OONI",
-    routers=(probe_services.router, api.router),
+    routers=(probe_services.router, api.router, views.router),
     ingest_paths=probe_services.PATHS,
     metadata=metadata,
     migrations=HERE / "migrations",
     consumers=(FASTPATH,),
-    nav=(NavEntry("ooni", "OONI", "/ooni/measurements"),),
+    nav=(
+        NavEntry("ooni", "OONI", "/ooni/measurements"),
+        NavEntry("ooni-chart", "OONI chart", "/ooni/chart"),
+    ),
+    templates=HERE / "templates",
     settings=config.SETTINGS,
     metrics=register,
     purge=purge,

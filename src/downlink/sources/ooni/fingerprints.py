@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ahocorasick
 import orjson
 
 PATTERN_TYPES = ("full", "prefix", "contains", "regexp")
@@ -172,7 +173,12 @@ class Fingerprints:
         self.dns: dict[str, list[Fingerprint]] = {}
         self.dns_other: list[Fingerprint] = []
         self.body: list[Fingerprint] = []
-        self.headers: list[tuple[str, Fingerprint]] = []
+        self.headers: dict[str, list[tuple[int, Fingerprint]]] = {}
+        self._body_other: list[int] = []
+        self.headers_order: list[Fingerprint] = []
+        # Body "contains" patterns (three quarters of all) are found in one pass with
+        # an Aho-Corasick automaton instead of one substring search each.
+        self._contains = ahocorasick.Automaton()
         for fp in self.items:
             if fp.location_found == "dns":
                 if fp.pattern_type == "full":
@@ -180,9 +186,19 @@ class Fingerprints:
                 else:
                     self.dns_other.append(fp)
             elif fp.location_found == "body":
+                if fp.pattern_type == "contains":
+                    found = self._contains.get(fp.pattern, ())
+                    self._contains.add_word(fp.pattern, (*found, len(self.body)))
+                else:
+                    self._body_other.append(len(self.body))
                 self.body.append(fp)
             else:
-                self.headers.append((fp.location_found[len("header."):], fp))
+                name = fp.location_found[len("header."):]
+                self.headers.setdefault(name, []).append((len(self.headers_order), fp))
+                self.headers_order.append(fp)
+        self._has_contains = len(self._contains) > 0
+        if self._has_contains:
+            self._contains.make_automaton()
 
     def __len__(self) -> int:
         return len(self.items)
@@ -208,19 +224,27 @@ class Fingerprints:
         text = _text(body)
         if text is None:
             return []
-        return [fp for fp in self.body if fp.matches(text)]
+        hits: set[int] = set()
+        if self._has_contains:
+            for _end, indexes in self._contains.iter(text):
+                hits.update(indexes)
+        hits.update(i for i in self._body_other if self.body[i].matches(text))
+        return [self.body[i] for i in sorted(hits)]
 
     def match_headers(self, headers: Any) -> list[Fingerprint]:
         """Fingerprints matching HTTP response headers (names compared lower-cased)."""
         if not isinstance(headers, dict) or not headers:
             return []
-        lowered = {str(k).lower(): v for k, v in headers.items()}
-        found = []
-        for name, fp in self.headers:
-            value = _text(lowered.get(name))
-            if value is not None and fp.matches(value):
-                found.append(fp)
-        return found
+        found: list[tuple[int, Fingerprint]] = []
+        for name, value in headers.items():
+            group = self.headers.get(str(name).lower())
+            if group is None:
+                continue
+            text = _text(value)
+            if text is not None:
+                found.extend((i, fp) for i, fp in group if fp.matches(text))
+        found.sort(key=lambda item: item[0])
+        return [fp for _i, fp in found]
 
 
 def load_default() -> Fingerprints:

@@ -139,7 +139,8 @@ def wrk(url: str, path: str, body: Path, seconds: float, connections: int) -> di
         f.write(LUA.replace("@PATH@", path).replace("@BODY@", str(body)))
         script = f.name
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script, url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+         "-s", script, url],
         capture_output=True, text=True, check=True,
     ).stdout
     line = next(x for x in out.splitlines() if x.startswith("RESULT "))

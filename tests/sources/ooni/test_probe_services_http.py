@@ -170,3 +170,23 @@ def test_body_limits(db_url: str, tmp_path: Any) -> None:
         assert rows(db_url, measurements) == []
     finally:
         server.stop()
+
+
+def test_concurrent_submissions_are_all_committed(ooni: LiveServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    msm = fixture_measurements()["web_connectivity_no_body.json"]
+    rid = open_report(ooni.url, msm)
+    body = orjson.dumps({"format": "json", "content": msm})
+
+    def post(_i: int) -> str:
+        with httpx.Client() as http:
+            r = http.post(f"{ooni.url}/report/{rid}", content=body)
+            assert r.status_code == 200, r.text
+            uid: str = r.json()["measurement_uid"]
+            return uid
+
+    with ThreadPoolExecutor(16) as pool:
+        uids = list(pool.map(post, range(120)))
+    assert len(set(uids)) == 120
+    assert {r["measurement_uid"] for r in rows(ooni.database_url, measurements)} == set(uids)

@@ -13,11 +13,11 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.responses import Response
 
 from downlink.ingest.body import BodyTooLarge, read_body
-from downlink.sources.ooni import log, metrics, reportid, submission
+from downlink.sources.ooni import metrics, reportid, submission
+from downlink.sources.ooni.batcher import LogBatcher
 from downlink.sources.ooni.config import OoniConfig, config_from
 from downlink.sources.ooni.reportid import Refusal
 from downlink.store.writer import StoreUnavailable
@@ -79,15 +79,12 @@ async def open_report(request: Request) -> Response:
 
 
 async def _store(request: Request, row: dict[str, Any]) -> None:
-    """Commit the row; StoreUnavailable (answered 503) when the database fails."""
-    store = request.app.state.store
-    try:
-        await store.admin_write(log.insert, row)
-    except IntegrityError:
-        # The same uid (same bytes in the same microsecond) is already stored.
-        return
-    except DBAPIError as exc:
-        raise StoreUnavailable(str(exc.orig)) from exc
+    """Commit the row (group commit); StoreUnavailable (answered 503) when it fails."""
+    state = request.app.state
+    batcher: LogBatcher | None = getattr(state, "ooni_batcher", None)
+    if batcher is None:
+        batcher = state.ooni_batcher = LogBatcher(state.store)
+    await batcher.add(row)
 
 
 def _unavailable() -> Response:

@@ -183,7 +183,8 @@ def bench_submissions(args: argparse.Namespace, tmp: Path) -> tuple[list[list[ob
                 else:
                     assert pg is not None
                     url = pg.create_database(f"ooni_{n}")
-                server = LiveServer(url, workers=n, log=tmp / "server.log").start()
+                log = Path(tempfile.gettempdir()) / "ooni-bench-server.log"
+                server = LiveServer(url, workers=n, log=log).start()
                 try:
                     path = "/report/" + open_report(server.url, msm)
                     wrk(server.url, path, body_path, 3, args.connections)

@@ -37,7 +37,8 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def _detail(message: str, status: int = 400) -> Response:
-    return _json({"detail": message}, status)
+    """A refusal: OONI's ``detail`` and Downlink's ``message``, the same text."""
+    return _json({"detail": message, "message": message}, status)
 
 
 async def _metered(request: Request, handler: Callable[[], Awaitable[Response]]) -> Response:

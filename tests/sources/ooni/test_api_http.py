@@ -12,8 +12,9 @@ import httpx
 import orjson
 import pytest
 
+from downlink.testing.consumers import wait_caught_up
 from downlink.testing.live import LiveServer
-from tests.sources.ooni.conftest import drain, fixture_measurements, ooni_server
+from tests.sources.ooni.conftest import fixture_measurements, ooni_server
 from tests.sources.ooni.test_probe_services_http import open_report
 
 pytestmark = pytest.mark.postgres
@@ -41,7 +42,7 @@ def load(server: LiveServer) -> tuple[dict[str, str], dict[str, dict[str, Any]]]
         rid = open_report(server.url, msm)
         r = httpx.post(f"{server.url}/report/{rid}", json={"format": "json", "content": msm})
         uids[name] = r.json()["measurement_uid"]
-    drain(server.database_url)
+    wait_caught_up(server.url)
     return uids, msms
 
 

@@ -50,7 +50,8 @@ measurements = Table(
     Column("is_verified", String(1), nullable=False),
     Column("body", LargeBinary, nullable=False),
     Index(None, "ts_reception"),
-    # Followed by the fastpath consumer: SQLite must never reuse a deleted row's id.
+    # Followed by the fastpath consumer: SQLite must never reuse a deleted row's id; on
+    # PostgreSQL migration ooni_0003 adds the txid column (downlink.store.follow).
     sqlite_autoincrement=True,
 )
 

@@ -193,7 +193,7 @@ def test_quotas_are_shared_by_workers(db_url: str, tmp_path: Path) -> None:
         assert served == sorted(served, reverse=True)
         assert remaining[-1] == 0
         assert httpx.get(server.url + "/api/v1/aggregation").json() == {
-            "error": "quota exceeded"}
+            "error": "quota exceeded", "message": "quota exceeded"}
         # Submissions are not metered.
         msm = fixture_measurements()["tor.json"]
         rid = open_report(server.url, msm)

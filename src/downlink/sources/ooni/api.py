@@ -24,7 +24,16 @@ from downlink.sources.ooni.quotas import Limits, quotas_of
 from downlink.sources.ooni.storage import Storage, StorageError, open_storage
 from downlink.sources.ooni.tables import fastpath, measurements
 
-router = APIRouter(tags=["ooni measurements"])
+# OONI's API (its parameters, 422 for a malformed report_id, {"msg", "v"} refusals of
+# the aggregation): documented in docs/ooni.md, left out of Downlink's OpenAPI
+# document. Refusals carry Downlink's "message" too.
+router = APIRouter(tags=["ooni measurements"], include_in_schema=False)
+_REFUSED: dict[int | str, dict[str, Any]] = {
+    400: {"description": "A parameter is not usable (the message names it)"},
+    404: {"description": "No such measurement"},
+    422: {"description": "report_id is not 15-100 characters of A-Z, a-z, 0-9, _"},
+    429: {"description": "Quota exceeded"},
+}
 log_ = logging.getLogger(__name__)
 
 _REPORT_ID = re.compile(r"^[A-Za-z0-9_]{15,100}$")
@@ -47,7 +56,7 @@ async def _metered(request: Request, handler: Callable[[], Awaitable[Response]])
     return await quotas_of(request, limits).metered(request, handler)
 
 
-@router.get("/api/v1/measurements")
+@router.get("/api/v1/measurements", responses=_REFUSED)
 async def list_measurements(request: Request) -> Response:
     """Search measurements (newest first), count-free pagination with keyset cursors."""
 
@@ -152,7 +161,7 @@ def lookup_params(request: Request) -> tuple[str | None, str | None, str | None]
     return uid, report_id, inp
 
 
-@router.get("/api/v1/raw_measurement")
+@router.get("/api/v1/raw_measurement", responses=_REFUSED)
 async def raw_measurement(request: Request) -> Response:
     """The measurement body; ``{}`` when unknown."""
 
@@ -167,7 +176,7 @@ async def raw_measurement(request: Request) -> Response:
     return await _metered(request, handle)
 
 
-@router.get("/api/v1/measurement/{uid}")
+@router.get("/api/v1/measurement/{uid}", responses=_REFUSED)
 async def measurement_body(uid: str, request: Request) -> Response:
     """Only the body of one measurement; ``download=true`` makes it an attachment."""
 
@@ -212,7 +221,7 @@ def meta_of(row: dict[str, Any], full: bool) -> dict[str, Any]:
     return meta
 
 
-@router.get("/api/v1/measurement_meta")
+@router.get("/api/v1/measurement_meta", responses=_REFUSED)
 async def measurement_meta(request: Request) -> Response:
     """Metadata and scores of one measurement, with its body when ``full=true``."""
 
@@ -232,7 +241,7 @@ async def measurement_meta(request: Request) -> Response:
     return await _metered(request, handle)
 
 
-@router.get("/api/v1/aggregation")
+@router.get("/api/v1/aggregation", responses=_REFUSED)
 async def aggregate(request: Request) -> Response:
     """Counts by up to two axes, as JSON or CSV."""
 
@@ -240,7 +249,7 @@ async def aggregate(request: Request) -> Response:
         try:
             agg = aggregation.parse(dict(request.query_params))
         except aggregation.AggregationError as exc:
-            return _json({"msg": exc.msg, "v": 0}, exc.status)
+            return _json({"msg": exc.msg, "v": 0, "message": exc.msg}, exc.status)
         except ParamError as exc:
             return _detail(str(exc))
         started = time.monotonic()

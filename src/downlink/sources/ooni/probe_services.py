@@ -22,7 +22,23 @@ from downlink.sources.ooni.config import OoniConfig, config_from
 from downlink.sources.ooni.reportid import Refusal
 from downlink.store.writer import StoreUnavailable
 
-router = APIRouter(tags=["ooni probe services"])
+# OONI's wire format (its status codes, 422 included, and bodies without Downlink's
+# "message"): documented in docs/ooni.md, left out of Downlink's OpenAPI document,
+# whose rule is 400 with {"message"} for every refusal.
+router = APIRouter(tags=["ooni probe services"], include_in_schema=False)
+
+
+def _answers(*codes: int) -> dict[int | str, dict[str, Any]]:
+    described = {
+        400: "Malformed (OONI's bodies: Incorrect format, Inconsistent measurement, "
+             "bad_metadata, JSON expected)",
+        413: "Body, or what it decompresses to, over the limit",
+        415: "Content-Encoding other than zstd",
+        422: "A required open-report field is missing",
+    }
+    # OONI's exact bodies, not Downlink's {"message": ...}: any JSON object.
+    body = {"application/json": {"schema": {"type": "object"}}}
+    return {code: {"description": described[code], "content": body} for code in codes}
 
 _NO_CACHE = {"Cache-Control": "no-cache"}
 PATHS = frozenset({"/report", "/api/v1/submit_measurement"})
@@ -52,7 +68,7 @@ async def _body(request: Request, cfg: OoniConfig) -> bytes:
         raise Refusal(413, {"detail": str(exc)}) from None
 
 
-@router.post("/report")
+@router.post("/report", responses=_answers(400, 413, 422))
 async def open_report(request: Request) -> Response:
     """Open a report: a fresh report_id carrying the probe's CC, ASN and test name."""
     cfg = config(request)
@@ -96,7 +112,7 @@ def _unavailable() -> Response:
     )
 
 
-@router.post("/report/{report_id}")
+@router.post("/report/{report_id}", responses=_answers(400, 413, 415))
 async def submit(report_id: str, request: Request) -> Response:
     """Submit one measurement of an open report (checks 1-9 of reference A1, in order)."""
     m = metrics.of(request)
@@ -151,7 +167,7 @@ async def close_report(report_id: str) -> Response:
     return _json({})
 
 
-@router.post("/api/v1/submit_measurement")
+@router.post("/api/v1/submit_measurement", responses=_answers(400, 413, 415))
 async def submit_measurement(request: Request) -> Response:
     """Single call: mint a report id and store the measurement (``content`` is a string).
 

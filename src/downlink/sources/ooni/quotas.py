@@ -139,7 +139,7 @@ class Quotas:
         left = await store.read(remaining, key, self.limits, time.time())
         if left <= 0:
             return JSONResponse(
-                {"error": "quota exceeded"}, status_code=429,
+                {"error": "quota exceeded", "message": "quota exceeded"}, status_code=429,
                 headers={"X-RateLimit-Remaining": "0"},
             )
         response = await handler()

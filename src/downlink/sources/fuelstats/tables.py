@@ -1,0 +1,112 @@
+"""The fuel-stats tables (``fuel_*``), created by this source's own migrations.
+
+* ``fuel_installation_structures``: one row per Fuel master node (``master_node_uid``),
+  the whole structure document as last sent, with ``release`` and ``is_filtered``
+  promoted to indexed columns. ``is_filtered`` is never NULL, so every report treats
+  an installation the same way (the original counted NULL as filtered in one place and
+  as not filtered in another).
+* ``fuel_action_logs``: one row per (master node, nailgun action log id), never
+  overwritten; ``action_type``/``action_name`` promoted for the reports. Its ``id``
+  orders the log the failure-report consumer follows.
+* ``fuel_oswl_stats``: OpenStack workload snapshots, upserted by (master node, id,
+  resource type).
+* ``fuel_outbox``: one row per failure notification and channel, unique by failure,
+  so a failure is announced once whatever the consumer replays.
+* ``fuel_cursors``: the consumer's persisted position in ``fuel_action_logs``.
+
+Times are epoch seconds as doubles, like every other Downlink table.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+installations = Table(
+    "fuel_installation_structures",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("master_node_uid", Text, nullable=False, unique=True),
+    Column("structure", JSON, nullable=False),
+    Column("creation_date", Double, nullable=False),
+    Column("modification_date", Double, nullable=True),
+    Column("release", Text, nullable=True, index=True),
+    Column("is_filtered", Boolean, nullable=False, index=True),
+)
+
+action_logs = Table(
+    "fuel_action_logs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("master_node_uid", Text, nullable=False),
+    Column("external_id", BigInteger, nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("action_type", Text, nullable=True),
+    Column("action_name", Text, nullable=True),
+    Column("received_at", Double, nullable=False),
+    UniqueConstraint("master_node_uid", "external_id"),
+    Index("ix_fuel_action_logs_action_name_action_type", "action_name", "action_type"),
+)
+
+oswl_stats = Table(
+    "fuel_oswl_stats",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("master_node_uid", Text, nullable=False, index=True),
+    Column("external_id", BigInteger, nullable=False, index=True),
+    Column("cluster_id", BigInteger, nullable=False),
+    Column("created_date", Text, nullable=False, index=True),
+    Column("updated_time", Text, nullable=False),
+    Column("resource_type", Text, nullable=False, index=True),
+    Column("resource_data", JSON, nullable=False),
+    Column("resource_checksum", Text, nullable=False),
+    Column("version_info", JSON, nullable=True),
+    Column("received_at", Double, nullable=False),
+    UniqueConstraint("master_node_uid", "external_id", "resource_type"),
+)
+
+outbox = Table(
+    "fuel_outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("failure_key", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("action_log_id", BigInteger, nullable=False),
+    Column("master_node_uid", Text, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("state", Text, nullable=False, index=True),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Double, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", Double, nullable=False),
+    Column("sent_at", Double, nullable=True),
+    UniqueConstraint("failure_key", "channel"),
+)
+
+cursors = Table(
+    "fuel_cursors",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -50,3 +51,46 @@ def fuel(fuel_server: Callable[..., FuelServer]) -> Iterator[httpx.Client]:
     server = fuel_server()
     with httpx.Client(base_url=server.url, timeout=30) as client:
         yield client
+
+
+class Served:
+    """A module's fuel-stats server: its client, database URL and rules file."""
+
+    def __init__(self, server: FuelServer, database_url: str, rules: Path) -> None:
+        self.server = server
+        self.database_url = database_url
+        self.rules = rules
+        self.client = httpx.Client(base_url=server.url, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def served(
+    db_kind: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Served]:
+    """One server for a whole test module (tests use their own master node uids)."""
+    tmp = tmp_path_factory.mktemp("fuel")
+    pg = None
+    if db_kind == "sqlite":
+        url = f"sqlite:///{tmp / 'fuel.db'}"
+    else:
+        pg = request.getfixturevalue("postgres")
+        name = "t_" + uuid.uuid4().hex[:16]
+        url = pg.create_database(name)
+    rules = tmp / "rules.json"
+    rules.write_text("null")
+    env = {"DOWNLINK_FUEL_FILTERING_RULES": str(rules), "DOWNLINK_FUEL_REPORT_CACHE_S": "0"}
+    server = FuelServer(url, env=env, log=tmp / "server.log").start()
+    found = Served(server, url, rules)
+    try:
+        yield found
+    finally:
+        found.client.close()
+        server.stop()
+        if pg is not None:
+            pg.drop_database(name)
+
+
+@pytest.fixture
+def uid() -> str:
+    """A master node uid of this test's own."""
+    return "mn-" + uuid.uuid4().hex[:12]

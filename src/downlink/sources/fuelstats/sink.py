@@ -14,7 +14,14 @@ from typing import Any
 from sqlalchemy import Connection, Table, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from downlink.sources.fuelstats.tables import action_logs, installations, oswl_stats
+from downlink.sources.fuelstats.shape import rows_of
+from downlink.sources.fuelstats.tables import (
+    action_logs,
+    clusters,
+    installations,
+    nodes,
+    oswl_stats,
+)
 
 CHUNK = 1000
 
@@ -42,10 +49,12 @@ def upsert_structure(conn: Connection, row: StructureRow, now: float) -> bool:
     The whole document is replaced; ``creation_date`` is set once and
     ``modification_date`` on every later post.
     """
+    clusters_num = row.structure.get("clusters_num")
     values = {
         "structure": row.structure,
         "release": row.release,
         "is_filtered": row.is_filtered,
+        "clusters_num": clusters_num if isinstance(clusters_num, int) else 0,
     }
     inserted = conn.execute(
         _insert(conn, installations)
@@ -54,13 +63,24 @@ def upsert_structure(conn: Connection, row: StructureRow, now: float) -> bool:
         .returning(installations.c.id)
     ).first()
     if inserted is not None:
-        return True
-    conn.execute(
-        update(installations)
-        .where(installations.c.master_node_uid == row.master_node_uid)
-        .values(modification_date=now, **values)
-    )
-    return False
+        installation_id = int(inserted[0])
+    else:
+        installation_id = conn.execute(
+            update(installations)
+            .where(installations.c.master_node_uid == row.master_node_uid)
+            .values(modification_date=now, **values)
+            .returning(installations.c.id)
+        ).scalar_one()
+        conn.execute(clusters.delete().where(clusters.c.installation_id == installation_id))
+        conn.execute(nodes.delete().where(nodes.c.installation_id == installation_id))
+    cluster_rows, node_rows = rows_of(row.structure)
+    if cluster_rows:
+        conn.execute(
+            clusters.insert(), [{**r, "installation_id": installation_id} for r in cluster_rows]
+        )
+    if node_rows:
+        conn.execute(nodes.insert(), [{**r, "installation_id": installation_id} for r in node_rows])
+    return inserted is not None
 
 
 def insert_action_logs(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[tuple[str, int]]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from downlink.sources.base import Source
-from downlink.sources.fuelstats import collector, config, tables, upgrade
+from downlink.sources.fuelstats import api, collector, config, tables, upgrade
 
 SOURCE = Source(
     name="fuelstats",
     title="Fuel stats",
-    routes=collector.routes(),
+    routes=[*collector.routes(), *api.routes(), *api.catch_all()],
     ingest_paths=collector.INGEST_PATHS,
     metadata=tables.metadata,
     migrations=upgrade.MIGRATIONS,

@@ -5,6 +5,8 @@
   promoted to indexed columns. ``is_filtered`` is never NULL, so every report treats
   an installation the same way (the original counted NULL as filtered in one place and
   as not filtered in another).
+* ``fuel_clusters`` / ``fuel_nodes``: the environments and nodes of each structure,
+  rewritten with it, so the reports group rows instead of parsing JSON documents.
 * ``fuel_action_logs``: one row per (master node, nailgun action log id), never
   overwritten; ``action_type``/``action_name`` promoted for the reports. Its ``id``
   orders the log the failure-report consumer follows.
@@ -53,6 +55,41 @@ installations = Table(
     Column("modification_date", Double, nullable=True),
     Column("release", Text, nullable=True, index=True),
     Column("is_filtered", Boolean, nullable=False, index=True),
+    Column("clusters_num", Integer, nullable=False),
+)
+
+# One row per environment (cluster) of each stored structure, kept in the same
+# transaction as the structure: the reports group these instead of parsing JSON.
+clusters = Table(
+    "fuel_clusters",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("installation_id", BigInteger, nullable=False, index=True),
+    Column("cluster_id", BigInteger, nullable=True),
+    Column("status", Text, nullable=True),
+    Column("nodes_num", Integer, nullable=True),
+    Column("hypervisor", Text, nullable=True),
+    Column("os", Text, nullable=True),
+    Column("release_version", Text, nullable=True),
+    Column("mode", Text, nullable=True),
+    Column("plugins", Integer, nullable=False),
+)
+
+# One row per node of each cluster (roles sorted and joined with "+").
+nodes = Table(
+    "fuel_nodes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("installation_id", BigInteger, nullable=False, index=True),
+    Column("cluster_id", BigInteger, nullable=True),
+    Column("node_id", BigInteger, nullable=True),
+    Column("roles", Text, nullable=False),
+    Column("status", Text, nullable=True),
+    Column("os", Text, nullable=True),
+    Column("manufacturer", Text, nullable=True),
+    Column("platform", Text, nullable=True),
+    Column("cpu_total", Integer, nullable=True),
+    Column("memory_total", BigInteger, nullable=True),
 )
 
 action_logs = Table(

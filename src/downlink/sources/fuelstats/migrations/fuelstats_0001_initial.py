@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("modification_date", sa.Double(), nullable=True),
         sa.Column("release", sa.Text(), nullable=True),
         sa.Column("is_filtered", sa.Boolean(), nullable=False),
+        sa.Column("clusters_num", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_fuel_installation_structures"),
         sa.UniqueConstraint(
             "master_node_uid", name="uq_fuel_installation_structures_master_node_uid"
@@ -41,6 +42,37 @@ def upgrade() -> None:
         "fuel_installation_structures",
         ["is_filtered"],
     )
+    op.create_table(
+        "fuel_clusters",
+        sa.Column("id", _ID, autoincrement=True, nullable=False),
+        sa.Column("installation_id", sa.BigInteger(), nullable=False),
+        sa.Column("cluster_id", sa.BigInteger(), nullable=True),
+        sa.Column("status", sa.Text(), nullable=True),
+        sa.Column("nodes_num", sa.Integer(), nullable=True),
+        sa.Column("hypervisor", sa.Text(), nullable=True),
+        sa.Column("os", sa.Text(), nullable=True),
+        sa.Column("release_version", sa.Text(), nullable=True),
+        sa.Column("mode", sa.Text(), nullable=True),
+        sa.Column("plugins", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_fuel_clusters"),
+    )
+    op.create_index("ix_fuel_clusters_installation_id", "fuel_clusters", ["installation_id"])
+    op.create_table(
+        "fuel_nodes",
+        sa.Column("id", _ID, autoincrement=True, nullable=False),
+        sa.Column("installation_id", sa.BigInteger(), nullable=False),
+        sa.Column("cluster_id", sa.BigInteger(), nullable=True),
+        sa.Column("node_id", sa.BigInteger(), nullable=True),
+        sa.Column("roles", sa.Text(), nullable=False),
+        sa.Column("status", sa.Text(), nullable=True),
+        sa.Column("os", sa.Text(), nullable=True),
+        sa.Column("manufacturer", sa.Text(), nullable=True),
+        sa.Column("platform", sa.Text(), nullable=True),
+        sa.Column("cpu_total", sa.Integer(), nullable=True),
+        sa.Column("memory_total", sa.BigInteger(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_fuel_nodes"),
+    )
+    op.create_index("ix_fuel_nodes_installation_id", "fuel_nodes", ["installation_id"])
     op.create_table(
         "fuel_action_logs",
         sa.Column("id", _ID, autoincrement=True, nullable=False),
@@ -118,6 +150,10 @@ def downgrade() -> None:
     op.drop_table("fuel_oswl_stats")
     op.drop_index("ix_fuel_action_logs_action_name_action_type", table_name="fuel_action_logs")
     op.drop_table("fuel_action_logs")
+    op.drop_index("ix_fuel_nodes_installation_id", table_name="fuel_nodes")
+    op.drop_table("fuel_nodes")
+    op.drop_index("ix_fuel_clusters_installation_id", table_name="fuel_clusters")
+    op.drop_table("fuel_clusters")
     op.drop_index("ix_fuel_installation_structures_is_filtered", "fuel_installation_structures")
     op.drop_index("ix_fuel_installation_structures_release", "fuel_installation_structures")
     op.drop_table("fuel_installation_structures")

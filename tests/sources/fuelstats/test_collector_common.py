@@ -47,10 +47,11 @@ def test_not_allowed_methods(served: Served, resource: str, method: str) -> None
 def test_json_only(served: Served, resource: str) -> None:
     """A body that is not JSON, or not declared JSON, is 400 (nothing stored)."""
     path = f"/api/v1/{resource}/"
+    as_json = {"content-type": "application/json"}
     err(served.client.post(path, content=b"{}", headers={"content-type": "text/plain"}), 400)
-    bad = served.client.post(path, content=b"{not json", headers={"content-type": "application/json"})
+    bad = served.client.post(path, content=b"{not json", headers=as_json)
     assert "not JSON" in err(bad, 400)["message"]
-    err(served.client.post(path, content=b"", headers={"content-type": "application/json"}), 400)
+    err(served.client.post(path, content=b"", headers=as_json), 400)
 
 
 @pytest.mark.parametrize("resource", RESOURCES)

@@ -38,7 +38,12 @@ def source_values(app_settings: Any) -> dict[str, Any]:
 
 def context(conn: HTTPConnection) -> FuelContext:
     """The process's :class:`FuelContext`, built on first use from the app's settings."""
-    state = conn.app.state
+    return context_of_app(conn.app)
+
+
+def context_of_app(app: Any) -> FuelContext:
+    """The app's :class:`FuelContext`, built on first use from its settings."""
+    state = app.state
     found: FuelContext | None = getattr(state, "fuelstats", None)
     if found is None:
         values = source_values(getattr(state, "settings", None))

@@ -26,7 +26,7 @@ from downlink.sources.fuelstats.tables import (
 CHUNK = 1000
 
 
-def _insert(conn: Connection, table: Table) -> Any:
+def dialect_insert(conn: Connection, table: Table) -> Any:
     """The dialect's INSERT, which has ON CONFLICT clauses on both databases."""
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
@@ -57,7 +57,7 @@ def upsert_structure(conn: Connection, row: StructureRow, now: float) -> bool:
         "clusters_num": clusters_num if isinstance(clusters_num, int) else 0,
     }
     inserted = conn.execute(
-        _insert(conn, installations)
+        dialect_insert(conn, installations)
         .values(master_node_uid=row.master_node_uid, creation_date=now, **values)
         .on_conflict_do_nothing(index_elements=["master_node_uid"])
         .returning(installations.c.id)
@@ -92,7 +92,7 @@ def insert_action_logs(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[
     if not rows:
         return set()
     found = conn.execute(
-        _insert(conn, action_logs)
+        dialect_insert(conn, action_logs)
         .values(list(rows))
         .on_conflict_do_nothing(index_elements=["master_node_uid", "external_id"])
         .returning(action_logs.c.master_node_uid, action_logs.c.external_id)
@@ -116,7 +116,7 @@ def upsert_oswls(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[OswlKe
         (str(u), int(e), str(t))
         for u, e, t in conn.execute(select(*key_cols).where(tuple_(*key_cols).in_(keys))).all()
     }
-    stmt = _insert(conn, oswl_stats).values(list(rows))
+    stmt = dialect_insert(conn, oswl_stats).values(list(rows))
     changing = (
         "cluster_id",
         "created_date",

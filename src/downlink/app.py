@@ -27,7 +27,8 @@ _COLLECTOR_FIRST = ("/v2/collector", "/v3/collector")
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
     """Build the ASGI application; nothing connects until it starts."""
     settings = settings or from_env()
-    metrics = Metrics()
+    sources = settings.registry
+    metrics = Metrics(sources)
     store = Store(settings, metrics, processors=default_processors())
     maintenance = Maintenance(store)
     job_runner = JobRunner(store, poll_s=settings.job_poll_s)
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.store = store
     app.state.settings = settings
     app.state.job_runner = job_runner
+    app.state.sources = sources
     errors.install(app)
     security.install(app, settings)
     app.include_router(records.router)
@@ -61,6 +63,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.router.routes.extend(nodes_ws.routes)
     app.include_router(nodes_api.router)
     app.router.routes.extend(collector.routes)
+    for source in sources:
+        for router in source.routers:
+            app.include_router(router)
+        app.router.routes.extend(source.routes)
     # Hot path: try the collector's versioned paths before every router (saves ~50 us
     # of route matching per record; bench/ingest.py, docs/performance.md).
     app.router.routes.sort(key=lambda r: getattr(r, "path", None) not in _COLLECTOR_FIRST)

@@ -9,6 +9,7 @@ one scrape of ``/metrics`` sums every worker (gauges of live workers: ``livesum`
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -19,6 +20,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from downlink.sources.registry import Sources
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -36,10 +39,16 @@ def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
 
 
 class Metrics:
-    """Every metric Downlink exports at /metrics."""
+    """Every metric Downlink exports at /metrics.
 
-    def __init__(self) -> None:
+    ``sources`` (the registry's loaded sources) each register theirs with
+    ``Source.metrics(registry)``; what it returns is kept in :attr:`by_source` under the
+    source's name, for the source's own code to use.
+    """
+
+    def __init__(self, sources: Sources | None = None) -> None:
         self.registry = CollectorRegistry()
+        self.by_source: dict[str, Any] = {}
         r = self.registry
         self.received = Counter(
             "downlink_records_received", "Records received, by source.", ["source"], registry=r
@@ -162,3 +171,6 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        for source in sources or ():
+            if source.metrics is not None:
+                self.by_source[source.name] = source.metrics(r)

@@ -12,6 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from downlink.sources import registry
+from downlink.sources.base import SourceSetting
+from downlink.sources.registry import Sources
+
 CLEAR_LINUX_TID = "6907c830-eed9-4ce9-81ae-76daf8d88f0f"
 
 
@@ -218,12 +222,19 @@ SETTINGS: tuple[Setting, ...] = (
         ("downlink.web.example_plugin",),
         "Comma-separated modules of web plug-in views (see docs/web.md); 'none' for none.",
     ),
+    Setting(
+        "source_modules",
+        "DOWNLINK_SOURCES",
+        (),
+        "Comma-separated modules of extra sources, beside the built-in and entry-point ones "
+        "(see docs/architecture.md, Adding a source).",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 
-def _parse(setting: Setting, raw: str) -> Any:
+def _parse(setting: Setting | SourceSetting, raw: str) -> Any:
     default = setting.default
     try:
         if isinstance(default, bool):
@@ -279,6 +290,10 @@ class Settings:
     ws_max_node_ids: int = 20
     ws_buffer_max: int = 1000
     web_plugins: tuple[str, ...] = ("downlink.web.example_plugin",)
+    source_modules: tuple[str, ...] = ()
+    # Per-source settings, ``sources[<source>][<setting>]``: every source's defaults
+    # overlaid with what was given (filled in by __post_init__ from the registry).
+    sources: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -293,6 +308,12 @@ class Settings:
             raise SettingsError("DOWNLINK_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         _check_substrate(self)
         _check_hardening(self)
+        object.__setattr__(self, "sources", _source_settings(self))
+
+    @property
+    def registry(self) -> Sources:
+        """The sources of this server (built-in, entry points, ``DOWNLINK_SOURCES``)."""
+        return _load_sources(self.source_modules)
 
     @property
     def any_tid(self) -> bool:
@@ -301,6 +322,9 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with some values changed."""
+        if "source_modules" in changes and "sources" not in changes:
+            kept = _load_sources(tuple(changes["source_modules"])).names
+            changes["sources"] = {k: v for k, v in self.sources.items() if k in kept}
         return dataclasses.replace(self, **changes)
 
     def public(self) -> dict[str, Any]:
@@ -313,7 +337,33 @@ class Settings:
             if s.name == "api_tokens":
                 value = tuple("***" for _ in value)
             out[s.name] = list(value) if isinstance(value, tuple) else value
+        out["sources"] = {
+            name: {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+            for name, values in self.sources.items()
+        }
         return out
+
+
+def _load_sources(modules: tuple[str, ...]) -> Sources:
+    try:
+        return registry.load(modules)
+    except registry.SourceError as exc:
+        raise SettingsError(f"DOWNLINK_SOURCES: {exc}") from exc
+
+
+def _source_settings(s: Settings) -> dict[str, dict[str, Any]]:
+    sources = _load_sources(s.source_modules)
+    try:
+        values = registry.merged(sources, s.sources)
+    except registry.SourceError as exc:
+        raise SettingsError(str(exc)) from exc
+    for source, setting in sources.settings:
+        if setting.check is not None:
+            try:
+                setting.check(values[source.name][setting.name])
+            except ValueError as exc:
+                raise SettingsError(f"{setting.env}: {exc}") from None
+    return values
 
 
 def _check_database_url(url: str) -> None:
@@ -380,8 +430,15 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Sett
         if s.env in env and env[s.env] != "":
             values[s.name] = _parse(s, env[s.env])
     for key, value in overrides.items():
-        if key not in _BY_NAME:
+        if key not in _BY_NAME and key != "sources":
             raise SettingsError(f"unknown setting {key!r}")
         if value is not None:
             values[key] = value
-    return Settings(**values)
+    modules = values.get("source_modules", _BY_NAME["source_modules"].default)
+    given: dict[str, dict[str, Any]] = {}
+    for source, setting in _load_sources(tuple(modules)).settings:
+        if setting.env in env and env[setting.env] != "":
+            given.setdefault(source.name, {})[setting.name] = _parse(setting, env[setting.env])
+    for name, explicit in dict(values.pop("sources", {})).items():
+        given.setdefault(name, {}).update(explicit)
+    return Settings(**values, sources=given)

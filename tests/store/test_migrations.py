@@ -1,23 +1,28 @@
-"""The migrations build exactly the schema in tables.py, on both databases."""
+"""The migrations build exactly the schema of the core's and the sources' tables."""
 
 from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import MetaData, create_engine
 
+from downlink.sources.registry import load
 from downlink.store import migrate
 from downlink.store.tables import metadata
 
 
-def test_migrations_match_the_tables_module(db_url: str) -> None:
+def test_migrations_match_the_tables_modules(db_url: str) -> None:
     engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    combined = MetaData()
+    for md in (metadata, *load(()).metadata()):
+        for table in md.tables.values():
+            table.to_metadata(combined)
     try:
         assert migrate.pending(engine)
         migrate.upgrade(engine)
         assert migrate.pending(engine) == []
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+            diff = compare_metadata(MigrationContext.configure(conn), combined)
         assert diff == [], diff
     finally:
         engine.dispose()

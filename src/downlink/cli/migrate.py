@@ -17,7 +17,7 @@ def migrate(check: bool, database_url: str | None) -> None:
     settings = load_settings(database_url)
     engine = make_engine(settings)
     try:
-        todo = migrations.pending(engine)
+        todo = migrations.pending(engine, settings.registry)
         if check:
             for rev in todo:
                 click.echo(f"pending: {rev}")
@@ -25,7 +25,7 @@ def migrate(check: bool, database_url: str | None) -> None:
                 raise SystemExit(1)
             click.echo("up to date")
             return
-        migrations.upgrade(engine)
+        migrations.upgrade(engine, sources=settings.registry)
         click.echo(f"applied {len(todo)} migration(s); schema is up to date")
     except SystemExit:
         raise

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -28,7 +30,10 @@ def _finite(_ctx: click.Context, _param: click.Parameter, value: float | None) -
 )
 @database_option
 def purge(dry_run: bool, older_than_hours: float | None, database_url: str | None) -> None:
-    """Delete substrate records received more than the retention ago (never /audit ones)."""
+    """Delete substrate records received more than the retention ago (never /audit ones).
+
+    Then every source with a retention setting purges its own expired rows.
+    """
     settings = load_settings(database_url)
     hours = settings.substrate_retention_hours if older_than_hours is None else older_than_hours
     cutoff = retention.cutoff_for(hours)
@@ -43,10 +48,24 @@ def purge(dry_run: bool, older_than_hours: float | None, database_url: str | Non
         with read_engine.connect() as conn:
             return fn(conn, *args)
 
+    def run_rolled_back(fn: Callable[..., int], *args: Any) -> int:
+        with engine.connect() as conn, conn.begin() as tx:
+            try:
+                return fn(conn, *args)
+            finally:
+                tx.rollback()
+
+    by_source: dict[str, int] = {}
     try:
         result = retention.purge(
             run_write, cutoff, settings.purge_batch, dry_run=dry_run, count=run_read
         )
+        for source, source_cutoff in retention.source_cutoffs(settings):
+            if dry_run:
+                n = run_rolled_back(retention.count_source, source, source_cutoff)
+            else:
+                n = retention.purge_source(run_write, source, source_cutoff)
+            by_source[source.name] = n
     except Exception as exc:  # noqa: BLE001 - a CLI error naming the problem
         raise click.ClickException(f"purge failed: {exc}") from None
     finally:
@@ -57,3 +76,5 @@ def purge(dry_run: bool, older_than_hours: float | None, database_url: str | Non
         f"{verb} {result.records} substrate record(s) and {result.connections} "
         f"connection row(s) older than {hours:g} h"
     )
+    for name, n in by_source.items():
+        click.echo(f"{verb} {n} {name} row(s) past the {name} retention")

@@ -40,7 +40,7 @@ def serve(host: str, port: int, workers: int, log_level: str, database_url: str 
     # Migrate once here, so that several workers do not race to create the schema.
     engine = make_engine(settings)
     try:
-        migrations.upgrade(engine)
+        migrations.upgrade(engine, sources=settings.registry)
     except Exception as exc:  # noqa: BLE001 - shown as a CLI error, not a traceback
         raise click.ClickException(f"cannot prepare the database: {exc}") from None
     finally:

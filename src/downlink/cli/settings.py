@@ -6,7 +6,9 @@ import click
 import orjson
 
 from downlink.cli.options import load_settings
-from downlink.settings import SETTINGS
+from downlink.settings import SETTINGS, Setting
+from downlink.sources import registry
+from downlink.sources.base import SourceSetting
 
 
 def settings_markdown() -> str:
@@ -21,12 +23,28 @@ def settings_markdown() -> str:
         "| variable | default | meaning |",
         "|---|---|---|",
     ]
-    for s in SETTINGS:
-        default = ",".join(s.default) if isinstance(s.default, tuple) else s.default
-        shown = f"`{default}`" if default not in ("", None) else "(empty)"
-        text = s.help.replace("|", r"\|")
-        lines.append(f"| `{s.env}` | {shown} | {text} |")
+    lines.extend(_row(s) for s in SETTINGS)
+    for source in registry.load((), use_entry_points=False):
+        if not source.settings:
+            continue
+        lines += [
+            "",
+            f"## {source.title} (source `{source.name}`)",
+            "",
+            f"Read into `settings.sources[\"{source.name}\"][<name>]`.",
+            "",
+            "| variable | default | meaning |",
+            "|---|---|---|",
+        ]
+        lines.extend(_row(s) for s in source.settings)
     return "\n".join(lines) + "\n"
+
+
+def _row(s: Setting | SourceSetting) -> str:
+    default = ",".join(s.default) if isinstance(s.default, tuple) else s.default
+    shown = f"`{default}`" if default not in ("", None) else "(empty)"
+    text = s.help.replace("|", r"\|")
+    return f"| `{s.env}` | {shown} | {text} |"
 
 
 @click.command("settings")

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp
 from downlink.security.auth import TokenAuth
 from downlink.security.errors import HttpErrors
 from downlink.security.limits import RequestLimits
+from downlink.security.paths import ingest_paths
 from downlink.security.ratelimit import RateLimit, TokenBuckets
 from downlink.settings import Settings
 
@@ -31,7 +32,10 @@ def install(app: FastAPI, settings: Settings) -> None:
     """Add the security middleware; the last added runs first (outermost)."""
     if settings.api_tokens:
         app.add_middleware(
-            TokenAuth, tokens=settings.api_tokens, collector_auth=settings.collector_auth
+            TokenAuth,
+            tokens=settings.api_tokens,
+            collector_auth=settings.collector_auth,
+            ingest=ingest_paths(settings.registry),
         )
     buckets = _buckets(app, settings)
     if buckets is not None:
@@ -55,7 +59,12 @@ def guard(app: FastAPI, endpoint: ASGIApp, settings: Settings) -> ASGIApp:
     """
     inner: ASGIApp = endpoint
     if settings.api_tokens:
-        inner = TokenAuth(inner, tokens=settings.api_tokens, collector_auth=settings.collector_auth)
+        inner = TokenAuth(
+            inner,
+            tokens=settings.api_tokens,
+            collector_auth=settings.collector_auth,
+            ingest=ingest_paths(settings.registry),
+        )
     buckets = _buckets(app, settings)
     if buckets is not None:
         inner = RateLimit(inner, settings.rate_limit, settings.rate_burst, buckets=buckets)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from downlink.security.paths import is_ingest, is_open
+from downlink.security.paths import CORE, IngestPaths, is_open
 from downlink.security.replies import send_error
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="downlink"'}
@@ -33,10 +33,17 @@ def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
 class TokenAuth:
     """ASGI middleware refusing requests without a valid API token (401)."""
 
-    def __init__(self, app: ASGIApp, tokens: Iterable[str], collector_auth: bool = False) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        tokens: Iterable[str],
+        collector_auth: bool = False,
+        ingest: IngestPaths = CORE,
+    ) -> None:
         self.app = app
         self.tokens = tuple(t.encode("utf-8") for t in tokens if t)
         self.collector_auth = collector_auth
+        self.ingest = ingest
 
     def valid(self, token: str | None) -> bool:
         """True when ``token`` is one of the configured tokens."""
@@ -55,7 +62,7 @@ class TokenAuth:
             return
         path: str = scope["path"]
         method: str = "WEBSOCKET" if scope["type"] == "websocket" else scope["method"]
-        exempt = is_open(path) or (is_ingest(method, path) and not self.collector_auth)
+        exempt = is_open(path) or (self.ingest.match(method, path) and not self.collector_auth)
         if exempt or self.valid(bearer_token(scope["headers"])):
             await self.app(scope, receive, send)
             return

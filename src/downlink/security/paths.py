@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from downlink.sources.registry import Sources
+
 # Endpoints that receive telemetry. They stay open when tokens are configured, unless
-# DOWNLINK_COLLECTOR_AUTH is on. A new ingest protocol adds its path here.
+# DOWNLINK_COLLECTOR_AUTH is on. A source declares its own in ``Source.ingest_paths``;
+# these are the ones of the protocols not yet moved to a source folder.
 INGEST_PATHS = frozenset(("/", "/v2/collector", "/v3/collector", "/api/v1/records/bulk"))
 
 # Websocket ingest (substrate node telemetry), open like the collector.
@@ -13,11 +18,32 @@ INGEST_WEBSOCKETS = frozenset(("/", "/audit"))
 OPEN_PATHS = frozenset(("/-/health", "/-/version", "/docs", "/redoc", "/openapi.json"))
 
 
-def is_ingest(method: str, path: str) -> bool:
+@dataclass(frozen=True)
+class IngestPaths:
+    """The paths that deliver telemetry: HTTP POST paths and websocket paths."""
+
+    http: frozenset[str] = INGEST_PATHS
+    websockets: frozenset[str] = INGEST_WEBSOCKETS
+
+    def match(self, method: str, path: str) -> bool:
+        """True for a request that delivers telemetry (``method`` "WEBSOCKET" for one)."""
+        if method == "WEBSOCKET":
+            return path in self.websockets
+        return method == "POST" and path in self.http
+
+
+CORE = IngestPaths()
+
+
+def ingest_paths(sources: Sources) -> IngestPaths:
+    """The core's ingest paths and every source's."""
+    return IngestPaths(INGEST_PATHS | sources.ingest_paths,
+                       INGEST_WEBSOCKETS | sources.ingest_websockets)
+
+
+def is_ingest(method: str, path: str, paths: IngestPaths = CORE) -> bool:
     """True for a request that delivers telemetry (``method`` "WEBSOCKET" for websockets)."""
-    if method == "WEBSOCKET":
-        return path in INGEST_WEBSOCKETS
-    return method == "POST" and path in INGEST_PATHS
+    return paths.match(method, path)
 
 
 def is_open(path: str) -> bool:

@@ -29,13 +29,16 @@ class SourceSetting:
     """One setting a source adds: ``env`` variable, parsed ``default``, ``help`` text.
 
     Read by the core settings loader into ``Settings.sources[<source>][<name>]`` and
-    listed in docs/settings.md like every core setting.
+    listed in docs/settings.md like every core setting. The environment value is parsed
+    by the type of ``default`` (bool, int, float, tuple for a comma-separated list,
+    else str); ``check(value)`` may raise ValueError with a message to refuse it.
     """
 
     name: str
     env: str
     default: Any
     help: str
+    check: Callable[[Any], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,11 @@ class Source:
     * ``nav``: navigation tabs; ``templates``/``static``: folders the web shell serves.
     * ``settings``: the source's settings; ``metrics(registry)`` registers its metrics.
     * ``purge(conn, before_ts)``: deletes the source's rows older than the retention
-      cut-off and returns how many went.
+      cut-off and returns how many went. Keep each call short (at most a few thousand
+      rows): the core calls it again, one transaction each, until it returns 0.
+    * ``retention``: the name of one of ``settings`` holding the retention in hours
+      (``before_ts`` is now minus that; 0 or less keeps everything, so no purge runs).
+      Without it ``purge`` is never called.
     """
 
     name: str
@@ -126,4 +133,5 @@ class Source:
     settings: Sequence[SourceSetting] = ()
     metrics: Callable[[CollectorRegistry], Any] | None = None
     purge: Callable[[Connection, float], int] | None = None
+    retention: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)

@@ -67,7 +67,7 @@ class Store:
 
     def migrate(self) -> None:
         """Apply pending migrations."""
-        migrate.upgrade(self.engine)
+        migrate.upgrade(self.engine, sources=self.settings.registry)
 
     def start(self, *, run_migrations: bool = True) -> None:
         """Migrate (by default) and start the writer thread."""

@@ -1,45 +1,97 @@
-"""Apply the Alembic migrations that ship inside the package."""
+"""Apply the Alembic migrations of the core and of every source.
+
+The core's revisions live in ``store/migrations/versions``; each source with tables of
+its own brings a folder of revisions (``Source.migrations``), a separate Alembic
+version location whose first revision has ``down_revision = None`` and the source's
+name as its branch label. Upgrading to ``heads`` applies every branch; Alembic orders
+them by their dependencies (a source revision that needs a core table says
+``depends_on = "0001"``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Engine
 
+from downlink.sources import registry
+from downlink.sources.registry import Sources
+
 MIGRATIONS = Path(__file__).with_name("migrations")
+VERSIONS = MIGRATIONS / "versions"
 
 
-def alembic_config(engine: Engine) -> Config:
-    """Return an Alembic config pointing at the packaged migrations."""
+def version_locations(sources: Sources) -> list[Path]:
+    """The core's revision folder, then each source's, in source order."""
+    return [VERSIONS, *(folder for _name, folder in sources.migrations)]
+
+
+def alembic_config(engine: Engine, sources: Sources | None = None) -> Config:
+    """Return an Alembic config over the core's and ``sources``' migrations.
+
+    ``sources`` defaults to the built-in and entry-point ones.
+    """
+    found = registry.load() if sources is None else sources
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("path_separator", "newline")
+    cfg.set_main_option("version_locations", "\n".join(map(str, version_locations(found))))
     cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    cfg.attributes["source_metadata"] = found.metadata()
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "heads") -> None:
-    """Bring the database up to ``revision`` (default: every head).
-
-    Each source plug-in may add its own branch of migrations off ``0001``; upgrading
-    to ``heads`` applies all of them.
-    """
-    cfg = alembic_config(engine)
+def upgrade(engine: Engine, revision: str = "heads", sources: Sources | None = None) -> None:
+    """Bring the database up to ``revision`` (default: every head, core and sources)."""
+    cfg = alembic_config(engine, sources)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
 
-def pending(engine: Engine) -> list[str]:
-    """Return the revisions not yet applied, oldest first."""
-    script = ScriptDirectory.from_config(alembic_config(engine))
+def pending(engine: Engine, sources: Sources | None = None) -> list[str]:
+    """Return the revisions not yet applied, in a valid order: the core's first, then
+    each source's in source order (a revision always after those it depends on)."""
+    found = registry.load() if sources is None else sources
+    script = ScriptDirectory.from_config(alembic_config(engine, found))
     with engine.connect() as conn:
         current = set(MigrationContext.configure(conn).get_current_heads())
     applied: set[str] = set()
     for head in current:
         applied.update(r.revision for r in script.iterate_revisions(head, "base"))
-    todo = [r.revision for r in script.walk_revisions() if r.revision not in applied]
-    return list(reversed(todo))
+    todo = {r.revision: r for r in script.walk_revisions() if r.revision not in applied}
+    folders = [str(p.resolve()) for p in version_locations(found)]
+
+    def rank(rev: Script) -> int:
+        where = str(Path(rev.path).resolve().parent)
+        return folders.index(where) if where in folders else len(folders)
+
+    def needs(rev: Script) -> set[str]:
+        out: set[str] = set()
+        for ref in (*_as_tuple(rev.down_revision), *_as_tuple(rev.dependencies)):
+            target = script.get_revision(ref)
+            if target is not None and target.revision in todo:
+                out.add(target.revision)
+        return out
+
+    waiting = {name: needs(rev) for name, rev in todo.items()}
+    ordered: list[str] = []
+    while waiting:
+        ready = [name for name, deps in waiting.items() if not deps]
+        nxt = min(ready, key=lambda name: (rank(todo[name]), name))
+        ordered.append(nxt)
+        del waiting[nxt]
+        for deps in waiting.values():
+            deps.discard(nxt)
+    return ordered
+
+
+def _as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)

@@ -8,7 +8,7 @@ escaping were ever bypassed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,12 +57,20 @@ def when(ts: float | None) -> str:
     return datetime.fromtimestamp(float(ts), UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def make_environment(plugin_templates: dict[str, Path]) -> Environment:
-    """Build the template environment: core templates, plus ``<plugin>/...`` ones."""
+def make_environment(
+    plugin_templates: dict[str, Path], source_templates: Mapping[str, Path] | None = None
+) -> Environment:
+    """Build the template environment: core templates, ``<plugin>/...`` and ``<source>/...``.
+
+    A source's templates may extend ``base.html`` and import ``_macros.html``.
+    """
     loader = ChoiceLoader(
         [
             FileSystemLoader(TEMPLATES),
             PrefixLoader({name: FileSystemLoader(path) for name, path in plugin_templates.items()}),
+            PrefixLoader(
+                {name: FileSystemLoader(path) for name, path in (source_templates or {}).items()}
+            ),
         ]
     )
     env = Environment(loader=loader, autoescape=select_autoescape(default=True))

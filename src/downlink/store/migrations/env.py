@@ -13,7 +13,8 @@ config = context.config
 def _run(connection: object) -> None:
     context.configure(
         connection=connection,  # type: ignore[arg-type]
-        target_metadata=metadata,
+        # The core's tables and every source's (used by autogenerate only).
+        target_metadata=[metadata, *config.attributes.get("source_metadata", [])],
         render_as_batch=connection.dialect.name == "sqlite",  # type: ignore[attr-defined]
     )
     with context.begin_transaction():

@@ -1,0 +1,33 @@
+"""What a source's request handlers reach through the running app.
+
+A source's routers run inside the core's app; these helpers name what they may use
+(``request.app.state`` holds it): the :class:`~downlink.store.database.Store`, the
+source's own settings and the metrics its ``Source.metrics`` registered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.requests import HTTPConnection
+
+from downlink.settings import Settings
+from downlink.store.database import Store
+
+
+def store_of(conn: HTTPConnection) -> Store:
+    """The app's store (reads, admin writes, the group-commit writer)."""
+    store: Store = conn.app.state.store
+    return store
+
+
+def settings_of(conn: HTTPConnection, source: str) -> Mapping[str, Any]:
+    """The effective settings of ``source`` (``Settings.sources[source]``)."""
+    settings: Settings = conn.app.state.settings
+    return settings.sources[source]
+
+
+def metrics_of(conn: HTTPConnection, source: str) -> Any:
+    """What ``source``'s ``Source.metrics(registry)`` returned for this app."""
+    return store_of(conn).metrics.by_source[source]

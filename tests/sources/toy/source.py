@@ -1,0 +1,119 @@
+"""A toy source that lives only in the test suite: the proof that sources plug in.
+
+It brings an ingest endpoint (``POST /toy/items``, open like every ingest path), a
+table with its own Alembic branch, a page with its JSON twin and a navigation tab, a
+template and a static file, two settings, a metric and a purge. Nothing in
+``src/downlink`` names it: ``DOWNLINK_SOURCES=tests.sources.toy.source`` plugs it in.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import APIRouter
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import Connection, delete, insert, select
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from downlink.sources.base import NavEntry, Source, SourceSetting
+from downlink.sources.runtime import metrics_of, settings_of, store_of
+from downlink.web.rendering import twin, web_of
+from tests.sources.toy.tables import metadata, toy_items
+
+NAME = "toy"
+HERE = Path(__file__).parent
+router = APIRouter()
+
+
+def _add(conn: Connection, name: str, at: float) -> int:
+    pk = conn.execute(insert(toy_items).values(name=name, ts_reception=at)).inserted_primary_key
+    assert pk is not None
+    return int(pk[0])
+
+
+def _items(conn: Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(select(toy_items).order_by(toy_items.c.id)).mappings()
+    return [dict(r) for r in rows]
+
+
+@router.post("/toy/items")
+async def add_item(request: Request) -> Response:
+    """Store one item: ``{"name": "...", "ts": <optional reception time>}``."""
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+        return JSONResponse({"message": "body must be an object with a string `name`"}, 400)
+    at = body.get("ts", time.time())
+    if not isinstance(at, int | float):
+        return JSONResponse({"message": "`ts` must be a number"}, 400)
+    item_id = await store_of(request).admin_write(_add, body["name"], float(at))
+    metrics_of(request, NAME).inc()
+    return JSONResponse({"id": item_id}, status_code=201)
+
+
+async def _data(request: Request) -> dict[str, Any]:
+    items = await store_of(request).read(_items)
+    return {"greeting": settings_of(request, NAME)["greeting"], "items": items}
+
+
+@router.get("/toy.json")
+async def items_json(request: Request) -> Response:
+    """JSON twin of the toy page."""
+    return twin(await _data(request))
+
+
+@router.get("/toy")
+async def items_page(request: Request) -> Response:
+    """The toy page."""
+    data = await _data(request)
+    return web_of(request).page("toy/items.html", title="Toy items", active="toy", data=data)
+
+
+def _metrics(registry: CollectorRegistry) -> Counter:
+    return Counter("downlink_toy_items", "Toy items stored.", registry=registry)
+
+
+def purge(conn: Connection, before_ts: float) -> int:
+    """Delete up to 100 items received before ``before_ts``."""
+    ids = select(toy_items.c.id).where(toy_items.c.ts_reception < before_ts).limit(100)
+    done = conn.execute(delete(toy_items).where(toy_items.c.id.in_(ids.scalar_subquery())))
+    return int(done.rowcount or 0)
+
+
+def _positive(value: Any) -> None:
+    if value < 0:
+        raise ValueError("must not be negative")
+
+
+def source() -> Source:
+    """The toy source."""
+    return Source(
+        name=NAME,
+        title="Toy",
+        routers=(router,),
+        ingest_paths=frozenset({"/toy/items"}),
+        metadata=metadata,
+        migrations=HERE / "migrations",
+        nav=(NavEntry("toy", "Toy", "/toy"),),
+        templates=HERE / "templates",
+        static=HERE / "static",
+        settings=(
+            SourceSetting("greeting", "DOWNLINK_TOY_GREETING", "hello", "Shown on /toy."),
+            SourceSetting(
+                "retention_hours",
+                "DOWNLINK_TOY_RETENTION_HOURS",
+                0.0,
+                "Hours toy items are kept; 0 keeps them.",
+                check=_positive,
+            ),
+        ),
+        metrics=_metrics,
+        purge=purge,
+        retention="retention_hours",
+    )

@@ -1,4 +1,4 @@
-"""Fixtures of the fuel-stats tests: a live server per database, request bodies."""
+"""Fixtures of the fuel-stats tests: real `downlink serve` servers per database, bodies."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.sources.fuelstats.harness import FuelServer
+from downlink.testing.live import LiveServer
 
 
 @pytest.fixture(scope="session")
@@ -28,13 +28,13 @@ def examples(fixtures_dir: Path) -> Callable[[str], Any]:
 @pytest.fixture
 def fuel_server(
     new_database: Callable[[str], str], tmp_path: Path
-) -> Iterator[Callable[..., FuelServer]]:
+) -> Iterator[Callable[..., LiveServer]]:
     """A factory of started fuel-stats servers (``env`` adds settings), all stopped after."""
-    started: list[FuelServer] = []
+    started: list[LiveServer] = []
 
-    def start(env: dict[str, str] | None = None, database_url: str | None = None) -> FuelServer:
+    def start(env: dict[str, str] | None = None, database_url: str | None = None) -> LiveServer:
         url = database_url or new_database(f"fuel{len(started)}")
-        server = FuelServer(url, env=env, log=tmp_path / f"server{len(started)}.log").start()
+        server = LiveServer(url, env=env, log=tmp_path / f"server{len(started)}.log").start()
         started.append(server)
         return server
 
@@ -46,7 +46,7 @@ def fuel_server(
 
 
 @pytest.fixture
-def fuel(fuel_server: Callable[..., FuelServer]) -> Iterator[httpx.Client]:
+def fuel(fuel_server: Callable[..., LiveServer]) -> Iterator[httpx.Client]:
     """A client of a fuel-stats server with default settings."""
     server = fuel_server()
     with httpx.Client(base_url=server.url, timeout=30) as client:
@@ -56,7 +56,7 @@ def fuel(fuel_server: Callable[..., FuelServer]) -> Iterator[httpx.Client]:
 class Served:
     """A module's fuel-stats server: its client, database URL and rules file."""
 
-    def __init__(self, server: FuelServer, database_url: str, rules: Path) -> None:
+    def __init__(self, server: LiveServer, database_url: str, rules: Path) -> None:
         self.server = server
         self.database_url = database_url
         self.rules = rules
@@ -79,7 +79,7 @@ def served(
     rules = tmp / "rules.json"
     rules.write_text("null")
     env = {"DOWNLINK_FUEL_FILTERING_RULES": str(rules), "DOWNLINK_FUEL_REPORT_CACHE_S": "0"}
-    server = FuelServer(url, env=env, log=tmp / "server.log").start()
+    server = LiveServer(url, env=env, log=tmp / "server.log").start()
     found = Served(server, url, rules)
     try:
         yield found

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from downlink.testing.live import LiveServer
 from downlink.testing.postgres import free_port
 from tests.sources.fuelstats.client import minimal, nailgun_task, ok, post
-from tests.sources.fuelstats.harness import FuelServer
 
 HERE = Path(__file__).parent
 
@@ -99,7 +99,7 @@ def test_failed_deployment_reported_once(
         "DOWNLINK_FUEL_MAIL_TO": "support@example.org",
         "DOWNLINK_FUEL_NOTIFY_BACKOFF_S": "0.2",
     }
-    server = FuelServer(url, env=env, log=tmp_path / "server.log").start()
+    server = LiveServer(url, env=env, log=tmp_path / "server.log").start()
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             contact = {"contact_info_provided": True, "email": "ops@customer.example",
@@ -142,7 +142,7 @@ def test_failed_deployment_reported_once(
         server.stop()
 
     # Restarted: the same logs again (the sender retrying) bring no second report.
-    server = FuelServer(url, env=env, log=tmp_path / "server2.log").start()
+    server = LiveServer(url, env=env, log=tmp_path / "server2.log").start()
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             answer = ok(post(client, "action_logs", {"action_logs": logs}), "action_logs")

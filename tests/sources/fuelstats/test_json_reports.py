@@ -16,8 +16,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from downlink.testing.live import LiveServer
 from tests.sources.fuelstats.client import err, minimal, ok, post
-from tests.sources.fuelstats.harness import FuelServer
 
 RULES = {"9.0": None, "8.0": {"good": None}}
 
@@ -42,14 +42,14 @@ def installation(uid: str, release: str, clusters: list[dict[str, Any]], *,
 
 
 @pytest.fixture
-def server(fuel_server: Callable[..., FuelServer], tmp_path: Path) -> FuelServer:
+def server(fuel_server: Callable[..., LiveServer], tmp_path: Path) -> LiveServer:
     """A fresh server whose rules accept 9.0 and build "good" of 8.0."""
     rules = tmp_path / "rules.json"
     rules.write_text(json.dumps(RULES))
     return fuel_server({"DOWNLINK_FUEL_FILTERING_RULES": str(rules)})
 
 
-def load(server: FuelServer, structures: list[dict[str, Any]]) -> httpx.Client:
+def load(server: LiveServer, structures: list[dict[str, Any]]) -> httpx.Client:
     """Post the structures; return a client of the server."""
     client = httpx.Client(base_url=server.url, timeout=30)
     for body in structures:
@@ -67,7 +67,7 @@ def report(client: httpx.Client, release: str | None = None, **params: str) -> d
     return found
 
 
-def test_installations_count(server: FuelServer) -> None:
+def test_installations_count(server: LiveServer) -> None:
     """Only not-filtered installations count, per release."""
     client = load(server, [installation("x0", "9.0", []), installation("x1", "8.0", []),
                            installation("x2", "8.0", [], filtered=True)])
@@ -76,7 +76,7 @@ def test_installations_count(server: FuelServer) -> None:
     assert report(client, "xxx")["installations"]["count"] == 0
 
 
-def test_statuses(server: FuelServer) -> None:
+def test_statuses(server: LiveServer) -> None:
     """Environment statuses of not-filtered installations."""
     client = load(server, [
         installation("x0", "9.0", [cluster(1, "new"), cluster(2, "operational"),
@@ -93,7 +93,7 @@ def test_statuses(server: FuelServer) -> None:
     assert report(client, "xxx")["environments"]["statuses"] == {}
 
 
-def test_environments_count(server: FuelServer) -> None:
+def test_environments_count(server: LiveServer) -> None:
     """Environment counts and the distribution of installations by environments."""
     client = load(server, [
         installation("x0", "9.0", [cluster(i, "new") for i in range(3)]),
@@ -110,7 +110,7 @@ def test_environments_count(server: FuelServer) -> None:
     assert of_8["installations"]["environments_num"] == {"0": 2, "2": 1}
 
 
-def test_nodes_num(server: FuelServer) -> None:
+def test_nodes_num(server: LiveServer) -> None:
     """Only operable environments (operational, error) count towards node counts."""
     client = load(server, [
         installation("x0", "9.0", [cluster(1, "operational", 3), cluster(2, "new", 2),
@@ -124,7 +124,7 @@ def test_nodes_num(server: FuelServer) -> None:
     assert report(client, "9.0")["environments"]["nodes_num"] == {"3": 1, "1": 1}
 
 
-def test_hypervisors_and_oses(server: FuelServer) -> None:
+def test_hypervisors_and_oses(server: LiveServer) -> None:
     """Hypervisors and OSes of operable environments, lower-cased."""
     client = load(server, [
         installation("x0", "9.0", [
@@ -146,7 +146,7 @@ def test_hypervisors_and_oses(server: FuelServer) -> None:
     assert of_8["oses_num"] == {"ubuntu": 1, "centos": 1}
 
 
-def test_report_cache(fuel_server: Callable[..., FuelServer]) -> None:
+def test_report_cache(fuel_server: Callable[..., LiveServer]) -> None:
     """Answers are cached for every release at once; ``refresh=1`` recomputes."""
     server = fuel_server()
     client = load(server, [installation("x0", "9.0", []), installation("x1", "8.0", [])])
@@ -166,7 +166,7 @@ def test_report_cache(fuel_server: Callable[..., FuelServer]) -> None:
     assert report(client, "8.0")["installations"]["count"] == 2
 
 
-def test_json_export(server: FuelServer) -> None:
+def test_json_export(server: LiveServer) -> None:
     """installation_info 404, summary totals, the filtered list, paging fallbacks."""
     client = load(server, [installation("x0", "9.0", []), installation("x1", "8.0", []),
                            installation("x2", "8.0", [], filtered=True)])

@@ -135,7 +135,7 @@ def _action_log_rows(ctx: FuelContext, items: list[dict[str, Any]], now: float) 
                 "body": ctx.sanitizer.action_log_body(body),
                 "action_type": _text(body.get("action_type")),
                 "action_name": _text(body.get("action_name")),
-                "received_at": now,
+                "ts_reception": now,
             }
         )
     return statuses, rows
@@ -193,7 +193,7 @@ def _oswl_rows(items: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
             "resource_data": item["resource_data"],
             "resource_checksum": item["resource_checksum"],
             "version_info": item.get("version_info"),
-            "received_at": now,
+            "ts_reception": now,
         }
     return list(by_key.values())
 

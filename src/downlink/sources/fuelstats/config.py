@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,19 @@ from typing import Any
 from downlink.settings import SettingsError
 from downlink.sources.base import SourceSetting
 from downlink.sources.fuelstats.privacy import DEFAULT_SECRET_KEYS
+
+
+def _check_pattern(value: str) -> None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+
+
+def _at_least(value: float, low: float) -> None:
+    if value < low:
+        raise ValueError(f"must be at least {low}")
+
 
 SETTINGS: tuple[SourceSetting, ...] = (
     SourceSetting(
@@ -23,8 +37,10 @@ SETTINGS: tuple[SourceSetting, ...] = (
     SourceSetting(
         "secret_keys",
         "DOWNLINK_FUEL_SECRET_KEYS",
-        DEFAULT_SECRET_KEYS,
-        "Regular expression of key names whose values are replaced before storage.",
+        "",
+        "Regular expression of key names whose values are replaced before storage; empty: "
+        "the built-in one (passwords, secrets, tokens, keys, credentials, certificates).",
+        check=lambda value: _check_pattern(value),
     ),
     SourceSetting(
         "webhook_url",
@@ -55,18 +71,21 @@ SETTINGS: tuple[SourceSetting, ...] = (
         "DOWNLINK_FUEL_NOTIFY_ATTEMPTS",
         8,
         "Delivery attempts of one failure report per channel before it is marked failed.",
+        check=lambda value: _at_least(value, 1),
     ),
     SourceSetting(
         "notify_backoff_s",
         "DOWNLINK_FUEL_NOTIFY_BACKOFF_S",
         2.0,
         "First retry delay of a failed delivery (s); doubles with each attempt.",
+        check=lambda value: _at_least(value, 0),
     ),
     SourceSetting(
         "report_cache_s",
         "DOWNLINK_FUEL_REPORT_CACHE_S",
         3600.0,
         "How long report/installations answers are cached (s); 0 disables the cache.",
+        check=lambda value: _at_least(value, 0),
     ),
 )
 
@@ -76,7 +95,7 @@ class FuelSettings:
     """The parsed fuel-stats settings."""
 
     filtering_rules: str = ""
-    secret_keys: str = DEFAULT_SECRET_KEYS
+    secret_keys: str = ""
     webhook_url: str = ""
     smtp_host: str = ""
     mail_from: str = "downlink@localhost"
@@ -89,6 +108,11 @@ class FuelSettings:
     def rules_path(self) -> Path | None:
         """The filtering rules file, if one is configured."""
         return Path(self.filtering_rules) if self.filtering_rules else None
+
+    @property
+    def secret_pattern(self) -> str:
+        """The secret-key pattern in force."""
+        return self.secret_keys or DEFAULT_SECRET_KEYS
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -129,7 +153,10 @@ def load(values: Mapping[str, Any] | None = None, environ: Mapping[str, str] | N
             parsed[s.name] = _parse(s, given[s.name])
         elif env.get(s.env):
             parsed[s.name] = _parse(s, env[s.env])
-    found = FuelSettings(**parsed)
-    if found.notify_attempts < 1 or found.notify_backoff_s < 0 or found.report_cache_s < 0:
-        raise SettingsError("fuel-stats notify/report settings must not be negative")
-    return found
+    for s in SETTINGS:
+        if s.check is not None and s.name in parsed:
+            try:
+                s.check(parsed[s.name])
+            except ValueError as exc:
+                raise SettingsError(f"{s.env}: {exc}") from None
+    return FuelSettings(**parsed)

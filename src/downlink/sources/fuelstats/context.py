@@ -25,7 +25,7 @@ class FuelContext:
     @classmethod
     def build(cls, settings: config.FuelSettings) -> FuelContext:
         """Read the rules file and compile the sanitizer's pattern."""
-        return cls(settings, RulesFile(settings.rules_path), Sanitizer(settings.secret_keys))
+        return cls(settings, RulesFile(settings.rules_path), Sanitizer(settings.secret_pattern))
 
 
 def source_values(app_settings: Any) -> dict[str, Any]:

@@ -64,9 +64,9 @@ def consume_batch(conn: Connection, consumer: Consumer, settle_s: float) -> int:
         start = 0
     query = select(action_logs).where(action_logs.c.id > start)
     if settle_s > 0:
-        query = query.where(action_logs.c.received_at <= time.time() - settle_s)
+        query = query.where(action_logs.c.ts_reception <= time.time() - settle_s)
     rows = conn.execute(query.order_by(action_logs.c.id).limit(consumer.batch_max)).mappings()
-    batch = [LogRecord(seq=int(r["id"]), ts=float(r["received_at"]), row=dict(r)) for r in rows]
+    batch = [LogRecord(seq=int(r["id"]), ts=float(r["ts_reception"]), row=dict(r)) for r in rows]
     if not batch:
         return 0
     consumer.handle(conn, batch)
@@ -102,11 +102,17 @@ class Runtime:
         """Look for work now."""
         self._wake.set()
 
-    def start(self) -> None:
-        """Start the loops on the running event loop."""
+    def start(self, *, core_runs_consumers: bool = False) -> None:
+        """Start the loops on the running event loop.
+
+        ``core_runs_consumers``: the core drives the source's consumers and job kinds
+        (then only the delivery loop runs here).
+        """
         self._http = httpx.AsyncClient(timeout=10)
         loop = asyncio.get_running_loop()
-        for step in (self.consume, self.run_jobs, self.deliver):
+        steps = (self.deliver,) if core_runs_consumers else (
+            self.consume, self.run_jobs, self.deliver)
+        for step in steps:
             self._tasks.append(loop.create_task(self._loop(step)))
 
     async def stop(self) -> None:
@@ -207,7 +213,7 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
     """Run the source's background loops for the life of the app."""
     runtime = Runtime(app.state.store, context_of_app(app))
     app.state.fuelstats_runtime = runtime
-    runtime.start()
+    runtime.start(core_runs_consumers=hasattr(app.state, "consumer_runner"))
     try:
         yield
     finally:

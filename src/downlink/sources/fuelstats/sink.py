@@ -124,7 +124,7 @@ def upsert_oswls(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[OswlKe
         "resource_data",
         "resource_checksum",
         "version_info",
-        "received_at",
+        "ts_reception",
     )
     conn.execute(
         stmt.on_conflict_do_update(

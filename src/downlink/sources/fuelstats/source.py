@@ -21,7 +21,7 @@ def _channels() -> tuple[str, ...]:
     return config.load().channels
 
 
-SOURCE = Source(
+source = SOURCE = Source(
     name="fuelstats",
     title="Fuel stats",
     routes=[*collector.routes(), *api.routes(), *admin.routes(), *api.catch_all()],

@@ -16,7 +16,8 @@
   so a failure is announced once whatever the consumer replays.
 * ``fuel_cursors``: the consumer's persisted position in ``fuel_action_logs``.
 
-Times are epoch seconds as doubles, like every other Downlink table.
+Times are epoch seconds as doubles, like every other Downlink table (``ts_reception``:
+when the server received the row).
 """
 
 from __future__ import annotations
@@ -101,9 +102,11 @@ action_logs = Table(
     Column("body", JSON, nullable=False),
     Column("action_type", Text, nullable=True),
     Column("action_name", Text, nullable=True),
-    Column("received_at", Double, nullable=False),
+    Column("ts_reception", Double, nullable=False),
     UniqueConstraint("master_node_uid", "external_id"),
     Index("ix_fuel_action_logs_action_name_action_type", "action_name", "action_type"),
+    # Followed by a consumer: SQLite must never reuse the id of a deleted row.
+    sqlite_autoincrement=True,
 )
 
 oswl_stats = Table(
@@ -119,7 +122,7 @@ oswl_stats = Table(
     Column("resource_data", JSON, nullable=False),
     Column("resource_checksum", Text, nullable=False),
     Column("version_info", JSON, nullable=True),
-    Column("received_at", Double, nullable=False),
+    Column("ts_reception", Double, nullable=False),
     UniqueConstraint("master_node_uid", "external_id", "resource_type"),
 )
 

@@ -81,11 +81,12 @@ def upgrade() -> None:
         sa.Column("body", sa.JSON(), nullable=False),
         sa.Column("action_type", sa.Text(), nullable=True),
         sa.Column("action_name", sa.Text(), nullable=True),
-        sa.Column("received_at", sa.Double(), nullable=False),
+        sa.Column("ts_reception", sa.Double(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_fuel_action_logs"),
         sa.UniqueConstraint(
             "master_node_uid", "external_id", name="uq_fuel_action_logs_master_node_uid_external_id"
         ),
+        sqlite_autoincrement=True,
     )
     op.create_index(
         "ix_fuel_action_logs_action_name_action_type",
@@ -104,7 +105,7 @@ def upgrade() -> None:
         sa.Column("resource_data", sa.JSON(), nullable=False),
         sa.Column("resource_checksum", sa.Text(), nullable=False),
         sa.Column("version_info", sa.JSON(), nullable=True),
-        sa.Column("received_at", sa.Double(), nullable=False),
+        sa.Column("ts_reception", sa.Double(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_fuel_oswl_stats"),
         sa.UniqueConstraint(
             "master_node_uid",

@@ -28,6 +28,8 @@ from downlink.sources.fuelstats.errors import (
 
 PREFIXES = ("/api/v1/json", "/api/v1/csv", "/api/v1/fuel")
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# The public read API (aggregates only; no installation's data): open without a token.
+PUBLIC_PATHS = frozenset(("/api/v1/json/report/installations", "/api/v1/json/summary"))
 LIMIT_DEFAULT = 1000
 LIMIT_MAX = 10000
 

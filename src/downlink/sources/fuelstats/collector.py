@@ -31,6 +31,7 @@ from downlink.sources.fuelstats import schemas, sink
 from downlink.sources.fuelstats.context import FuelContext, context, store
 from downlink.sources.fuelstats.errors import FuelError, error_response, method_not_allowed
 from downlink.sources.fuelstats.filtering import is_filtered, release_of
+from downlink.sources.fuelstats.shape import task_fields
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ def _action_log_rows(ctx: FuelContext, items: list[dict[str, Any]], now: float) 
                 "body": ctx.sanitizer.action_log_body(body),
                 "action_type": _text(body.get("action_type")),
                 "action_name": _text(body.get("action_name")),
+                **task_fields(body),
                 "ts_reception": now,
             }
         )
@@ -229,7 +231,7 @@ RESOURCES: dict[str, tuple[str, Handler]] = {
 }
 
 # The paths that deliver telemetry (POST), and the ping the sender tries first (GET):
-# both stay open when API tokens are configured.
+# both stay open when API tokens are configured (see Source.extra["open_paths"]).
 INGEST_PATHS = frozenset(
     path + slash
     for path, (method, _) in RESOURCES.items()

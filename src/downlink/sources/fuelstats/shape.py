@@ -7,6 +7,7 @@ missing). Hypervisor and OS names are lower-cased, as the original reports did.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -83,3 +84,27 @@ def rows_of(structure: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[di
         cluster_rows.append(row)
         node_rows.extend(node_row(row["cluster_id"], n) for n in _list(_get(cluster, "nodes")))
     return cluster_rows, node_rows
+
+
+def _time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        found = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return found if found.tzinfo is not None else found.replace(tzinfo=dt.UTC)
+
+
+def task_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The report columns of an action log: environment, end status, duration, level."""
+    info = body.get("additional_info")
+    info = info if isinstance(info, Mapping) else {}
+    start, end = _time(body.get("start_timestamp")), _time(body.get("end_timestamp"))
+    duration = (end - start).total_seconds() if start and end and end >= start else None
+    return {
+        "cluster_id": _int(body.get("cluster_id")),
+        "ended_status": _text(info.get("ended_with_status")),
+        "duration_s": duration,
+        "top_level": info.get("parent_task_id") is None,
+    }

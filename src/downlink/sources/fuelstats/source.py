@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from downlink.sources.base import Source
+from pathlib import Path
+
+from downlink.sources.base import NavEntry, Source
 from downlink.sources.fuelstats import (
     admin,
     api,
     collector,
     config,
+    csv_api,
+    dashboard,
     failures,
     refilter,
     runtime,
     tables,
-    upgrade,
 )
 
 
@@ -24,12 +27,25 @@ def _channels() -> tuple[str, ...]:
 source = SOURCE = Source(
     name="fuelstats",
     title="Fuel stats",
-    routes=[*collector.routes(), *api.routes(), *admin.routes(), *api.catch_all()],
+    routers=(dashboard.router,),
+    routes=[
+        *collector.routes(),
+        *api.routes(),
+        *csv_api.routes(),
+        *admin.routes(),
+        *api.catch_all(),
+    ],
     ingest_paths=collector.INGEST_PATHS,
     metadata=tables.metadata,
-    migrations=upgrade.MIGRATIONS,
+    migrations=Path(__file__).with_name("migrations"),
     settings=config.SETTINGS,
+    nav=(NavEntry("fuelstats", "Fuel", "/fuel"),),
+    templates=Path(__file__).with_name("templates"),
     consumers=(failures.consumer(_channels),),
     job_kinds=(refilter.JOB,),
-    extra={"open_paths": collector.OPEN_PATHS, "lifespan": runtime.lifespan},
+    extra={
+        # GET/HEAD without a token: the sender's ping and the public report.
+        "open_paths": collector.OPEN_PATHS | api.PUBLIC_PATHS,
+        "lifespan": runtime.lifespan,
+    },
 )

@@ -102,6 +102,12 @@ action_logs = Table(
     Column("body", JSON, nullable=False),
     Column("action_type", Text, nullable=True),
     Column("action_name", Text, nullable=True),
+    # Promoted from nailgun_task bodies for the reports: the environment, how the task
+    # ended, how long it ran (s), and whether it is a top-level task (no parent).
+    Column("cluster_id", BigInteger, nullable=True),
+    Column("ended_status", Text, nullable=True),
+    Column("duration_s", Double, nullable=True),
+    Column("top_level", Boolean, nullable=False),
     Column("ts_reception", Double, nullable=False),
     UniqueConstraint("master_node_uid", "external_id"),
     Index("ix_fuel_action_logs_action_name_action_type", "action_name", "action_type"),

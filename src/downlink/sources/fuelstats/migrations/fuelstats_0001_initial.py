@@ -81,6 +81,10 @@ def upgrade() -> None:
         sa.Column("body", sa.JSON(), nullable=False),
         sa.Column("action_type", sa.Text(), nullable=True),
         sa.Column("action_name", sa.Text(), nullable=True),
+        sa.Column("cluster_id", sa.BigInteger(), nullable=True),
+        sa.Column("ended_status", sa.Text(), nullable=True),
+        sa.Column("duration_s", sa.Double(), nullable=True),
+        sa.Column("top_level", sa.Boolean(), nullable=False),
         sa.Column("ts_reception", sa.Double(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_fuel_action_logs"),
         sa.UniqueConstraint(

@@ -32,6 +32,18 @@ class Sanitizer:
 
     def __init__(self, secret_keys: str = DEFAULT_SECRET_KEYS) -> None:
         self.pattern = re.compile(secret_keys, re.IGNORECASE)
+        self._secret: dict[str, bool] = {}  # keys repeat: one regex search per name
+
+    def is_secret(self, key: object) -> bool:
+        """Whether values under ``key`` are replaced."""
+        if not isinstance(key, str):
+            return False
+        found = self._secret.get(key)
+        if found is None:
+            found = self.pattern.search(key) is not None
+            if len(self._secret) < 10_000:
+                self._secret[key] = found
+        return found
 
     def scrub(self, value: Any) -> Any:
         """Return ``value`` with the values of secret-named keys replaced, at any depth."""
@@ -39,7 +51,7 @@ class Sanitizer:
             return {
                 key: (
                     REDACTED
-                    if isinstance(key, str) and self.pattern.search(key) and _replaceable(item)
+                    if self.is_secret(key) and _replaceable(item)
                     else self.scrub(item)
                 )
                 for key, item in value.items()

@@ -14,6 +14,9 @@ from downlink.api import nodes as nodes_api
 from downlink.direct import Downlink
 from downlink.ingest import bulk, collector, nodes_ws
 from downlink.metrics import Metrics
+from downlink.pipeline import reprocess
+from downlink.pipeline.consumers import ConsumerRunner
+from downlink.pipeline.consumers import bind as bind_consumers
 from downlink.pipeline.registry import default_processors
 from downlink.pipeline.regroup import JobRunner
 from downlink.settings import Settings, from_env
@@ -31,13 +34,24 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     metrics = Metrics(sources)
     store = Store(settings, metrics, processors=default_processors())
     maintenance = Maintenance(store)
-    job_runner = JobRunner(store, poll_s=settings.job_poll_s)
+    bound = bind_consumers(sources)
+    kinds = [reprocess.job_kind(bound), *(k for s in sources for k in s.job_kinds)]
+    job_runner = JobRunner(store, poll_s=settings.job_poll_s, kinds=kinds)
+    consumer_runner = ConsumerRunner(
+        store,
+        bound,
+        poll_s=settings.consumer_poll_s,
+        retry_max_s=settings.consumer_retry_max_s,
+    )
+    # Records committed by this process's writer: look for consumer work at once.
+    store.writer.on_commit = consumer_runner.wake
 
     @asynccontextmanager
     async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
         store.start(run_migrations=run_migrations)
         maintenance.start()
         job_runner.start()
+        consumer_runner.start()
         try:
             # A source's own background work for the life of the app (its
             # ``extra["lifespan"]``: an async context manager factory taking the app).
@@ -48,6 +62,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                         await stack.enter_async_context(hook(app_))
                 yield
         finally:
+            await consumer_runner.stop()
             await job_runner.stop()
             await maintenance.stop()
             store.close()
@@ -61,6 +76,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.store = store
     app.state.settings = settings
     app.state.job_runner = job_runner
+    app.state.consumer_runner = consumer_runner
     app.state.sources = sources
     errors.install(app)
     security.install(app, settings)

@@ -105,6 +105,24 @@ class Metrics:
             "Spooled records moved into the database.",
             registry=r,
         )
+        self.set_aside = Counter(
+            "downlink_spool_records_set_aside",
+            "Spooled records the database refused, moved to the spool's refused table.",
+            registry=r,
+        )
+        # Read from the spool file (shared by every worker) when /metrics is scraped.
+        self.spool_pending = Gauge(
+            "downlink_spool_pending_records",
+            "Records waiting in the spool for the database.",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.spool_refused = Gauge(
+            "downlink_spool_set_aside_records",
+            "Records set aside in the spool's refused table (downlink spool list).",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
         # -- substrate node telemetry over websockets (docs/nodes.md) ------------------
         self.ws_connections = Gauge(
             "downlink_ws_connections",
@@ -170,6 +188,33 @@ class Metrics:
             "Size of the database in bytes (refreshed by the maintenance task).",
             registry=r,
             multiprocess_mode="livemax",
+        )
+        # -- consumers: processing after the ack (downlink.pipeline.consumers) ----------
+        self.consumer_lag_records = Gauge(
+            "downlink_consumer_lag_records",
+            "Committed rows a consumer has not handled yet, by consumer.",
+            ["consumer"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.consumer_lag_seconds = Gauge(
+            "downlink_consumer_lag_seconds",
+            "Age of the oldest row a consumer has not handled yet (0 when caught up).",
+            ["consumer"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.consumer_handled = Counter(
+            "downlink_consumer_handled_records",
+            "Rows handled by a consumer, by consumer.",
+            ["consumer"],
+            registry=r,
+        )
+        self.consumer_failures = Counter(
+            "downlink_consumer_failures",
+            "Consumer batches that failed (rolled back, retried later), by consumer.",
+            ["consumer"],
+            registry=r,
         )
         for source in sources or ():
             if source.metrics is not None:

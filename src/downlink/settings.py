@@ -163,6 +163,19 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds between looks for queued background jobs (crash regrouping); 0: none here.",
     ),
     Setting(
+        "consumer_poll_s",
+        "DOWNLINK_CONSUMER_POLL_S",
+        0.25,
+        "Seconds between looks for rows the consumers (processing after the ack) have not "
+        "handled; 0: no consumer runs in this process.",
+    ),
+    Setting(
+        "consumer_retry_max_s",
+        "DOWNLINK_CONSUMER_RETRY_MAX_S",
+        60.0,
+        "Longest wait before a failing consumer tries its batch again (it doubles from 0.5 s).",
+    ),
+    Setting(
         "ws_ping_interval_s",
         "DOWNLINK_WS_PING_INTERVAL_S",
         5.0,
@@ -280,6 +293,8 @@ class Settings:
     purge_interval_s: float = 600.0
     purge_batch: int = 2000
     job_poll_s: float = 1.0
+    consumer_poll_s: float = 0.25
+    consumer_retry_max_s: float = 60.0
     ws_ping_interval_s: float = 5.0
     ws_pong_timeout_s: float = 0.0
     ws_idle_timeout_s: float = 60.0
@@ -384,6 +399,7 @@ def _check_substrate(s: Settings) -> None:
     import ipaddress
 
     for name in ("substrate_retention_hours", "purge_interval_s", "job_poll_s",
+                 "consumer_poll_s",
                  "ws_ping_interval_s", "ws_pong_timeout_s", "ws_idle_timeout_s",
                  "ws_rate_limit_bytes"):
         if getattr(s, name) < 0:
@@ -391,6 +407,8 @@ def _check_substrate(s: Settings) -> None:
     for name in ("purge_batch", "ws_max_frame_bytes", "ws_max_node_ids", "ws_buffer_max"):
         if getattr(s, name) < 1:
             raise SettingsError(f"{_BY_NAME[name].env} must be at least 1")
+    if s.consumer_retry_max_s < 0.5:
+        raise SettingsError("DOWNLINK_CONSUMER_RETRY_MAX_S must be at least 0.5")
     if s.ws_rate_window_s <= 0:
         raise SettingsError("DOWNLINK_WS_RATE_WINDOW_S must be positive")
     for net in s.ws_allow_networks:

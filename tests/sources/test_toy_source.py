@@ -13,10 +13,8 @@ import time
 from pathlib import Path
 
 import httpx
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from click.testing import CliRunner
-from sqlalchemy import MetaData, create_engine
+from sqlalchemy import create_engine
 
 from downlink.cli.main import cli
 from downlink.settings import Settings
@@ -74,22 +72,18 @@ def test_toy_migrations_are_a_branch_of_their_own(db_url: str) -> None:
         cli, ["migrate", "--check", "--database-url", db_url], env={"DOWNLINK_SOURCES": TOY}
     )
     assert check.exit_code == 1
-    assert check.output.splitlines() == ["pending: toy_0001"]
+    assert check.output.splitlines() == ["pending: toy_0001", "pending: toy_0002"]
 
     applied = runner.invoke(
         cli, ["migrate", "--database-url", db_url], env={"DOWNLINK_SOURCES": TOY}
     )
     assert applied.exit_code == 0, applied.output
-    assert "applied 1 migration(s)" in applied.output
+    assert "applied 2 migration(s)" in applied.output
 
     engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
-        combined = MetaData()
-        for md in (core_metadata, *load((TOY,)).metadata()):
-            for table in md.tables.values():
-                table.to_metadata(combined)
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), combined)
+            diff = migrate.schema_diff(conn, [core_metadata, *load((TOY,)).metadata()])
         assert diff == [], diff
     finally:
         engine.dispose()
@@ -99,8 +93,8 @@ def test_pending_lists_the_core_first_then_the_toy(db_url: str) -> None:
     engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
         todo = migrate.pending(engine, load((TOY,)))
-        assert todo[0] == "0001" and todo[-1] == "toy_0001"
-        assert todo[:-1] == migrate.pending(engine, load(()))
+        assert todo[0] == "0001" and todo[-2:] == ["toy_0001", "toy_0002"]
+        assert todo[:-2] == migrate.pending(engine, load(()))
     finally:
         engine.dispose()
 
@@ -131,3 +125,40 @@ def test_purge_applies_the_toy_retention(db_url: str) -> None:
     assert "deleted 0 toy row(s)" in again.output
     kept = runner.invoke(cli, ["purge", "--database-url", db_url], env={"DOWNLINK_SOURCES": TOY})
     assert "toy" not in kept.output  # retention 0: the toy keeps everything
+
+
+def test_toy_consumer_follows_two_workers_posting_concurrently(
+    db_url: str, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from downlink.testing.consumers import wait_caught_up
+
+    server = LiveServer(db_url, workers=2, env=_env(), log=tmp_path / "server.log").start()
+    names = [f"n{i % 7}" for i in range(240)]
+    try:
+        with httpx.Client(base_url=server.url, timeout=20) as http:
+
+            def post(name: str) -> int:
+                return http.post("/toy/items", json={"name": name}).status_code
+
+            with ThreadPoolExecutor(12) as pool:
+                assert set(pool.map(post, names)) == {201}
+            (state,) = wait_caught_up(server.url, timeout=30)
+            assert state["name"] == "toy_daily" and state["handled"] == len(names)
+            assert state["error"] is None and state["lag_seconds"] == 0.0
+            daily = http.get("/toy.json").json()["daily"]
+            got = {}
+            for row in daily:
+                got[row["name"]] = got.get(row["name"], 0) + row["count"]
+            assert got == {n: names.count(n) for n in set(names)}
+            page = http.get("/consumers")
+            assert page.status_code == 200 and "toy_daily" in page.text
+            # The gauges are refreshed every second by each worker.
+            gauge = 'downlink_consumer_lag_records{consumer="toy_daily"} 0.0'
+            deadline = time.monotonic() + 10
+            while gauge not in http.get("/metrics").text:
+                assert time.monotonic() < deadline, "the lag gauge did not reach 0"
+                time.sleep(0.2)
+    finally:
+        server.stop()

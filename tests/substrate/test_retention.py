@@ -155,3 +155,26 @@ def test_cli_purge_refuses_bad_hours(value: str, tmp_path: Any) -> None:
     )
     assert result.exit_code == 2
     assert "--older-than-hours" in result.output
+
+
+
+def test_a_record_stored_after_purging_the_newest_is_not_behind_a_consumer(
+    store: Store,
+) -> None:
+    # SQLite hands the largest id out again once its row is deleted; the purge lowers
+    # the cursors of consumers following `records` so the next record is still ahead.
+    import anyio
+
+    from downlink.store import cursors, follow
+
+    anyio.run(store.write, _rows("f" * 32, 3, received=time.time() - 10 * HOUR, audit=False))
+    newest = store.run(lambda c: c.execute(select(func.max(records.c.id))).scalar_one())
+    store.run_write(cursors.ensure, "watcher", "records")
+    store.run_write(cursors.set_cursor, "watcher", follow.Cursor(0, newest))
+    assert purge(store.run_write, cutoff_for(1), 10).records == 3
+    anyio.run(store.write, _rows("f" * 32, 1, received=time.time(), audit=False, start=3))
+    cursor = store.run(cursors.read, "watcher")
+    assert cursor is not None
+    found = store.run(follow.read_after, records, cursor, 10)
+    assert [r["machine_id"] for r in found.rows] == [_rows("f" * 32, 1, received=0,
+                                                         audit=False)[0]["machine_id"]]

@@ -7,7 +7,9 @@ import click
 from downlink import __version__
 from downlink.cli import migrate, send, serve, transfer
 from downlink.cli.purge import purge
+from downlink.cli.reprocess import reprocess_cmd
 from downlink.cli.settings import settings_cmd
+from downlink.cli.spool import spool_cmd
 
 
 @click.group()
@@ -23,6 +25,8 @@ cli.add_command(transfer.export_cmd)
 cli.add_command(transfer.import_cmd)
 cli.add_command(settings_cmd)
 cli.add_command(purge)
+cli.add_command(reprocess_cmd)
+cli.add_command(spool_cmd)
 
 
 def main() -> None:

@@ -33,13 +33,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection
 
 from downlink.pipeline.crashes import count_backtraces, load_blacklist, regroup_chunk
+from downlink.pipeline.jobkinds import run_step
+from downlink.sources.base import JobKind
 from downlink.store import jobs
 from downlink.store.rollups import (
     GroupAggregates,
@@ -208,8 +210,12 @@ class JobRunner:
         poll_s: float = 1.0,
         chunk: int = CHUNK,
         stale_after: float = STALE_AFTER_S,
+        kinds: Sequence[JobKind] = (),
     ) -> None:
         self.store = store
+        # Registered kinds (sources' JobKinds, the core's reprocess) beside the regroup.
+        self.kinds: dict[str, JobKind] = {k.kind: k for k in kinds}
+        self.all_kinds: tuple[str, ...] = (KIND, *self.kinds)
         self.poll_s = poll_s
         self.chunk = chunk
         self.stale_after = stale_after
@@ -262,28 +268,40 @@ class JobRunner:
     async def run_next(self) -> bool:
         """Claim one runnable job and run it to its end; False when there was none."""
         # Idle polls only read: a claim is a write transaction (SQLite's write lock).
-        if not await self.store.read(jobs.has_runnable, KINDS, self.stale_after):
+        if not await self.store.read(jobs.has_runnable, self.all_kinds, self.stale_after):
             return False
         write: Write = self.store.admin_write
         owner = jobs.new_owner()
-        job = await write(jobs.claim, KINDS, owner, self.stale_after)
+        job = await write(jobs.claim, self.all_kinds, owner, self.stale_after)
         if job is None:
             return False
         job_id = int(job["id"])
+        kind = str(job["kind"])
         try:
-            outcome = await self._regroup(write, RegroupRun.claimed(job, owner, self.chunk))
-            log.info("regroup job %d %s", job_id, outcome)
-            await write(jobs.prune, KIND)  # finished jobs older than a month
+            if kind == KIND:
+                outcome = await self._regroup(write, RegroupRun.claimed(job, owner, self.chunk))
+            else:
+                outcome = await self._generic(write, self.kinds[kind], job_id, owner)
+            log.info("%s job %d %s", kind, job_id, outcome)
+            await write(jobs.prune, kind)  # finished jobs older than a month
         except jobs.JobLost as exc:
-            log.warning("regroup job %d: %s", job_id, exc)
+            log.warning("%s job %d: %s", kind, job_id, exc)
         except Exception as exc:  # noqa: BLE001 - a job failure must not stop the server
-            log.exception("regroup job %d failed", job_id)
+            log.exception("%s job %d failed", kind, job_id)
             message = f"{type(exc).__name__}: {exc}"
             try:
                 await write(jobs.fail, job_id, owner, message)
             except Exception as again:  # noqa: BLE001 - it resumes once its heartbeat is stale
-                log.warning("regroup job %d: could not record the failure: %s", job_id, again)
+                log.warning("%s job %d: could not record the failure: %s", kind, job_id, again)
         return True
+
+    async def _generic(self, write: Write, kind: JobKind, job_id: int, owner: str) -> str:
+        while True:
+            if self._stopping:
+                await write(jobs.release, job_id, owner)
+                return "paused"
+            if not await write(run_step, kind, job_id, owner):
+                return "done"
 
     async def _regroup(self, write: Write, run: RegroupRun) -> str:
         while True:

@@ -58,11 +58,17 @@ class LogRecord:
 class Consumer:
     """Derived data maintained after the ack, by following a committed table.
 
-    ``follows`` names the table whose committed rows it reads in ``seq`` order.
-    ``handle(conn, batch)`` runs in one transaction with the consumer's cursor update,
-    so each committed row is applied exactly once. ``reset(conn, since, until)``
-    deletes what ``handle`` derived from rows received in ``[since, until)`` so that a
-    reprocess of that range rebuilds it identically; ``None`` means the consumer is
+    ``follows`` names the table whose committed rows it reads in commit order (the
+    core's ``records`` or a table of the source's ``metadata``; see
+    ``downlink.store.follow`` for what a followed table needs). ``ts_column`` is its
+    reception-time column (lag in seconds, reprocess ranges). ``handle(conn, batch)``
+    runs in one transaction with the consumer's cursor update, so each committed row
+    is applied exactly once; an exception rolls both back and the batch is retried
+    later (with backoff), ingestion going on meanwhile. ``name`` is unique across
+    sources (prefix it with the source's name). ``reset(conn, since, until)``
+    deletes what ``handle`` derived from rows received in ``[since, until)`` (whole UTC
+    days: ``downlink reprocess`` passes midnights) so that a reprocess of that range
+    rebuilds it identically; ``None`` means the consumer is
     idempotent and replays need no reset.
     """
 
@@ -71,18 +77,33 @@ class Consumer:
     handle: Callable[[Connection, Sequence[LogRecord]], None]
     reset: Callable[[Connection, float, float], None] | None = None
     batch_max: int = 2000
+    ts_column: str = "ts_reception"
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """What one step of a job did: its new ``cursor``, items ``done`` in all, and
+    optionally the ``total`` expected and new ``params`` (state kept between steps)."""
+
+    cursor: int
+    done: int
+    total: int | None = None
+    params: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class JobKind:
     """A kind of background job a source runs on the core job runner.
 
-    ``step(conn, job)`` does one short chunk of work and returns the job's new cursor,
-    or ``None`` when the job is complete.
+    ``step(conn, job)`` does one short chunk of work, in one transaction with the job's
+    progress, and returns the job's new cursor (or a :class:`JobProgress`), or ``None``
+    when the job is complete. ``job`` is the job's row: ``id``, ``params`` (JSON),
+    ``cursor``, ``done``, ``total``. Queue one with ``downlink.store.jobs.enqueue(conn,
+    kind, params)``; a job whose process dies resumes from its last cursor elsewhere.
     """
 
     kind: str
-    step: Callable[[Connection, Mapping[str, Any]], int | None]
+    step: Callable[[Connection, Mapping[str, Any]], int | JobProgress | None]
 
 
 @dataclass(frozen=True)

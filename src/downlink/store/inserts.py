@@ -16,7 +16,11 @@ Row = dict[str, Any]
 # Columns a row must carry to be inserted; anything else in the dict is ignored.
 RECORD_COLUMNS = tuple(c.name for c in records.columns if c.name != "id")
 _KEY_CHUNK = 500
-_BY_KEYS_PG = "SELECT * FROM records WHERE dedup_key = ANY(CAST(%s AS VARCHAR(64)[]))"
+# The table's declared columns (on PostgreSQL it also has ``txid``, see store/follow.py).
+_BY_KEYS_PG = (
+    f"SELECT {', '.join(c.name for c in records.columns)} FROM records "
+    "WHERE dedup_key = ANY(CAST(%s AS VARCHAR(64)[]))"
+)
 
 
 class _Processor(Protocol):

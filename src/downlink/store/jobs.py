@@ -141,12 +141,15 @@ def claim(
     owner: str,
     stale_after: float,
     now: float | None = None,
+    *,
+    job_id: int | None = None,
 ) -> dict[str, Any] | None:
     """Claim the oldest runnable job of one of ``kinds`` for ``owner``; return its row.
 
     Runnable: pending, or running with a heartbeat older than ``stale_after`` seconds
     (its process died; the job resumes from its cursor). A kind with a job running
     under a fresh heartbeat is left alone, so one kind runs one job at a time.
+    ``job_id`` claims that job only (a command resuming the job it queued).
     """
     at = _now(now)
     runnable = _runnable(at, stale_after)
@@ -160,12 +163,10 @@ def claim(
             )
         )
     }
-    candidates = conn.execute(
-        select(jobs.c.id, jobs.c.kind)
-        .where(jobs.c.kind.in_(kinds), runnable)
-        .order_by(jobs.c.id)
-        .limit(20)
-    ).all()
+    query = select(jobs.c.id, jobs.c.kind).where(jobs.c.kind.in_(kinds), runnable)
+    if job_id is not None:
+        query = query.where(jobs.c.id == job_id)
+    candidates = conn.execute(query.order_by(jobs.c.id).limit(20)).all()
     for job_id, kind in candidates:
         if kind in busy:
             continue
@@ -213,9 +214,13 @@ def progress(
     done: int,
     changed: int,
     total: int | None = None,
+    params: dict[str, Any] | None = None,
     now: float | None = None,
 ) -> None:
-    """Save the job's cursor and counts with a heartbeat; :class:`JobLost` if not ours."""
+    """Save the job's cursor and counts with a heartbeat; :class:`JobLost` if not ours.
+
+    ``params`` replaces the job's parameters (state a job kind keeps between chunks).
+    """
     values: dict[str, Any] = {
         "cursor": cursor,
         "done": done,
@@ -224,6 +229,8 @@ def progress(
     }
     if total is not None:
         values["total"] = total
+    if params is not None:
+        values["params"] = params
     result = conn.execute(update(jobs).where(_mine(job_id, owner)).values(**values))
     if result.rowcount != 1:
         raise JobLost(f"job {job_id} is no longer this process's")

@@ -10,17 +10,21 @@ them by their dependencies (a source revision that needs a core table says
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, MetaData
 
 from downlink.sources import registry
 from downlink.sources.registry import Sources
+from downlink.store import follow
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 VERSIONS = MIGRATIONS / "versions"
@@ -89,6 +93,29 @@ def pending(engine: Engine, sources: Sources | None = None) -> list[str]:
         for deps in waiting.values():
             deps.discard(nxt)
     return ordered
+
+
+def schema_diff(conn: Connection, metadatas: Sequence[MetaData]) -> list[Any]:
+    """Differences between the database and the tables declared in ``metadatas``.
+
+    The commit-order column ``txid`` of followed tables (and its index) exists on
+    PostgreSQL only and is not declared (see ``downlink.store.follow``): left out.
+    """
+
+    def include(obj: Any, name: str | None, kind: str, reflected: bool, _other: Any) -> bool:
+        if kind == "column" and name == follow.COLUMN and reflected:
+            return False
+        return not (kind == "index" and reflected and str(name).endswith("_follow"))
+
+    combined = MetaData()
+    for md in metadatas:
+        for table in md.tables.values():
+            table.to_metadata(combined)
+    context = MigrationContext.configure(conn, opts={"include_object": include})
+    with warnings.catch_warnings():
+        # Reflecting the undeclared txid column: SQLAlchemy has no xid8 type.
+        warnings.filterwarnings("ignore", "Did not recognize type 'xid8'")
+        return list(compare_metadata(context, combined))
 
 
 def _as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ from sqlalchemy import ColumnElement, Connection, and_, delete, false, func, sel
 
 from downlink.settings import Settings
 from downlink.sources.base import Source
+from downlink.store import follow
 from downlink.store.tables import node_connections, records
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,9 @@ def purge_records_batch(conn: Connection, cutoff: float, limit: int) -> int:
     """Delete up to ``limit`` expired records (oldest ids first); return how many."""
     ids = select(records.c.id).where(_expired(cutoff)).order_by(records.c.id).limit(limit)
     result = conn.execute(delete(records).where(records.c.id.in_(ids.scalar_subquery())))
+    # SQLite hands out the largest id again once its row is gone: keep the cursors of
+    # consumers following ``records`` at or below the largest id left.
+    follow.clamp_cursors(conn, records)
     return int(result.rowcount or 0)
 
 

@@ -307,3 +307,24 @@ benchmarks = Table(
     Column("setup", JSON, nullable=False),
     Column("created_at", Double, nullable=False),
 )
+
+# -- post-ack consumers (downlink.store.cursors, migration 0009_consumers) --------------
+# One row per consumer: where it stands in the table it follows. ``txid``/``last_id``
+# is its cursor in the table's commit order (txid is the PostgreSQL transaction id of
+# the last row handled, 0 on SQLite, where ids are committed in order); ``handled``
+# counts rows, ``last_ts`` is the reception time of the last one. A failing consumer
+# keeps its cursor and carries ``error``, ``failures`` and ``retry_at`` (backoff).
+consumers = Table(
+    "consumers",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("follows", String(64), nullable=False),
+    Column("txid", BigInteger, nullable=False, server_default="0"),
+    Column("last_id", BigInteger, nullable=False, server_default="0"),
+    Column("handled", BigInteger, nullable=False, server_default="0"),
+    Column("last_ts", Double, nullable=True),
+    Column("updated_at", Double, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("retry_at", Double, nullable=True),
+)

@@ -1,14 +1,17 @@
 """A toy source that lives only in the test suite: the proof that sources plug in.
 
-It brings an ingest endpoint (``POST /toy/items``, open like every ingest path), a
-table with its own Alembic branch, a page with its JSON twin and a navigation tab, a
-template and a static file, two settings, a metric and a purge. Nothing in
+It brings an ingest endpoint (``POST /toy/items``, open like every ingest path),
+tables with their own Alembic branch, a consumer deriving per-day counts after the
+ack, a page with its JSON twin and a navigation tab, a template and a static file, two
+settings, a metric and a purge. Nothing in
 ``src/downlink`` names it: ``DOWNLINK_SOURCES=tests.sources.toy.source`` plugs it in.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter as Counter_
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +19,15 @@ import orjson
 from fastapi import APIRouter
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from downlink.sources.base import NavEntry, Source, SourceSetting
+from downlink.sources.base import Consumer, LogRecord, NavEntry, Source, SourceSetting
 from downlink.sources.runtime import metrics_of, settings_of, store_of
 from downlink.web.rendering import twin, web_of
-from tests.sources.toy.tables import metadata, toy_items
+from tests.sources.toy.tables import metadata, toy_daily, toy_items
 
 NAME = "toy"
 HERE = Path(__file__).parent
@@ -38,6 +43,35 @@ def _add(conn: Connection, name: str, at: float) -> int:
 def _items(conn: Connection) -> list[dict[str, Any]]:
     rows = conn.execute(select(toy_items).order_by(toy_items.c.id)).mappings()
     return [dict(r) for r in rows]
+
+
+def daily(conn: Connection) -> list[dict[str, Any]]:
+    """The consumer's derived rows, in key order."""
+    rows = conn.execute(select(toy_daily).order_by(toy_daily.c.day, toy_daily.c.name))
+    return [dict(r) for r in rows.mappings()]
+
+
+def count_daily(conn: Connection, batch: Sequence[LogRecord]) -> None:
+    """The toy consumer: add the batch's items to the per-day, per-name counts."""
+    counts: Counter_[tuple[int, str]] = Counter_()
+    for item in batch:
+        counts[(int(item.ts // 86400), str(item.row["name"]))] += 1
+    if not counts:
+        return
+    insert_ = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert_(toy_daily).values(
+        [{"day": d, "name": n, "count": c} for (d, n), c in sorted(counts.items())]
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["day", "name"], set_={"count": toy_daily.c.count + stmt.excluded.count}
+    )
+    conn.execute(stmt)
+
+
+def reset_daily(conn: Connection, since: float, until: float) -> None:
+    """Forget the counts of the days in ``[since, until)`` (whole UTC days)."""
+    first, end = int(since // 86400), int(until // 86400)
+    conn.execute(delete(toy_daily).where(toy_daily.c.day >= first, toy_daily.c.day < end))
 
 
 @router.post("/toy/items")
@@ -59,7 +93,8 @@ async def add_item(request: Request) -> Response:
 
 async def _data(request: Request) -> dict[str, Any]:
     items = await store_of(request).read(_items)
-    return {"greeting": settings_of(request, NAME)["greeting"], "items": items}
+    counts = await store_of(request).read(daily)
+    return {"greeting": settings_of(request, NAME)["greeting"], "items": items, "daily": counts}
 
 
 @router.get("/toy.json")
@@ -100,6 +135,7 @@ def source() -> Source:
         ingest_paths=frozenset({"/toy/items"}),
         metadata=metadata,
         migrations=HERE / "migrations",
+        consumers=(Consumer("toy_daily", "toy_items", count_daily, reset=reset_daily),),
         nav=(NavEntry("toy", "Toy", "/toy"),),
         templates=HERE / "templates",
         static=HERE / "static",

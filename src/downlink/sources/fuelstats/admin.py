@@ -24,7 +24,6 @@ from downlink.sources.fuelstats.errors import FuelError, error_response, method_
 from downlink.sources.fuelstats.filtering import RulesError
 from downlink.sources.fuelstats.privacy import without_contact
 from downlink.sources.fuelstats.tables import installations
-from downlink.store import jobs
 
 
 def _json(value: Any, status: int = 200) -> Response:
@@ -32,9 +31,9 @@ def _json(value: Any, status: int = 200) -> Response:
 
 
 def _wake(request: Request) -> None:
-    runtime = getattr(request.app.state, "fuelstats_runtime", None)
-    if runtime is not None:
-        runtime.wake()
+    runner = getattr(request.app.state, "job_runner", None)
+    if runner is not None:
+        runner.wake()
 
 
 def _raw_rules(request: Request) -> Any:
@@ -51,7 +50,7 @@ def _raw_rules(request: Request) -> Any:
 
 def _queue(conn: Connection, raw: Any) -> dict[str, Any] | None:
     refilter.request(conn, raw)
-    return jobs.status(conn, refilter.KIND)
+    return refilter.status(conn)
 
 
 async def refilter_endpoint(request: Request) -> Response:
@@ -67,7 +66,7 @@ async def refilter_endpoint(request: Request) -> Response:
     if request.method not in ("GET", "HEAD"):
         err = method_not_allowed(request.method, request.url.path)
         return error_response(err.status, err.message)
-    status = await store(request).read(jobs.status, refilter.KIND)
+    status = await store(request).read(refilter.status)
     if status is None:
         raise FuelError(404, "no refilter job was ever queued")
     return _json(status)

@@ -143,6 +143,13 @@ def _action_log_rows(ctx: FuelContext, items: list[dict[str, Any]], now: float) 
     return statuses, rows
 
 
+def _wake_consumers(request: Request) -> None:
+    """Have the core's consumers (the failure reports) look at the new logs now."""
+    runner = getattr(request.app.state, "consumer_runner", None)
+    if runner is not None:
+        runner.wake()
+
+
 def _text(value: Any) -> str | None:
     return value.replace("\x00", "") if isinstance(value, str) else None
 
@@ -169,6 +176,7 @@ async def action_logs(request: Request, started: float) -> Response:
             statuses[key] = "added" if key in inserted else "existed"
     if rows:
         ctx.report_cache.clear()
+        _wake_consumers(request)
     items = [
         {"master_node_uid": uid, "external_id": ext, "status": status}
         for (uid, ext), status in statuses.items()

@@ -21,7 +21,7 @@ from downlink.sources.fuelstats.privacy import contact
 from downlink.sources.fuelstats.sink import dialect_insert
 from downlink.sources.fuelstats.tables import installations, outbox
 
-NAME = "fuel_failures"
+NAME = "fuelstats_failures"
 PENDING = "pending"
 UNCONFIGURED = "unconfigured"
 

@@ -8,13 +8,13 @@
 * ``fuel_clusters`` / ``fuel_nodes``: the environments and nodes of each structure,
   rewritten with it, so the reports group rows instead of parsing JSON documents.
 * ``fuel_action_logs``: one row per (master node, nailgun action log id), never
-  overwritten; ``action_type``/``action_name`` promoted for the reports. Its ``id``
-  orders the log the failure-report consumer follows.
+  overwritten; ``action_type``/``action_name`` promoted for the reports. The
+  failure-report consumer follows it (on PostgreSQL by its ``txid`` column, added by
+  the migration only: see ``downlink.store.follow``).
 * ``fuel_oswl_stats``: OpenStack workload snapshots, upserted by (master node, id,
   resource type).
 * ``fuel_outbox``: one row per failure notification and channel, unique by failure,
   so a failure is announced once whatever the consumer replays.
-* ``fuel_cursors``: the consumer's persisted position in ``fuel_action_logs``.
 
 Times are epoch seconds as doubles, like every other Downlink table (``ts_reception``:
 when the server received the row).
@@ -148,11 +148,4 @@ outbox = Table(
     Column("created_at", Double, nullable=False),
     Column("sent_at", Double, nullable=True),
     UniqueConstraint("failure_key", "channel"),
-)
-
-cursors = Table(
-    "fuel_cursors",
-    metadata,
-    Column("name", Text, primary_key=True),
-    Column("seq", BigInteger, nullable=False),
 )

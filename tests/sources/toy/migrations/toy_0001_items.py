@@ -24,7 +24,14 @@ def upgrade() -> None:
         sa.Column("name", sa.Text(), nullable=False),
         sa.Column("ts_reception", sa.Double(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
+        sqlite_autoincrement=True,
     )
+    if op.get_bind().dialect.name == "postgresql":
+        # Followed by a consumer: the commit order column (downlink.store.follow).
+        op.execute("ALTER TABLE toy_items ADD COLUMN txid xid8 DEFAULT pg_current_xact_id()")
+        op.execute(
+            "CREATE INDEX ix_toy_items_follow ON toy_items ((COALESCE(txid, '0'::xid8)), id)"
+        )
 
 
 def downgrade() -> None:

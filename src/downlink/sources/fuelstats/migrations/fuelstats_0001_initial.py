@@ -97,6 +97,15 @@ def upgrade() -> None:
         "fuel_action_logs",
         ["action_name", "action_type"],
     )
+    if op.get_bind().dialect.name == "postgresql":
+        # Followed by the failure-report consumer in commit order (downlink.store.follow).
+        op.execute(
+            "ALTER TABLE fuel_action_logs ADD COLUMN txid xid8 DEFAULT pg_current_xact_id()"
+        )
+        op.execute(
+            "CREATE INDEX ix_fuel_action_logs_follow "
+            "ON fuel_action_logs ((COALESCE(txid, '0'::xid8)), id)"
+        )
     op.create_table(
         "fuel_oswl_stats",
         sa.Column("id", _ID, autoincrement=True, nullable=False),
@@ -138,16 +147,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("failure_key", "channel", name="uq_fuel_outbox_failure_key_channel"),
     )
     op.create_index("ix_fuel_outbox_state", "fuel_outbox", ["state"])
-    op.create_table(
-        "fuel_cursors",
-        sa.Column("name", sa.Text(), nullable=False),
-        sa.Column("seq", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("name", name="pk_fuel_cursors"),
-    )
 
 
 def downgrade() -> None:
-    op.drop_table("fuel_cursors")
     op.drop_index("ix_fuel_outbox_state", table_name="fuel_outbox")
     op.drop_table("fuel_outbox")
     for column in ("master_node_uid", "external_id", "created_date", "resource_type"):

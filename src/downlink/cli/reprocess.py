@@ -1,0 +1,166 @@
+"""``downlink reprocess``: replay a range of stored rows through a source's consumers."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime
+from typing import Any
+
+import click
+from sqlalchemy import Engine
+
+from downlink.cli.options import database_option, load_settings
+from downlink.pipeline import reprocess
+from downlink.pipeline.consumers import Bound, bind
+from downlink.pipeline.jobkinds import run_step
+from downlink.pipeline.regroup import STALE_AFTER_S
+from downlink.sources.base import JobKind
+from downlink.sources.registry import SourceError
+from downlink.store import jobs
+from downlink.store import migrate as migrations
+from downlink.store.engine import make_engine
+
+_DAY = click.DateTime(formats=["%Y-%m-%d"])
+
+
+def _pick(
+    bounds: list[Bound], source: str, consumer: str | None, known: tuple[str, ...]
+) -> list[Bound]:
+    if source not in known:
+        raise click.BadParameter(
+            f"no source {source!r} (sources: {', '.join(known) or 'none'})", param_hint="--source"
+        )
+    mine = [b for b in bounds if b.source == source]
+    if not mine:
+        raise click.BadParameter(f"source {source!r} has no consumer", param_hint="--source")
+    if consumer is None:
+        return mine
+    chosen = [b for b in mine if b.name == consumer]
+    if not chosen:
+        names = ", ".join(b.name for b in mine)
+        raise click.BadParameter(
+            f"source {source!r} has no consumer {consumer!r} (it has: {names})",
+            param_hint="--consumer",
+        )
+    return chosen
+
+
+@click.command("reprocess")
+@click.option("--source", "source", required=True, help="Source whose rows to replay.")
+@click.option("--since", type=_DAY, required=True, help="First UTC day (YYYY-MM-DD).")
+@click.option("--until", type=_DAY, required=True, help="Last UTC day, included.")
+@click.option("--consumer", default=None, help="Only this consumer (default: all the source's).")
+@click.option("--dry-run", is_flag=True, help="Only count the rows that would be replayed.")
+@database_option
+def reprocess_cmd(
+    source: str,
+    since: datetime,
+    until: datetime,
+    consumer: str | None,
+    dry_run: bool,
+    database_url: str | None,
+) -> None:
+    """Rebuild what consumers derived from rows received from --since to --until.
+
+    Each consumer's job forgets what it derived from the range, then replays the
+    rows through it, in short transactions. It runs here with a progress bar (or in a
+    server, which shows it on /consumers); run the same command again to resume an
+    interrupted job. Running it twice gives identical derived data.
+    """
+    settings = load_settings(database_url)
+    first, last = since.date(), until.date()
+    if last < first:
+        raise click.BadParameter("must not be before --since", param_hint="--until")
+    try:
+        bounds = bind(settings.registry)
+    except SourceError as exc:
+        raise click.ClickException(str(exc)) from None
+    chosen = _pick(bounds, source, consumer, settings.registry.names)
+    engine = make_engine(settings, writer=True)
+    try:
+        if migrations.pending(engine, settings.registry):
+            raise click.ClickException("the database is not up to date: run `downlink migrate`")
+        for bound in chosen:
+            _one(engine, bound, bounds, source, first, last, dry_run)
+    except click.ClickException:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a CLI error naming the problem
+        raise click.ClickException(f"reprocess failed: {exc}") from None
+    finally:
+        engine.dispose()
+
+
+def _one(
+    engine: Engine,
+    bound: Bound,
+    bounds: list[Bound],
+    source: str,
+    first: date,
+    last: date,
+    dry_run: bool,
+) -> None:
+    params = reprocess.plan(source, bound.name, first, last)
+    if dry_run:
+        with engine.connect() as conn:
+            n = reprocess.count(conn, bound, params["since"], params["until"])
+        click.echo(f"would reprocess {n} {bound.consumer.follows} row(s) through {bound.name}")
+        return
+    with engine.begin() as conn:
+        job_id = reprocess.find_or_enqueue(conn, params)
+    kind = reprocess.job_kind(bounds)
+    label = f"{bound.name} (job {job_id})"
+    with click.progressbar(length=1, label=label, show_pos=True) as bar:
+        state = _run_or_watch(engine, kind, job_id, bar)
+    with engine.connect() as conn:
+        status = jobs.as_status(jobs.get(conn, job_id) or {})
+    if state != jobs.DONE:
+        raise click.ClickException(f"job {job_id} {state}: {status['message'] or ''}".strip())
+    click.echo(f"reprocessed {status['done']} row(s) through {bound.name}")
+
+
+def _run_or_watch(engine: Engine, kind: JobKind, job_id: int, bar: Any) -> str:
+    """Claim the job and run it here, or follow it while another process runs it."""
+    owner = jobs.new_owner()
+    while True:
+        with engine.begin() as conn:
+            job = jobs.claim(conn, (kind.kind,), owner, STALE_AFTER_S, job_id=job_id)
+        if job is not None:
+            return _run(engine, kind, job_id, owner, bar)
+        with engine.connect() as conn:
+            found = jobs.get(conn, job_id)
+        if found is None:
+            return jobs.FAILED
+        _show(bar, found)
+        if found["state"] in (jobs.DONE, jobs.FAILED):
+            return str(found["state"])
+        time.sleep(0.5)
+
+
+def _run(engine: Engine, kind: JobKind, job_id: int, owner: str, bar: Any) -> str:
+    try:
+        while True:
+            with engine.begin() as conn:
+                more = run_step(conn, kind, job_id, owner)
+                found = jobs.get(conn, job_id)
+            if found is not None:
+                _show(bar, found)
+            if not more:
+                return jobs.DONE
+    except KeyboardInterrupt:
+        with engine.begin() as conn:
+            jobs.release(conn, job_id, owner)
+        message = f"interrupted: run the same command to resume job {job_id}"
+        raise click.ClickException(message) from None
+    except jobs.JobLost as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        with engine.begin() as conn:
+            jobs.fail(conn, job_id, owner, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _show(bar: Any, job: dict[str, object]) -> None:
+    total, done = int(str(job["total"] or 0)), int(str(job["done"] or 0))
+    bar.length = max(total, done, 1)
+    bar.pos = 0
+    bar.update(done)

@@ -1,0 +1,271 @@
+"""Processing after the ack: consumers follow committed rows with a persisted cursor.
+
+A 201 means the raw row is committed, nothing more. Each
+:class:`~downlink.sources.base.Consumer` then reads the rows of the table it follows
+in commit order (:mod:`downlink.store.follow`) and applies them with
+``handle(conn, batch)`` in the same transaction that moves its cursor
+(:mod:`downlink.store.cursors`): exactly once, and after a SIGKILL at any point the
+batch in flight simply rolls back and is read again.
+
+Every server process runs a :class:`ConsumerRunner` (started by the app's lifespan,
+like the job runner). It goes round the consumers: an idle consumer costs one read
+(:func:`~downlink.store.follow.has_after`); one with rows waiting gets a write
+transaction per batch (``store.admin_write``: on SQLite in line with the record
+batches on the writer thread). A consumer whose batch fails keeps its cursor and
+waits, 0.5 s doubling up to ``DOWNLINK_CONSUMER_RETRY_MAX_S``, with its error on
+``/consumers``; the others and ingestion go on. Lag (rows and seconds behind) is
+refreshed every second into Prometheus gauges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Table
+
+from downlink.sources.base import Consumer, LogRecord
+from downlink.sources.registry import SourceError, Sources
+from downlink.store import cursors, follow
+from downlink.store.tables import metadata as core_metadata
+
+log = logging.getLogger(__name__)
+
+LAG_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A consumer with the source that brings it and the table it follows."""
+
+    source: str
+    consumer: Consumer
+    table: Table
+
+    @property
+    def name(self) -> str:
+        """The consumer's name."""
+        return self.consumer.name
+
+
+def bind(sources: Sources) -> list[Bound]:
+    """Every source's consumers, each with its followed table; SourceError if missing."""
+    tables: dict[str, Table] = dict(core_metadata.tables)
+    for md in sources.metadata():
+        tables.update(md.tables)
+    bound: list[Bound] = []
+    for source, consumer in sources.consumers:
+        table = tables.get(consumer.follows)
+        if table is None:
+            raise SourceError(
+                f"consumer {consumer.name!r} of source {source.name!r} follows "
+                f"{consumer.follows!r}, which is not a table of the core or of a source"
+            )
+        if "id" not in table.c or consumer.ts_column not in table.c:
+            raise SourceError(
+                f"consumer {consumer.name!r}: table {table.name!r} needs an `id` column "
+                f"and the reception-time column {consumer.ts_column!r}"
+            )
+        if table.name != "records" and not table.dialect_options["sqlite"]["autoincrement"]:
+            raise SourceError(
+                f"consumer {consumer.name!r}: table {table.name!r} must be declared with "
+                "sqlite_autoincrement=True (SQLite would reuse ids; see downlink.store.follow)"
+            )
+        if consumer.batch_max < 1:
+            raise SourceError(f"consumer {consumer.name!r}: batch_max must be at least 1")
+        bound.append(Bound(source.name, consumer, table))
+    return bound
+
+
+def records_of(bound: Bound, rows: Iterable[dict[str, Any]]) -> list[LogRecord]:
+    """The rows as the consumer sees them."""
+    ts = bound.consumer.ts_column
+    return [LogRecord(seq=int(r["id"]), ts=float(r[ts]), row=r) for r in rows]
+
+
+def ensure_all(conn: Connection, bounds: Sequence[Bound]) -> None:
+    """Create the cursor rows of consumers seen for the first time."""
+    for b in bounds:
+        cursors.ensure(conn, b.name, b.consumer.follows)
+
+
+def step(conn: Connection, bound: Bound) -> int:
+    """Handle the consumer's next batch in the caller's transaction; return its size.
+
+    0 when nothing waits, or when another process holds the consumer right now.
+    """
+    cursor = cursors.lock(conn, bound.name)
+    if cursor is None:
+        return 0
+    found = follow.read_after(conn, bound.table, cursor, bound.consumer.batch_max)
+    if not found.rows:
+        return 0
+    batch = records_of(bound, found.rows)
+    bound.consumer.handle(conn, batch)
+    cursors.advance(conn, bound.name, found.cursor, len(batch), batch[-1].ts)
+    return len(batch)
+
+
+def has_work(conn: Connection, bound: Bound) -> bool:
+    """Whether rows wait after the consumer's cursor (a read)."""
+    cursor = cursors.read(conn, bound.name) or follow.START
+    return follow.has_after(conn, bound.table, cursor)
+
+
+def status(
+    conn: Connection, bounds: Sequence[Bound], now: float | None = None
+) -> list[dict[str, Any]]:
+    """Each consumer's state: cursor, counts, lag and last error (JSON-able)."""
+    at = time.time() if now is None else now
+    by_name = cursors.rows(conn)
+    out: list[dict[str, Any]] = []
+    for b in bounds:
+        row = by_name.get(b.name, {})
+        cursor = follow.Cursor(int(row.get("txid") or 0), int(row.get("last_id") or 0))
+        behind, first_ts = follow.lag(conn, b.table, b.consumer.ts_column, cursor)
+        out.append(
+            {
+                "name": b.name,
+                "source": b.source,
+                "follows": b.consumer.follows,
+                "cursor": {"txid": cursor.txid, "id": cursor.id},
+                "handled": int(row.get("handled") or 0),
+                "last_ts": row.get("last_ts"),
+                "updated_at": row.get("updated_at"),
+                "lag_records": behind,
+                "lag_seconds": 0.0 if first_ts is None else max(0.0, at - first_ts),
+                "error": row.get("error"),
+                "failures": int(row.get("failures") or 0),
+                "retry_at": row.get("retry_at"),
+            }
+        )
+    return out
+
+
+class ConsumerRunner:
+    """Background task of a server process: keeps every consumer caught up."""
+
+    def __init__(
+        self,
+        store: Any,
+        bounds: Sequence[Bound],
+        *,
+        poll_s: float = 0.25,
+        retry_max_s: float = 60.0,
+    ) -> None:
+        self.store = store
+        self.bounds = list(bounds)
+        self.poll_s = poll_s
+        self.retry_max_s = retry_max_s
+        self._retry_at: dict[str, float] = {}
+        self._wake: asyncio.Event | None = None
+        self._loop_ref: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._next_lag = 0.0
+
+    def start(self) -> None:
+        """Start on the running event loop (nothing to do without consumers or polling)."""
+        if self._task is not None or not self.bounds or self.poll_s <= 0:
+            return
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._loop_ref = asyncio.get_running_loop()
+        self._task = self._loop_ref.create_task(self._run())
+
+    def wake(self, *_args: Any) -> None:
+        """Look for work now; callable from any thread (the writer's commit hook)."""
+        loop, event = self._loop_ref, self._wake
+        if loop is None or event is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
+            loop.call_soon_threadsafe(event.set)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the batch in flight (it commits or rolls back on its own)."""
+        self._stopping = True
+        self.wake()
+        task, self._task = self._task, None
+        if task is None:
+            return
+        finished, _ = await asyncio.wait({task}, timeout=timeout)
+        if not finished:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        wake = self._wake
+        assert wake is not None
+        while not self._stopping:
+            try:
+                await self.store.admin_write(ensure_all, self.bounds)
+                break
+            except Exception as exc:  # noqa: BLE001 - the database may be down; retry
+                log.warning("consumers: cannot create cursors: %s", exc)
+                await self._sleep(wake, self.poll_s * 4)
+        while not self._stopping:
+            wake.clear()
+            try:
+                busy = await self.run_once()
+                await self._refresh_lag()
+            except Exception as exc:  # noqa: BLE001 - database down: try again later
+                log.warning("consumers: %s", exc)
+                busy = False
+            if not busy:
+                await self._sleep(wake, self.poll_s)
+
+    @staticmethod
+    async def _sleep(wake: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), seconds)
+
+    async def run_once(self) -> bool:
+        """Give each consumer due a batch; True when one handled a full batch."""
+        busy = False
+        now = time.time()
+        for b in self.bounds:
+            if self._stopping:
+                break
+            if self._retry_at.get(b.name, 0.0) > now:
+                continue
+            if not await self.store.read(has_work, b):
+                continue
+            try:
+                n = await self.store.admin_write(step, b)
+            except Exception as exc:  # noqa: BLE001 - a failing consumer must not stop others
+                await self._failed(b, exc)
+                continue
+            self._retry_at.pop(b.name, None)
+            if n:
+                self.store.metrics.consumer_handled.labels(b.name).inc(n)
+            busy = busy or n >= b.consumer.batch_max
+        return busy
+
+    async def _failed(self, b: Bound, exc: Exception) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        log.warning("consumer %s failed: %s", b.name, message)
+        self.store.metrics.consumer_failures.labels(b.name).inc()
+        try:
+            _failures, retry_at = await self.store.admin_write(
+                cursors.fail, b.name, message, self.retry_max_s
+            )
+        except Exception as again:  # noqa: BLE001 - keep a local backoff anyway
+            log.warning("consumer %s: could not record the failure: %s", b.name, again)
+            retry_at = time.time() + self.retry_max_s
+        self._retry_at[b.name] = retry_at
+
+    async def _refresh_lag(self) -> None:
+        now = time.monotonic()
+        if now < self._next_lag:
+            return
+        self._next_lag = now + LAG_EVERY_S
+        metrics = self.store.metrics
+        for entry in await self.store.read(status, self.bounds):
+            metrics.consumer_lag_records.labels(entry["name"]).set(entry["lag_records"])
+            metrics.consumer_lag_seconds.labels(entry["name"]).set(entry["lag_seconds"])

@@ -1,0 +1,44 @@
+"""Wait until a server's consumers have handled everything committed (tests, benches)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+
+class NotCaughtUp(AssertionError):
+    """The consumers were still behind (or failing) when the wait ran out."""
+
+
+def wait_caught_up(
+    base_url: str,
+    *,
+    timeout: float = 30.0,
+    headers: Mapping[str, str] | None = None,
+    interval: float = 0.05,
+) -> list[dict[str, Any]]:
+    """Poll ``/consumers.json`` until no consumer is behind; return their states.
+
+    Raises :class:`NotCaughtUp` naming the consumers still behind, with their last
+    error, when ``timeout`` passes first.
+    """
+    deadline = time.monotonic() + timeout
+    last: list[dict[str, Any]] = []
+    with httpx.Client(base_url=base_url, headers=dict(headers or {}), timeout=10) as http:
+        while True:
+            answer = http.get("/consumers.json")
+            answer.raise_for_status()
+            last = answer.json()["consumers"]
+            if all(c["lag_records"] == 0 for c in last):
+                return last
+            if time.monotonic() > deadline:
+                behind = [
+                    f"{c['name']} ({c['lag_records']} behind, error: {c['error']})"
+                    for c in last
+                    if c["lag_records"]
+                ]
+                raise NotCaughtUp("consumers still behind: " + "; ".join(behind))
+            time.sleep(interval)

@@ -42,7 +42,7 @@ def filled(db_url: str) -> tuple[str, float]:
         {"name": f"n{i % 3}", "ts_reception": day0 + (i % 3) * DAY + i}
         for i in range(2500)  # more than one consumer batch
     ]
-    (bound,) = bind(settings.registry)
+    (bound,) = [b for b in bind(settings.registry) if b.source == "toy"]
     with engine.begin() as conn:
         conn.execute(toy_items.insert(), rows)
         ensure_all(conn, [bound])

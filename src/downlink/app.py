@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 
 from downlink import __version__, security
-from downlink.api import errors, meta, records
+from downlink.access_log import AccessLog
+from downlink.api import errors, meta, openapi, records
 from downlink.api import nodes as nodes_api
 from downlink.direct import Downlink
 from downlink.ingest import bulk, collector, nodes_ws
@@ -72,7 +72,12 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         version=__version__,
         summary="Telemetry collection and analytics server",
         lifespan=lifespan,
+        # /docs is the web UI's own page (vendored Swagger UI, no CDN): web/pages/apidocs.py
+        docs_url=None,
+        redoc_url=None,
     )
+    if settings.access_log != "off":
+        app.access_log = AccessLog(settings.access_log)
     app.state.store = store
     app.state.settings = settings
     app.state.job_runner = job_runner
@@ -97,20 +102,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     for path in collector.PATHS:
         app.add_direct_route("POST", path, security.guard(app, collector.collect, settings))
     web_routes.install(app, settings)
-    _document_collector(app)
+    openapi.install(app, collector.openapi_paths)
     return app
-
-
-def _document_collector(app: FastAPI) -> None:
-    """Add the collector (plain Starlette routes) to the OpenAPI document."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        schema = generate()
-        schema["paths"].update(collector.openapi_paths())
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def app_from_env() -> FastAPI:

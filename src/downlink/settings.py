@@ -230,6 +230,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Messages one connection buffers for the writer before it stops reading the socket.",
     ),
     Setting(
+        "access_log",
+        "DOWNLINK_ACCESS_LOG",
+        "off",
+        "Access log on standard output: off, plain (a text line per request) or json (JSON lines).",
+    ),
+    Setting(
         "web_plugins",
         "DOWNLINK_WEB_PLUGINS",
         ("downlink.web.example_plugin",),
@@ -304,6 +310,7 @@ class Settings:
     ws_rate_window_s: float = 10.0
     ws_max_node_ids: int = 20
     ws_buffer_max: int = 1000
+    access_log: str = "off"
     web_plugins: tuple[str, ...] = ("downlink.web.example_plugin",)
     source_modules: tuple[str, ...] = ()
     # Per-source settings, ``sources[<source>][<setting>]``: every source's defaults
@@ -323,6 +330,8 @@ class Settings:
             raise SettingsError("DOWNLINK_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         _check_substrate(self)
         _check_hardening(self)
+        if self.access_log not in ("off", "plain", "json"):
+            raise SettingsError("DOWNLINK_ACCESS_LOG must be off, plain or json")
         object.__setattr__(self, "sources", _source_settings(self))
 
     @property

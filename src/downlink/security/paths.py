@@ -14,8 +14,9 @@ INGEST_PATHS = frozenset(("/", "/v2/collector", "/v3/collector", "/api/v1/record
 # Websocket ingest (substrate node telemetry), open like the collector.
 INGEST_WEBSOCKETS = frozenset(("/", "/audit"))
 
-# Always open: liveness probes and the API description.
-OPEN_PATHS = frozenset(("/-/health", "/-/version", "/docs", "/redoc", "/openapi.json"))
+# Always open: liveness probes, the API description and the shipped static files
+# (scripts, styles: nothing from the database), which /docs needs.
+OPEN_PATHS = frozenset(("/-/health", "/-/version", "/docs", "/openapi.json", "/favicon.ico"))
 
 
 @dataclass(frozen=True)
@@ -57,4 +58,4 @@ def is_ingest(method: str, path: str, paths: IngestPaths = CORE) -> bool:
 
 def is_open(path: str) -> bool:
     """True for a path that never needs a token."""
-    return path in OPEN_PATHS or path.startswith("/docs/")
+    return path in OPEN_PATHS or path.startswith(("/docs/", "/static/"))

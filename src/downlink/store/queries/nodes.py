@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, and_, func, or_, select, text
 
+from downlink.store.queries.shape import rows_first
 from downlink.store.tables import benchmarks, node_connections, records
 
 Row = dict[str, Any]
@@ -62,6 +63,40 @@ def list_nodes(conn: Connection, now: float, stale_after: float) -> list[Row]:
         item["online"] = item["disconnected_at"] is None and item["last_seen"] >= now - stale_after
         out.append(item)
     return out
+
+
+def list_connections(conn: Connection, now: float, stale_after: float) -> list[Row]:
+    """Return every online connection, and the newest one of each peer id not online.
+
+    For the nodes page: two connections announcing the same peer id (a node behind
+    two links, or two nodes sharing a key) are two rows while both are online, where
+    :func:`list_nodes` (the reference API's answer) keeps one row per peer id.
+    Connections that have not announced a peer id are listed while not closed, and
+    ``online`` is as in :func:`list_nodes`. Newest first.
+    """
+    nc = node_connections.c
+    latest = select(func.max(nc.id)).where(nc.peer_id.is_not(None)).group_by(nc.peer_id)
+    stmt = (
+        select(node_connections)
+        .where(
+            or_(
+                nc.id.in_(latest.scalar_subquery()),
+                and_(nc.disconnected_at.is_(None), nc.last_seen >= now - stale_after),
+                and_(nc.peer_id.is_(None), nc.disconnected_at.is_(None)),
+            )
+        )
+        .order_by(nc.id.desc())
+    )
+    rows = []
+    for row in conn.execute(stmt).mappings():
+        item = dict(row)
+        item["online"] = item["disconnected_at"] is None and item["last_seen"] >= now - stale_after
+        rows.append(item)
+    online_peers = {r["peer_id"] for r in rows if r["online"] and r["peer_id"] is not None}
+    # A peer's newest connection is shown offline only when none of its connections is online.
+    return [
+        r for r in rows if r["online"] or r["peer_id"] is None or r["peer_id"] not in online_peers
+    ]
 
 
 def known_peer_ids(conn: Connection) -> set[str]:
@@ -138,11 +173,20 @@ def recent_message_types(conn: Connection, since: float, limit: int = 1000) -> l
     is '' for messages of nodes not yet identified. Meant for the nodes page.
     """
     c = records.c
-    last = func.max(c.ts_reception)
+    # The rows first, through the (source, ts_reception) index, grouped afterwards:
+    # grouped in one SELECT, SQLite walked all of ``records`` in machine_id order when
+    # its statistics said every record was Clear Linux (docs/architecture.md, "Queries
+    # on a table of skewed sources").
+    recent = rows_first(
+        select(c.machine_id, c.classification, c.ts_reception).where(
+            c.source == SOURCE, c.ts_reception >= since
+        ),
+        "recent",
+    )
+    last = func.max(recent.c.ts_reception)
     stmt = (
-        select(c.machine_id, c.classification, func.count(), last)
-        .where(c.source == SOURCE, c.ts_reception >= since)
-        .group_by(c.machine_id, c.classification)
+        select(recent.c.machine_id, recent.c.classification, func.count(), last)
+        .group_by(recent.c.machine_id, recent.c.classification)
         .order_by(last.desc())
         .limit(limit)
     )
@@ -177,16 +221,18 @@ def latest_reputations(
     time of the snapshot). With ``only``, remote peers are restricted to that set.
     """
     c = records.c
-    newest = (
-        select(func.max(c.id))
-        .where(
+    # Rows first (the (classification, ts_reception) index), grouped afterwards: see
+    # recent_message_types.
+    states = rows_first(
+        select(c.id, c.machine_id).where(
             c.source == SOURCE,
             c.classification == NETWORK_STATE,
             c.machine_id != "",
             c.ts_reception > since,
-        )
-        .group_by(c.machine_id)
+        ),
+        "states",
     )
+    newest = select(func.max(states.c.id)).group_by(states.c.machine_id)
     stmt = (
         select(c.machine_id, c.ts_capture, c.payload)
         .where(c.id.in_(newest.scalar_subquery()))

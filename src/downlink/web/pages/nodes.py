@@ -15,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from downlink.store.database import Store
-from downlink.store.queries.nodes import list_nodes, recent_message_types
+from downlink.store.queries.nodes import list_connections, recent_message_types
 from downlink.web import params
-from downlink.web.rendering import twin, web_of
+from downlink.web.rendering import shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -27,7 +27,7 @@ NODES_SHOWN = 500
 
 def _both(conn: Connection, now: float, stale: float, since: float) -> dict[str, Any]:
     return {
-        "nodes": list_nodes(conn, now, stale)[:NODES_SHOWN],
+        "nodes": list_connections(conn, now, stale)[:NODES_SHOWN],
         "messages": recent_message_types(conn, since),
     }
 
@@ -44,6 +44,7 @@ async def _data(request: Request) -> dict[str, Any]:
 
 
 @router.get("/substrate")
+@shows_errors("nodes.html", "Nodes", "nodes")
 async def nodes_page(request: Request) -> Response:
     """Render the websocket nodes and their recent message types."""
     data = await _data(request)

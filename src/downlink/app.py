@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -47,13 +47,20 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     store.writer.on_commit = consumer_runner.wake
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
         store.start(run_migrations=run_migrations)
         maintenance.start()
         job_runner.start()
         consumer_runner.start()
         try:
-            yield
+            # A source's own background work for the life of the app (its
+            # ``extra["lifespan"]``: an async context manager factory taking the app).
+            async with AsyncExitStack() as stack:
+                for source in sources:
+                    hook = source.extra.get("lifespan")
+                    if hook is not None:
+                        await stack.enter_async_context(hook(app_))
+                yield
         finally:
             await consumer_runner.stop()
             await job_runner.stop()

@@ -21,15 +21,23 @@ OPEN_PATHS = frozenset(("/-/health", "/-/version", "/docs", "/openapi.json", "/f
 
 @dataclass(frozen=True)
 class IngestPaths:
-    """The paths that deliver telemetry: HTTP POST paths and websocket paths."""
+    """The paths that deliver telemetry: HTTP POST paths and websocket paths.
+
+    ``reads``: paths a sender (or the public) reads without a token, GET/HEAD only: a
+    source lists them in ``Source.extra["open_paths"]`` (fuel-stats' ping, which its
+    sender calls before every upload, and its public report).
+    """
 
     http: frozenset[str] = INGEST_PATHS
     websockets: frozenset[str] = INGEST_WEBSOCKETS
+    reads: frozenset[str] = frozenset()
 
     def match(self, method: str, path: str) -> bool:
         """True for a request that delivers telemetry (``method`` "WEBSOCKET" for one)."""
         if method == "WEBSOCKET":
             return path in self.websockets
+        if method in ("GET", "HEAD"):
+            return path in self.reads
         return method == "POST" and path in self.http
 
 
@@ -38,8 +46,9 @@ CORE = IngestPaths()
 
 def ingest_paths(sources: Sources) -> IngestPaths:
     """The core's ingest paths and every source's."""
+    reads = frozenset(p for s in sources for p in s.extra.get("open_paths", ()))
     return IngestPaths(INGEST_PATHS | sources.ingest_paths,
-                       INGEST_WEBSOCKETS | sources.ingest_websockets)
+                       INGEST_WEBSOCKETS | sources.ingest_websockets, reads)
 
 
 def is_ingest(method: str, path: str, paths: IngestPaths = CORE) -> bool:

@@ -11,8 +11,8 @@ from downlink.sources.registry import Sources
 # these are the ones of the protocols not yet moved to a source folder.
 INGEST_PATHS = frozenset(("/", "/v2/collector", "/v3/collector", "/api/v1/records/bulk"))
 
-# Websocket ingest (substrate node telemetry), open like the collector.
-INGEST_WEBSOCKETS = frozenset(("/", "/audit"))
+# Websocket ingest: every source declares its own (``Source.ingest_websockets``).
+INGEST_WEBSOCKETS: frozenset[str] = frozenset()
 
 # Always open: liveness probes and the API description.
 OPEN_PATHS = frozenset(("/-/health", "/-/version", "/docs", "/redoc", "/openapi.json"))

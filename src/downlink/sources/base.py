@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection, MetaData
     from starlette.routing import BaseRoute
 
+    from downlink.settings import Settings
+
 
 @dataclass(frozen=True)
 class SourceSetting:
@@ -130,6 +132,11 @@ class Source:
     * ``consumers``, ``job_kinds``: post-ack processing and background work.
     * ``nav``: navigation tabs; ``templates``/``static``: folders the web shell serves.
     * ``settings``: the source's settings; ``metrics(registry)`` registers its metrics.
+    * ``processors``: run by the group-commit writer inside each batch's transaction,
+      on the new rows before their insert (``(conn, rows)``): only for derived data
+      that must commit with the records; everything else is a consumer.
+    * ``server_options(settings)``: options for the uvicorn server (websocket pings
+      and frame size), merged by ``downlink serve``.
     * ``purge(conn, before_ts)``: deletes the source's rows older than the retention
       cut-off and returns how many went. Keep each call short (at most a few thousand
       rows): the core calls it again, one transaction each, until it returns 0.
@@ -155,4 +162,6 @@ class Source:
     metrics: Callable[[CollectorRegistry], Any] | None = None
     purge: Callable[[Connection, float], int] | None = None
     retention: str | None = None
+    processors: Sequence[Callable[[Connection, list[dict[str, Any]]], None]] = ()
+    server_options: Callable[[Settings], Mapping[str, Any]] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)

@@ -46,7 +46,6 @@ CORE_NAV: tuple[NavItem, ...] = (
     NavItem("mce", "MCE", "/mce"),
     NavItem("thermal", "Thermal", "/thermal"),
     NavItem("population", "Population", "/population"),
-    NavItem("nodes", "Nodes", "/substrate"),
 )
 
 

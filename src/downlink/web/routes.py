@@ -6,11 +6,11 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from downlink.settings import Settings
-from downlink.web.pages import builds, consumers, crashes, mce, nodes, population, records, stats
+from downlink.web.pages import builds, consumers, crashes, mce, population, records, stats
 from downlink.web.plugins import load_plugins, plugin_router
 from downlink.web.rendering import CORE_NAV, STATIC, NavItem, Web, make_environment
 
-PAGES = (records, builds, stats, crashes, mce, population, nodes, consumers)
+PAGES = (records, builds, stats, crashes, mce, population, consumers)
 
 
 def install(app: FastAPI, settings: Settings) -> None:

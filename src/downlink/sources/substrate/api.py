@@ -17,8 +17,8 @@ from fastapi import APIRouter, Request
 
 from downlink.api.errors import BadRequest
 from downlink.api.params import parse_moment
+from downlink.sources.substrate import queries as q
 from downlink.store.database import Store
-from downlink.store.queries import nodes as q
 
 router = APIRouter(tags=["nodes"])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from downlink.sources import registry
 from downlink.sources.registry import Sources
 
 # Endpoints that receive telemetry. They stay open when tokens are configured, unless
@@ -41,9 +42,17 @@ def ingest_paths(sources: Sources) -> IngestPaths:
                        INGEST_WEBSOCKETS | sources.ingest_websockets)
 
 
-def is_ingest(method: str, path: str, paths: IngestPaths = CORE) -> bool:
-    """True for a request that delivers telemetry (``method`` "WEBSOCKET" for websockets)."""
-    return paths.match(method, path)
+def builtin_ingest_paths() -> IngestPaths:
+    """The core's ingest paths and those of the built-in and entry-point sources."""
+    return ingest_paths(registry.load())
+
+
+def is_ingest(method: str, path: str, paths: IngestPaths | None = None) -> bool:
+    """True for a request that delivers telemetry (``method`` "WEBSOCKET" for websockets).
+
+    ``paths`` defaults to the core's and the built-in sources'.
+    """
+    return (paths or builtin_ingest_paths()).match(method, path)
 
 
 def is_open(path: str) -> bool:

@@ -105,6 +105,24 @@ class Metrics:
             "Spooled records moved into the database.",
             registry=r,
         )
+        self.set_aside = Counter(
+            "downlink_spool_records_set_aside",
+            "Spooled records the database refused, moved to the spool's refused table.",
+            registry=r,
+        )
+        # Read from the spool file (shared by every worker) when /metrics is scraped.
+        self.spool_pending = Gauge(
+            "downlink_spool_pending_records",
+            "Records waiting in the spool for the database.",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.spool_refused = Gauge(
+            "downlink_spool_set_aside_records",
+            "Records set aside in the spool's refused table (downlink spool list).",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
         # -- substrate node telemetry over websockets (docs/nodes.md) ------------------
         self.ws_connections = Gauge(
             "downlink_ws_connections",

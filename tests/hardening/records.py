@@ -6,6 +6,10 @@ import secrets
 import time
 from typing import Any
 
+from sqlalchemy import create_engine, select
+
+from downlink.store.tables import records
+
 TID = "6907c830-eed9-4ce9-81ae-76daf8d88f0f"
 
 
@@ -39,3 +43,14 @@ def v2_headers(record: dict[str, Any]) -> dict[str, str]:
     headers["X-Telemetry-TID"] = TID
     headers["Content-Type"] = "application/text"
     return headers
+
+
+def stored_rows(db_url: str) -> list[dict[str, Any]]:
+    """Every stored record, oldest first."""
+    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(records).order_by(records.c.id)).mappings()
+            return [dict(r) for r in rows]
+    finally:
+        engine.dispose()

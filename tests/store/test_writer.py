@@ -96,7 +96,7 @@ def test_stop_commits_what_is_queued(settings: Settings) -> None:
 
 
 def test_a_poison_record_fails_alone_and_never_escapes_as_a_crash(settings: Settings) -> None:
-    from downlink.store.writer import StoreUnavailable
+    from downlink.store.writer import RecordsRefused
 
     def picky(_conn: Connection, rows: list[dict[str, Any]]) -> None:
         if any(r["payload"] == "poison" for r in rows):
@@ -115,8 +115,11 @@ def test_a_poison_record_fails_alone_and_never_escapes_as_a_crash(settings: Sett
 
         results = asyncio.run(main())
         assert all(isinstance(r, list) and r[0]["id"] for r in results[:5])
-        assert isinstance(results[5], StoreUnavailable)
-        assert "processor bug" in str(results[5])
+        # The store takes records (its probe goes in), so this one is refused, not a 503.
+        assert isinstance(results[5], RecordsRefused)
+        [refused] = results[5].results
+        assert refused["id"] is None and "ValueError" in refused["refused"]
+        assert "processor bug" in refused["refused_error"]
         assert s.run(count_records, RecordFilter()) == 5
     finally:
         s.close()

@@ -9,6 +9,7 @@ from downlink.cli import migrate, send, serve, transfer
 from downlink.cli.purge import purge
 from downlink.cli.reprocess import reprocess_cmd
 from downlink.cli.settings import settings_cmd
+from downlink.cli.spool import spool_cmd
 
 
 @click.group()
@@ -25,6 +26,7 @@ cli.add_command(transfer.import_cmd)
 cli.add_command(settings_cmd)
 cli.add_command(purge)
 cli.add_command(reprocess_cmd)
+cli.add_command(spool_cmd)
 
 
 def main() -> None:

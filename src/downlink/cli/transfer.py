@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -15,7 +16,11 @@ from downlink.cli.options import database_option, load_settings
 from downlink.pipeline.registry import default_processors
 from downlink.store.database import Store
 from downlink.store.queries.records import RecordFilter, count_records, iter_records
+from downlink.store.refusals import ERROR_KEY, REFUSED_KEY
 from downlink.store.transfer import ImportError_, export_row, import_row
+from downlink.store.writer import RecordsRefused, StoreUnavailable
+
+Row = dict[str, Any]
 
 
 @click.command("export")
@@ -50,8 +55,10 @@ def export_cmd(
         click.echo(f"exported {total} records to {output}")
 
 
-def _batches(path: Path, size: int) -> Any:
-    batch: list[dict[str, Any]] = []
+def _batches(path: Path, size: int) -> Iterator[tuple[list[Row], list[int], int]]:
+    """Yield (rows, their line numbers, bytes read so far); a bad line is a CLI error."""
+    batch: list[Row] = []
+    lines: list[int] = []
     with path.open("rb") as fh:
         for number, line in enumerate(fh, 1):
             if not line.strip():
@@ -61,11 +68,12 @@ def _batches(path: Path, size: int) -> Any:
             except (orjson.JSONDecodeError, ImportError_) as exc:
                 raise click.ClickException(f"{path}:{number}: {exc}") from None
             batch.append(row)
+            lines.append(number)
             if len(batch) >= size:
-                yield batch, fh.tell()
-                batch = []
+                yield batch, lines, fh.tell()
+                batch, lines = [], []
     if batch:
-        yield batch, path.stat().st_size
+        yield batch, lines, path.stat().st_size
 
 
 @click.command("import")
@@ -76,20 +84,30 @@ def import_cmd(input_file: Path, batch: int, database_url: str | None) -> None:
     """Load records from an NDJSON dump made by ``downlink export``.
 
     The file is checked completely before anything is written, so a bad line
-    (reported with its line number) leaves the database untouched.
+    (reported with its line number and field) leaves the database untouched. A record
+    the database itself refuses is reported by line at the end (exit status 1); the
+    other records are imported.
     """
     for _ in _batches(input_file, batch):
         pass  # validation pass: raises on the first bad line
     settings = load_settings(database_url).replace(batch_max=batch, queue_max=batch * 4)
     store = Store(settings, processors=default_processors())
+    refused: list[str] = []
 
     async def run() -> tuple[int, int]:
         added = dupes = 0
         with Progress() as progress:
             task = progress.add_task("importing", total=input_file.stat().st_size)
-            for rows, offset in _batches(input_file, batch):
-                for stored in await store.write(rows):
-                    if stored.get("duplicate"):
+            for rows, lines, offset in _batches(input_file, batch):
+                try:
+                    results = await store.write(rows)
+                except RecordsRefused as exc:
+                    results = exc.results
+                for number, stored in zip(lines, results, strict=True):
+                    if REFUSED_KEY in stored:
+                        detail = stored.get(ERROR_KEY) or stored[REFUSED_KEY]
+                        refused.append(f"{input_file}:{number}: {detail}")
+                    elif stored.get("duplicate"):
                         dupes += 1
                     else:
                         added += 1
@@ -99,6 +117,14 @@ def import_cmd(input_file: Path, batch: int, database_url: str | None) -> None:
     try:
         store.start()
         added, dupes = asyncio.run(run())
+    except StoreUnavailable as exc:
+        raise click.ClickException(f"the database is unavailable: {exc}") from None
     finally:
         store.close()
     click.echo(f"imported {added} records ({dupes} already present)")
+    if refused:
+        shown = "\n".join(refused[:20])
+        more = f"\n… and {len(refused) - 20} more" if len(refused) > 20 else ""
+        raise click.ClickException(
+            f"the database refused {len(refused)} records, not imported:\n{shown}{more}"
+        )

@@ -8,6 +8,9 @@ the header fields as strings plus ``payload``. The telemetry id comes from the
 records are stored in one :meth:`Store.write` call (one transaction), and the answer
 lists a result per item in input order: ``{"index", "status": 201|200|400, "id"}`` or
 ``{"index", "status": 400, "message"}``. 200 means a retransmission already stored.
+An item is refused (400) when it breaks a validation rule, including the text rule
+(a NUL character in any field, :mod:`downlink.store.storable`), or when the database
+refuses it while it takes the others; the other items are stored all the same.
 
 Whole-request failures: 400 (not JSON / not an array), 413 (body or item count over the
 limit), 503 with Retry-After (writer queue full or database unavailable); nothing of
@@ -37,7 +40,8 @@ from downlink.ingest.clearlinux import (
 )
 from downlink.ingest.responses import error, json_response
 from downlink.store.database import Store
-from downlink.store.writer import QueueFull, StoreUnavailable
+from downlink.store.refusals import REFUSED_KEY
+from downlink.store.writer import QueueFull, RecordsRefused, StoreUnavailable
 
 PATH = "/api/v1/records/bulk"
 NDJSON_TYPES = frozenset(("application/x-ndjson", "application/jsonl", "application/ndjson"))
@@ -165,23 +169,32 @@ async def bulk(request: Request) -> Response:
 
     try:
         stored = await store.write(rows)
+    except RecordsRefused as exc:
+        stored = exc.results  # the others are stored: report the refused ones per item
     except QueueFull as exc:
         metrics.rejected.labels(SOURCE, "queue_full").inc(len(rows))
         return error(f"Server busy, retry later: {exc}", 503, {"Retry-After": "1"})
     except StoreUnavailable as exc:
         metrics.rejected.labels(SOURCE, "store_unavailable").inc(len(rows))
         return error(f"Store unavailable, retry later: {exc}", 503, {"Retry-After": "5"})
-    duplicates = 0
+    duplicates = refused = 0
     for pos, row in zip(positions, stored, strict=True):
+        if REFUSED_KEY in row:
+            metrics.rejected.labels(SOURCE, "refused").inc()
+            results[pos] = {"index": results[pos]["index"], "status": 400,
+                            "message": row[REFUSED_KEY]}
+            refused += 1
+            continue
         results[pos]["id"] = row.get("id")
         if row.get("duplicate"):
             results[pos]["status"] = 200
             duplicates += 1
-    metrics.accepted.labels(SOURCE).inc(len(stored) - duplicates)
+    accepted = len(stored) - duplicates - refused
+    metrics.accepted.labels(SOURCE).inc(accepted)
     metrics.duplicates.labels(SOURCE).inc(duplicates)
     return json_response({
-        "accepted": len(stored) - duplicates,
+        "accepted": accepted,
         "duplicates": duplicates,
-        "rejected": len(items) - len(stored),
+        "rejected": len(items) - accepted - duplicates,
         "results": results,
     })

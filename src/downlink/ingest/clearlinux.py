@@ -6,7 +6,9 @@
 Checks run in the order of the original collector and stop at the first failure, with
 its exact message (see ``shared/reference/clearlinux.md`` section 2.3). Where the
 original answered 500 (NUL bytes, missing System-Name, out-of-range integers) this
-module rejects with a clear message instead. Values the 2.4.x client cuts at the first
+module rejects with a clear message instead: a NUL character (or a lone surrogate) in
+any field or the payload is refused naming the field, on every database
+(:mod:`downlink.store.storable`). Values the 2.4.x client cuts at the first
 space (``Intel(R)``) pass, as they must.
 """
 
@@ -19,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
+
+from downlink.store.storable import text_problem
 
 SOURCE = "clearlinux"
 
@@ -159,7 +163,7 @@ def fields_from_object(doc: Any) -> tuple[dict[str, str], bytes]:
 def decode_payload(body: bytes) -> str:
     """Decode a payload as UTF-8, falling back to Latin-1; NUL bytes are refused."""
     if b"\x00" in body:
-        raise RecordRejected("Payload contains NUL bytes, which cannot be stored", "payload")
+        raise RecordRejected("Payload contains NUL bytes, which cannot be stored", "unstorable")
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
@@ -186,6 +190,13 @@ def validate(
     tid = fields.get(TID_KEY)
     if not any_tid and (tid is None or tid not in set(allowed_tids)):
         raise RecordRejected("Telemetry ID mismatch", "tid")
+    for key, value in fields.items():
+        problem = text_problem(value)
+        if problem is not None:
+            # Not a rule of the original (it answered 500): one rule on both databases.
+            raise RecordRejected(
+                f"{_NAMES.get(key, key)} contains {problem}, which cannot be stored", "unstorable"
+            )
 
     rfv_text = fields.get("record_format_version", "")
     if not _DIGITS.fullmatch(rfv_text) or int(rfv_text) not in REQUIRED:

@@ -3,7 +3,8 @@
 One record per POST. The format is chosen by Content-Type: ``application/json`` is the
 2.4.x client's JSON record, anything else the 2.3.x header record. The answer is sent
 only after the record is committed: 201 with the stored record, 400 with a message
-naming the bad field, 413 for an oversized body, 503 with Retry-After when the writer
+naming the bad field (or saying that the database refused the record while it takes
+others), 413 for an oversized body, 503 with Retry-After when the writer
 queue is full or the database is unavailable.
 """
 
@@ -28,7 +29,8 @@ from downlink.ingest.clearlinux import (
 )
 from downlink.store.database import Store
 from downlink.store.record_json import clear_json
-from downlink.store.writer import QueueFull, StoreUnavailable
+from downlink.store.refusals import REFUSED_KEY
+from downlink.store.writer import QueueFull, RecordsRefused, StoreUnavailable
 
 PATHS = ("/v2/collector", "/v3/collector", "/")
 
@@ -133,6 +135,10 @@ async def collect(scope: Scope, receive: Receive, send: Send) -> None:
         return
     try:
         (stored,) = await store.write([row])
+    except RecordsRefused as exc:
+        metrics.rejected.labels(SOURCE, "refused").inc()
+        await _answer(send, 400, _message(exc.results[0][REFUSED_KEY]))
+        return
     except QueueFull as exc:
         metrics.rejected.labels(SOURCE, "queue_full").inc()
         await _answer(

@@ -58,6 +58,11 @@ class GuiltyProcessor:
         self._version: tuple[int, int] | None = None
         self._ids: dict[tuple[str, str], int] = {}
 
+    def reset(self) -> None:
+        """Forget cached guilty ids: the transaction that created them was rolled back."""
+        self._ids.clear()
+        self._version = None
+
     def __call__(self, conn: Connection, rows: list[Row]) -> None:
         crashes = [r for r in rows if r.get("classification") in _CLASSES]
         if not crashes:

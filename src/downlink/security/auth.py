@@ -30,6 +30,21 @@ def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+def holds_token(tokens: Iterable[str], headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """True when no tokens are configured or the request carries one of them."""
+    known = [t.encode("utf-8") for t in tokens if t]
+    if not known:
+        return True
+    token = bearer_token(headers)
+    if token is None:
+        return False
+    given = token.encode("utf-8")
+    found = False
+    for candidate in known:  # every one, so the time taken does not reveal which matched
+        found |= hmac.compare_digest(given, candidate)
+    return found
+
+
 class TokenAuth:
     """ASGI middleware refusing requests without a valid API token (401)."""
 

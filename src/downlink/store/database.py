@@ -16,9 +16,10 @@ from downlink.metrics import Metrics
 from downlink.settings import Settings
 from downlink.store import migrate
 from downlink.store.engine import is_sqlite, make_engine
-from downlink.store.inserts import insert_records
+from downlink.store.refusals import REFUSED_KEY, store_rows
 from downlink.store.spool import Drainer, Spool
-from downlink.store.writer import BatchProcessor, Row, StoreUnavailable, Writer
+from downlink.store.storable import unstorable_field
+from downlink.store.writer import BatchProcessor, RecordsRefused, Row, StoreUnavailable, Writer
 
 T = TypeVar("T")
 
@@ -51,9 +52,26 @@ class Store:
             self.spool = Spool(settings.spool_dir, settings.spool_max_bytes)
             self.drainer = Drainer(
                 self.spool,
-                lambda rows: self.run_write(insert_records, rows, self.writer.processors),
+                lambda rows: store_rows(self.write_engine, rows, self.writer.processors),
                 on_drained=self.metrics.drained.inc,
+                on_set_aside=self._on_set_aside,
             )
+
+    def _on_set_aside(self, count: int) -> None:
+        self.metrics.set_aside.inc(count)
+        self.spool_status()
+
+    def spool_status(self) -> dict[str, int] | None:
+        """Records waiting in the spool and set aside there (None without a spool).
+
+        Also refreshes the spool gauges of ``/metrics``.
+        """
+        if self.spool is None:
+            return None
+        pending, refused = self.spool.pending(), self.spool.refused_count()
+        self.metrics.spool_pending.set(pending)
+        self.metrics.spool_refused.set(refused)
+        return {"pending": pending, "set_aside": refused}
 
     @property
     def dialect(self) -> str:
@@ -75,6 +93,7 @@ class Store:
             self.migrate()
         self.writer.start()
         if self.drainer is not None:
+            self.spool_status()
             self.drainer.start()
 
     def close(self) -> None:
@@ -121,7 +140,34 @@ class Store:
         With a spool configured, records go to the spool instead while the database is
         unavailable, and while older spooled records still wait (to keep their order);
         :class:`~downlink.store.spool.SpoolFull` (a StoreUnavailable) when it is full.
+
+        Rows that cannot be stored, because a text value breaks the rule of
+        :mod:`downlink.store.storable` (checked here, the same on every database) or
+        because the database refuses them while it takes others, raise
+        :class:`RecordsRefused` once the other rows are stored.
         """
+        refused: dict[int, str] = {}
+        for index, row in enumerate(rows):
+            problem = unstorable_field(row)
+            if problem is not None:
+                refused[index] = problem
+        if not refused:
+            results = await self._write(rows)
+        else:
+            rest = [row for index, row in enumerate(rows) if index not in refused]
+            stored = iter(await self._write(rest) if rest else [])
+            results = [
+                {**row, "id": None, "duplicate": False, REFUSED_KEY: refused[index]}
+                if index in refused
+                else next(stored)
+                for index, row in enumerate(rows)
+            ]
+        for row in results:
+            if REFUSED_KEY in row:
+                raise RecordsRefused(results)
+        return results
+
+    async def _write(self, rows: list[Row]) -> list[Row]:
         spool = self.spool
         if spool is not None and spool.active:
             return await self._spool(spool, rows)

@@ -9,9 +9,10 @@ one placeholder per value, which psycopg rewrites on the client for every execut
 ``COPY`` formats rows in psycopg's C code (about 5 us per record) and is the fastest
 way into PostgreSQL. It cannot return the ids it assigns, so the batch first takes
 ``n`` values from the table's sequence (one round trip) and copies them in as ``id``.
-Ids are ascending in input order, as before. A unique violation (a retransmission
-stored by another worker process between the writer's lookup and this copy) is raised
-as SQLAlchemy's :class:`~sqlalchemy.exc.IntegrityError`, which the writer retries.
+Ids are ascending in input order, as before. Errors are raised as
+SQLAlchemy's classes (a unique violation, a retransmission stored by another worker
+process between the writer's lookup and this copy, as
+:class:`~sqlalchemy.exc.IntegrityError`, which the writer retries).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import orjson
 import psycopg
 from sqlalchemy import JSON, Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 
 from downlink.store.tables import records
 
@@ -56,6 +57,9 @@ def insert_returning_ids(
                     value = p[name]
                     row.append(None if value is None else orjson.dumps(value).decode())
                 copy.write_row(row)
-    except psycopg.errors.IntegrityError as exc:
-        raise IntegrityError(statement, None, exc) from exc
+    except psycopg.Error as exc:
+        # Raised by psycopg itself, not through SQLAlchemy: wrap it in the matching
+        # SQLAlchemy class (IntegrityError, DataError, OperationalError, ...) so callers
+        # tell a refused record from an outage as they do for every other statement.
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
     return ids

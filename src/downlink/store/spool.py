@@ -10,9 +10,12 @@ SQLite file, committed with ``synchronous=FULL`` (fsynced) before the answer is 
 * **In order.** While anything is spooled, new records of this process go to the spool
   as well, behind the older ones, and :class:`Drainer` moves them to the database
   oldest first (by the spool's sequence number).
-* **No poison pills.** If the database is reachable but refuses a spooled row (a data
-  error, not a connection error), that row moves to the spool file's ``refused`` table
-  and the rest continue.
+* **No poison pills.** A spooled row the database refuses while it takes records
+  (whatever the driver's exception: :mod:`downlink.store.refusals` decides by a probe,
+  not by type), or one that breaks the text rule of :mod:`downlink.store.storable`, is
+  *set aside*: it moves to the spool file's ``refused`` table with the error, and the
+  rows behind it continue. Set-aside rows are counted (``/metrics``, ``/-/health``)
+  and an operator lists, exports, retries or drops them with ``downlink spool``.
 * **No duplicates.** Every spooled row carries a ``dedup_key`` (rows without one get a
   random key), and the drainer deletes rows from the spool only after the database
   committed them. If the process dies between the two, the next drain inserts nothing
@@ -30,13 +33,14 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from downlink.store.refusals import ERROR_KEY, REFUSED_KEY
+from downlink.store.storable import unstorable_field
 from downlink.store.writer import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -129,36 +133,55 @@ class Spool:
             ).fetchall()
         return [(int(seq), orjson.loads(blob)) for seq, blob in found]
 
-    def remove_through(self, seq: int) -> None:
-        """Delete every row up to and including ``seq``; mark the spool idle when empty."""
-        with self._lock:
-            self._conn.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
-            if self._conn.execute("SELECT 1 FROM spool LIMIT 1").fetchone() is None:
-                self.active = False
-
-    def set_aside(self, seq: int, row: Row, error: str) -> None:
-        """Move one row the database refuses (not: cannot reach) to the ``refused`` table.
-
-        It stays in the spool file for an operator to inspect, instead of blocking every
-        record behind it forever.
-        """
+    def settle(self, through: int, set_aside: list[tuple[int, Row, str]]) -> None:
+        """After a commit: move ``set_aside`` rows to ``refused``, delete the rest up to
+        and including ``through``, in one spool transaction."""
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("INSERT OR REPLACE INTO refused (seq, row, error) VALUES (?, ?, ?)",
-                             (seq, orjson.dumps(row), error))
-                conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
+                conn.executemany(
+                    "INSERT OR REPLACE INTO refused (seq, row, error) VALUES (?, ?, ?)",
+                    [(seq, orjson.dumps(row), error) for seq, row, error in set_aside],
+                )
+                conn.execute("DELETE FROM spool WHERE seq <= ?", (through,))
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            if conn.execute("SELECT 1 FROM spool LIMIT 1").fetchone() is None:
+                self.active = False
 
-    def refused(self) -> list[tuple[int, Row, str]]:
-        """Rows set aside because the database refused them, with the error."""
+    def refused(self, seqs: Iterable[int] | None = None) -> list[tuple[int, Row, str]]:
+        """Rows set aside because the database refused them, with the error.
+
+        All of them, or those whose ids (their spool sequence numbers) are in ``seqs``.
+        """
         with self._lock:
             found = self._conn.execute("SELECT seq, row, error FROM refused ORDER BY seq")
-            return [(int(q), orjson.loads(r), str(e)) for q, r, e in found.fetchall()]
+            rows = [(int(q), orjson.loads(r), str(e)) for q, r, e in found.fetchall()]
+        if seqs is None:
+            return rows
+        wanted = set(seqs)
+        return [entry for entry in rows if entry[0] in wanted]
+
+    def refused_count(self) -> int:
+        """How many rows are set aside."""
+        with self._lock:
+            return int(self._conn.execute("SELECT count(*) FROM refused").fetchone()[0])
+
+    def update_refused(self, seq: int, error: str) -> None:
+        """Record the error of a set-aside row's latest retry."""
+        with self._lock:
+            self._conn.execute("UPDATE refused SET error = ? WHERE seq = ?", (error, seq))
+
+    def drop_refused(self, seqs: Iterable[int]) -> int:
+        """Delete set-aside rows (stored by a retry, or given up by an operator)."""
+        with self._lock:
+            cur = self._conn.executemany(
+                "DELETE FROM refused WHERE seq = ?", [(seq,) for seq in seqs]
+            )
+            return int(cur.rowcount)
 
     def mark_idle_if_empty(self) -> None:
         """Clear ``active`` when another process drained the spool."""
@@ -173,17 +196,22 @@ class Drainer:
     def __init__(
         self,
         spool: Spool,
-        commit: Callable[[list[Row]], object],
+        commit: Callable[[list[Row]], list[Row]],
         *,
         chunk: int = 500,
         interval: float = 0.5,
         on_drained: Callable[[int], None] | None = None,
+        on_set_aside: Callable[[int], None] | None = None,
     ) -> None:
+        """``commit`` stores rows and returns them as stored, refused ones marked
+        (:func:`downlink.store.refusals.store_rows`); it raises when the database is
+        away."""
         self.spool = spool
         self.commit = commit
         self.chunk = chunk
         self.interval = interval
         self.on_drained = on_drained
+        self.on_set_aside = on_set_aside
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -208,7 +236,10 @@ class Drainer:
                 log.info("spool drain postponed: %s", exc)
 
     def drain(self) -> int:
-        """Move spooled rows to the database, oldest first; return how many moved."""
+        """Move spooled rows to the database, oldest first; return how many moved.
+
+        Raises (leaving the rows for the next attempt) when the database is away.
+        """
         if not self.spool.active:
             return 0
         moved = 0
@@ -223,38 +254,35 @@ class Drainer:
                     if not batch:
                         self.spool.mark_idle_if_empty()
                         break
-                    try:
-                        self.commit([row for _, row in batch])
-                    except (OperationalError, InterfaceError, StoreUnavailable):
-                        raise  # the database is (still) away: retry the same rows later
-                    except DBAPIError:
-                        # Reachable, but it refuses something in this chunk: go row by row
-                        # so only the refused rows are set aside.
-                        moved += self._one_by_one(batch)
-                        continue
-                    self.spool.remove_through(batch[-1][0])
-                    moved += len(batch)
-                    if self.on_drained is not None:
-                        self.on_drained(len(batch))
+                    moved += self._move(batch)
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
         if moved:
             log.info("moved %d spooled records into the database (pid %d)", moved, os.getpid())
         return moved
 
-    def _one_by_one(self, batch: list[tuple[int, Row]]) -> int:
-        moved = 0
+    def _move(self, batch: list[tuple[int, Row]]) -> int:
+        """Commit one chunk; set aside the rows that cannot be stored; return rows moved."""
+        aside: list[tuple[int, Row, str]] = []
+        good: list[tuple[int, Row]] = []
         for seq, row in batch:
-            try:
-                self.commit([row])
-            except (OperationalError, InterfaceError, StoreUnavailable):
-                raise
-            except DBAPIError as exc:
-                log.error("spooled record %d refused by the database, set aside: %s", seq, exc)
-                self.spool.set_aside(seq, row, str(exc.orig))
-                continue
-            self.spool.remove_through(seq)
-            moved += 1
-            if self.on_drained is not None:
-                self.on_drained(1)
-        return moved
+            # Spooled by an older version, or by a source that skipped the rule: SQLite
+            # would keep it and PostgreSQL refuse it, so neither gets it.
+            problem = unstorable_field(row)
+            if problem is None:
+                good.append((seq, row))
+            else:
+                aside.append((seq, row, problem))
+        results = self.commit([row for _, row in good]) if good else []
+        for (seq, row), result in zip(good, results, strict=True):
+            if REFUSED_KEY in result:
+                aside.append((seq, row, str(result.get(ERROR_KEY) or result[REFUSED_KEY])))
+        for seq, _, error in aside:
+            log.error("spooled record %d cannot be stored, set aside: %s", seq, error)
+        self.spool.settle(batch[-1][0], sorted(aside, key=lambda entry: entry[0]))
+        stored = len(batch) - len(aside)
+        if self.on_drained is not None and stored:
+            self.on_drained(stored)
+        if self.on_set_aside is not None and aside:
+            self.on_set_aside(len(aside))
+        return stored

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from downlink.store.record_json import TS_FORMAT, clear_json
+from downlink.store.storable import unstorable_field
 
 Row = dict[str, Any]
 
@@ -69,8 +70,6 @@ def import_row(doc: Any) -> Row:
         value = doc.get(key, "")
         if not isinstance(value, str):
             raise ImportError_(f"{key} must be a string")
-        if "\x00" in value:
-            raise ImportError_(f"{key} contains a NUL byte")
         row[key] = value
     if not row["classification"]:
         raise ImportError_("classification is missing")
@@ -92,4 +91,7 @@ def import_row(doc: Any) -> Row:
     row["attrs"] = doc.get("attrs")
     dedup = doc.get("dedup_key")
     row["dedup_key"] = dedup if isinstance(dedup, str) and 0 < len(dedup) <= 64 else None
+    problem = unstorable_field(row)
+    if problem is not None:
+        raise ImportError_(problem)
     return row

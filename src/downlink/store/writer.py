@@ -22,10 +22,17 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from downlink.metrics import Metrics
 from downlink.store.inserts import insert_records
+from downlink.store.refusals import (
+    ERROR_KEY,
+    REFUSED_KEY,
+    insert_isolated,
+    is_outage,
+    reset_processors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +47,24 @@ class StoreUnavailable(Exception):
     """The database refused the batch (down, locked, out of space)."""
 
 
+class RecordsRefused(Exception):
+    """Some records of a write cannot be stored; the others were stored.
+
+    ``results`` has one row per row written, in order: stored rows as a write returns
+    them, refused ones with ``id`` None and ``refused`` set to a message for the sender
+    (the field that breaks the text rule, or the class of the database's error).
+    """
+
+    def __init__(self, results: list[dict[str, Any]]) -> None:
+        self.results = results
+        reasons = [row[REFUSED_KEY] for row in results if REFUSED_KEY in row]
+        super().__init__(f"{len(reasons)} of {len(results)} records refused: {reasons[0]}")
+
+
 class BatchProcessor(Protocol):
     """A per-record processor run inside the writer's transaction, before the insert."""
 
     def __call__(self, conn: Connection, rows: list[Row]) -> None: ...
-
-
-def _is_outage(exc: Exception) -> bool:
-    """True when the database itself is unreachable or unusable, not one record."""
-    return isinstance(exc, OperationalError | InterfaceError)
 
 
 @dataclass
@@ -120,7 +136,10 @@ class Writer:
         """Store ``rows`` and return them as stored (with ``id``), once committed.
 
         A row whose ``dedup_key`` is already stored is not inserted again; the stored
-        row comes back with ``duplicate`` set to True.
+        row comes back with ``duplicate`` set to True. A row the database refuses while
+        it takes others comes back with ``id`` None and ``refused`` set to the error
+        (:mod:`downlink.store.refusals`); the other rows are stored. An outage raises
+        :class:`StoreUnavailable` and stores none of them.
         """
         if not rows:
             return []
@@ -211,32 +230,45 @@ class Writer:
             outcome = exc
         _wake(call.loop, [(call, outcome)])
 
-    def _commit(self, batch: list[_Request], *, retried: bool = False) -> None:
+    def _commit(self, batch: list[_Request]) -> None:
         rows = [row for req in batch for row in req.rows]
         started = time.perf_counter()
         try:
             stored = self._transaction(rows)
         except Exception as exc:  # noqa: BLE001 - every failure is answered, none escapes
-            if len(batch) > 1 and not _is_outage(exc):
+            reset_processors(self.processors)
+            if not is_outage(exc):
                 # A record the database refuses (or a processor bug) must not fail the
-                # other requests that shared its batch: retry them one by one.
-                for req in batch:
-                    self._commit([req])
-                return
-            if isinstance(exc, IntegrityError) and not retried:
-                # Another worker process stored the same dedup_key between our lookup
-                # and our insert; a second attempt finds it and answers "duplicate".
-                self._commit(batch, retried=True)
-                return
+                # others that shared its batch: again, in savepoints, halving the
+                # failing parts down to single rows. A unique violation (another worker
+                # stored the same dedup_key between our lookup and our insert) is found
+                # as a duplicate this time; rows the database refuses come back marked
+                # "refused" once a probe shows that it takes records
+                # (downlink.store.refusals); if it takes none, this raises.
+                try:
+                    stored = self._isolated(rows)
+                except Exception as again:  # noqa: BLE001 - answered as unavailable below
+                    exc = again
+                else:
+                    self._resolve_stored(batch, stored, started)
+                    return
             self.metrics.writer_errors.labels(type(exc).__name__).inc()
             log.warning("batch of %d records failed: %s", len(rows), exc, exc_info=exc)
             detail = str(exc.orig) if isinstance(exc, DBAPIError) else repr(exc)
             self._resolve([(req, StoreUnavailable(detail)) for req in batch])
             return
-        self.metrics.batch_size.observe(len(rows))
+        self._resolve_stored(batch, stored, started)
+
+    def _resolve_stored(self, batch: list[_Request], stored: list[Row], started: float) -> None:
+        self.metrics.batch_size.observe(len(stored))
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        for row in stored:
+            if REFUSED_KEY in row:
+                self.metrics.writer_errors.labels("refused").inc()
+                log.warning("the database refused a %s record: %s",
+                            row.get("source"), row.get(ERROR_KEY))
         if self.on_commit is not None:
-            self.on_commit(stored)
+            self.on_commit([row for row in stored if REFUSED_KEY not in row])
         outcomes: list[tuple[_Request, list[Row] | Exception]] = []
         offset = 0
         for req in batch:
@@ -247,6 +279,10 @@ class Writer:
     def _transaction(self, rows: list[Row]) -> list[Row]:
         with self.engine.begin() as conn:
             return insert_records(conn, rows, self.processors)
+
+    def _isolated(self, rows: list[Row]) -> list[Row]:
+        with self.engine.begin() as conn:
+            return insert_isolated(conn, rows, self.processors)
 
     def _resolve(self, outcomes: list[tuple[_Request, list[Row] | Exception]]) -> None:
         """Answer the waiting handlers: one wake-up per event loop, not one per request.

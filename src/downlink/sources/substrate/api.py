@@ -19,6 +19,7 @@ from downlink.api.errors import BadRequest
 from downlink.api.params import parse_moment
 from downlink.sources.substrate import queries as q
 from downlink.store.database import Store
+from downlink.store.storable import find_problem
 
 router = APIRouter(tags=["nodes"])
 
@@ -180,4 +181,7 @@ async def add_benchmark(request: Request) -> dict[str, Any]:
         raise BadRequest("body must be a JSON object with a `setup` member")
     if not isinstance(doc["setup"], dict):
         raise BadRequest("`setup` must be a JSON object")
+    unstorable = find_problem(doc["setup"], "setup")
+    if unstorable is not None:  # one text rule on both databases (store/storable.py)
+        raise BadRequest(f"{unstorable[0]} contains {unstorable[1]}, which cannot be stored")
     return await _store(request).admin_write(q.add_benchmark, doc["setup"], time.time())

@@ -5,7 +5,9 @@ parses them (:mod:`downlink.sources.substrate.wire`) and appends rows to a bound
 flusher hands the buffer to the group-commit writer. The protocol is one-way, so:
 
 * A malformed message is counted (``downlink_ws_malformed_messages``) and skipped; the
-  connection stays open and other nodes are never affected.
+  connection stays open and other nodes are never affected. So is a message with a
+  NUL character in any string (reason ``unstorable``, :mod:`downlink.store.storable`)
+  and one the database refuses while it takes the others (reason ``refused``).
 * Backpressure, not loss: when the writer queue is full the flusher retries, the buffer
   fills up (``DOWNLINK_WS_BUFFER_MAX``) and the reader stops reading, so TCP pushes back
   on the node.
@@ -45,7 +47,8 @@ from downlink.sources.substrate.wire import (
     to_row,
 )
 from downlink.store.database import Store
-from downlink.store.writer import QueueFull, StoreUnavailable
+from downlink.store.refusals import REFUSED_KEY
+from downlink.store.writer import QueueFull, RecordsRefused, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -338,6 +341,15 @@ class NodeSession:
         while True:
             try:
                 stored = await self.store.write(batch)
+            except RecordsRefused as exc:
+                # Stored but for the rows the database refuses (counted, never retried).
+                stored = [row for row in exc.results if REFUSED_KEY not in row]
+                for _ in range(len(exc.results) - len(stored)):
+                    self._reject("refused")
+                log.warning("node %s: %s", self.ip, exc)
+                fresh = sum(1 for r in stored if not r.get("duplicate"))
+                self.metrics.accepted.labels(SOURCE).inc(fresh)
+                return len(stored)
             except QueueFull:
                 self.metrics.ws_backpressure.inc()
             except StoreUnavailable as exc:

@@ -24,6 +24,8 @@ from typing import Any
 
 import orjson
 
+from downlink.store.storable import find_problem
+
 SOURCE = "substrate"
 CLASS_PREFIX = "substrate/"
 UNKNOWN_MSG = "unknown"
@@ -144,6 +146,14 @@ def parse_frame(data: bytes | str) -> NodeMessage | FlushRequest:
     doc, text = _decode(data)
     if not isinstance(doc, dict):
         raise MessageRejected("frame is not a JSON object", "not_object")
+    # One rule for every source (downlink.store.storable): PostgreSQL cannot store a NUL.
+    # JSON can only spell it as an escape (orjson refuses raw control characters and
+    # lone surrogates), so only a frame containing one is walked.
+    unstorable = find_problem(doc, "message") if "\\u0000" in text else None
+    if unstorable is not None:
+        where, problem = unstorable
+        raise MessageRejected(f"{where} contains {problem}, which cannot be stored",
+                              "unstorable")
     if FLUSH_KEY in doc:
         return FlushRequest(doc[FLUSH_KEY])
     ts = parse_ts(doc.get("ts"))

@@ -24,6 +24,7 @@ from downlink.pipeline.regroup import regroup_status, request_regroup
 from downlink.store.database import Store
 from downlink.store.queries import crashes as q
 from downlink.store.queries.period import Period
+from downlink.store.storable import find_problem
 from downlink.web import params
 from downlink.web.forms import redirect_back, same_origin_form
 from downlink.web.rendering import chart, twin, web_of
@@ -104,6 +105,9 @@ def _pairs(values: list[str]) -> list[tuple[str, str]]:
             raise BadRequest("frame must be a JSON [function, module] pair")
         if len(function) > 1000 or len(module) > 1000:
             raise BadRequest("frame is too long")
+        unstorable = find_problem([function, module], "frame")
+        if unstorable is not None:  # one text rule on both databases (store/storable.py)
+            raise BadRequest(f"{unstorable[0]} contains {unstorable[1]}, which cannot be stored")
         pairs.append((function, module))
     return pairs
 

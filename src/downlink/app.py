@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 
 from downlink import __version__, security
-from downlink.api import errors, meta, records
+from downlink.api import errors, meta, openapi, records
 from downlink.direct import Downlink
 from downlink.ingest import bulk, collector
 from downlink.metrics import Metrics
@@ -87,20 +86,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     for path in collector.PATHS:
         app.add_direct_route("POST", path, security.guard(app, collector.collect, settings))
     web_routes.install(app, settings)
-    _document_collector(app)
+    openapi.install(app, collector.openapi_paths)
     return app
-
-
-def _document_collector(app: FastAPI) -> None:
-    """Add the collector (plain Starlette routes) to the OpenAPI document."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        schema = generate()
-        schema["paths"].update(collector.openapi_paths())
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def app_from_env() -> FastAPI:

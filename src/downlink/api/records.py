@@ -20,7 +20,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from downlink.api.errors import BadRequest
-from downlink.api.params import parse_moment
+from downlink.api.params import MAX_ID, RecordId, integer, parse_moment, text
 from downlink.store.database import Store
 from downlink.store.queries.records import RecordFilter, get_record, list_records
 from downlink.store.record_json import clear_json
@@ -49,15 +49,12 @@ CSV_COLUMNS = (
     "external",
     "payload",
 )
+SOURCE_MAX = 32
 _PRINTABLE = frozenset(chr(c) for c in range(32, 127)) | {"\t"}
 
 
-def _digits(value: str | None, message: str) -> int | None:
-    if value is None:
-        return None
-    if not value.isascii() or not value.isdigit() or len(value) > 18:
-        raise BadRequest(message)
-    return int(value)
+def _id(params: Mapping[str, str | None], name: str, message: str) -> int | None:
+    return integer(params.get(name), name, 0, MAX_ID, message)
 
 
 def parse_filter(
@@ -65,46 +62,38 @@ def parse_filter(
 ) -> tuple[RecordFilter, int]:
     """Validate query parameters into a filter and a limit, raising BadRequest."""
     now = time.time() if now is None else now
-    severity = params.get("severity")
-    if severity is not None and (
-        not severity.isascii() or not severity.isdigit() or not 1 <= int(severity) <= 4
-    ):
-        raise BadRequest("Severity should be a numeric value")
-    classification = params.get("classification")
-    if classification is not None and (
-        len(classification) > 140 or len(classification.split("/")) != 3
-    ):
+    severity = integer(
+        params.get("severity"), "severity", 1, 4, "Severity should be a numeric value"
+    )
+    classification = text(
+        params.get("classification"), "classification", 140, "Classification value is invalid"
+    )
+    if classification is not None and len(classification.split("/")) != 3:
         raise BadRequest("Classification value is invalid")
     build = params.get("build")
     if build is not None:
         build = build.replace('"', "").replace("'", "")
         if len(build) > 256 or not all(ch in _PRINTABLE for ch in build):
             raise BadRequest("Build value is invalid")
-    machine_id = params.get("machine_id")
-    if machine_id is not None and len(machine_id) > 32:
-        raise BadRequest("Machine id value is invalid")
-    days = _digits(params.get("created_in_days"), "Created (in days) value is invalid")
-    secs = _digits(params.get("created_in_sec"), "Created (in seconds) value is invalid")
-    from_id = _digits(params.get("from_id"), "Provided record id value is invalid")
-    before_id = _digits(params.get("before_id"), "before_id must be a record id")
-    ts_capture = _digits(params.get("ts_capture"), "Time stamp from record capture is invalid")
-    limit_text = params.get("limit")
-    limit = limit_max
-    if limit_text is not None:
-        parsed = _digits(limit_text, "Record limit value is invalid")
-        if parsed is None or not 1 <= parsed <= limit_max:
-            raise BadRequest("Record limit value is invalid")
-        limit = parsed
+    machine_id = text(params.get("machine_id"), "machine_id", 32, "Machine id value is invalid")
+    source = text(params.get("source"), "source", SOURCE_MAX)
+    days = _id(params, "created_in_days", "Created (in days) value is invalid")
+    secs = _id(params, "created_in_sec", "Created (in seconds) value is invalid")
+    from_id = _id(params, "from_id", "Provided record id value is invalid")
+    before_id = _id(params, "before_id", "before_id must be a record id")
+    ts_capture = _id(params, "ts_capture", "Time stamp from record capture is invalid")
+    limit = integer(params.get("limit"), "limit", 1, limit_max, "Record limit value is invalid")
+    if limit is None:
+        limit = limit_max
     since = parse_moment(params.get("since"), "since")
     if days is not None:
         since = max(since or 0.0, now - days * 86400)
     elif secs is not None:
         since = max(since or 0.0, now - secs)
     until = parse_moment(params.get("until"), "until")
-    source = params.get("source")
     f = RecordFilter(
         classification=classification,
-        severity=int(severity) if severity is not None else None,
+        severity=severity,
         machine_id=machine_id,
         build=build,
         source=source,
@@ -129,7 +118,31 @@ def _csv_lines(items: list[dict[str, Any]]) -> Iterator[str]:
     yield buf.getvalue()
 
 
-@router.get("/api/records")
+_LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The records, newest first (X-Next-Cursor: the next page's before_id).",
+        "content": {
+            "application/json": {"schema": {
+                "type": "object",
+                "properties": {
+                    "records": {"type": "array", "items": {"type": "object"}},
+                    "next_cursor": {"type": ["integer", "null"]},
+                },
+                "required": ["records", "next_cursor"],
+            }},
+            "text/csv": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        },
+    },
+}
+_ONE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The record.", "content": {"application/json": {"schema": {
+        "type": "object"}}}},
+    404: {"description": "No record has that id."},
+}
+
+
+@router.get("/api/records", responses=_LIST_RESPONSES)
 async def records_api(
     request: Request,
     classification: Annotated[str | None, Query(description="domain/probe/rest, <= 140")] = None,
@@ -170,8 +183,8 @@ async def records_api(
     )
 
 
-@router.get("/api/records/{record_id}")
-async def record_api(request: Request, record_id: int) -> Response:
+@router.get("/api/records/{record_id}", responses=_ONE_RESPONSES)
+async def record_api(request: Request, record_id: RecordId) -> Response:
     """Return one record by id."""
     store: Store = request.app.state.store
     row = await store.read(get_record, record_id)

@@ -29,7 +29,7 @@ from starlette.responses import Response
 from downlink.ingest.body import BodyTooLarge, read_body
 from downlink.ingest.clearlinux import (
     EXTERNAL_KEY,
-    FIELDS,
+    JSON_RECORD_SCHEMA,
     SOURCE,
     TID_KEY,
     RecordRejected,
@@ -46,17 +46,6 @@ from downlink.store.writer import QueueFull, RecordsRefused, StoreUnavailable
 PATH = "/api/v1/records/bulk"
 NDJSON_TYPES = frozenset(("application/x-ndjson", "application/jsonl", "application/ndjson"))
 
-RECORD_SCHEMA: dict[str, Any] = {
-    "title": "ClearLinuxRecordV3",
-    "type": "object",
-    "description": "One record as the telemetrics-client 2.4.x sends it; fields by "
-    "record_format_version as at /v2/collector.",
-    "properties": {
-        **{key: {"type": ["string", "integer"]} for key, _ in FIELDS},
-        "payload": {"type": "string"},
-    },
-    "required": ["record_format_version", "payload"],
-}
 RESULT_SCHEMA: dict[str, Any] = {
     "title": "BulkItemResult",
     "type": "object",
@@ -73,7 +62,7 @@ OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"type": "array", "items": RECORD_SCHEMA}},
+            "application/json": {"schema": {"type": "array", "items": JSON_RECORD_SCHEMA}},
             "application/x-ndjson": {
                 "schema": {"type": "string",
                            "description": "One ClearLinuxRecordV3 JSON object per line."}
@@ -99,7 +88,8 @@ OPENAPI: dict[str, Any] = {
         },
         "400": {"description": "The body is not a JSON array / NDJSON."},
         "413": {"description": "Body or item count over the limit."},
-        "503": {"description": "Store busy or unavailable; retry after Retry-After."},
+        "503": {"description": "Store busy or unavailable; retry after Retry-After.",
+                "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
     },
 }
 

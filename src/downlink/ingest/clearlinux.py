@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from downlink.integers import INT32_MAX as _INT32_MAX
+from downlink.integers import parse_int, parse_whole
 from downlink.store.storable import text_problem
 
 SOURCE = "clearlinux"
@@ -70,11 +72,11 @@ ARCHES = frozenset(
 )
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
 _SIGNED = re.compile(r"\s*[+-]?[0-9]+\s*", re.ASCII)
+_ASCII_SPACE = " \t\n\r\x0b\x0c"
 _EVENT_ID = re.compile(r"[0-9a-f]{32}", re.ASCII)
 _CLEAR_BUILD = re.compile(r"[0-9]+", re.ASCII)
 _OTHER_BUILD = re.compile(r"[-_a-zA-Z0-9.]+", re.ASCII)
 _PRINTABLE_TEXT = re.compile("[" + re.escape(string.printable) + "]*")
-_INT32_MAX = 2147483647
 # Largest capture time that still formats as a date (9999-12-31 23:59:59 UTC).
 _TS_MAX = 253402300799
 NOT_AVAILABLE = "N/A"
@@ -133,6 +135,20 @@ def fields_from_raw_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str,
     return out
 
 
+# The v3 JSON record as the OpenAPI document describes it (collector and bulk).
+JSON_RECORD_SCHEMA: dict[str, Any] = {
+    "title": "ClearLinuxRecordV3",
+    "type": "object",
+    "description": "One record as the telemetrics-client 2.4.x sends it: the header "
+    "fields (by record_format_version, as at /v2/collector) as strings, and the payload.",
+    "properties": {
+        **{key: {"type": ["string", "integer"]} for key, _ in FIELDS},
+        "payload": {"type": "string"},
+    },
+    "required": ["record_format_version", "payload"],
+}
+
+
 def fields_from_json(body: bytes) -> tuple[dict[str, str], bytes]:
     """Split a v3 JSON body into its record fields and its payload bytes."""
     try:
@@ -154,7 +170,10 @@ def fields_from_object(doc: Any) -> tuple[dict[str, str], bytes]:
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise RecordRejected(f"{_NAMES[key]} must be a string", key)
         out[key] = str(value)
-    payload = doc.get("payload", "")
+    payload = doc.get("payload")
+    if payload is None:
+        # The 2.4.x client always sends it; a record without one is not a record.
+        raise RecordRejected("payload is missing", "missing")
     if not isinstance(payload, str):
         raise RecordRejected("payload must be a string", "payload")
     return out, payload.encode("utf-8", "surrogatepass")
@@ -199,9 +218,9 @@ def validate(
             )
 
     rfv_text = fields.get("record_format_version", "")
-    if not _DIGITS.fullmatch(rfv_text) or int(rfv_text) not in REQUIRED:
+    rfv = parse_whole(rfv_text, max(REQUIRED))
+    if rfv not in REQUIRED:
         raise RecordRejected("Record-Format-Version is invalid", "record_format_version")
-    rfv = int(rfv_text)
     for key in REQUIRED[rfv]:
         if key == TID_KEY and any_tid:
             continue
@@ -210,8 +229,8 @@ def validate(
                 f"Record-Format-Version headers are invalid, {_NAMES[key]} missing", "missing"
             )
 
-    severity = fields["severity"]
-    if not _DIGITS.fullmatch(severity) or not 1 <= int(severity) <= 4:
+    severity = parse_whole(fields["severity"], 4)
+    if severity is None or severity < 1:
         raise RecordRejected("severity value is out of range", "severity")
 
     classification = fields["classification"]
@@ -223,7 +242,8 @@ def validate(
         raise RecordRejected("Machine id value is invalid", "machine_id")
 
     ts_text = fields["creation_timestamp"]
-    if not _DIGITS.fullmatch(ts_text) or len(ts_text) > 12 or int(ts_text) > _TS_MAX:
+    ts_capture = parse_whole(ts_text, _TS_MAX)
+    if ts_capture is None:
         raise RecordRejected("timestamp is invalid", "creation_timestamp")
 
     arch = fields["arch"]
@@ -279,21 +299,20 @@ def validate(
             f"{pfv_text!r}",
             "payload_format_version",
         )
-    pfv = int(pfv_text)
-    if not -_INT32_MAX <= pfv < _INT32_MAX:
+    pfv = parse_int(pfv_text.strip(_ASCII_SPACE), -_INT32_MAX, _INT32_MAX - 1)
+    if pfv is None:
         raise RecordRejected(
             "Payload format version outside of range supported", "payload_format_version"
         )
 
     text = decode_payload(payload)
-    ts_capture = float(int(ts_text))
     return {
         "source": SOURCE,
         "record_version": rfv,
         "classification": classification,
-        "severity": int(severity),
+        "severity": severity,
         "machine_id": machine_id,
-        "ts_capture": ts_capture,
+        "ts_capture": float(ts_capture),
         "ts_reception": received_at,
         "arch": arch,
         "host_type": host_type,

@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 from downlink.ingest.body import BodyTooLarge
 from downlink.ingest.clearlinux import (
     EXTERNAL_KEY,
-    FIELD_KEYS,
+    JSON_RECORD_SCHEMA,
     SOURCE,
     TID_KEY,
     RecordRejected,
@@ -169,22 +169,13 @@ routes = [Route(path, _RawEndpoint(), methods=["POST", "GET", "HEAD"]) for path 
 
 
 def _openapi_operation(path: str) -> dict[str, object]:
-    record = {
-        "type": "object",
-        "description": "The 15 record fields as strings, plus `payload` (client 2.4.x).",
-        "properties": {
-            **{key: {"type": "string"} for key in FIELD_KEYS},
-            "payload": {"type": "string"},
-        },
-    }
     answer = {"application/json": {"schema": {"type": "object"}}}
-    message = {
-        "application/json": {
-            "schema": {"type": "object", "properties": {"message": {"type": "string"}}}
-        }
-    }
+    message = {"application/json": {"schema": {"$ref": "#/components/schemas/Message"}}}
+    retry = {"Retry-After": {"schema": {"type": "integer"}}}
+    name = path.strip("/").replace("/", "_") or "root"
     return {
         "post": {
+            "operationId": f"collect_{name}",
             "tags": ["collector"],
             "summary": f"Store one Clear Linux telemetry record ({path})",
             "description": "Fields in headers (client 2.3.x) or one JSON object (2.4.x); "
@@ -195,16 +186,27 @@ def _openapi_operation(path: str) -> dict[str, object]:
             "requestBody": {
                 "content": {
                     "application/text": {"schema": {"type": "string"}},
-                    "application/json": {"schema": record},
+                    "application/json": {"schema": JSON_RECORD_SCHEMA},
                 }
             },
             "responses": {
                 "201": {"description": "Stored (or already stored)", "content": answer},
                 "400": {"description": "A field breaks a rule", "content": message},
                 "413": {"description": "Body too large", "content": message},
-                "503": {"description": "Busy or store unavailable", "content": message},
+                "503": {"description": "Busy or store unavailable", "content": message,
+                        "headers": retry},
             },
-        }
+        },
+        "get": {
+            "operationId": f"redirect_{name}",
+            "tags": ["collector"],
+            "summary": f"Redirect a browser to the records page ({path})",
+            "description": "As the original collector did: records are only posted here.",
+            "responses": {
+                "302": {"description": "To /records",
+                        "headers": {"Location": {"schema": {"type": "string"}}}},
+            },
+        },
     }
 
 

@@ -81,6 +81,9 @@ class Spool:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(_SCHEMA)
         self.active = self.pending() > 0
+        # True from an append refused for want of room until rows leave the spool: the
+        # collector is answering 503, and /-/health says so.
+        self.refusing = False
 
     def close(self) -> None:
         """Close the spool file."""
@@ -111,6 +114,7 @@ class Spool:
             try:
                 held = int(conn.execute("SELECT total(size) FROM spool").fetchone()[0])
                 if held + added > self.max_bytes:
+                    self.refusing = True
                     raise SpoolFull(
                         f"the database is unavailable and the spool holds {held} of "
                         f"{self.max_bytes} bytes"
@@ -123,6 +127,7 @@ class Spool:
                 raise
             conn.execute("COMMIT")
             self.active = True
+            self.refusing = False
         return [{**row, "id": None, "duplicate": False, "spooled": True} for row in keyed]
 
     def head(self, limit: int) -> list[tuple[int, Row]]:
@@ -149,6 +154,7 @@ class Spool:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            self.refusing = False
             if conn.execute("SELECT 1 FROM spool LIMIT 1").fetchone() is None:
                 self.active = False
 

@@ -93,8 +93,14 @@ records = Table(
     Index(None, "build"),
     Index(None, "machine_id"),
     Index(None, "ts_capture"),
-    Index(None, "guilty_id"),
+    # A crash group's newest records (backtraces page): the group and the order in one
+    # index, so PostgreSQL cannot prefer walking the primary key backwards until 50
+    # of the group turn up (SQLite's (guilty_id) index had the rowid in it already).
+    Index(None, "guilty_id", "id"),
     Index(None, "source", "id"),
+    # One source's recent records (nodes page, retention) through one index matching
+    # every condition, whatever the statistics say of the sources' sizes (migration 0009).
+    Index(None, "source", "ts_reception"),
 )
 
 # -- dashboard rollups (maintained at ingest by downlink.store.rollups) -------------
@@ -174,6 +180,10 @@ rollup_guilty = Table(
     Column("count", BigInteger, nullable=False),
     Column("first_seen", Double, nullable=False),
     Column("last_seen", Double, nullable=False),
+    # The crashes view reads a period's rows from this index alone (migration 0009).
+    Index(
+        "ix_rollup_guilty_by_day", "day", "guilty_id", "build", "count", "first_seen", "last_seen"
+    ),
 )
 
 rollup_guilty_machines = Table(
@@ -184,9 +194,10 @@ rollup_guilty_machines = Table(
     Column("build", Text, primary_key=True),
     Column("machine_id", Text, primary_key=True),
     Column("count", BigInteger, nullable=False),
-    # One group's machines (crash group detail, top groups) without scanning the
-    # period's rows of every group: the primary key starts with the day.
-    Index(None, "guilty_id", "day"),
+    # One group's machines of a period (crash group page, top groups) from the index
+    # alone, in one contiguous run: the primary key starts with the day, and a
+    # (guilty_id, day) index cost one table page per row (migration 0009).
+    Index("ix_rollup_guilty_machines_by_group", "guilty_id", "day", "build", "machine_id", "count"),
 )
 
 # HyperLogLog sketches of the machines of each crash group per day, and per day and
@@ -217,6 +228,8 @@ rollup_mce = Table(
     Column("build", Text, primary_key=True),
     Column("status", Text, primary_key=True),
     Column("count", BigInteger, nullable=False),
+    # The MCE view reads a period's rows from this index alone (migration 0009).
+    Index("ix_rollup_mce_by_day", "day", "classification", "build", "status", "count"),
 )
 
 # week = day number of the Monday of the week.

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
 
 from downlink.api.errors import BadRequest
+from downlink.security.csrf import cross_site_reason
 
 
 async def same_origin_form(request: Request) -> FormData:
     """Return the posted form, refusing posts another site's page made (403).
 
-    Browsers send ``Origin`` on cross-site form posts; there is no login to forge, but
-    a page elsewhere must still not be able to edit the blacklist through a visitor.
+    The rule is :func:`downlink.security.csrf.cross_site_reason`.
     """
-    origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
-        raise BadRequest("cross-origin form posts are refused", status=403)
-    if request.headers.get("sec-fetch-site") == "cross-site":
-        raise BadRequest("cross-origin form posts are refused", status=403)
+    reason = cross_site_reason(request.headers)
+    if reason is not None:
+        raise BadRequest(reason, status=403)
     return await request.form()
 
 

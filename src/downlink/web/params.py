@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 
+from downlink.api import params as api_params
 from downlink.api.errors import BadRequest
-from downlink.api.params import parse_moment
 from downlink.store.queries.period import Period, RollupFilter, day_number, today
 
 MAX_DAYS = 3700
@@ -14,23 +14,23 @@ _TEXT_MAX = 256
 
 
 def text(params: Mapping[str, str], name: str, max_len: int = _TEXT_MAX) -> str | None:
-    """Return a trimmed text parameter, None when empty, 400 when too long."""
+    """Return a trimmed text parameter, None when empty, 400 when too long or not text."""
     value = params.get(name, "").strip()
-    if not value:
-        return None
-    if len(value) > max_len or any(ord(ch) < 32 for ch in value):
-        raise BadRequest(f"{name} is invalid")
-    return value
+    return api_params.text(value, name, max_len, f"{name} is invalid") if value else None
 
 
 def integer(params: Mapping[str, str], name: str, lo: int, hi: int) -> int | None:
-    """Return an integer parameter within [lo, hi], None when empty."""
+    """Return an integer parameter within [lo, hi], None when empty (bounded parsing)."""
     value = params.get(name, "").strip()
-    if not value:
-        return None
-    if not (value.isascii() and value.isdigit()) or not lo <= int(value) <= hi:
-        raise BadRequest(f"{name} must be a whole number from {lo} to {hi}")
-    return int(value)
+    return api_params.integer(value, name, lo, hi) if value else None
+
+
+def plain_params(params: Mapping[str, str], max_len: int = 1000) -> dict[str, str]:
+    """Return every parameter as given, or a 400 naming the first that is not plain text."""
+    return {
+        name: api_params.text(value, name, max_len, f"{name} is invalid") or ""
+        for name, value in params.items()
+    }
 
 
 def _date(params: Mapping[str, str], name: str) -> int | None:
@@ -71,4 +71,4 @@ def rollup_filter(params: Mapping[str, str]) -> RollupFilter:
 
 def moment(params: Mapping[str, str], name: str) -> float | None:
     """Return an ISO date/time (UTC unless zoned) or epoch seconds as epoch seconds."""
-    return parse_moment(params.get(name), name)
+    return api_params.parse_moment(params.get(name), name)

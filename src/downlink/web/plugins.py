@@ -45,7 +45,12 @@ class PluginError(RuntimeError):
 
 @dataclass(frozen=True)
 class PluginQuery:
-    """What a plug-in's data function is asked: the period and the raw parameters."""
+    """What a plug-in's data function is asked: the period and the query parameters.
+
+    Every parameter value is plain text (at most 1,000 characters, no NUL or other
+    control character: :func:`downlink.web.params.plain_params`), so a plug-in may
+    hand them to the database as they are.
+    """
 
     period: Period
     params: Mapping[str, str]
@@ -142,7 +147,7 @@ def _view(request: Request, name: str) -> PluginView:
 
 
 async def _data(request: Request, view: PluginView) -> dict[str, Any]:
-    query = dict(request.query_params)
+    query = params.plain_params(request.query_params)
     q = PluginQuery(params.period(query, view.default_days), query)
     store: Store = request.app.state.store
     data = await store.read(view.data, q)

@@ -10,22 +10,33 @@ nodes are listed one by one, and times may carry an offset or be epoch seconds.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from downlink.api.errors import BadRequest
-from downlink.api.params import parse_moment
+from downlink.api.params import integer, parse_moment
 from downlink.sources.substrate import queries as q
 from downlink.store.database import Store
 from downlink.store.storable import find_problem
 
 router = APIRouter(tags=["nodes"])
 
+
 LIMIT_MAX = 100_000
 PEER_ID_MAX = 128
 BENCHMARK_BODY_MAX = 64 * 1024
+
+# Declared for the OpenAPI document; the values are read and checked from the query
+# string by the helpers below (a bad one is a 400 naming it).
+PeerId = Annotated[str, Query(description="The node's network id (libp2p peer id).")]
+Msg = Annotated[str | None, Query(description="Only messages of this type.")]
+Target = Annotated[str | None, Query(description="Only messages whose target is this.")]
+Start = Annotated[str | None, Query(description="From this node time (epoch s or ISO).")]
+End = Annotated[str | None, Query(description="Up to this node time (epoch s or ISO).")]
+Limit = Annotated[str | None, Query(description=f"At most this many, 1 to {LIMIT_MAX}.")]
+MaxAge = Annotated[str | None, Query(description="Peersets reported in the last N s.")]
 
 
 def _store(request: Request) -> Store:
@@ -33,37 +44,28 @@ def _store(request: Request) -> Store:
     return store
 
 
-def _int(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = params.get(name)
+def _int(raw: str | None, name: str, default: int, low: int, high: int) -> int:
+    found = integer(raw, name, low, high)
+    return default if found is None else found
+
+
+def _text(raw: str | None, name: str) -> str | None:
     if raw is None:
-        return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
-        raise BadRequest(f"{name} must be a whole number from {low} to {high}")
-    value = int(raw)
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be a whole number from {low} to {high}")
-    return value
-
-
-def parse_time(params: dict[str, str], name: str) -> float | None:
-    """Parse epoch seconds or an ISO 8601 time (UTC when it has no offset)."""
-    return parse_moment(params.get(name), name)
-
-
-def _text(params: dict[str, str], name: str, *, required: bool = False) -> str | None:
-    raw = params.get(name)
-    if raw is None:
-        if required:
-            raise BadRequest(f"{name} is required")
         return None
     if not raw or len(raw) > PEER_ID_MAX or not raw.isprintable():
         raise BadRequest(f"{name} must be 1 to {PEER_ID_MAX} printable characters")
     return raw
 
 
-def _range(params: dict[str, str]) -> tuple[float | None, float | None]:
-    start = parse_time(params, "start_time")
-    end = parse_time(params, "end_time")
+def _peer(raw: str) -> str:
+    found = _text(raw, "peer_id")
+    assert found is not None
+    return found
+
+
+def _range(start_time: str | None, end_time: str | None) -> tuple[float | None, float | None]:
+    start = parse_moment(start_time, "start_time")
+    end = parse_moment(end_time, "end_time")
     if start is not None and end is not None and end < start:
         raise BadRequest("end_time is before start_time")
     return start, end
@@ -79,64 +81,73 @@ async def nodes(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("/nodes/log_stats")
-async def log_stats(request: Request) -> list[dict[str, Any]]:
+async def log_stats(request: Request, peer_id: PeerId) -> list[dict[str, Any]]:
     """Count a node's retained messages by type."""
-    peer_id = _text(dict(request.query_params), "peer_id", required=True)
-    assert peer_id is not None
-    return await _store(request).read(q.log_stats, peer_id)
+    return await _store(request).read(q.log_stats, _peer(peer_id))
 
 
 @router.get("/nodes/logs")
-async def logs(request: Request) -> list[dict[str, Any]]:
+async def logs(
+    request: Request,
+    peer_id: PeerId,
+    msg: Msg = None,
+    target: Target = None,
+    start_time: Start = None,
+    end_time: End = None,
+    limit: Limit = None,
+) -> list[dict[str, Any]]:
     """Return a node's messages, newest first, filtered by type, target and node time."""
-    params = dict(request.query_params)
-    peer_id = _text(params, "peer_id", required=True)
-    assert peer_id is not None
-    msg = _text(params, "msg")
-    target = _text(params, "target")
-    start, end = _range(params)
-    limit = _int(params, "limit", 10000, 1, LIMIT_MAX)
+    peer = _peer(peer_id)
+    kind = _text(msg, "msg")
+    aim = _text(target, "target")
+    start, end = _range(start_time, end_time)
+    most = _int(limit, "limit", 10000, 1, LIMIT_MAX)
 
     def run(conn: Any) -> list[dict[str, Any]]:
-        return q.node_logs(conn, peer_id, msg=msg, target=target, start=start, end=end, limit=limit)
+        return q.node_logs(conn, peer, msg=kind, target=aim, start=start, end=end, limit=most)
 
     return await _store(request).read(run)
 
 
-def _reputation_params(request: Request) -> tuple[float, int]:
-    params = dict(request.query_params)
-    max_age = _int(params, "max_age_s", 60, 1, 10 * 365 * 86400)
-    limit = _int(params, "limit", 100, 1, LIMIT_MAX)
-    return time.time() - max_age, limit
+def _reputation_params(max_age_s: str | None, limit: str | None) -> tuple[float, int]:
+    max_age = _int(max_age_s, "max_age_s", 60, 1, 10 * 365 * 86400)
+    return time.time() - max_age, _int(limit, "limit", 100, 1, LIMIT_MAX)
 
 
 @router.get("/reputation")
-async def reputation(request: Request) -> list[dict[str, Any]]:
+async def reputation(
+    request: Request, max_age_s: MaxAge = None, limit: Limit = None
+) -> list[dict[str, Any]]:
     """Each reporting node's latest peerset (within ``max_age_s``) as parallel arrays."""
-    since, limit = _reputation_params(request)
-    return await _store(request).read(q.latest_reputations, since, limit)
+    since, most = _reputation_params(max_age_s, limit)
+    return await _store(request).read(q.latest_reputations, since, most)
 
 
 @router.get("/reputation/logged")
-async def reputation_logged(request: Request) -> list[dict[str, Any]]:
+async def reputation_logged(
+    request: Request, max_age_s: MaxAge = None, limit: Limit = None
+) -> list[dict[str, Any]]:
     """Like /reputation, with remote peers limited to nodes that send telemetry here."""
-    since, limit = _reputation_params(request)
+    since, most = _reputation_params(max_age_s, limit)
 
     def run(conn: Any) -> list[dict[str, Any]]:
-        return q.latest_reputations(conn, since, limit, only=q.known_peer_ids(conn))
+        return q.latest_reputations(conn, since, most, only=q.known_peer_ids(conn))
 
     return await _store(request).read(run)
 
 
 @router.get("/reputation/{peer_id}")
-async def peer_reputation(peer_id: str, request: Request) -> list[dict[str, Any]]:
+async def peer_reputation(
+    peer_id: str,
+    request: Request,
+    start_time: Start = None,
+    end_time: End = None,
+    limit: Limit = None,
+) -> list[dict[str, Any]]:
     """How every other node rated ``peer_id`` over time, newest first."""
-    params = dict(request.query_params)
-    peer = _text({"peer_id": peer_id}, "peer_id", required=True)
-    assert peer is not None
-    start, end = _range(params)
-    limit = _int(params, "limit", 1000, 1, LIMIT_MAX)
-    return await _store(request).read(q.peer_reputation, peer, start, end, limit)
+    start, end = _range(start_time, end_time)
+    most = _int(limit, "limit", 1000, 1, LIMIT_MAX)
+    return await _store(request).read(q.peer_reputation, _peer(peer_id), start, end, most)
 
 
 def _pretty(size: int) -> str:
@@ -156,13 +167,26 @@ async def db_stats(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("/benchmarks")
-async def list_benchmarks(request: Request) -> list[dict[str, Any]]:
+async def list_benchmarks(request: Request, limit: Limit = None) -> list[dict[str, Any]]:
     """List benchmark descriptions, newest first."""
-    limit = _int(dict(request.query_params), "limit", 1000, 1, LIMIT_MAX)
-    return await _store(request).read(q.list_benchmarks, limit)
+    most = _int(limit, "limit", 1000, 1, LIMIT_MAX)
+    return await _store(request).read(q.list_benchmarks, most)
 
 
-@router.post("/benchmarks", status_code=201)
+_BENCHMARK_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "properties": {"setup": {"type": "object",
+                                     "description": "The benchmark's description."}},
+            "required": ["setup"],
+        }}},
+    },
+}
+
+
+@router.post("/benchmarks", status_code=201, openapi_extra=_BENCHMARK_BODY)
 async def add_benchmark(request: Request) -> dict[str, Any]:
     """Store a benchmark: body ``{"setup": {...}}``; answers the stored row."""
     chunks: list[bytes] = []

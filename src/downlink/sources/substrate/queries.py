@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, and_, func, or_, select, text
 
+from downlink.store.queries.shape import rows_first
 from downlink.store.tables import benchmarks, node_connections, records
 
 Row = dict[str, Any]
@@ -138,11 +139,20 @@ def recent_message_types(conn: Connection, since: float, limit: int = 1000) -> l
     is '' for messages of nodes not yet identified. Meant for the nodes page.
     """
     c = records.c
-    last = func.max(c.ts_reception)
+    # The rows first, through the (source, ts_reception) index, grouped afterwards:
+    # grouped in one SELECT, SQLite walked all of ``records`` in machine_id order when
+    # its statistics said every record was Clear Linux (docs/architecture.md, "Queries
+    # on a table of skewed sources").
+    recent = rows_first(
+        select(c.machine_id, c.classification, c.ts_reception).where(
+            c.source == SOURCE, c.ts_reception >= since
+        ),
+        "recent",
+    )
+    last = func.max(recent.c.ts_reception)
     stmt = (
-        select(c.machine_id, c.classification, func.count(), last)
-        .where(c.source == SOURCE, c.ts_reception >= since)
-        .group_by(c.machine_id, c.classification)
+        select(recent.c.machine_id, recent.c.classification, func.count(), last)
+        .group_by(recent.c.machine_id, recent.c.classification)
         .order_by(last.desc())
         .limit(limit)
     )
@@ -177,16 +187,18 @@ def latest_reputations(
     time of the snapshot). With ``only``, remote peers are restricted to that set.
     """
     c = records.c
-    newest = (
-        select(func.max(c.id))
-        .where(
+    # Rows first (the (classification, ts_reception) index), grouped afterwards: see
+    # recent_message_types.
+    states = rows_first(
+        select(c.id, c.machine_id).where(
             c.source == SOURCE,
             c.classification == NETWORK_STATE,
             c.machine_id != "",
             c.ts_reception > since,
-        )
-        .group_by(c.machine_id)
+        ),
+        "states",
     )
+    newest = select(func.max(states.c.id)).group_by(states.c.machine_id)
     stmt = (
         select(c.machine_id, c.ts_capture, c.payload)
         .where(c.id.in_(newest.scalar_subquery()))

@@ -76,64 +76,76 @@ def top_guilties(
     distinct builds), first_seen, last_seen and per_build ``{build: count}``.
     ``machines_estimated`` says whether ``machines`` is exact or a sketch estimate
     (see :func:`machines_of_groups`).
+
+    One pass over the period's ``rollup_guilty`` rows (read from its covering index),
+    summed per (group, build) in SQL and ranked here: totals, spread, per-build counts
+    and the cost of an exact machine count all come from the same few thousand rows.
     """
     r = rollup_guilty
-    total = func.sum(r.c.count)
-    stmt = (
+    cells = period.where(
         select(
             r.c.guilty_id,
-            guilty.c.function,
-            guilty.c.module,
-            guilty.c.comment,
-            total.label("total"),
-            func.count(func.distinct(r.c.build)).label("builds"),
-            func.min(r.c.first_seen).label("first_seen"),
-            func.max(r.c.last_seen).label("last_seen"),
-        )
-        .join(guilty, guilty.c.id == r.c.guilty_id)
-        .where(guilty.c.hide.is_(False))
-        .group_by(r.c.guilty_id, guilty.c.function, guilty.c.module, guilty.c.comment)
-        .order_by(total.desc(), r.c.guilty_id)
-        .limit(limit)
-    )
-    stmt = period.where(stmt, r)
-    if build is not None:
-        stmt = stmt.where(r.c.build == build)
-    items = [dict(row) for row in conn.execute(stmt).mappings()]
-    if not items:
-        return []
-    ids = [int(i["guilty_id"]) for i in items]
-    per_build: dict[int, dict[str, int]] = {i: {} for i in ids}
-    pb = period.where(
-        select(r.c.guilty_id, r.c.build, func.sum(r.c.count))
-        .where(r.c.guilty_id.in_(ids))
-        .group_by(r.c.guilty_id, r.c.build),
+            r.c.build,
+            func.sum(r.c.count),
+            func.min(r.c.first_seen),
+            func.max(r.c.last_seen),
+        ).group_by(r.c.guilty_id, r.c.build),
         r,
     )
-    if build is not None:
-        pb = pb.where(r.c.build == build)
-    for gid, b, n in conn.execute(pb):
-        per_build[int(gid)][str(b)] = int(n)
-    # The exact count scans the groups' rollup rows of the period, of every build.
-    scanned = sum(int(i["total"]) for i in items)
-    if build is not None:
-        scanned = int(
-            conn.execute(
-                period.where(
-                    select(func.coalesce(func.sum(r.c.count), 0)).where(r.c.guilty_id.in_(ids)), r
-                )
-            ).scalar_one()
+    hidden = set(conn.execute(select(guilty.c.id).where(guilty.c.hide.is_(True))).scalars())
+    groups: dict[int, dict[str, Any]] = {}
+    every_build: dict[int, int] = {}  # crash rows of the group in the period, any build
+    for gid_, b, n_, first, last in conn.execute(cells):
+        gid, n = int(gid_), int(n_)
+        if gid in hidden:
+            continue
+        every_build[gid] = every_build.get(gid, 0) + n
+        if build is not None and b != build:
+            continue
+        g = groups.get(gid)
+        if g is None:
+            groups[gid] = {"total": n, "first_seen": first, "last_seen": last, "per_build": {}}
+            g = groups[gid]
+        else:
+            g["total"] += n
+            g["first_seen"] = min(g["first_seen"], first)
+            g["last_seen"] = max(g["last_seen"], last)
+        g["per_build"][str(b)] = n
+    ids = sorted(groups, key=lambda gid: (-groups[gid]["total"], gid))[:limit]
+    if not ids:
+        return []
+    labels = {
+        int(row.id): row
+        for row in conn.execute(
+            select(guilty.c.id, guilty.c.function, guilty.c.module, guilty.c.comment).where(
+                guilty.c.id.in_(ids)
+            )
         )
+    }
+    # The exact count scans the groups' rollup rows of the period, of every build.
+    scanned = sum(every_build[gid] for gid in ids)
     machines, estimated = machines_of_groups(conn, ids, period, build, scanned)
-    for item in items:
-        gid = int(item["guilty_id"])
-        item["guilty_id"] = gid
-        item["total"] = int(item["total"])
-        item["builds"] = int(item["builds"])
-        item["machines"] = machines.get(gid, 0)
-        item["machines_estimated"] = estimated
-        item["per_build"] = dict(
-            sorted(per_build[gid].items(), key=lambda kv: build_sort_key(kv[0]))
+    items: list[Row] = []
+    for gid in ids:
+        g, label = groups[gid], labels.get(gid)
+        if label is None:  # rollup rows of a group deleted meanwhile
+            continue
+        items.append(
+            {
+                "guilty_id": gid,
+                "function": label.function,
+                "module": label.module,
+                "comment": label.comment,
+                "total": g["total"],
+                "builds": len(g["per_build"]),
+                "first_seen": g["first_seen"],
+                "last_seen": g["last_seen"],
+                "machines": machines.get(gid, 0),
+                "machines_estimated": estimated,
+                "per_build": dict(
+                    sorted(g["per_build"].items(), key=lambda kv: build_sort_key(kv[0]))
+                ),
+            }
         )
     return items
 

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Select, Table
 
+from downlink.store.queries.patterns import matches
 from downlink.store.tables import (
     rollup_build_daily,
     rollup_class_daily,
@@ -85,10 +86,7 @@ class RollupFilter:
             if value is None or name not in table.c:
                 continue
             column = table.c[name]
-            if isinstance(value, str) and ("*" in value or "%" in value):
-                stmt = stmt.where(column.like(value.replace("*", "%")))
-            else:
-                stmt = stmt.where(column == value)
+            stmt = stmt.where(matches(column, value) if isinstance(value, str) else column == value)
         return stmt
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, func, select
 
+from downlink.store.queries.patterns import matches
 from downlink.store.tables import records
 
 Row = dict[str, Any]
@@ -36,10 +37,7 @@ class RecordFilter:
 def _where(stmt: Select[Any], f: RecordFilter) -> Select[Any]:
     c = records.c
     if f.classification is not None:
-        if "*" in f.classification or "%" in f.classification:
-            stmt = stmt.where(c.classification.like(f.classification.replace("*", "%")))
-        else:
-            stmt = stmt.where(c.classification == f.classification)
+        stmt = stmt.where(matches(c.classification, f.classification))
     for value, column in (
         (f.severity, c.severity),
         (f.machine_id, c.machine_id),

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from downlink.api.errors import BadRequest
+from downlink.api.params import RecordId
 from downlink.pipeline.backtrace import blacklist_candidates, guilty_label, parse_crash
 from downlink.pipeline.crashes import add_to_blacklist, remove_from_blacklist
 from downlink.pipeline.regroup import regroup_status, request_regroup
@@ -251,19 +252,19 @@ async def _detail(request: Request, guilty_id: int) -> dict[str, Any]:
 
 
 @router.get("/crashes/{guilty_id}.json")
-async def guilty_json(request: Request, guilty_id: int) -> Response:
+async def guilty_json(request: Request, guilty_id: RecordId) -> Response:
     """JSON twin of /crashes/{guilty_id}."""
     return twin(await _detail(request, guilty_id))
 
 
 @router.get("/crashes/{guilty_id}/backtraces.json")
-async def backtraces_json(request: Request, guilty_id: int) -> Response:
+async def backtraces_json(request: Request, guilty_id: RecordId) -> Response:
     """JSON twin of /crashes/{guilty_id}/backtraces."""
     return twin(await _backtraces(request, guilty_id))
 
 
 @router.get("/crashes/{guilty_id}")
-async def guilty_page(request: Request, guilty_id: int) -> Response:
+async def guilty_page(request: Request, guilty_id: RecordId) -> Response:
     """Render one crash group: machines and builds affected in the period."""
     data = await _detail(request, guilty_id)
     form = dict(request.query_params)
@@ -286,7 +287,7 @@ COMMENT_MAX = 80
 
 
 @router.post("/crashes/{guilty_id}")
-async def guilty_edit(request: Request, guilty_id: int) -> Response:
+async def guilty_edit(request: Request, guilty_id: RecordId) -> Response:
     """Set a crash group's comment (at most 80 characters) and whether it is hidden."""
     form = await same_origin_form(request)
     comment = str(form.get("comment") or "").strip()
@@ -363,7 +364,7 @@ async def _backtraces(request: Request, guilty_id: int) -> dict[str, Any]:
 
 
 @router.get("/crashes/{guilty_id}/backtraces")
-async def backtraces_page(request: Request, guilty_id: int) -> Response:
+async def backtraces_page(request: Request, guilty_id: RecordId) -> Response:
     """Render the backtraces of one crash group, guilty frame highlighted."""
     data = await _backtraces(request, guilty_id)
     return web_of(request).page(

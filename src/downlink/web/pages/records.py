@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from downlink.api.errors import BadRequest
+from downlink.api.params import RecordId
 from downlink.store.database import Store
 from downlink.store.queries.records import RecordFilter, get_record, list_records
 from downlink.web import params
@@ -101,14 +102,15 @@ async def _record(request: Request, record_id: int) -> dict[str, Any]:
     return _json_row(row)
 
 
-@router.get("/records/{record_id:int}")
-async def record_page(request: Request, record_id: int) -> Response:
+# Before /records/{record_id}, which would read "5.json" as an id (and answer 400).
+@router.get("/records/{record_id}.json")
+async def record_json(request: Request, record_id: RecordId) -> Response:
+    """JSON twin of one record."""
+    return twin(await _record(request, record_id))
+
+
+@router.get("/records/{record_id}")
+async def record_page(request: Request, record_id: RecordId) -> Response:
     """Render one record, payload escaped."""
     row = await _record(request, record_id)
     return web_of(request).page("record.html", title=f"Record {record_id}", active="records", r=row)
-
-
-@router.get("/records/{record_id:int}.json")
-async def record_json(request: Request, record_id: int) -> Response:
-    """JSON twin of one record."""
-    return twin(await _record(request, record_id))

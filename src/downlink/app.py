@@ -10,9 +10,8 @@ from fastapi import FastAPI
 from downlink import __version__, security
 from downlink.access_log import AccessLog
 from downlink.api import errors, meta, openapi, records
-from downlink.api import nodes as nodes_api
 from downlink.direct import Downlink
-from downlink.ingest import bulk, collector, nodes_ws
+from downlink.ingest import bulk, collector
 from downlink.metrics import Metrics
 from downlink.pipeline import reprocess
 from downlink.pipeline.consumers import ConsumerRunner
@@ -32,7 +31,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     settings = settings or from_env()
     sources = settings.registry
     metrics = Metrics(sources)
-    store = Store(settings, metrics, processors=default_processors())
+    store = Store(settings, metrics, processors=default_processors(sources))
     maintenance = Maintenance(store)
     bound = bind_consumers(sources)
     kinds = [reprocess.job_kind(bound), *(k for s in sources for k in s.job_kinds)]
@@ -88,8 +87,6 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(records.router)
     app.include_router(meta.router)
     app.include_router(bulk.router)
-    app.router.routes.extend(nodes_ws.routes)
-    app.include_router(nodes_api.router)
     app.router.routes.extend(collector.routes)
     for source in sources:
         for router in source.routers:

@@ -437,8 +437,8 @@ def test_static_chart_library_is_served(client: TestClient) -> None:
 
 def test_nodes_page_lists_websocket_nodes_and_message_types(client: TestClient) -> None:
     from downlink.pipeline.registry import default_processors
+    from downlink.sources.substrate.connections import NODE_KEY, record_connections
     from downlink.store.inserts import insert_records
-    from downlink.store.node_connections import NODE_KEY, record_connections
 
     node = {
         "connection": "c1",

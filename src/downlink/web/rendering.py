@@ -63,7 +63,6 @@ CORE_NAV: tuple[NavItem, ...] = (
     NavItem("mce", "MCE", "/mce"),
     NavItem("thermal", "Thermal", "/thermal"),
     NavItem("population", "Population", "/population"),
-    NavItem("nodes", "Nodes", "/substrate", keeps_period=False),
     NavItem("docs", "API", "/docs", keeps_period=False),
 )
 

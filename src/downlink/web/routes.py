@@ -19,7 +19,6 @@ from downlink.web.pages import (
     consumers,
     crashes,
     mce,
-    nodes,
     population,
     records,
     search,
@@ -28,7 +27,7 @@ from downlink.web.pages import (
 from downlink.web.plugins import load_plugins, plugin_router
 from downlink.web.rendering import CORE_NAV, STATIC, NavItem, Web, make_environment, web_of
 
-PAGES = (records, builds, stats, crashes, mce, population, nodes, consumers, apidocs, search)
+PAGES = (records, builds, stats, crashes, mce, population, consumers, apidocs, search)
 
 
 def install(app: FastAPI, settings: Settings) -> None:
@@ -41,7 +40,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     registry = load_plugins(modules)
     sources = settings.registry
     app.state.web_plugins = registry
-    source_nav = [NavItem(n.key, n.label, n.href) for n in sources.nav]
+    source_nav = [NavItem(n.key, n.label, n.href, n.keeps_period) for n in sources.nav]
     app.state.web = Web(
         make_environment(registry.template_dirs, sources.templates),
         [*CORE_NAV, *source_nav, *registry.nav],

@@ -191,3 +191,21 @@ def test_concurrent_submissions_are_all_committed(ooni: LiveServer) -> None:
         uids = list(pool.map(post, range(120)))
     assert len(set(uids)) == 120
     assert {r["measurement_uid"] for r in rows(ooni.database_url, measurements)} == set(uids)
+
+
+def test_submission_paths_stay_open_with_api_tokens(db_url: str, tmp_path: Any) -> None:
+    """A probe sends no token: open, submit and close work with tokens configured,
+    while the measurements API (not ingest) needs one."""
+    server = ooni_server(db_url, tmp_path / "s.log", env={"DOWNLINK_API_TOKENS": "s3cret"})
+    try:
+        msm = fixture_measurements()["tor.json"]
+        rid = open_report(server.url, msm)
+        body = {"format": "json", "content": msm}
+        r = httpx.post(f"{server.url}/report/{rid}", json=body)
+        assert r.status_code == 200 and "measurement_uid" in r.json(), r.text
+        r = httpx.post(f"{server.url}/report/{rid}/close")
+        assert r.status_code == 200, r.text
+        assert len(rows(db_url, measurements)) == 1
+        assert httpx.get(f"{server.url}/api/v1/measurements").status_code == 401
+    finally:
+        server.stop()

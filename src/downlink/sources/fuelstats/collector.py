@@ -239,7 +239,7 @@ RESOURCES: dict[str, tuple[str, Handler]] = {
 }
 
 # The paths that deliver telemetry (POST), and the ping the sender tries first (GET):
-# both stay open when API tokens are configured (see Source.extra["open_paths"]).
+# both stay open when API tokens are configured (see Source.open_reads).
 INGEST_PATHS = frozenset(
     path + slash
     for path, (method, _) in RESOURCES.items()

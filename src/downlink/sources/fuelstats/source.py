@@ -43,9 +43,7 @@ source = SOURCE = Source(
     templates=Path(__file__).with_name("templates"),
     consumers=(failures.consumer(_channels),),
     job_kinds=(refilter.JOB,),
-    extra={
-        # GET/HEAD without a token: the sender's ping and the public report.
-        "open_paths": collector.OPEN_PATHS | api.PUBLIC_PATHS,
-        "lifespan": runtime.lifespan,
-    },
+    # GET/HEAD without a token: the sender's ping and the public report.
+    open_reads=collector.OPEN_PATHS | api.PUBLIC_PATHS,
+    extra={"lifespan": runtime.lifespan},
 )

@@ -61,7 +61,8 @@ SOURCE = Source(
     metrics=register,
     purge=purge,
     retention="retention_hours",
-    extra={"ingest_path_prefixes": probe_services.PATH_PREFIXES, "cli": ooni_cli},
+    ingest_prefixes=probe_services.PATH_PREFIXES,
+    extra={"cli": ooni_cli},
 )
 
 # The registry reads ``source``.

@@ -10,10 +10,10 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from downlink.cli.main import cli
-from downlink.ingest.substrate import NodeMessage, parse_frame, to_row
 from downlink.settings import Settings
+from downlink.sources.substrate.connections import NODE_KEY, record_connections
+from downlink.sources.substrate.wire import NodeMessage, parse_frame, to_row
 from downlink.store.database import Store
-from downlink.store.node_connections import NODE_KEY, record_connections
 from downlink.store.retention import (
     count_expired,
     cutoff_for,

@@ -12,8 +12,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.substrate.client import connected, flush, frame, metric, send_frames
-from tests.substrate.conftest import LiveFactory, count_substrate, ws_url
+from tests.sources.substrate.client import connected, flush, frame, metric, send_frames
+from tests.sources.substrate.conftest import LiveFactory, count_substrate, ws_url
 
 pytestmark = pytest.mark.slow
 

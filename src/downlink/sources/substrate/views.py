@@ -14,8 +14,8 @@ from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
+from downlink.sources.substrate.queries import list_connections, recent_message_types
 from downlink.store.database import Store
-from downlink.store.queries.nodes import list_connections, recent_message_types
 from downlink.web import params
 from downlink.web.rendering import shows_errors, twin, web_of
 
@@ -50,7 +50,7 @@ async def nodes_page(request: Request) -> Response:
     data = await _data(request)
     form = dict(request.query_params)
     return web_of(request).page(
-        "nodes.html",
+        "substrate/nodes.html",
         title="Nodes",
         active="nodes",
         data=data,

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.substrate.client import connected, frame
+from tests.sources.substrate.client import connected, frame
 
 TS1 = "2021-06-23T10:00:00+00:00"
 TS2 = "2021-06-23T11:00:00+00:00"
@@ -174,7 +174,7 @@ def test_benchmarks_post_and_list(client: TestClient) -> None:
 
 
 def test_unidentified_open_connections_are_listed_one_by_one(client: TestClient) -> None:
-    from downlink.store.queries.nodes import recent_message_types
+    from downlink.sources.substrate.queries import recent_message_types
 
     with client.websocket_connect("/") as first, client.websocket_connect("/audit") as second:
         for ws in (first, second):

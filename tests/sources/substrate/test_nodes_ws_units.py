@@ -6,9 +6,9 @@ import json
 
 from fastapi.testclient import TestClient
 
-from downlink.ingest.nodes_ws import ByteRate, allowed, message_label, uvicorn_options
 from downlink.settings import Settings
-from tests.substrate.client import frame
+from downlink.sources.substrate.websocket import ByteRate, allowed, message_label, uvicorn_options
+from tests.sources.substrate.client import frame
 
 
 def test_allow_list() -> None:

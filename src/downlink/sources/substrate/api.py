@@ -17,8 +17,8 @@ from fastapi import APIRouter, Query, Request
 
 from downlink.api.errors import BadRequest
 from downlink.api.params import integer, parse_moment
+from downlink.sources.substrate import queries as q
 from downlink.store.database import Store
-from downlink.store.queries import nodes as q
 from downlink.store.storable import find_problem
 
 router = APIRouter(tags=["nodes"])

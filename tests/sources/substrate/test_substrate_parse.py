@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from downlink.ingest.substrate import (
+from downlink.sources.substrate.wire import (
     FlushRequest,
     MessageRejected,
     NodeMessage,

@@ -1,7 +1,7 @@
 """Websocket endpoints ``/`` and ``/audit`` where substrate/tetcore nodes stream telemetry.
 
 One :class:`NodeSession` per connection. Its reader takes messages off the socket,
-parses them (:mod:`downlink.ingest.substrate`) and appends rows to a bounded buffer; its
+parses them (:mod:`downlink.sources.substrate.wire`) and appends rows to a bounded buffer; its
 flusher hands the buffer to the group-commit writer. The protocol is one-way, so:
 
 * A malformed message is counted (``downlink_ws_malformed_messages``) and skipped; the
@@ -38,7 +38,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from downlink.ingest.substrate import (
+from downlink.settings import Settings
+from downlink.sources.substrate.connections import NODE_KEY, mark_disconnected
+from downlink.sources.substrate.wire import (
     SOURCE,
     FlushRequest,
     Identity,
@@ -48,9 +50,7 @@ from downlink.ingest.substrate import (
     parse_frame,
     to_row,
 )
-from downlink.settings import Settings
 from downlink.store.database import Store
-from downlink.store.node_connections import NODE_KEY, mark_disconnected
 from downlink.store.refusals import REFUSED_KEY
 from downlink.store.writer import QueueFull, RecordsRefused, StoreUnavailable
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import ColumnElement, Connection, Table, func, select, update
 
 from downlink.store import sketch
 from downlink.store.queries.period import Period, build_sort_key
@@ -14,6 +15,7 @@ from downlink.store.tables import (
     records,
     rollup_guilty,
     rollup_guilty_build_sketch,
+    rollup_guilty_machine_totals,
     rollup_guilty_machines,
     rollup_guilty_sketch,
 )
@@ -26,32 +28,47 @@ Row = dict[str, Any]
 EXACT_MACHINES_MAX = 100_000
 
 
+def _exact_machines_by(
+    conn: Connection, key: str, period: Period, *conditions: ColumnElement[bool]
+) -> dict[Any, int]:
+    """Distinct machines of the matching rollup rows of the period, per ``key`` column."""
+    m = rollup_guilty_machines
+    stmt = period.where(
+        select(m.c[key], func.count(func.distinct(m.c.machine_id)))
+        .where(*conditions)
+        .group_by(m.c[key]),
+        m,
+    )
+    return {k: int(n) for k, n in conn.execute(stmt)}
+
+
+def _estimated_machines_by(
+    conn: Connection, table: Table, key: str, period: Period, *conditions: ColumnElement[bool]
+) -> dict[Any, int]:
+    """The same from the period's sketches of ``table``: their union per ``key`` column."""
+    stmt = period.where(select(table.c[key], table.c.registers).where(*conditions), table)
+    blobs: dict[Any, list[bytes]] = {}
+    for k, blob in conn.execute(stmt):
+        blobs.setdefault(k, []).append(bytes(blob))
+    return {k: sketch.estimate(sketch.union(parts)) for k, parts in blobs.items()}
+
+
 def _exact_machines(
     conn: Connection, ids: list[int], period: Period, build: str | None
 ) -> dict[int, int]:
-    m = rollup_guilty_machines
-    mq = period.where(
-        select(m.c.guilty_id, func.count(func.distinct(m.c.machine_id)))
-        .where(m.c.guilty_id.in_(ids))
-        .group_by(m.c.guilty_id),
-        m,
-    )
-    if build is not None:
-        mq = mq.where(m.c.build == build)
-    return {int(g): int(n) for g, n in conn.execute(mq)}
+    m = rollup_guilty_machines.c
+    where = [m.guilty_id.in_(ids)] + ([m.build == build] if build is not None else [])
+    found = _exact_machines_by(conn, "guilty_id", period, *where)
+    return {int(g): n for g, n in found.items()}
 
 
 def _estimated_machines(
     conn: Connection, ids: list[int], period: Period, build: str | None
 ) -> dict[int, int]:
     t = rollup_guilty_sketch if build is None else rollup_guilty_build_sketch
-    stmt = period.where(select(t.c.guilty_id, t.c.registers).where(t.c.guilty_id.in_(ids)), t)
-    if build is not None:
-        stmt = stmt.where(t.c.build == build)
-    blobs: dict[int, list[bytes]] = {}
-    for gid, blob in conn.execute(stmt):
-        blobs.setdefault(int(gid), []).append(bytes(blob))
-    return {gid: sketch.estimate(sketch.union(parts)) for gid, parts in blobs.items()}
+    where = [t.c.guilty_id.in_(ids)] + ([t.c.build == build] if build is not None else [])
+    found = _estimated_machines_by(conn, t, "guilty_id", period, *where)
+    return {int(g): n for g, n in found.items()}
 
 
 def machines_of_groups(
@@ -65,6 +82,23 @@ def machines_of_groups(
     if records <= EXACT_MACHINES_MAX:
         return _exact_machines(conn, ids, period, build), False
     return _estimated_machines(conn, ids, period, build), True
+
+
+def machines_of_builds(
+    conn: Connection, guilty_id: int, period: Period, records: int
+) -> tuple[dict[str, int], bool]:
+    """Return one group's distinct machines per build over the period, and whether estimated.
+
+    The same rule as :func:`machines_of_groups` (``records``: the group's crash records
+    in the period), from the per-(day, group, build) sketches when estimated.
+    """
+    if records <= EXACT_MACHINES_MAX:
+        m = rollup_guilty_machines.c
+        found = _exact_machines_by(conn, "build", period, m.guilty_id == guilty_id)
+        return {str(b): n for b, n in found.items()}, False
+    t = rollup_guilty_build_sketch
+    found = _estimated_machines_by(conn, t, "build", period, t.c.guilty_id == guilty_id)
+    return {str(b): n for b, n in found.items()}, True
 
 
 def top_guilties(
@@ -156,14 +190,77 @@ def get_guilty(conn: Connection, guilty_id: int) -> Row | None:
     return dict(row) if row is not None else None
 
 
+@dataclass(frozen=True)
+class GroupSpread:
+    """One crash group over a period: its crashes and machines, in all and per build."""
+
+    records: int
+    machines: int
+    machines_estimated: bool  # machines (here and per build) are sketch estimates
+    builds: list[Row]  # {build, machines, records}, newest build first
+
+
+def guilty_spread(conn: Connection, guilty_id: int, period: Period) -> GroupSpread:
+    """Return how many crashes and machines one group has in the period, per build.
+
+    Crashes per build come from the period's ``rollup_guilty`` rows; machines are
+    counted as the crashes view counts them (:func:`machines_of_groups`): exactly up to
+    ``EXACT_MACHINES_MAX`` crash records, else estimated from the sketches.
+    """
+    r = rollup_guilty
+    per_build = period.where(
+        select(r.c.build, func.sum(r.c.count))
+        .where(r.c.guilty_id == guilty_id)
+        .group_by(r.c.build),
+        r,
+    )
+    crashes = {str(b): int(n) for b, n in conn.execute(per_build)}
+    total = sum(crashes.values())
+    if not total:
+        return GroupSpread(0, 0, False, [])
+    machines, estimated = machines_of_groups(conn, [guilty_id], period, None, total)
+    per_build_machines, _ = machines_of_builds(conn, guilty_id, period, total)
+    builds: list[Row] = [
+        {"build": b, "machines": per_build_machines.get(b, 0), "records": n}
+        for b, n in crashes.items()
+    ]
+    builds.sort(key=lambda x: build_sort_key(x["build"]), reverse=True)
+    return GroupSpread(total, machines.get(guilty_id, 0), estimated, builds)
+
+
+# Up to this many crash records of the group in the period, its machines are ranked by
+# summing its rollup rows of the period; above it, from the all-time totals
+# (:func:`_ranked_machines`), which read about as many rows as the page shows.
+RANK_FROM_TOTALS_MIN = 20_000
+_LOOKUP_PART = 500
+
+
 def guilty_machines(
-    conn: Connection, guilty_id: int, period: Period, limit: int | None = None, offset: int = 0
+    conn: Connection,
+    guilty_id: int,
+    period: Period,
+    limit: int | None = None,
+    offset: int = 0,
+    records: int | None = None,
 ) -> list[Row]:
     """Return (build, machine_id, records) of one group in the period.
 
     Most crashes first (then machine id, build); ``limit`` and ``offset`` page through
     them: the top group of a large fleet hits tens of thousands of machines.
+    ``records`` is the group's crash records in the period, if known (the cost of
+    summing them): from ``RANK_FROM_TOTALS_MIN`` on, a page is ranked from the all-time
+    totals instead, with the same answer.
     """
+    if limit is not None and records is not None and records >= RANK_FROM_TOTALS_MIN:
+        ranked = _ranked_machines(conn, guilty_id, period, limit, offset, records // 2)
+        if ranked is not None:
+            return ranked
+    return _summed_machines(conn, guilty_id, period, limit, offset)
+
+
+def _summed_machines(
+    conn: Connection, guilty_id: int, period: Period, limit: int | None, offset: int
+) -> list[Row]:
     m = rollup_guilty_machines
     n = func.sum(m.c.count)
     stmt = period.where(
@@ -182,32 +279,79 @@ def guilty_machines(
     ]
 
 
-def guilty_builds(conn: Connection, guilty_id: int, period: Period) -> list[Row]:
-    """Return per build: distinct machines and crashes of one group in the period.
+def _ranked_machines(
+    conn: Connection, guilty_id: int, period: Period, limit: int, offset: int, budget: int
+) -> list[Row] | None:
+    """One page of :func:`guilty_machines` from the all-time totals (None: over budget).
 
-    Newest build first.
+    A machine's all-time count of the group bounds its count in the period, and is
+    that count when its first and last days lie in the period (0 when neither does
+    and they do not enclose it; otherwise its rows of the period are summed). The
+    totals are read by count, highest first, in bands: once every machine with an
+    all-time count of at least ``floor`` is read and ``offset + limit`` of them have at
+    least ``floor`` crashes in the period, no machine left can rank before them, ties
+    included. ``budget``: the most totals rows to read before giving up (the caller then
+    sums the period's rows instead).
     """
-    m = rollup_guilty_machines
-    stmt = period.where(
-        select(m.c.build, func.count(func.distinct(m.c.machine_id)), func.sum(m.c.count))
-        .where(m.c.guilty_id == guilty_id)
-        .group_by(m.c.build),
-        m,
-    )
-    rows: list[Row] = [
-        {"build": str(b), "machines": int(k), "records": int(n)} for b, k, n in conn.execute(stmt)
-    ]
-    rows.sort(key=lambda x: build_sort_key(x["build"]), reverse=True)
-    return rows
+    t = rollup_guilty_machine_totals.c
+    want = offset + limit
+    counted: list[tuple[int, str, str]] = []  # (crashes in the period, machine, build)
+    read = 0
+    ceiling: int | None = None
+    while True:
+        nth = conn.execute(
+            select(t.count)
+            .where(t.guilty_id == guilty_id)
+            .order_by(t.count.desc())
+            .offset(2 * read + want - 1)
+            .limit(1)
+        ).scalar()
+        floor = max(1, int(nth)) if nth is not None else 1
+        band = select(t.build, t.machine_id, t.count, t.first_day, t.last_day).where(
+            t.guilty_id == guilty_id, t.count >= floor
+        )
+        if ceiling is not None:
+            band = band.where(t.count < ceiling)
+        straddling: list[tuple[str, str]] = []
+        for b, mid, n, first, last in conn.execute(band):
+            read += 1
+            if last < period.first or first > period.last:
+                continue
+            if first >= period.first and last <= period.last:
+                counted.append((int(n), str(mid), str(b)))
+            else:
+                straddling.append((str(b), str(mid)))
+        counted.extend(_period_counts(conn, guilty_id, period, straddling))
+        ceiling = floor
+        if floor == 1 or sum(1 for c in counted if c[0] >= floor) >= want:
+            break
+        if read > budget:
+            return None
+    counted.sort(key=lambda c: (-c[0], c[1], c[2]))
+    return [{"build": b, "machine_id": mid, "records": n} for n, mid, b in counted[offset:want]]
 
 
-def guilty_machine_count(conn: Connection, guilty_id: int, period: Period) -> int:
-    """Return how many distinct machines one group hit in the period."""
-    m = rollup_guilty_machines
-    stmt = period.where(
-        select(func.count(func.distinct(m.c.machine_id))).where(m.c.guilty_id == guilty_id), m
-    )
-    return int(conn.execute(stmt).scalar_one())
+def _period_counts(
+    conn: Connection, guilty_id: int, period: Period, pairs: list[tuple[str, str]]
+) -> list[tuple[int, str, str]]:
+    """Crashes in the period of (build, machine) pairs of one group (none: left out)."""
+    m = rollup_guilty_machines.c
+    wanted = set(pairs)
+    machines = sorted({mid for _, mid in pairs})
+    out: list[tuple[int, str, str]] = []
+    for start in range(0, len(machines), _LOOKUP_PART):
+        stmt = period.where(
+            select(m.build, m.machine_id, func.sum(m.count))
+            .where(
+                m.guilty_id == guilty_id, m.machine_id.in_(machines[start : start + _LOOKUP_PART])
+            )
+            .group_by(m.build, m.machine_id),
+            rollup_guilty_machines,
+        )
+        for b, mid, n in conn.execute(stmt):
+            if (str(b), str(mid)) in wanted:
+                out.append((int(n), str(mid), str(b)))
+    return out
 
 
 def guilty_records(

@@ -225,16 +225,19 @@ def _group(
     g = q.get_guilty(conn, guilty_id)
     if g is None:
         return None
-    machines = q.guilty_machines(conn, guilty_id, period, limit, offset)
-    total = q.guilty_machine_count(conn, guilty_id, period)
+    spread = q.guilty_spread(conn, guilty_id, period)
+    # One more than the page: whether there is a next one (the total may be estimated).
+    machines = q.guilty_machines(conn, guilty_id, period, limit + 1, offset, spread.records)
     return {
         "guilty": g,
-        "builds": q.guilty_builds(conn, guilty_id, period),
-        "machines_total": total,
+        "records": spread.records,
+        "builds": spread.builds,
+        "machines_total": spread.machines,
+        "machines_estimated": spread.machines_estimated,
         "limit": limit,
         "offset": offset,
-        "next_offset": offset + limit if offset + limit < total else None,
-        "machines": machines,
+        "next_offset": offset + limit if len(machines) > limit else None,
+        "machines": machines[:limit],
     }
 
 

@@ -25,6 +25,7 @@ from downlink.store.tables import (
     rollup_daily,
     rollup_guilty,
     rollup_guilty_build_sketch,
+    rollup_guilty_machine_totals,
     rollup_guilty_machines,
     rollup_guilty_sketch,
     rollup_machines,
@@ -201,6 +202,8 @@ def test_migration_rolls_up_records_stored_before_it(
         migrate.upgrade(store.engine, "heads")
         assert sum(r[-1] for r in _all(store, rollup_class_daily)) == 5
         assert len(_all(store, rollup_guilty_sketch)) == 1  # backfilled by 0007
+        totals = {(b, m): n for _, b, m, n, _, _ in _all(store, rollup_guilty_machine_totals)}
+        assert totals == {("31000", "machine-a"): 1, ("31000", "b"): 1}  # backfilled by 0011
         from downlink.store.queries import crashes
         from downlink.store.queries.period import Period
 
@@ -221,6 +224,7 @@ def test_sql_rebuild_of_crash_rollups_equals_incremental(db: Store) -> None:
     crash_tables = (
         rollup_guilty,
         rollup_guilty_machines,
+        rollup_guilty_machine_totals,
         rollup_guilty_sketch,
         rollup_guilty_build_sketch,
     )
@@ -269,6 +273,7 @@ def test_two_phase_group_rebuild_counts_records_stored_in_between(db: Store) -> 
     crash_tables = (
         rollup_guilty,
         rollup_guilty_machines,
+        rollup_guilty_machine_totals,
         rollup_guilty_sketch,
         rollup_guilty_build_sketch,
     )

@@ -23,9 +23,10 @@ from downlink.store.tables import (
 Row = dict[str, Any]
 
 # Up to this many crash records in the groups shown, machines are counted exactly
-# (a COUNT(DISTINCT) over about one rollup row per record: ~100 ms); above it they are
-# estimated from the HyperLogLog sketches (about 1.6 % relative error, bounded time).
-EXACT_MACHINES_MAX = 100_000
+# (a COUNT(DISTINCT) over about one rollup row per record: about 1 us a row, and the
+# crash group page counts twice: in all and per build); above it they are estimated
+# from the HyperLogLog sketches (about 1.6 % relative error, bounded time).
+EXACT_MACHINES_MAX = 50_000
 
 
 def _exact_machines_by(
@@ -228,10 +229,11 @@ def guilty_spread(conn: Connection, guilty_id: int, period: Period) -> GroupSpre
     return GroupSpread(total, machines.get(guilty_id, 0), estimated, builds)
 
 
-# Up to this many crash records of the group in the period, its machines are ranked by
-# summing its rollup rows of the period; above it, from the all-time totals
-# (:func:`_ranked_machines`), which read about as many rows as the page shows.
-RANK_FROM_TOTALS_MIN = 20_000
+# Ranking a group's machines of a period (guilty_machines): summing its rollup rows of
+# the period costs about one row per crash; the all-time totals (_ranked_machines) cost
+# about the rows shown when the period holds the group's whole history, and more the
+# more of its machines' crashes straddle the period's ends.
+RANK_FROM_TOTALS_MIN = 5_000  # crashes in the period: below, summing is cheap anyway
 _LOOKUP_PART = 500
 
 
@@ -248,14 +250,33 @@ def guilty_machines(
     Most crashes first (then machine id, build); ``limit`` and ``offset`` page through
     them: the top group of a large fleet hits tens of thousands of machines.
     ``records`` is the group's crash records in the period, if known (the cost of
-    summing them): from ``RANK_FROM_TOTALS_MIN`` on, a page is ranked from the all-time
-    totals instead, with the same answer.
+    summing them). A page is ranked from the all-time totals instead, with the same
+    answer, when the period holds the group's whole history, or has over
+    ``EXACT_MACHINES_MAX`` crashes (then giving up after reading half as many totals
+    as there are crashes, and summing).
     """
     if limit is not None and records is not None and records >= RANK_FROM_TOTALS_MIN:
-        ranked = _ranked_machines(conn, guilty_id, period, limit, offset, records // 2)
+        first, last = _history(conn, guilty_id)
+        if period.first <= first and last <= period.last:
+            ranked = _ranked_machines(conn, guilty_id, period, limit, offset, None)
+        elif records > EXACT_MACHINES_MAX:
+            ranked = _ranked_machines(conn, guilty_id, period, limit, offset, records // 2)
+        else:
+            ranked = None
         if ranked is not None:
             return ranked
     return _summed_machines(conn, guilty_id, period, limit, offset)
+
+
+def _history(conn: Connection, guilty_id: int) -> tuple[int, int]:
+    """First and last day with crashes of a group (two seeks in its rollup index)."""
+    m = rollup_guilty_machines.c
+    days = select(m.day).where(m.guilty_id == guilty_id).limit(1)
+    first = conn.execute(days.order_by(m.day)).scalar()
+    last = conn.execute(days.order_by(m.day.desc())).scalar()
+    if first is None or last is None:
+        return 0, -1
+    return int(first), int(last)
 
 
 def _summed_machines(
@@ -280,7 +301,12 @@ def _summed_machines(
 
 
 def _ranked_machines(
-    conn: Connection, guilty_id: int, period: Period, limit: int, offset: int, budget: int
+    conn: Connection,
+    guilty_id: int,
+    period: Period,
+    limit: int,
+    offset: int,
+    budget: int | None,
 ) -> list[Row] | None:
     """One page of :func:`guilty_machines` from the all-time totals (None: over budget).
 
@@ -290,23 +316,19 @@ def _ranked_machines(
     totals are read by count, highest first, in bands: once every machine with an
     all-time count of at least ``floor`` is read and ``offset + limit`` of them have at
     least ``floor`` crashes in the period, no machine left can rank before them, ties
-    included. ``budget``: the most totals rows to read before giving up (the caller then
-    sums the period's rows instead).
+    included. Machines with one crash in all come last, in machine order, so past the
+    others a page of them is read straight from the index. ``budget``: the most totals
+    rows to read before giving up (the caller then sums the period's rows instead);
+    None: no limit.
     """
     t = rollup_guilty_machine_totals.c
     want = offset + limit
     counted: list[tuple[int, str, str]] = []  # (crashes in the period, machine, build)
     read = 0
     ceiling: int | None = None
-    while True:
-        nth = conn.execute(
-            select(t.count)
-            .where(t.guilty_id == guilty_id)
-            .order_by(t.count.desc())
-            .offset(2 * read + want - 1)
-            .limit(1)
-        ).scalar()
-        floor = max(1, int(nth)) if nth is not None else 1
+
+    def read_band(floor: int) -> None:
+        nonlocal read, ceiling
         band = select(t.build, t.machine_id, t.count, t.first_day, t.last_day).where(
             t.guilty_id == guilty_id, t.count >= floor
         )
@@ -323,12 +345,50 @@ def _ranked_machines(
                 straddling.append((str(b), str(mid)))
         counted.extend(_period_counts(conn, guilty_id, period, straddling))
         ceiling = floor
-        if floor == 1 or sum(1 for c in counted if c[0] >= floor) >= want:
+
+    def page() -> list[Row]:
+        counted.sort(key=lambda c: (-c[0], c[1], c[2]))
+        return [{"build": b, "machine_id": m, "records": n} for n, m, b in counted[offset:want]]
+
+    while True:
+        nth = conn.execute(
+            select(t.count)
+            .where(t.guilty_id == guilty_id)
+            .order_by(t.count.desc())
+            .offset(2 * read + want - 1)
+            .limit(1)
+        ).scalar()
+        floor = max(1, int(nth)) if nth is not None else 1
+        if ceiling is None or max(floor, 2) < ceiling:
+            read_band(max(floor, 2))
+        if sum(1 for c in counted if c[0] >= (ceiling or 1)) >= want:
+            return page()
+        if floor == 1:
             break
-        if read > budget:
+        if budget is not None and read > budget:
             return None
-    counted.sort(key=lambda c: (-c[0], c[1], c[2]))
-    return [{"build": b, "machine_id": mid, "records": n} for n, mid, b in counted[offset:want]]
+    # Every machine with two crashes or more in all is counted and too few have two or
+    # more in the period: the rest of the page has one crash each, in machine order.
+    if any(c[0] == 1 for c in counted):
+        read_band(1)  # some straddle the period with one crash in it: merge them all
+        return page()
+    above = page()[: max(0, len(counted) - offset)]
+    skip = max(0, offset - len(counted))
+    singles = (
+        select(t.build, t.machine_id)
+        .where(
+            t.guilty_id == guilty_id,
+            t.count == 1,
+            t.first_day >= period.first,
+            t.first_day <= period.last,
+        )
+        .order_by(t.machine_id, t.build)
+        .offset(skip)
+        .limit(limit - len(above))
+    )
+    return above + [
+        {"build": str(b), "machine_id": str(m), "records": 1} for b, m in conn.execute(singles)
+    ]
 
 
 def _period_counts(

@@ -25,7 +25,8 @@ Row = dict[str, Any]
 # Up to this many crash records in the groups shown, machines are counted exactly
 # (a COUNT(DISTINCT) over about one rollup row per record: about 1 us a row, and the
 # crash group page counts twice: in all and per build); above it they are estimated
-# from the HyperLogLog sketches (about 1.6 % relative error, bounded time).
+# from the HyperLogLog sketches (about 1.6 % relative error, bounded time). The
+# default of the setting DOWNLINK_CRASH_EXACT_MACHINES, which the pages pass.
 EXACT_MACHINES_MAX = 50_000
 
 
@@ -73,27 +74,36 @@ def _estimated_machines(
 
 
 def machines_of_groups(
-    conn: Connection, ids: list[int], period: Period, build: str | None, records: int
+    conn: Connection,
+    ids: list[int],
+    period: Period,
+    build: str | None,
+    records: int,
+    exact_max: int = EXACT_MACHINES_MAX,
 ) -> tuple[dict[int, int], bool]:
     """Return distinct machines per group over the period, and whether they are estimates.
 
     ``records`` is how many crash records the groups have in the period: the cost of
-    the exact count.
+    the exact count, made up to ``exact_max`` records.
     """
-    if records <= EXACT_MACHINES_MAX:
+    if records <= exact_max:
         return _exact_machines(conn, ids, period, build), False
     return _estimated_machines(conn, ids, period, build), True
 
 
 def machines_of_builds(
-    conn: Connection, guilty_id: int, period: Period, records: int
+    conn: Connection,
+    guilty_id: int,
+    period: Period,
+    records: int,
+    exact_max: int = EXACT_MACHINES_MAX,
 ) -> tuple[dict[str, int], bool]:
     """Return one group's distinct machines per build over the period, and whether estimated.
 
     The same rule as :func:`machines_of_groups` (``records``: the group's crash records
     in the period), from the per-(day, group, build) sketches when estimated.
     """
-    if records <= EXACT_MACHINES_MAX:
+    if records <= exact_max:
         m = rollup_guilty_machines.c
         found = _exact_machines_by(conn, "build", period, m.guilty_id == guilty_id)
         return {str(b): n for b, n in found.items()}, False
@@ -103,7 +113,11 @@ def machines_of_builds(
 
 
 def top_guilties(
-    conn: Connection, period: Period, build: str | None = None, limit: int = 50
+    conn: Connection,
+    period: Period,
+    build: str | None = None,
+    limit: int = 50,
+    exact_max: int = EXACT_MACHINES_MAX,
 ) -> list[Row]:
     """Return the most frequent visible crash groups of the period, with their spread.
 
@@ -159,7 +173,7 @@ def top_guilties(
     }
     # The exact count scans the groups' rollup rows of the period, of every build.
     scanned = sum(every_build[gid] for gid in ids)
-    machines, estimated = machines_of_groups(conn, ids, period, build, scanned)
+    machines, estimated = machines_of_groups(conn, ids, period, build, scanned, exact_max)
     items: list[Row] = []
     for gid in ids:
         g, label = groups[gid], labels.get(gid)
@@ -201,12 +215,14 @@ class GroupSpread:
     builds: list[Row]  # {build, machines, records}, newest build first
 
 
-def guilty_spread(conn: Connection, guilty_id: int, period: Period) -> GroupSpread:
+def guilty_spread(
+    conn: Connection, guilty_id: int, period: Period, exact_max: int = EXACT_MACHINES_MAX
+) -> GroupSpread:
     """Return how many crashes and machines one group has in the period, per build.
 
     Crashes per build come from the period's ``rollup_guilty`` rows; machines are
     counted as the crashes view counts them (:func:`machines_of_groups`): exactly up to
-    ``EXACT_MACHINES_MAX`` crash records, else estimated from the sketches.
+    ``exact_max`` crash records, else estimated from the sketches.
     """
     r = rollup_guilty
     per_build = period.where(
@@ -219,8 +235,8 @@ def guilty_spread(conn: Connection, guilty_id: int, period: Period) -> GroupSpre
     total = sum(crashes.values())
     if not total:
         return GroupSpread(0, 0, False, [])
-    machines, estimated = machines_of_groups(conn, [guilty_id], period, None, total)
-    per_build_machines, _ = machines_of_builds(conn, guilty_id, period, total)
+    machines, estimated = machines_of_groups(conn, [guilty_id], period, None, total, exact_max)
+    per_build_machines, _ = machines_of_builds(conn, guilty_id, period, total, exact_max)
     builds: list[Row] = [
         {"build": b, "machines": per_build_machines.get(b, 0), "records": n}
         for b, n in crashes.items()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Table, func, select, update
+from sqlalchemy import ColumnElement, Connection, Table, and_, case, func, select, update
 
 from downlink.store import sketch
 from downlink.store.queries.period import Period, build_sort_key
@@ -410,22 +410,26 @@ def _ranked_machines(
 def _period_counts(
     conn: Connection, guilty_id: int, period: Period, pairs: list[tuple[str, str]]
 ) -> list[tuple[int, str, str]]:
-    """Crashes in the period of (build, machine) pairs of one group (none: left out)."""
+    """Crashes in the period of (build, machine) pairs of one group (none: left out).
+
+    Equalities only (group, machines), so that one index matches every condition:
+    the machines' rows of every day are read and those of the period summed; with a
+    range on the day, a planner may read the group's whole period instead.
+    """
     m = rollup_guilty_machines.c
     wanted = set(pairs)
     machines = sorted({mid for _, mid in pairs})
+    in_period = case((and_(m.day >= period.first, m.day <= period.last), m.count), else_=0)
     out: list[tuple[int, str, str]] = []
     for start in range(0, len(machines), _LOOKUP_PART):
-        stmt = period.where(
-            select(m.build, m.machine_id, func.sum(m.count))
-            .where(
-                m.guilty_id == guilty_id, m.machine_id.in_(machines[start : start + _LOOKUP_PART])
-            )
-            .group_by(m.build, m.machine_id),
-            rollup_guilty_machines,
+        part = machines[start : start + _LOOKUP_PART]
+        stmt = (
+            select(m.build, m.machine_id, func.sum(in_period))
+            .where(m.guilty_id == guilty_id, m.machine_id.in_(part))
+            .group_by(m.machine_id, m.build)
         )
         for b, mid, n in conn.execute(stmt):
-            if (str(b), str(mid)) in wanted:
+            if n and (str(b), str(mid)) in wanted:
                 out.append((int(n), str(mid), str(b)))
     return out
 

@@ -151,3 +151,55 @@ def test_mce_summary_and_thermal(db: Store) -> None:
     assert s["top_machines"][0] == {"machine_id": "a", "count": 2, "builds": 1}
     th = db.run(mce.thermal_weekly, Period.past(35))
     assert sum(th["counts"]) == 1 and len(th["weeks"]) in (5, 6)
+
+
+def test_crash_group_machines_ranked_from_totals_equal_summed(db: Store) -> None:
+    """The all-time totals walk gives every page exactly as summing the period's rows,
+    for periods holding the group's whole history and periods its machines straddle."""
+    from tests.web.crash_spread import HISTORY_DAYS, crash_rows, expected_machines
+
+    rows = crash_rows(singles=400, repeaters=80)
+    for start in range(0, len(rows), 500):
+        load(db, rows[start : start + 500])
+    (top,) = db.run(crashes.top_guilties, Period.past(HISTORY_DAYS))
+    gid = top["guilty_id"]
+    assert top["total"] == len(rows)
+    end = Period.past(1).last
+    periods = [
+        Period.past(HISTORY_DAYS),  # the whole history
+        Period.past(HISTORY_DAYS + 30),
+        Period.past(4),  # the newest days: most repeat machines straddle it
+        Period(end - 7, end - 3),  # inside the history, straddled at both ends
+        Period(end - 40, end - 20),  # before it: nothing
+    ]
+    for period in periods:
+        everything = expected_machines(rows, period)
+        assert db.run(crashes._summed_machines, gid, period, None, 0) == everything
+        for limit, offset in ((10, 0), (50, 0), (25, 60), (100, 150), (50, 420), (5, 10_000)):
+            page = everything[offset : offset + limit]
+            ranked = db.run(crashes._ranked_machines, gid, period, limit, offset, None)
+            assert ranked == page, (period, limit, offset)
+            via = db.run(crashes.guilty_machines, gid, period, limit, offset, len(rows))
+            assert via == page, (period, limit, offset)
+    # Over budget (the machines with most crashes in all straddle the period): None,
+    # and guilty_machines sums instead.
+    assert db.run(crashes._ranked_machines, gid, Period.past(4), 1, 0, 1) is None
+
+
+def test_machine_totals_follow_the_period_rollups(db: Store) -> None:
+    from sqlalchemy import func, select
+
+    from downlink.store.tables import rollup_guilty_machine_totals, rollup_guilty_machines
+    from tests.web.crash_spread import crash_rows
+
+    load(db, crash_rows(singles=50, repeaters=20))
+    m = rollup_guilty_machines.c
+    summed = select(
+        m.guilty_id, m.build, m.machine_id, func.sum(m.count), func.min(m.day), func.max(m.day)
+    ).group_by(m.guilty_id, m.build, m.machine_id)
+    expected = sorted(tuple(r) for r in db.run(lambda c: c.execute(summed).all()))
+    stored = sorted(
+        tuple(r) for r in db.run(lambda c: c.execute(select(rollup_guilty_machine_totals)).all())
+    )
+    assert len(stored) > 70  # 50 single machines, 20 repeat machines on one or two builds
+    assert stored == expected

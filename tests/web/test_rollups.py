@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from sqlalchemy import func, select
 
 from downlink.pipeline.crashes import add_to_blacklist, recompute_guilty
@@ -25,6 +24,7 @@ from downlink.store.tables import (
     rollup_daily,
     rollup_guilty,
     rollup_guilty_build_sketch,
+    rollup_guilty_machine_totals,
     rollup_guilty_machines,
     rollup_guilty_sketch,
     rollup_machines,
@@ -184,9 +184,7 @@ def test_week_and_month_keys() -> None:
     assert month_of(day_number(date(2024, 2, 29))) == 202402
 
 
-def test_migration_rolls_up_records_stored_before_it(
-    settings: object, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_migration_rolls_up_records_stored_before_it(settings: object) -> None:
     from downlink.pipeline.crashes import GuiltyProcessor
     from downlink.store import migrate
     from downlink.store.inserts import insert_records
@@ -201,11 +199,12 @@ def test_migration_rolls_up_records_stored_before_it(
         migrate.upgrade(store.engine, "heads")
         assert sum(r[-1] for r in _all(store, rollup_class_daily)) == 5
         assert len(_all(store, rollup_guilty_sketch)) == 1  # backfilled by 0007
+        totals = {(b, m): n for _, b, m, n, _, _ in _all(store, rollup_guilty_machine_totals)}
+        assert totals == {("31000", "machine-a"): 1, ("31000", "b"): 1}  # backfilled by 0011
         from downlink.store.queries import crashes
         from downlink.store.queries.period import Period
 
-        monkeypatch.setattr(crashes, "EXACT_MACHINES_MAX", 0)
-        (top,) = store.run(crashes.top_guilties, Period.past(2), None, 10)
+        (top,) = store.run(crashes.top_guilties, Period.past(2), None, 10, 0)
         assert (top["total"], top["machines"], top["machines_estimated"]) == (2, 2, True)
         pop = {(g, b): n for g, _, b, n in _all(store, rollup_population)}
         assert pop[("d", "31000")] == 2 and pop[("w", "31001")] == 1
@@ -221,6 +220,7 @@ def test_sql_rebuild_of_crash_rollups_equals_incremental(db: Store) -> None:
     crash_tables = (
         rollup_guilty,
         rollup_guilty_machines,
+        rollup_guilty_machine_totals,
         rollup_guilty_sketch,
         rollup_guilty_build_sketch,
     )
@@ -230,7 +230,7 @@ def test_sql_rebuild_of_crash_rollups_equals_incremental(db: Store) -> None:
     assert [_all(db, t) for t in crash_tables] == before
 
 
-def test_machine_sketches_estimate_the_exact_counts(db: Store, monkeypatch: object) -> None:
+def test_machine_sketches_estimate_the_exact_counts(db: Store) -> None:
     from downlink.store.queries import crashes
     from downlink.store.queries.period import Period
 
@@ -241,15 +241,13 @@ def test_machine_sketches_estimate_the_exact_counts(db: Store, monkeypatch: obje
     period = Period.past(10)
     exact = db.run(crashes.top_guilties, period, None, 50)
     assert exact and not exact[0]["machines_estimated"]
-    monkeypatch.setattr(crashes, "EXACT_MACHINES_MAX", 0)  # type: ignore[attr-defined]
-    estimated = db.run(crashes.top_guilties, period, None, 50)
+    estimated = db.run(crashes.top_guilties, period, None, 50, 0)
     assert estimated[0]["machines_estimated"]
     assert [g["guilty_id"] for g in estimated] == [g["guilty_id"] for g in exact]
     for e, x in zip(estimated, exact, strict=True):
         assert abs(e["machines"] - x["machines"]) <= max(1, x["machines"] // 20), (e, x)
     build = exact[0]["per_build"] and next(iter(exact[0]["per_build"]))
-    by_build = db.run(crashes.top_guilties, period, build, 50)
-    monkeypatch.undo()  # type: ignore[attr-defined]
+    by_build = db.run(crashes.top_guilties, period, build, 50, 0)
     exact_build = db.run(crashes.top_guilties, period, build, 50)
     assert [g["machines"] for g in by_build] == [g["machines"] for g in exact_build]
 
@@ -269,6 +267,7 @@ def test_two_phase_group_rebuild_counts_records_stored_in_between(db: Store) -> 
     crash_tables = (
         rollup_guilty,
         rollup_guilty_machines,
+        rollup_guilty_machine_totals,
         rollup_guilty_sketch,
         rollup_guilty_build_sketch,
     )

@@ -54,6 +54,7 @@ from downlink.store.tables import (
     rollup_daily,
     rollup_guilty,
     rollup_guilty_build_sketch,
+    rollup_guilty_machine_totals,
     rollup_guilty_machines,
     rollup_guilty_sketch,
     rollup_machines,
@@ -76,6 +77,7 @@ _ROWS_PER_STATEMENT = 500
 _EPOCH = date(1970, 1, 1)
 _GUILTY_COLUMNS = ["day", "guilty_id", "build", "count", "first_seen", "last_seen"]
 _MACHINE_COLUMNS = ["day", "guilty_id", "build", "machine_id", "count"]
+_TOTAL_COLUMNS = ["guilty_id", "build", "machine_id", "count", "first_day", "last_day"]
 
 ROLLUP_TABLES = (
     rollup_daily,
@@ -86,6 +88,7 @@ ROLLUP_TABLES = (
     rollup_population,
     rollup_guilty,
     rollup_guilty_machines,
+    rollup_guilty_machine_totals,
     rollup_guilty_sketch,
     rollup_guilty_build_sketch,
     rollup_mce,
@@ -214,6 +217,33 @@ def _guilty_upsert(conn: Connection, seen: dict[tuple[int, int, str], list[float
     _run(conn, rollup_guilty, _GUILTY_COLUMNS, rows, tail)
 
 
+def _add_machine_totals(conn: Connection, per_machine: Iterable[tuple[Any, ...]]) -> None:
+    """Add (day, guilty_id, build, machine_id, count) rows to the all-time totals."""
+    totals: dict[Key, list[int]] = {}
+    for day, gid, build, machine, n in per_machine:
+        key = (int(gid), build, machine)
+        v = totals.get(key)
+        if v is None:
+            totals[key] = [int(n), int(day), int(day)]
+        else:
+            v[0] += int(n)
+            v[1] = min(v[1], int(day))
+            v[2] = max(v[2], int(day))
+    if not totals:
+        return
+    t = rollup_guilty_machine_totals.name
+    tail = (
+        "ON CONFLICT (guilty_id, build, machine_id) DO UPDATE SET "
+        f"count = {t}.count + excluded.count, "
+        f"first_day = CASE WHEN {t}.first_day <= excluded.first_day "
+        f"THEN {t}.first_day ELSE excluded.first_day END, "
+        f"last_day = CASE WHEN {t}.last_day >= excluded.last_day "
+        f"THEN {t}.last_day ELSE excluded.last_day END"
+    )
+    rows: list[Key] = [(*k, *v) for k, v in totals.items()]
+    _run(conn, rollup_guilty_machine_totals, _TOTAL_COLUMNS, rows, tail)
+
+
 def _merge_sketches(conn: Connection, table: Table, updates: dict[Cell, sketch.Updates]) -> None:
     """Add pending register updates to the stored sketches of ``table`` (key -> updates).
 
@@ -257,7 +287,7 @@ def _merge_sketches(conn: Connection, table: Table, updates: dict[Cell, sketch.U
         _run(conn, table, [*keys, "registers"], changed, tail)
 
 
-def _update_guilty(conn: Connection, rows: Iterable[Row], *, sketches: bool = True) -> None:
+def _update_guilty(conn: Connection, rows: Iterable[Row], *, later_tables: bool = True) -> None:
     seen: dict[tuple[int, int, str], list[float]] = {}
     machines: Counter[Key] = Counter()
     per_group: dict[Cell, sketch.Updates] = {}
@@ -281,16 +311,17 @@ def _update_guilty(conn: Connection, rows: Iterable[Row], *, sketches: bool = Tr
         sketch.add(per_build.setdefault((day, int(gid), r["build"]), {}), r["machine_id"])
     _guilty_upsert(conn, seen)
     _add_counts(conn, rollup_guilty_machines, machines, "count")
-    if sketches:
+    if later_tables:
+        _add_machine_totals(conn, ((d, g, b, m, n) for (d, g, b, m), n in machines.items()))
         _merge_sketches(conn, rollup_guilty_sketch, per_group)
         _merge_sketches(conn, rollup_guilty_build_sketch, per_build)
 
 
-def update_rollups(conn: Connection, rows: list[Row], *, sketches: bool = True) -> None:
+def update_rollups(conn: Connection, rows: list[Row], *, later_tables: bool = True) -> None:
     """Writer processor: add the new ``rows`` to every rollup table.
 
-    ``sketches=False`` leaves out the machine sketches of crash groups (for the
-    migration that predates their tables).
+    ``later_tables=False`` leaves out the crash tables created after migration 0003
+    (machine sketches and totals), for that migration.
     """
     if not rows:
         return
@@ -330,7 +361,7 @@ def update_rollups(conn: Connection, rows: list[Row], *, sketches: bool = True) 
     _add_counts(conn, rollup_population, population, "machines")
     _add_counts(conn, rollup_mce, mce, "count")
     _add_counts(conn, rollup_mce_machines, mce_machines, "count")
-    _update_guilty(conn, rows, sketches=sketches)
+    _update_guilty(conn, rows, later_tables=later_tables)
 
 
 _NEEDED: Sequence[str] = (
@@ -369,18 +400,19 @@ def _lock(conn: Connection, tables: Sequence[Table]) -> None:
         conn.exec_driver_sql(f"LOCK TABLE {names} IN EXCLUSIVE MODE")
 
 
-def rebuild_rollups(conn: Connection, *, sketches: bool = True) -> None:
+def rebuild_rollups(conn: Connection, *, later_tables: bool = True) -> None:
     """Recompute every rollup table from ``records`` (after a migration or a purge).
 
-    ``sketches=False`` leaves the crash-group machine sketches alone (migration 0003
-    runs before the migration that creates them, which fills them itself).
+    ``later_tables=False`` leaves alone the crash tables created after migration 0003
+    (the machine sketches and totals): 0003 runs before the migrations that create
+    them, and those fill them themselves.
     """
-    tables = ROLLUP_TABLES if sketches else tuple(t for t in ROLLUP_TABLES if t not in _SKETCHES)
+    tables = ROLLUP_TABLES if later_tables else tuple(t for t in ROLLUP_TABLES if t not in _LATER)
     _lock(conn, tables)
     for table in tables:
         conn.execute(delete(table))
     for rows in _chunks(conn):
-        update_rollups(conn, rows, sketches=sketches)
+        update_rollups(conn, rows, later_tables=later_tables)
 
 
 def _day_sql(conn: Connection) -> Any:
@@ -433,13 +465,13 @@ def rebuild_guilty_group(conn: Connection, guilty_id: int) -> None:
     regrouping does not drag every crash payload through Python; one group per
     transaction keeps SQLite's write lock (and ingestion) waiting for one group only.
     """
-    tables = (rollup_guilty, rollup_guilty_machines, *_SKETCHES)
-    _lock(conn, tables)
-    for table in tables:
+    _lock(conn, _GROUP_TABLES)
+    for table in _GROUP_TABLES:
         conn.execute(delete(table).where(table.c.guilty_id == guilty_id))
     per_build, per_machine = _group_rollup_selects(conn, records.c.guilty_id == guilty_id)
     conn.execute(insert(rollup_guilty).from_select(_GUILTY_COLUMNS, per_build))
     conn.execute(insert(rollup_guilty_machines).from_select(_MACHINE_COLUMNS, per_machine))
+    fill_machine_totals(conn, guilty_id)
     m = rollup_guilty_machines.c
     _fill_sketches(
         conn,
@@ -489,7 +521,7 @@ def reset_guilty_group(conn: Connection, found: GroupAggregates) -> None:
     not matter).
     """
     gid = found.guilty_id
-    for table in (rollup_guilty, rollup_guilty_machines, *_SKETCHES):
+    for table in _GROUP_TABLES:
         conn.execute(delete(table).where(table.c.guilty_id == gid))
     cols = [records.c[n] for n in _NEEDED]
     newer = conn.execute(
@@ -509,6 +541,7 @@ def add_guilty_rows(
         Counter({(d, g, b, m): int(n) for d, g, b, m, n in per_machine}),
         "count",
     )
+    _add_machine_totals(conn, per_machine)
     per_group: dict[Cell, sketch.Updates] = {}
     per_build_cell: dict[Cell, sketch.Updates] = {}
     for d, g, b, m, _ in per_machine:
@@ -519,6 +552,25 @@ def add_guilty_rows(
 
 
 _SKETCHES = (rollup_guilty_sketch, rollup_guilty_build_sketch)
+# Every rollup of one crash group (emptied and refilled together when it is rebuilt).
+_GROUP_TABLES = (rollup_guilty, rollup_guilty_machines, rollup_guilty_machine_totals, *_SKETCHES)
+# Created after migration 0003 (see rebuild_rollups).
+_LATER = (*_SKETCHES, rollup_guilty_machine_totals)
+
+
+def fill_machine_totals(conn: Connection, guilty_id: int | None = None) -> None:
+    """Insert the all-time machine totals of one group (None: every group).
+
+    Summed in SQL from ``rollup_guilty_machines``, whose rows for the group(s) must be
+    complete and the totals' rows absent.
+    """
+    m = rollup_guilty_machines.c
+    per_machine = select(
+        m.guilty_id, m.build, m.machine_id, func.sum(m.count), func.min(m.day), func.max(m.day)
+    ).group_by(m.guilty_id, m.build, m.machine_id)
+    if guilty_id is not None:
+        per_machine = per_machine.where(m.guilty_id == guilty_id)
+    conn.execute(insert(rollup_guilty_machine_totals).from_select(_TOTAL_COLUMNS, per_machine))
 
 
 def rebuild_guilty_sketches(conn: Connection) -> None:

@@ -213,6 +213,37 @@ rollup_guilty_machines = Table(
     # alone, in one contiguous run: the primary key starts with the day, and a
     # (guilty_id, day) index cost one table page per row (migration 0009).
     Index("ix_rollup_guilty_machines_by_group", "guilty_id", "day", "build", "machine_id", "count"),
+    # A few machines' rows of one group (their crashes in a period, when the period
+    # holds only part of their crashes of the group): migration 0012.
+    Index(
+        "ix_rollup_guilty_machines_by_machine", "guilty_id", "machine_id", "build", "day", "count"
+    ),
+)
+
+# Every crash of a group per (build, machine), whatever the day: the sum of its
+# rollup_guilty_machines rows and the first and last day among them. The crash group
+# page lists machines "most crashes first" from it without aggregating a long period's
+# rows per request (downlink.store.queries.crashes.guilty_machines): an all-time count
+# bounds the machine's count in any period, and equals it when the machine's first and
+# last days lie inside the period (migration 0012).
+rollup_guilty_machine_totals = Table(
+    "rollup_guilty_machine_totals",
+    metadata,
+    Column("guilty_id", Id, primary_key=True, autoincrement=False),
+    Column("build", Text, primary_key=True),
+    Column("machine_id", Text, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("first_day", Integer, nullable=False),
+    Column("last_day", Integer, nullable=False),
+    Index(
+        "ix_rollup_guilty_machine_totals_by_count",
+        "guilty_id",
+        "count",
+        "machine_id",
+        "build",
+        "first_day",
+        "last_day",
+    ),
 )
 
 # HyperLogLog sketches of the machines of each crash group per day, and per day and

@@ -54,7 +54,8 @@ async def _top(request: Request) -> dict[str, Any]:
     limit = params.integer(query, "limit", 1, TOP_MAX) or 50
     hidden = query.get("hidden", "") in ("1", "on", "true")
     store = _store(request)
-    items = await store.read(q.top_guilties, period, build, limit, hidden)
+    exact = store.settings.crash_exact_machines
+    items = await store.read(q.top_guilties, period, build, limit, hidden, exact)
     for item in items:
         item["label"] = guilty_label(item["function"], item["module"])
     regroup = await store.read(regroup_status)
@@ -260,21 +261,29 @@ OFFSET_MAX = 10_000_000
 
 
 def _group(
-    conn: Connection, guilty_id: int, period: Period, limit: int, offset: int
+    conn: Connection,
+    guilty_id: int,
+    period: Period,
+    limit: int,
+    offset: int,
+    exact_max: int = q.EXACT_MACHINES_MAX,
 ) -> dict[str, Any] | None:
     g = q.get_guilty(conn, guilty_id)
     if g is None:
         return None
-    machines = q.guilty_machines(conn, guilty_id, period, limit, offset)
-    total = q.guilty_machine_count(conn, guilty_id, period)
+    spread = q.guilty_spread(conn, guilty_id, period, exact_max)
+    # One more than the page: whether there is a next one (the total may be estimated).
+    machines = q.guilty_machines(conn, guilty_id, period, limit + 1, offset, spread.records)
     return {
         "guilty": g,
-        "builds": q.guilty_builds(conn, guilty_id, period),
-        "machines_total": total,
+        "records": spread.records,
+        "builds": spread.builds,
+        "machines_total": spread.machines,
+        "machines_estimated": spread.machines_estimated,
         "limit": limit,
         "offset": offset,
-        "next_offset": offset + limit if offset + limit < total else None,
-        "machines": machines,
+        "next_offset": offset + limit if len(machines) > limit else None,
+        "machines": machines[:limit],
     }
 
 
@@ -283,7 +292,9 @@ async def _detail(request: Request, guilty_id: int) -> dict[str, Any]:
     period = params.period(query, DEFAULT_DAYS)
     limit = params.integer(query, "limit", 1, MACHINES_MAX) or MACHINES_PAGE
     offset = params.integer(query, "offset", 0, OFFSET_MAX) or 0
-    found = await _store(request).read(_group, guilty_id, period, limit, offset)
+    store = _store(request)
+    exact = store.settings.crash_exact_machines
+    found = await store.read(_group, guilty_id, period, limit, offset, exact)
     if found is None:
         raise BadRequest(f"no crash group with id {guilty_id}", status=404)
     g = found["guilty"]

@@ -143,7 +143,7 @@ def upgrade() -> None:
     from downlink.store.rollups import rebuild_rollups
 
     # The crash-machine sketches come later (0007_guilty_sketches), which fills them.
-    rebuild_rollups(op.get_bind(), sketches=False)
+    rebuild_rollups(op.get_bind(), later_tables=False)
 
 
 def downgrade() -> None:

@@ -44,7 +44,7 @@ async def _data(request: Request) -> dict[str, Any]:
 
 
 @router.get("/substrate")
-@shows_errors("nodes.html", "Nodes", "nodes")
+@shows_errors("substrate/nodes.html", "Nodes", "nodes")
 async def nodes_page(request: Request) -> Response:
     """Render the websocket nodes and their recent message types."""
     data = await _data(request)

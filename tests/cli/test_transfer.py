@@ -66,7 +66,15 @@ def test_migrate_check(tmp_path: Path) -> None:
     assert pending.exit_code == 1 and "pending: 0001" in pending.output
     assert not (tmp_path / "m.db").exists(), "--check must not create the database"
     listed = [line.split(": ", 1)[1] for line in pending.output.splitlines() if "pending: " in line]
-    assert listed == sorted(listed) and listed[:2] == ["0001", "0002_substrate"]
+    assert listed[:2] == ["0001", "0002_substrate"]
+    # The core's revisions in order, then each source's branch in order, one after another.
+    core = [r for r in listed if r[0].isdigit()]
+    assert listed[: len(core)] == core == sorted(core)
+    branches = [r.rsplit("_", 1)[0] if not r[0].isdigit() else "" for r in listed]
+    for name in {b for b in branches if b}:
+        own = [r for r, b in zip(listed, branches, strict=True) if b == name]
+        first = branches.index(name)
+        assert listed[first : first + len(own)] == own == sorted(own), name
     assert runner.invoke(cli, ["migrate", "--database-url", url]).exit_code == 0
     done = runner.invoke(cli, ["migrate", "--check", "--database-url", url])
     assert done.exit_code == 0 and "up to date" in done.output

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from downlink.testing.live import LiveServer
-from tests.substrate.client import metric
+from tests.sources.substrate.client import metric
 
 CLIENT_TIMEOUT = 2.0
 REQUEST_TIMEOUT = 3.0

@@ -334,7 +334,7 @@ def test_two_connections_with_one_peer_id_are_two_rows(site: LiveServer, page: A
 
     from websockets.sync.client import connect
 
-    from tests.substrate.client import connected
+    from tests.sources.substrate.client import connected
 
     ws = site.url.replace("http://", "ws://", 1) + "/"
 

@@ -32,7 +32,10 @@ script in `bench/`; each runs with one command and rewrites only its own section
 - `python bench/queries.py`: `/api/records` latency at 100k and 1M records (`--sizes`
   for 10M), SQLite and PostgreSQL.
 - `python bench/memory.py`: server RSS sampled during sustained load (default 10
-  minutes, `--minutes`).
+  minutes, `--minutes`); with `--exports`, the peak RSS of answering `/api/records`
+  and `downlink export` over records of 4 MiB.
+- `python bench/big_bodies.py`: `/-/health` latency while 8 MB hostile and bulk
+  bodies are posted, against the idle server.
 
 Requirements: the `postgresql` server binaries (initdb, pg_ctl) and `wrk` (Debian
 package `wrk`) on the PATH; everything runs on 127.0.0.1. PostgreSQL is a throwaway

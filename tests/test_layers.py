@@ -40,3 +40,20 @@ def test_layer_imports_point_one_way(layer: str) -> None:
             if len(parts) > 1 and parts[1] in FORBIDDEN[layer]:
                 bad.append(f"{path.relative_to(PACKAGE)} imports {module}")
     assert not bad, "\n".join(bad)
+
+
+# The modules of the source seam itself; every other sources/<name>/ is a source.
+SEAM = {"base", "registry", "runtime"}
+
+
+def test_the_core_names_no_source() -> None:
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        if rel.parts[0] == "sources":
+            continue
+        for module in _imports(path):
+            parts = module.split(".")
+            if len(parts) > 2 and parts[1] == "sources" and parts[2] not in SEAM:
+                bad.append(f"{rel} imports {module}")
+    assert not bad, "\n".join(bad)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
 from downlink import __version__, security
+from downlink.access_log import AccessLog
 from downlink.api import errors, meta, openapi, records
-from downlink.api import nodes as nodes_api
 from downlink.direct import Downlink
-from downlink.ingest import bulk, collector, nodes_ws
+from downlink.ingest import bulk, collector
 from downlink.metrics import Metrics
 from downlink.pipeline import reprocess
 from downlink.pipeline.consumers import ConsumerRunner
@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     settings = settings or from_env()
     sources = settings.registry
     metrics = Metrics(sources)
-    store = Store(settings, metrics, processors=default_processors())
+    store = Store(settings, metrics, processors=default_processors(sources))
     maintenance = Maintenance(store)
     bound = bind_consumers(sources)
     kinds = [reprocess.job_kind(bound), *(k for s in sources for k in s.job_kinds)]
@@ -46,13 +46,20 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     store.writer.on_commit = consumer_runner.wake
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
         store.start(run_migrations=run_migrations)
         maintenance.start()
         job_runner.start()
         consumer_runner.start()
         try:
-            yield
+            # A source's own background work for the life of the app (its
+            # ``extra["lifespan"]``: an async context manager factory taking the app).
+            async with AsyncExitStack() as stack:
+                for source in sources:
+                    hook = source.extra.get("lifespan")
+                    if hook is not None:
+                        await stack.enter_async_context(hook(app_))
+                yield
         finally:
             await consumer_runner.stop()
             await job_runner.stop()
@@ -64,7 +71,12 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         version=__version__,
         summary="Telemetry collection and analytics server",
         lifespan=lifespan,
+        # /docs is the web UI's own page (vendored Swagger UI, no CDN): web/pages/apidocs.py
+        docs_url=None,
+        redoc_url=None,
     )
+    if settings.access_log != "off":
+        app.access_log = AccessLog(settings.access_log)
     app.state.store = store
     app.state.settings = settings
     app.state.job_runner = job_runner
@@ -75,8 +87,6 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(records.router)
     app.include_router(meta.router)
     app.include_router(bulk.router)
-    app.router.routes.extend(nodes_ws.routes)
-    app.include_router(nodes_api.router)
     app.router.routes.extend(collector.routes)
     for source in sources:
         for router in source.routers:

@@ -7,6 +7,9 @@ in-process profile. :class:`Downlink` serves a few (method, path) pairs, the
 single-record collector posts, straight from ``__call__`` to an endpoint that carries
 its own guards (:func:`downlink.security.guard`: the same limits, rate limit and tokens
 as the rest of the app). Everything else goes through the normal stack.
+
+It also answers HEAD for every GET route, and writes the access log
+(:mod:`downlink.access_log`) when one is configured.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from downlink.access_log import AccessLog
 
 
 class Downlink(FastAPI):
@@ -23,6 +28,7 @@ class Downlink(FastAPI):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.direct: dict[tuple[str, str], ASGIApp] = {}
+        self.access_log: AccessLog | None = None
 
     def add_direct_route(self, method: str, path: str, endpoint: ASGIApp) -> None:
         """Serve ``method path`` with ``endpoint`` directly (no middleware, no router)."""
@@ -30,10 +36,32 @@ class Downlink(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a direct route if the request is one, else the whole app."""
+        if scope["type"] == "http" and self.access_log is not None:
+            await self.access_log(self._serve, scope, receive, send)
+        else:
+            await self._serve(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             endpoint = self.direct.get((scope["method"], scope["path"]))
             if endpoint is not None:
                 scope["app"] = self
                 await endpoint(scope, receive, send)
                 return
+            if scope["method"] == "HEAD":
+                # HEAD is GET without the body, for every GET route (FastAPI routes
+                # answer only the methods they declare; load balancers probe with HEAD).
+                scope = {**scope, "method": "GET"}
+                send = _without_body(send)
         await super().__call__(scope, receive, send)
+
+
+def _without_body(send: Send) -> Send:
+    """Pass the response on with empty body parts (headers, Content-Length included)."""
+
+    async def head(message: Message) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            message = {**message, "body": b""}
+        await send(message)
+
+    return head

@@ -82,6 +82,12 @@ SETTINGS: tuple[Setting, ...] = (
         10000,
         "Largest and default `limit` of GET /api/records.",
     ),
+    Setting(
+        "api_page_bytes",
+        "DOWNLINK_API_PAGE_BYTES",
+        32 * 1024 * 1024,
+        "Most record bytes in one JSON page of GET /api/records; the rest is on next pages.",
+    ),
     # -- hardening (security, limits, spool) --------------------------------------
     Setting(
         "api_tokens",
@@ -117,7 +123,19 @@ SETTINGS: tuple[Setting, ...] = (
         "client_timeout",
         "DOWNLINK_CLIENT_TIMEOUT",
         10.0,
-        "Seconds a client may take to send its headers or its body before it is cut off.",
+        "Seconds a client may pause while sending a request, or leave its answers unread.",
+    ),
+    Setting(
+        "request_timeout",
+        "DOWNLINK_REQUEST_TIMEOUT",
+        60.0,
+        "Seconds a request body may take in all, however steadily it trickles; then 408.",
+    ),
+    Setting(
+        "connection_buffer_bytes",
+        "DOWNLINK_CONNECTION_BUFFER_BYTES",
+        256 * 1024,
+        "Answer bytes buffered per connection; past it the connection's requests wait unread.",
     ),
     Setting(
         "spool_dir",
@@ -238,6 +256,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Messages one connection buffers for the writer before it stops reading the socket.",
     ),
     Setting(
+        "access_log",
+        "DOWNLINK_ACCESS_LOG",
+        "off",
+        "Access log on standard output: off, plain (a text line per request) or json (JSON lines).",
+    ),
+    Setting(
         "web_plugins",
         "DOWNLINK_WEB_PLUGINS",
         ("downlink.web.example_plugin",),
@@ -288,12 +312,15 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     sqlite_synchronous: str = "FULL"
     api_limit_max: int = 10000
+    api_page_bytes: int = 32 * 1024 * 1024
     api_tokens: tuple[str, ...] = ()
     collector_auth: bool = False
     rate_limit: float = 0.0
     rate_burst: int = 100
     max_header_bytes: int = 32 * 1024
     client_timeout: float = 10.0
+    request_timeout: float = 60.0
+    connection_buffer_bytes: int = 256 * 1024
     spool_dir: str = ""
     spool_max_bytes: int = 256 * 1024 * 1024
     bulk_max_items: int = 10000
@@ -313,6 +340,7 @@ class Settings:
     ws_rate_window_s: float = 10.0
     ws_max_node_ids: int = 20
     ws_buffer_max: int = 1000
+    access_log: str = "off"
     web_plugins: tuple[str, ...] = ("downlink.web.example_plugin",)
     source_modules: tuple[str, ...] = ()
     # Per-source settings, ``sources[<source>][<setting>]``: every source's defaults
@@ -332,6 +360,8 @@ class Settings:
             raise SettingsError("DOWNLINK_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         _check_substrate(self)
         _check_hardening(self)
+        if self.access_log not in ("off", "plain", "json"):
+            raise SettingsError("DOWNLINK_ACCESS_LOG must be off, plain or json")
         object.__setattr__(self, "sources", _source_settings(self))
 
     @property
@@ -432,8 +462,12 @@ def _check_substrate(s: Settings) -> None:
 def _check_hardening(s: Settings) -> None:
     if s.rate_limit < 0 or s.rate_burst < 1:
         raise SettingsError("DOWNLINK_RATE_LIMIT must not be negative, DOWNLINK_RATE_BURST >= 1")
-    if s.client_timeout <= 0:
-        raise SettingsError("DOWNLINK_CLIENT_TIMEOUT must be positive")
+    if s.client_timeout <= 0 or s.request_timeout <= 0:
+        raise SettingsError("DOWNLINK_CLIENT_TIMEOUT and DOWNLINK_REQUEST_TIMEOUT must be positive")
+    if s.connection_buffer_bytes < 4096:
+        raise SettingsError("DOWNLINK_CONNECTION_BUFFER_BYTES must be at least 4096")
+    if s.api_page_bytes < 1:
+        raise SettingsError("DOWNLINK_API_PAGE_BYTES must be at least 1")
     if s.max_header_bytes < 1024:
         raise SettingsError("DOWNLINK_MAX_HEADER_BYTES must be at least 1024")
     if s.spool_max_bytes < 1 or s.bulk_max_items < 1:

@@ -64,6 +64,9 @@ def test_migrate_check(tmp_path: Path) -> None:
     runner = CliRunner()
     pending = runner.invoke(cli, ["migrate", "--check", "--database-url", url])
     assert pending.exit_code == 1 and "pending: 0001" in pending.output
+    assert not (tmp_path / "m.db").exists(), "--check must not create the database"
+    listed = [line.split(": ", 1)[1] for line in pending.output.splitlines() if "pending: " in line]
+    assert listed == sorted(listed) and listed[:2] == ["0001", "0002_substrate"]
     assert runner.invoke(cli, ["migrate", "--database-url", url]).exit_code == 0
     done = runner.invoke(cli, ["migrate", "--check", "--database-url", url])
     assert done.exit_code == 0 and "up to date" in done.output
@@ -73,3 +76,22 @@ def test_bad_database_url_is_a_cli_error(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["migrate", "--database-url", "nosuchdb://x"])
     assert res.exit_code != 0
     assert "Traceback" not in res.output and "DATABASE_URL must be" in res.output
+
+
+def test_migrate_check_of_an_unreachable_database_is_not_a_failed_migration(
+    tmp_path: Path,
+) -> None:
+    url = "postgresql://nobody@127.0.0.1:1/none"
+    res = CliRunner().invoke(cli, ["migrate", "--check", "--database-url", url])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "cannot check the migrations" in res.output
+    assert "migration failed" not in res.output
+
+
+def test_export_to_a_missing_directory_is_a_cli_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    res = CliRunner().invoke(cli, ["export", "/nonexistent/x.ndjson", "--database-url", url])
+    assert res.exit_code == 1, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    assert "cannot write /nonexistent/x.ndjson: No such file or directory" in res.output
+    assert not (tmp_path / "e.db").exists()

@@ -72,6 +72,9 @@ REFUSED_GETS = [
 
 
 def _is_message(resp: httpx.Response) -> bool:
+    """A JSON ``{"message": ...}``, or a page showing the message in its error block."""
+    if resp.headers.get("content-type", "").startswith("text/html"):
+        return '<p class="error" id="error" role="alert">' in resp.text
     body = resp.json()
     return isinstance(body, dict) and isinstance(body.get("message"), str) and bool(body["message"])
 

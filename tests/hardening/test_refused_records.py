@@ -31,7 +31,7 @@ from downlink.store.spool import Spool
 from downlink.testing.live import LiveServer
 from downlink.testing.postgres import TempPostgres
 from tests.hardening.records import TID, stored_rows, v3_record
-from tests.substrate.client import flush, frame, metric, send_frames
+from tests.sources.substrate.client import flush, frame, metric, send_frames
 
 TOKEN = "operator-token"
 JSON_HEADERS = {"Content-Type": "application/json", "X-Telemetry-TID": TID}

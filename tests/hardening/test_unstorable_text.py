@@ -24,7 +24,7 @@ from downlink.cli.main import cli
 from downlink.store.tables import records
 from downlink.testing.live import LiveServer
 from tests.hardening.records import TID, stored_rows, v2_headers, v3_record
-from tests.substrate.client import flush, frame, metric, send_frames
+from tests.sources.substrate.client import flush, frame, metric, send_frames
 
 # (v3 JSON key, the name the message uses, a value with a NUL that passes the field's
 # other rules, so only the NUL can be what is refused)

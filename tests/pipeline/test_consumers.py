@@ -45,7 +45,7 @@ async def _until(predicate: object, timeout: float = 10.0) -> None:
 
 
 def test_runner_catches_up_and_reports_lag(toy_store: Store) -> None:
-    (bound,) = bind(toy_store.settings.registry)
+    (bound,) = [b for b in bind(toy_store.settings.registry) if b.source == "toy"]
     _add(toy_store, ["a", "b", "a"], at=time.time() - 30)
     with toy_store.engine.connect() as conn:
         assert status(conn, [bound])[0]["lag_records"] == 3
@@ -74,7 +74,7 @@ def test_runner_catches_up_and_reports_lag(toy_store: Store) -> None:
 
 
 def test_a_failing_consumer_retries_with_backoff_and_shows_its_error(toy_store: Store) -> None:
-    (toy,) = bind(toy_store.settings.registry)
+    (toy,) = [b for b in bind(toy_store.settings.registry) if b.source == "toy"]
     broken = {"on": True}
     seen: list[int] = []
 

@@ -40,7 +40,7 @@ def engine(toy_settings: Settings) -> Iterator[Engine]:
 
 @pytest.fixture
 def bound(toy_settings: Settings) -> Bound:
-    (found,) = bind(toy_settings.registry)
+    (found,) = [b for b in bind(toy_settings.registry) if b.source == "toy"]
     return found
 
 

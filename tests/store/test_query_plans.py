@@ -23,9 +23,10 @@ from sqlalchemy import Connection, Engine, create_engine, event, insert
 
 from downlink.pipeline.registry import default_processors
 from downlink.settings import Settings
+from downlink.sources.substrate import queries as nodes
 from downlink.store.database import Store
 from downlink.store.inserts import RECORD_COLUMNS
-from downlink.store.queries import crashes, mce, nodes
+from downlink.store.queries import crashes, mce
 from downlink.store.queries.period import Period
 from downlink.store.queries.records import RecordFilter, list_records
 from downlink.store.tables import records

@@ -5,6 +5,7 @@ Skipped (with the reason) only when Debian's ``chromium`` is not installed.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from downlink.settings import Settings
 from downlink.store.database import Store
 from downlink.testing.live import LiveServer
-from tests.web.helpers import load, sample_fleet
+from tests.web.helpers import CRASH, load, rec, sample_fleet
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -133,7 +134,7 @@ def test_records_search_form_filters(site: LiveServer, page: Any) -> None:
     rows = page.locator("#records tbody tr")
     assert rows.count() == 2
     assert set(rows.locator("td:nth-child(6)").all_inner_texts()) == {"org.clearlinux/crash/clr"}
-    page.fill("input[name=q]", "no such payload text")
+    page.fill("#record-search input[name=q]", "no such payload text")
     with page.expect_navigation():
         page.click("#record-search button[type=submit]")
     assert "No records match" in page.inner_text("#records")
@@ -157,6 +158,10 @@ def test_date_range_filter_empties_a_dashboard(site: LiveServer, page: Any) -> N
     with page.expect_navigation():
         page.click("#filters button[type=submit]")
     assert "No records in this period" in page.inner_text("#builds")
+    # An empty chart says so instead of drawing an empty grid.
+    page.wait_for_selector("#chart-builds[data-rendered]", state="attached")
+    assert page.inner_text(".chart .empty-chart") == "No data in this period."
+    assert page.locator("#chart-builds").is_hidden()
     page.goto(site.url + "/population")
     page.select_option("select[name=bucket]", "week")
     with page.expect_navigation():
@@ -183,6 +188,8 @@ def test_mark_a_frame_never_guilty_regroups_the_crashes(site: LiveServer, page: 
     assert highlighted.count() == 1
     assert "clock_nanosleep@GLIBC_2.2.5()" in highlighted.inner_text()
     highlighted.locator("input[type=checkbox]").check()
+    crash.locator("input[name=why]").fill("sleep wrapper, never the cause")
+    crash.locator("input[name=who]").fill("ada")
     crash.locator("button.mark").click()
     page.wait_for_url("**/crashes")
     # The regroup runs in the background; the page says so until it is done.
@@ -193,11 +200,19 @@ def test_mark_a_frame_never_guilty_regroups_the_crashes(site: LiveServer, page: 
     assert labels[0] == "__nanosleep() - [libc.so.6]"
     assert "clock_nanosleep@GLIBC_2.2.5() - [libc.so.6]" not in labels
     page.goto(site.url + "/crashes/blacklist")
-    assert "clock_nanosleep@GLIBC_2.2.5()" in page.inner_text("#blacklist")
+    entry = page.locator("#blacklist tbody tr").first
+    assert "clock_nanosleep@GLIBC_2.2.5()" in entry.inner_text()
+    assert "ada" in entry.inner_text() and "sleep wrapper, never the cause" in entry.inner_text()
     page.check("#blacklist input[type=checkbox]")
+    page.fill("input[name=why]", "it was the cause after all")
     with page.expect_navigation():
         page.click("text=Let the selected frames be guilty again")
     _wait_for_regroup(site, after=first)
+    page.goto(site.url + "/crashes/blacklist")
+    history = page.locator("#blacklist-history tbody tr").all_inner_texts()
+    assert len(history) == 2
+    assert "may be guilty again" in history[0] and "it was the cause after all" in history[0]
+    assert "marked never guilty" in history[1] and "ada (127.0.0.1)" in history[1]
     page.goto(site.url + "/crashes")
     assert page.locator("#guilties .guilty-link").first.inner_text() == (
         "clock_nanosleep@GLIBC_2.2.5() - [libc.so.6]"
@@ -214,3 +229,281 @@ def _wait_for_regroup(site: LiveServer, after: int = 0, timeout: float = 20.0) -
             return int(job["id"])
         assert time.monotonic() < deadline, f"regroup job still {job}"
         time.sleep(0.05)
+
+
+def test_api_docs_render_offline_inside_the_csp(site: LiveServer, page: Any) -> None:
+    outside: list[str] = []
+    csp: list[str] = []
+    page.on("console", lambda m: csp.append(m.text) if "Security Policy" in m.text else None)
+
+    def only_local(route: Any) -> None:
+        if route.request.url.startswith(site.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.context.route("**/*", only_local)
+    page.goto(site.url + "/docs")
+    page.wait_for_selector("#swagger-ui[data-rendered]")
+    page.wait_for_selector(".opblock")
+    assert page.locator(".opblock-summary-path", has_text="/api/records").count() >= 1
+    assert outside == [] and csp == [] and page.errors == []
+
+
+def test_population_chart_and_table_agree(live: LiveServer, page: Any) -> None:
+    # Twelve integer builds with 2..13 machines, and the builds that sort last (blank,
+    # 16.04, 31000-custom, rolling) with one machine each: the chart used to show the
+    # twelve last in sort order, so most machines were missing from it.
+    rows = [
+        rec(build=str(31000 + i), machine_id=f"m{i}-{m}")
+        for i in range(12)
+        for m in range(i + 2)
+    ]
+    rows += [rec(build=b, machine_id=f"odd-{b}") for b in ("", "16.04", "31000-custom", "rolling")]
+    store = Store(Settings(database_url=live.database_url))
+    try:
+        load(store, rows)
+    finally:
+        store.close()
+    page.goto(live.url + "/population?bucket=week")
+    assert _charts_drawn(page) == 1
+    stacks = page.evaluate(
+        "Chart.getChart(document.getElementById('chart-population')).data.datasets"
+        ".map(d => [d.label, d.data])"
+    )
+    labels = [label for label, _ in stacks]
+    assert labels[:10] == [str(31000 + i) for i in range(11, 1, -1)]
+    assert labels[10:] == ["other"]
+    chart_totals = [sum(column) for column in zip(*(data for _, data in stacks), strict=True)]
+    table_totals = page.locator("#population-total th.num").all_inner_texts()
+    assert [int(t.replace(",", "")) for t in table_totals] == chart_totals
+    assert sum(chart_totals) == sum(range(2, 14)) + 4
+    assert "(none)" in page.locator("#population tbody").inner_text()
+
+
+def test_a_refused_filter_shows_the_message_in_the_page_with_the_form_kept(
+    site: LiveServer, page: Any
+) -> None:
+    answer = page.goto(site.url + "/builds?from=2024-02-01&to=2024-01-01&build=31000")
+    assert answer.status == 400
+    assert page.inner_text("h1") == "Builds"
+    assert page.inner_text("#error") == "from must not be after to"
+    assert page.input_value("input[name=build]") == "31000"
+    assert page.input_value("input[name=from]") == "2024-02-01"
+    page.fill("input[name=to]", "2024-12-31")
+    with page.expect_navigation():
+        page.click("#filters button[type=submit]")
+    assert page.locator("#error").count() == 0
+    assert "No records in this period" in page.inner_text("#builds")
+    answer = page.goto(site.url + "/crashes/999999")
+    assert answer.status == 404 and page.inner_text("#error") == "no crash group with id 999999"
+    answer = page.goto(site.url + "/crashes/abc")
+    assert answer.status == 400 and "/crashes/abc" in page.inner_text("#error")
+    assert page.errors == []
+
+
+def test_backtraces_keep_the_group_pages_period(site: LiveServer, page: Any) -> None:
+    old = time.time() - 20 * 86400
+    day = time.strftime("%Y-%m-%d", time.gmtime(old))
+    store = Store(Settings(database_url=site.database_url))
+    try:
+        load(store, [rec(classification="org.clearlinux/crash/clr", payload=CRASH,
+                         machine_id="old-machine", ts_reception=old, ts_capture=old)])
+    finally:
+        store.close()
+    page.goto(site.url + f"/crashes?from={day}&to={day}")
+    with page.expect_navigation():
+        page.locator("#guilties .guilty-link").first.click()
+    assert page.locator("#machines tbody tr").count() == 1
+    with page.expect_navigation():
+        page.click("#all-backtraces")
+    assert page.locator(".crash").count() == 1
+    assert "old-machine" in page.inner_text(".crash")
+    assert page.input_value("input[name=from]") == day
+    with page.expect_navigation():
+        page.click("text=the group")
+    assert page.input_value("input[name=to]") == day
+    # Without a period the backtraces page shows the group page's default week.
+    page.goto(site.url + page.url.split(site.url, 1)[1].split("?")[0] + "/backtraces")
+    assert page.locator(".crash").count() == 2
+
+
+def test_two_connections_with_one_peer_id_are_two_rows(site: LiveServer, page: Any) -> None:
+    import json
+
+    from websockets.sync.client import connect
+
+    from tests.substrate.client import connected
+
+    ws = site.url.replace("http://", "ws://", 1) + "/"
+
+    def announce(link: Any) -> None:
+        link.send(json.dumps(connected(1, "12D3KooWTwice", name="twice")).encode())
+        link.send(json.dumps({"downlink_flush": 1}))
+        while json.loads(link.recv(timeout=10)).get("downlink_flushed") != 1:
+            pass
+
+    with connect(ws, close_timeout=0.5) as one, connect(ws, close_timeout=0.5) as two:
+        announce(one)
+        announce(two)
+        page.goto(site.url + "/substrate")
+        rows = page.locator("#nodes tbody tr", has_text="12D3KooWTwice")
+        assert rows.count() == 2
+        assert rows.locator("td:last-child").all_inner_texts() == ["online", "online"]
+    # Both closed: the peer is one (offline) row again, its newest connection.
+    deadline = time.monotonic() + 10
+    while True:
+        page.goto(site.url + "/substrate")
+        rows = page.locator("#nodes tbody tr", has_text="12D3KooWTwice")
+        status = rows.locator("td:last-child").all_inner_texts()
+        if status == ["offline"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert rows.count() == 1 and rows.locator("td:last-child").inner_text() == "offline"
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the page screenshots go: $DOWNLINK_SCREENSHOTS, else the pytest tmp dir."""
+    chosen = os.environ.get("DOWNLINK_SCREENSHOTS")
+    path = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_every_page_at_desktop_and_phone_width(
+    site: LiveServer, browser: Any, screenshots: Path
+) -> None:
+    gid = httpx.get(site.url + "/crashes.json").json()["guilties"][0]["guilty_id"]
+    rid = httpx.get(site.url + "/records.json").json()["records"][0]["id"]
+    pages = {
+        "records": "/records",
+        "record": f"/records/{rid}",
+        "builds": "/builds",
+        "stats": "/stats",
+        "crashes": "/crashes",
+        "crash-group": f"/crashes/{gid}",
+        "backtraces": f"/crashes/{gid}/backtraces",
+        "blacklist": "/crashes/blacklist",
+        "mce": "/mce",
+        "thermal": "/thermal",
+        "population": "/population?bucket=week",
+        "substrate": "/substrate",
+        "plugin-severity": "/plugins/severity",
+        "api-docs": "/docs",
+        "refused": "/builds?from=2024-02-01&to=2024-01-01",
+        "empty": "/builds?from=2001-01-01&to=2001-01-31",
+    }
+    errors: list[str] = []
+    for width in (1400, 390):
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        try:
+            pg = context.new_page()
+            pg.on("pageerror", lambda e: errors.append(str(e)))
+            for name, path in pages.items():
+                pg.goto(site.url + path)
+                if pg.locator("canvas").count():
+                    _charts_drawn(pg)
+                if name == "api-docs":
+                    pg.wait_for_selector(".opblock")
+                pg.screenshot(path=str(screenshots / f"{name}-{width}.png"), full_page=True)
+                overflow = pg.evaluate(
+                    "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+                )
+                assert overflow <= 0, f"{path} is {overflow} px wider than {width} px"
+            assert errors == []
+        finally:
+            context.close()
+    print(f"screenshots in {screenshots}")
+    assert len(list(screenshots.glob("*.png"))) >= 2 * len(pages)
+
+
+def test_time_range_presets_are_kept_across_pages(site: LiveServer, page: Any) -> None:
+    def day(days_ago: int) -> str:
+        return time.strftime("%Y-%m-%d", time.gmtime(time.time() - days_ago * 86400))
+
+    page.goto(site.url + "/mce")
+    assert page.input_value("input[name=from]") == day(89)  # 90 days, not the whole year
+    page.goto(site.url + "/builds?build=31000")
+    with page.expect_navigation():
+        page.click("#presets a[data-range='7d']")
+    assert "range=7d" in page.url and "build=31000" in page.url
+    assert page.input_value("input[name=from]") == day(6)
+    assert page.inner_text("#presets a.current") == "7 d"
+    for label in ("Crashes", "Population", "Stats"):
+        with page.expect_navigation():
+            page.click(f"nav.top >> text={label}")
+        assert page.url.endswith("?range=7d"), page.url
+        assert page.input_value("input[name=from]") == day(6)
+        assert page.inner_text("#presets a.current") == "7 d"
+    with page.expect_navigation():
+        page.click("#presets a[data-range='ytd']")
+    assert page.input_value("input[name=from]") == day(0)[:4] + "-01-01"
+    page.fill("input[name=from]", day(2))
+    with page.expect_navigation():
+        page.click("#filters button[type=submit]")
+    with page.expect_navigation():
+        page.click("nav.top >> text=Thermal")
+    assert page.input_value("input[name=from]") == day(2)
+    assert httpx.get(site.url + "/builds.json?range=2w").status_code == 400
+
+
+def test_a_chart_bar_leads_to_the_records_it_counts(site: LiveServer, page: Any) -> None:
+    page.goto(site.url + "/builds")
+    assert _charts_drawn(page) == 1
+    label, x, y = page.evaluate(
+        "(() => { const c = Chart.getChart(document.getElementById('chart-builds'));"
+        " const bar = c.getDatasetMeta(0).data[1];"
+        " return [c.data.labels[1], bar.x, (bar.y + bar.base) / 2]; })()"
+    )
+    with page.expect_navigation():
+        page.click("#chart-builds", position={"x": x, "y": y})
+    assert f"/records?build={label}&since=" in page.url
+    assert set(page.locator("#records td:nth-child(7)").all_inner_texts()) == {label}
+    # The records page keeps the dashboard's period in its own fields.
+    assert page.input_value("input[name=since]").endswith("T00:00")
+    assert page.input_value("input[name=until]").startswith(time.strftime("%Y-%m-%d"))
+
+
+def test_hidden_crash_groups_behind_the_show_hidden_toggle(site: LiveServer, page: Any) -> None:
+    page.goto(site.url + "/crashes")
+    with page.expect_navigation():
+        page.locator("#guilties .guilty-link").nth(1).click()
+    page.fill("input[name=comment]", "known kernel warning")
+    page.check("input[name=hide]")
+    with page.expect_navigation():
+        page.click("#guilty-edit button[type=submit]")
+    page.goto(site.url + "/crashes")
+    assert page.locator("#guilties tbody tr").count() == 1
+    page.check("#show-hidden")
+    with page.expect_navigation():
+        page.click("#filters button[type=submit]")
+    assert "hidden=1" in page.url
+    hidden = page.locator("#guilties tr.hidden-group")
+    assert hidden.count() == 1 and "(hidden) known kernel warning" in hidden.inner_text()
+    assert page.locator("#guilties tbody tr").count() == 2
+
+
+def test_one_search_box_finds_ids_builds_classes_and_frames(site: LiveServer, page: Any) -> None:
+    page.goto(site.url + "/stats")
+
+    def search(text: str) -> list[str]:
+        page.fill("nav.top .nav-search input[name=q]", text)
+        with page.expect_navigation():
+            page.press("nav.top .nav-search input[name=q]", "Enter")
+        assert page.inner_text("h1") == "Search"
+        return page.locator("#search-results li").all_inner_texts()
+
+    assert search("machine-a") == ["Records of machine machine-a"]
+    assert search("31001")[0].startswith("Records of build 31001")
+    assert search("org.clearlinux/mce/*")[0].startswith("Records of org.clearlinux/mce/*")
+    found = search("nanosleep")
+    assert found == ["Crash group 1: clock_nanosleep@GLIBC_2.2.5() - [libc.so.6]"]
+    with page.expect_navigation():
+        page.click("#search-results a")
+    assert page.inner_text("h1") == "Crash group 1"
+    assert search("1")[0] == "Record 1"
+    assert search("no such thing") == []
+    assert "Nothing is named" in page.inner_text("#no-results")
+    assert page.errors == []

@@ -32,6 +32,7 @@ PAGES = (
     "/crashes/blacklist",
     "/plugins/severity",
     "/substrate",
+    "/search",
 )
 SCRIPT = '<script>window.pwned = 1; alert("x")</script><img src=x onerror="window.pwned=2">'
 
@@ -136,10 +137,10 @@ def test_script_payload_is_escaped(filled: TestClient) -> None:
         "/population.json?bucket=year",
         "/crashes.json?limit=0",
         "/builds.json?from=2024-02-01&to=2024-01-01",
-        "/records/999999",
-        "/crashes/999999",
-        "/crashes/999999/backtraces",
-        "/plugins/nope",
+        "/records/999999.json",
+        "/crashes/999999.json",
+        "/crashes/999999/backtraces.json",
+        "/plugins/nope.json",
         "/crashes/abc",
         "/population.json?from=2000-01-01&to=2024-01-01",
     ],
@@ -148,6 +149,46 @@ def test_bad_input_is_a_json_4xx(client: TestClient, path: str) -> None:
     r = client.get(path)
     assert 400 <= r.status_code < 500
     assert "message" in r.json()
+
+
+@pytest.mark.parametrize(
+    "path, status, message, kept",
+    [
+        ("/builds?from=yesterday&build=31000", 400, "from must be a date", 'value="31000"'),
+        ("/stats?severity=9&platform=x", 400, "severity must be", 'value="x"'),
+        ("/records?before=x&machine_id=m1", 400, "before must be", 'value="m1"'),
+        ("/population?bucket=year&build=7", 400, "bucket must be", 'value="7"'),
+        ("/crashes?limit=0&build=31000", 400, "limit must be", 'value="0"'),
+        ("/mce?from=2024-02-01&to=2024-01-01", 400, "from must not be", 'value="2024-02-01"'),
+        ("/thermal?to=someday", 400, "to must be a date", 'value="someday"'),
+        ("/substrate?minutes=0", 400, "minutes must be", 'value="0"'),
+        ("/plugins/severity?from=x", 400, "from must be a date", 'value="x"'),
+        ("/records/999999", 404, "no record with id 999999", "Record 999999"),
+        ("/crashes/999999", 404, "no crash group with id 999999", "Crash group 999999"),
+        ("/crashes/999999/backtraces", 404, "no crash group with id 999999", "Backtraces of"),
+        ("/plugins/nope", 404, "no plug-in view named", "nope"),
+    ],
+)
+def test_a_page_shows_its_refusal_inside_the_page(
+    client: TestClient, path: str, status: int, message: str, kept: str
+) -> None:
+    r = client.get(path)
+    assert r.status_code == status
+    assert r.headers["content-type"].startswith("text/html")
+    error = re.search(r'<p class="error" id="error" role="alert">(.*?)</p>', r.text)
+    assert error is not None and message in error.group(1), r.text
+    assert kept in r.text
+    assert 'href="/records"' in r.text and "page-charts" not in r.text
+
+
+def test_browsers_get_a_page_for_unknown_paths_and_malformed_ids(client: TestClient) -> None:
+    html = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    for path, status in (("/no/such/page", 404), ("/crashes/abc", 400)):
+        r = client.get(path, headers=html)
+        assert r.status_code == status and r.headers["content-type"].startswith("text/html")
+        assert 'id="error"' in r.text and path in r.text
+    assert client.get("/api/records?severity=9", headers=html).json()["message"]
+    assert client.get("/no/such/page").json() == {"message": "Not Found"}
 
 
 def test_crash_group_pages_its_machines(client: TestClient) -> None:
@@ -195,6 +236,7 @@ def test_crash_drill_down_and_never_guilty(filled: TestClient) -> None:
     assert crash["guilty_frame"] == 0
     html = filled.get(f"/crashes/{gid}/backtraces").text
     assert '<tr class="guilty">' in html
+    assert "signal 11 (SIGSEGV)" in html
     assert "__libc_start_main@@GLIBC_2.34()" in html
     value = crash["frames"][0]["offer"]
     r = filled.post(
@@ -207,10 +249,14 @@ def test_crash_drill_down_and_never_guilty(filled: TestClient) -> None:
     assert regrouped["guilties"][0]["function"] == "__nanosleep()"
     assert regrouped["guilties"][0]["total"] == 2
     assert regrouped["regroup"] == first_job
-    assert filled.get("/crashes/blacklist.json").json() == {
-        "blacklist": [{"function": "clock_nanosleep@GLIBC_2.2.5()", "module": "libc.so.6"}],
-        "regroup": first_job,
-    }
+    listed = filled.get("/crashes/blacklist.json").json()
+    assert listed["blacklist"] == [
+        {"function": "clock_nanosleep@GLIBC_2.2.5()", "module": "libc.so.6"}
+    ]
+    assert listed["regroup"] == first_job
+    assert [(h["action"], h["function"], h["who"]) for h in listed["history"]] == [
+        ("add", "clock_nanosleep@GLIBC_2.2.5()", "")
+    ]
     r = filled.post(
         "/crashes/blacklist/remove", data={"frame": value}, headers={"accept": "application/json"}
     )
@@ -375,6 +421,12 @@ def test_mce_thermal_population_twins(filled: TestClient) -> None:
     pop = filled.get("/population.json", params={"bucket": "week"}).json()
     assert sum(pop["series"]["31000"]) == 1 and sum(pop["series"]["9"]) == 1
     assert "rotate" in filled.get("/population").text
+    html = filled.get("/population", params={"bucket": "week"}).text
+    charts = json.loads(re.search(r'id="page-charts">(.*?)</script>', html, re.S).group(1))
+    assert charts[0]["labels"][-1] == pop["buckets"][-1] + " (so far)"
+    assert not any("so far" in label for label in charts[0]["labels"][:-1])
+    past = filled.get("/population", params={"from": "2024-01-01", "to": "2024-01-31"}).text
+    assert "(so far)" not in past
 
 
 def test_static_chart_library_is_served(client: TestClient) -> None:
@@ -385,8 +437,8 @@ def test_static_chart_library_is_served(client: TestClient) -> None:
 
 def test_nodes_page_lists_websocket_nodes_and_message_types(client: TestClient) -> None:
     from downlink.pipeline.registry import default_processors
+    from downlink.sources.substrate.connections import NODE_KEY, record_connections
     from downlink.store.inserts import insert_records
-    from downlink.store.node_connections import NODE_KEY, record_connections
 
     node = {
         "connection": "c1",
@@ -433,3 +485,17 @@ def test_comment_and_hide_a_crash_group(filled: TestClient) -> None:
     assert top[0]["guilty_id"] == gid and top[0]["comment"] == "known: bug 42"
     assert filled.post(f"/crashes/{gid}", data={"comment": "x" * 81}).status_code == 400
     assert filled.post("/crashes/999999", data={"comment": ""}).status_code == 404
+
+
+def test_blank_values_read_none(client: TestClient) -> None:
+    crash = "org.clearlinux/crash/clr"
+    load(_store(client), [rec(build="", host_type=""), rec(build="", classification=crash,
+                                                          payload=CRASH)])
+    html = client.get("/builds").text
+    assert '<tr><td>(none)</td><td class="num">2</td></tr>' in html
+    charts = json.loads(re.search(r'id="page-charts">(.*?)</script>', html, re.S).group(1))
+    assert charts[0]["labels"] == ["(none)"] and charts[0]["links"] == [""]
+    assert client.get("/builds.json").json()["builds"] == [{"build": "", "records": 2}]
+    assert "(none): 1" in client.get("/crashes").text
+    assert "<td>(none)</td>" in client.get("/stats").text
+    assert "<td>(none)</td>\n  <td>(none)</td>" in client.get("/records").text

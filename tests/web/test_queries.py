@@ -126,6 +126,11 @@ def test_top_guilties_spread_and_hidden(db: Store) -> None:
         )
     )
     assert len(db.run(crashes.top_guilties, Period.past(7), None, 10)) == 1
+    every = db.run(crashes.top_guilties, Period.past(7), None, 10, True)
+    assert [(g["function"], g["hide"]) for g in every] == [
+        ("clock_nanosleep@GLIBC_2.2.5()", False),
+        ("dump_stack", True),
+    ]
 
 
 def test_mce_summary_and_thermal(db: Store) -> None:

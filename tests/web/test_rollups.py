@@ -200,11 +200,11 @@ def test_migration_rolls_up_records_stored_before_it(settings: object) -> None:
         assert sum(r[-1] for r in _all(store, rollup_class_daily)) == 5
         assert len(_all(store, rollup_guilty_sketch)) == 1  # backfilled by 0007
         totals = {(b, m): n for _, b, m, n, _, _ in _all(store, rollup_guilty_machine_totals)}
-        assert totals == {("31000", "machine-a"): 1, ("31000", "b"): 1}  # backfilled by 0011
+        assert totals == {("31000", "machine-a"): 1, ("31000", "b"): 1}  # backfilled by 0012
         from downlink.store.queries import crashes
         from downlink.store.queries.period import Period
 
-        (top,) = store.run(crashes.top_guilties, Period.past(2), None, 10, 0)
+        (top,) = store.run(crashes.top_guilties, Period.past(2), None, 10, False, 0)
         assert (top["total"], top["machines"], top["machines_estimated"]) == (2, 2, True)
         pop = {(g, b): n for g, _, b, n in _all(store, rollup_population)}
         assert pop[("d", "31000")] == 2 and pop[("w", "31001")] == 1
@@ -241,13 +241,13 @@ def test_machine_sketches_estimate_the_exact_counts(db: Store) -> None:
     period = Period.past(10)
     exact = db.run(crashes.top_guilties, period, None, 50)
     assert exact and not exact[0]["machines_estimated"]
-    estimated = db.run(crashes.top_guilties, period, None, 50, 0)
+    estimated = db.run(crashes.top_guilties, period, None, 50, False, 0)
     assert estimated[0]["machines_estimated"]
     assert [g["guilty_id"] for g in estimated] == [g["guilty_id"] for g in exact]
     for e, x in zip(estimated, exact, strict=True):
         assert abs(e["machines"] - x["machines"]) <= max(1, x["machines"] // 20), (e, x)
     build = exact[0]["per_build"] and next(iter(exact[0]["per_build"]))
-    by_build = db.run(crashes.top_guilties, period, build, 50, 0)
+    by_build = db.run(crashes.top_guilties, period, build, 50, False, 0)
     exact_build = db.run(crashes.top_guilties, period, build, 50)
     assert [g["machines"] for g in by_build] == [g["machines"] for g in exact_build]
 

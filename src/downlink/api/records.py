@@ -5,24 +5,37 @@ severity 1-4, machine_id <= 32, build <= 256, created_in_days, created_in_sec,
 from_id, ts_capture, limit 1..10000 default 10000, newest first). The original's
 bugs are not kept: ``limit`` is compared as a number and there is no hidden 30-day cap.
 Downlink adds ``before_id`` (cursor), ``since``/``until``, ``source`` and ``format``.
+
+Every format is streamed in parts of a few MiB of records
+(:func:`~downlink.store.queries.records.byte_chunks`), each read and encoded in a
+worker thread, so an answer of 10,000 records of 8 MiB each needs the memory of one
+part. A JSON page also stops at ``DOWNLINK_API_PAGE_BYTES`` of records (a client has to
+hold a JSON document whole); ``next_cursor`` and ``next`` then say where it goes on.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import Connection
 
 from downlink.api.errors import BadRequest
 from downlink.api.params import MAX_ID, RecordId, integer, parse_moment, text
 from downlink.store.database import Store
-from downlink.store.queries.records import RecordFilter, get_record, list_records
+from downlink.store.queries.records import (
+    RecordFilter,
+    byte_chunks,
+    cut_by_bytes,
+    get_record,
+    record_sizes,
+    records_by_ids,
+)
 from downlink.store.record_json import clear_json
 
 router = APIRouter(tags=["records"])
@@ -106,16 +119,60 @@ def parse_filter(
     return f, limit
 
 
-def _csv_lines(items: list[dict[str, Any]]) -> Iterator[str]:
-    buf = io.StringIO()
-    writer = csv.writer(buf, quoting=csv.QUOTE_ALL)
-    writer.writerow(CSV_COLUMNS)
-    for item in items:
-        writer.writerow([item.get(c) for c in CSV_COLUMNS])
-        yield buf.getvalue()
-        buf.seek(0)
-        buf.truncate()
-    yield buf.getvalue()
+MEDIA_TYPES = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv"}
+# A part is written to the connection in pieces of this size, each sent once the
+# previous one drained (no copy of a whole part in the server's or the socket's buffers).
+PIECE_BYTES = 256 * 1024
+
+
+def _csv_field(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _csv_text(rows: Sequence[Sequence[Any]]) -> bytes:
+    """Rows as ``csv.writer(quoting=csv.QUOTE_ALL)`` writes them.
+
+    By hand because the csv module builds each row in a buffer of 4 bytes a
+    character: 16 MiB of transient memory for a 4 MiB payload.
+    """
+    return "".join(",".join(_csv_field(v) for v in row) + "\r\n" for row in rows).encode()
+
+
+def _encode_part(conn: Connection, ids: list[int], fmt: str) -> bytes:
+    """Read one part of the answer and encode it (in a worker thread)."""
+    items = [clear_json(row) for row in records_by_ids(conn, ids)]
+    if fmt == "csv":
+        return _csv_text([[item.get(c) for c in CSV_COLUMNS] for item in items])
+    if fmt == "ndjson":
+        return b"".join(orjson.dumps(item) + b"\n" for item in items)
+    return b",".join(orjson.dumps(item) for item in items)
+
+
+async def _stream(
+    store: Store, fmt: str, sizes: Sequence[tuple[int, int]], tail: bytes
+) -> AsyncIterator[bytes]:
+    """Yield the answer part by part: at most one part of records is in memory."""
+    if fmt == "json":
+        yield b'{"records":['
+    elif fmt == "csv":
+        yield _csv_text([CSV_COLUMNS])
+    written = False
+    for part in byte_chunks(sizes):
+        data = await store.read(_encode_part, part, fmt)
+        if data:
+            if written and fmt == "json":
+                yield b","
+            view = memoryview(data)
+            for start in range(0, len(data), PIECE_BYTES):
+                yield view[start : start + PIECE_BYTES]  # type: ignore[misc]
+            written = True
+    yield tail
+
+
+def _next_link(request: Request, cursor: int) -> str:
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "before_id"]
+    return f"{request.url.path}?{urlencode([*params, ('before_id', str(cursor))])}"
 
 
 _LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -160,27 +217,34 @@ async def records_api(
     limit: Annotated[str | None, Query(description="1..10000, default 10000")] = None,
     format: Annotated[str | None, Query(description="json (default), csv or ndjson")] = None,
 ) -> Response:
-    """List records, newest first, as ``{"records": [...], "next_cursor": id|null}``."""
+    """List records, newest first, as ``{"records": [...], "next_cursor": id|null, ...}``.
+
+    JSON pages also end at ``DOWNLINK_API_PAGE_BYTES`` of records; ``next`` is then the
+    URL of the next page and ``cut_by_bytes`` is true. Every format is streamed.
+    """
     store: Store = request.app.state.store
     params = dict(request.query_params)
     f, lim = parse_filter(params, store.settings.api_limit_max)
     fmt = (format or "json").lower()
-    if fmt not in ("json", "csv", "ndjson"):
+    if fmt not in MEDIA_TYPES:
         raise BadRequest("format must be json, csv or ndjson")
-    rows = await store.read(list_records, f, lim)
-    items = [clear_json(r) for r in rows]
-    next_cursor = rows[-1]["id"] if len(rows) == lim else None
-    headers = {"X-Next-Cursor": str(next_cursor)} if next_cursor is not None else {}
-    if fmt == "csv":
-        return StreamingResponse(_csv_lines(items), media_type="text/csv", headers=headers)
-    if fmt == "ndjson":
-        body = b"".join(orjson.dumps(i) + b"\n" for i in items)
-        return Response(body, media_type="application/x-ndjson", headers=headers)
-    return Response(
-        orjson.dumps({"records": items, "next_cursor": next_cursor}),
-        media_type="application/json",
-        headers=headers,
-    )
+    sizes: Sequence[tuple[int, int]] = await store.read(record_sizes, f, lim)
+    cut = False
+    if fmt == "json":
+        page = cut_by_bytes(sizes, store.settings.api_page_bytes)
+        cut, sizes = len(page) < len(sizes), page
+    next_cursor = sizes[-1][0] if sizes and (cut or len(sizes) == lim) else None
+    headers: dict[str, str] = {}
+    tail = b""
+    link = None
+    if next_cursor is not None:
+        link = _next_link(request, next_cursor)
+        headers = {"X-Next-Cursor": str(next_cursor), "Link": f'<{link}>; rel="next"'}
+    if fmt == "json":
+        tail = b"]," + orjson.dumps({"next_cursor": next_cursor, "next": link,
+                                     "cut_by_bytes": cut})[1:]
+    return StreamingResponse(_stream(store, fmt, sizes, tail),
+                             media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
 @router.get("/api/records/{record_id}", responses=_ONE_RESPONSES)

@@ -10,6 +10,7 @@ from downlink.cli.purge import purge
 from downlink.cli.reprocess import reprocess_cmd
 from downlink.cli.settings import settings_cmd
 from downlink.cli.spool import spool_cmd
+from downlink.sources import registry
 
 
 @click.group()
@@ -27,6 +28,12 @@ cli.add_command(settings_cmd)
 cli.add_command(purge)
 cli.add_command(reprocess_cmd)
 cli.add_command(spool_cmd)
+
+# Commands of the built-in and installed sources (``Source.extra["cli"]``, a click command).
+for _source in registry.load():
+    _command = _source.extra.get("cli")
+    if isinstance(_command, click.Command):
+        cli.add_command(_command)
 
 
 def main() -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from typing import Any
 
 import click
 import uvicorn
 
 from downlink.cli.options import database_option, load_settings
-from downlink.ingest.nodes_ws import uvicorn_options
 from downlink.metrics import MULTIPROC_ENV
 from downlink.settings import Settings
 from downlink.store import migrate as migrations
@@ -63,6 +63,15 @@ def serve(host: str, port: int, workers: int, log_level: str, database_url: str 
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
+def server_options(settings: Settings) -> dict[str, Any]:
+    """The uvicorn options the sources ask for (websocket pings, frame size)."""
+    options: dict[str, Any] = {}
+    for source in settings.registry:
+        if source.server_options is not None:
+            options.update(source.server_options(settings))
+    return options
+
+
 def _run(host: str, port: int, workers: int, log_level: str, settings: Settings) -> None:
     uvicorn.run(
         "downlink.app:app_from_env",
@@ -73,6 +82,7 @@ def _run(host: str, port: int, workers: int, log_level: str, settings: Settings)
         log_level=log_level,
         access_log=False,
         timeout_keep_alive=5,
-        **uvicorn_options(settings),
+        **server_options(settings),
         http="downlink.security.protocol:GuardedHttpToolsProtocol",
+        ws="downlink.security.protocol:GuardedWebSocketsProtocol",
     )

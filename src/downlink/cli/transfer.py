@@ -32,23 +32,25 @@ def export_cmd(
     output: str, source: str | None, classification: str | None, database_url: str | None
 ) -> None:
     """Write records as NDJSON to OUTPUT (default: standard output)."""
-    store = Store(load_settings(database_url))
+    settings = load_settings(database_url)
+    try:
+        out: IO[bytes] = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
+    store = Store(settings)
     f = RecordFilter(source=source, classification=classification)
     try:
         store.migrate()
         with store.engine.connect() as conn:
             total = count_records(conn, f)
-            out: IO[bytes] = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115
-            try:
-                with Progress(disable=output == "-", transient=False) as progress:
-                    task = progress.add_task("exporting", total=total)
-                    for row in iter_records(conn, f):
-                        out.write(orjson.dumps(export_row(row)) + b"\n")
-                        progress.advance(task)
-            finally:
-                if out is not sys.stdout.buffer:
-                    out.close()
+            with Progress(disable=output == "-", transient=False) as progress:
+                task = progress.add_task("exporting", total=total)
+                for row in iter_records(conn, f):
+                    out.write(orjson.dumps(export_row(row)) + b"\n")
+                    progress.advance(task)
     finally:
+        if out is not sys.stdout.buffer:
+            out.close()
         store.engine.dispose()
         store.write_engine.dispose()
     if output != "-":

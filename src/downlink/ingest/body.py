@@ -1,8 +1,21 @@
-"""Reading request bodies with a size limit, refusing oversized ones early."""
+"""Reading request bodies with a size limit, and parsing large ones off the event loop."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
 from starlette.requests import Request
+
+T = TypeVar("T")
+
+# Bodies from this size on are parsed and validated in a worker thread, so that the
+# event loop keeps answering health checks and small posts meanwhile. Two threads: the
+# work holds the interpreter lock much of the time, more would only queue on it.
+OFFLOAD_BYTES = 64 * 1024
+_PARSERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="downlink-parse")
 
 
 class BodyTooLarge(Exception):
@@ -22,3 +35,10 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BodyTooLarge(f"body is larger than the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def off_loop(size: int, fn: Callable[..., T], *args: Any) -> T:
+    """Return ``fn(*args)``: here for a body under OFFLOAD_BYTES, else in a worker thread."""
+    if size < OFFLOAD_BYTES:
+        return fn(*args)
+    return await asyncio.get_running_loop().run_in_executor(_PARSERS, fn, *args)

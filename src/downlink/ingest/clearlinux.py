@@ -20,8 +20,7 @@ import string
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import orjson
-
+from downlink.ingest.shallow_json import JSONError, loads_shallow
 from downlink.integers import INT32_MAX as _INT32_MAX
 from downlink.integers import parse_int, parse_whole
 from downlink.store.storable import text_problem
@@ -149,11 +148,11 @@ JSON_RECORD_SCHEMA: dict[str, Any] = {
 }
 
 
-def fields_from_json(body: bytes) -> tuple[dict[str, str], bytes]:
+def fields_from_json(body: bytes | memoryview) -> tuple[dict[str, str], bytes]:
     """Split a v3 JSON body into its record fields and its payload bytes."""
     try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        doc = loads_shallow(body)  # linear time, however deeply the body nests
+    except JSONError as exc:
         raise RecordRejected(f"Request body is not valid JSON: {exc}", "json") from None
     return fields_from_object(doc)
 

@@ -11,12 +11,13 @@ queue is full or the database is unavailable.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import orjson
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from downlink.ingest.body import BodyTooLarge
+from downlink.ingest.body import BodyTooLarge, off_loop
 from downlink.ingest.clearlinux import (
     EXTERNAL_KEY,
     JSON_RECORD_SCHEMA,
@@ -27,6 +28,7 @@ from downlink.ingest.clearlinux import (
     fields_from_raw_headers,
     validate,
 )
+from downlink.settings import Settings
 from downlink.store.database import Store
 from downlink.store.record_json import clear_json
 from downlink.store.refusals import REFUSED_KEY
@@ -58,6 +60,18 @@ def _fields(raw: Headers, body: bytes) -> tuple[dict[str, str], bytes]:
         if key in headers:
             fields[key] = headers[key]
     return fields, payload
+
+
+def _row(raw: Headers, body: bytes, settings: Settings) -> dict[str, Any]:
+    """Parse and validate one record (in a worker thread for large bodies)."""
+    fields, payload = _fields(raw, body)
+    return validate(
+        fields,
+        payload,
+        allowed_tids=settings.telemetry_ids,
+        any_tid=settings.any_tid,
+        received_at=time.time(),
+    )
 
 
 async def _read_body(raw: Headers, receive: Receive, limit: int) -> bytes:
@@ -121,14 +135,7 @@ async def collect(scope: Scope, receive: Receive, send: Send) -> None:
         metrics.rejected.labels(SOURCE, "disconnected").inc()
         return
     try:
-        fields, payload = _fields(raw, body)
-        row = validate(
-            fields,
-            payload,
-            allowed_tids=settings.telemetry_ids,
-            any_tid=settings.any_tid,
-            received_at=time.time(),
-        )
+        row = await off_loop(len(body), _row, raw, body, settings)
     except RecordRejected as exc:
         metrics.rejected.labels(SOURCE, exc.reason).inc()
         await _answer(send, 400, _message(exc.message))

@@ -47,6 +47,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         max_body_bytes=settings.max_body_bytes,
         max_header_bytes=settings.max_header_bytes,
         body_timeout=settings.client_timeout,
+        request_timeout=settings.request_timeout,
     )
 
 
@@ -73,5 +74,6 @@ def guard(app: FastAPI, endpoint: ASGIApp, settings: Settings) -> ASGIApp:
         max_body_bytes=settings.max_body_bytes,
         max_header_bytes=settings.max_header_bytes,
         body_timeout=settings.client_timeout,
+        request_timeout=settings.request_timeout,
     )
     return HttpErrors(inner)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from downlink.security.paths import CORE, IngestPaths, is_open
+from downlink.security.paths import IngestPaths, builtin_ingest_paths, is_open
 from downlink.security.replies import send_error
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="downlink"'}
@@ -53,12 +53,12 @@ class TokenAuth:
         app: ASGIApp,
         tokens: Iterable[str],
         collector_auth: bool = False,
-        ingest: IngestPaths = CORE,
+        ingest: IngestPaths | None = None,
     ) -> None:
         self.app = app
         self.tokens = tuple(t.encode("utf-8") for t in tokens if t)
         self.collector_auth = collector_auth
-        self.ingest = ingest
+        self.ingest = ingest or builtin_ingest_paths()
 
     def valid(self, token: str | None) -> bool:
         """True when ``token`` is one of the configured tokens."""

@@ -4,7 +4,8 @@
 * a declared ``Content-Length`` above ``max_body_bytes``: 413 at once, the body unread;
   an unparseable one: 400;
 * a body (chunked or not) growing past ``max_body_bytes`` while it is read: 413;
-* a client that pauses more than ``body_timeout`` seconds while sending its body: 408.
+* a client that pauses more than ``body_timeout`` seconds while sending its body, or
+  whose body is not complete ``request_timeout`` seconds after its head: 408.
 
 Header-size and header-time limits that act while the headers are still arriving are
 in :mod:`downlink.security.protocol`; this middleware sees a request once its headers
@@ -33,12 +34,18 @@ class RequestLimits:
     """ASGI middleware enforcing header size, body size and body timeout."""
 
     def __init__(
-        self, app: ASGIApp, max_body_bytes: int, max_header_bytes: int, body_timeout: float
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        max_header_bytes: int,
+        body_timeout: float,
+        request_timeout: float,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
         self.body_timeout = body_timeout
+        self.request_timeout = request_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,17 +69,20 @@ class RequestLimits:
                         _CLOSE,
                     )
                     return
-        await self.app(scope, _BoundedReceive(receive, self.max_body_bytes, self.body_timeout),
-                       send)
+        bounded = _BoundedReceive(receive, self.max_body_bytes, self.body_timeout,
+                                  self.request_timeout)
+        await self.app(scope, bounded, send)
 
 
 class _BoundedReceive:
     """A ``receive`` that times out slow bodies and counts their size."""
 
-    def __init__(self, receive: Receive, limit: int, timeout: float) -> None:
+    def __init__(self, receive: Receive, limit: int, timeout: float, total: float) -> None:
         self.receive = receive
         self.limit = limit
         self.timeout = timeout
+        self.total = total
+        self.deadline = asyncio.get_running_loop().time() + total
         self.size = 0
         self.done = False
 
@@ -80,15 +90,18 @@ class _BoundedReceive:
         if self.done:
             # The body is complete: later receives only wait for a disconnect.
             return await self.receive()
+        # The earlier of the pause limit and the whole-request deadline.
+        pause_ends = asyncio.get_running_loop().time() + self.timeout
+        whole = self.deadline < pause_ends
         try:
             # asyncio.timeout, not wait_for: no extra task per receive on the hot path.
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout_at(min(pause_ends, self.deadline)):
                 message = await self.receive()
         except TimeoutError:
             self.done = True
-            raise HTTPException(
-                408, f"Request body not received within {self.timeout:g} s", _CLOSE
-            ) from None
+            what = (f"Request body not complete within {self.total:g} s" if whole
+                    else f"Request body not received within {self.timeout:g} s")
+            raise HTTPException(408, what, _CLOSE) from None
         if message["type"] != "http.request":
             self.done = True
             return message

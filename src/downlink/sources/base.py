@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection, MetaData
     from starlette.routing import BaseRoute
 
+    from downlink.settings import Settings
+
 
 @dataclass(frozen=True)
 class SourceSetting:
@@ -108,11 +110,16 @@ class JobKind:
 
 @dataclass(frozen=True)
 class NavEntry:
-    """A tab of the navigation bar."""
+    """A tab of the navigation bar.
+
+    ``keeps_period``: the page takes ``from``/``to``/``range``, so the bar carries the
+    current period to it (as it does between the core's dashboards).
+    """
 
     key: str
     label: str
     href: str
+    keeps_period: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,12 +131,20 @@ class Source:
     * ``routes``: plain Starlette routes (websockets, hot-path endpoints).
     * ``ingest_paths`` / ``ingest_websockets``: paths that deliver telemetry (open
       when API tokens are configured, rate-limited as ingest).
+      ``ingest_prefixes``: POST path prefixes that deliver telemetry (OONI's
+      ``/report/{report_id}``); ``open_reads``: paths open to GET/HEAD without a token
+      (a sender's probe such as fuel-stats' ping, a public read API).
     * ``metadata`` / ``migrations``: the source's own tables and the folder of its own
       Alembic revisions (a separate version location and branch; a migration never
       imports live application code).
     * ``consumers``, ``job_kinds``: post-ack processing and background work.
     * ``nav``: navigation tabs; ``templates``/``static``: folders the web shell serves.
     * ``settings``: the source's settings; ``metrics(registry)`` registers its metrics.
+    * ``processors``: run by the group-commit writer inside each batch's transaction,
+      on the new rows before their insert (``(conn, rows)``): only for derived data
+      that must commit with the records; everything else is a consumer.
+    * ``server_options(settings)``: options for the uvicorn server (websocket pings
+      and frame size), merged by ``downlink serve``.
     * ``purge(conn, before_ts)``: deletes the source's rows older than the retention
       cut-off and returns how many went. Keep each call short (at most a few thousand
       rows): the core calls it again, one transaction each, until it returns 0.
@@ -144,6 +159,8 @@ class Source:
     routes: Sequence[BaseRoute] = ()
     ingest_paths: frozenset[str] = frozenset()
     ingest_websockets: frozenset[str] = frozenset()
+    ingest_prefixes: tuple[str, ...] = ()
+    open_reads: frozenset[str] = frozenset()
     metadata: MetaData | None = None
     migrations: Path | None = None
     consumers: Sequence[Consumer] = ()
@@ -155,4 +172,6 @@ class Source:
     metrics: Callable[[CollectorRegistry], Any] | None = None
     purge: Callable[[Connection, float], int] | None = None
     retention: str | None = None
+    processors: Sequence[Callable[[Connection, list[dict[str, Any]]], None]] = ()
+    server_options: Callable[[Settings], Mapping[str, Any]] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)

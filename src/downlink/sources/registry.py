@@ -33,7 +33,11 @@ from downlink.sources.base import Consumer, JobKind, NavEntry, Source, SourceSet
 ENTRY_POINT_GROUP = "downlink.sources"
 
 # The sources that ship with Downlink, as module names.
-BUILTIN: tuple[str, ...] = ()
+BUILTIN: tuple[str, ...] = (
+    "downlink.sources.substrate.source",
+    "downlink.sources.ooni.source",
+    "downlink.sources.fuelstats.source",
+)
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _ENV = re.compile(r"[A-Z][A-Z0-9_]*")

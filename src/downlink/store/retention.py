@@ -9,7 +9,7 @@ Each batch is its own short write transaction of at most ``DOWNLINK_PURGE_BATCH`
 so on SQLite the group-commit writer waits for at most one small batch, and on
 PostgreSQL it does not wait at all. Records have no foreign key to
 ``node_connections``: deleting records or closed connections cannot make a pending
-insert fail (see :mod:`downlink.store.node_connections`).
+insert fail (see ``downlink.sources.substrate.connections``).
 
 :class:`Maintenance` is the background task of a server: it refreshes the database
 size gauge and runs the purge every ``DOWNLINK_PURGE_INTERVAL_S``.

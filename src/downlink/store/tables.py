@@ -57,6 +57,21 @@ guilty_blacklist = Table(
     UniqueConstraint("function", "module"),
 )
 
+# Every change of the "never guilty" list: who, when and why (the list keeps the frames).
+guilty_blacklist_log = Table(
+    "guilty_blacklist_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ts", Double, nullable=False),
+    Column("action", String(8), nullable=False),  # "add" or "remove"
+    Column("function", Text, nullable=False),
+    Column("module", Text, nullable=False),
+    Column("who", Text, nullable=False, server_default=""),
+    Column("address", Text, nullable=False, server_default=""),
+    Column("why", Text, nullable=False, server_default=""),
+    Index(None, "function", "module", "id"),
+)
+
 records = Table(
     "records",
     metadata,
@@ -199,7 +214,7 @@ rollup_guilty_machines = Table(
     # (guilty_id, day) index cost one table page per row (migration 0009).
     Index("ix_rollup_guilty_machines_by_group", "guilty_id", "day", "build", "machine_id", "count"),
     # A few machines' rows of one group (their crashes in a period, when the period
-    # holds only part of their crashes of the group): migration 0011.
+    # holds only part of their crashes of the group): migration 0012.
     Index(
         "ix_rollup_guilty_machines_by_machine", "guilty_id", "machine_id", "build", "day", "count"
     ),
@@ -210,7 +225,7 @@ rollup_guilty_machines = Table(
 # page lists machines "most crashes first" from it without aggregating a long period's
 # rows per request (downlink.store.queries.crashes.guilty_machines): an all-time count
 # bounds the machine's count in any period, and equals it when the machine's first and
-# last days lie inside the period (migration 0011).
+# last days lie inside the period (migration 0012).
 rollup_guilty_machine_totals = Table(
     "rollup_guilty_machine_totals",
     metadata,

@@ -7,7 +7,7 @@ from datetime import date
 
 from downlink.api import params as api_params
 from downlink.api.errors import BadRequest
-from downlink.store.queries.period import Period, RollupFilter, day_number, today
+from downlink.store.queries.period import Period, RollupFilter, day_date, day_number, today
 
 MAX_DAYS = 3700
 _TEXT_MAX = 256
@@ -43,10 +43,30 @@ def _date(params: Mapping[str, str], name: str) -> int | None:
         raise BadRequest(f"{name} must be a date like 2024-01-31") from None
 
 
+# Time-range presets (``range=``), kept across pages by the navigation bar.
+PRESETS = {"24h": "24 h", "7d": "7 d", "30d": "30 d", "90d": "90 d", "ytd": "year to date"}
+
+
+def preset_period(name: str) -> Period:
+    """The days of a preset: ``24h`` is yesterday and today (whole UTC days)."""
+    end = today()
+    if name == "24h":
+        return Period(end - 1, end)
+    if name == "ytd":
+        return Period(day_number(day_date(end).replace(month=1, day=1)), end)
+    if name in PRESETS:
+        return Period.past(int(name[:-1]), end)
+    raise BadRequest(f"range must be one of {', '.join(PRESETS)}")
+
+
 def period(params: Mapping[str, str], default_days: int) -> Period:
-    """Return the day range from ``from``/``to`` (ISO dates), by default the past N days."""
+    """Return the day range from ``from``/``to`` (ISO dates), or the preset ``range``,
+    by default the past N days."""
     last = _date(params, "to")
     first = _date(params, "from")
+    preset = params.get("range", "").strip()
+    if first is None and last is None and preset:
+        return preset_period(preset)
     if last is None:
         last = today() if first is None else max(first, today())
     if first is None:

@@ -33,7 +33,7 @@ from downlink.api.errors import BadRequest
 from downlink.store.database import Store
 from downlink.store.queries.period import Period
 from downlink.web import params
-from downlink.web.rendering import NavItem, twin, web_of
+from downlink.web.rendering import NavItem, shows_errors, twin, web_of
 
 ENTRY_POINT_GROUP = "downlink.web_plugins"
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
@@ -165,6 +165,7 @@ def plugin_router() -> APIRouter:
         return twin(await _data(request, view))
 
     @router.get("/plugins/{name}")
+    @shows_errors("plugin.html", "{name}", "")
     async def plugin_page(request: Request, name: str) -> Response:
         """Render a plug-in view."""
         view = _view(request, name)

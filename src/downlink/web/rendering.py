@@ -8,20 +8,36 @@ escaping were ever bypassed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import csv
+import functools
+import io
+import signal
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader, select_autoescape
+from jinja2 import (
+    ChainableUndefined,
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    PrefixLoader,
+    select_autoescape,
+)
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+
+from downlink.api.errors import BadRequest
+from downlink.web.params import PRESETS
 
 TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
 CHART_JS = "chart-4.6.1.umd.min.js"
+SWAGGER_UI = "swagger-ui-5.35.0"  # swagger-ui-dist from npm: bundle, CSS, licence
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -36,17 +52,18 @@ class NavItem:
     key: str
     label: str
     href: str
+    keeps_period: bool = True  # the page takes from/to/range: the bar carries them to it
 
 
 CORE_NAV: tuple[NavItem, ...] = (
-    NavItem("records", "Records", "/records"),
+    NavItem("records", "Records", "/records", keeps_period=False),
     NavItem("builds", "Builds", "/builds"),
     NavItem("stats", "Stats", "/stats"),
     NavItem("crashes", "Crashes", "/crashes"),
     NavItem("mce", "MCE", "/mce"),
     NavItem("thermal", "Thermal", "/thermal"),
     NavItem("population", "Population", "/population"),
-    NavItem("nodes", "Nodes", "/substrate"),
+    NavItem("docs", "API", "/docs", keeps_period=False),
 )
 
 
@@ -55,6 +72,50 @@ def when(ts: float | None) -> str:
     if ts is None:
         return ""
     return datetime.fromtimestamp(float(ts), UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+NONE = "(none)"
+
+
+def blank(value: Any) -> Any:
+    """Show an empty value (a blank build, platform) as "(none)"."""
+    return NONE if value is None or value == "" else value
+
+
+def signal_name(number: Any) -> str:
+    """A Linux signal number with its name: ``11 (SIGSEGV)``."""
+    try:
+        return f"{number} ({signal.Signals(int(number)).name})"
+    except (ValueError, TypeError):
+        return str(number)
+
+
+def num(value: Any) -> str:
+    """Format a count with thousands separators (1,234,567)."""
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def records_href(period: Mapping[str, str] | None = None, **filters: Any) -> str:
+    """``/records`` filtered by ``filters``, received within the dashboard's ``period``."""
+    query = {k: v for k, v in filters.items() if v not in (None, "")}
+    if period:
+        query["since"] = period["from"] + "T00:00"
+        query["until"] = period["to"] + "T23:59:59.999"
+    return "/records?" + urlencode(query)
+
+
+PERIOD_PARAMS = ("from", "to", "range")
+
+
+def preset_href(form: Mapping[str, str], name: str) -> str:
+    """This page with the time-range preset ``name`` instead of its period (first page)."""
+    kept = {k: v for k, v in form.items() if k not in (*PERIOD_PARAMS, "offset", "before")}
+    return "?" + urlencode({**kept, "range": name})
+
+
+def period_query(form: Mapping[str, str]) -> str:
+    """The period of a page's query (``range`` or ``from``/``to``), to carry to other pages."""
+    return urlencode({k: form[k] for k in PERIOD_PARAMS if form.get(k)})
 
 
 def make_environment(
@@ -75,6 +136,12 @@ def make_environment(
     )
     env = Environment(loader=loader, autoescape=select_autoescape(default=True))
     env.filters["when"] = when
+    env.filters["blank"] = blank
+    env.filters["num"] = num
+    env.filters["signal"] = signal_name
+    env.globals["presets"] = PRESETS
+    env.globals["preset_href"] = preset_href
+    env.globals["records_href"] = records_href
     return env
 
 
@@ -83,6 +150,9 @@ class Web:
 
     def __init__(self, env: Environment, nav: Sequence[NavItem]) -> None:
         self.env = env
+        # A page answering a refusal has no results: names only the results would have
+        # (``data.period``, ``view.name``) render empty instead of failing.
+        self.lenient_env = env.overlay(undefined=ChainableUndefined)
         self.nav = list(nav)
 
     def page(
@@ -96,15 +166,49 @@ class Web:
         **context: Any,
     ) -> HTMLResponse:
         """Render one page with the navigation bar and its charts."""
-        html = self.env.get_template(template).render(
+        env = self.lenient_env if "error" in context else self.env
+        keep = period_query(context.get("form") or {})
+        html = env.get_template(template).render(
             title=title,
             active=active,
             nav=self.nav,
+            nav_query=keep,
             charts=list(charts),
             chart_js=CHART_JS,
             **context,
         )
         return HTMLResponse(html, status_code=status, headers={"Content-Security-Policy": CSP})
+
+
+Endpoint = Callable[..., Awaitable[Response]]
+
+
+def shows_errors(template: str, title: str, active: str) -> Callable[[Endpoint], Endpoint]:
+    """Answer the page's refusals (:class:`BadRequest`) with the page itself.
+
+    The message stands above the results, the form keeps what was typed, and the status
+    stays the refusal's (400, 404). ``title`` may name path parameters
+    (``"Crash group {guilty_id}"``). JSON twins keep their ``{"message": …}`` answers.
+    """
+
+    def wrap(endpoint: Endpoint) -> Endpoint:
+        @functools.wraps(endpoint)
+        async def page(request: Request, *args: Any, **kwargs: Any) -> Response:
+            try:
+                return await endpoint(request, *args, **kwargs)
+            except BadRequest as exc:
+                return web_of(request).page(
+                    template,
+                    title=title.format(**kwargs),
+                    active=active,
+                    status=exc.status,
+                    error=exc.message,
+                    form=dict(request.query_params),
+                )
+
+        return page
+
+    return wrap
 
 
 def web_of(request: Request) -> Web:
@@ -120,21 +224,52 @@ def twin(data: Any) -> Response:
     )
 
 
+def csv_twin(name: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Response:
+    """Return a page's table as CSV (a download named ``name.csv``).
+
+    Text cells starting with ``=``, ``+``, ``-``, ``@`` or a control character get a
+    leading ``'`` so a spreadsheet shows them instead of running them as formulas
+    (records are untrusted); numbers are written as they are.
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(v) for v in row])
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return "" if value is None else value
+
+
 def chart(
     chart_id: str,
     kind: str,
     labels: Sequence[Any],
-    datasets: dict[str, Sequence[int | float]],
+    datasets: Mapping[str, Sequence[int | float]],
     *,
     title: str = "",
     stacked: bool = False,
+    x_title: str = "",
+    y_title: str = "",
+    links: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Describe one chart for ``static/js/charts.js``."""
+    """Describe one chart for ``static/js/charts.js`` (axis titles for bar and line)."""
     return {
         "id": chart_id,
         "type": kind,
         "title": title,
         "stacked": stacked,
+        "x_title": x_title,
+        "y_title": y_title,
         "labels": list(labels),
         "datasets": [{"label": k, "data": list(v)} for k, v in datasets.items()],
+        **({"links": list(links)} if links is not None else {}),
     }

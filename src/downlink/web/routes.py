@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from downlink.settings import Settings
-from downlink.web.pages import builds, consumers, crashes, mce, nodes, population, records, stats
+from downlink.web.pages import (
+    apidocs,
+    builds,
+    consumers,
+    crashes,
+    mce,
+    population,
+    records,
+    search,
+    stats,
+)
 from downlink.web.plugins import load_plugins, plugin_router
-from downlink.web.rendering import CORE_NAV, STATIC, NavItem, Web, make_environment
+from downlink.web.rendering import CORE_NAV, STATIC, NavItem, Web, make_environment, web_of
 
-PAGES = (records, builds, stats, crashes, mce, population, nodes, consumers)
+PAGES = (records, builds, stats, crashes, mce, population, consumers, apidocs, search)
 
 
 def install(app: FastAPI, settings: Settings) -> None:
@@ -23,7 +40,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     registry = load_plugins(modules)
     sources = settings.registry
     app.state.web_plugins = registry
-    source_nav = [NavItem(n.key, n.label, n.href) for n in sources.nav]
+    source_nav = [NavItem(n.key, n.label, n.href, n.keeps_period) for n in sources.nav]
     app.state.web = Web(
         make_environment(registry.template_dirs, sources.templates),
         [*CORE_NAV, *source_nav, *registry.nav],
@@ -34,3 +51,47 @@ def install(app: FastAPI, settings: Settings) -> None:
     for name, folder in sources.static.items():
         app.mount(f"/static/sources/{name}", StaticFiles(directory=folder), name=f"static-{name}")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_api_route("/favicon.ico", _favicon, methods=["GET"], include_in_schema=False)
+    _html_errors(app)
+
+
+async def _favicon() -> Response:
+    """The icon browsers ask for on pages without one (the JSON twins): the SVG one."""
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+
+_NOT_PAGES = ("/api/", "/-/", "/nodes", "/static/", "/v2/", "/v3/", "/metrics", "/openapi")
+
+
+def _wants_html(request: Request) -> bool:
+    path = request.url.path
+    return (
+        "text/html" in request.headers.get("accept", "")
+        and not path.endswith(".json")
+        and not path.startswith(_NOT_PAGES)
+    )
+
+
+def _html_errors(app: FastAPI) -> None:
+    """Browsers asking for an unknown page (or a malformed id) get a page saying so.
+
+    Everything else, and every JSON path, keeps the ``{"message": …}`` answer.
+    """
+    for kind in (HTTPException, RequestValidationError):
+        as_json = app.exception_handlers[kind]
+
+        async def handler(request: Request, exc: Exception, as_json: Any = as_json) -> Response:
+            response: Response = await as_json(request, exc)
+            if not _wants_html(request):
+                return response
+            status = response.status_code
+            message = orjson.loads(bytes(response.body)).get("message", "")
+            return web_of(request).page(
+                "error.html",
+                title="Page not found" if status == 404 else "Cannot show this page",
+                active="",
+                status=status,
+                error=f"{request.url.path}: {message}",
+            )
+
+        app.add_exception_handler(kind, handler)

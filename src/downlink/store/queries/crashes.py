@@ -117,9 +117,11 @@ def top_guilties(
     period: Period,
     build: str | None = None,
     limit: int = 50,
+    include_hidden: bool = False,
     exact_max: int = EXACT_MACHINES_MAX,
 ) -> list[Row]:
-    """Return the most frequent visible crash groups of the period, with their spread.
+    """Return the most frequent visible (or, with ``include_hidden``, all) crash groups
+    of the period, with their spread (``hide`` says whether a group is hidden).
 
     Each item: guilty id, function, module, comment, total, machines, builds (count of
     distinct builds), first_seen, last_seen and per_build ``{build: count}``.
@@ -146,7 +148,7 @@ def top_guilties(
     every_build: dict[int, int] = {}  # crash rows of the group in the period, any build
     for gid_, b, n_, first, last in conn.execute(cells):
         gid, n = int(gid_), int(n_)
-        if gid in hidden:
+        if gid in hidden and not include_hidden:
             continue
         every_build[gid] = every_build.get(gid, 0) + n
         if build is not None and b != build:
@@ -185,6 +187,7 @@ def top_guilties(
                 "function": label.function,
                 "module": label.module,
                 "comment": label.comment,
+                "hide": gid in hidden,
                 "total": g["total"],
                 "builds": len(g["per_build"]),
                 "first_seen": g["first_seen"],
@@ -440,10 +443,16 @@ def guilty_records(
     *,
     machine_id: str | None = None,
     build: str | None = None,
+    period: Period | None = None,
     limit: int = 50,
 ) -> list[Row]:
-    """Return the newest records of one crash group (optionally one machine/build)."""
+    """Return the newest records of one crash group (optionally one machine/build/period)."""
     stmt = select(records).where(records.c.guilty_id == guilty_id)
+    if period is not None:
+        stmt = stmt.where(
+            records.c.ts_reception >= period.first * 86400.0,
+            records.c.ts_reception < (period.last + 1) * 86400.0,
+        )
     if machine_id is not None:
         stmt = stmt.where(records.c.machine_id == machine_id)
     if build is not None:

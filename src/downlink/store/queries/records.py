@@ -1,17 +1,30 @@
-"""Questions about individual records: filtered lists, one record, streaming export."""
+"""Questions about individual records: filtered lists, one record, streaming export.
+
+Records carry payloads of up to the body limit (8 MiB), so anything that walks many of
+them does it in two steps: :func:`record_sizes` lists the matching ids with the bytes
+each takes (without loading the payloads on PostgreSQL), :func:`byte_chunks` groups
+those ids into parts of at most a few MiB, and :func:`records_by_ids` loads one part
+at a time. Memory stays bounded by one part (or one record), whatever the count.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import ColumnElement, Connection, LargeBinary, Select, Text, cast, func, select
 
 from downlink.store.queries.patterns import matches
 from downlink.store.tables import records
 
 Row = dict[str, Any]
+
+# Bytes of one record besides its payload and attrs (the other columns are short).
+ROW_OVERHEAD = 1024
+# Bytes of records loaded at once when walking many: one part of byte_chunks.
+CHUNK_BYTES = 2 * 1024 * 1024
+CHUNK_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -82,18 +95,70 @@ def get_record(conn: Connection, record_id: int) -> Row | None:
     return dict(row) if row is not None else None
 
 
-def iter_records(conn: Connection, f: RecordFilter, chunk: int = 2000) -> Iterator[Row]:
-    """Yield every matching record, oldest first, reading ``chunk`` rows at a time."""
-    last = 0
+def iter_records(conn: Connection, f: RecordFilter, chunk: int = CHUNK_ROWS) -> Iterator[Row]:
+    """Yield every matching record, oldest first, holding one part of byte_chunks at a time."""
+    after = (f.from_id or 1) - 1
     while True:
-        stmt = (
-            _where(select(records), f)
-            .where(records.c.id > last)
-            .order_by(records.c.id)
-            .limit(chunk)
-        )
-        rows = [dict(r) for r in conn.execute(stmt).mappings()]
-        if not rows:
+        sizes = record_sizes(conn, replace(f, from_id=after + 1), chunk, oldest_first=True)
+        if not sizes:
             return
-        yield from rows
-        last = rows[-1]["id"]
+        for ids in byte_chunks(sizes):
+            yield from records_by_ids(conn, ids, oldest_first=True)
+        after = sizes[-1][0]
+
+
+def _size(conn: Connection) -> ColumnElement[Any]:
+    """The stored bytes of a record's payload and attrs, plus ROW_OVERHEAD."""
+    c = records.c
+    if conn.dialect.name == "postgresql":
+        # octet_length of a TOASTed text reads its header, not the value.
+        payload = func.octet_length(c.payload)
+        attrs = func.octet_length(cast(c.attrs, Text))
+    else:
+        payload = func.length(cast(c.payload, LargeBinary))  # bytes, not characters
+        attrs = func.length(cast(c.attrs, LargeBinary))
+    return payload + func.coalesce(attrs, 0) + ROW_OVERHEAD
+
+
+def record_sizes(
+    conn: Connection, f: RecordFilter, limit: int, *, oldest_first: bool = False
+) -> list[tuple[int, int]]:
+    """Return ``(id, bytes)`` of up to ``limit`` matching records, newest first by default."""
+    order = records.c.id.asc() if oldest_first else records.c.id.desc()
+    stmt = _where(select(records.c.id, _size(conn)), f).order_by(order).limit(limit)
+    return [(int(i), int(n)) for i, n in conn.execute(stmt)]
+
+
+def byte_chunks(
+    sizes: Sequence[tuple[int, int]], budget: int = CHUNK_BYTES, max_rows: int = CHUNK_ROWS
+) -> Iterator[list[int]]:
+    """Group ids, in order, into parts of at most ``budget`` bytes (one record at least)."""
+    part: list[int] = []
+    total = 0
+    for record_id, size in sizes:
+        if part and (total + size > budget or len(part) >= max_rows):
+            yield part
+            part, total = [], 0
+        part.append(record_id)
+        total += size
+    if part:
+        yield part
+
+
+def cut_by_bytes(sizes: Sequence[tuple[int, int]], budget: int) -> Sequence[tuple[int, int]]:
+    """Return the leading records of ``sizes`` that fit in ``budget`` bytes (one at least)."""
+    total = 0
+    for n, (_, size) in enumerate(sizes):
+        total += size
+        if total > budget:
+            return sizes[: max(n, 1)]
+    return sizes
+
+
+def records_by_ids(
+    conn: Connection, ids: Sequence[int], *, oldest_first: bool = False
+) -> list[Row]:
+    """Return the records with these ids (those still there), newest first by default."""
+    order = records.c.id.asc() if oldest_first else records.c.id.desc()
+    stmt = select(records).where(records.c.id.in_(list(ids))).order_by(order)
+    return [dict(r) for r in conn.execute(stmt).mappings()]

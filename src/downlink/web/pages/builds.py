@@ -11,7 +11,7 @@ from starlette.responses import Response
 from downlink.store.database import Store
 from downlink.store.queries.builds import records_per_build
 from downlink.web import params
-from downlink.web.rendering import chart, twin, web_of
+from downlink.web.rendering import blank, chart, csv_twin, records_href, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -32,6 +32,7 @@ async def _data(request: Request) -> dict[str, Any]:
 
 
 @router.get("/builds")
+@shows_errors("builds.html", "Builds", "builds")
 async def builds_page(request: Request) -> Response:
     """Render records per build as a column chart and a table."""
     data = await _data(request)
@@ -40,9 +41,13 @@ async def builds_page(request: Request) -> Response:
         chart(
             "chart-builds",
             "bar",
-            [b["build"] for b in builds],
+            [blank(b["build"]) for b in builds],
             {"Records": [b["records"] for b in builds]},
             title="Records per build",
+            x_title="Build",
+            y_title="Records",
+            links=[records_href(data["period"], build=b["build"]) if b["build"] else ""
+                   for b in builds],
         )
     ]
     return web_of(request).page(
@@ -59,3 +64,11 @@ async def builds_page(request: Request) -> Response:
 async def builds_json(request: Request) -> Response:
     """JSON twin of /builds."""
     return twin(await _data(request))
+
+
+@router.get("/builds.csv")
+async def builds_csv(request: Request) -> Response:
+    """CSV of /builds: build, records."""
+    data = await _data(request)
+    rows = ((b["build"], b["records"]) for b in data["builds"])
+    return csv_twin("builds", ("build", "records"), rows)

@@ -9,6 +9,7 @@ once, and a server process regroups the stored backtrace records in the backgrou
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,15 +21,16 @@ from starlette.responses import Response
 from downlink.api.errors import BadRequest
 from downlink.api.params import RecordId
 from downlink.pipeline.backtrace import blacklist_candidates, guilty_label, parse_crash
-from downlink.pipeline.crashes import add_to_blacklist, remove_from_blacklist
+from downlink.pipeline.crashes import add_to_blacklist, load_blacklist, remove_from_blacklist
 from downlink.pipeline.regroup import regroup_status, request_regroup
 from downlink.store.database import Store
+from downlink.store.queries import blacklist_log
 from downlink.store.queries import crashes as q
 from downlink.store.queries.period import Period
 from downlink.store.storable import find_problem
 from downlink.web import params
 from downlink.web.forms import redirect_back, same_origin_form
-from downlink.web.rendering import chart, twin, web_of
+from downlink.web.rendering import chart, csv_twin, shows_errors, twin, web_of, when
 
 router = APIRouter(include_in_schema=False)
 
@@ -50,16 +52,24 @@ async def _top(request: Request) -> dict[str, Any]:
     period = params.period(query, DEFAULT_DAYS)
     build = params.text(query, "build")
     limit = params.integer(query, "limit", 1, TOP_MAX) or 50
+    hidden = query.get("hidden", "") in ("1", "on", "true")
     store = _store(request)
     exact = store.settings.crash_exact_machines
-    items = await store.read(q.top_guilties, period, build, limit, exact)
+    items = await store.read(q.top_guilties, period, build, limit, hidden, exact)
     for item in items:
         item["label"] = guilty_label(item["function"], item["module"])
     regroup = await store.read(regroup_status)
-    return {"period": period.as_json(), "build": build, "guilties": items, "regroup": regroup}
+    return {
+        "period": period.as_json(),
+        "build": build,
+        "hidden_shown": hidden,
+        "guilties": items,
+        "regroup": regroup,
+    }
 
 
 @router.get("/crashes")
+@shows_errors("crashes.html", "Crashes", "crashes")
 async def crashes_page(request: Request) -> Response:
     """Render the top crash groups of the period (default: the past week)."""
     data = await _top(request)
@@ -71,6 +81,8 @@ async def crashes_page(request: Request) -> Response:
             [g["label"][:40] for g in top],
             {"Crashes": [g["total"] for g in top]},
             title="Top crash groups",
+            y_title="Crashes",
+            links=[f"/crashes/{g['guilty_id']}?" + urlencode(data["period"]) for g in top],
         ),
     ]
     form = dict(request.query_params)
@@ -114,12 +126,35 @@ def _pairs(values: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _edit_and_regroup(conn: Connection, change: Any, pairs: list[tuple[str, str]]) -> int:
-    """Apply a blacklist edit and, if it changed anything, queue or restart the regroup."""
+def _edit_and_regroup(
+    conn: Connection, change: Any, pairs: list[tuple[str, str]], note: dict[str, Any]
+) -> int:
+    """Apply a blacklist edit and, if it changed anything, log who changed which frames
+    (``note``: who, why, address, ts) and queue or restart the regroup."""
+    before = load_blacklist(conn)
     changed_entries = int(change(conn, pairs))
     if changed_entries:
+        adding = change is add_to_blacklist
+        changed = [p for p in dict.fromkeys(pairs) if (p not in before) == adding]
+        blacklist_log.record_changes(conn, "add" if adding else "remove", changed, **note)
         request_regroup(conn)
     return changed_entries
+
+
+WHO_MAX = 80
+WHY_MAX = 500
+
+
+def _note(request: Request, form: Any) -> dict[str, Any]:
+    """Who made a blacklist edit and why (form fields ``who``, ``why``), and from where."""
+    who = str(form.get("who") or "").strip()
+    why = str(form.get("why") or "").strip()
+    if len(who) > WHO_MAX or any(ord(ch) < 32 for ch in who):
+        raise BadRequest(f"who must be at most {WHO_MAX} printable characters")
+    if len(why) > WHY_MAX or any(ord(ch) < 32 and ch not in "\r\n\t" for ch in why):
+        raise BadRequest(f"why must be at most {WHY_MAX} characters")
+    address = request.client.host if request.client else ""
+    return {"who": who, "why": why, "address": address, "ts": time.time()}
 
 
 @router.get("/crashes/blacklist")
@@ -127,13 +162,16 @@ async def blacklist_page(request: Request) -> Response:
     """Render the "never guilty" frames with a form to remove them."""
     store = _store(request)
     entries = await store.read(q.blacklist)
+    added = await store.read(blacklist_log.last_added)
     for e in entries:
         e["value"] = json.dumps([e["function"], e["module"]])
+        e["added"] = added.get((e["function"], e["module"]))
     return web_of(request).page(
         "blacklist.html",
         title="Never-guilty frames",
         active="crashes",
         entries=entries,
+        history=await store.read(blacklist_log.history),
         regroup=await store.read(regroup_status),
     )
 
@@ -146,6 +184,7 @@ async def blacklist_json(request: Request) -> Response:
     return twin(
         {
             "blacklist": [{"function": e["function"], "module": e["module"]} for e in entries],
+            "history": await store.read(blacklist_log.history),
             "regroup": await store.read(regroup_status),
         }
     )
@@ -183,8 +222,9 @@ async def _edit_blacklist(request: Request, edit: Any, back: str) -> Response:
     pairs = _pairs([str(v) for v in form.getlist("frame")])
     if not pairs:
         raise BadRequest("choose at least one frame")
+    note = _note(request, form)
     store = _store(request)
-    changed = await store.admin_write(_edit_and_regroup, edit, pairs)
+    changed = await store.admin_write(_edit_and_regroup, edit, pairs, note)
     if changed:
         _wake_job_runner(request)
     if "application/json" in request.headers.get("accept", ""):
@@ -275,6 +315,7 @@ async def backtraces_json(request: Request, guilty_id: RecordId) -> Response:
 
 
 @router.get("/crashes/{guilty_id}")
+@shows_errors("guilty.html", "Crash group {guilty_id}", "crashes")
 async def guilty_page(request: Request, guilty_id: RecordId) -> Response:
     """Render one crash group: machines and builds affected in the period."""
     data = await _detail(request, guilty_id)
@@ -317,13 +358,15 @@ async def _backtraces(request: Request, guilty_id: int) -> dict[str, Any]:
     query = dict(request.query_params)
     machine_id = params.text(query, "machine_id", 64)
     build = params.text(query, "build")
+    period = params.period(query, DEFAULT_DAYS)  # the group page's period
     store = _store(request)
     g = await store.read(q.get_guilty, guilty_id)
     if g is None:
         raise BadRequest(f"no crash group with id {guilty_id}", status=404)
     rows = await store.read(
         lambda conn: q.guilty_records(
-            conn, guilty_id, machine_id=machine_id, build=build, limit=BACKTRACES_MAX
+            conn, guilty_id, machine_id=machine_id, build=build, period=period,
+            limit=BACKTRACES_MAX,
         )
     )
     crashes = []
@@ -371,10 +414,17 @@ async def _backtraces(request: Request, guilty_id: int) -> dict[str, Any]:
             }
         )
     g["label"] = guilty_label(g["function"], g["module"])
-    return {"guilty": g, "machine_id": machine_id, "build": build, "crashes": crashes}
+    return {
+        "period": period.as_json(),
+        "guilty": g,
+        "machine_id": machine_id,
+        "build": build,
+        "crashes": crashes,
+    }
 
 
 @router.get("/crashes/{guilty_id}/backtraces")
+@shows_errors("backtraces.html", "Backtraces of crash group {guilty_id}", "crashes")
 async def backtraces_page(request: Request, guilty_id: RecordId) -> Response:
     """Render the backtraces of one crash group, guilty frame highlighted."""
     data = await _backtraces(request, guilty_id)
@@ -383,4 +433,27 @@ async def backtraces_page(request: Request, guilty_id: RecordId) -> Response:
         title=f"Backtraces of crash group {guilty_id}",
         active="crashes",
         data=data,
+        form=dict(request.query_params),
+    )
+
+
+@router.get("/crashes.csv")
+async def crashes_csv(request: Request) -> Response:
+    """CSV of /crashes: one row per crash group."""
+    data = await _top(request)
+    columns = (
+        "guilty_id", "function", "module", "crashes", "machines", "machines_estimated",
+        "builds", "first_seen", "last_seen", "comment", "hidden",
+    )
+    return csv_twin(
+        "crashes",
+        columns,
+        (
+            (
+                g["guilty_id"], g["function"], g["module"], g["total"], g["machines"],
+                g["machines_estimated"], g["builds"], when(g["first_seen"]),
+                when(g["last_seen"]), g["comment"], g["hide"],
+            )
+            for g in data["guilties"]
+        ),
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,19 +11,22 @@ from starlette.responses import Response
 
 from downlink.store.database import Store
 from downlink.store.queries.mce import mce_summary, thermal_weekly
-from downlink.store.queries.period import Period, day_number, today
+from downlink.store.queries.period import Period
 from downlink.web import params
-from downlink.web.rendering import chart, twin, web_of
+from downlink.web.rendering import blank, chart, csv_twin, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
 THERMAL_WEEKS = 5
 
 
+MCE_DAYS = 90
+
+
 def _mce_period(query: dict[str, str]) -> Period:
-    # telemetryui's default: from January 1st of the current year.
-    jan1 = day_number(datetime.now(UTC).date().replace(month=1, day=1))
-    return params.period(query, today() - jan1 + 1)
+    # telemetryui started on January 1st, mostly empty weeks early in the year; 90 days
+    # (13 weeks) is a steady window. Year to date is the "ytd" preset.
+    return params.period(query, MCE_DAYS)
 
 
 async def _mce(request: Request) -> dict[str, Any]:
@@ -38,6 +40,7 @@ async def _mce(request: Request) -> dict[str, Any]:
 
 
 @router.get("/mce")
+@shows_errors("mce.html", "Machine-check events", "mce")
 async def mce_page(request: Request) -> Response:
     """Render weekly MCE counts per class, and counts by class, build and status."""
     data = await _mce(request)
@@ -48,6 +51,8 @@ async def mce_page(request: Request) -> Response:
             data["weeks"],
             {cls.rsplit("/", 1)[-1]: n for cls, n in data["weekly"].items()},
             title="MCE per week",
+            x_title="Week",
+            y_title="Events",
         ),
         chart(
             "chart-class",
@@ -59,16 +64,20 @@ async def mce_page(request: Request) -> Response:
         chart(
             "chart-build",
             "bar",
-            [b for b, _ in data["by_build"]],
+            [blank(b) for b, _ in data["by_build"]],
             {"Events": [n for _, n in data["by_build"]]},
             title="By build",
+            x_title="Build",
+            y_title="Events",
         ),
         chart(
             "chart-status",
             "bar",
-            [s or "(none)" for s, _ in data["by_status"]],
+            [blank(s) for s, _ in data["by_status"]],
             {"Events": [n for _, n in data["by_status"]]},
             title="By MCE status",
+            x_title="MCE status",
+            y_title="Events",
         ),
     ]
     form = dict(request.query_params)
@@ -97,6 +106,7 @@ async def _thermal(request: Request) -> dict[str, Any]:
 
 
 @router.get("/thermal")
+@shows_errors("thermal.html", "Thermal events", "thermal")
 async def thermal_page(request: Request) -> Response:
     """Render thermal events per week."""
     data = await _thermal(request)
@@ -107,6 +117,8 @@ async def thermal_page(request: Request) -> Response:
             data["weeks"],
             {"Thermal events": data["counts"]},
             title="Thermal events per week",
+            x_title="Week of (Monday)",
+            y_title="Events",
         )
     ]
     form = dict(request.query_params)
@@ -125,3 +137,18 @@ async def thermal_page(request: Request) -> Response:
 async def thermal_json(request: Request) -> Response:
     """JSON twin of /thermal."""
     return twin(await _thermal(request))
+
+
+@router.get("/mce.csv")
+async def mce_csv(request: Request) -> Response:
+    """CSV of /mce's table: the top machines."""
+    data = await _mce(request)
+    rows = ((m["machine_id"], m["count"], m["builds"]) for m in data["top_machines"])
+    return csv_twin("mce-machines", ("machine_id", "events", "builds"), rows)
+
+
+@router.get("/thermal.csv")
+async def thermal_csv(request: Request) -> Response:
+    """CSV of /thermal: week (its Monday), events."""
+    data = await _thermal(request)
+    return csv_twin("thermal", ("week", "events"), zip(data["weeks"], data["counts"], strict=True))

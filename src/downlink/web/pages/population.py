@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from fastapi import APIRouter
@@ -11,15 +11,17 @@ from starlette.responses import Response
 
 from downlink.api.errors import BadRequest
 from downlink.store.database import Store
+from downlink.store.queries.period import day_date, today
 from downlink.store.queries.population import BUCKETS, machines_per_build
 from downlink.web import params
-from downlink.web.rendering import chart, twin, web_of
+from downlink.web.rendering import blank, chart, csv_twin, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
 DEFAULT_DAYS = 28
 MAX_BUCKETS = 400
-CHART_BUILDS = 12
+CHART_BUILDS = 10
+OTHER = "other"
 
 
 async def _data(request: Request) -> dict[str, Any]:
@@ -33,22 +35,51 @@ async def _data(request: Request) -> dict[str, Any]:
     build = params.text(query, "build")
     store: Store = request.app.state.store
     result = await store.read(machines_per_build, period, size, build)
-    return {"period": period.as_json(), **result}
+    series = cast(dict[str, list[int]], result["series"])
+    width = len(cast(list[str], result["buckets"]))
+    totals = [sum(s[i] for s in series.values()) for i in range(width)]
+    return {"period": period.as_json(), **result, "totals": totals}
+
+
+def label(build: str) -> str:
+    """How a build is shown: a blank build is "(none)"."""
+    return str(blank(build))
+
+
+def stacks(data: dict[str, Any], top: int = CHART_BUILDS) -> dict[str, list[int]]:
+    """The chart's stacks: the ``top`` builds with the most machines, then "other".
+
+    Every build's machines are in exactly one stack, so each column is as high as the
+    table's total for that bucket.
+    """
+    series: dict[str, list[int]] = data["series"]
+    ranked = sorted(series, key=lambda b: -sum(series[b]))
+    out = {label(b): series[b] for b in ranked[:top]}
+    rest = ranked[top:]
+    if rest:
+        out[OTHER] = [sum(series[b][i] for b in rest) for i in range(len(data["buckets"]))]
+    return out
 
 
 @router.get("/population")
+@shows_errors("population.html", "Population", "population")
 async def population_page(request: Request) -> Response:
     """Render unique machines per build per bucket, as stacked columns."""
     data = await _data(request)
-    builds = data["builds"][-CHART_BUILDS:]
+    labels = list(data["buckets"])
+    if labels and data["period"]["to"] >= day_date(today()).isoformat():
+        # The bucket holding today is still filling: say so rather than show a dip.
+        labels[-1] += " (so far)"
     charts = [
         chart(
             "chart-population",
             "bar",
-            data["buckets"],
-            {b: data["series"][b] for b in builds},
+            labels,
+            stacks(data),
             title="Machines per build",
             stacked=True,
+            x_title=data["bucket"].capitalize(),
+            y_title="Machines (sum over builds)",
         )
     ]
     form = dict(request.query_params)
@@ -68,3 +99,11 @@ async def population_page(request: Request) -> Response:
 async def population_json(request: Request) -> Response:
     """JSON twin of /population."""
     return twin(await _data(request))
+
+
+@router.get("/population.csv")
+async def population_csv(request: Request) -> Response:
+    """CSV of /population: one row per build (blank is "(none)"), one column per bucket."""
+    data = await _data(request)
+    rows = [(label(b), *data["series"][b]) for b in data["builds"]]
+    return csv_twin("population", ("build", *data["buckets"]), rows)

@@ -14,7 +14,7 @@ from downlink.api.params import RecordId
 from downlink.store.database import Store
 from downlink.store.queries.records import RecordFilter, get_record, list_records
 from downlink.web import params
-from downlink.web.rendering import twin, web_of
+from downlink.web.rendering import csv_twin, shows_errors, twin, web_of, when
 
 router = APIRouter(include_in_schema=False)
 
@@ -68,6 +68,7 @@ async def _records(request: Request) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 @router.get("/records")
+@shows_errors("records.html", "Records", "records")
 async def records_page(request: Request) -> Response:
     """Render the record search page."""
     data, query = await _records(request)
@@ -110,7 +111,25 @@ async def record_json(request: Request, record_id: RecordId) -> Response:
 
 
 @router.get("/records/{record_id}")
+@shows_errors("record.html", "Record {record_id}", "records")
 async def record_page(request: Request, record_id: RecordId) -> Response:
     """Render one record, payload escaped."""
     row = await _record(request, record_id)
     return web_of(request).page("record.html", title=f"Record {record_id}", active="records", r=row)
+
+
+CSV_COLUMNS = (
+    "id", "ts_reception", "source", "machine_id", "severity", "classification", "build",
+    "host_type", "payload",
+)
+
+
+@router.get("/records.csv")
+async def records_csv(request: Request) -> Response:
+    """CSV of /records: the same page of records (``before`` pages on)."""
+    data, _ = await _records(request)
+    rows = (
+        [when(r["ts_reception"]) if c == "ts_reception" else r[c] for c in CSV_COLUMNS]
+        for r in data["records"]
+    )
+    return csv_twin("records", CSV_COLUMNS, rows)

@@ -12,7 +12,7 @@ from downlink.store.database import Store
 from downlink.store.queries import stats
 from downlink.store.queries.period import Period, RollupFilter, day_date
 from downlink.web import params
-from downlink.web.rendering import chart, twin, web_of
+from downlink.web.rendering import chart, records_href, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -56,13 +56,22 @@ def _pie(items: list[dict[str, Any]], key: str) -> tuple[list[str], list[int]]:
 
 
 @router.get("/stats")
+@shows_errors("stats.html", "Stats", "stats")
 async def stats_page(request: Request) -> Response:
     """Render the breakdown charts and tables."""
     data = await _data(request)
     cl, cv = _pie(data["classifications"], "classification")
     pl, pv = _pie(data["platforms"], "platform")
     charts = [
-        chart("chart-classes", "pie", cl, {"Records": cv}, title="Classification"),
+        chart(
+            "chart-classes",
+            "pie",
+            cl,
+            {"Records": cv},
+            title="Classification",
+            links=[records_href(data["period"], classification=c) if c != "other" else ""
+                   for c in cl],
+        ),
         chart("chart-platforms", "pie", pl, {"Records": pv}, title="Platform"),
         chart(
             "chart-days",
@@ -70,6 +79,8 @@ async def stats_page(request: Request) -> Response:
             [d["day"] for d in data["per_day"]],
             {"Records": [d["records"] for d in data["per_day"]]},
             title="Records per day",
+            x_title="Day (UTC, of reception)",
+            y_title="Records",
         ),
     ]
     return web_of(request).page(

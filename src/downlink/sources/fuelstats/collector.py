@@ -1,0 +1,261 @@
+"""The fuel-stats collector: what Fuel's ``statsenderd`` posts to (reference B6).
+
+``GET /api/v1/ping/``, ``POST /api/v1/installation_structure/``, ``POST
+/api/v1/action_logs/`` and ``POST /api/v1/oswl_stats/``, each with and without the
+trailing slash (the original redirected the slash-less form; statsenderd always sends
+it). Bodies are JSON checked against the original's draft-04 schemas; every answer
+carries ``exec_time``; every error is ``{"status": "error", "message": ...}`` with
+400, 404 or 405 (503 while the database is down), never a 500.
+
+Every answer comes after the data is committed (``Store.admin_write``: one transaction
+per request, or per chunk of 1,000 items for the batch endpoints). A chunk the database
+refuses is reported ``failed`` item by item, so the sender keeps those items and sends
+them again; nothing is acknowledged and then dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from anyio import to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from downlink.sources.fuelstats import schemas, sink
+from downlink.sources.fuelstats.context import FuelContext, context, store
+from downlink.sources.fuelstats.errors import FuelError, error_response, method_not_allowed
+from downlink.sources.fuelstats.filtering import is_filtered, release_of
+from downlink.sources.fuelstats.shape import task_fields
+
+log = logging.getLogger(__name__)
+
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+JSON_TYPES = ("application/json",)
+
+
+def _ok(started: float, status: int = 200, **extra: Any) -> Response:
+    body = {"status": "ok", "exec_time": round(time.perf_counter() - started, 6), **extra}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+async def _json_body(request: Request, schema: str) -> Any:
+    """Parse and validate the body off the event loop; :class:`FuelError` 400 if bad."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in JSON_TYPES and not media.endswith("+json"):
+        raise FuelError(400, "Content-Type must be application/json")
+    raw = await request.body()
+    return await to_thread.run_sync(_parse, raw, schema)
+
+
+def _parse(raw: bytes, schema: str) -> Any:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise FuelError(400, f"the body is not JSON: {exc}") from None
+    problem = schemas.request_error(schema, body)
+    if problem is not None:
+        raise FuelError(400, problem)
+    return body
+
+
+Handler = Callable[[Request, float], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    """One collector resource: the method it serves; any other method gets 405."""
+
+    method: str
+    handler: Handler
+
+    async def __call__(self, request: Request) -> Response:
+        started = time.perf_counter()
+        if request.method != self.method and not (
+            self.method == "GET" and request.method == "HEAD"
+        ):
+            err = method_not_allowed(request.method, request.url.path)
+            return error_response(err.status, err.message, _elapsed(started))
+        try:
+            return await self.handler(request, started)
+        except FuelError as exc:
+            return error_response(exc.status, exc.message, _elapsed(started))
+
+
+def _elapsed(started: float) -> float:
+    return round(time.perf_counter() - started, 6)
+
+
+async def ping(_request: Request, started: float) -> Response:
+    """Health check for the sender: 200 ``{"status": "ok"}``."""
+    return _ok(started)
+
+
+async def installation_structure(request: Request, started: float) -> Response:
+    """Upsert a master node's structure: 201 when new, 200 when it replaced one."""
+    body = await _json_body(request, "installation_structure")
+    ctx = context(request)
+    structure = body["installation_structure"]
+    row = sink.StructureRow(
+        master_node_uid=structure["master_node_uid"],
+        structure=ctx.sanitizer.structure(structure),
+        release=release_of(structure),
+        is_filtered=is_filtered(structure, ctx.rules.current()),
+    )
+    try:
+        created = await store(request).admin_write(sink.upsert_structure, row, time.time())
+    except Exception as exc:  # noqa: BLE001 - a database failure is answered 503
+        log.warning("installation structure of %s not stored: %s", row.master_node_uid, exc)
+        raise FuelError(503, "the database is unavailable; send it again later") from None
+    ctx.report_cache.clear()
+    return _ok(started, 201 if created else 200)
+
+
+def _action_log_rows(ctx: FuelContext, items: list[dict[str, Any]], now: float) -> tuple[
+    dict[tuple[str, int], str], list[dict[str, Any]]
+]:
+    """Index the items (the last of a duplicate key wins); split off running tasks."""
+    by_key = {(item["master_node_uid"], int(item["external_id"])): item for item in items}
+    statuses: dict[tuple[str, int], str] = {}
+    rows: list[dict[str, Any]] = []
+    for key, item in by_key.items():
+        body = item["body"]
+        if body.get("action_type") == "nailgun_task" and not body.get("end_timestamp"):
+            statuses[key] = "skipped"  # a running task would be frozen in its first state
+            continue
+        statuses[key] = "failed"  # until its chunk commits
+        rows.append(
+            {
+                "master_node_uid": key[0],
+                "external_id": key[1],
+                "body": ctx.sanitizer.action_log_body(body),
+                "action_type": _text(body.get("action_type")),
+                "action_name": _text(body.get("action_name")),
+                **task_fields(body),
+                "ts_reception": now,
+            }
+        )
+    return statuses, rows
+
+
+def _wake_consumers(request: Request) -> None:
+    """Have the core's consumers (the failure reports) look at the new logs now."""
+    runner = getattr(request.app.state, "consumer_runner", None)
+    if runner is not None:
+        runner.wake()
+
+
+def _text(value: Any) -> str | None:
+    return value.replace("\x00", "") if isinstance(value, str) else None
+
+
+async def action_logs(request: Request, started: float) -> Response:
+    """Store action logs; per item ``added``, ``existed``, ``skipped`` or ``failed``."""
+    body = await _json_body(request, "action_logs")
+    if "action_logs" not in body:
+        raise FuelError(400, "'action_logs' is a required property")
+    ctx = context(request)
+    statuses, rows = await to_thread.run_sync(
+        _action_log_rows, ctx, body["action_logs"], time.time()
+    )
+    writes = store(request)
+    for start in range(0, len(rows), sink.CHUNK):
+        chunk = rows[start : start + sink.CHUNK]
+        try:
+            inserted = await writes.admin_write(sink.insert_action_logs, chunk)
+        except Exception as exc:  # noqa: BLE001 - reported per item; the sender retries
+            log.warning("%d action logs not stored: %s", len(chunk), exc)
+            continue
+        for row in chunk:
+            key = (row["master_node_uid"], row["external_id"])
+            statuses[key] = "added" if key in inserted else "existed"
+    if rows:
+        ctx.report_cache.clear()
+        _wake_consumers(request)
+    items = [
+        {"master_node_uid": uid, "external_id": ext, "status": status}
+        for (uid, ext), status in statuses.items()
+    ]
+    return _ok(started, action_logs=items)
+
+
+def _oswl_rows(items: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """One row per (master node, id, resource type); the last of duplicates wins."""
+    by_key: dict[sink.OswlKey, dict[str, Any]] = {}
+    for item in items:
+        resource_type = item.get("resource_type")
+        if not resource_type:
+            raise FuelError(400, f"oswl_stats: item {item['id']} has no resource_type")
+        key = (item["master_node_uid"], int(item["id"]), resource_type)
+        by_key.pop(key, None)
+        by_key[key] = {
+            "master_node_uid": key[0],
+            "external_id": key[1],
+            "resource_type": key[2],
+            "cluster_id": item["cluster_id"],
+            "created_date": item["created_date"],
+            "updated_time": item["updated_time"],
+            "resource_data": item["resource_data"],
+            "resource_checksum": item["resource_checksum"],
+            "version_info": item.get("version_info"),
+            "ts_reception": now,
+        }
+    return list(by_key.values())
+
+
+async def oswl_stats(request: Request, started: float) -> Response:
+    """Upsert OpenStack workload snapshots; per item ``added``, ``updated`` or ``failed``."""
+    body = await _json_body(request, "oswl")
+    rows = _oswl_rows(body["oswl_stats"], time.time())
+    writes = store(request)
+    items: list[dict[str, Any]] = []
+    for start in range(0, len(rows), sink.CHUNK):
+        chunk = rows[start : start + sink.CHUNK]
+        try:
+            existed = await writes.admin_write(sink.upsert_oswls, chunk)
+            failed = False
+        except Exception as exc:  # noqa: BLE001 - reported per item; the sender retries
+            log.warning("%d OSWL stats not stored: %s", len(chunk), exc)
+            existed, failed = set(), True
+        for row in chunk:
+            key = (row["master_node_uid"], row["external_id"], row["resource_type"])
+            status = "failed" if failed else ("updated" if key in existed else "added")
+            items.append({"master_node_uid": key[0], "id": key[1], "status": status})
+    if rows:
+        context(request).report_cache.clear()
+    return _ok(started, oswl_stats=items)
+
+
+RESOURCES: dict[str, tuple[str, Handler]] = {
+    "/api/v1/ping": ("GET", ping),
+    "/api/v1/installation_structure": ("POST", installation_structure),
+    "/api/v1/action_logs": ("POST", action_logs),
+    "/api/v1/oswl_stats": ("POST", oswl_stats),
+}
+
+# The paths that deliver telemetry (POST), and the ping the sender tries first (GET):
+# both stay open when API tokens are configured (see Source.open_reads).
+INGEST_PATHS = frozenset(
+    path + slash
+    for path, (method, _) in RESOURCES.items()
+    if method == "POST"
+    for slash in ("", "/")
+)
+OPEN_PATHS = frozenset(("/api/v1/ping", "/api/v1/ping/"))
+
+
+def routes() -> list[BaseRoute]:
+    """The collector's routes: every resource with and without its trailing slash."""
+    found: list[BaseRoute] = []
+    for path, (method, handler) in RESOURCES.items():
+        endpoint = _Endpoint(method, handler)
+        for variant in (path + "/", path):
+            found.append(
+                Route(variant, endpoint.__call__, methods=ALL_METHODS, include_in_schema=False)
+            )
+    return found

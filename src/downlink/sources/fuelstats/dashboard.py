@@ -1,0 +1,146 @@
+"""The fuel-stats pages: the dashboard (``/fuel``, JSON and CSV twins) and the failure
+notifications (``/fuel/failures``, JSON twin ``/api/v1/fuel/failures``).
+
+The dashboard is filtered by Fuel release (``release``) and by the date range
+(``from``/``to``, ``YYYY-MM-DD``) in which installations last reported and action logs
+arrived; without dates it covers everything.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from downlink.api.errors import BadRequest
+from downlink.sources.fuelstats import notify, reports
+from downlink.sources.fuelstats.context import store
+from downlink.web.rendering import chart, twin, web_of
+
+router = APIRouter(include_in_schema=False)
+
+PAIR_REPORTS = ("fuel_releases", "statuses", "environments_per_installation",
+                "environment_sizes", "hypervisors", "operating_systems", "openstack_releases",
+                "nodes_per_installation", "hardware", "role_combinations")
+
+
+def _day(params: Mapping[str, str], name: str) -> dt.date | None:
+    raw = params.get(name) or ""
+    if not raw:
+        return None
+    try:
+        if len(raw) != 10:
+            raise ValueError(raw)
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a date YYYY-MM-DD, not {raw!r}") from None
+
+
+def _ts(day: dt.date) -> float:
+    return dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()
+
+
+def report_filter(params: Mapping[str, str]) -> tuple[reports.Filter, dict[str, str]]:
+    """The filter of a request and the form values to show."""
+    first, last = _day(params, "from"), _day(params, "to")
+    if first and last and first > last:
+        raise BadRequest("from is after to")
+    release = params.get("release") or None
+    found = reports.Filter(
+        release=release,
+        since=_ts(first) if first else None,
+        until=_ts(last + dt.timedelta(days=1)) if last else None,
+    )
+    form = {"release": release or "", "from": params.get("from") or "",
+            "to": params.get("to") or ""}
+    return found, form
+
+
+def _as_json(raw: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
+    out = dict(raw)
+    for name in PAIR_REPORTS:
+        out[name] = [{"label": "" if k is None else str(k), "count": v} for k, v in raw[name]]
+    out["filter"] = form
+    return out
+
+
+async def _data(request: Request) -> dict[str, Any]:
+    f, form = report_filter(request.query_params)
+    return _as_json(await store(request).read(reports.everything, f), form)
+
+
+def _pairs_chart(data: dict[str, Any], name: str, kind: str, title: str) -> dict[str, Any]:
+    items = data[name]
+    return chart(f"chart-{name}", kind, [i["label"] for i in items],
+                 {"Count": [i["count"] for i in items]}, title=title)
+
+
+@router.get("/fuel")
+async def dashboard(request: Request) -> Response:
+    """The fuel-stats dashboard."""
+    data = await _data(request)
+    checks = data["health_checks"]
+    charts = [
+        _pairs_chart(data, "fuel_releases", "bar", "Installations per Fuel release"),
+        _pairs_chart(data, "statuses", "bar", "Environments per status"),
+        _pairs_chart(data, "environments_per_installation", "bar",
+                     "Installations per number of environments"),
+        _pairs_chart(data, "environment_sizes", "bar", "Operable environments per size (nodes)"),
+        _pairs_chart(data, "nodes_per_installation", "bar", "Installations per number of nodes"),
+        _pairs_chart(data, "hypervisors", "pie", "Hypervisors (operable environments)"),
+        _pairs_chart(data, "operating_systems", "pie", "Operating systems (operable environments)"),
+        _pairs_chart(data, "openstack_releases", "bar", "OpenStack releases deployed"),
+        _pairs_chart(data, "role_combinations", "bar", "Node role combinations"),
+        _pairs_chart(data, "hardware", "bar", "Most common hardware"),
+        chart("chart-health_checks", "bar", [c["check"] for c in checks],
+              {"Runs": [c["runs"] for c in checks], "Failed": [c["failed"] for c in checks]},
+              title="Health checks: failed of all runs"),
+    ]
+    query = str(request.url.query)
+    return web_of(request).page(
+        "fuelstats/dashboard.html", title="Fuel stats", active="fuelstats", charts=charts,
+        data=data, query=query,
+    )
+
+
+@router.get("/fuel.json")
+async def dashboard_json(request: Request) -> Response:
+    """JSON twin of the dashboard."""
+    return twin(await _data(request))
+
+
+@router.get("/fuel.csv")
+async def dashboard_csv(request: Request) -> Response:
+    """CSV twin of the dashboard: one ``report,label,count`` row per value."""
+    data = await _data(request)
+    buffer = io.StringIO()
+    out = csv.writer(buffer)
+    out.writerow(["report", "label", "count"])
+    for key, value in data["summary"].items():
+        out.writerow(["summary", key, value])
+    for name in PAIR_REPORTS:
+        for item in data[name]:
+            out.writerow([name, item["label"], item["count"]])
+    for name in ("deployment_time", "failures_before_success"):
+        for key, value in data[name].items():
+            out.writerow([name, key, "" if value is None else value])
+    for check in data["health_checks"]:
+        out.writerow(["health_checks", f"{check['check']} runs", check["runs"]])
+        out.writerow(["health_checks", f"{check['check']} failed", check["failed"]])
+    return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="fuel-stats.csv"'})
+
+
+@router.get("/fuel/failures")
+async def failures_page(request: Request) -> Response:
+    """Failure notifications with their delivery status."""
+    rows = await store(request).read(notify.outbox_page)
+    return web_of(request).page(
+        "fuelstats/failures.html", title="Fuel failure reports", active="fuelstats", rows=rows,
+    )

@@ -1,0 +1,83 @@
+"""Re-applying the filtering rules to stored installations: the ``fuel_refilter`` job.
+
+Changing the rules file changes what new posts get; this job brings the stored
+installations in line. It is queued with the rules it applies (their JSON, in the job's
+params, so every step and every process uses the same rules) and walks the
+installations by id, :data:`CHUNK` at a time, one short transaction per step on the
+core's job runner, counting the installations whose filter status changed. Queuing it
+while one is active restarts that one with the new rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+
+from downlink.sources.base import JobKind, JobProgress
+from downlink.sources.fuelstats.filtering import index_rules, is_filtered
+from downlink.sources.fuelstats.tables import installations
+from downlink.store import jobs
+from downlink.store.tables import jobs as jobs_table
+
+KIND = "fuel_refilter"
+CHUNK = 500
+
+
+def request(conn: Connection, raw_rules: Any) -> int:
+    """Queue a refilter with ``raw_rules`` (restarting an active one); return its id."""
+    index_rules(raw_rules)  # refuse rules that cannot be read before queueing them
+    job_id = jobs.restart_or_enqueue(conn, KIND)
+    total = conn.execute(select(func.count()).select_from(installations)).scalar_one()
+    conn.execute(
+        update(jobs_table)
+        .where(jobs_table.c.id == job_id)
+        .values(params={"rules": raw_rules, "changed": 0}, total=int(total))
+    )
+    return job_id
+
+
+def status(conn: Connection) -> dict[str, Any] | None:
+    """The refilter job's status, with the installations it changed."""
+    found = jobs.status(conn, KIND)
+    if found is None:
+        return None
+    row = jobs.get(conn, int(found["id"]))
+    found["changed"] = int(((row or {}).get("params") or {}).get("changed") or 0)
+    return found
+
+
+def step(conn: Connection, job: Mapping[str, Any]) -> JobProgress | None:
+    """Re-filter the installations after the job's cursor; its progress, None at the end.
+
+    The count of installations whose flag changed is kept in the job's params
+    (``changed``); a restart (new rules) starts it again from 0.
+    """
+    params = dict(job.get("params") or {})
+    rules = index_rules(params.get("rules"))
+    cursor = int(job.get("cursor") or 0)
+    if cursor == 0:
+        params["changed"] = 0
+    rows = conn.execute(
+        select(installations.c.id, installations.c.structure, installations.c.is_filtered)
+        .where(installations.c.id > cursor)
+        .order_by(installations.c.id)
+        .limit(CHUNK)
+    ).all()
+    if not rows:
+        return None
+    changed = [
+        (int(pk), not flag)
+        for pk, structure, flag in rows
+        if is_filtered(structure if isinstance(structure, dict) else {}, rules) != bool(flag)
+    ]
+    for pk, flag in changed:
+        conn.execute(update(installations).where(installations.c.id == pk).values(is_filtered=flag))
+    params["changed"] = int(params.get("changed") or 0) + len(changed)
+    return JobProgress(
+        cursor=int(rows[-1][0]), done=int(job.get("done") or 0) + len(rows), params=params
+    )
+
+
+JOB = JobKind(kind=KIND, step=step)

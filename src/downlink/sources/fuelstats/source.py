@@ -1,0 +1,49 @@
+"""The fuel-stats source: anonymous usage statistics of OpenStack Fuel master nodes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from downlink.sources.base import NavEntry, Source
+from downlink.sources.fuelstats import (
+    admin,
+    api,
+    collector,
+    config,
+    csv_api,
+    dashboard,
+    failures,
+    refilter,
+    runtime,
+    tables,
+)
+
+
+def _channels() -> tuple[str, ...]:
+    """The notification channels configured in the environment."""
+    return config.load().channels
+
+
+source = SOURCE = Source(
+    name="fuelstats",
+    title="Fuel stats",
+    routers=(dashboard.router,),
+    routes=[
+        *collector.routes(),
+        *api.routes(),
+        *csv_api.routes(),
+        *admin.routes(),
+        *api.catch_all(),
+    ],
+    ingest_paths=collector.INGEST_PATHS,
+    metadata=tables.metadata,
+    migrations=Path(__file__).with_name("migrations"),
+    settings=config.SETTINGS,
+    nav=(NavEntry("fuelstats", "Fuel", "/fuel"),),
+    templates=Path(__file__).with_name("templates"),
+    consumers=(failures.consumer(_channels),),
+    job_kinds=(refilter.JOB,),
+    # GET/HEAD without a token: the sender's ping and the public report.
+    open_reads=collector.OPEN_PATHS | api.PUBLIC_PATHS,
+    extra={"lifespan": runtime.lifespan},
+)

@@ -1,0 +1,1 @@
+"""The OONI source: probe submissions, fastpath scoring, measurements API and views."""

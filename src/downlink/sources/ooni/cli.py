@@ -1,0 +1,141 @@
+"""``downlink ooni …``: archive, reprocess, fingerprints."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.progress import Progress
+from sqlalchemy import Connection, Engine
+
+from downlink.cli.options import database_option, load_settings
+from downlink.settings import Settings
+from downlink.sources.ooni import archive, fingerprint_store, reprocess
+from downlink.sources.ooni.config import OoniConfig, config_from
+from downlink.sources.ooni.fingerprints import FingerprintError, read_file
+from downlink.sources.ooni.params import ParamError, comma_list, moment
+from downlink.sources.ooni.storage import Storage, StorageError, open_storage
+from downlink.store import migrate
+from downlink.store.engine import make_engine
+
+
+def _setup(database_url: str | None) -> tuple[Settings, OoniConfig, Engine]:
+    settings = load_settings(database_url)
+    engine = make_engine(settings, writer=True)
+    migrate.upgrade(engine, sources=settings.registry)
+    return settings, config_from(settings), engine
+
+
+def _storage(cfg: OoniConfig) -> Storage:
+    if not cfg.archive:
+        raise click.UsageError("the archive is disabled: set DOWNLINK_OONI_ARCHIVE")
+    try:
+        return open_storage(cfg.archive, cfg.s3_endpoint or None)
+    except StorageError as exc:
+        raise click.UsageError(f"DOWNLINK_OONI_ARCHIVE: {exc}") from None
+
+
+def _begin(engine: Engine) -> object:
+    @contextmanager
+    def begin() -> Iterator[Connection]:
+        with engine.begin() as conn:
+            yield conn
+
+    return begin
+
+
+@click.group()
+def ooni() -> None:
+    """OONI measurements: raw archive, reprocessing, fingerprints."""
+
+
+@ooni.command("archive")
+@database_option
+def archive_cmd(database_url: str | None) -> None:
+    """Archive every hour of measurements that is over (idempotent; run it hourly)."""
+    _settings, cfg, engine = _setup(database_url)
+    try:
+        hours, done = archive.archive_closed_hours(engine.begin, _storage(cfg), cfg.collector_id)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(f"archived {done} measurements in {hours} hours")
+
+
+def _day(_ctx: click.Context, param: click.Parameter, value: str) -> datetime:
+    try:
+        when = moment(value, f"--{param.name}")
+    except ParamError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if when is None:
+        raise click.BadParameter("required")
+    return when
+
+
+@ooni.command("reprocess")
+@click.option("--since", required=True, callback=_day, help="Received at or after (date/ISO).")
+@click.option("--until", required=True, callback=_day, help="Received before (date/ISO).")
+@click.option("--ccs", default="", help="Only these countries, e.g. IT,DE.")
+@click.option("--testnames", default="", help="Only these tests, without underscores.")
+@click.option("--dry-run", is_flag=True, help="Score only; write nothing.")
+@database_option
+def reprocess_cmd(
+    since: datetime, until: datetime, ccs: str, testnames: str, dry_run: bool,
+    database_url: str | None,
+) -> None:
+    """Rescore measurements from the raw archive (resumable, idempotent)."""
+    if since >= until:
+        raise click.BadParameter("--since must be before --until", param_hint="--since")
+    _settings, cfg, engine = _setup(database_url)
+    storage = _storage(cfg)
+    cc_list = [c.upper() for c in comma_list(ccs)]
+    tn_list = [t.replace("_", "") for t in comma_list(testnames)]
+    try:
+        with Progress(transient=True) as bar:
+            task = bar.add_task("reprocessing", total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            out = reprocess.run(
+                engine.begin, storage, since.astimezone(UTC), until.astimezone(UTC),
+                cc_list, tn_list, dry_run, progress,
+            )
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    verb = "would write" if dry_run else "wrote"
+    click.echo(
+        f"{out.files} files, {out.measurements} measurements, {verb} {out.rows} rows"
+        + (f" (resumed after {out.skipped_files} files)" if out.skipped_files else "")
+    )
+
+
+@ooni.group()
+def fingerprints() -> None:
+    """Blocking fingerprints used by the fastpath."""
+
+
+@fingerprints.command("load")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@database_option
+def fingerprints_load(files: tuple[Path, ...], database_url: str | None) -> None:
+    """Replace the fingerprints with those of FILES (JSON lists, or the CSVs of
+    github.com/ooni/blocking-fingerprints; give the DNS and HTTP files together)."""
+    try:
+        items = [fp for f in files for fp in read_file(f)]
+    except FingerprintError as exc:
+        raise click.ClickException(str(exc)) from None
+    _settings, _cfg, engine = _setup(database_url)
+    try:
+        with engine.begin() as conn:
+            version = fingerprint_store.replace(conn, items)
+    finally:
+        engine.dispose()
+    dns = sum(1 for fp in items if fp.location_found == "dns")
+    click.echo(f"loaded {dns} DNS and {len(items) - dns} HTTP fingerprints (version {version})")

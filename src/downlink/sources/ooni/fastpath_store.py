@@ -1,0 +1,44 @@
+"""Writing ``ooni_fastpath`` rows: one per measurement_uid, replaced on re-scoring."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from downlink.sources.ooni.tables import fastpath
+
+# SQLite allows 32,766 bound parameters per statement; a row has 38 columns.
+_CHUNK = 500
+_UPDATED = [c.name for c in fastpath.columns if c.name != "measurement_uid"]
+
+
+def upsert(conn: Connection, rows: Sequence[dict[str, Any]], ts_reception: Sequence[float]) -> None:
+    """Insert rows, replacing any with the same measurement_uid (newest wins)."""
+    if not rows:
+        return
+    now = time.time()
+    values = [
+        {**row, "update_time": now, "ts_reception": ts}
+        for row, ts in zip(rows, ts_reception, strict=True)
+    ]
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    for start in range(0, len(values), _CHUNK):
+        stmt = insert(fastpath).values(values[start : start + _CHUNK])
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[fastpath.c.measurement_uid],
+            set_={name: stmt.excluded[name] for name in _UPDATED},
+        )
+        conn.execute(stmt)
+
+
+def delete_received(conn: Connection, since: float, until: float) -> int:
+    """Delete the rows of measurements received in ``[since, until)``."""
+    result = conn.execute(
+        fastpath.delete().where(fastpath.c.ts_reception >= since, fastpath.c.ts_reception < until)
+    )
+    return result.rowcount

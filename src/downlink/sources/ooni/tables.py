@@ -1,0 +1,143 @@
+"""The OONI source's tables (all named ``ooni_*``); its migrations create exactly these.
+
+* ``ooni_measurements`` is the durable log: one row per accepted submission, holding
+  the stored body. A submission is answered 200 only once its row is committed; the
+  fastpath consumer follows this table by ``id``.
+* ``ooni_fastpath`` is the scored row of each measurement (OONI's ``fastpath``
+  columns), keyed by ``measurement_uid`` so re-scoring replaces rather than adds.
+* ``ooni_fingerprints`` replaces the shipped fingerprints once loaded from the CLI;
+  ``ooni_state`` holds small named values (the fingerprints' version).
+* ``ooni_archive_index`` locates each archived measurement (file key, line).
+* ``ooni_quotas`` are the per-address API quota buckets, shared by all workers.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+measurements = Table(
+    "ooni_measurements",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("measurement_uid", String(100), nullable=False, unique=True),
+    Column("report_id", Text, nullable=False),
+    Column("probe_cc", String(2), nullable=False),
+    Column("probe_asn", BigInteger, nullable=False),
+    Column("test_name", Text, nullable=False),
+    Column("ts_reception", Double, nullable=False),
+    Column("is_verified", String(1), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Index(None, "ts_reception"),
+    # Followed by the fastpath consumer: SQLite must never reuse a deleted row's id; on
+    # PostgreSQL migration ooni_0003 adds the txid column (downlink.store.follow).
+    sqlite_autoincrement=True,
+)
+
+fastpath = Table(
+    "ooni_fastpath",
+    metadata,
+    Column("measurement_uid", String(100), primary_key=True),
+    Column("report_id", Text, nullable=False),
+    Column("input", Text, nullable=False),
+    Column("probe_cc", String(2), nullable=False),
+    Column("probe_asn", BigInteger, nullable=False),
+    Column("test_name", Text, nullable=False),
+    Column("test_start_time", Double),
+    Column("measurement_start_time", Double),
+    Column("filename", Text, nullable=False),
+    Column("scores", Text, nullable=False),
+    Column("platform", Text, nullable=False),
+    Column("anomaly", Boolean, nullable=False),
+    Column("confirmed", Boolean, nullable=False),
+    Column("msm_failure", Boolean, nullable=False),
+    Column("domain", Text, nullable=False),
+    Column("software_name", Text, nullable=False),
+    Column("software_version", Text, nullable=False),
+    Column("control_failure", Text, nullable=False),
+    Column("blocking_general", Double, nullable=False),
+    Column("is_ssl_expected", Integer, nullable=False),
+    Column("page_len", Integer, nullable=False),
+    Column("page_len_ratio", Double, nullable=False),
+    Column("server_cc", Text, nullable=False),
+    Column("server_asn", BigInteger, nullable=False),
+    Column("server_as_name", Text, nullable=False),
+    Column("update_time", Double, nullable=False),
+    Column("test_version", Text, nullable=False),
+    Column("architecture", Text, nullable=False),
+    Column("engine_name", Text, nullable=False),
+    Column("engine_version", Text, nullable=False),
+    Column("test_runtime", Double, nullable=False),
+    Column("blocking_type", Text, nullable=False),
+    Column("test_helper_address", Text, nullable=False),
+    Column("test_helper_type", Text, nullable=False),
+    Column("ooni_run_link_id", BigInteger),
+    Column("is_verified", String(1), nullable=False),
+    Column("ts_reception", Double, nullable=False),
+    Index(None, "measurement_start_time"),
+    Index(None, "probe_cc", "measurement_start_time"),
+    Index(None, "test_name", "measurement_start_time"),
+    Index(None, "domain", "measurement_start_time"),
+    Index(None, "report_id"),
+    Index(None, "ts_reception"),
+)
+
+fingerprints = Table(
+    "ooni_fingerprints",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("location_found", Text, nullable=False),
+    Column("pattern_type", Text, nullable=False),
+    Column("pattern", Text, nullable=False),
+    Column("confidence_no_fp", Integer, nullable=False),
+    Column("expected_countries", Text, nullable=False),
+    Column("other_names", Text, nullable=False),
+)
+
+state = Table(
+    "ooni_state",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+archive_index = Table(
+    "ooni_archive_index",
+    metadata,
+    Column("measurement_uid", String(100), primary_key=True),
+    Column("key", Text, nullable=False),
+    Column("line", Integer, nullable=False),
+)
+
+quotas = Table(
+    "ooni_quotas",
+    metadata,
+    Column("key", String(32), primary_key=True),
+    Column("updated_at", Double, nullable=False),
+    Column("hour", Double, nullable=False),
+    Column("day", Double, nullable=False),
+    Column("week", Double, nullable=False),
+)

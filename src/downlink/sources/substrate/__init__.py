@@ -1,0 +1,1 @@
+"""Substrate/tetcore node telemetry over websockets (docs/nodes.md)."""

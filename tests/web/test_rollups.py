@@ -200,7 +200,7 @@ def test_migration_rolls_up_records_stored_before_it(settings: object) -> None:
         assert sum(r[-1] for r in _all(store, rollup_class_daily)) == 5
         assert len(_all(store, rollup_guilty_sketch)) == 1  # backfilled by 0007
         totals = {(b, m): n for _, b, m, n, _, _ in _all(store, rollup_guilty_machine_totals)}
-        assert totals == {("31000", "machine-a"): 1, ("31000", "b"): 1}  # backfilled by 0011
+        assert totals == {("31000", "machine-a"): 1, ("31000", "b"): 1}  # backfilled by 0012
         from downlink.store.queries import crashes
         from downlink.store.queries.period import Period
 

@@ -3,7 +3,7 @@
 Marking frames "never guilty" adds them to ``guilty_blacklist`` and, in the same
 transaction, queues a regroup job (or restarts the one under way): the POST answers at
 once, and a server process regroups the stored backtrace records in the background
-(:mod:`downlink.pipeline.regroup`). The crash pages show the job's progress.
+(:mod:`downlink.sources.clearlinux.regroup`). The crash pages show the job's progress.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from starlette.responses import Response
 
 from downlink.api.errors import BadRequest
 from downlink.api.params import RecordId
-from downlink.pipeline.backtrace import blacklist_candidates, guilty_label, parse_crash
-from downlink.pipeline.crashes import add_to_blacklist, load_blacklist, remove_from_blacklist
-from downlink.pipeline.regroup import regroup_status, request_regroup
+from downlink.sources.clearlinux.backtrace import blacklist_candidates, guilty_label, parse_crash
+from downlink.sources.clearlinux.crashes import add_to_blacklist, load_blacklist, remove_from_blacklist
+from downlink.sources.clearlinux.regroup import regroup_status, request_regroup
 from downlink.store.database import Store
 from downlink.store.queries import blacklist_log
 from downlink.store.queries import crashes as q

@@ -4,7 +4,7 @@ The body is a JSON array (``Content-Type: application/json``) or NDJSON, one rec
 line (``application/x-ndjson``), of records in the v3 JSON shape the 2.4.x client sends:
 the header fields as strings plus ``payload``. The telemetry id comes from the
 ``X-Telemetry-TID`` header of the request. Each record is checked by
-:func:`downlink.ingest.clearlinux.validate`, exactly as at ``/v2/collector``; all valid
+:func:`downlink.sources.clearlinux.wire.validate`, exactly as at ``/v2/collector``; all valid
 records are stored in one :meth:`Store.write` call (one transaction), and the answer
 lists a result per item in input order: ``{"index", "status": 201|200|400, "id"}`` or
 ``{"index", "status": 400, "message"}``. 200 means a retransmission already stored.
@@ -27,7 +27,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from downlink.ingest.body import BodyTooLarge, off_loop, read_body
-from downlink.ingest.clearlinux import (
+from downlink.sources.clearlinux.wire import (
     EXTERNAL_KEY,
     JSON_RECORD_SCHEMA,
     SOURCE,

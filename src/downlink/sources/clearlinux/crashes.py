@@ -3,7 +3,7 @@
 :class:`GuiltyProcessor` runs inside the writer's transaction, so a crash record is
 committed together with its ``guilty_id``. When the "never guilty" list changes, the
 stored crashes are regrouped chunk by chunk with :func:`regroup_chunk` (by the server's
-background job, :mod:`downlink.pipeline.regroup`, or all at once by
+background job, :mod:`downlink.sources.clearlinux.regroup`, or all at once by
 :func:`recompute_guilty`).
 """
 
@@ -16,7 +16,7 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from downlink.pipeline.backtrace import BACKTRACE_CLASSES, find_guilty
+from downlink.sources.clearlinux.backtrace import BACKTRACE_CLASSES, find_guilty
 from downlink.store.tables import guilty, guilty_blacklist, records
 
 Row = dict[str, Any]
@@ -101,7 +101,7 @@ def regroup_chunk(
     Returns ``(last id seen, records seen, records whose group changed)``; fewer than
     ``limit`` records seen means none are left. ``ids`` caches guilty-frame ids and
     gains the ones this call creates: only keep it past a rollback if the caller
-    discards those (:mod:`downlink.pipeline.regroup` copies it per transaction). The
+    discards those (:mod:`downlink.sources.clearlinux.regroup` copies it per transaction). The
     changed records are updated with one executemany statement.
     """
     rows = conn.execute(
@@ -135,7 +135,7 @@ def recompute_guilty(conn: Connection, chunk: int = 2000) -> int:
     """Regroup every stored backtrace record in this transaction; return how many changed.
 
     The server regroups in the background instead, one transaction per chunk
-    (:mod:`downlink.pipeline.regroup`); this is for scripts, benchmarks and tests.
+    (:mod:`downlink.sources.clearlinux.regroup`); this is for scripts, benchmarks and tests.
     """
     blacklist = load_blacklist(conn)
     ids: dict[tuple[str, str], int] = {}

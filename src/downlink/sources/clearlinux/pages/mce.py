@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from downlink.store.database import Store
-from downlink.store.queries.mce import mce_summary, thermal_weekly
+from downlink.sources.clearlinux.queries.mce import mce_summary, thermal_weekly
 from downlink.store.queries.period import Period
 from downlink.web import params
 from downlink.web.rendering import blank, chart, csv_twin, shows_errors, twin, web_of

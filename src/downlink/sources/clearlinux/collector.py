@@ -18,7 +18,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from downlink.ingest.body import BodyTooLarge, off_loop
-from downlink.ingest.clearlinux import (
+from downlink.sources.clearlinux.wire import (
     EXTERNAL_KEY,
     JSON_RECORD_SCHEMA,
     SOURCE,

@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 from downlink.store.queries.period import Period, today
-from downlink.store.rollups import DAY
+from downlink.sources.clearlinux.rollups import DAY
 from tests.web.helpers import CRASH, rec
 
 Row = dict[str, Any]

@@ -22,7 +22,7 @@ goes round again);
 :mod:`downlink.store.jobs` explains why no edit is missed under concurrency.
 
 New records are grouped at ingest with the blacklist of their batch
-(:class:`~downlink.pipeline.crashes.GuiltyProcessor`), so they need no job. One corner
+(:class:`~downlink.sources.clearlinux.crashes.GuiltyProcessor`), so they need no job. One corner
 on PostgreSQL: a batch that read the blacklist just before the edit committed, and
 committed just after the job walked past its ids, keeps the old grouping until the
 next regroup (the window is one writer batch, a few milliseconds).
@@ -39,11 +39,11 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from downlink.pipeline.crashes import count_backtraces, load_blacklist, regroup_chunk
+from downlink.sources.clearlinux.crashes import count_backtraces, load_blacklist, regroup_chunk
 from downlink.pipeline.jobkinds import run_step
 from downlink.sources.base import JobKind
 from downlink.store import jobs
-from downlink.store.rollups import (
+from downlink.sources.clearlinux.rollups import (
     GroupAggregates,
     add_guilty_rows,
     aggregate_guilty_group,

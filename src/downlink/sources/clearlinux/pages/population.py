@@ -12,7 +12,7 @@ from starlette.responses import Response
 from downlink.api.errors import BadRequest
 from downlink.store.database import Store
 from downlink.store.queries.period import day_date, today
-from downlink.store.queries.population import BUCKETS, machines_per_build
+from downlink.sources.clearlinux.queries.population import BUCKETS, machines_per_build
 from downlink.web import params
 from downlink.web.rendering import blank, chart, csv_twin, shows_errors, twin, web_of
 

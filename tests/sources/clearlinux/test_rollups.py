@@ -6,9 +6,9 @@ import time
 
 from sqlalchemy import func, select
 
-from downlink.pipeline.crashes import add_to_blacklist, recompute_guilty
+from downlink.sources.clearlinux.crashes import add_to_blacklist, recompute_guilty
 from downlink.store.database import Store
-from downlink.store.rollups import (
+from downlink.sources.clearlinux.rollups import (
     ROLLUP_TABLES,
     day_of,
     mce_status,
@@ -185,7 +185,7 @@ def test_week_and_month_keys() -> None:
 
 
 def test_migration_rolls_up_records_stored_before_it(settings: object) -> None:
-    from downlink.pipeline.crashes import GuiltyProcessor
+    from downlink.sources.clearlinux.crashes import GuiltyProcessor
     from downlink.store import migrate
     from downlink.store.inserts import insert_records
 
@@ -253,7 +253,7 @@ def test_machine_sketches_estimate_the_exact_counts(db: Store) -> None:
 
 
 def test_two_phase_group_rebuild_counts_records_stored_in_between(db: Store) -> None:
-    from downlink.store.rollups import (
+    from downlink.sources.clearlinux.rollups import (
         add_guilty_rows,
         aggregate_guilty_group,
         guilty_ids,

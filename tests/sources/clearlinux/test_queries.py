@@ -8,7 +8,7 @@ from datetime import date
 from downlink.store.database import Store
 from downlink.store.queries import builds, crashes, mce, population, stats
 from downlink.store.queries.period import Period, RollupFilter, build_sort_key, day_number
-from downlink.store.rollups import day_of
+from downlink.sources.clearlinux.rollups import day_of
 from tests.web.helpers import CRASH, MCE, OOPS, load, rec
 
 DAY = 86400.0
@@ -156,7 +156,7 @@ def test_mce_summary_and_thermal(db: Store) -> None:
 def test_crash_group_machines_ranked_from_totals_equal_summed(db: Store) -> None:
     """The all-time totals walk gives every page exactly as summing the period's rows,
     for periods holding the group's whole history and periods its machines straddle."""
-    from tests.web.crash_spread import HISTORY_DAYS, crash_rows, expected_machines
+    from tests.sources.clearlinux.crash_spread import HISTORY_DAYS, crash_rows, expected_machines
 
     rows = crash_rows(singles=400, repeaters=80)
     for start in range(0, len(rows), 500):
@@ -190,7 +190,7 @@ def test_machine_totals_follow_the_period_rollups(db: Store) -> None:
     from sqlalchemy import func, select
 
     from downlink.store.tables import rollup_guilty_machine_totals, rollup_guilty_machines
-    from tests.web.crash_spread import crash_rows
+    from tests.sources.clearlinux.crash_spread import crash_rows
 
     load(db, crash_rows(singles=50, repeaters=20))
     m = rollup_guilty_machines.c

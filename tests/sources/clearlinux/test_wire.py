@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from downlink.ingest.clearlinux import (
+from downlink.sources.clearlinux.wire import (
     RecordRejected,
     fields_from_headers,
     fields_from_json,

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import Connection, func, select
 
 from downlink.pipeline import regroup
-from downlink.pipeline.crashes import add_to_blacklist, remove_from_blacklist
-from downlink.pipeline.regroup import (
+from downlink.sources.clearlinux.crashes import add_to_blacklist, remove_from_blacklist
+from downlink.sources.clearlinux.regroup import (
     KIND,
     KINDS,
     JobRunner,

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from downlink.store.database import Store
-from downlink.store.queries.builds import records_per_build
+from downlink.sources.clearlinux.queries.builds import records_per_build
 from downlink.web import params
 from downlink.web.rendering import blank, chart, csv_twin, records_href, shows_errors, twin, web_of
 

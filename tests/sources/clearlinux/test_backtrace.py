@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from downlink.pipeline.backtrace import (
+from downlink.sources.clearlinux.backtrace import (
     BACKTRACE_CLASSES,
     FRAME_RE,
     Frame,

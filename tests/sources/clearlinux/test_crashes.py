@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from downlink.pipeline.crashes import add_to_blacklist, recompute_guilty, remove_from_blacklist
+from downlink.sources.clearlinux.crashes import add_to_blacklist, recompute_guilty, remove_from_blacklist
 from downlink.store.database import Store
 from downlink.store.tables import guilty, records
 from tests.wire import load_capture, v2_headers

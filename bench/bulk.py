@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine, table, write_section  # noqa: E402
 
-from downlink.ingest.clearlinux import validate  # noqa: E402
+from downlink.sources.clearlinux.rollups import ROLLUP_TABLES  # noqa: E402
+from downlink.sources.clearlinux.wire import validate  # noqa: E402
 from downlink.store.inserts import RECORD_COLUMNS  # noqa: E402
-from downlink.store.rollups import ROLLUP_TABLES  # noqa: E402
 from downlink.testing.live import LiveServer  # noqa: E402
 from downlink.testing.postgres import TempPostgres  # noqa: E402
 

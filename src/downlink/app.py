@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -11,19 +12,16 @@ from downlink import __version__, security
 from downlink.access_log import AccessLog
 from downlink.api import errors, meta, openapi, records
 from downlink.direct import Downlink
-from downlink.ingest import bulk, collector
 from downlink.metrics import Metrics
 from downlink.pipeline import reprocess
 from downlink.pipeline.consumers import ConsumerRunner
 from downlink.pipeline.consumers import bind as bind_consumers
+from downlink.pipeline.jobrunner import JobRunner
 from downlink.pipeline.registry import default_processors
-from downlink.pipeline.regroup import JobRunner
 from downlink.settings import Settings, from_env
 from downlink.store.database import Store
 from downlink.store.retention import Maintenance
 from downlink.web import routes as web_routes
-
-_COLLECTOR_FIRST = ("/v2/collector", "/v3/collector")
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -86,20 +84,29 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     security.install(app, settings)
     app.include_router(records.router)
     app.include_router(meta.router)
-    app.include_router(bulk.router)
-    app.router.routes.extend(collector.routes)
     for source in sources:
         for router in source.routers:
             app.include_router(router)
         app.router.routes.extend(source.routes)
-    # Hot path: try the collector's versioned paths before every router (saves ~50 us
-    # of route matching per record; bench/ingest.py, docs/performance.md).
-    app.router.routes.sort(key=lambda r: getattr(r, "path", None) not in _COLLECTOR_FIRST)
+    # Hot path: try the sources' direct paths (Clear Linux's collector) before every
+    # router, "/" excepted (saves ~50 us of route matching per record;
+    # bench/ingest.py, docs/performance.md).
+    first = {p for s in sources for p in s.direct_posts if p != "/"}
+    app.router.routes.sort(key=lambda r: getattr(r, "path", None) not in first)
     # Hotter still: posts skip the middleware stack, guarded by the same checks.
-    for path in collector.PATHS:
-        app.add_direct_route("POST", path, security.guard(app, collector.collect, settings))
+    for source in sources:
+        for path, endpoint in source.direct_posts.items():
+            app.add_direct_route("POST", path, security.guard(app, endpoint, settings))
     web_routes.install(app, settings)
-    openapi.install(app, collector.openapi_paths)
+
+    def openapi_paths() -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for source in sources:
+            if source.openapi_paths is not None:
+                found.update(source.openapi_paths())
+        return found
+
+    openapi.install(app, openapi_paths)
     return app
 
 

@@ -6,7 +6,7 @@ import time
 
 from sqlalchemy import select
 
-from downlink.ingest.clearlinux import validate
+from downlink.sources.clearlinux.wire import validate
 from downlink.store.database import Store
 from downlink.store.inserts import insert_records
 from downlink.store.tables import records
@@ -47,7 +47,7 @@ def test_ids_follow_input_order_across_chunks(store: Store) -> None:
 def test_awkward_text_survives_the_bulk_paths(store: Store) -> None:
     # COPY's text format and the rollups' JSON recordsets both escape; check the round
     # trip with tabs, newlines, backslashes, quotes and non-ASCII in every kind of column.
-    from downlink.store.tables import rollup_daily
+    from downlink.sources.clearlinux.tables import rollup_daily
 
     rows = _rows(3)
     odd = 'tab\there\nnew "line" \\N back\\slash, ünïcödé ✓ \r end'

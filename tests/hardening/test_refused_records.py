@@ -26,7 +26,7 @@ from sqlalchemy import create_engine
 from websockets.asyncio.client import connect
 
 from downlink.cli.main import cli
-from downlink.ingest.clearlinux import fields_from_object, validate
+from downlink.sources.clearlinux.wire import fields_from_object, validate
 from downlink.store.spool import Spool
 from downlink.testing.live import LiveServer
 from downlink.testing.postgres import TempPostgres

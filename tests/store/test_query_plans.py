@@ -23,15 +23,15 @@ from sqlalchemy import Connection, Engine, create_engine, event, insert
 
 from downlink.pipeline.registry import default_processors
 from downlink.settings import Settings
+from downlink.sources.clearlinux.pages.crashes import _group
+from downlink.sources.clearlinux.queries import crashes, mce
 from downlink.sources.substrate import queries as nodes
 from downlink.store.database import Store
 from downlink.store.inserts import RECORD_COLUMNS
-from downlink.store.queries import crashes, mce
 from downlink.store.queries.period import Period
 from downlink.store.queries.records import RecordFilter, list_records
 from downlink.store.tables import records
 from downlink.testing.generate import RecordGenerator
-from downlink.web.pages.crashes import _group
 
 CLEAR_LINUX = 4000
 SCALE = 2500  # stale SQLite statistics are rewritten as if records had 10M rows

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DataError, OperationalError
 
-from downlink.ingest.clearlinux import fields_from_headers, validate
 from downlink.settings import Settings
+from downlink.sources.clearlinux.wire import fields_from_headers, validate
 from downlink.store.database import Store
 from downlink.store.engine import make_engine
 from downlink.store.refusals import ERROR_KEY, REFUSED_KEY, is_outage, store_rows

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection
 
-from downlink.ingest.clearlinux import fields_from_headers, validate
 from downlink.metrics import Metrics
 from downlink.settings import Settings
+from downlink.sources.clearlinux.wire import fields_from_headers, validate
 from downlink.store.database import Store
 from downlink.store.engine import make_engine
 from downlink.store.queries.records import RecordFilter, count_records

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import Connection, select
 
 from downlink.settings import Settings
+from downlink.sources.clearlinux.rollups import ROLLUP_TABLES
+from downlink.sources.clearlinux.tables import guilty
 from downlink.store.database import Store
-from downlink.store.rollups import ROLLUP_TABLES
-from downlink.store.tables import guilty
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "dashboards.py"
 Snapshot = dict[str, list[tuple[object, ...]]]

@@ -18,7 +18,7 @@ from tests.web.helpers import load, rec
 PLUGIN = """
 from pathlib import Path
 from sqlalchemy import func, select
-from downlink.store.tables import rollup_daily
+from downlink.sources.clearlinux.tables import rollup_daily
 from downlink.web.plugins import PluginView
 
 def machines(conn, query):

@@ -13,7 +13,7 @@ from downlink.cli.options import database_option, load_settings
 from downlink.pipeline import reprocess
 from downlink.pipeline.consumers import Bound, bind
 from downlink.pipeline.jobkinds import run_step
-from downlink.pipeline.regroup import STALE_AFTER_S
+from downlink.pipeline.jobrunner import STALE_AFTER_S
 from downlink.sources.base import JobKind
 from downlink.sources.registry import SourceError
 from downlink.store import jobs

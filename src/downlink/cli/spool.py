@@ -132,7 +132,9 @@ def retry_cmd(spool_dir: str | None, ids: tuple[int, ...], database_url: str | N
                 still.append((seq, problem))
         stored = dupes = 0
         if retry:
-            store = Store(settings.replace(spool_dir=""), processors=default_processors())
+            store = Store(
+                settings.replace(spool_dir=""), processors=default_processors(settings.registry)
+            )
             try:
                 store.migrate()
                 results = store_rows(

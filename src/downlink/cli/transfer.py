@@ -93,7 +93,7 @@ def import_cmd(input_file: Path, batch: int, database_url: str | None) -> None:
     for _ in _batches(input_file, batch):
         pass  # validation pass: raises on the first bad line
     settings = load_settings(database_url).replace(batch_max=batch, queue_max=batch * 4)
-    store = Store(settings, processors=default_processors())
+    store = Store(settings, processors=default_processors(settings.registry))
     refused: list[str] = []
 
     async def run() -> tuple[int, int]:

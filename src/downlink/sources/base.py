@@ -12,7 +12,7 @@ the core packages. Fields may be added; none is renamed without a deprecation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from sqlalchemy import Connection, MetaData
     from starlette.routing import BaseRoute
+    from starlette.types import Receive, Scope, Send
 
     from downlink.settings import Settings
 
@@ -109,6 +110,39 @@ class JobKind:
 
 
 @dataclass(frozen=True)
+class JobContext:
+    """What a :class:`JobDriver` gets for one claimed job.
+
+    ``store`` is the process's ``Store`` (``read(fn, …)`` off the event loop,
+    ``admin_write(fn, …)`` one short write transaction, in line with the record
+    batches on SQLite, ``is_sqlite``); ``job`` the claimed row; ``owner`` the claim's
+    token; ``chunk`` the runner's chunk size; ``stopping()`` turns true when the server
+    shuts down (release the job with ``downlink.store.jobs.release`` and return).
+    """
+
+    store: Any
+    job: Mapping[str, Any]
+    owner: str
+    chunk: int
+    stopping: Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class JobDriver:
+    """A kind of job that drives its own transactions (reads between its writes).
+
+    For work a :class:`JobKind`'s one-step-per-transaction shape does not fit (Clear
+    Linux's regroup aggregates a crash group on a read connection, then writes it in
+    parts). ``run(ctx)`` runs the claimed job to its end (or until
+    ``ctx.stopping()``) and returns a short outcome for the log; each of its write
+    transactions must check the claim (``downlink.store.jobs`` raises ``JobLost``).
+    """
+
+    kind: str
+    run: Callable[[JobContext], Awaitable[str]]
+
+
+@dataclass(frozen=True)
 class NavEntry:
     """A tab of the navigation bar.
 
@@ -129,6 +163,12 @@ class Source:
     * ``name``: short slug, also the value of ``records.source`` where it stores there.
     * ``routers``: FastAPI routers (ingest endpoints, API, pages) included by the app.
     * ``routes``: plain Starlette routes (websockets, hot-path endpoints).
+    * ``direct_posts``: ``{path: ASGI endpoint}`` for POSTs the application serves
+      straight from its ``__call__``, past the middleware and the router, wrapped in
+      the same checks (``security.guard``); their ``routes`` are matched first too.
+      The hot path of a single-record collector (Clear Linux's ``/v2/collector``).
+    * ``openapi_paths()``: OpenAPI path items of routes FastAPI does not describe
+      (plain Starlette ones), merged into ``/openapi.json``.
     * ``ingest_paths`` / ``ingest_websockets``: paths that deliver telemetry (open
       when API tokens are configured, rate-limited as ingest).
       ``ingest_prefixes``: POST path prefixes that deliver telemetry (OONI's
@@ -137,12 +177,16 @@ class Source:
     * ``metadata`` / ``migrations``: the source's own tables and the folder of its own
       Alembic revisions (a separate version location and branch; a migration never
       imports live application code).
-    * ``consumers``, ``job_kinds``: post-ack processing and background work.
+    * ``consumers``, ``job_kinds``: post-ack processing and background work;
+      ``job_drivers``: background jobs that drive their own transactions.
     * ``nav``: navigation tabs; ``templates``/``static``: folders the web shell serves.
     * ``settings``: the source's settings; ``metrics(registry)`` registers its metrics.
     * ``processors``: run by the group-commit writer inside each batch's transaction,
       on the new rows before their insert (``(conn, rows)``): only for derived data
       that must commit with the records; everything else is a consumer.
+      ``make_processors()`` returns fresh ones, run before ``processors``, for
+      processors that cache per database (one set per store: Clear Linux's crash
+      grouping and rollups).
     * ``server_options(settings)``: options for the uvicorn server (websocket pings
       and frame size), merged by ``downlink serve``.
     * ``purge(conn, before_ts)``: deletes the source's rows older than the retention
@@ -175,3 +219,11 @@ class Source:
     processors: Sequence[Callable[[Connection, list[dict[str, Any]]], None]] = ()
     server_options: Callable[[Settings], Mapping[str, Any]] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    job_drivers: Sequence[JobDriver] = ()
+    direct_posts: Mapping[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = field(
+        default_factory=dict
+    )
+    openapi_paths: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
+    make_processors: (
+        Callable[[], Sequence[Callable[[Connection, list[dict[str, Any]]], None]]] | None
+    ) = None

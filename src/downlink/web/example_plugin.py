@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from downlink.sources.clearlinux.tables import rollup_class_daily
 from downlink.store.queries.period import day_date
-from downlink.store.tables import rollup_class_daily
 from downlink.web.plugins import PluginQuery, PluginRegistry, PluginView
 from downlink.web.rendering import chart
 

@@ -55,16 +55,10 @@ class NavItem:
     keeps_period: bool = True  # the page takes from/to/range: the bar carries them to it
 
 
-CORE_NAV: tuple[NavItem, ...] = (
-    NavItem("records", "Records", "/records", keeps_period=False),
-    NavItem("builds", "Builds", "/builds"),
-    NavItem("stats", "Stats", "/stats"),
-    NavItem("crashes", "Crashes", "/crashes"),
-    NavItem("mce", "MCE", "/mce"),
-    NavItem("thermal", "Thermal", "/thermal"),
-    NavItem("population", "Population", "/population"),
-    NavItem("docs", "API", "/docs", keeps_period=False),
-)
+# The core's tabs: the record log first, the API description after the sources' tabs
+# (each source brings its own: ``Source.nav``), then the plug-in views'.
+CORE_NAV: tuple[NavItem, ...] = (NavItem("records", "Records", "/records", keeps_period=False),)
+CORE_NAV_LAST: tuple[NavItem, ...] = (NavItem("docs", "API", "/docs", keeps_period=False),)
 
 
 def when(ts: float | None) -> str:

@@ -11,8 +11,8 @@ import random
 from collections import Counter
 from typing import Any
 
-from downlink.store.queries.period import Period, today
 from downlink.sources.clearlinux.rollups import DAY
+from downlink.store.queries.period import Period, today
 from tests.web.helpers import CRASH, rec
 
 Row = dict[str, Any]

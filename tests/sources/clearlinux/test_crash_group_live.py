@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from downlink.store.database import Store
 from downlink.sources.clearlinux.queries.crashes import RANK_FROM_TOTALS_MIN
+from downlink.store.database import Store
 from downlink.store.queries.period import Period, day_date
 from downlink.testing.live import LiveServer
 from tests.sources.clearlinux.crash_spread import (

@@ -7,9 +7,14 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from downlink.sources.clearlinux.crashes import add_to_blacklist, recompute_guilty, remove_from_blacklist
+from downlink.sources.clearlinux.crashes import (
+    add_to_blacklist,
+    recompute_guilty,
+    remove_from_blacklist,
+)
+from downlink.sources.clearlinux.tables import guilty
 from downlink.store.database import Store
-from downlink.store.tables import guilty, records
+from downlink.store.tables import records
 from tests.wire import load_capture, v2_headers
 
 
@@ -17,7 +22,7 @@ def _guilty_of(store: Store, record_id: int) -> tuple[str, str] | None:
     def q(conn):  # type: ignore[no-untyped-def]
         row = conn.execute(
             select(guilty.c.function, guilty.c.module)
-            .select_from(records.join(guilty))
+            .select_from(records.join(guilty, guilty.c.id == records.c.guilty_id))
             .where(records.c.id == record_id)
         ).first()
         return None if row is None else (row[0], row[1])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from datetime import date
 
-from downlink.store.database import Store
-from downlink.store.queries import builds, crashes, mce, population, stats
-from downlink.store.queries.period import Period, RollupFilter, build_sort_key, day_number
+from downlink.sources.clearlinux.queries import builds, crashes, mce, population, stats
 from downlink.sources.clearlinux.rollups import day_of
+from downlink.store.database import Store
+from downlink.store.queries.period import Period, RollupFilter, build_sort_key, day_number
 from tests.web.helpers import CRASH, MCE, OOPS, load, rec
 
 DAY = 86400.0
@@ -118,7 +118,7 @@ def test_top_guilties_spread_and_hidden(db: Store) -> None:
 
     from sqlalchemy import update
 
-    from downlink.store.tables import guilty
+    from downlink.sources.clearlinux.tables import guilty
 
     db.run_write(
         lambda c: c.execute(
@@ -189,7 +189,10 @@ def test_crash_group_machines_ranked_from_totals_equal_summed(db: Store) -> None
 def test_machine_totals_follow_the_period_rollups(db: Store) -> None:
     from sqlalchemy import func, select
 
-    from downlink.store.tables import rollup_guilty_machine_totals, rollup_guilty_machines
+    from downlink.sources.clearlinux.tables import (
+        rollup_guilty_machine_totals,
+        rollup_guilty_machines,
+    )
     from tests.sources.clearlinux.crash_spread import crash_rows
 
     load(db, crash_rows(singles=50, repeaters=20))

@@ -13,21 +13,22 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, func, select
 
-from downlink.pipeline import regroup
+from downlink.pipeline.jobrunner import STALE_AFTER_S, JobRunner
+from downlink.sources.clearlinux import regroup
 from downlink.sources.clearlinux.crashes import add_to_blacklist, remove_from_blacklist
 from downlink.sources.clearlinux.regroup import (
     KIND,
     KINDS,
-    JobRunner,
     RegroupRun,
     rebuild_all,
     regroup_status,
     regroup_step,
     request_regroup,
 )
+from downlink.sources.clearlinux.tables import guilty, rollup_guilty
 from downlink.store import jobs
 from downlink.store.database import Store
-from downlink.store.tables import guilty, records, rollup_guilty
+from downlink.store.tables import records
 from tests.web.helpers import CRASH, load, rec
 
 NANOSLEEP = ("clock_nanosleep@GLIBC_2.2.5()", "libc.so.6")
@@ -45,7 +46,7 @@ def _groups(store: Store) -> list[str]:
     def q(conn: Connection) -> list[str]:
         rows = conn.execute(
             select(guilty.c.function)
-            .select_from(records.join(guilty))
+            .select_from(records.join(guilty, guilty.c.id == records.c.guilty_id))
             .where(records.c.classification == CLASS)
             .order_by(records.c.id)
         )
@@ -78,7 +79,7 @@ def _edit(store: Store, change: Any, pairs: list[tuple[str, str]]) -> int:
 
 def _claim(store: Store, owner: str, now: float | None = None) -> dict[str, Any] | None:
     return store.run_write(
-        lambda c: jobs.claim(c, KINDS, owner, stale_after=regroup.STALE_AFTER_S, now=now)
+        lambda c: jobs.claim(c, KINDS, owner, stale_after=STALE_AFTER_S, now=now)
     )
 
 
@@ -154,7 +155,7 @@ def test_a_job_with_a_stale_heartbeat_is_taken_over_and_resumed(store: Store) ->
     dead = store.run_write(regroup_step, RegroupRun.claimed(job, "dead", chunk=1))
     # While its heartbeat is fresh, nobody else may take it.
     assert _claim(store, "b") is None
-    later = time.time() + regroup.STALE_AFTER_S + 1
+    later = time.time() + STALE_AFTER_S + 1
     taken = _claim(store, "b", now=later)
     assert taken is not None and (taken["cursor"], taken["done"]) == (ids[0], 1)
     # The first owner's next chunk is refused and rolled back.

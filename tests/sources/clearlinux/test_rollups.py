@@ -7,7 +7,6 @@ import time
 from sqlalchemy import func, select
 
 from downlink.sources.clearlinux.crashes import add_to_blacklist, recompute_guilty
-from downlink.store.database import Store
 from downlink.sources.clearlinux.rollups import (
     ROLLUP_TABLES,
     day_of,
@@ -17,8 +16,7 @@ from downlink.sources.clearlinux.rollups import (
     rebuild_rollups,
     week_of,
 )
-from downlink.store.tables import (
-    records,
+from downlink.sources.clearlinux.tables import (
     rollup_build_daily,
     rollup_class_daily,
     rollup_daily,
@@ -33,6 +31,8 @@ from downlink.store.tables import (
     rollup_platform_daily,
     rollup_population,
 )
+from downlink.store.database import Store
+from downlink.store.tables import records
 from downlink.testing.generate import RecordGenerator
 from tests.web.helpers import CRASH, MCE, OOPS, load, rec
 
@@ -201,7 +201,7 @@ def test_migration_rolls_up_records_stored_before_it(settings: object) -> None:
         assert len(_all(store, rollup_guilty_sketch)) == 1  # backfilled by 0007
         totals = {(b, m): n for _, b, m, n, _, _ in _all(store, rollup_guilty_machine_totals)}
         assert totals == {("31000", "machine-a"): 1, ("31000", "b"): 1}  # backfilled by 0012
-        from downlink.store.queries import crashes
+        from downlink.sources.clearlinux.queries import crashes
         from downlink.store.queries.period import Period
 
         (top,) = store.run(crashes.top_guilties, Period.past(2), None, 10, False, 0)
@@ -231,7 +231,7 @@ def test_sql_rebuild_of_crash_rollups_equals_incremental(db: Store) -> None:
 
 
 def test_machine_sketches_estimate_the_exact_counts(db: Store) -> None:
-    from downlink.store.queries import crashes
+    from downlink.sources.clearlinux.queries import crashes
     from downlink.store.queries.period import Period
 
     gen = RecordGenerator(seed=5, machines=60, days=6)

@@ -27,6 +27,10 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from downlink.ingest.body import BodyTooLarge, off_loop, read_body
+from downlink.ingest.responses import error, json_response
+from downlink.ingest.shallow_json import JSONError, array_items, loads_shallow
+from downlink.metrics import Metrics
+from downlink.settings import Settings
 from downlink.sources.clearlinux.wire import (
     EXTERNAL_KEY,
     JSON_RECORD_SCHEMA,
@@ -38,10 +42,6 @@ from downlink.sources.clearlinux.wire import (
     fields_from_raw_headers,
     validate,
 )
-from downlink.ingest.responses import error, json_response
-from downlink.ingest.shallow_json import JSONError, array_items, loads_shallow
-from downlink.metrics import Metrics
-from downlink.settings import Settings
 from downlink.store.database import Store
 from downlink.store.refusals import REFUSED_KEY
 from downlink.store.writer import QueueFull, RecordsRefused, StoreUnavailable

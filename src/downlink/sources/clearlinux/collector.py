@@ -18,6 +18,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from downlink.ingest.body import BodyTooLarge, off_loop
+from downlink.settings import Settings
 from downlink.sources.clearlinux.wire import (
     EXTERNAL_KEY,
     JSON_RECORD_SCHEMA,
@@ -28,7 +29,6 @@ from downlink.sources.clearlinux.wire import (
     fields_from_raw_headers,
     validate,
 )
-from downlink.settings import Settings
 from downlink.store.database import Store
 from downlink.store.record_json import clear_json
 from downlink.store.refusals import REFUSED_KEY

@@ -17,7 +17,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from downlink.sources.clearlinux.backtrace import BACKTRACE_CLASSES, find_guilty
-from downlink.store.tables import guilty, guilty_blacklist, records
+from downlink.sources.clearlinux.tables import guilty, guilty_blacklist
+from downlink.store.tables import records
 
 Row = dict[str, Any]
 _CLASSES = frozenset(BACKTRACE_CLASSES)

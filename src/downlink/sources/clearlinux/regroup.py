@@ -2,13 +2,15 @@
 
 A "never guilty" edit only queues (or restarts) a ``regroup`` job
 (:func:`downlink.store.jobs.restart_or_enqueue`, same transaction as the edit). Every
-server process runs a :class:`JobRunner`; one of them claims the job and walks the
+server process runs a :class:`~downlink.pipeline.jobrunner.JobRunner`, whose driver
+of this kind is :func:`drive`; one of them claims the job and walks the
 backtrace records in id order, :data:`CHUNK` at a time. Each chunk is one write
 transaction (:func:`regroup_step`): it regroups the chunk's records with one
 executemany ``UPDATE`` and saves the job's cursor, counts and heartbeat. So SQLite's
 single writer, and with it ingestion, waits for at most one chunk, and a job whose
 process dies resumes from its last committed chunk once its heartbeat is
-:data:`STALE_AFTER_S` old (or at once, after a clean shutdown put it back to pending).
+:data:`~downlink.pipeline.jobrunner.STALE_AFTER_S` old (or at once, after a clean shutdown
+put it back to pending).
 
 Each chunk first consumes the job's ``restart`` flag, set by edits made while the job
 runs: then it starts over from the first record with the blacklist reloaded. When no
@@ -30,19 +32,14 @@ next regroup (the window is one writer batch, a few milliseconds).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection
 
+from downlink.sources.base import JobContext, JobDriver
 from downlink.sources.clearlinux.crashes import count_backtraces, load_blacklist, regroup_chunk
-from downlink.pipeline.jobkinds import run_step
-from downlink.sources.base import JobKind
-from downlink.store import jobs
 from downlink.sources.clearlinux.rollups import (
     GroupAggregates,
     add_guilty_rows,
@@ -51,14 +48,12 @@ from downlink.sources.clearlinux.rollups import (
     rebuild_guilty_group,
     reset_guilty_group,
 )
-
-log = logging.getLogger(__name__)
+from downlink.store import jobs
 
 KIND = "regroup"
 KINDS = (KIND,)
 CHUNK = 2000
 GROUP_PART = 20000  # aggregated rollup rows written per transaction (SQLite)
-STALE_AFTER_S = 60.0
 
 Write = Callable[..., Awaitable[Any]]
 
@@ -194,146 +189,44 @@ def regroup_status(conn: Connection) -> dict[str, Any] | None:
     return jobs.status(conn, KIND)
 
 
-class JobRunner:
-    """Background task of a server process: claims and runs queued jobs.
-
-    It looks for a runnable job every ``poll_s`` seconds (jobs queued by other
-    processes, jobs of dead processes) and at once when :meth:`wake` is called (this
-    process queued one). Database work goes through ``store.admin_write``, one
-    short transaction at a time, off the event loop.
-    """
-
-    def __init__(
-        self,
-        store: Any,
-        *,
-        poll_s: float = 1.0,
-        chunk: int = CHUNK,
-        stale_after: float = STALE_AFTER_S,
-        kinds: Sequence[JobKind] = (),
-    ) -> None:
-        self.store = store
-        # Registered kinds (sources' JobKinds, the core's reprocess) beside the regroup.
-        self.kinds: dict[str, JobKind] = {k.kind: k for k in kinds}
-        self.all_kinds: tuple[str, ...] = (KIND, *self.kinds)
-        self.poll_s = poll_s
-        self.chunk = chunk
-        self.stale_after = stale_after
-        self._wake: asyncio.Event | None = None  # made on the loop that runs the task
-        self._stopping = False
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        """Start polling on the running event loop (not when ``poll_s`` is 0)."""
-        if self._task is None and self.poll_s > 0:
-            self._stopping = False
-            self._wake = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    def wake(self) -> None:
-        """Look for a job now (call after committing one, on the server's event loop)."""
-        if self._wake is not None:
-            self._wake.set()
-
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the chunk in flight; a running job goes back to pending."""
-        self._stopping = True
-        self.wake()
-        task, self._task = self._task, None
-        if task is None:
-            return
-        finished, _ = await asyncio.wait({task}, timeout=timeout)
-        if not finished:
-            # A long final rollup rebuild: its transaction commits or rolls back on
-            # its own, and the job resumes once its heartbeat is stale.
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _loop(self) -> None:
-        wake = self._wake
-        assert wake is not None
-        while not self._stopping:
-            wake.clear()
-            try:
-                ran = await self.run_next()
-            except Exception as exc:  # noqa: BLE001 - the database may be down; retry later
-                log.warning("job runner: %s", exc)
-                ran = False
-            if ran or self._stopping:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), self.poll_s)
-
-    async def run_next(self) -> bool:
-        """Claim one runnable job and run it to its end; False when there was none."""
-        # Idle polls only read: a claim is a write transaction (SQLite's write lock).
-        if not await self.store.read(jobs.has_runnable, self.all_kinds, self.stale_after):
-            return False
-        write: Write = self.store.admin_write
-        owner = jobs.new_owner()
-        job = await write(jobs.claim, self.all_kinds, owner, self.stale_after)
-        if job is None:
-            return False
-        job_id = int(job["id"])
-        kind = str(job["kind"])
-        try:
-            if kind == KIND:
-                outcome = await self._regroup(write, RegroupRun.claimed(job, owner, self.chunk))
+async def drive(ctx: JobContext) -> str:
+    """Run a claimed regroup job to its end (the job runner's driver of ``regroup``)."""
+    store = ctx.store
+    write: Write = store.admin_write
+    run = RegroupRun.claimed(dict(ctx.job), ctx.owner, ctx.chunk)
+    while True:
+        if ctx.stopping():
+            await write(jobs.release, run.job_id, run.owner)
+            return f"paused at record {run.cursor}"
+        run = await write(regroup_step, run)
+        if run.more:
+            continue
+        # One transaction per crash group: ingestion waits for one group at most.
+        for gid in await store.read(guilty_ids):
+            if ctx.stopping():
+                break
+            if store.is_sqlite:
+                # Aggregate without the write lock, then write in parts: ingestion
+                # never waits for more than one part.
+                found = await store.read(aggregate_guilty_group, gid)
+                await write(reset_group_step, run, found)
+                size = max(len(found.per_build), len(found.per_machine))
+                for start in range(0, size, GROUP_PART):
+                    end = start + GROUP_PART
+                    await write(
+                        add_rows_step,
+                        run,
+                        found.per_build[start:end],
+                        found.per_machine[start:end],
+                    )
             else:
-                outcome = await self._generic(write, self.kinds[kind], job_id, owner)
-            log.info("%s job %d %s", kind, job_id, outcome)
-            await write(jobs.prune, kind)  # finished jobs older than a month
-        except jobs.JobLost as exc:
-            log.warning("%s job %d: %s", kind, job_id, exc)
-        except Exception as exc:  # noqa: BLE001 - a job failure must not stop the server
-            log.exception("%s job %d failed", kind, job_id)
-            message = f"{type(exc).__name__}: {exc}"
-            try:
-                await write(jobs.fail, job_id, owner, message)
-            except Exception as again:  # noqa: BLE001 - it resumes once its heartbeat is stale
-                log.warning("%s job %d: could not record the failure: %s", kind, job_id, again)
-        return True
+                await write(rebuild_group_step, run, gid)
+        if ctx.stopping():
+            continue  # released at the top of the loop; resumes from its cursor
+        if await write(finish_step, run):
+            return f"done: {run.changed} of {run.done} records changed group"
+        # A restart came in: the next step consumes it and starts over.
+        run = replace(run, more=True)
 
-    async def _generic(self, write: Write, kind: JobKind, job_id: int, owner: str) -> str:
-        while True:
-            if self._stopping:
-                await write(jobs.release, job_id, owner)
-                return "paused"
-            if not await write(run_step, kind, job_id, owner):
-                return "done"
 
-    async def _regroup(self, write: Write, run: RegroupRun) -> str:
-        while True:
-            if self._stopping:
-                await write(jobs.release, run.job_id, run.owner)
-                return f"paused at record {run.cursor}"
-            run = await write(regroup_step, run)
-            if run.more:
-                continue
-            # One transaction per crash group: ingestion waits for one group at most.
-            for gid in await self.store.read(guilty_ids):
-                if self._stopping:
-                    break
-                if self.store.is_sqlite:
-                    # Aggregate without the write lock, then write in parts: ingestion
-                    # never waits for more than one part.
-                    found = await self.store.read(aggregate_guilty_group, gid)
-                    await write(reset_group_step, run, found)
-                    size = max(len(found.per_build), len(found.per_machine))
-                    for start in range(0, size, GROUP_PART):
-                        end = start + GROUP_PART
-                        await write(
-                            add_rows_step,
-                            run,
-                            found.per_build[start:end],
-                            found.per_machine[start:end],
-                        )
-                else:
-                    await write(rebuild_group_step, run, gid)
-            if self._stopping:
-                continue  # released at the top of the loop; resumes from its cursor
-            if await write(finish_step, run):
-                return f"done: {run.changed} of {run.done} records changed group"
-            # A restart came in: the next step consumes it and starts over.
-            run = replace(run, more=True)
+DRIVER = JobDriver(KIND, drive)

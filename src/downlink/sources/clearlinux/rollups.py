@@ -45,10 +45,8 @@ from sqlalchemy import (
     select,
 )
 
-from downlink.store import sketch
-from downlink.store.tables import (
+from downlink.sources.clearlinux.tables import (
     guilty,
-    records,
     rollup_build_daily,
     rollup_class_daily,
     rollup_daily,
@@ -63,6 +61,8 @@ from downlink.store.tables import (
     rollup_platform_daily,
     rollup_population,
 )
+from downlink.store import sketch
+from downlink.store.tables import records
 
 Row = dict[str, Any]
 Key = tuple[Hashable, ...]

@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, or_, select
 
-from downlink.store.tables import guilty, node_connections, records, rollup_class_daily
+from downlink.sources.clearlinux.tables import guilty, rollup_class_daily
+from downlink.store.tables import node_connections, records
 
 Row = dict[str, Any]
 GROUPS_SHOWN = 20

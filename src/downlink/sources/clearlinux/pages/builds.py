@@ -8,8 +8,8 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from downlink.store.database import Store
 from downlink.sources.clearlinux.queries.builds import records_per_build
+from downlink.store.database import Store
 from downlink.web import params
 from downlink.web.rendering import blank, chart, csv_twin, records_href, shows_errors, twin, web_of
 
@@ -32,7 +32,7 @@ async def _data(request: Request) -> dict[str, Any]:
 
 
 @router.get("/builds")
-@shows_errors("builds.html", "Builds", "builds")
+@shows_errors("clearlinux/builds.html", "Builds", "builds")
 async def builds_page(request: Request) -> Response:
     """Render records per build as a column chart and a table."""
     data = await _data(request)
@@ -51,7 +51,7 @@ async def builds_page(request: Request) -> Response:
         )
     ]
     return web_of(request).page(
-        "builds.html",
+        "clearlinux/builds.html",
         title="Builds",
         active="builds",
         charts=charts,

@@ -21,11 +21,15 @@ from starlette.responses import Response
 from downlink.api.errors import BadRequest
 from downlink.api.params import RecordId
 from downlink.sources.clearlinux.backtrace import blacklist_candidates, guilty_label, parse_crash
-from downlink.sources.clearlinux.crashes import add_to_blacklist, load_blacklist, remove_from_blacklist
+from downlink.sources.clearlinux.crashes import (
+    add_to_blacklist,
+    load_blacklist,
+    remove_from_blacklist,
+)
+from downlink.sources.clearlinux.queries import blacklist_log
+from downlink.sources.clearlinux.queries import crashes as q
 from downlink.sources.clearlinux.regroup import regroup_status, request_regroup
 from downlink.store.database import Store
-from downlink.store.queries import blacklist_log
-from downlink.store.queries import crashes as q
 from downlink.store.queries.period import Period
 from downlink.store.storable import find_problem
 from downlink.web import params
@@ -69,7 +73,7 @@ async def _top(request: Request) -> dict[str, Any]:
 
 
 @router.get("/crashes")
-@shows_errors("crashes.html", "Crashes", "crashes")
+@shows_errors("clearlinux/crashes.html", "Crashes", "crashes")
 async def crashes_page(request: Request) -> Response:
     """Render the top crash groups of the period (default: the past week)."""
     data = await _top(request)
@@ -87,7 +91,7 @@ async def crashes_page(request: Request) -> Response:
     ]
     form = dict(request.query_params)
     return web_of(request).page(
-        "crashes.html",
+        "clearlinux/crashes.html",
         title="Crashes",
         active="crashes",
         charts=charts,
@@ -167,7 +171,7 @@ async def blacklist_page(request: Request) -> Response:
         e["value"] = json.dumps([e["function"], e["module"]])
         e["added"] = added.get((e["function"], e["module"]))
     return web_of(request).page(
-        "blacklist.html",
+        "clearlinux/blacklist.html",
         title="Never-guilty frames",
         active="crashes",
         entries=entries,
@@ -315,7 +319,7 @@ async def backtraces_json(request: Request, guilty_id: RecordId) -> Response:
 
 
 @router.get("/crashes/{guilty_id}")
-@shows_errors("guilty.html", "Crash group {guilty_id}", "crashes")
+@shows_errors("clearlinux/guilty.html", "Crash group {guilty_id}", "crashes")
 async def guilty_page(request: Request, guilty_id: RecordId) -> Response:
     """Render one crash group: machines and builds affected in the period."""
     data = await _detail(request, guilty_id)
@@ -326,7 +330,7 @@ async def guilty_page(request: Request, guilty_id: RecordId) -> Response:
     if data["offset"]:
         links["first"] = "?" + urlencode({k: v for k, v in form.items() if k != "offset"})
     return web_of(request).page(
-        "guilty.html",
+        "clearlinux/guilty.html",
         title=f"Crash group {guilty_id}",
         active="crashes",
         data=data,
@@ -424,12 +428,12 @@ async def _backtraces(request: Request, guilty_id: int) -> dict[str, Any]:
 
 
 @router.get("/crashes/{guilty_id}/backtraces")
-@shows_errors("backtraces.html", "Backtraces of crash group {guilty_id}", "crashes")
+@shows_errors("clearlinux/backtraces.html", "Backtraces of crash group {guilty_id}", "crashes")
 async def backtraces_page(request: Request, guilty_id: RecordId) -> Response:
     """Render the backtraces of one crash group, guilty frame highlighted."""
     data = await _backtraces(request, guilty_id)
     return web_of(request).page(
-        "backtraces.html",
+        "clearlinux/backtraces.html",
         title=f"Backtraces of crash group {guilty_id}",
         active="crashes",
         data=data,

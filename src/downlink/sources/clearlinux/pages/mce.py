@@ -9,8 +9,8 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from downlink.store.database import Store
 from downlink.sources.clearlinux.queries.mce import mce_summary, thermal_weekly
+from downlink.store.database import Store
 from downlink.store.queries.period import Period
 from downlink.web import params
 from downlink.web.rendering import blank, chart, csv_twin, shows_errors, twin, web_of
@@ -40,7 +40,7 @@ async def _mce(request: Request) -> dict[str, Any]:
 
 
 @router.get("/mce")
-@shows_errors("mce.html", "Machine-check events", "mce")
+@shows_errors("clearlinux/mce.html", "Machine-check events", "mce")
 async def mce_page(request: Request) -> Response:
     """Render weekly MCE counts per class, and counts by class, build and status."""
     data = await _mce(request)
@@ -82,7 +82,7 @@ async def mce_page(request: Request) -> Response:
     ]
     form = dict(request.query_params)
     return web_of(request).page(
-        "mce.html",
+        "clearlinux/mce.html",
         title="Machine-check events",
         active="mce",
         charts=charts,
@@ -106,7 +106,7 @@ async def _thermal(request: Request) -> dict[str, Any]:
 
 
 @router.get("/thermal")
-@shows_errors("thermal.html", "Thermal events", "thermal")
+@shows_errors("clearlinux/thermal.html", "Thermal events", "thermal")
 async def thermal_page(request: Request) -> Response:
     """Render thermal events per week."""
     data = await _thermal(request)
@@ -123,7 +123,7 @@ async def thermal_page(request: Request) -> Response:
     ]
     form = dict(request.query_params)
     return web_of(request).page(
-        "thermal.html",
+        "clearlinux/thermal.html",
         title="Thermal events",
         active="thermal",
         charts=charts,

@@ -10,9 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from downlink.api.errors import BadRequest
+from downlink.sources.clearlinux.queries.population import BUCKETS, machines_per_build
 from downlink.store.database import Store
 from downlink.store.queries.period import day_date, today
-from downlink.sources.clearlinux.queries.population import BUCKETS, machines_per_build
 from downlink.web import params
 from downlink.web.rendering import blank, chart, csv_twin, shows_errors, twin, web_of
 
@@ -62,7 +62,7 @@ def stacks(data: dict[str, Any], top: int = CHART_BUILDS) -> dict[str, list[int]
 
 
 @router.get("/population")
-@shows_errors("population.html", "Population", "population")
+@shows_errors("clearlinux/population.html", "Population", "population")
 async def population_page(request: Request) -> Response:
     """Render unique machines per build per bucket, as stacked columns."""
     data = await _data(request)
@@ -84,7 +84,7 @@ async def population_page(request: Request) -> Response:
     ]
     form = dict(request.query_params)
     return web_of(request).page(
-        "population.html",
+        "clearlinux/population.html",
         title="Population",
         active="population",
         charts=charts,

@@ -8,8 +8,8 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from downlink.sources.clearlinux.queries import stats
 from downlink.store.database import Store
-from downlink.store.queries import stats
 from downlink.store.queries.period import Period, RollupFilter, day_date
 from downlink.web import params
 from downlink.web.rendering import chart, records_href, shows_errors, twin, web_of
@@ -56,7 +56,7 @@ def _pie(items: list[dict[str, Any]], key: str) -> tuple[list[str], list[int]]:
 
 
 @router.get("/stats")
-@shows_errors("stats.html", "Stats", "stats")
+@shows_errors("clearlinux/stats.html", "Stats", "stats")
 async def stats_page(request: Request) -> Response:
     """Render the breakdown charts and tables."""
     data = await _data(request)
@@ -84,7 +84,7 @@ async def stats_page(request: Request) -> Response:
         ),
     ]
     return web_of(request).page(
-        "stats.html",
+        "clearlinux/stats.html",
         title="Stats",
         active="stats",
         charts=charts,

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from downlink.store.tables import guilty_blacklist_log as log
+from downlink.sources.clearlinux.tables import guilty_blacklist_log as log
 
 Row = dict[str, Any]
 

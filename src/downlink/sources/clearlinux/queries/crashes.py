@@ -7,18 +7,18 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Table, and_, case, func, select, update
 
-from downlink.store import sketch
-from downlink.store.queries.period import Period, build_sort_key
-from downlink.store.tables import (
+from downlink.sources.clearlinux.tables import (
     guilty,
     guilty_blacklist,
-    records,
     rollup_guilty,
     rollup_guilty_build_sketch,
     rollup_guilty_machine_totals,
     rollup_guilty_machines,
     rollup_guilty_sketch,
 )
+from downlink.store import sketch
+from downlink.store.queries.period import Period, build_sort_key
+from downlink.store.tables import records
 
 Row = dict[str, Any]
 

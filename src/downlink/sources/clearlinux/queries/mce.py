@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from downlink.sources.clearlinux.tables import rollup_class_daily, rollup_mce, rollup_mce_machines
 from downlink.store.queries.period import Period, build_sort_key, day_date
-from downlink.store.tables import rollup_class_daily, rollup_mce, rollup_mce_machines
 
 MCE_CLASSES = tuple(f"org.clearlinux/mce/{name}" for name in ("corrected", "SRAO", "SRAR", "UCNA"))
 THERMAL_CLASS = "org.clearlinux/mce/thermal"

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
 
+from downlink.sources.clearlinux.tables import rollup_population
 from downlink.store.queries.period import Period, build_sort_key, day_date, day_number
-from downlink.store.tables import rollup_population
 
 BUCKETS = ("day", "week", "month")
 

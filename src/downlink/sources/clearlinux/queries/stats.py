@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, func, select
 
-from downlink.store.queries.period import Period, RollupFilter, cube_for
+from downlink.sources.clearlinux.queries.cubes import cube_for
+from downlink.store.queries.period import Period, RollupFilter
 
 
 def _breakdown(

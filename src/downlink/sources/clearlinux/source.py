@@ -1,0 +1,74 @@
+"""The Clear Linux source: telemetrics-client records, crash groups and dashboards.
+
+Records come one per request to ``/v2/collector``, ``/v3/collector`` and ``/``
+(:mod:`.collector`, the hot path, served past the middleware by the application's
+direct routes) or many per request to ``/api/v1/records/bulk`` (:mod:`.bulk`), parsed
+and validated by :mod:`.wire`, and stored as ``records`` rows with ``source =
+"clearlinux"``. In each batch's transaction the writer groups crashes by their guilty
+frame (:mod:`.crashes`, :mod:`.backtrace`) and keeps the dashboards' rollups
+(:mod:`.rollups`); a "never guilty" edit regroups them in a background job
+(:mod:`.regroup`). The pages (``/builds``, ``/stats``, ``/crashes``, ``/mce``,
+``/thermal``, ``/population``: :mod:`.pages`) read :mod:`.queries`.
+
+Its tables (:mod:`.tables`) were created by the core migrations ``0001`` to ``0012``,
+which predate source migrations: existing databases sit at core head ``0012``, so
+they stay in the core chain; a new table of this source goes in
+``sources/clearlinux/migrations`` (``clearlinux_0001_…``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection
+
+from downlink.sources.base import NavEntry, Source
+from downlink.sources.clearlinux import bulk, collector, regroup, tables
+from downlink.sources.clearlinux.crashes import GuiltyProcessor
+from downlink.sources.clearlinux.pages import builds, crashes, mce, population, stats
+from downlink.sources.clearlinux.rollups import update_rollups
+from downlink.sources.clearlinux.wire import SOURCE
+
+HERE = Path(__file__).parent
+
+Processor = Callable[[Connection, list[dict[str, Any]]], None]
+
+
+def processors() -> Sequence[Processor]:
+    """Fresh writer processors for one store: crash grouping, then the rollups (they
+    count records by the ``guilty_id`` the first sets)."""
+    return (GuiltyProcessor(), update_rollups)
+
+
+def source() -> Source:
+    """The Clear Linux source."""
+    return Source(
+        name=SOURCE,
+        title="Clear Linux telemetry",
+        routers=(
+            bulk.router,
+            builds.router,
+            stats.router,
+            crashes.router,
+            mce.router,
+            population.router,
+        ),
+        routes=tuple(collector.routes),
+        direct_posts={path: collector.collect for path in collector.PATHS},
+        openapi_paths=collector.openapi_paths,
+        ingest_paths=frozenset({*collector.PATHS, bulk.PATH}),
+        metadata=tables.metadata,
+        nav=(
+            NavEntry("builds", "Builds", "/builds", keeps_period=True),
+            NavEntry("stats", "Stats", "/stats", keeps_period=True),
+            NavEntry("crashes", "Crashes", "/crashes", keeps_period=True),
+            NavEntry("mce", "MCE", "/mce", keeps_period=True),
+            NavEntry("thermal", "Thermal", "/thermal", keeps_period=True),
+            NavEntry("population", "Population", "/population", keeps_period=True),
+        ),
+        templates=HERE / "templates",
+        make_processors=processors,
+        job_drivers=(regroup.DRIVER,),
+    )

@@ -264,7 +264,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "web_plugins",
         "DOWNLINK_WEB_PLUGINS",
-        ("downlink.web.example_plugin",),
+        ("downlink.sources.clearlinux.severity_plugin",),
         "Comma-separated modules of web plug-in views (see docs/web.md); 'none' for none.",
     ),
     Setting(
@@ -341,7 +341,7 @@ class Settings:
     ws_max_node_ids: int = 20
     ws_buffer_max: int = 1000
     access_log: str = "off"
-    web_plugins: tuple[str, ...] = ("downlink.web.example_plugin",)
+    web_plugins: tuple[str, ...] = ("downlink.sources.clearlinux.severity_plugin",)
     source_modules: tuple[str, ...] = ()
     # Per-source settings, ``sources[<source>][<setting>]``: every source's defaults
     # overlaid with what was given (filled in by __post_init__ from the registry).

@@ -167,6 +167,10 @@ class Source:
       straight from its ``__call__``, past the middleware and the router, wrapped in
       the same checks (``security.guard``); their ``routes`` are matched first too.
       The hot path of a single-record collector (Clear Linux's ``/v2/collector``).
+    * ``search(conn, text)``: what the search box finds among the source's data, as
+      keys added to ``/search.json``'s ``found`` (from indexes or small tables, never
+      a scan); ``search_template``: a template (``"<name>/…"``) rendering them as
+      ``<li>`` items of the results (it gets ``f``, the ``found`` mapping).
     * ``openapi_paths()``: OpenAPI path items of routes FastAPI does not describe
       (plain Starlette ones), merged into ``/openapi.json``.
     * ``ingest_paths`` / ``ingest_websockets``: paths that deliver telemetry (open
@@ -224,6 +228,8 @@ class Source:
         default_factory=dict
     )
     openapi_paths: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
+    search: Callable[[Connection, str], Mapping[str, Any]] | None = None
+    search_template: str | None = None
     make_processors: (
         Callable[[], Sequence[Callable[[Connection, list[dict[str, Any]]], None]]] | None
     ) = None

@@ -31,7 +31,7 @@ from jinja2 import (
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from downlink.api.errors import BadRequest
+from downlink.errors import BadRequest
 from downlink.web.params import PRESETS
 
 TEMPLATES = Path(__file__).with_name("templates")

@@ -28,6 +28,7 @@ from downlink.sources.base import NavEntry, Source
 from downlink.sources.clearlinux import bulk, collector, regroup, tables
 from downlink.sources.clearlinux.crashes import GuiltyProcessor
 from downlink.sources.clearlinux.pages import builds, crashes, mce, population, stats
+from downlink.sources.clearlinux.queries.search import search
 from downlink.sources.clearlinux.rollups import update_rollups
 from downlink.sources.clearlinux.wire import SOURCE
 
@@ -71,4 +72,6 @@ def source() -> Source:
         templates=HERE / "templates",
         make_processors=processors,
         job_drivers=(regroup.DRIVER,),
+        search=search,
+        search_template="clearlinux/_search.html",
     )

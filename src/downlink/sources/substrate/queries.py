@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, and_, func, or_, select, text
 
+from downlink.store.queries.search import GROUPS_SHOWN, escape_like
 from downlink.store.queries.shape import rows_first
 from downlink.store.tables import benchmarks, node_connections, records
 
@@ -341,3 +342,18 @@ def add_benchmark(conn: Connection, setup: Any, created_at: float) -> Row:
         benchmarks.insert().values(setup=setup, created_at=created_at).returning(benchmarks.c.id)
     ).scalar_one()
     return {"id": int(new_id), "setup": setup, "created_at": created_at}
+
+
+def search_peers(conn: Connection, text: str) -> dict[str, Any]:
+    """``peers``: substrate peer ids containing ``text`` (the search box), most recently
+    seen first, from the node connections (never ``records``)."""
+    like = "%" + escape_like(text) + "%"
+    nc = node_connections.c
+    peers = conn.execute(
+        select(nc.peer_id, func.max(nc.last_seen))
+        .where(nc.peer_id.like(like, escape="\\"))
+        .group_by(nc.peer_id)
+        .order_by(func.max(nc.last_seen).desc())
+        .limit(GROUPS_SHOWN)
+    )
+    return {"peers": [{"peer_id": p, "last_seen": float(t)} for p, t in peers]}

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from downlink.sources.base import NavEntry, Source
-from downlink.sources.substrate import api, views, websocket
+from downlink.sources.substrate import api, queries, views, websocket
 from downlink.sources.substrate.connections import record_connections
 
 HERE = Path(__file__).parent
@@ -36,4 +36,6 @@ def source() -> Source:
         templates=HERE / "templates",
         processors=(record_connections,),
         server_options=websocket.uvicorn_options,
+        search=queries.search_peers,
+        search_template="substrate/_search.html",
     )

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
 from starlette.requests import Request
-from starlette.responses import Response
 
 from downlink.sources.clearlinux.queries.builds import records_per_build
 from downlink.store.database import Store
 from downlink.web import params
-from downlink.web.rendering import blank, chart, csv_twin, records_href, shows_errors, twin, web_of
-
-router = APIRouter(include_in_schema=False)
+from downlink.web.rendering import blank, chart, records_href
+from downlink.web.views import Csv, View, router_of
 
 DEFAULT_DAYS = 30
 
@@ -31,11 +28,7 @@ async def _data(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/builds")
-@shows_errors("clearlinux/builds.html", "Builds", "builds")
-async def builds_page(request: Request) -> Response:
-    """Render records per build as a column chart and a table."""
-    data = await _data(request)
+def _page(_request: Request, data: dict[str, Any]) -> dict[str, Any]:
     builds = data["builds"]
     charts = [
         chart(
@@ -50,25 +43,21 @@ async def builds_page(request: Request) -> Response:
                    for b in builds],
         )
     ]
-    return web_of(request).page(
-        "clearlinux/builds.html",
-        title="Builds",
-        active="builds",
-        charts=charts,
-        data=data,
-        form=dict(request.query_params),
-    )
+    return {"charts": charts}
 
 
-@router.get("/builds.json")
-async def builds_json(request: Request) -> Response:
-    """JSON twin of /builds."""
-    return twin(await _data(request))
+def _csv_rows(data: dict[str, Any]) -> list[tuple[str, int]]:
+    return [(b["build"], b["records"]) for b in data["builds"]]
 
 
-@router.get("/builds.csv")
-async def builds_csv(request: Request) -> Response:
-    """CSV of /builds: build, records."""
-    data = await _data(request)
-    rows = ((b["build"], b["records"]) for b in data["builds"])
-    return csv_twin("builds", ("build", "records"), rows)
+# Records per build as a column chart and a table; JSON and CSV (build, records) twins.
+VIEW = View(
+    "/builds",
+    "Builds",
+    "clearlinux/builds.html",
+    _data,
+    active="builds",
+    page=_page,
+    csv=Csv("builds", ("build", "records"), _csv_rows),
+)
+router = router_of([VIEW])

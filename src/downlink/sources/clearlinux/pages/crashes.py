@@ -18,8 +18,8 @@ from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from downlink.api.errors import BadRequest
-from downlink.api.params import RecordId
+from downlink.errors import BadRequest
+from downlink.params import RecordId
 from downlink.sources.clearlinux.backtrace import blacklist_candidates, guilty_label, parse_crash
 from downlink.sources.clearlinux.crashes import (
     add_to_blacklist,

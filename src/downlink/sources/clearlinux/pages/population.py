@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from downlink.api.errors import BadRequest
+from downlink.errors import BadRequest
 from downlink.sources.clearlinux.queries.population import BUCKETS, machines_per_build
 from downlink.store.database import Store
 from downlink.store.queries.period import day_date, today

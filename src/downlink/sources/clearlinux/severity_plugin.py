@@ -1,6 +1,7 @@
 """Example web plug-in: records per day and severity, from a daily rollup.
 
-Enabled by default (``DOWNLINK_WEB_PLUGINS=downlink.web.example_plugin``); it shows at
+Enabled by default (``DOWNLINK_WEB_PLUGINS=downlink.sources.clearlinux.severity_plugin``;
+it was ``downlink.web.example_plugin``, still accepted); it shows at
 ``/plugins/severity`` and ``/plugins/severity.json``. Copy it to start a plug-in of
 your own: a module with ``register(registry)`` is all a plug-in needs.
 """

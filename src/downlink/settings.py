@@ -181,14 +181,6 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds between looks for queued background jobs (crash regrouping); 0: none here.",
     ),
     Setting(
-        "crash_exact_machines",
-        "DOWNLINK_CRASH_EXACT_MACHINES",
-        50000,
-        "Up to this many crash records of the groups shown in the period, the crash pages "
-        "count affected machines exactly (about 1 us a record); above it they estimate "
-        "them from sketches, marked ≈ (about 1.6 % error, bounded time).",
-    ),
-    Setting(
         "consumer_poll_s",
         "DOWNLINK_CONSUMER_POLL_S",
         0.25,
@@ -328,7 +320,6 @@ class Settings:
     purge_interval_s: float = 600.0
     purge_batch: int = 2000
     job_poll_s: float = 1.0
-    crash_exact_machines: int = 50000
     consumer_poll_s: float = 0.25
     consumer_retry_max_s: float = 60.0
     ws_ping_interval_s: float = 5.0
@@ -443,8 +434,6 @@ def _check_substrate(s: Settings) -> None:
                  "ws_rate_limit_bytes"):
         if getattr(s, name) < 0:
             raise SettingsError(f"{_BY_NAME[name].env} must not be negative")
-    if s.crash_exact_machines < 0:
-        raise SettingsError("DOWNLINK_CRASH_EXACT_MACHINES must not be negative")
     for name in ("purge_batch", "ws_max_frame_bytes", "ws_max_node_ids", "ws_buffer_max"):
         if getattr(s, name) < 1:
             raise SettingsError(f"{_BY_NAME[name].env} must be at least 1")

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from downlink.sources.base import NavEntry, Source
+from downlink.sources.base import NavEntry, Source, SourceSetting
 from downlink.sources.clearlinux import bulk, collector, regroup, tables
 from downlink.sources.clearlinux.crashes import GuiltyProcessor
 from downlink.sources.clearlinux.pages import builds, crashes, mce, population, stats
@@ -41,6 +41,24 @@ def processors() -> Sequence[Processor]:
     """Fresh writer processors for one store: crash grouping, then the rollups (they
     count records by the ``guilty_id`` the first sets)."""
     return (GuiltyProcessor(), update_rollups)
+
+
+def _not_negative(value: int) -> None:
+    if value < 0:
+        raise ValueError("must not be negative")
+
+
+SETTINGS = (
+    SourceSetting(
+        "crash_exact_machines",
+        "DOWNLINK_CRASH_EXACT_MACHINES",
+        50000,
+        "Up to this many crash records of the groups shown in the period, the crash pages "
+        "count affected machines exactly (about 1 us a record); above it they estimate "
+        "them from sketches, marked ≈ (about 1.6 % error, bounded time).",
+        _not_negative,
+    ),
+)
 
 
 def source() -> Source:
@@ -70,6 +88,7 @@ def source() -> Source:
             NavEntry("population", "Population", "/population", keeps_period=True),
         ),
         templates=HERE / "templates",
+        settings=SETTINGS,
         make_processors=processors,
         job_drivers=(regroup.DRIVER,),
         search=search,

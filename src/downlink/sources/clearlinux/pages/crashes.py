@@ -29,6 +29,8 @@ from downlink.sources.clearlinux.crashes import (
 from downlink.sources.clearlinux.queries import blacklist_log
 from downlink.sources.clearlinux.queries import crashes as q
 from downlink.sources.clearlinux.regroup import regroup_status, request_regroup
+from downlink.sources.clearlinux.wire import SOURCE
+from downlink.sources.runtime import settings_of
 from downlink.store.database import Store
 from downlink.store.queries.period import Period
 from downlink.store.storable import find_problem
@@ -58,7 +60,7 @@ async def _top(request: Request) -> dict[str, Any]:
     limit = params.integer(query, "limit", 1, TOP_MAX) or 50
     hidden = query.get("hidden", "") in ("1", "on", "true")
     store = _store(request)
-    exact = store.settings.crash_exact_machines
+    exact = int(settings_of(request, SOURCE)["crash_exact_machines"])
     items = await store.read(q.top_guilties, period, build, limit, hidden, exact)
     for item in items:
         item["label"] = guilty_label(item["function"], item["module"])
@@ -297,7 +299,7 @@ async def _detail(request: Request, guilty_id: int) -> dict[str, Any]:
     limit = params.integer(query, "limit", 1, MACHINES_MAX) or MACHINES_PAGE
     offset = params.integer(query, "offset", 0, OFFSET_MAX) or 0
     store = _store(request)
-    exact = store.settings.crash_exact_machines
+    exact = int(settings_of(request, SOURCE)["crash_exact_machines"])
     found = await store.read(_group, guilty_id, period, limit, offset, exact)
     if found is None:
         raise BadRequest(f"no crash group with id {guilty_id}", status=404)

@@ -34,6 +34,7 @@ ENTRY_POINT_GROUP = "downlink.sources"
 
 # The sources that ship with Downlink, as module names.
 BUILTIN: tuple[str, ...] = (
+    "downlink.sources.clearlinux.source",
     "downlink.sources.substrate.source",
     "downlink.sources.ooni.source",
     "downlink.sources.fuelstats.source",

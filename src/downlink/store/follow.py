@@ -151,6 +151,12 @@ def _up_to(table: Table, boundary: Cursor, *, pg: bool) -> ColumnElement[bool]:
     return tuple_(_TXID, table.c.id) <= tuple_(bound, boundary.id)
 
 
+def up_to(conn: Connection, table: Table, boundary: Cursor) -> ColumnElement[bool]:
+    """The condition "at or before ``boundary`` in commit order" on ``table``'s rows
+    (what a consumer whose cursor is ``boundary`` has applied)."""
+    return _up_to(table, boundary, pg=_pg(conn))
+
+
 def _in_range(
     table: Table, ts_column: str, since: float, until: float, boundary: Cursor, *, pg: bool
 ) -> list[ColumnElement[bool]]:

@@ -1,4 +1,9 @@
-"""Wait until a server's consumers have handled everything committed (tests, benches)."""
+"""Wait until a server's consumers have handled everything committed (tests, benches).
+
+:func:`wait_caught_up` asks a running server; :func:`catch_up` runs the consumers
+itself, in this process, on a :class:`~downlink.store.database.Store` (tests that
+write with ``insert_records`` and read derived data without a server).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+
+from downlink.pipeline.consumers import bind, ensure_all, step
+from downlink.sources.registry import Sources
+from downlink.store.database import Store
 
 
 class NotCaughtUp(AssertionError):
@@ -42,3 +51,16 @@ def wait_caught_up(
                 ]
                 raise NotCaughtUp("consumers still behind: " + "; ".join(behind))
             time.sleep(interval)
+
+
+def catch_up(store: Store, sources: Sources | None = None) -> int:
+    """Run every consumer of ``sources`` (default: the store's settings' sources) until
+    none has a row left, one batch per transaction; return the rows handled."""
+    bounds = bind(sources if sources is not None else store.settings.registry)
+    store.run_write(ensure_all, bounds)
+    handled = 0
+    while True:
+        n = sum(store.run_write(step, b) for b in bounds)
+        if not n:
+            return handled
+        handled += n

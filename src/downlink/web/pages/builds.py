@@ -8,10 +8,20 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from downlink.sources.clearlinux.consumers import COUNTS_NAME
 from downlink.store.database import Store
 from downlink.store.queries.builds import records_per_build
 from downlink.web import params
-from downlink.web.rendering import blank, chart, csv_twin, records_href, shows_errors, twin, web_of
+from downlink.web.rendering import (
+    blank,
+    chart,
+    csv_twin,
+    freshness,
+    records_href,
+    shows_errors,
+    twin,
+    web_of,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -52,6 +62,7 @@ async def builds_page(request: Request) -> Response:
     ]
     return web_of(request).page(
         "builds.html",
+        fresh=freshness(request, COUNTS_NAME),
         title="Builds",
         active="builds",
         charts=charts,

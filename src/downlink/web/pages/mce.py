@@ -9,11 +9,12 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from downlink.sources.clearlinux.consumers import COUNTS_NAME
 from downlink.store.database import Store
 from downlink.store.queries.mce import mce_summary, thermal_weekly
 from downlink.store.queries.period import Period
 from downlink.web import params
-from downlink.web.rendering import blank, chart, csv_twin, shows_errors, twin, web_of
+from downlink.web.rendering import blank, chart, csv_twin, freshness, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -83,6 +84,7 @@ async def mce_page(request: Request) -> Response:
     form = dict(request.query_params)
     return web_of(request).page(
         "mce.html",
+        fresh=freshness(request, COUNTS_NAME),
         title="Machine-check events",
         active="mce",
         charts=charts,
@@ -124,6 +126,7 @@ async def thermal_page(request: Request) -> Response:
     form = dict(request.query_params)
     return web_of(request).page(
         "thermal.html",
+        fresh=freshness(request, COUNTS_NAME),
         title="Thermal events",
         active="thermal",
         charts=charts,

@@ -10,11 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from downlink.api.errors import BadRequest
+from downlink.sources.clearlinux.consumers import COUNTS_NAME
 from downlink.store.database import Store
 from downlink.store.queries.period import day_date, today
 from downlink.store.queries.population import BUCKETS, machines_per_build
 from downlink.web import params
-from downlink.web.rendering import blank, chart, csv_twin, shows_errors, twin, web_of
+from downlink.web.rendering import blank, chart, csv_twin, freshness, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -85,6 +86,7 @@ async def population_page(request: Request) -> Response:
     form = dict(request.query_params)
     return web_of(request).page(
         "population.html",
+        fresh=freshness(request, COUNTS_NAME),
         title="Population",
         active="population",
         charts=charts,

@@ -8,11 +8,12 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from downlink.sources.clearlinux.consumers import COUNTS_NAME
 from downlink.store.database import Store
 from downlink.store.queries import stats
 from downlink.store.queries.period import Period, RollupFilter, day_date
 from downlink.web import params
-from downlink.web.rendering import chart, records_href, shows_errors, twin, web_of
+from downlink.web.rendering import chart, freshness, records_href, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -85,6 +86,7 @@ async def stats_page(request: Request) -> Response:
     ]
     return web_of(request).page(
         "stats.html",
+        fresh=freshness(request, COUNTS_NAME),
         title="Stats",
         active="stats",
         charts=charts,

@@ -23,7 +23,7 @@ class NotCaughtUp(AssertionError):
 
 
 def wait_caught_up(
-    base_url: str,
+    server: str | httpx.Client,
     *,
     timeout: float = 30.0,
     headers: Mapping[str, str] | None = None,
@@ -31,26 +31,35 @@ def wait_caught_up(
 ) -> list[dict[str, Any]]:
     """Poll ``/consumers.json`` until no consumer is behind; return their states.
 
+    ``server`` is a base URL, or a client of the app (an in-process ``TestClient``).
     Raises :class:`NotCaughtUp` naming the consumers still behind, with their last
     error, when ``timeout`` passes first.
     """
+    if isinstance(server, httpx.Client):
+        return _wait(server, timeout, dict(headers or {}), interval)
+    with httpx.Client(base_url=server, headers=dict(headers or {}), timeout=10) as http:
+        return _wait(http, timeout, {}, interval)
+
+
+def _wait(
+    http: httpx.Client, timeout: float, headers: dict[str, str], interval: float
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     last: list[dict[str, Any]] = []
-    with httpx.Client(base_url=base_url, headers=dict(headers or {}), timeout=10) as http:
-        while True:
-            answer = http.get("/consumers.json")
-            answer.raise_for_status()
-            last = answer.json()["consumers"]
-            if all(c["lag_records"] == 0 for c in last):
-                return last
-            if time.monotonic() > deadline:
-                behind = [
-                    f"{c['name']} ({c['lag_records']} behind, error: {c['error']})"
-                    for c in last
-                    if c["lag_records"]
-                ]
-                raise NotCaughtUp("consumers still behind: " + "; ".join(behind))
-            time.sleep(interval)
+    while True:
+        answer = http.get("/consumers.json", headers=headers)
+        answer.raise_for_status()
+        last = answer.json()["consumers"]
+        if all(c["lag_records"] == 0 for c in last):
+            return last
+        if time.monotonic() > deadline:
+            behind = [
+                f"{c['name']} ({c['lag_records']} behind, error: {c['error']})"
+                for c in last
+                if c["lag_records"]
+            ]
+            raise NotCaughtUp("consumers still behind: " + "; ".join(behind))
+        time.sleep(interval)
 
 
 def catch_up(store: Store, sources: Sources | None = None) -> int:

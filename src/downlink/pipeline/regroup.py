@@ -44,7 +44,6 @@ from sqlalchemy import Connection
 from downlink.pipeline.crashes import count_backtraces, load_blacklist, regroup_chunk
 from downlink.pipeline.jobkinds import run_step
 from downlink.sources.base import JobKind
-from downlink.sources.clearlinux.consumers import CRASHES_NAME
 from downlink.store import cursors, follow, jobs
 from downlink.store.rollups import (
     GroupAggregates,
@@ -59,6 +58,8 @@ from downlink.store.tables import records
 log = logging.getLogger(__name__)
 
 KIND = "regroup"
+# The consumer that groups new crash records (downlink.sources.clearlinux.consumers).
+CRASHES_NAME = "clearlinux_crashes"
 KINDS = (KIND,)
 CHUNK = 2000
 GROUP_PART = 20000  # aggregated rollup rows written per transaction (SQLite)

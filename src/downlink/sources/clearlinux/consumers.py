@@ -57,15 +57,16 @@ def _ours(batch: Sequence[LogRecord]) -> list[Row]:
     return [dict(r.row) for r in batch if r.row.get("source") == SOURCE]
 
 
-def group_crashes(conn: Connection, rows: list[Row]) -> list[Row]:
-    """Set ``guilty_id`` on the crash records among ``rows`` (in the rows and in
-    ``records``); return the crash records."""
+def assign_groups(conn: Connection, rows: Sequence[Row]) -> tuple[list[Row], list[Row]]:
+    """Set ``guilty_id`` on the crash records among ``rows`` (in the rows only, with
+    the current "never guilty" list); return the crash records and those of them whose
+    group changed."""
     crashes = [r for r in rows if r.get("classification") in _CLASSES]
     if not crashes:
-        return []
+        return [], []
     blacklist = load_blacklist(conn)
     ids: dict[tuple[str, str], int] = {}  # rows made here exist only if this commits
-    changes: list[dict[str, Any]] = []
+    changed: list[Row] = []
     for row in crashes:
         found = find_guilty(row.get("payload") or "", blacklist)
         new: int | None = None
@@ -74,9 +75,20 @@ def group_crashes(conn: Connection, rows: list[Row]) -> list[Row]:
             if new is None:
                 new = ids[found] = guilty_id(conn, *found)
         if new != row.get("guilty_id"):
-            changes.append({"rid": row["id"], "gid": new})
+            changed.append(row)
         row["guilty_id"] = new
-    if changes:
+    return crashes, changed
+
+
+def group_crashes(conn: Connection, rows: list[Row]) -> list[Row]:
+    """Set ``guilty_id`` on the crash records among ``rows`` (stored records: in the
+    rows and in ``records``); return the crash records."""
+    crashes, changed = assign_groups(conn, rows)
+    if changed:
+        # In id order, as the regroup job updates: two writers of the same rows take
+        # their locks in one order (no deadlock on PostgreSQL).
+        changes = sorted(({"rid": int(r["id"]), "gid": r["guilty_id"]} for r in changed),
+                         key=lambda c: int(c["rid"]))
         conn.execute(
             update(records)
             .where(records.c.id == bindparam("rid"))

@@ -8,7 +8,6 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from downlink.sources.clearlinux.consumers import COUNTS_NAME
 from downlink.store.database import Store
 from downlink.store.queries.builds import records_per_build
 from downlink.web import params
@@ -62,7 +61,7 @@ async def builds_page(request: Request) -> Response:
     ]
     return web_of(request).page(
         "builds.html",
-        fresh=freshness(request, COUNTS_NAME),
+        fresh=freshness(request, "clearlinux_rollups"),
         title="Builds",
         active="builds",
         charts=charts,

@@ -23,7 +23,6 @@ from downlink.api.params import RecordId
 from downlink.pipeline.backtrace import blacklist_candidates, guilty_label, parse_crash
 from downlink.pipeline.crashes import add_to_blacklist, load_blacklist, remove_from_blacklist
 from downlink.pipeline.regroup import regroup_status, request_regroup
-from downlink.sources.clearlinux.consumers import CRASHES_NAME
 from downlink.store.database import Store
 from downlink.store.queries import blacklist_log
 from downlink.store.queries import crashes as q
@@ -89,7 +88,7 @@ async def crashes_page(request: Request) -> Response:
     form = dict(request.query_params)
     return web_of(request).page(
         "crashes.html",
-        fresh=freshness(request, CRASHES_NAME),
+        fresh=freshness(request, "clearlinux_crashes"),
         title="Crashes",
         active="crashes",
         charts=charts,
@@ -329,7 +328,7 @@ async def guilty_page(request: Request, guilty_id: RecordId) -> Response:
         links["first"] = "?" + urlencode({k: v for k, v in form.items() if k != "offset"})
     return web_of(request).page(
         "guilty.html",
-        fresh=freshness(request, CRASHES_NAME),
+        fresh=freshness(request, "clearlinux_crashes"),
         title=f"Crash group {guilty_id}",
         active="crashes",
         data=data,
@@ -433,7 +432,7 @@ async def backtraces_page(request: Request, guilty_id: RecordId) -> Response:
     data = await _backtraces(request, guilty_id)
     return web_of(request).page(
         "backtraces.html",
-        fresh=freshness(request, CRASHES_NAME),
+        fresh=freshness(request, "clearlinux_crashes"),
         title=f"Backtraces of crash group {guilty_id}",
         active="crashes",
         data=data,

@@ -9,7 +9,6 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from downlink.sources.clearlinux.consumers import COUNTS_NAME
 from downlink.store.database import Store
 from downlink.store.queries.mce import mce_summary, thermal_weekly
 from downlink.store.queries.period import Period
@@ -84,7 +83,7 @@ async def mce_page(request: Request) -> Response:
     form = dict(request.query_params)
     return web_of(request).page(
         "mce.html",
-        fresh=freshness(request, COUNTS_NAME),
+        fresh=freshness(request, "clearlinux_rollups"),
         title="Machine-check events",
         active="mce",
         charts=charts,
@@ -126,7 +125,7 @@ async def thermal_page(request: Request) -> Response:
     form = dict(request.query_params)
     return web_of(request).page(
         "thermal.html",
-        fresh=freshness(request, COUNTS_NAME),
+        fresh=freshness(request, "clearlinux_rollups"),
         title="Thermal events",
         active="thermal",
         charts=charts,

@@ -10,7 +10,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from downlink.api.errors import BadRequest
-from downlink.sources.clearlinux.consumers import COUNTS_NAME
 from downlink.store.database import Store
 from downlink.store.queries.period import day_date, today
 from downlink.store.queries.population import BUCKETS, machines_per_build
@@ -86,7 +85,7 @@ async def population_page(request: Request) -> Response:
     form = dict(request.query_params)
     return web_of(request).page(
         "population.html",
-        fresh=freshness(request, COUNTS_NAME),
+        fresh=freshness(request, "clearlinux_rollups"),
         title="Population",
         active="population",
         charts=charts,

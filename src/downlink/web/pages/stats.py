@@ -8,7 +8,6 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from downlink.sources.clearlinux.consumers import COUNTS_NAME
 from downlink.store.database import Store
 from downlink.store.queries import stats
 from downlink.store.queries.period import Period, RollupFilter, day_date
@@ -86,7 +85,7 @@ async def stats_page(request: Request) -> Response:
     ]
     return web_of(request).page(
         "stats.html",
-        fresh=freshness(request, COUNTS_NAME),
+        fresh=freshness(request, "clearlinux_rollups"),
         title="Stats",
         active="stats",
         charts=charts,

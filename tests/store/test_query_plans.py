@@ -31,6 +31,7 @@ from downlink.store.inserts import RECORD_COLUMNS
 from downlink.store.queries.period import Period
 from downlink.store.queries.records import RecordFilter, list_records
 from downlink.store.tables import records
+from downlink.testing.consumers import catch_up
 from downlink.testing.generate import RecordGenerator
 
 CLEAR_LINUX = 4000
@@ -219,6 +220,7 @@ def skewed(db_url: str) -> Iterator[tuple[Engine, int]]:
             conn.execute(insert(records), [{c: r.get(c) for c in RECORD_COLUMNS} for r in rows])
 
         store.run_write(load)
+        catch_up(store)  # crash groups and rollups
         with engine.connect() as conn:
             top = crashes.top_guilties(conn, Period.past(60), None, 1)
         yield engine, int(top[0]["guilty_id"])

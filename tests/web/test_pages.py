@@ -439,6 +439,7 @@ def test_nodes_page_lists_websocket_nodes_and_message_types(client: TestClient) 
     from downlink.pipeline.registry import default_processors
     from downlink.sources.substrate.connections import NODE_KEY
     from downlink.store.inserts import insert_records
+    from downlink.testing.consumers import catch_up
 
     node = {
         "connection": "c1",
@@ -459,8 +460,8 @@ def test_nodes_page_lists_websocket_nodes_and_message_types(client: TestClient) 
         )
         for msg in ("system.connected", "system.interval", "system.interval")
     ]
-    # The built-in sources' processors: substrate's node connections among them.
     _store(client).run_write(insert_records, rows, default_processors())
+    catch_up(_store(client))
     data = client.get("/substrate.json").json()
     assert [n["peer_id"] for n in data["nodes"]] == ["12D3KooWPeer"]
     assert {(m["msg"], m["count"]) for m in data["messages"]} == {

@@ -1,4 +1,9 @@
-"""The processors every record goes through, in order, inside the writer's transaction."""
+"""The processors every record goes through, inside the writer's transaction.
+
+Only what must commit with the records: the sources' ``Source.processors`` (substrate's
+node connections). Everything derived from records (Clear Linux's crash grouping and
+rollups) is maintained after the ack by consumers (``Source.consumers``).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,7 @@ from downlink.store.writer import BatchProcessor
 
 def default_processors(sources: Sources | None = None) -> list[BatchProcessor]:
     """Return the sources' processors, in source order: for each, fresh instances from
-    ``Source.make_processors`` (Clear Linux's crash grouping, then its rollups) and
-    then ``Source.processors`` (substrate's node connections).
+    ``Source.make_processors`` and then ``Source.processors`` (substrate's node connections).
 
     ``sources`` defaults to the built-in and entry-point ones.
     """

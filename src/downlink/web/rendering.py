@@ -205,6 +205,16 @@ def shows_errors(template: str, title: str, active: str) -> Callable[[Endpoint],
     return wrap
 
 
+def freshness(request: Request, *consumers: str) -> dict[str, Any] | None:
+    """How fresh a page's derived data is: the lag of the ``consumers`` that maintain
+    it (``ConsumerRunner.freshness``), for the page's freshness mark (``fresh=``)."""
+    runner = getattr(request.app.state, "consumer_runner", None)
+    if runner is None:
+        return None
+    found: dict[str, Any] | None = runner.freshness(consumers)
+    return found
+
+
 def web_of(request: Request) -> Web:
     """Return the app's :class:`Web`."""
     web: Web = request.app.state.web

@@ -15,6 +15,7 @@ from downlink.sources.clearlinux.crashes import (
 from downlink.sources.clearlinux.tables import guilty
 from downlink.store.database import Store
 from downlink.store.tables import records
+from downlink.testing.consumers import wait_caught_up
 from tests.wire import load_capture, v2_headers
 
 
@@ -37,9 +38,11 @@ def test_crash_record_is_grouped_at_ingest_and_regrouped(
     capture = load_capture(fixtures_dir / "clearlinux" / "v2-headers-crash.http")
     headers = v2_headers({"classification": "org.clearlinux/crash/clr", "severity": "3"})
     rid = client.post("/v2/collector", headers=headers, content=capture.body).json()["id"]
+    wait_caught_up(client)  # grouped after the ack
     assert _guilty_of(store, rid) == ("clock_nanosleep@GLIBC_2.2.5()", "libc.so.6")
 
     hello = client.post("/v2/collector", headers=v2_headers(), content=capture.body).json()["id"]
+    wait_caught_up(client)
     assert _guilty_of(store, hello) is None  # not a backtrace class
 
     assert store.run_write(add_to_blacklist, [("clock_nanosleep@GLIBC_2.2.5()", "libc.so.6")])
@@ -49,6 +52,7 @@ def test_crash_record_is_grouped_at_ingest_and_regrouped(
     # New records use the edited list at once.
     headers2 = v2_headers({"classification": "org.clearlinux/crash/clr", "severity": "3"})
     rid2 = client.post("/v2/collector", headers=headers2, content=capture.body).json()["id"]
+    wait_caught_up(client)
     assert _guilty_of(store, rid2) == ("__nanosleep()", "libc.so.6")
 
     assert store.run_write(remove_from_blacklist, [("clock_nanosleep@GLIBC_2.2.5()", "libc.so.6")])

@@ -185,9 +185,10 @@ def test_week_and_month_keys() -> None:
 
 
 def test_migration_rolls_up_records_stored_before_it(settings: object) -> None:
-    from downlink.sources.clearlinux.crashes import GuiltyProcessor
+    from downlink.sources.clearlinux.consumers import group_crashes
     from downlink.store import migrate
     from downlink.store.inserts import insert_records
+    from downlink.testing.consumers import catch_up
 
     store = Store(settings)  # type: ignore[arg-type]
     try:
@@ -195,8 +196,11 @@ def test_migration_rolls_up_records_stored_before_it(settings: object) -> None:
         crash = {"classification": "org.clearlinux/crash/clr", "payload": CRASH}
         rows = [rec(), rec(machine_id="b"), rec(build="31001"), rec(**crash)]
         rows.append(rec(machine_id="b", **crash))
-        store.run_write(insert_records, rows, [GuiltyProcessor()])
+        stored = store.run_write(insert_records, rows)
+        store.run_write(group_crashes, stored)  # what the writer of that version did
         migrate.upgrade(store.engine, "heads")
+        # The consumers start after the records the migrations counted.
+        assert catch_up(store) == 0
         assert sum(r[-1] for r in _all(store, rollup_class_daily)) == 5
         assert len(_all(store, rollup_guilty_sketch)) == 1  # backfilled by 0007
         totals = {(b, m): n for _, b, m, n, _, _ in _all(store, rollup_guilty_machine_totals)}

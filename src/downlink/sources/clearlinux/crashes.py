@@ -1,10 +1,10 @@
-"""Crash grouping: give every backtrace record its guilty frame, at ingest and on demand.
+"""Crash grouping: give every backtrace record its guilty frame, after the ack and on demand.
 
-:class:`GuiltyProcessor` runs inside the writer's transaction, so a crash record is
-committed together with its ``guilty_id``. When the "never guilty" list changes, the
-stored crashes are regrouped chunk by chunk with :func:`regroup_chunk` (by the server's
-background job, :mod:`downlink.sources.clearlinux.regroup`, or all at once by
-:func:`recompute_guilty`).
+The crash consumer (``downlink.sources.clearlinux.consumers``) groups each committed
+crash record with :func:`find_guilty` and :func:`guilty_id`. When the "never guilty"
+list changes, the stored crashes are regrouped chunk by chunk with
+:func:`regroup_chunk` (by the server's background job, :mod:`downlink.sources.clearlinux.regroup`,
+or all at once by :func:`recompute_guilty`).
 """
 
 from __future__ import annotations
@@ -49,37 +49,6 @@ def guilty_id(conn: Connection, function: str, module: str) -> int:
         select(guilty.c.id).where(guilty.c.function == function, guilty.c.module == module)
     ).scalar_one()
     return int(found)
-
-
-class GuiltyProcessor:
-    """Writer processor: sets ``guilty_id`` on new backtrace records."""
-
-    def __init__(self) -> None:
-        self._blacklist: set[tuple[str, str]] = set()
-        self._version: tuple[int, int] | None = None
-        self._ids: dict[tuple[str, str], int] = {}
-
-    def reset(self) -> None:
-        """Forget cached guilty ids: the transaction that created them was rolled back."""
-        self._ids.clear()
-        self._version = None
-
-    def __call__(self, conn: Connection, rows: list[Row]) -> None:
-        crashes = [r for r in rows if r.get("classification") in _CLASSES]
-        if not crashes:
-            return
-        version = _blacklist_version(conn)
-        if version != self._version:
-            self._blacklist = load_blacklist(conn)
-            self._version = version
-        for row in crashes:
-            found = find_guilty(row.get("payload") or "", self._blacklist)
-            if found is None:
-                continue
-            cached = self._ids.get(found)
-            if cached is None:
-                cached = self._ids[found] = guilty_id(conn, *found)
-            row["guilty_id"] = cached
 
 
 def count_backtraces(conn: Connection) -> int:

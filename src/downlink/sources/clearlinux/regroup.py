@@ -23,11 +23,13 @@ with it ingestion, is held for a fraction of a second at a time), and
 goes round again);
 :mod:`downlink.store.jobs` explains why no edit is missed under concurrency.
 
-New records are grouped at ingest with the blacklist of their batch
-(:class:`~downlink.sources.clearlinux.crashes.GuiltyProcessor`), so they need no job. One corner
-on PostgreSQL: a batch that read the blacklist just before the edit committed, and
-committed just after the job walked past its ids, keeps the old grouping until the
-next regroup (the window is one writer batch, a few milliseconds).
+New records are grouped after the ack by the crash consumer
+(``downlink.sources.clearlinux.consumers``) with the blacklist of its batch, so they
+need no job. The rollups of a group are rebuilt from the records that consumer has
+applied (up to its cursor, which the rebuild holds): it adds the later ones itself,
+so none is counted twice. One corner: a consumer batch that read the blacklist just
+before the edit committed, of records the job walked past already, keeps the old
+grouping until the next regroup (the window is one consumer batch).
 """
 
 from __future__ import annotations
@@ -48,9 +50,12 @@ from downlink.sources.clearlinux.rollups import (
     rebuild_guilty_group,
     reset_guilty_group,
 )
-from downlink.store import jobs
+from downlink.store import cursors, follow, jobs
+from downlink.store.tables import records
 
 KIND = "regroup"
+# The consumer that groups new crash records (downlink.sources.clearlinux.consumers).
+CRASHES_NAME = "clearlinux_crashes"
 KINDS = (KIND,)
 CHUNK = 2000
 GROUP_PART = 20000  # aggregated rollup rows written per transaction (SQLite)
@@ -127,7 +132,14 @@ def rebuild_group_step(conn: Connection, run: RegroupRun, guilty_id: int) -> Non
     longer this claim's.
     """
     _heartbeat(conn, run)
-    rebuild_guilty_group(conn, guilty_id)
+    # Hold the crash consumer (it skips its turn meanwhile) and count what it applied.
+    cursor = cursors.lock(conn, CRASHES_NAME, wait=True) or follow.START
+    rebuild_guilty_group(conn, guilty_id, follow.up_to(conn, records, cursor))
+
+
+def handled_id(conn: Connection) -> int:
+    """SQLite: the id of the last record the crash consumer applied."""
+    return (cursors.read(conn, CRASHES_NAME) or follow.START).id
 
 
 def _heartbeat(conn: Connection, run: RegroupRun) -> None:
@@ -144,7 +156,7 @@ def reset_group_step(conn: Connection, run: RegroupRun, found: GroupAggregates) 
     single write lock is held for a fraction of a second at a time.
     """
     _heartbeat(conn, run)
-    reset_guilty_group(conn, found)
+    reset_guilty_group(conn, found, handled_id(conn))
 
 
 def add_rows_step(
@@ -208,7 +220,8 @@ async def drive(ctx: JobContext) -> str:
             if store.is_sqlite:
                 # Aggregate without the write lock, then write in parts: ingestion
                 # never waits for more than one part.
-                found = await store.read(aggregate_guilty_group, gid)
+                last = await store.read(handled_id)
+                found = await store.read(aggregate_guilty_group, gid, last)
                 await write(reset_group_step, run, found)
                 size = max(len(found.per_build), len(found.per_machine))
                 for start in range(0, size, GROUP_PART):

@@ -1,19 +1,22 @@
-"""Rollup counts kept up to date at ingest, so dashboards never scan ``records``.
+"""Rollup counts kept up to date after the ack, so dashboards never scan ``records``.
 
-:func:`update_rollups` is a writer processor: it runs inside the group-commit
-transaction on the records that are really new (retransmissions are filtered out
-before processors run), aggregates the batch in memory and applies a few multi-row
-upserts. Record counts go to four "cubes" of the same numbers at different widths
-(class; class+build; class+platform; everything), so each dashboard reads the smallest
-table that has its columns. Unique machines are counted without scanning:
-``rollup_machines`` holds one row per (grain, period, build, machine), inserted only if
-absent, and each row that *was* inserted (``RETURNING``) adds one to
+Two consumers of the Clear Linux records (``downlink.sources.clearlinux.consumers``)
+call :func:`update_counts` and :func:`update_crashes` on each batch of committed
+records, in the transaction that moves their cursors (retransmissions were never
+stored twice); each aggregates the batch in memory and applies a few multi-row
+upserts. :func:`reset_counts` and :func:`reset_crashes` forget a range of days before
+``downlink reprocess`` replays it. Record counts go to four "cubes" of the same
+numbers at different widths (class; class+build; class+platform; everything), so each
+dashboard reads the smallest table that has its columns. Unique machines are counted
+without scanning: ``rollup_machines`` holds one row per (grain, period, build,
+machine), inserted only if absent, and each row that *was* inserted (``RETURNING``) adds one to
 ``rollup_population`` for that (grain, period, build). Grains are day, ISO week and
 calendar month, so a week's count is of distinct machines, not a sum of days.
 
-It must run after the crash processor that fills ``guilty_id``. When crash groups
-change (blacklist edits), :func:`rebuild_guilty_rollups` recomputes the crash rollups
-from the crash records alone; :func:`rebuild_rollups` recomputes everything.
+The crash rollups count records by the ``guilty_id`` the crash consumer gave them.
+When crash groups change (blacklist edits), :func:`rebuild_guilty_group` recomputes
+a group's rollups from the records the crash consumer has applied;
+:func:`rebuild_rollups` recomputes everything (migrations).
 
 The statements are written as plain SQL: going through SQLAlchemy's per-parameter
 compilation cost more than the database work at tens of thousands of rows per second.
@@ -40,9 +43,11 @@ from sqlalchemy import (
     Table,
     cast,
     delete,
+    exists,
     func,
     insert,
     select,
+    tuple_,
 )
 
 from downlink.sources.clearlinux.tables import (
@@ -318,11 +323,22 @@ def _update_guilty(conn: Connection, rows: Iterable[Row], *, later_tables: bool 
 
 
 def update_rollups(conn: Connection, rows: list[Row], *, later_tables: bool = True) -> None:
-    """Writer processor: add the new ``rows`` to every rollup table.
+    """Add ``rows`` (with their ``guilty_id``) to every rollup table.
 
     ``later_tables=False`` leaves out the crash tables created after migration 0003
     (machine sketches and totals), for that migration.
     """
+    update_counts(conn, rows)
+    _update_guilty(conn, rows, later_tables=later_tables)
+
+
+def update_crashes(conn: Connection, rows: Iterable[Row]) -> None:
+    """Add crash records (those with a ``guilty_id``) to every crash rollup."""
+    _update_guilty(conn, rows)
+
+
+def update_counts(conn: Connection, rows: list[Row]) -> None:
+    """Add ``rows`` to the record counts, machines, population and MCE rollups."""
     if not rows:
         return
     wide: Counter[Key] = Counter()
@@ -361,7 +377,6 @@ def update_rollups(conn: Connection, rows: list[Row], *, later_tables: bool = Tr
     _add_counts(conn, rollup_population, population, "machines")
     _add_counts(conn, rollup_mce, mce, "count")
     _add_counts(conn, rollup_mce_machines, mce_machines, "count")
-    _update_guilty(conn, rows, later_tables=later_tables)
 
 
 _NEEDED: Sequence[str] = (
@@ -422,10 +437,10 @@ def _day_sql(conn: Connection) -> Any:
     return cast(seconds, Integer)  # SQLite truncates: floor for positive times
 
 
-def rebuild_guilty_rollups(conn: Connection) -> None:
+def rebuild_guilty_rollups(conn: Connection, handled: Any = None) -> None:
     """Recompute the crash rollups after ``records.guilty_id`` changed (every group)."""
     for gid in guilty_ids(conn):
-        rebuild_guilty_group(conn, gid)
+        rebuild_guilty_group(conn, gid, handled)
 
 
 def guilty_ids(conn: Connection) -> list[int]:
@@ -458,8 +473,11 @@ def _group_rollup_selects(conn: Connection, *where: Any) -> tuple[Any, Any]:
     return per_build, per_machine
 
 
-def rebuild_guilty_group(conn: Connection, guilty_id: int) -> None:
+def rebuild_guilty_group(conn: Connection, guilty_id: int, handled: Any = None) -> None:
     """Recompute one crash group's rollups and machine sketches from its records.
+
+    ``handled`` (a condition on ``records``) restricts the count to the records the
+    crash consumer has applied: it adds the others itself when it gets to them.
 
     Done in SQL over the group's records (found through the ``guilty_id`` index), so
     regrouping does not drag every crash payload through Python; one group per
@@ -468,7 +486,10 @@ def rebuild_guilty_group(conn: Connection, guilty_id: int) -> None:
     _lock(conn, _GROUP_TABLES)
     for table in _GROUP_TABLES:
         conn.execute(delete(table).where(table.c.guilty_id == guilty_id))
-    per_build, per_machine = _group_rollup_selects(conn, records.c.guilty_id == guilty_id)
+    where = [records.c.guilty_id == guilty_id]
+    if handled is not None:
+        where.append(handled)
+    per_build, per_machine = _group_rollup_selects(conn, *where)
     conn.execute(insert(rollup_guilty).from_select(_GUILTY_COLUMNS, per_build))
     conn.execute(insert(rollup_guilty_machines).from_select(_MACHINE_COLUMNS, per_machine))
     fill_machine_totals(conn, guilty_id)
@@ -491,15 +512,20 @@ class GroupAggregates:
     per_machine: list[tuple[Any, ...]]  # (day, guilty_id, build, machine_id, count)
 
 
-def aggregate_guilty_group(conn: Connection, guilty_id: int) -> GroupAggregates:
+def aggregate_guilty_group(
+    conn: Connection, guilty_id: int, last_id: int | None = None
+) -> GroupAggregates:
     """Read one group's rollup rows from its records (no write lock needed).
 
-    Only records up to the highest id seen at the start are counted, so the result is
+    Only records up to ``last_id`` (default: the highest id seen at the start; the
+    crash consumer's cursor when it counts the records) are counted, so the result is
     consistent without a snapshot: on SQLite (one writer, ids handed out in commit
     order) every record committed later has a higher id and is added by
     :func:`reset_guilty_group`. Not for PostgreSQL, where a lower id can commit later.
     """
-    last = int(conn.execute(select(func.coalesce(func.max(records.c.id), 0))).scalar_one())
+    last = last_id
+    if last is None:
+        last = int(conn.execute(select(func.coalesce(func.max(records.c.id), 0))).scalar_one())
     r = records.c
     per_build, per_machine = _group_rollup_selects(conn, r.guilty_id == guilty_id, r.id <= last)
     return GroupAggregates(
@@ -510,7 +536,9 @@ def aggregate_guilty_group(conn: Connection, guilty_id: int) -> GroupAggregates:
     )
 
 
-def reset_guilty_group(conn: Connection, found: GroupAggregates) -> None:
+def reset_guilty_group(
+    conn: Connection, found: GroupAggregates, up_to_id: int | None = None
+) -> None:
     """Empty one group's rollups and count the records stored since ``found`` was read.
 
     The first write of a two-phase group rebuild (:func:`aggregate_guilty_group` read
@@ -524,9 +552,10 @@ def reset_guilty_group(conn: Connection, found: GroupAggregates) -> None:
     for table in _GROUP_TABLES:
         conn.execute(delete(table).where(table.c.guilty_id == gid))
     cols = [records.c[n] for n in _NEEDED]
-    newer = conn.execute(
-        select(*cols).where(records.c.guilty_id == gid, records.c.id > found.last_id)
-    ).mappings()
+    where = [records.c.guilty_id == gid, records.c.id > found.last_id]
+    if up_to_id is not None:  # records after the crash consumer's cursor are its own
+        where.append(records.c.id <= up_to_id)
+    newer = conn.execute(select(*cols).where(*where)).mappings()
     _update_guilty(conn, [dict(x) for x in newer])
 
 
@@ -622,3 +651,118 @@ def _fill_sketches(conn: Connection, source: Any) -> None:
             if regs[index] < rank:
                 regs[index] = rank
     flush()
+
+
+def _month_start(month: int) -> int:
+    """Day number of the first day of ``year * 100 + month``."""
+    return (date(month // 100, month % 100, 1) - _EPOCH).days
+
+
+def _next_month_start(month: int) -> int:
+    year, m = divmod(month, 100)
+    return _month_start(year * 100 + m + 1 if m < 12 else (year + 1) * 100 + 1)
+
+
+def reset_counts(conn: Connection, first_day: int, end_day: int, handled: Any) -> None:
+    """Forget the counts of the records received on days ``[first_day, end_day)``.
+
+    The day tables lose those days. The week and month machine sets (and
+    ``rollup_mce_machines``, by week) lose every period touching the range, and the
+    parts of those periods outside it are counted again from ``records`` (the rows
+    matching ``handled``: the consumer's source, up to its cursor), so that adding
+    the range's records back (:func:`update_counts`) gives what adding every record
+    once gives.
+    """
+    if end_day <= first_day:
+        return
+    for table in (rollup_daily, rollup_class_daily, rollup_build_daily,
+                  rollup_platform_daily, rollup_mce):
+        conn.execute(delete(table).where(table.c.day >= first_day, table.c.day < end_day))
+    weeks = (week_of(first_day), week_of(end_day - 1))
+    months = (month_of(first_day), month_of(end_day - 1))
+    spans = {"d": (first_day, end_day - 1), "w": weeks, "m": months}
+    for table in (rollup_machines, rollup_population):
+        for grain, (lo, hi) in spans.items():
+            conn.execute(
+                delete(table).where(
+                    table.c.grain == grain, table.c.period >= lo, table.c.period <= hi
+                )
+            )
+    mm = rollup_mce_machines.c
+    conn.execute(delete(rollup_mce_machines).where(mm.week >= weeks[0], mm.week <= weeks[1]))
+    head = (min(weeks[0], _month_start(months[0])), first_day)
+    tail = (end_day, max(weeks[1] + 7, _next_month_start(months[1])))
+    machines: set[Key] = set()
+    mce_machines: Counter[Key] = Counter()
+    r = records.c
+    day = _day_sql(conn).label("day")
+    for lo, hi in (head, tail):
+        if hi <= lo:
+            continue
+        where = (handled, r.ts_reception >= lo * DAY, r.ts_reception < hi * DAY)
+        found = conn.execute(
+            select(day, r.build, r.machine_id).where(*where).group_by(day, r.build, r.machine_id)
+        )
+        for d, build, machine in found:
+            week, month = week_of(int(d)), month_of(int(d))
+            if weeks[0] <= week <= weeks[1]:
+                machines.add(("w", week, build, machine))
+            if months[0] <= month <= months[1]:
+                machines.add(("m", month, build, machine))
+        mce = conn.execute(
+            select(day, r.classification, r.build, r.machine_id, func.count())
+            .where(*where, r.classification.startswith(MCE_PREFIX, autoescape=True))
+            .group_by(day, r.classification, r.build, r.machine_id)
+        )
+        for d, cls, build, machine, n in mce:
+            week = week_of(int(d))
+            if weeks[0] <= week <= weeks[1]:
+                mce_machines[(week, cls, build, machine)] += int(n)
+    _insert_absent(conn, rollup_machines, machines)
+    _add_counts(conn, rollup_mce_machines, mce_machines, "count")
+    m = rollup_machines.c
+    for grain in ("w", "m"):
+        lo, hi = spans[grain]
+        conn.execute(
+            insert(rollup_population).from_select(
+                ["grain", "period", "build", "machines"],
+                select(m.grain, m.period, m.build, func.count())
+                .where(m.grain == grain, m.period >= lo, m.period <= hi)
+                .group_by(m.grain, m.period, m.build),
+            )
+        )
+
+
+def reset_crashes(conn: Connection, first_day: int, end_day: int) -> None:
+    """Forget the crash rollups of the records received on days ``[first_day, end_day)``.
+
+    The day-keyed tables lose those days; the all-time machine totals of every
+    (group, build, machine) seen in the range are summed again from the days left.
+    """
+    if end_day <= first_day:
+        return
+    gm = rollup_guilty_machines
+    totals = rollup_guilty_machine_totals
+    key = (gm.c.guilty_id, gm.c.build, gm.c.machine_id)
+    in_range = (gm.c.day >= first_day, gm.c.day < end_day)
+    touched = select(*key).where(*in_range)
+    conn.execute(
+        delete(totals).where(
+            tuple_(totals.c.guilty_id, totals.c.build, totals.c.machine_id).in_(touched)
+        )
+    )
+    for table in (rollup_guilty, gm, *_SKETCHES):
+        conn.execute(delete(table).where(table.c.day >= first_day, table.c.day < end_day))
+    missing = ~exists().where(
+        totals.c.guilty_id == gm.c.guilty_id,
+        totals.c.build == gm.c.build,
+        totals.c.machine_id == gm.c.machine_id,
+    )
+    conn.execute(
+        insert(totals).from_select(
+            _TOTAL_COLUMNS,
+            select(*key, func.sum(gm.c.count), func.min(gm.c.day), func.max(gm.c.day))
+            .where(missing)
+            .group_by(*key),
+        )
+    )

@@ -18,30 +18,16 @@ they stay in the core chain; a new table of this source goes in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import Connection
 
 from downlink.sources.base import NavEntry, Source, SourceSetting
 from downlink.sources.clearlinux import bulk, collector, regroup, tables
-from downlink.sources.clearlinux.crashes import GuiltyProcessor
+from downlink.sources.clearlinux.consumers import CONSUMERS
 from downlink.sources.clearlinux.pages import builds, crashes, mce, population, stats
 from downlink.sources.clearlinux.queries.search import search
-from downlink.sources.clearlinux.rollups import update_rollups
 from downlink.sources.clearlinux.wire import SOURCE
 
 HERE = Path(__file__).parent
-
-Processor = Callable[[Connection, list[dict[str, Any]]], None]
-
-
-def processors() -> Sequence[Processor]:
-    """Fresh writer processors for one store: crash grouping, then the rollups (they
-    count records by the ``guilty_id`` the first sets)."""
-    return (GuiltyProcessor(), update_rollups)
-
 
 def _not_negative(value: int) -> None:
     if value < 0:
@@ -89,7 +75,7 @@ def source() -> Source:
         ),
         templates=HERE / "templates",
         settings=SETTINGS,
-        make_processors=processors,
+        consumers=CONSUMERS,
         job_drivers=(regroup.DRIVER,),
         search=search,
         search_template="clearlinux/_search.html",

@@ -36,7 +36,7 @@ from downlink.store.queries.period import Period
 from downlink.store.storable import find_problem
 from downlink.web import params
 from downlink.web.forms import redirect_back, same_origin_form
-from downlink.web.rendering import chart, csv_twin, shows_errors, twin, web_of, when
+from downlink.web.rendering import chart, csv_twin, freshness, shows_errors, twin, web_of, when
 
 router = APIRouter(include_in_schema=False)
 
@@ -94,6 +94,7 @@ async def crashes_page(request: Request) -> Response:
     form = dict(request.query_params)
     return web_of(request).page(
         "clearlinux/crashes.html",
+        fresh=freshness(request, "clearlinux_crashes"),
         title="Crashes",
         active="crashes",
         charts=charts,
@@ -333,6 +334,7 @@ async def guilty_page(request: Request, guilty_id: RecordId) -> Response:
         links["first"] = "?" + urlencode({k: v for k, v in form.items() if k != "offset"})
     return web_of(request).page(
         "clearlinux/guilty.html",
+        fresh=freshness(request, "clearlinux_crashes"),
         title=f"Crash group {guilty_id}",
         active="crashes",
         data=data,
@@ -436,6 +438,7 @@ async def backtraces_page(request: Request, guilty_id: RecordId) -> Response:
     data = await _backtraces(request, guilty_id)
     return web_of(request).page(
         "clearlinux/backtraces.html",
+        fresh=freshness(request, "clearlinux_crashes"),
         title=f"Backtraces of crash group {guilty_id}",
         active="crashes",
         data=data,

@@ -13,7 +13,7 @@ from downlink.sources.clearlinux.queries.mce import mce_summary, thermal_weekly
 from downlink.store.database import Store
 from downlink.store.queries.period import Period
 from downlink.web import params
-from downlink.web.rendering import blank, chart, csv_twin, shows_errors, twin, web_of
+from downlink.web.rendering import blank, chart, csv_twin, freshness, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -83,6 +83,7 @@ async def mce_page(request: Request) -> Response:
     form = dict(request.query_params)
     return web_of(request).page(
         "clearlinux/mce.html",
+        fresh=freshness(request, "clearlinux_rollups"),
         title="Machine-check events",
         active="mce",
         charts=charts,
@@ -124,6 +125,7 @@ async def thermal_page(request: Request) -> Response:
     form = dict(request.query_params)
     return web_of(request).page(
         "clearlinux/thermal.html",
+        fresh=freshness(request, "clearlinux_rollups"),
         title="Thermal events",
         active="thermal",
         charts=charts,

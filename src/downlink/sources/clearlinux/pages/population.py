@@ -14,7 +14,7 @@ from downlink.sources.clearlinux.queries.population import BUCKETS, machines_per
 from downlink.store.database import Store
 from downlink.store.queries.period import day_date, today
 from downlink.web import params
-from downlink.web.rendering import blank, chart, csv_twin, shows_errors, twin, web_of
+from downlink.web.rendering import blank, chart, csv_twin, freshness, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -85,6 +85,7 @@ async def population_page(request: Request) -> Response:
     form = dict(request.query_params)
     return web_of(request).page(
         "clearlinux/population.html",
+        fresh=freshness(request, "clearlinux_rollups"),
         title="Population",
         active="population",
         charts=charts,

@@ -12,7 +12,7 @@ from downlink.sources.clearlinux.queries import stats
 from downlink.store.database import Store
 from downlink.store.queries.period import Period, RollupFilter, day_date
 from downlink.web import params
-from downlink.web.rendering import chart, records_href, shows_errors, twin, web_of
+from downlink.web.rendering import chart, freshness, records_href, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -85,6 +85,7 @@ async def stats_page(request: Request) -> Response:
     ]
     return web_of(request).page(
         "clearlinux/stats.html",
+        fresh=freshness(request, "clearlinux_rollups"),
         title="Stats",
         active="stats",
         charts=charts,

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from downlink.pipeline.registry import default_processors
 from downlink.security.paths import builtin_ingest_paths
 from downlink.settings import SettingsError, from_env
-from downlink.sources.clearlinux.crashes import GuiltyProcessor
-from downlink.sources.clearlinux.rollups import update_rollups
 from downlink.sources.registry import load
 
 
@@ -28,11 +25,10 @@ def test_clear_linux_is_the_first_builtin_source() -> None:
     assert not paths.match("POST", "/api/records")
 
 
-def test_each_store_gets_fresh_crash_processors_before_the_others() -> None:
-    first, second = default_processors(), default_processors()
-    assert isinstance(first[0], GuiltyProcessor) and first[1] is update_rollups
-    # A GuiltyProcessor caches a database's crash groups: one per store, never shared.
-    assert first[0] is not second[0]
+def test_its_derived_data_comes_from_consumers_not_writer_processors() -> None:
+    cl = load(()).get("clearlinux")
+    assert [c.name for c in cl.consumers] == ["clearlinux_crashes", "clearlinux_rollups"]
+    assert cl.make_processors is None and not cl.processors
 
 
 def test_its_setting_keeps_its_variable_and_its_check() -> None:

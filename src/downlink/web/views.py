@@ -96,8 +96,14 @@ class View:
                 status=exc.status,
                 error=exc.message,
                 form=form,
+                has_csv=self.csv is not None,
             )
-        context: dict[str, Any] = {"title": title, "active": self.active, "form": form}
+        context: dict[str, Any] = {
+            "title": title,
+            "active": self.active,
+            "form": form,
+            "has_csv": self.csv is not None,  # the page links its CSV twin
+        }
         if self.page is not None:
             context.update(self.page(request, data))
         template = str(context.pop("template", self.template))

@@ -33,7 +33,12 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     maintenance = Maintenance(store)
     bound = bind_consumers(sources)
     kinds = [reprocess.job_kind(bound), *(k for s in sources for k in s.job_kinds)]
-    job_runner = JobRunner(store, poll_s=settings.job_poll_s, kinds=kinds)
+    job_runner = JobRunner(
+        store,
+        poll_s=settings.job_poll_s,
+        kinds=kinds,
+        drivers=list(sources.job_drivers.values()),
+    )
     consumer_runner = ConsumerRunner(
         store,
         bound,

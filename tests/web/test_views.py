@@ -49,7 +49,17 @@ def test_views_answer_page_json_and_csv_from_one_declaration(live: LiveServer) -
     assert rows[0][:3] == ["name", "source", "follows"]
     assert [r[0] for r in rows[1:]] == [c["name"] for c in consumers]
     page = httpx.get(live.url + "/consumers", headers={"accept": "text/html"})
-    assert page.status_code == 200 and "<nav" in page.text
+    assert page.status_code == 200 and 'class="csv" href="/consumers.csv"' in page.text
+
+    # A source's page: Clear Linux's breakdowns as one CSV table (new).
+    stats = httpx.get(live.url + "/stats.json").json()
+    breakdown = _csv(live, "/stats.csv")
+    assert breakdown[0] == ["dimension", "value", "records"]
+    severities = [(int(v), int(n)) for d, v, n in breakdown[1:] if d == "severity"]
+    assert severities == [(s["severity"], s["records"]) for s in stats["severities"]]
+    assert sorted(severities) == [(2, 2), (4, 1)]
+    assert 'href="/stats.csv?' in httpx.get(live.url + "/stats").text
+    assert httpx.get(live.url + "/stats.csv?from=x").status_code == 400
 
     # A view without a table has no CSV twin.
     assert httpx.get(live.url + "/search.csv?q=1").status_code == 404

@@ -178,6 +178,7 @@ def _page(request: Request, data: dict[str, Any]) -> dict[str, Any]:
         "charts": view.charts(data) if view.charts is not None else [],
         "template": f"{view.name}/{view.template}" if view.template else "plugin.html",
         "view": view,
+        "has_csv": isinstance(data.get("table"), dict),
     }
 
 

@@ -50,6 +50,8 @@ class View:
     ``title`` may name path parameters (``"{name}"``); ``active`` is the navigation
     tab to highlight. ``page(request, data)`` adds to (or overrides) what the template
     gets: ``charts``, ``title``, ``active``, ``template`` or anything else it shows.
+    ``fresh`` names the consumers whose derived data the view shows: the page carries
+    their freshness mark (how far behind the committed records they are).
     """
 
     path: str
@@ -59,6 +61,7 @@ class View:
     active: str = ""
     page: Callable[[Request, Data], Mapping[str, Any]] | None = None
     csv: Csv | None = None
+    fresh: Sequence[str] = ()
 
     def install(self, router: APIRouter) -> None:
         """Add the view's routes to ``router`` (twins first: ``{param}`` would match
@@ -96,8 +99,14 @@ class View:
                 status=exc.status,
                 error=exc.message,
                 form=form,
+                has_csv=self.csv is not None,
             )
-        context: dict[str, Any] = {"title": title, "active": self.active, "form": form}
+        context: dict[str, Any] = {
+            "title": title,
+            "active": self.active,
+            "form": form,
+            "has_csv": self.csv is not None,  # the page links its CSV twin
+        }
         if self.page is not None:
             context.update(self.page(request, data))
         template = str(context.pop("template", self.template))

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from downlink.sources.clearlinux.queries.builds import records_per_build
 from downlink.store.database import Store
 from downlink.web import params
-from downlink.web.rendering import blank, chart, freshness, records_href
+from downlink.web.rendering import blank, chart, records_href
 from downlink.web.views import Csv, View, router_of
 
 DEFAULT_DAYS = 30
@@ -43,7 +43,7 @@ def _page(_request: Request, data: dict[str, Any]) -> dict[str, Any]:
                    for b in builds],
         )
     ]
-    return {"charts": charts, "fresh": freshness(_request, "clearlinux_rollups")}
+    return {"charts": charts}
 
 
 def _csv_rows(data: dict[str, Any]) -> list[tuple[str, int]]:
@@ -58,6 +58,7 @@ VIEW = View(
     _data,
     active="builds",
     page=_page,
+    fresh=("clearlinux_rollups",),
     csv=Csv("builds", ("build", "records"), _csv_rows),
 )
 router = router_of([VIEW])

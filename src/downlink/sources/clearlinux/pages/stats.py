@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
 from starlette.requests import Request
-from starlette.responses import Response
 
 from downlink.sources.clearlinux.queries import stats
 from downlink.store.database import Store
 from downlink.store.queries.period import Period, RollupFilter, day_date
 from downlink.web import params
-from downlink.web.rendering import chart, freshness, records_href, shows_errors, twin, web_of
-
-router = APIRouter(include_in_schema=False)
+from downlink.web.rendering import chart, records_href
+from downlink.web.views import Csv, View, router_of
 
 DEFAULT_DAYS = 30
 PIE_SLICES = 12
@@ -55,11 +52,7 @@ def _pie(items: list[dict[str, Any]], key: str) -> tuple[list[str], list[int]]:
     return labels, values
 
 
-@router.get("/stats")
-@shows_errors("clearlinux/stats.html", "Stats", "stats")
-async def stats_page(request: Request) -> Response:
-    """Render the breakdown charts and tables."""
-    data = await _data(request)
+def _page(_request: Request, data: dict[str, Any]) -> dict[str, Any]:
     cl, cv = _pie(data["classifications"], "classification")
     pl, pv = _pie(data["platforms"], "platform")
     charts = [
@@ -83,18 +76,34 @@ async def stats_page(request: Request) -> Response:
             y_title="Records",
         ),
     ]
-    return web_of(request).page(
-        "clearlinux/stats.html",
-        fresh=freshness(request, "clearlinux_rollups"),
-        title="Stats",
-        active="stats",
-        charts=charts,
-        data=data,
-        form=dict(request.query_params),
-    )
+    return {"charts": charts}
 
 
-@router.get("/stats.json")
-async def stats_json(request: Request) -> Response:
-    """JSON twin of /stats."""
-    return twin(await _data(request))
+CSV_COLUMNS = ("dimension", "value", "records")
+
+
+def _csv_rows(data: dict[str, Any]) -> list[tuple[str, Any, int]]:
+    """Every breakdown in one table: (classification | platform | severity, value, n)."""
+    return [
+        (dim, item[dim], item["records"])
+        for dim, key in (
+            ("classification", "classifications"),
+            ("platform", "platforms"),
+            ("severity", "severities"),
+        )
+        for item in data[key]
+    ]
+
+
+# The breakdown charts and tables; JSON twin, and the breakdowns as one CSV table.
+VIEW = View(
+    "/stats",
+    "Stats",
+    "clearlinux/stats.html",
+    _data,
+    active="stats",
+    page=_page,
+    fresh=("clearlinux_rollups",),
+    csv=Csv("stats", CSV_COLUMNS, _csv_rows),
+)
+router = router_of([VIEW])

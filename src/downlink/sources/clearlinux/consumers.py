@@ -27,7 +27,7 @@ counted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, update
@@ -54,8 +54,8 @@ _CLASSES = frozenset(BACKTRACE_CLASSES)
 Row = dict[str, Any]
 
 
-def _ours(batch: Sequence[LogRecord]) -> list[Row]:
-    return [dict(r.row) for r in batch if r.row.get("source") == SOURCE]
+def _ours(batch: Sequence[LogRecord]) -> list[Mapping[str, Any]]:
+    return [r.row for r in batch if r.row["source"] == SOURCE]
 
 
 def assign_groups(conn: Connection, rows: Sequence[Row]) -> tuple[list[Row], list[Row]]:
@@ -100,7 +100,9 @@ def group_crashes(conn: Connection, rows: list[Row]) -> list[Row]:
 
 
 def _handle_crashes(conn: Connection, batch: Sequence[LogRecord]) -> None:
-    update_crashes(conn, group_crashes(conn, _ours(batch)))
+    crashes = [dict(r.row) for r in batch
+               if r.row["classification"] in _CLASSES and r.row["source"] == SOURCE]
+    update_crashes(conn, group_crashes(conn, crashes))
 
 
 def _handle_counts(conn: Connection, batch: Sequence[LogRecord]) -> None:

@@ -38,7 +38,16 @@ def _blacklist_version(conn: Connection) -> tuple[int, int]:
 
 
 def guilty_id(conn: Connection, function: str, module: str) -> int:
-    """Return the id of a guilty frame, creating the row when it is new."""
+    """Return the id of a guilty frame, creating the row when it is new.
+
+    Looked up first: on PostgreSQL an ``INSERT … ON CONFLICT DO NOTHING`` of a known
+    frame would still take a number from the sequence, so ids would depend on how
+    often known frames were met, not only on the order new ones appear.
+    """
+    where = (guilty.c.function == function, guilty.c.module == module)
+    known = conn.execute(select(guilty.c.id).where(*where)).scalar()
+    if known is not None:
+        return int(known)
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     conn.execute(
         insert(guilty)

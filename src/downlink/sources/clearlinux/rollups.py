@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -337,7 +337,7 @@ def update_crashes(conn: Connection, rows: Iterable[Row]) -> None:
     _update_guilty(conn, rows)
 
 
-def update_counts(conn: Connection, rows: list[Row]) -> None:
+def update_counts(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Add ``rows`` to the record counts, machines, population and MCE rollups."""
     if not rows:
         return

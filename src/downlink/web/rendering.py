@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from downlink.api.errors import BadRequest
+from downlink.web import svg
 from downlink.web.params import PRESETS
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -139,6 +140,8 @@ def make_environment(
     env.filters["blank"] = blank
     env.filters["num"] = num
     env.filters["signal"] = signal_name
+    env.filters["spark_points"] = svg.spark_points
+    env.filters["share_bar"] = svg.share_bar
     env.globals["presets"] = PRESETS
     env.globals["preset_href"] = preset_href
     env.globals["records_href"] = records_href

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
+from datetime import date, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -94,7 +96,6 @@ async def crashes_page(request: Request) -> Response:
         data=data,
         form=form,
         json_href="/crashes.json?" + urlencode(form),
-        max_total=max((g["total"] for g in data["guilties"]), default=1),
     )
 
 
@@ -256,6 +257,7 @@ async def blacklist_remove(request: Request) -> Response:
 
 
 MACHINES_PAGE = 200
+PROCESS_SAMPLE = 20  # the group's newest crashes whose process names the page shows
 MACHINES_MAX = 5000
 OFFSET_MAX = 10_000_000
 
@@ -274,9 +276,16 @@ def _group(
     spread = q.guilty_spread(conn, guilty_id, period, exact_max)
     # One more than the page: whether there is a next one (the total may be estimated).
     machines = q.guilty_machines(conn, guilty_id, period, limit + 1, offset, spread.records)
+    newest = q.guilty_records(conn, guilty_id, period=period, limit=PROCESS_SAMPLE)
+    processes = Counter(parse_crash(r["payload"] or "").process or "" for r in newest)
     return {
         "guilty": g,
         "records": spread.records,
+        "daily": q.daily_crashes(conn, [guilty_id], period).get(guilty_id, []),
+        "processes": [
+            {"process": name, "records": n}
+            for name, n in sorted(processes.items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
         "builds": spread.builds,
         "machines_total": spread.machines,
         "machines_estimated": spread.machines_estimated,
@@ -325,10 +334,38 @@ async def guilty_page(request: Request, guilty_id: RecordId) -> Response:
         links["next"] = "?" + urlencode({**form, "offset": data["next_offset"]})
     if data["offset"]:
         links["first"] = "?" + urlencode({k: v for k, v in form.items() if k != "offset"})
+    first = date.fromisoformat(data["period"]["from"])
+    builds = list(reversed(data["builds"]))  # oldest first
+    backtraces = f"/crashes/{guilty_id}/backtraces?" + urlencode(data["period"])
+    charts = [
+        chart(
+            "chart-daily",
+            "bar",
+            [(first + timedelta(days=i)).isoformat() for i in range(len(data["daily"]))],
+            {"Crashes": data["daily"]},
+            title="Crashes per day",
+            x_title="Day (UTC)",
+            y_title="Crashes",
+        ),
+        chart(
+            "chart-builds",
+            "bar",
+            [b["build"] or "(none)" for b in builds],
+            {
+                "Crashes": [b["records"] for b in builds],
+                "Machines": [b["machines"] for b in builds],
+            },
+            title="Crashes and machines per build",
+            x_title="Build",
+            y_title="Count",
+            links=[f"{backtraces}&" + urlencode({"build": b["build"]}) for b in builds],
+        ),
+    ]
     return web_of(request).page(
         "guilty.html",
         title=f"Crash group {guilty_id}",
         active="crashes",
+        charts=charts,
         data=data,
         form=form,
         links=links,
@@ -365,7 +402,11 @@ async def _backtraces(request: Request, guilty_id: int) -> dict[str, Any]:
         raise BadRequest(f"no crash group with id {guilty_id}", status=404)
     rows = await store.read(
         lambda conn: q.guilty_records(
-            conn, guilty_id, machine_id=machine_id, build=build, period=period,
+            conn,
+            guilty_id,
+            machine_id=machine_id,
+            build=build,
+            period=period,
             limit=BACKTRACES_MAX,
         )
     )
@@ -442,17 +483,34 @@ async def crashes_csv(request: Request) -> Response:
     """CSV of /crashes: one row per crash group."""
     data = await _top(request)
     columns = (
-        "guilty_id", "function", "module", "crashes", "machines", "machines_estimated",
-        "builds", "first_seen", "last_seen", "comment", "hidden",
+        "guilty_id",
+        "function",
+        "module",
+        "crashes",
+        "machines",
+        "machines_estimated",
+        "builds",
+        "first_seen",
+        "last_seen",
+        "comment",
+        "hidden",
     )
     return csv_twin(
         "crashes",
         columns,
         (
             (
-                g["guilty_id"], g["function"], g["module"], g["total"], g["machines"],
-                g["machines_estimated"], g["builds"], when(g["first_seen"]),
-                when(g["last_seen"]), g["comment"], g["hide"],
+                g["guilty_id"],
+                g["function"],
+                g["module"],
+                g["total"],
+                g["machines"],
+                g["machines_estimated"],
+                g["builds"],
+                when(g["first_seen"]),
+                when(g["last_seen"]),
+                g["comment"],
+                g["hide"],
             )
             for g in data["guilties"]
         ),

@@ -96,6 +96,27 @@ def num(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
+SO_FAR = " (so far)"
+PARTIAL = " (partial)"
+
+
+def partial_marks(
+    labels: Sequence[str], period: Mapping[str, str], first_bucket_start: str | None = None
+) -> list[str]:
+    """Chart labels with their partial buckets marked, so a bucket still filling (or cut
+    by the period) reads as such rather than as a dip: the last one "(so far)" when the
+    period runs to today, the first one "(partial)" when its bucket (starting on
+    ``first_bucket_start``, an ISO date) begins before the period."""
+    out = list(labels)
+    if not out:
+        return out
+    if first_bucket_start is not None and first_bucket_start < period["from"]:
+        out[0] += PARTIAL
+    if period["to"] >= datetime.now(UTC).date().isoformat():
+        out[-1] += SO_FAR
+    return out
+
+
 def records_href(period: Mapping[str, str] | None = None, **filters: Any) -> str:
     """``/records`` filtered by ``filters``, received within the dashboard's ``period``."""
     query = {k: v for k, v in filters.items() if v not in (None, "")}
@@ -263,8 +284,13 @@ def chart(
     x_title: str = "",
     y_title: str = "",
     links: Sequence[str] | None = None,
+    severity: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Describe one chart for ``static/js/charts.js`` (axis titles for bar and line)."""
+    """Describe one chart for ``static/js/charts.js`` (axis titles for bar and line).
+
+    ``severity`` maps labels (slices, bars) or dataset names to a severity, 1 to 4:
+    those take the severity palette that table cells use (``--sev-N`` in the CSS).
+    """
     return {
         "id": chart_id,
         "type": kind,
@@ -275,4 +301,5 @@ def chart(
         "labels": list(labels),
         "datasets": [{"label": k, "data": list(v)} for k, v in datasets.items()],
         **({"links": list(links)} if links is not None else {}),
+        **({"severity": dict(severity)} if severity is not None else {}),
     }

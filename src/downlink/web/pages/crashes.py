@@ -32,7 +32,15 @@ from downlink.store.queries.period import Period
 from downlink.store.storable import find_problem
 from downlink.web import params
 from downlink.web.forms import redirect_back, same_origin_form
-from downlink.web.rendering import chart, csv_twin, shows_errors, twin, web_of, when
+from downlink.web.rendering import (
+    chart,
+    csv_twin,
+    partial_marks,
+    shows_errors,
+    twin,
+    web_of,
+    when,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -341,7 +349,10 @@ async def guilty_page(request: Request, guilty_id: RecordId) -> Response:
         chart(
             "chart-daily",
             "bar",
-            [(first + timedelta(days=i)).isoformat() for i in range(len(data["daily"]))],
+            partial_marks(
+                [(first + timedelta(days=i)).isoformat() for i in range(len(data["daily"]))],
+                data["period"],
+            ),
             {"Crashes": data["daily"]},
             title="Crashes per day",
             x_title="Day (UTC)",
@@ -402,11 +413,7 @@ async def _backtraces(request: Request, guilty_id: int) -> dict[str, Any]:
         raise BadRequest(f"no crash group with id {guilty_id}", status=404)
     rows = await store.read(
         lambda conn: q.guilty_records(
-            conn,
-            guilty_id,
-            machine_id=machine_id,
-            build=build,
-            period=period,
+            conn, guilty_id, machine_id=machine_id, build=build, period=period,
             limit=BACKTRACES_MAX,
         )
     )
@@ -483,34 +490,17 @@ async def crashes_csv(request: Request) -> Response:
     """CSV of /crashes: one row per crash group."""
     data = await _top(request)
     columns = (
-        "guilty_id",
-        "function",
-        "module",
-        "crashes",
-        "machines",
-        "machines_estimated",
-        "builds",
-        "first_seen",
-        "last_seen",
-        "comment",
-        "hidden",
+        "guilty_id", "function", "module", "crashes", "machines", "machines_estimated",
+        "builds", "first_seen", "last_seen", "comment", "hidden",
     )
     return csv_twin(
         "crashes",
         columns,
         (
             (
-                g["guilty_id"],
-                g["function"],
-                g["module"],
-                g["total"],
-                g["machines"],
-                g["machines_estimated"],
-                g["builds"],
-                when(g["first_seen"]),
-                when(g["last_seen"]),
-                g["comment"],
-                g["hide"],
+                g["guilty_id"], g["function"], g["module"], g["total"], g["machines"],
+                g["machines_estimated"], g["builds"], when(g["first_seen"]),
+                when(g["last_seen"]), g["comment"], g["hide"],
             )
             for g in data["guilties"]
         ),

@@ -13,7 +13,15 @@ from downlink.store.database import Store
 from downlink.store.queries.mce import mce_summary, thermal_weekly
 from downlink.store.queries.period import Period
 from downlink.web import params
-from downlink.web.rendering import blank, chart, csv_twin, shows_errors, twin, web_of
+from downlink.web.rendering import (
+    blank,
+    chart,
+    csv_twin,
+    partial_marks,
+    shows_errors,
+    twin,
+    web_of,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -48,7 +56,7 @@ async def mce_page(request: Request) -> Response:
         chart(
             "chart-weekly",
             "line",
-            data["weeks"],
+            partial_marks(data["weeks"], data["period"], next(iter(data["weeks"]), None)),
             {cls.rsplit("/", 1)[-1]: n for cls, n in data["weekly"].items()},
             title="MCE per week",
             x_title="Week",
@@ -114,7 +122,7 @@ async def thermal_page(request: Request) -> Response:
         chart(
             "chart-thermal",
             "bar",
-            data["weeks"],
+            partial_marks(data["weeks"], data["period"], next(iter(data["weeks"]), None)),
             {"Thermal events": data["counts"]},
             title="Thermal events per week",
             x_title="Week of (Monday)",

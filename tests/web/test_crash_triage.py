@@ -93,7 +93,20 @@ def test_crash_list_and_group_page_show_trends_and_builds(db: Store, live: LiveS
         assert [httpx.URL(link).params["build"] for link in links] == ["100", "101", "103"]
         assert "<title>101: 2</title>" in row
         bt = client.get(links[1])
-        assert bt.status_code == 200 and bt.text.count('class="crash"') == 2
+        # Build 101's two crashes have the same backtrace: one card, both records.
+        assert bt.status_code == 200 and bt.text.count('class="crash"') == 1
+        assert "2 identical backtraces</strong> on 2 machines, build 101." in bt.text
+        twin = client.get(links[1].replace("/backtraces?", "/backtraces.json?")).json()
+        (stack,) = twin["stacks"]
+        assert len(twin["crashes"]) == 2 and stack["record_ids"] == [
+            c["record_id"] for c in twin["crashes"]
+        ]
+        assert stack["machines"] == ["s2", "s1"] and stack["builds"] == ["101"]
+        # Seven frames, the guilty one first: frames 0-3 shown, 4-6 folded below.
+        assert stack["shown"] == [0, 4]
+        card = bt.text.split('class="crash"', 1)[1]
+        assert '<details class="fold"><summary>3 frames below</summary>' in card
+        assert card.count('<tr class="guilty">') == 1
 
         group = client.get(f"/crashes/{sleep['guilty_id']}.json", params=query).json()
         assert group["daily"] == [0, 1, 0, 0, 4]
@@ -102,7 +115,9 @@ def test_crash_list_and_group_page_show_trends_and_builds(db: Store, live: LiveS
         assert 'id="processes"' in html and "/usr/bin/sleep" in html
         charts = json.loads(html.split('id="page-charts">', 1)[1].split("</script>", 1)[0])
         daily, builds = charts
-        assert daily["labels"][-1] == query["to"] and daily["datasets"][0]["data"] == [
+        assert daily["labels"][-1] == query["to"] + " (so far)" and daily["datasets"][0][
+            "data"
+        ] == [
             0,
             1,
             0,

@@ -468,7 +468,44 @@ async def _backtraces(request: Request, guilty_id: int) -> dict[str, Any]:
         "machine_id": machine_id,
         "build": build,
         "crashes": crashes,
+        "stacks": _stacks(crashes),
     }
+
+
+FOLD_CONTEXT = 3  # frames shown on each side of the guilty one; the rest fold away
+
+
+def _stacks(crashes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge the crashes whose backtraces are identical (the same functions and modules,
+    in order), newest first: each stack names its newest crash (``record_id``, shown),
+    every record of it, its machines and builds, and the frames around the guilty one
+    (``shown``: [from, to), the rest folded)."""
+    merged: dict[Any, dict[str, Any]] = {}
+    for c in crashes:
+        frames = tuple((f["function"], f["module"]) for f in c["frames"])
+        key = frames or c["record_id"]  # no frames parsed: nothing to compare, never merged
+        stack = merged.get(key)
+        if stack is None:
+            guilty = c["guilty_frame"]
+            shown = (
+                [0, len(frames)]
+                if guilty is None
+                else [max(0, guilty - FOLD_CONTEXT), min(len(frames), guilty + FOLD_CONTEXT + 1)]
+            )
+            merged[key] = {
+                "record_id": c["record_id"],
+                "record_ids": [c["record_id"]],
+                "machines": [c["machine_id"]],
+                "builds": [c["build"]],
+                "shown": shown,
+            }
+            continue
+        stack["record_ids"].append(c["record_id"])
+        if c["machine_id"] not in stack["machines"]:
+            stack["machines"].append(c["machine_id"])
+        if c["build"] not in stack["builds"]:
+            stack["builds"].append(c["build"])
+    return list(merged.values())
 
 
 @router.get("/crashes/{guilty_id}/backtraces")
@@ -476,11 +513,14 @@ async def _backtraces(request: Request, guilty_id: int) -> dict[str, Any]:
 async def backtraces_page(request: Request, guilty_id: RecordId) -> Response:
     """Render the backtraces of one crash group, guilty frame highlighted."""
     data = await _backtraces(request, guilty_id)
+    by_id = {c["record_id"]: c for c in data["crashes"]}
     return web_of(request).page(
         "backtraces.html",
         title=f"Backtraces of crash group {guilty_id}",
         active="crashes",
         data=data,
+        stacks=[(stack, by_id[stack["record_id"]]) for stack in data["stacks"]],
+        fold_context=FOLD_CONTEXT,
         form=dict(request.query_params),
     )
 

@@ -50,6 +50,10 @@ def _queries(gid: int) -> dict[str, Query]:
         "node logs, no such node": lambda c: nodes.node_logs(c, "12D3KooWnone", limit=100),
         "records of a source": lambda c: list_records(c, RecordFilter(source="substrate"), 50),
         "backtraces": lambda c: crashes.guilty_records(c, gid),
+        "backtraces of a period": lambda c: crashes.guilty_records(
+            c, gid, period=Period.past(7), limit=20
+        ),
+        "crash group sparklines": lambda c: crashes.daily_crashes(c, [gid, 1, 2], Period.past(60)),
         "crash group page": lambda c: _group(c, gid, Period.past(7), 200, 0),
         "crash group page, estimated": lambda c: _group(c, gid, Period.past(60), 200, 0, 0),
         "crash group machines, whole history": lambda c: crashes._ranked_machines(
@@ -73,6 +77,7 @@ SQLITE_INDEX = {
     "substrate page": "ix_records_source_ts_reception",
     "records of a source": "ix_records_source_id",
     "backtraces": "ix_records_guilty_id_id",
+    "backtraces of a period": "ix_records_guilty_id_id",
     "crash group page": "ix_rollup_guilty_machines_by_group",
     "top crash groups": "ix_rollup_guilty_by_day",
     "crash group page, estimated": "ix_rollup_guilty_by_day",
@@ -88,6 +93,8 @@ SQLITE_EVERY = {
     "crash group machines, deep page": "ix_rollup_guilty_machine_totals_by_count",
     "crash group machines, straddled": "ix_rollup_guilty_machines_by_machine",
     "crash group history": "ix_rollup_guilty_machines_by_group",
+    # One seek per (day, group): not the whole period's rows.
+    "crash group sparklines": "(day=? AND guilty_id=?)",
 }
 
 

@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from downlink.errors import BadRequest
+from downlink.web import svg
 from downlink.web.params import PRESETS
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -89,6 +90,27 @@ def num(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
+SO_FAR = " (so far)"
+PARTIAL = " (partial)"
+
+
+def partial_marks(
+    labels: Sequence[str], period: Mapping[str, str], first_bucket_start: str | None = None
+) -> list[str]:
+    """Chart labels with their partial buckets marked, so a bucket still filling (or cut
+    by the period) reads as such rather than as a dip: the last one "(so far)" when the
+    period runs to today, the first one "(partial)" when its bucket (starting on
+    ``first_bucket_start``, an ISO date) begins before the period."""
+    out = list(labels)
+    if not out:
+        return out
+    if first_bucket_start is not None and first_bucket_start < period["from"]:
+        out[0] += PARTIAL
+    if period["to"] >= datetime.now(UTC).date().isoformat():
+        out[-1] += SO_FAR
+    return out
+
+
 def records_href(period: Mapping[str, str] | None = None, **filters: Any) -> str:
     """``/records`` filtered by ``filters``, received within the dashboard's ``period``."""
     query = {k: v for k, v in filters.items() if v not in (None, "")}
@@ -133,6 +155,8 @@ def make_environment(
     env.filters["blank"] = blank
     env.filters["num"] = num
     env.filters["signal"] = signal_name
+    env.filters["spark_points"] = svg.spark_points
+    env.filters["share_bar"] = svg.share_bar
     env.globals["presets"] = PRESETS
     env.globals["preset_href"] = preset_href
     env.globals["records_href"] = records_href
@@ -264,8 +288,13 @@ def chart(
     x_title: str = "",
     y_title: str = "",
     links: Sequence[str] | None = None,
+    severity: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Describe one chart for ``static/js/charts.js`` (axis titles for bar and line)."""
+    """Describe one chart for ``static/js/charts.js`` (axis titles for bar and line).
+
+    ``severity`` maps labels (slices, bars) or dataset names to a severity, 1 to 4:
+    those take the severity palette that table cells use (``--sev-N`` in the CSS).
+    """
     return {
         "id": chart_id,
         "type": kind,
@@ -276,4 +305,5 @@ def chart(
         "labels": list(labels),
         "datasets": [{"label": k, "data": list(v)} for k, v in datasets.items()],
         **({"links": list(links)} if links is not None else {}),
+        **({"severity": dict(severity)} if severity is not None else {}),
     }

@@ -55,6 +55,7 @@ def severity_charts(data: dict[str, Any]) -> list[dict[str, Any]]:
             {f"severity {s}": v for s, v in data["series"].items()},
             title="Records per day by severity",
             stacked=True,
+            severity={f"severity {s}": s for s in SEVERITIES},
         )
     ]
 

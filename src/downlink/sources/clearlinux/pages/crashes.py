@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
+from datetime import date, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -36,7 +38,16 @@ from downlink.store.queries.period import Period
 from downlink.store.storable import find_problem
 from downlink.web import params
 from downlink.web.forms import redirect_back, same_origin_form
-from downlink.web.rendering import chart, csv_twin, freshness, shows_errors, twin, web_of, when
+from downlink.web.rendering import (
+    chart,
+    csv_twin,
+    freshness,
+    partial_marks,
+    shows_errors,
+    twin,
+    web_of,
+    when,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -101,7 +112,6 @@ async def crashes_page(request: Request) -> Response:
         data=data,
         form=form,
         json_href="/crashes.json?" + urlencode(form),
-        max_total=max((g["total"] for g in data["guilties"]), default=1),
     )
 
 
@@ -263,6 +273,7 @@ async def blacklist_remove(request: Request) -> Response:
 
 
 MACHINES_PAGE = 200
+PROCESS_SAMPLE = 20  # the group's newest crashes whose process names the page shows
 MACHINES_MAX = 5000
 OFFSET_MAX = 10_000_000
 
@@ -281,9 +292,16 @@ def _group(
     spread = q.guilty_spread(conn, guilty_id, period, exact_max)
     # One more than the page: whether there is a next one (the total may be estimated).
     machines = q.guilty_machines(conn, guilty_id, period, limit + 1, offset, spread.records)
+    newest = q.guilty_records(conn, guilty_id, period=period, limit=PROCESS_SAMPLE)
+    processes = Counter(parse_crash(r["payload"] or "").process or "" for r in newest)
     return {
         "guilty": g,
         "records": spread.records,
+        "daily": q.daily_crashes(conn, [guilty_id], period).get(guilty_id, []),
+        "processes": [
+            {"process": name, "records": n}
+            for name, n in sorted(processes.items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
         "builds": spread.builds,
         "machines_total": spread.machines,
         "machines_estimated": spread.machines_estimated,
@@ -332,11 +350,42 @@ async def guilty_page(request: Request, guilty_id: RecordId) -> Response:
         links["next"] = "?" + urlencode({**form, "offset": data["next_offset"]})
     if data["offset"]:
         links["first"] = "?" + urlencode({k: v for k, v in form.items() if k != "offset"})
+    first = date.fromisoformat(data["period"]["from"])
+    builds = list(reversed(data["builds"]))  # oldest first
+    backtraces = f"/crashes/{guilty_id}/backtraces?" + urlencode(data["period"])
+    charts = [
+        chart(
+            "chart-daily",
+            "bar",
+            partial_marks(
+                [(first + timedelta(days=i)).isoformat() for i in range(len(data["daily"]))],
+                data["period"],
+            ),
+            {"Crashes": data["daily"]},
+            title="Crashes per day",
+            x_title="Day (UTC)",
+            y_title="Crashes",
+        ),
+        chart(
+            "chart-builds",
+            "bar",
+            [b["build"] or "(none)" for b in builds],
+            {
+                "Crashes": [b["records"] for b in builds],
+                "Machines": [b["machines"] for b in builds],
+            },
+            title="Crashes and machines per build",
+            x_title="Build",
+            y_title="Count",
+            links=[f"{backtraces}&" + urlencode({"build": b["build"]}) for b in builds],
+        ),
+    ]
     return web_of(request).page(
         "clearlinux/guilty.html",
         fresh=freshness(request, "clearlinux_crashes"),
         title=f"Crash group {guilty_id}",
         active="crashes",
+        charts=charts,
         data=data,
         form=form,
         links=links,
@@ -428,7 +477,44 @@ async def _backtraces(request: Request, guilty_id: int) -> dict[str, Any]:
         "machine_id": machine_id,
         "build": build,
         "crashes": crashes,
+        "stacks": _stacks(crashes),
     }
+
+
+FOLD_CONTEXT = 3  # frames shown on each side of the guilty one; the rest fold away
+
+
+def _stacks(crashes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge the crashes whose backtraces are identical (the same functions and modules,
+    in order), newest first: each stack names its newest crash (``record_id``, shown),
+    every record of it, its machines and builds, and the frames around the guilty one
+    (``shown``: [from, to), the rest folded)."""
+    merged: dict[Any, dict[str, Any]] = {}
+    for c in crashes:
+        frames = tuple((f["function"], f["module"]) for f in c["frames"])
+        key = frames or c["record_id"]  # no frames parsed: nothing to compare, never merged
+        stack = merged.get(key)
+        if stack is None:
+            guilty = c["guilty_frame"]
+            shown = (
+                [0, len(frames)]
+                if guilty is None
+                else [max(0, guilty - FOLD_CONTEXT), min(len(frames), guilty + FOLD_CONTEXT + 1)]
+            )
+            merged[key] = {
+                "record_id": c["record_id"],
+                "record_ids": [c["record_id"]],
+                "machines": [c["machine_id"]],
+                "builds": [c["build"]],
+                "shown": shown,
+            }
+            continue
+        stack["record_ids"].append(c["record_id"])
+        if c["machine_id"] not in stack["machines"]:
+            stack["machines"].append(c["machine_id"])
+        if c["build"] not in stack["builds"]:
+            stack["builds"].append(c["build"])
+    return list(merged.values())
 
 
 @router.get("/crashes/{guilty_id}/backtraces")
@@ -436,12 +522,15 @@ async def _backtraces(request: Request, guilty_id: int) -> dict[str, Any]:
 async def backtraces_page(request: Request, guilty_id: RecordId) -> Response:
     """Render the backtraces of one crash group, guilty frame highlighted."""
     data = await _backtraces(request, guilty_id)
+    by_id = {c["record_id"]: c for c in data["crashes"]}
     return web_of(request).page(
         "clearlinux/backtraces.html",
         fresh=freshness(request, "clearlinux_crashes"),
         title=f"Backtraces of crash group {guilty_id}",
         active="crashes",
         data=data,
+        stacks=[(stack, by_id[stack["record_id"]]) for stack in data["stacks"]],
+        fold_context=FOLD_CONTEXT,
         form=dict(request.query_params),
     )
 

@@ -13,7 +13,16 @@ from downlink.sources.clearlinux.queries.mce import mce_summary, thermal_weekly
 from downlink.store.database import Store
 from downlink.store.queries.period import Period
 from downlink.web import params
-from downlink.web.rendering import blank, chart, csv_twin, freshness, shows_errors, twin, web_of
+from downlink.web.rendering import (
+    blank,
+    chart,
+    csv_twin,
+    freshness,
+    partial_marks,
+    shows_errors,
+    twin,
+    web_of,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -48,7 +57,7 @@ async def mce_page(request: Request) -> Response:
         chart(
             "chart-weekly",
             "line",
-            data["weeks"],
+            partial_marks(data["weeks"], data["period"], next(iter(data["weeks"]), None)),
             {cls.rsplit("/", 1)[-1]: n for cls, n in data["weekly"].items()},
             title="MCE per week",
             x_title="Week",
@@ -115,7 +124,7 @@ async def thermal_page(request: Request) -> Response:
         chart(
             "chart-thermal",
             "bar",
-            data["weeks"],
+            partial_marks(data["weeks"], data["period"], next(iter(data["weeks"]), None)),
             {"Thermal events": data["counts"]},
             title="Thermal events per week",
             x_title="Week of (Monday)",

@@ -12,9 +12,17 @@ from starlette.responses import Response
 from downlink.errors import BadRequest
 from downlink.sources.clearlinux.queries.population import BUCKETS, machines_per_build
 from downlink.store.database import Store
-from downlink.store.queries.period import day_date, today
 from downlink.web import params
-from downlink.web.rendering import blank, chart, csv_twin, freshness, shows_errors, twin, web_of
+from downlink.web.rendering import (
+    blank,
+    chart,
+    csv_twin,
+    freshness,
+    partial_marks,
+    shows_errors,
+    twin,
+    web_of,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -66,10 +74,8 @@ def stacks(data: dict[str, Any], top: int = CHART_BUILDS) -> dict[str, list[int]
 async def population_page(request: Request) -> Response:
     """Render unique machines per build per bucket, as stacked columns."""
     data = await _data(request)
-    labels = list(data["buckets"])
-    if labels and data["period"]["to"] >= day_date(today()).isoformat():
-        # The bucket holding today is still filling: say so rather than show a dip.
-        labels[-1] += " (so far)"
+    # The bucket holding today is still filling: say so rather than show a dip.
+    labels = partial_marks(data["buckets"], data["period"])
     charts = [
         chart(
             "chart-population",

@@ -10,8 +10,10 @@ from downlink.sources.clearlinux.queries import stats
 from downlink.store.database import Store
 from downlink.store.queries.period import Period, RollupFilter, day_date
 from downlink.web import params
-from downlink.web.rendering import chart, records_href
+from downlink.web.rendering import chart, partial_marks, records_href
 from downlink.web.views import Csv, View, router_of
+
+SEVERITY_NAMES = {1: "1 low", 2: "2 medium", 3: "3 high", 4: "4 critical"}
 
 DEFAULT_DAYS = 30
 PIE_SLICES = 12
@@ -55,6 +57,7 @@ def _pie(items: list[dict[str, Any]], key: str) -> tuple[list[str], list[int]]:
 def _page(_request: Request, data: dict[str, Any]) -> dict[str, Any]:
     cl, cv = _pie(data["classifications"], "classification")
     pl, pv = _pie(data["platforms"], "platform")
+    severities = data["severities"]
     charts = [
         chart(
             "chart-classes",
@@ -62,18 +65,30 @@ def _page(_request: Request, data: dict[str, Any]) -> dict[str, Any]:
             cl,
             {"Records": cv},
             title="Classification",
-            links=[records_href(data["period"], classification=c) if c != "other" else ""
-                   for c in cl],
+            links=[
+                records_href(data["period"], classification=c) if c != "other" else "" for c in cl
+            ],
         ),
         chart("chart-platforms", "pie", pl, {"Records": pv}, title="Platform"),
         chart(
             "chart-days",
             "line",
-            [d["day"] for d in data["per_day"]],
+            partial_marks([d["day"] for d in data["per_day"]], data["period"]),
             {"Records": [d["records"] for d in data["per_day"]]},
             title="Records per day",
             x_title="Day (UTC, of reception)",
             y_title="Records",
+        ),
+        chart(
+            "chart-severities",
+            "bar",
+            [SEVERITY_NAMES.get(int(x["severity"]), str(x["severity"])) for x in severities],
+            {"Records": [x["records"] for x in severities]},
+            title="Records per severity",
+            x_title="Severity",
+            y_title="Records",
+            links=[records_href(data["period"], severity=x["severity"]) for x in severities],
+            severity={name: level for level, name in SEVERITY_NAMES.items()},
         ),
     ]
     return {"charts": charts}

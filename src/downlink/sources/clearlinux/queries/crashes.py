@@ -126,7 +126,9 @@ def top_guilties(
     Each item: guilty id, function, module, comment, total, machines, builds (count of
     distinct builds), first_seen, last_seen and per_build ``{build: count}``.
     ``machines_estimated`` says whether ``machines`` is exact or a sketch estimate
-    (see :func:`machines_of_groups`).
+    (see :func:`machines_of_groups`). ``new_in`` and ``regressed_in`` name a build
+    against the builds before it in the period (:func:`build_news`; None: neither),
+    and ``daily`` holds the group's crashes per day of the period (:func:`daily_crashes`).
 
     One pass over the period's ``rollup_guilty`` rows (read from its covering index),
     summed per (group, build) in SQL and ranked here: totals, spread, per-build counts
@@ -146,11 +148,15 @@ def top_guilties(
     hidden = set(conn.execute(select(guilty.c.id).where(guilty.c.hide.is_(True))).scalars())
     groups: dict[int, dict[str, Any]] = {}
     every_build: dict[int, int] = {}  # crash rows of the group in the period, any build
+    builds_of: dict[int, set[str]] = {}  # the group's builds in the period
+    period_builds: set[str] = set()  # builds with crashes of any group in the period
     for gid_, b, n_, first, last in conn.execute(cells):
         gid, n = int(gid_), int(n_)
+        period_builds.add(str(b))
         if gid in hidden and not include_hidden:
             continue
         every_build[gid] = every_build.get(gid, 0) + n
+        builds_of.setdefault(gid, set()).add(str(b))
         if build is not None and b != build:
             continue
         g = groups.get(gid)
@@ -176,6 +182,8 @@ def top_guilties(
     # The exact count scans the groups' rollup rows of the period, of every build.
     scanned = sum(every_build[gid] for gid in ids)
     machines, estimated = machines_of_groups(conn, ids, period, build, scanned, exact_max)
+    daily = daily_crashes(conn, ids, period, build)
+    ordered = sorted(period_builds, key=build_sort_key)
     items: list[Row] = []
     for gid in ids:
         g, label = groups[gid], labels.get(gid)
@@ -197,9 +205,57 @@ def top_guilties(
                 "per_build": dict(
                     sorted(g["per_build"].items(), key=lambda kv: build_sort_key(kv[0]))
                 ),
+                **build_news(builds_of[gid], ordered),
+                "daily": daily.get(gid, [0] * period.days),
             }
         )
     return items
+
+
+def build_news(group_builds: set[str], period_builds: list[str]) -> dict[str, str | None]:
+    """Which build a group is new in, or regressed in, within a period.
+
+    ``period_builds``: every build with crashes (of any group) in the period, oldest
+    first. ``new_in``: the group's oldest build, when older builds had crashes in the
+    period but none of this group. ``regressed_in``: the newest build with crashes of
+    the group whose previous build had crashes but none of the group, while an older
+    build had some (fixed, then back).
+    """
+    seen = [b in group_builds for b in period_builds]
+    if not any(seen):
+        return {"new_in": None, "regressed_in": None}
+    first = seen.index(True)
+    new_in = period_builds[first] if first > 0 else None
+    regressed_in = None
+    for i in range(len(seen) - 1, first + 1, -1):
+        if seen[i] and not seen[i - 1]:
+            regressed_in = period_builds[i]
+            break
+    return {"new_in": new_in, "regressed_in": regressed_in}
+
+
+def daily_crashes(
+    conn: Connection, ids: list[int], period: Period, build: str | None = None
+) -> dict[int, list[int]]:
+    """Crashes per day of the period (oldest first, zeros included) of each group of ``ids``.
+
+    Equalities only on ``rollup_guilty``'s primary key (day, guilty_id, build): the day
+    as an IN list, so that each (day, group) pair is one seek reading only those groups'
+    rows, not the whole period's (the top groups' sparklines).
+    """
+    if not ids:
+        return {}
+    r = rollup_guilty.c
+    days = list(range(period.first, period.last + 1))
+    stmt = select(r.guilty_id, r.day, func.sum(r.count)).where(
+        r.day.in_(days), r.guilty_id.in_(ids)
+    )
+    if build is not None:
+        stmt = stmt.where(r.build == build)
+    out = {gid: [0] * len(days) for gid in ids}
+    for gid, day, n in conn.execute(stmt.group_by(r.guilty_id, r.day)):
+        out[int(gid)][int(day) - period.first] = int(n)
+    return out
 
 
 def get_guilty(conn: Connection, guilty_id: int) -> Row | None:

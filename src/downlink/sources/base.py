@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from downlink.settings import Settings
+    from downlink.store.sinks import Sink
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,8 @@ class Source:
     * ``processors``: run by the group-commit writer inside each batch's transaction,
       on the new rows before their insert (``(conn, rows)``): only for derived data
       that must commit with the records; everything else is a consumer.
+    * ``sinks``: the source's write sinks (``downlink.store.sinks.Sink``): its own
+      tables written with group commit and the spool, like records.
     * ``server_options(settings)``: options for the uvicorn server (websocket pings
       and frame size), merged by ``downlink serve``.
     * ``purge(conn, before_ts)``: deletes the source's rows older than the retention
@@ -173,5 +176,6 @@ class Source:
     purge: Callable[[Connection, float], int] | None = None
     retention: str | None = None
     processors: Sequence[Callable[[Connection, list[dict[str, Any]]], None]] = ()
+    sinks: Sequence[Sink] = ()
     server_options: Callable[[Settings], Mapping[str, Any]] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, event, select
@@ -237,3 +238,31 @@ def test_a_refused_row_is_set_aside_and_the_rest_drain(tmp_path: Path) -> None:
     assert spool.pending() == 0
     [aside] = spool.refused()
     assert aside.row["payload"] == "poison" and "out of range" in aside.error
+
+
+def test_items_of_several_sinks_drain_in_order_each_through_its_sink(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=100_000)
+    spool.append("records", [Envelope({"payload": "r1"})])
+    spool.append("fuelstats.action_logs", [Envelope({"external_id": 1}),
+                                           Envelope({"external_id": 2})])
+    spool.append("records", [Envelope({"payload": "r2"}, node={"connection": "c"})])
+    runs: list[tuple[str, list[Any]]] = []
+
+    def commit(sink: str, batch: list[Envelope]) -> list[Envelope]:
+        runs.append((sink, [dict(r.row, node=r.node) for r in batch]))
+        return [r.outcome(r.row, "added") for r in batch]
+
+    assert Drainer(spool, commit).drain() == 4
+    assert [sink for sink, _ in runs] == ["records", "fuelstats.action_logs", "records"]
+    assert [r["external_id"] for r in runs[1][1]] == [1, 2]
+    assert runs[2][1][0]["node"] == {"connection": "c"}  # the envelope's node, kept
+    assert runs[0][1][0]["dedup_key"]  # records get a key; other sinks' rows as sent
+    assert "dedup_key" not in runs[1][1][0]
+    assert spool.pending() == 0
+    # A plain row (a spool written before sinks) is read back as a record.
+    assert spool._conn.execute("SELECT count(*) FROM spool").fetchone()[0] == 0
+    spool._conn.execute("INSERT INTO spool (size, row) VALUES (1, ?)",
+                        (orjson.dumps({"payload": "old"}),))
+    spool.active = True
+    [entry] = spool.head(10)
+    assert (entry.sink, entry.row) == ("records", {"payload": "old"})

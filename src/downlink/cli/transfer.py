@@ -16,7 +16,6 @@ from downlink.cli.options import database_option, load_settings
 from downlink.pipeline.registry import default_processors
 from downlink.store.database import Store
 from downlink.store.queries.records import RecordFilter, count_records, iter_records
-from downlink.store.refusals import ERROR_KEY, REFUSED_KEY
 from downlink.store.transfer import ImportError_, export_row, import_row
 from downlink.store.writer import RecordsRefused, StoreUnavailable
 
@@ -106,10 +105,10 @@ def import_cmd(input_file: Path, batch: int, database_url: str | None) -> None:
                 except RecordsRefused as exc:
                     results = exc.results
                 for number, stored in zip(lines, results, strict=True):
-                    if REFUSED_KEY in stored:
-                        detail = stored.get(ERROR_KEY) or stored[REFUSED_KEY]
+                    if stored.failed:
+                        detail = stored.error or stored.refused
                         refused.append(f"{input_file}:{number}: {detail}")
-                    elif stored.get("duplicate"):
+                    elif stored.duplicate:
                         dupes += 1
                     else:
                         added += 1

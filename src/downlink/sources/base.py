@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
     from downlink.settings import Settings
+    from downlink.store.sinks import Sink
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,8 @@ class Source:
       ``make_processors()`` returns fresh ones, run before ``processors``, for
       processors that cache per database (one set per store: Clear Linux's crash
       grouping and rollups).
+    * ``sinks``: the source's write sinks (``downlink.store.sinks.Sink``): its own
+      tables written with group commit and the spool, like records.
     * ``server_options(settings)``: options for the uvicorn server (websocket pings
       and frame size), merged by ``downlink serve``.
     * ``purge(conn, before_ts)``: deletes the source's rows older than the retention
@@ -221,6 +224,7 @@ class Source:
     purge: Callable[[Connection, float], int] | None = None
     retention: str | None = None
     processors: Sequence[Callable[[Connection, list[dict[str, Any]]], None]] = ()
+    sinks: Sequence[Sink] = ()
     server_options: Callable[[Settings], Mapping[str, Any]] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     job_drivers: Sequence[JobDriver] = ()

@@ -16,10 +16,12 @@ from downlink.metrics import Metrics
 from downlink.settings import Settings
 from downlink.store import migrate
 from downlink.store.engine import is_sqlite, make_engine
-from downlink.store.refusals import REFUSED_KEY, store_rows
+from downlink.store.envelope import FAILED, Envelope, Row, wrap
+from downlink.store.refusals import store_items
+from downlink.store.sinks import RecordsSink, Sink
 from downlink.store.spool import Drainer, Spool
 from downlink.store.storable import unstorable_field
-from downlink.store.writer import BatchProcessor, RecordsRefused, Row, StoreUnavailable, Writer
+from downlink.store.writer import BatchProcessor, RecordsRefused, StoreUnavailable, Writer
 
 T = TypeVar("T")
 
@@ -43,8 +45,14 @@ class Store:
             batch_max=settings.batch_max,
             batch_wait=settings.batch_wait_ms / 1000.0,
             queue_max=settings.queue_max,
-            processors=processors,
         )
+        # Where items are written: records, then each source's own sinks (by name, for
+        # the spool's drainer).
+        self.records = RecordsSink(processors)
+        self.sinks: dict[str, Sink] = {self.records.name: self.records}
+        for source in settings.registry:
+            for sink in source.sinks:
+                self.add_sink(sink)
         # The local durable spool (DOWNLINK_SPOOL_DIR), used while the database is down.
         self.spool: Spool | None = None
         self.drainer: Drainer | None = None
@@ -52,10 +60,25 @@ class Store:
             self.spool = Spool(settings.spool_dir, settings.spool_max_bytes)
             self.drainer = Drainer(
                 self.spool,
-                lambda rows: store_rows(self.write_engine, rows, self.writer.processors),
+                lambda name, items: store_items(self.write_engine, self.sink(name), items),
                 on_drained=self.metrics.drained.inc,
                 on_set_aside=self._on_set_aside,
             )
+
+    def add_sink(self, sink: Sink) -> None:
+        """Register a sink (its items may then be spooled and drained)."""
+        if sink.name in self.sinks and self.sinks[sink.name] is not sink:
+            raise ValueError(f"two sinks are named {sink.name!r}")
+        self.sinks[sink.name] = sink
+
+    def sink(self, name: str) -> Sink:
+        """The sink registered as ``name`` (raises KeyError for an unknown one)."""
+        return self.sinks[name]
+
+    @property
+    def processors(self) -> list[BatchProcessor]:
+        """The writer processors every new record goes through."""
+        return self.records.processors
 
     def _on_set_aside(self, count: int) -> None:
         self.metrics.set_aside.inc(count)
@@ -134,51 +157,60 @@ class Store:
             return result
         return await to_thread.run_sync(self.run_write, fn, *args)
 
-    async def write(self, rows: list[Row]) -> list[Row]:
-        """Store records through the group-commit writer.
+    async def write(self, rows: list[Row] | list[Envelope]) -> list[Envelope]:
+        """Store records through the group-commit writer (the records sink).
 
         With a spool configured, records go to the spool instead while the database is
         unavailable, and while older spooled records still wait (to keep their order);
         :class:`~downlink.store.spool.SpoolFull` (a StoreUnavailable) when it is full.
 
-        Rows that cannot be stored, because a text value breaks the rule of
+        Records that cannot be stored, because a text value breaks the rule of
         :mod:`downlink.store.storable` (checked here, the same on every database) or
         because the database refuses them while it takes others, raise
-        :class:`RecordsRefused` once the other rows are stored.
+        :class:`RecordsRefused` once the other records are stored.
         """
+        items = wrap(rows)
         refused: dict[int, str] = {}
-        for index, row in enumerate(rows):
-            problem = unstorable_field(row)
+        for index, item in enumerate(items):
+            problem = unstorable_field(item.row)
             if problem is not None:
                 refused[index] = problem
         if not refused:
-            results = await self._write(rows)
+            results = await self.write_to(self.records, items)
         else:
-            rest = [row for index, row in enumerate(rows) if index not in refused]
-            stored = iter(await self._write(rest) if rest else [])
+            rest = [item for index, item in enumerate(items) if index not in refused]
+            stored = iter(await self.write_to(self.records, rest) if rest else [])
             results = [
-                {**row, "id": None, "duplicate": False, REFUSED_KEY: refused[index]}
-                if index in refused
-                else next(stored)
-                for index, row in enumerate(rows)
+                item.refusal(refused[index]) if index in refused else next(stored)
+                for index, item in enumerate(items)
             ]
-        for row in results:
-            if REFUSED_KEY in row:
+        for item in results:
+            if item.status == FAILED:
                 raise RecordsRefused(results)
         return results
 
-    async def _write(self, rows: list[Row]) -> list[Row]:
+    async def write_to(self, sink: Sink, items: list[Envelope]) -> list[Envelope]:
+        """Store ``items`` through ``sink`` with group commit; their outcomes, in order.
+
+        Durable like records: with a spool configured, items go to the spool while the
+        database is unavailable or older spooled items wait (``spooled`` set, status
+        pending); :class:`~downlink.writer.QueueFull` under overload and
+        :class:`StoreUnavailable` on an outage without room in a spool (both: 503 with
+        Retry-After). Items the database refuses come back ``failed``, never dropped.
+        """
+        if sink.name not in self.sinks:
+            self.add_sink(sink)
         spool = self.spool
         if spool is not None and spool.active:
-            return await self._spool(spool, rows)
+            return await self._spool(spool, sink, items)
         try:
-            return await self.writer.write(rows)
+            return await self.writer.write(sink, items)
         except StoreUnavailable:
             if spool is None:
                 raise
-            return await self._spool(spool, rows)
+            return await self._spool(spool, sink, items)
 
-    async def _spool(self, spool: Spool, rows: list[Row]) -> list[Row]:
-        stored = await to_thread.run_sync(spool.append, rows)
+    async def _spool(self, spool: Spool, sink: Sink, items: list[Envelope]) -> list[Envelope]:
+        stored = await to_thread.run_sync(spool.append, sink.name, items)
         self.metrics.spooled.inc(len(stored))
         return stored

@@ -43,7 +43,6 @@ from downlink.sources.clearlinux.wire import (
     validate,
 )
 from downlink.store.database import Store
-from downlink.store.refusals import REFUSED_KEY
 from downlink.store.writer import QueueFull, RecordsRefused, StoreUnavailable
 
 PATH = "/api/v1/records/bulk"
@@ -211,15 +210,15 @@ async def bulk(request: Request) -> Response:
         metrics.rejected.labels(SOURCE, "store_unavailable").inc(len(rows))
         return error(f"Store unavailable, retry later: {exc}", 503, {"Retry-After": "5"})
     duplicates = refused = 0
-    for pos, row in zip(positions, stored, strict=True):
-        if REFUSED_KEY in row:
+    for pos, item in zip(positions, stored, strict=True):
+        if item.failed:
             metrics.rejected.labels(SOURCE, "refused").inc()
             results[pos] = {"index": results[pos]["index"], "status": 400,
-                            "message": row[REFUSED_KEY]}
+                            "message": item.refused}
             refused += 1
             continue
-        results[pos]["id"] = row.get("id")
-        if row.get("duplicate"):
+        results[pos]["id"] = item.id
+        if item.duplicate:
             results[pos]["status"] = 200
             duplicates += 1
     accepted = len(stored) - duplicates - refused

@@ -31,7 +31,6 @@ from downlink.sources.clearlinux.wire import (
 )
 from downlink.store.database import Store
 from downlink.store.record_json import clear_json
-from downlink.store.refusals import REFUSED_KEY
 from downlink.store.writer import QueueFull, RecordsRefused, StoreUnavailable
 
 PATHS = ("/v2/collector", "/v3/collector", "/")
@@ -144,7 +143,7 @@ async def collect(scope: Scope, receive: Receive, send: Send) -> None:
         (stored,) = await store.write([row])
     except RecordsRefused as exc:
         metrics.rejected.labels(SOURCE, "refused").inc()
-        await _answer(send, 400, _message(exc.results[0][REFUSED_KEY]))
+        await _answer(send, 400, _message(exc.results[0].refused or "refused"))
         return
     except QueueFull as exc:
         metrics.rejected.labels(SOURCE, "queue_full").inc()
@@ -158,11 +157,11 @@ async def collect(scope: Scope, receive: Receive, send: Send) -> None:
             send, 503, _message(f"Store unavailable, retry later: {exc}"), [(b"retry-after", b"5")]
         )
         return
-    if stored.get("duplicate"):
+    if stored.duplicate:
         metrics.duplicates.labels(SOURCE).inc()
     else:
         metrics.accepted.labels(SOURCE).inc()
-    await _answer(send, 201, orjson.dumps(clear_json(stored)))
+    await _answer(send, 201, orjson.dumps(clear_json(stored.row)))
 
 
 class _RawEndpoint:

@@ -39,7 +39,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from downlink.settings import Settings
-from downlink.sources.substrate.connections import NODE_KEY, mark_disconnected
+from downlink.sources.substrate.connections import mark_disconnected
 from downlink.sources.substrate.wire import (
     SOURCE,
     FlushRequest,
@@ -51,7 +51,7 @@ from downlink.sources.substrate.wire import (
     to_row,
 )
 from downlink.store.database import Store
-from downlink.store.refusals import REFUSED_KEY
+from downlink.store.envelope import Envelope
 from downlink.store.writer import QueueFull, RecordsRefused, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class NodeSession:
         self.connected_at = time.time()
         self.nodes: dict[str, _NodeState] = {}
         self.rate = ByteRate(self.settings.ws_rate_limit_bytes, self.settings.ws_rate_window_s)
-        self.pending: list[dict[str, Any]] = []
+        self.pending: list[Envelope] = []
         self.seq = 0
         self.done = 0  # rows stored or given up, in order
         self.stored = 0
@@ -298,7 +298,7 @@ class NodeSession:
             audit=self.audit,
             received_at=received_at,
         )
-        row[NODE_KEY] = {
+        node = {
             "connection": self.connection,
             "node": message.node,
             "ip": self.ip,
@@ -306,7 +306,7 @@ class NodeSession:
             "connected_at": self.connected_at,
             "identity": identity.columns() if identity else None,
         }
-        self.pending.append(row)
+        self.pending.append(Envelope(row, node))
         self.wake.set()
 
     async def _flush_reply(self, token: Any) -> None:
@@ -339,7 +339,7 @@ class NodeSession:
                 self.stored += stored
                 self.progress.notify_all()
 
-    async def _write(self, batch: list[dict[str, Any]]) -> int:
+    async def _write(self, batch: list[Envelope]) -> int:
         """Write ``batch``, retrying while the store is busy; return the rows stored."""
         delay = 0.005
         give_up = time.monotonic() + STORE_RETRY_SECONDS
@@ -348,11 +348,11 @@ class NodeSession:
                 stored = await self.store.write(batch)
             except RecordsRefused as exc:
                 # Stored but for the rows the database refuses (counted, never retried).
-                stored = [row for row in exc.results if REFUSED_KEY not in row]
+                stored = [item for item in exc.results if not item.failed]
                 for _ in range(len(exc.results) - len(stored)):
                     self._reject("refused")
                 log.warning("node %s: %s", self.ip, exc)
-                fresh = sum(1 for r in stored if not r.get("duplicate"))
+                fresh = sum(1 for item in stored if not item.duplicate)
                 self.metrics.accepted.labels(SOURCE).inc(fresh)
                 return len(stored)
             except QueueFull:
@@ -367,7 +367,7 @@ class NodeSession:
                 self.metrics.rejected.labels(SOURCE, "store_error").inc(len(batch))
                 return 0
             else:
-                fresh = sum(1 for r in stored if not r.get("duplicate"))
+                fresh = sum(1 for item in stored if not item.duplicate)
                 self.metrics.accepted.labels(SOURCE).inc(fresh)
                 return len(stored)
             await asyncio.sleep(delay)

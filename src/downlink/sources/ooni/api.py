@@ -21,7 +21,7 @@ from downlink.sources.ooni.fastpath import unwrap
 from downlink.sources.ooni.params import ParamError, boolean
 from downlink.sources.ooni.probe_services import config
 from downlink.sources.ooni.quotas import Limits, quotas_of
-from downlink.sources.ooni.storage import Storage, StorageError, open_storage
+from downlink.archive.storage import Storage, StorageError, open_storage
 from downlink.sources.ooni.tables import fastpath, measurements
 
 # OONI's API (its parameters, 422 for a malformed report_id, {"msg", "v"} refusals of

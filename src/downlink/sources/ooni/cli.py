@@ -17,7 +17,7 @@ from downlink.sources.ooni import archive, fingerprint_store, reprocess
 from downlink.sources.ooni.config import OoniConfig, config_from
 from downlink.sources.ooni.fingerprints import FingerprintError, read_file
 from downlink.sources.ooni.params import ParamError, comma_list, moment
-from downlink.sources.ooni.storage import Storage, StorageError, open_storage
+from downlink.archive.storage import Storage, StorageError, open_storage
 from downlink.store import migrate
 from downlink.store.engine import make_engine
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fastapi import APIRouter
     from prometheus_client import CollectorRegistry
-    from sqlalchemy import Connection, MetaData
+    from sqlalchemy import ColumnElement, Connection, MetaData, Table
     from starlette.routing import BaseRoute
 
     from downlink.settings import Settings
@@ -83,6 +83,26 @@ class Consumer:
 
 
 @dataclass(frozen=True)
+class Archive:
+    """Rows of a committed table that the core's raw archive keeps (``downlink.archive``).
+
+    ``table`` names the table (the core's ``records`` or one of the source's
+    ``metadata``), ``ts_column`` its reception time (epoch seconds: files are by UTC
+    day of it) and ``id_column`` its increasing key (the line order, and the ``seq``
+    of a replayed row). ``where(table)`` selects this source's rows of a shared table
+    (``records.source == name``). ``name`` names the archive in the source's folder.
+    ``downlink reprocess --from-archive`` replays a range of these rows through the
+    source's consumers that follow ``table``.
+    """
+
+    name: str
+    table: str
+    ts_column: str = "ts_reception"
+    id_column: str = "id"
+    where: Callable[[Table], ColumnElement[bool]] | None = None
+
+
+@dataclass(frozen=True)
 class JobProgress:
     """What one step of a job did: its new ``cursor``, items ``done`` in all, and
     optionally the ``total`` expected and new ``params`` (state kept between steps)."""
@@ -140,6 +160,9 @@ class Source:
     * ``consumers``, ``job_kinds``: post-ack processing and background work.
     * ``nav``: navigation tabs; ``templates``/``static``: folders the web shell serves.
     * ``settings``: the source's settings; ``metrics(registry)`` registers its metrics.
+    * ``archives``: rows the core's raw archive keeps as gzipped NDJSON by day
+      (:class:`Archive`; ``downlink archive``), so that they stay re-processable once
+      retention removes them from the database.
     * ``processors``: run by the group-commit writer inside each batch's transaction,
       on the new rows before their insert (``(conn, rows)``): only for derived data
       that must commit with the records; everything else is a consumer.
@@ -174,4 +197,5 @@ class Source:
     retention: str | None = None
     processors: Sequence[Callable[[Connection, list[dict[str, Any]]], None]] = ()
     server_options: Callable[[Settings], Mapping[str, Any]] | None = None
+    archives: Sequence[Archive] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)

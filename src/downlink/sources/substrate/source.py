@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from downlink.sources.base import NavEntry, Source
+from downlink.sources.base import Archive, NavEntry, Source
 from downlink.sources.substrate import api, views, websocket
 from downlink.sources.substrate.connections import record_connections
 
@@ -36,4 +36,6 @@ def source() -> Source:
         templates=HERE / "templates",
         processors=(record_connections,),
         server_options=websocket.uvicorn_options,
+        # Its records, as NDJSON by day in the raw archive (downlink archive).
+        archives=(Archive("records", "records", where=lambda t: t.c.source == "substrate"),),
     )

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, and_, exists, func, or_, select
 
-from downlink.sources.ooni import rollup
+from downlink.sources.ooni import rollup, testlists
 from downlink.sources.ooni.params import ParamError, asns, comma_list, integer, min_len, moment
-from downlink.sources.ooni.tables import fastpath
+from downlink.sources.ooni.tables import citizenlab, fastpath
 
 AXES = (
     "measurement_start_day", "probe_cc", "probe_asn", "test_name", "domain", "input",
@@ -89,10 +89,6 @@ def parse(params: Mapping[str, str], now: datetime | None = None) -> Aggregation
             raise AggregationError(f"Invalid axis name {axis!r}", 400)
     if axis_x is not None and axis_x == axis_y:
         raise AggregationError("Axis X and Y cannot be the same", 200)
-    if "category_code" in (axis_x, axis_y) or params.get("category_code"):
-        raise AggregationError(
-            "category_code needs the citizenlab test lists, which Downlink does not load", 400
-        )
     now = now or datetime.now(UTC)
     until = moment(params.get("until"), "until") or now
     since = moment(params.get("since"), "since") or (until - timedelta(days=180))
@@ -132,9 +128,38 @@ def parse(params: Mapping[str, str], now: datetime | None = None) -> Aggregation
     link = params.get("ooni_run_link_id")
     if link:
         eq["ooni_run_link_id"] = [integer(link, "ooni_run_link_id", 0, 0, 2**63 - 1)]
-    f.extend(fastpath.c[name].in_(values) for name, values in eq.items())
+    codes = comma_list(params.get("category_code"))
+    for code in codes:
+        if not testlists.CATEGORY.match(code):
+            raise ParamError(f"category_code: {code!r} does not match ^[A-Z]+$")
+    if codes:
+        eq["category_code"] = codes
+    f.extend(_conditions(eq))
     download = (params.get("download") or "").lower() in ("true", "1")
     return Aggregation(since, until, grain, axis_x, axis_y, fmt, download, f, eq)
+
+
+def _listed(codes: Sequence[str] | None = None) -> Any:
+    """A fastpath row's URL is in its country's or the global test list (in a category)."""
+    cl, c = citizenlab.c, fastpath.c
+    on = [cl.url == c.input, or_(cl.cc == c.probe_cc, cl.cc == "ZZ")]
+    if codes is not None:
+        on.append(cl.category_code.in_(codes))
+    return and_(*on)
+
+
+def _conditions(eq: Mapping[str, Sequence[Any]], joined: bool = False) -> list[Any]:
+    """The equality filters on fastpath rows (category_code through the test lists)."""
+    out: list[Any] = [
+        fastpath.c[name].in_(values) for name, values in eq.items() if name != "category_code"
+    ]
+    codes = eq.get("category_code")
+    if codes:
+        if joined:
+            out.append(citizenlab.c.category_code.in_(codes))
+        else:
+            out.append(exists().where(_listed(codes)))
+    return out
 
 
 def _bucket_seconds(grain: str) -> int:
@@ -186,16 +211,21 @@ def _statement(conn: Connection, agg: Aggregation, piece: Piece, step: int) -> A
     columns: list[Any] = []
     if level is None:
         c = fastpath.c
+        joined = "category_code" in agg.axes
         for axis in agg.axes:
             if axis == "measurement_start_day":
                 columns.append(rollup.floor(conn, c.measurement_start_time, step))
+            elif axis == "category_code":
+                columns.append(citizenlab.c.category_code)
             else:
                 columns.append(c[axis])
         conds = [
             c.measurement_start_time >= lo, c.measurement_start_time < hi,
-            *(c[name].in_(values) for name, values in agg.eq.items()),
+            *_conditions(agg.eq, joined),
         ]
         stmt = select(*columns, *rollup.count_columns()).where(and_(*conds))
+        if joined:
+            stmt = stmt.select_from(fastpath.join(citizenlab, _listed()))
         return stmt.group_by(*columns) if columns else stmt
     t = level.table
     bucket = t.c[level.bucket]

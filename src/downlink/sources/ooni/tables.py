@@ -137,6 +137,18 @@ archive_index = Table(
     Column("line", Integer, nullable=False),
 )
 
+# The citizenlab test lists (``downlink ooni testlists load``): each URL's category in
+# a country's list (``cc``) or the global one (``ZZ``), for ``category_code``.
+citizenlab = Table(
+    "ooni_citizenlab",
+    metadata,
+    Column("url", Text, primary_key=True),
+    Column("cc", String(2), primary_key=True),
+    Column("domain", Text, nullable=False),
+    Column("category_code", Text, nullable=False),
+    Index(None, "category_code", "url"),
+)
+
 quotas = Table(
     "ooni_quotas",
     metadata,

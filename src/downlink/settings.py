@@ -144,6 +144,20 @@ SETTINGS: tuple[Setting, ...] = (
         "Directory of the local durable spool used while the database is down; empty: off.",
     ),
     Setting(
+        "archive",
+        "DOWNLINK_ARCHIVE",
+        "",
+        "Raw archive of the sources' rows (gzipped NDJSON by day, `downlink archive`): a "
+        "directory or s3://bucket/prefix; empty: off.",
+    ),
+    Setting(
+        "archive_s3_endpoint",
+        "DOWNLINK_ARCHIVE_S3_ENDPOINT",
+        "",
+        "Endpoint URL of S3-compatible storage (MinIO, Ceph…) for an s3:// DOWNLINK_ARCHIVE; "
+        "empty: AWS.",
+    ),
+    Setting(
         "spool_max_bytes",
         "DOWNLINK_SPOOL_MAX_BYTES",
         256 * 1024 * 1024,
@@ -314,6 +328,8 @@ class Settings:
     request_timeout: float = 60.0
     connection_buffer_bytes: int = 256 * 1024
     spool_dir: str = ""
+    archive: str = ""
+    archive_s3_endpoint: str = ""
     spool_max_bytes: int = 256 * 1024 * 1024
     bulk_max_items: int = 10000
     substrate_retention_hours: float = 3.0

@@ -9,11 +9,15 @@ from typing import Any
 import click
 from sqlalchemy import Engine
 
+from downlink.archive.replay import replay
+from downlink.archive.storage import StorageError
+from downlink.cli.archive import archives_of, open_archive
 from downlink.cli.options import database_option, load_settings
 from downlink.pipeline import reprocess
 from downlink.pipeline.consumers import Bound, bind
 from downlink.pipeline.jobkinds import run_step
 from downlink.pipeline.jobrunner import STALE_AFTER_S
+from downlink.settings import Settings
 from downlink.sources.base import JobKind
 from downlink.sources.registry import SourceError
 from downlink.store import jobs
@@ -51,6 +55,10 @@ def _pick(
 @click.option("--until", type=_DAY, required=True, help="Last UTC day, included.")
 @click.option("--consumer", default=None, help="Only this consumer (default: all the source's).")
 @click.option("--dry-run", is_flag=True, help="Only count the rows that would be replayed.")
+@click.option(
+    "--from-archive", is_flag=True,
+    help="Replay the rows kept in the raw archive (DOWNLINK_ARCHIVE), not the database's.",
+)
 @database_option
 def reprocess_cmd(
     source: str,
@@ -58,6 +66,7 @@ def reprocess_cmd(
     until: datetime,
     consumer: str | None,
     dry_run: bool,
+    from_archive: bool,
     database_url: str | None,
 ) -> None:
     """Rebuild what consumers derived from rows received from --since to --until.
@@ -66,6 +75,10 @@ def reprocess_cmd(
     rows through it, in short transactions. It runs here with a progress bar (or in a
     server, which shows it on /consumers); run the same command again to resume an
     interrupted job. Running it twice gives identical derived data.
+
+    With --from-archive the rows come from the raw archive (`downlink archive`), so
+    rows that retention removed from the database are replayed too; run it again to
+    finish an interrupted replay.
     """
     settings = load_settings(database_url)
     first, last = since.date(), until.date()
@@ -76,6 +89,9 @@ def reprocess_cmd(
     except SourceError as exc:
         raise click.ClickException(str(exc)) from None
     chosen = _pick(bounds, source, consumer, settings.registry.names)
+    if from_archive:
+        _from_archive(settings, chosen, source, first, last, dry_run)
+        return
     engine = make_engine(settings, writer=True)
     try:
         if migrations.pending(engine, settings.registry):
@@ -88,6 +104,40 @@ def reprocess_cmd(
         raise click.ClickException(f"reprocess failed: {exc}") from None
     finally:
         engine.dispose()
+
+
+def _from_archive(
+    settings: Settings, chosen: list[Bound], source: str, first: date, last: date,
+    dry_run: bool,
+) -> None:
+    storage = open_archive(settings)
+    archives = archives_of(settings, source)
+    params = reprocess.plan(source, "", first, last)
+    engine = make_engine(settings, writer=True)
+    try:
+        if migrations.pending(engine, settings.registry):
+            raise click.ClickException("the database is not up to date: run `downlink migrate`")
+        with click.progressbar(length=1, label="archive files", show_pos=True) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.length = max(total, 1)
+                bar.pos = 0
+                bar.update(done)
+
+            results = replay(engine, storage, archives, chosen, params["since"],
+                             params["until"], dry_run, progress)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    verb = "would replay" if dry_run else "replayed"
+    for done in results:
+        click.echo(f"{verb} {done.rows} archived row(s) from {done.files} file(s) "
+                   f"through {done.consumer}")
+    if not results:
+        raise click.ClickException(
+            f"no consumer of source {source!r} follows a table it archives"
+        )
 
 
 def _one(

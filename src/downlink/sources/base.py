@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fastapi import APIRouter
     from prometheus_client import CollectorRegistry
-    from sqlalchemy import Connection, MetaData
+    from sqlalchemy import ColumnElement, Connection, MetaData, Table
     from starlette.routing import BaseRoute
     from starlette.types import Receive, Scope, Send
 
@@ -82,6 +82,26 @@ class Consumer:
     reset: Callable[[Connection, float, float], None] | None = None
     batch_max: int = 2000
     ts_column: str = "ts_reception"
+
+
+@dataclass(frozen=True)
+class Archive:
+    """Rows of a committed table that the core's raw archive keeps (``downlink.archive``).
+
+    ``table`` names the table (the core's ``records`` or one of the source's
+    ``metadata``), ``ts_column`` its reception time (epoch seconds: files are by UTC
+    day of it) and ``id_column`` its increasing key (the line order, and the ``seq``
+    of a replayed row). ``where(table)`` selects this source's rows of a shared table
+    (``records.source == name``). ``name`` names the archive in the source's folder.
+    ``downlink reprocess --from-archive`` replays a range of these rows through the
+    source's consumers that follow ``table``.
+    """
+
+    name: str
+    table: str
+    ts_column: str = "ts_reception"
+    id_column: str = "id"
+    where: Callable[[Table], ColumnElement[bool]] | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +206,9 @@ class Source:
       ``job_drivers``: background jobs that drive their own transactions.
     * ``nav``: navigation tabs; ``templates``/``static``: folders the web shell serves.
     * ``settings``: the source's settings; ``metrics(registry)`` registers its metrics.
+    * ``archives``: rows the core's raw archive keeps as gzipped NDJSON by day
+      (:class:`Archive`; ``downlink archive``), so that they stay re-processable once
+      retention removes them from the database.
     * ``processors``: run by the group-commit writer inside each batch's transaction,
       on the new rows before their insert (``(conn, rows)``): only for derived data
       that must commit with the records; everything else is a consumer.
@@ -226,6 +249,7 @@ class Source:
     processors: Sequence[Callable[[Connection, list[dict[str, Any]]], None]] = ()
     sinks: Sequence[Sink] = ()
     server_options: Callable[[Settings], Mapping[str, Any]] | None = None
+    archives: Sequence[Archive] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
     job_drivers: Sequence[JobDriver] = ()
     direct_posts: Mapping[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = field(

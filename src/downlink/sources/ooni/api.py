@@ -16,12 +16,12 @@ from fastapi import APIRouter, Request
 from sqlalchemy import Connection, select
 from starlette.responses import Response
 
+from downlink.archive.storage import Storage, StorageError, open_storage
 from downlink.sources.ooni import aggregation, archive, log, search
 from downlink.sources.ooni.fastpath import unwrap
 from downlink.sources.ooni.params import ParamError, boolean
 from downlink.sources.ooni.probe_services import config
 from downlink.sources.ooni.quotas import Limits, quotas_of
-from downlink.sources.ooni.storage import Storage, StorageError, open_storage
 from downlink.sources.ooni.tables import fastpath, measurements
 
 # OONI's API (its parameters, 422 for a malformed report_id, {"msg", "v"} refusals of

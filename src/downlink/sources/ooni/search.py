@@ -26,7 +26,8 @@ from downlink.sources.ooni.params import (
     min_len,
     moment,
 )
-from downlink.sources.ooni.tables import fastpath
+from downlink.sources.ooni.tables import citizenlab, fastpath
+from downlink.sources.ooni.testlists import CATEGORY
 
 MAX_WINDOW = timedelta(days=180)
 _T = fastpath.c.measurement_start_time
@@ -75,8 +76,14 @@ def parse(params: Mapping[str, str], limit_max: int, now: datetime | None = None
             min_len(d, "domain")
         if domains:
             f.append(fastpath.c.domain.in_(domains))
-        if params.get("category_code"):
-            raise ParamError("category_code: Downlink does not load the citizenlab test lists")
+        codes = comma_list(params.get("category_code"))
+        for code in codes:
+            if not CATEGORY.match(code):
+                raise ParamError(f"category_code: {code!r} does not match ^[A-Z]+$")
+        if codes:
+            # OONI joins the test lists on url = input.
+            listed = select(citizenlab.c.url).where(citizenlab.c.category_code.in_(codes))
+            f.append(fastpath.c.input.in_(listed))
     ccs = [cc.upper() for cc in comma_list(params.get("probe_cc"))]
     f.append(fastpath.c.probe_cc.in_(ccs) if ccs else fastpath.c.probe_cc != "ZZ")
     asn_list = asns(params.get("probe_asn"))

@@ -189,6 +189,6 @@ async def chart_page(request: Request) -> Response:
     return web_of(request).page(
         "ooni/chart.html", title="OONI chart", active="ooni-chart", status=status,
         charts=_charts(data) if status == 200 else [], data=data, form=data["form"],
-        axis_options=[(a, a) for a in aggregation.AXES if a != "category_code"],
+        axis_options=[(a, a) for a in aggregation.AXES],
         csv_href=csv_href, json_href="/ooni/chart.json?" + urlencode(given),
     )

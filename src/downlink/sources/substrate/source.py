@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from downlink.sources.base import NavEntry, Source
+from downlink.sources.base import Archive, NavEntry, Source
 from downlink.sources.substrate import api, queries, views, websocket
 from downlink.sources.substrate.connections import record_connections
 
@@ -38,4 +38,6 @@ def source() -> Source:
         server_options=websocket.uvicorn_options,
         search=queries.search_peers,
         search_template="substrate/_search.html",
+        # Its records, as NDJSON by day in the raw archive (downlink archive).
+        archives=(Archive("records", "records", where=lambda t: t.c.source == "substrate"),),
     )

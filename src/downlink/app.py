@@ -12,18 +12,30 @@ from downlink.access_log import AccessLog
 from downlink.api import errors, meta, openapi, records
 from downlink.direct import Downlink
 from downlink.ingest import bulk, collector
+from downlink.ingest.clearlinux import SENDER_RULE as CLEAR_LINUX_SENDERS
+from downlink.ingest.clearlinux import SOURCE as CLEAR_LINUX
 from downlink.metrics import Metrics
 from downlink.pipeline import reprocess
 from downlink.pipeline.consumers import ConsumerRunner
 from downlink.pipeline.consumers import bind as bind_consumers
 from downlink.pipeline.registry import default_processors
 from downlink.pipeline.regroup import JobRunner
+from downlink.security.senders import SenderGuard
 from downlink.settings import Settings, from_env
+from downlink.sources.base import SenderRule
+from downlink.sources.registry import Sources
 from downlink.store.database import Store
 from downlink.store.retention import Maintenance
 from downlink.web import routes as web_routes
 
 _COLLECTOR_FIRST = ("/v2/collector", "/v3/collector")
+
+
+def sender_rules(sources: Sources) -> dict[str, SenderRule]:
+    """Each source's sender rule; Clear Linux's until it is a Source of its own."""
+    rules = {CLEAR_LINUX: CLEAR_LINUX_SENDERS}
+    rules.update({s.name: s.senders for s in sources if s.senders is not None})
+    return rules
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -33,6 +45,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     metrics = Metrics(sources)
     store = Store(settings, metrics, processors=default_processors(sources))
     maintenance = Maintenance(store)
+    senders = SenderGuard(store, settings, sender_rules(sources))
     bound = bind_consumers(sources)
     kinds = [reprocess.job_kind(bound), *(k for s in sources for k in s.job_kinds)]
     job_runner = JobRunner(store, poll_s=settings.job_poll_s, kinds=kinds)
@@ -82,6 +95,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.job_runner = job_runner
     app.state.consumer_runner = consumer_runner
     app.state.sources = sources
+    app.state.senders = senders
     errors.install(app)
     security.install(app, settings)
     app.include_router(records.router)

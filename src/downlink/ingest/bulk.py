@@ -41,6 +41,7 @@ from downlink.ingest.clearlinux import (
 from downlink.ingest.responses import error, json_response
 from downlink.ingest.shallow_json import JSONError, array_items, loads_shallow
 from downlink.metrics import Metrics
+from downlink.security.senders import SenderGuard, retry_after
 from downlink.settings import Settings
 from downlink.store.database import Store
 from downlink.store.refusals import REFUSED_KEY
@@ -183,6 +184,34 @@ def _check(body: bytes, ctype: str, raw_headers: list[tuple[bytes, bytes]],
     return out
 
 
+async def _check_senders(
+    request: Request, rows: list[dict[str, Any]], positions: list[int],
+    results: list[dict[str, Any]], metrics: Metrics,
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """Per-sender rate limits (an item over its machine id's rate gets 429) and
+    bindings (an item whose machine id does not match is stored flagged)."""
+    guard: SenderGuard = request.app.state.senders
+    kept_rows: list[dict[str, Any]] = []
+    kept_positions: list[int] = []
+    for row, pos in zip(rows, positions, strict=True):
+        wait = guard.rate_wait(SOURCE, (row["machine_id"],))
+        if wait > 0:
+            metrics.rejected.labels(SOURCE, "sender_rate_limit").inc()
+            results[pos] = {"index": results[pos]["index"], "status": 429,
+                            "message": "Too many records from this machine id, retry later",
+                            "retry_after": int(retry_after(wait))}
+            continue
+        kept_rows.append(row)
+        kept_positions.append(pos)
+    if guard.binds(SOURCE) and kept_rows:
+        proof = guard.proof(request.headers.raw, request.scope.get("client"))
+        verdicts = await guard.check(SOURCE, (r["machine_id"] for r in kept_rows), proof)
+        for row in kept_rows:
+            if not verdicts[row["machine_id"]].matches:
+                row["sender_flagged"] = True
+    return kept_rows, kept_positions
+
+
 @router.post(PATH, openapi_extra=OPENAPI, summary="Store many Clear Linux records at once")
 async def bulk(request: Request) -> Response:
     """Validate every item, store the valid ones in one transaction, report per item."""
@@ -199,6 +228,7 @@ async def bulk(request: Request) -> Response:
     if isinstance(checked, Response):
         return checked
     results, rows, positions = checked.results, checked.rows, checked.positions
+    rows, positions = await _check_senders(request, rows, positions, results, metrics)
 
     try:
         stored = await store.write(rows)

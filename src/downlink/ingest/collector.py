@@ -28,6 +28,7 @@ from downlink.ingest.clearlinux import (
     fields_from_raw_headers,
     validate,
 )
+from downlink.security.senders import SECRET_HEADER, SenderGuard, retry_after
 from downlink.settings import Settings
 from downlink.store.database import Store
 from downlink.store.record_json import clear_json
@@ -35,6 +36,7 @@ from downlink.store.refusals import REFUSED_KEY
 from downlink.store.writer import QueueFull, RecordsRefused, StoreUnavailable
 
 PATHS = ("/v2/collector", "/v3/collector", "/")
+_SECRET = SECRET_HEADER.lower().encode("latin-1")
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -140,6 +142,22 @@ async def collect(scope: Scope, receive: Receive, send: Send) -> None:
         metrics.rejected.labels(SOURCE, exc.reason).inc()
         await _answer(send, 400, _message(exc.message))
         return
+    guard: SenderGuard = scope["app"].state.senders
+    sender = row["machine_id"]
+    wait = guard.rate_wait(SOURCE, (sender,))
+    if wait > 0:
+        metrics.rejected.labels(SOURCE, "sender_rate_limit").inc()
+        await _answer(send, 429, _message("Too many records from this machine id, retry later"),
+                      [(b"retry-after", retry_after(wait).encode())])
+        return
+    extra: Headers = []
+    if guard.binds(SOURCE):
+        proof = guard.proof(raw, scope.get("client"))
+        verdict = (await guard.check(SOURCE, (sender,), proof))[sender]
+        if not verdict.matches:
+            row["sender_flagged"] = True  # stored, left out of the dashboards
+        if verdict.secret is not None:
+            extra.append((_SECRET, verdict.secret.encode("latin-1")))
     try:
         (stored,) = await store.write([row])
     except RecordsRefused as exc:
@@ -162,7 +180,7 @@ async def collect(scope: Scope, receive: Receive, send: Send) -> None:
         metrics.duplicates.labels(SOURCE).inc()
     else:
         metrics.accepted.labels(SOURCE).inc()
-    await _answer(send, 201, orjson.dumps(clear_json(stored)))
+    await _answer(send, 201, orjson.dumps(clear_json(stored)), extra)
 
 
 class _RawEndpoint:

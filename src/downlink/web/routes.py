@@ -22,12 +22,13 @@ from downlink.web.pages import (
     population,
     records,
     search,
+    senders,
     stats,
 )
 from downlink.web.plugins import load_plugins, plugin_router
 from downlink.web.rendering import CORE_NAV, STATIC, NavItem, Web, make_environment, web_of
 
-PAGES = (records, builds, stats, crashes, mce, population, consumers, apidocs, search)
+PAGES = (records, builds, stats, crashes, mce, population, consumers, senders, apidocs, search)
 
 
 def install(app: FastAPI, settings: Settings) -> None:

@@ -36,4 +36,5 @@ def source() -> Source:
         templates=HERE / "templates",
         processors=(record_connections,),
         server_options=websocket.uvicorn_options,
+        senders=websocket.SENDER_RULE,
     )

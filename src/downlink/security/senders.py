@@ -191,7 +191,9 @@ def bind(conn: Connection, source: str, sender_id: str, binding: Binding, now: f
         cert=binding.cert,
         bound_at=now,
     )
-    return conn.execute(stmt.on_conflict_do_nothing()).rowcount == 1
+    # RETURNING, not rowcount: psycopg reports no row count for this statement.
+    done = conn.execute(stmt.on_conflict_do_nothing().returning(senders.c.source))
+    return done.first() is not None
 
 
 def mark_secret_seen(conn: Connection, source: str, sender_id: str) -> None:
@@ -273,7 +275,7 @@ def listing(conn: Connection, *, source: str | None = None, only_mismatched: boo
     ).limit(limit)
     out = []
     for row in conn.execute(stmt).mappings():
-        item = dict(row)
+        item = {str(key): value for key, value in row.items()}
         item["secret_seen"] = bool(item["secret_seen"])
         out.append(item)
     return out

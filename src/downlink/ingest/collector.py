@@ -215,9 +215,14 @@ def _openapi_operation(path: str) -> dict[str, object]:
                 }
             },
             "responses": {
-                "201": {"description": "Stored (or already stored)", "content": answer},
+                "201": {"description": "Stored (or already stored)", "content": answer,
+                        "headers": {SECRET_HEADER: {
+                            "description": "The machine id's secret, on the record that "
+                            "bound it (docs/senders.md)", "schema": {"type": "string"}}}},
                 "400": {"description": "A field breaks a rule", "content": message},
                 "413": {"description": "Body too large", "content": message},
+                "429": {"description": "Over the per-address or per-machine-id rate limit",
+                        "content": message, "headers": retry},
                 "503": {"description": "Busy or store unavailable", "content": message,
                         "headers": retry},
             },

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 from websockets.asyncio.client import connect
 
 from downlink.testing.consumers import wait_caught_up
@@ -296,3 +297,21 @@ def test_binding_an_unknown_source_stops_the_server(db_url: str, tmp_path: Path)
     with pytest.raises(RuntimeError):
         server.start(timeout=15)
     assert "names no source with sender ids" in (tmp_path / "server.log").read_text()
+
+
+def test_bindings_out_of_reach_answer_503_never_500(start: Start, db_url: str) -> None:
+    server = start(DOWNLINK_SENDER_BINDING="fuelstats,clearlinux")
+    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE senders"))
+    finally:
+        engine.dispose()
+    headers, body = _record(secrets.token_hex(16), "44000", HOME)
+    answer = httpx.post(server.url + "/v2/collector", headers=headers, content=body, timeout=30)
+    assert answer.status_code == 503 and answer.headers["Retry-After"]
+    assert "retry later" in answer.json()["message"]
+    fuel = httpx.post(server.url + "/api/v1/installation_structure/",
+                      json=_structure("uid-" + secrets.token_hex(6), 1), headers=_from(HOME),
+                      timeout=30)
+    assert fuel.status_code == 503 and fuel.json()["status"] == "error"

@@ -41,7 +41,7 @@ from downlink.ingest.clearlinux import (
 from downlink.ingest.responses import error, json_response
 from downlink.ingest.shallow_json import JSONError, array_items, loads_shallow
 from downlink.metrics import Metrics
-from downlink.security.senders import SenderGuard, retry_after
+from downlink.security.senders import SenderGuard, SendersUnavailable, retry_after
 from downlink.settings import Settings
 from downlink.store.database import Store
 from downlink.store.refusals import REFUSED_KEY
@@ -228,7 +228,11 @@ async def bulk(request: Request) -> Response:
     if isinstance(checked, Response):
         return checked
     results, rows, positions = checked.results, checked.rows, checked.positions
-    rows, positions = await _check_senders(request, rows, positions, results, metrics)
+    try:
+        rows, positions = await _check_senders(request, rows, positions, results, metrics)
+    except SendersUnavailable as exc:
+        metrics.rejected.labels(SOURCE, "store_unavailable").inc(len(rows))
+        return error(f"Store unavailable, retry later: {exc}", 503, {"Retry-After": "5"})
 
     try:
         stored = await store.write(rows)

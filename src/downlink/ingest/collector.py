@@ -28,7 +28,12 @@ from downlink.ingest.clearlinux import (
     fields_from_raw_headers,
     validate,
 )
-from downlink.security.senders import SECRET_HEADER, SenderGuard, retry_after
+from downlink.security.senders import (
+    SECRET_HEADER,
+    SenderGuard,
+    SendersUnavailable,
+    retry_after,
+)
 from downlink.settings import Settings
 from downlink.store.database import Store
 from downlink.store.record_json import clear_json
@@ -153,7 +158,13 @@ async def collect(scope: Scope, receive: Receive, send: Send) -> None:
     extra: Headers = []
     if guard.binds(SOURCE):
         proof = guard.proof(raw, scope.get("client"))
-        verdict = (await guard.check(SOURCE, (sender,), proof))[sender]
+        try:
+            verdict = (await guard.check(SOURCE, (sender,), proof))[sender]
+        except SendersUnavailable as exc:
+            metrics.rejected.labels(SOURCE, "store_unavailable").inc()
+            await _answer(send, 503, _message(f"Store unavailable, retry later: {exc}"),
+                          [(b"retry-after", b"5")])
+            return
         if not verdict.matches:
             row["sender_flagged"] = True  # stored, left out of the dashboards
         if verdict.secret is not None:

@@ -42,6 +42,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 
 from downlink.security.ratelimit import TokenBuckets
 from downlink.settings import Settings, SettingsError
@@ -55,6 +56,10 @@ CACHE_SECONDS = 30.0
 CACHE_MAX = 65536
 # Longest sender id stored (a longer one is bound by its first 512 characters' hash).
 ID_MAX = 512
+
+
+class SendersUnavailable(Exception):
+    """The bindings could not be read or written (the database is down): answer 503."""
 
 
 @dataclass(frozen=True)
@@ -335,7 +340,11 @@ class SenderGuard:
         self, source: str, sender_ids: Iterable[str], proof: Proof
     ) -> dict[str, Verdict]:
         """The verdict for each distinct non-empty id of a post (all match when the
-        source does not bind). Binds ids seen for the first time and counts mismatches."""
+        source does not bind). Binds ids seen for the first time and counts mismatches.
+
+        Raises :class:`SendersUnavailable` when the database is needed (an id not in
+        the cache, or not matching it) and cannot be reached.
+        """
         ids = {i for i in sender_ids if i}
         if not ids or source not in self.binding:
             return dict.fromkeys(ids, MATCH)
@@ -353,7 +362,10 @@ class SenderGuard:
                     continue
             unsure[sender_id] = key
         if unsure:
-            verdicts.update(await self._check_stored(source, unsure, proof, network))
+            try:
+                verdicts.update(await self._check_stored(source, unsure, proof, network))
+            except (SQLAlchemyError, OSError) as exc:
+                raise SendersUnavailable(str(exc).splitlines()[0]) from exc
         return verdicts
 
     async def _check_stored(

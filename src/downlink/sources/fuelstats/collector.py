@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from downlink.security.senders import SECRET_HEADER, retry_after
+from downlink.security.senders import SECRET_HEADER, SendersUnavailable, retry_after
 from downlink.sources.base import SenderRule
 from downlink.sources.fuelstats import schemas, sink
 from downlink.sources.fuelstats.context import FuelContext, context, store
@@ -97,7 +97,10 @@ async def _check_senders(request: Request, uids: Any) -> dict[str, str]:
     if not guard.binds(SOURCE):
         return {}
     proof = guard.proof(request.headers.raw, request.scope.get("client"))
-    verdicts = await guard.check(SOURCE, ids, proof)
+    try:
+        verdicts = await guard.check(SOURCE, ids, proof)
+    except SendersUnavailable:
+        raise FuelError(503, "the database is unavailable; send it again later") from None
     refused = sorted(uid for uid, verdict in verdicts.items() if not verdict.matches)
     if refused:
         raise FuelError(

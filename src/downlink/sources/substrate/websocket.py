@@ -38,7 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from downlink.security.senders import Proof, SenderGuard, Verdict
+from downlink.security.senders import Proof, SenderGuard, SendersUnavailable, Verdict
 from downlink.settings import Settings
 from downlink.sources.base import SenderRule
 from downlink.sources.substrate.connections import NODE_KEY, mark_disconnected
@@ -367,7 +367,7 @@ class NodeSession:
         if new:
             try:
                 self.verdicts.update(await self.senders.check(SOURCE, new, self.proof))
-            except (SQLAlchemyError, OSError) as exc:
+            except SendersUnavailable as exc:
                 # Unchecked, then: flagged until a later batch can be checked.
                 log.warning("node %s: cannot check peer ids: %s", self.ip, exc)
         for row in batch:

@@ -65,6 +65,11 @@ def test_an_operator_lists_rebinds_and_forgets_a_sender(db_url: str, tmp_path: P
         assert again.status_code == 200 and SECRET in again.headers  # bound anew
         assert _run(db_url, "list").output.count(uid) == 0  # no mismatch since
         assert uid in _run(db_url, "list", "--all").output
+        # Forgotten again, a sender that kept its secret binds the id to that one.
+        assert _run(db_url, "forget", "fuelstats", uid).exit_code == 0
+        kept = _post(server, uid, ELSEWHERE, **{SECRET: again.headers[SECRET]})
+        assert kept.status_code == 200 and SECRET not in kept.headers
+        assert _post(server, uid, ELSEWHERE).status_code == 403  # the secret is required
 
         # An operator may bind an id before its first post.
         early = "uid-" + secrets.token_hex(6)

@@ -199,6 +199,14 @@ def test_clearlinux_bulk_items_of_a_spoofed_machine_id_are_flagged(start: Start)
     builds = _builds(server)
     assert builds.get("42000") == 1 and "42001" not in builds and "42002" not in builds
     assert _senders(server, "clearlinux")[machine]["flagged"] == 1  # one post
+    # Many new machine ids in one post: all bound at once, none flagged.
+    many = [v3_record(build="42003") for _ in range(300)]
+    answer = httpx.post(server.url + "/api/v1/records/bulk", json=many,
+                        headers=_from(HOME, **{"X-Telemetry-TID": TID}), timeout=60)
+    assert answer.json()["accepted"] == 300
+    assert _builds(server).get("42003") == 300
+    bound = _senders(server, "clearlinux")
+    assert all(bound[r["machine_id"]]["network"] == "198.51.100.0/24" for r in many)
 
 
 async def _node(server: LiveServer, address: str, peer: str, count: int) -> None:

@@ -178,63 +178,87 @@ def compare(binding: Binding, proof: Proof, network: str) -> Verdict:
 # -- database ---------------------------------------------------------------------
 
 
+_IN_CHUNK = 500  # ids per IN (...) list
+
+
 def read_bindings(conn: Connection, source: str, ids: Sequence[str]) -> dict[str, Binding]:
     """The stored bindings of ``ids`` of ``source``."""
     c = senders.c
-    stmt = select(c.sender_id, c.secret_hash, c.secret_seen, c.network, c.cert).where(
-        c.source == source, c.sender_id.in_(list(ids))
-    )
-    return {
-        row.sender_id: Binding(row.secret_hash, bool(row.secret_seen), row.network, row.cert)
-        for row in conn.execute(stmt)
-    }
+    found: dict[str, Binding] = {}
+    for start in range(0, len(ids), _IN_CHUNK):
+        stmt = select(c.sender_id, c.secret_hash, c.secret_seen, c.network, c.cert).where(
+            c.source == source, c.sender_id.in_(list(ids[start : start + _IN_CHUNK]))
+        )
+        for row in conn.execute(stmt):
+            found[row.sender_id] = Binding(
+                row.secret_hash, bool(row.secret_seen), row.network, row.cert
+            )
+    return found
 
 
 def bind(conn: Connection, source: str, sender_id: str, binding: Binding, now: float) -> bool:
     """Store ``binding`` unless the id is bound already; True when this call bound it."""
+    return sender_id in bind_many(conn, source, {sender_id: binding}, now)
+
+
+def bind_many(
+    conn: Connection, source: str, bindings: Mapping[str, Binding], now: float
+) -> set[str]:
+    """Store the bindings of ids not bound yet; return the ids this call bound."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(senders).values(
-        source=source,
-        sender_id=sender_id,
-        secret_hash=binding.secret_hash,
-        secret_seen=binding.secret_seen,
-        network=binding.network,
-        cert=binding.cert,
-        bound_at=now,
-    )
-    # RETURNING, not rowcount: psycopg reports no row count for this statement.
-    done = conn.execute(stmt.on_conflict_do_nothing().returning(senders.c.source))
-    return done.first() is not None
+    bound: set[str] = set()
+    for sender_id, binding in bindings.items():
+        stmt = dialect.insert(senders).values(
+            source=source,
+            sender_id=sender_id,
+            secret_hash=binding.secret_hash,
+            secret_seen=binding.secret_seen,
+            network=binding.network,
+            cert=binding.cert,
+            bound_at=now,
+        )
+        # RETURNING, not rowcount: psycopg reports no row count for this statement.
+        done = conn.execute(stmt.on_conflict_do_nothing().returning(senders.c.source))
+        if done.first() is not None:
+            bound.add(sender_id)
+    return bound
 
 
-def mark_secret_seen(conn: Connection, source: str, sender_id: str) -> None:
-    """The sender presented its secret: from now on every post must."""
-    c = senders.c
-    conn.execute(
-        update(senders)
-        .where(c.source == source, c.sender_id == sender_id)
-        .values(secret_seen=True)
-    )
+@dataclass(frozen=True)
+class Mismatch:
+    """One post of a sender id that did not match its binding."""
+
+    sender_id: str
+    column: str  # "refused" or "flagged"
+    origin: str
+    reason: str
 
 
-def count_mismatch(
-    conn: Connection, source: str, sender_id: str, column: str, origin: str, reason: str,
+def record_outcomes(
+    conn: Connection, source: str, seen: Sequence[str], mismatches: Sequence[Mismatch],
     now: float,
 ) -> None:
-    """Add one refused or flagged post to the sender's row, with its origin and reason."""
+    """Mark the ids that presented their secret; count each mismatch on its row."""
     c = senders.c
-    conn.execute(
-        update(senders)
-        .where(c.source == source, c.sender_id == sender_id)
-        .values(
-            {
-                column: c[column] + 1,
-                "last_mismatch_at": now,
-                "last_mismatch_from": origin[:200],
-                "last_mismatch_reason": reason[:500],
-            }
+    for start in range(0, len(seen), _IN_CHUNK):
+        conn.execute(
+            update(senders)
+            .where(c.source == source, c.sender_id.in_(list(seen[start : start + _IN_CHUNK])))
+            .values(secret_seen=True)
         )
-    )
+    for m in mismatches:
+        conn.execute(
+            update(senders)
+            .where(c.source == source, c.sender_id == m.sender_id)
+            .values(
+                {
+                    m.column: c[m.column] + 1,
+                    "last_mismatch_at": now,
+                    "last_mismatch_from": m.origin[:200],
+                    "last_mismatch_reason": m.reason[:500],
+                }
+            )
+        )
 
 
 def rebind(conn: Connection, source: str, sender_id: str, network: str | None,
@@ -371,34 +395,55 @@ class SenderGuard:
     async def _check_stored(
         self, source: str, ids: Mapping[str, str], proof: Proof, network: str
     ) -> dict[str, Verdict]:
+        """Check ``ids`` (original -> stored id) against the database: one read, one
+        write binding the new ones, one write recording secrets seen and mismatches."""
         rule = self.rules[source]
-        stored = await self.store.read(read_bindings, source, list(ids.values()))
-        out: dict[str, Verdict] = {}
-        for sender_id, key in ids.items():
-            binding = stored.get(key)
-            if binding is None:
-                secret = new_secret() if rule.secret else None
-                fresh = Binding(secret_hash(secret or new_secret()), False, network,
-                                proof.cert)
-                if await self.store.admin_write(bind, source, key, fresh, time.time()):
-                    self._remember(source, key, fresh)
-                    out[sender_id] = Verdict(True, secret=secret)
-                    continue
-                # Another process bound it first: compare with its binding.
-                binding = (await self.store.read(read_bindings, source, [key]))[key]
+        keys = sorted(set(ids.values()))
+        stored = await self.store.read(read_bindings, source, keys)
+        new = [key for key in keys if key not in stored]
+        secrets_out: dict[str, str | None] = {}
+        if new:
+            fresh: dict[str, Binding] = {}
+            for key in new:
+                if proof.secret is not None:
+                    # A sender that kept a secret (bound here before it was forgotten,
+                    # say) is bound to that one; nothing new to return.
+                    fresh[key] = Binding(secret_hash(proof.secret), True, network, proof.cert)
+                    secrets_out[key] = None
+                else:
+                    secret = new_secret()
+                    fresh[key] = Binding(secret_hash(secret), False, network, proof.cert)
+                    secrets_out[key] = secret if rule.secret else None
+            bound = await self.store.admin_write(bind_many, source, fresh, time.time())
+            for key in bound:
+                stored[key] = fresh[key]
+            lost = [key for key in new if key not in bound]
+            if lost:  # another process bound them first: compare with its bindings
+                stored.update(await self.store.read(read_bindings, source, lost))
+                for key in lost:
+                    secrets_out.pop(key, None)
+        seen: list[str] = []
+        mismatches: list[Mismatch] = []
+        by_key: dict[str, Verdict] = {}
+        column = "refused" if rule.on_mismatch == "refuse" else "flagged"
+        for key in keys:
+            binding = stored[key]
+            if key in secrets_out:
+                by_key[key] = Verdict(True, secret=secrets_out[key])
+                self._remember(source, key, binding)
+                continue
             verdict = compare(binding, proof, network)
             if verdict.matches:
                 if proof.secret is not None and not binding.secret_seen:
-                    await self.store.admin_write(mark_secret_seen, source, key)
+                    seen.append(key)
                     binding = Binding(binding.secret_hash, True, binding.network, binding.cert)
                 self._remember(source, key, binding)
             else:
-                column = "refused" if rule.on_mismatch == "refuse" else "flagged"
-                await self.store.admin_write(
-                    count_mismatch, source, key, column, proof.origin, verdict.reason, time.time()
-                )
-            out[sender_id] = verdict
-        return out
+                mismatches.append(Mismatch(key, column, proof.origin, verdict.reason))
+            by_key[key] = verdict
+        if seen or mismatches:
+            await self.store.admin_write(record_outcomes, source, seen, mismatches, time.time())
+        return {sender_id: by_key[key] for sender_id, key in ids.items()}
 
     def _remember(self, source: str, key: str, binding: Binding) -> None:
         self._cache.pop((source, key), None)

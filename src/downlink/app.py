@@ -18,10 +18,19 @@ from downlink.pipeline.consumers import ConsumerRunner
 from downlink.pipeline.consumers import bind as bind_consumers
 from downlink.pipeline.jobrunner import JobRunner
 from downlink.pipeline.registry import default_processors
+from downlink.security.senders import SenderGuard
 from downlink.settings import Settings, from_env
+from downlink.sources.base import SenderRule
+from downlink.sources.registry import Sources
 from downlink.store.database import Store
 from downlink.store.retention import Maintenance
 from downlink.web import routes as web_routes
+
+
+def sender_rules(sources: Sources) -> dict[str, SenderRule]:
+    """Each source's sender rule; Clear Linux's until it is a Source of its own."""
+    rules = {s.name: s.senders for s in sources if s.senders is not None}
+    return rules
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -31,6 +40,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     metrics = Metrics(sources)
     store = Store(settings, metrics, processors=default_processors(sources))
     maintenance = Maintenance(store)
+    senders = SenderGuard(store, settings, sender_rules(sources))
     bound = bind_consumers(sources)
     kinds = [reprocess.job_kind(bound), *(k for s in sources for k in s.job_kinds)]
     job_runner = JobRunner(
@@ -85,6 +95,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.job_runner = job_runner
     app.state.consumer_runner = consumer_runner
     app.state.sources = sources
+    app.state.senders = senders
     errors.install(app)
     security.install(app, settings)
     app.include_router(records.router)

@@ -114,6 +114,46 @@ SETTINGS: tuple[Setting, ...] = (
         "Requests a client address may send at once before DOWNLINK_RATE_LIMIT applies.",
     ),
     Setting(
+        "sender_binding",
+        "DOWNLINK_SENDER_BINDING",
+        (),
+        "Comma-separated sources whose sender ids are bound on first use (fuelstats, "
+        "clearlinux, substrate); later posts that do not match are refused or flagged "
+        "as each source's rule says (docs/senders.md). Empty: no binding.",
+    ),
+    Setting(
+        "sender_ipv4_prefix",
+        "DOWNLINK_SENDER_IPV4_PREFIX",
+        24,
+        "Prefix length of the IPv4 network a sender id is bound to (0: any network).",
+    ),
+    Setting(
+        "sender_ipv6_prefix",
+        "DOWNLINK_SENDER_IPV6_PREFIX",
+        56,
+        "Prefix length of the IPv6 network a sender id is bound to (0: any network).",
+    ),
+    Setting(
+        "sender_cert_header",
+        "DOWNLINK_SENDER_CERT_HEADER",
+        "",
+        "Request header in which the TLS-terminating proxy passes the client certificate's "
+        "fingerprint (it must overwrite any the client sends); empty: none.",
+    ),
+    Setting(
+        "sender_rate_limit",
+        "DOWNLINK_SENDER_RATE_LIMIT",
+        0.0,
+        "Posts per second allowed per sender id of a source that names its senders, "
+        "beside the per-address limit (0: unlimited). Over it: 429 with Retry-After.",
+    ),
+    Setting(
+        "sender_rate_burst",
+        "DOWNLINK_SENDER_RATE_BURST",
+        20,
+        "Posts a sender id may send at once before DOWNLINK_SENDER_RATE_LIMIT applies.",
+    ),
+    Setting(
         "max_header_bytes",
         "DOWNLINK_MAX_HEADER_BYTES",
         32 * 1024,
@@ -323,6 +363,12 @@ class Settings:
     collector_auth: bool = False
     rate_limit: float = 0.0
     rate_burst: int = 100
+    sender_binding: tuple[str, ...] = ()
+    sender_ipv4_prefix: int = 24
+    sender_ipv6_prefix: int = 56
+    sender_cert_header: str = ""
+    sender_rate_limit: float = 0.0
+    sender_rate_burst: int = 20
     max_header_bytes: int = 32 * 1024
     client_timeout: float = 10.0
     request_timeout: float = 60.0
@@ -479,6 +525,21 @@ def _check_hardening(s: Settings) -> None:
         raise SettingsError("DOWNLINK_SPOOL_MAX_BYTES and DOWNLINK_BULK_MAX_ITEMS must be >= 1")
     if s.collector_auth and not s.api_tokens:
         raise SettingsError("DOWNLINK_COLLECTOR_AUTH needs DOWNLINK_API_TOKENS")
+    _check_senders(s)
+
+
+def _check_senders(s: Settings) -> None:
+    if not 0 <= s.sender_ipv4_prefix <= 32:
+        raise SettingsError("DOWNLINK_SENDER_IPV4_PREFIX must be between 0 and 32")
+    if not 0 <= s.sender_ipv6_prefix <= 128:
+        raise SettingsError("DOWNLINK_SENDER_IPV6_PREFIX must be between 0 and 128")
+    if s.sender_rate_limit < 0 or s.sender_rate_burst < 1:
+        raise SettingsError(
+            "DOWNLINK_SENDER_RATE_LIMIT must not be negative, DOWNLINK_SENDER_RATE_BURST >= 1"
+        )
+    header = s.sender_cert_header
+    if header and not all(c.isalnum() or c in "-_" for c in header):
+        raise SettingsError(f"DOWNLINK_SENDER_CERT_HEADER: {header!r} is not a header name")
 
 
 def _hide_password(url: str) -> str:

@@ -181,6 +181,7 @@ def _substrate_rows(n: int) -> list[dict[str, Any]]:
                 "attrs": None,
                 "dedup_key": None,
                 "guilty_id": None,
+                "sender_flagged": None,
             }
         )
     return rows

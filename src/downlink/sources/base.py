@@ -178,6 +178,31 @@ class NavEntry:
 
 
 @dataclass(frozen=True)
+class SenderRule:
+    """How a source names its senders, for trust on first use (docs/senders.md).
+
+    ``id_name`` is what the sender id is called on the wire (``master_node_uid``,
+    ``machine_id``, the peer id); the source's handlers extract it and ask
+    ``downlink.security.senders`` whether a post matches the id's binding.
+    ``on_mismatch`` is what happens to a post that does not: ``"refuse"`` (answered
+    403, nothing stored) or ``"flag"`` (stored with ``sender_flagged`` set and left out
+    of reports and dashboards: for clients that cannot be changed to present a secret).
+    ``secret``: the protocol can return the binding's secret in a response header the
+    sender may keep (HTTP); a websocket source binds by network or certificate only.
+    ``rule`` is one sentence for the senders page and ``downlink senders list``.
+    """
+
+    id_name: str
+    on_mismatch: str
+    secret: bool = True
+    rule: str = ""
+
+    def __post_init__(self) -> None:
+        if self.on_mismatch not in ("refuse", "flag"):
+            raise ValueError(f"on_mismatch must be 'refuse' or 'flag', not {self.on_mismatch!r}")
+
+
+@dataclass(frozen=True)
 class Source:
     """Everything one source brings.
 
@@ -225,6 +250,9 @@ class Source:
     * ``retention``: the name of one of ``settings`` holding the retention in hours
       (``before_ts`` is now minus that; 0 or less keeps everything, so no purge runs).
       Without it ``purge`` is never called.
+    * ``senders``: the source's sender ids and its rule for posts that do not match
+      their binding (:class:`SenderRule`); bound only when ``DOWNLINK_SENDER_BINDING``
+      names the source, rate-limited per id when ``DOWNLINK_SENDER_RATE_LIMIT`` is set.
     """
 
     name: str
@@ -261,3 +289,4 @@ class Source:
     make_processors: (
         Callable[[], Sequence[Callable[[Connection, list[dict[str, Any]]], None]]] | None
     ) = None
+    senders: SenderRule | None = None

@@ -12,6 +12,7 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
+from downlink.security.senders import SenderGuard
 from downlink.settings import Settings
 from downlink.store.database import Store
 
@@ -31,3 +32,9 @@ def settings_of(conn: HTTPConnection, source: str) -> Mapping[str, Any]:
 def metrics_of(conn: HTTPConnection, source: str) -> Any:
     """What ``source``'s ``Source.metrics(registry)`` returned for this app."""
     return store_of(conn).metrics.by_source[source]
+
+
+def senders_of(conn: HTTPConnection) -> SenderGuard:
+    """The app's sender guard: bindings of sender ids and per-sender rate limits."""
+    guard: SenderGuard = conn.app.state.senders
+    return guard

@@ -73,6 +73,10 @@ records = Table(
     # this key, so a client that re-sends after a lost answer creates no duplicate.
     Column("dedup_key", String(64), nullable=True, unique=True),
     Column("guilty_id", Id, ForeignKey("guilty.id"), nullable=True),
+    # True when the record's sender id did not match its binding and the source's rule
+    # is to store it flagged (downlink.security.senders): kept, shown with the flag,
+    # left out of dashboards and reports. NULL otherwise (migration 0015_senders).
+    Column("sender_flagged", Boolean, nullable=True),
     Index(None, "classification", "ts_reception"),
     # Newest-first lists filtered by class (the API's default order) walk this one.
     Index(None, "classification", "id"),
@@ -176,4 +180,29 @@ consumers = Table(
     Column("error", Text, nullable=True),
     Column("failures", Integer, nullable=False, server_default="0"),
     Column("retry_at", Double, nullable=True),
+)
+
+# -- sender bindings: trust on first use (downlink.security.senders, 0015_senders) -----
+# One row per (source, sender id) bound by its first accepted post: the hash of the
+# secret returned to it, the network it came from (address masked to the configured
+# prefix) and its client certificate's fingerprint when the proxy passed one.
+# ``secret_seen``: it presented the secret once, so every later post must. Counters
+# and the last mismatch feed the senders page and ``downlink senders list``.
+senders = Table(
+    "senders",
+    metadata,
+    Column("source", String(32), primary_key=True),
+    Column("sender_id", Text, primary_key=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("secret_seen", Boolean, nullable=False, server_default="0"),
+    Column("network", Text, nullable=False, server_default=""),
+    Column("cert", Text, nullable=True),
+    Column("bound_at", Double, nullable=False),
+    Column("refused", BigInteger, nullable=False, server_default="0"),
+    Column("flagged", BigInteger, nullable=False, server_default="0"),
+    Column("last_mismatch_at", Double, nullable=True),
+    Column("last_mismatch_from", Text, nullable=True),
+    Column("last_mismatch_reason", Text, nullable=True),
+    # The page lists the senders with mismatches, most recent first.
+    Index(None, "last_mismatch_at"),
 )

@@ -13,7 +13,7 @@ from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from downlink.settings import Settings
-from downlink.web.pages import apidocs, consumers, records, search
+from downlink.web.pages import apidocs, consumers, records, search, senders
 from downlink.web.plugins import load_plugins, plugin_router
 from downlink.web.rendering import (
     CORE_NAV,
@@ -25,7 +25,7 @@ from downlink.web.rendering import (
     web_of,
 )
 
-PAGES = (records, consumers, apidocs, search)
+PAGES = (records, consumers, senders, apidocs, search)
 
 
 def install(app: FastAPI, settings: Settings) -> None:

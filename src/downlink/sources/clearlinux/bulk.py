@@ -30,6 +30,7 @@ from downlink.ingest.body import BodyTooLarge, off_loop, read_body
 from downlink.ingest.responses import error, json_response
 from downlink.ingest.shallow_json import JSONError, array_items, loads_shallow
 from downlink.metrics import Metrics
+from downlink.security.senders import SenderGuard, SendersUnavailable, retry_after
 from downlink.settings import Settings
 from downlink.sources.clearlinux.wire import (
     EXTERNAL_KEY,
@@ -182,6 +183,34 @@ def _check(body: bytes, ctype: str, raw_headers: list[tuple[bytes, bytes]],
     return out
 
 
+async def _check_senders(
+    request: Request, rows: list[dict[str, Any]], positions: list[int],
+    results: list[dict[str, Any]], metrics: Metrics,
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """Per-sender rate limits (an item over its machine id's rate gets 429) and
+    bindings (an item whose machine id does not match is stored flagged)."""
+    guard: SenderGuard = request.app.state.senders
+    kept_rows: list[dict[str, Any]] = []
+    kept_positions: list[int] = []
+    for row, pos in zip(rows, positions, strict=True):
+        wait = guard.rate_wait(SOURCE, (row["machine_id"],))
+        if wait > 0:
+            metrics.rejected.labels(SOURCE, "sender_rate_limit").inc()
+            results[pos] = {"index": results[pos]["index"], "status": 429,
+                            "message": "Too many records from this machine id, retry later",
+                            "retry_after": int(retry_after(wait))}
+            continue
+        kept_rows.append(row)
+        kept_positions.append(pos)
+    if guard.binds(SOURCE) and kept_rows:
+        proof = guard.proof(request.headers.raw, request.scope.get("client"))
+        verdicts = await guard.check(SOURCE, (r["machine_id"] for r in kept_rows), proof)
+        for row in kept_rows:
+            if not verdicts[row["machine_id"]].matches:
+                row["sender_flagged"] = True
+    return kept_rows, kept_positions
+
+
 @router.post(PATH, openapi_extra=OPENAPI, summary="Store many Clear Linux records at once")
 async def bulk(request: Request) -> Response:
     """Validate every item, store the valid ones in one transaction, report per item."""
@@ -198,6 +227,11 @@ async def bulk(request: Request) -> Response:
     if isinstance(checked, Response):
         return checked
     results, rows, positions = checked.results, checked.rows, checked.positions
+    try:
+        rows, positions = await _check_senders(request, rows, positions, results, metrics)
+    except SendersUnavailable as exc:
+        metrics.rejected.labels(SOURCE, "store_unavailable").inc(len(rows))
+        return error(f"Store unavailable, retry later: {exc}", 503, {"Retry-After": "5"})
 
     try:
         stored = await store.write(rows)

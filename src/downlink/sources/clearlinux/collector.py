@@ -18,6 +18,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from downlink.ingest.body import BodyTooLarge, off_loop
+from downlink.security.senders import SECRET_HEADER, SenderGuard, SendersUnavailable, retry_after
 from downlink.settings import Settings
 from downlink.sources.clearlinux.wire import (
     EXTERNAL_KEY,
@@ -34,6 +35,7 @@ from downlink.store.record_json import clear_json
 from downlink.store.writer import QueueFull, RecordsRefused, StoreUnavailable
 
 PATHS = ("/v2/collector", "/v3/collector", "/")
+_SECRET = SECRET_HEADER.lower().encode("latin-1")
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -139,6 +141,28 @@ async def collect(scope: Scope, receive: Receive, send: Send) -> None:
         metrics.rejected.labels(SOURCE, exc.reason).inc()
         await _answer(send, 400, _message(exc.message))
         return
+    guard: SenderGuard = scope["app"].state.senders
+    sender = row["machine_id"]
+    wait = guard.rate_wait(SOURCE, (sender,))
+    if wait > 0:
+        metrics.rejected.labels(SOURCE, "sender_rate_limit").inc()
+        await _answer(send, 429, _message("Too many records from this machine id, retry later"),
+                      [(b"retry-after", retry_after(wait).encode())])
+        return
+    extra: Headers = []
+    if guard.binds(SOURCE):
+        proof = guard.proof(raw, scope.get("client"))
+        try:
+            verdict = (await guard.check(SOURCE, (sender,), proof))[sender]
+        except SendersUnavailable as exc:
+            metrics.rejected.labels(SOURCE, "store_unavailable").inc()
+            await _answer(send, 503, _message(f"Store unavailable, retry later: {exc}"),
+                          [(b"retry-after", b"5")])
+            return
+        if not verdict.matches:
+            row["sender_flagged"] = True  # stored, left out of the dashboards
+        if verdict.secret is not None:
+            extra.append((_SECRET, verdict.secret.encode("latin-1")))
     try:
         (stored,) = await store.write([row])
     except RecordsRefused as exc:
@@ -161,7 +185,7 @@ async def collect(scope: Scope, receive: Receive, send: Send) -> None:
         metrics.duplicates.labels(SOURCE).inc()
     else:
         metrics.accepted.labels(SOURCE).inc()
-    await _answer(send, 201, orjson.dumps(clear_json(stored.row)))
+    await _answer(send, 201, orjson.dumps(clear_json(stored.row)), extra)
 
 
 class _RawEndpoint:
@@ -196,9 +220,14 @@ def _openapi_operation(path: str) -> dict[str, object]:
                 }
             },
             "responses": {
-                "201": {"description": "Stored (or already stored)", "content": answer},
+                "201": {"description": "Stored (or already stored)", "content": answer,
+                        "headers": {SECRET_HEADER: {
+                            "description": "The machine id's secret, on the record that "
+                            "bound it (docs/senders.md)", "schema": {"type": "string"}}}},
                 "400": {"description": "A field breaks a rule", "content": message},
                 "413": {"description": "Body too large", "content": message},
+                "429": {"description": "Over the per-address or per-machine-id rate limit",
+                        "content": message, "headers": retry},
                 "503": {"description": "Busy or store unavailable", "content": message,
                         "headers": retry},
             },

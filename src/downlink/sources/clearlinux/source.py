@@ -25,7 +25,7 @@ from downlink.sources.clearlinux import bulk, collector, regroup, tables
 from downlink.sources.clearlinux.consumers import CONSUMERS
 from downlink.sources.clearlinux.pages import builds, crashes, mce, population, stats
 from downlink.sources.clearlinux.queries.search import search
-from downlink.sources.clearlinux.wire import SOURCE
+from downlink.sources.clearlinux.wire import SENDER_RULE, SOURCE
 
 HERE = Path(__file__).parent
 
@@ -76,6 +76,7 @@ def source() -> Source:
         templates=HERE / "templates",
         settings=SETTINGS,
         consumers=CONSUMERS,
+        senders=SENDER_RULE,
         job_drivers=(regroup.DRIVER,),
         search=search,
         search_template="clearlinux/_search.html",

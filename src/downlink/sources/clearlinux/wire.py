@@ -23,9 +23,22 @@ from typing import Any
 from downlink.ingest.shallow_json import JSONError, loads_shallow
 from downlink.integers import INT32_MAX as _INT32_MAX
 from downlink.integers import parse_int, parse_whole
+from downlink.sources.base import SenderRule
 from downlink.store.storable import text_problem
 
 SOURCE = "clearlinux"
+
+# Trust on first use of machine ids (docs/senders.md). The real client cannot be
+# changed to keep a secret, so a record whose machine id does not match its binding is
+# stored flagged and left out of the dashboards rather than refused (a refusal would
+# make the unchanged client re-send it for ever). The Clear Linux Source declares it
+# once it exists (``senders=SENDER_RULE``); until then app.py passes it to the guard.
+SENDER_RULE = SenderRule(
+    id_name="machine_id",
+    on_mismatch="flag",
+    rule="records of a machine id from another network (or without its secret or "
+    "certificate) are stored flagged and left out of the dashboards",
+)
 
 # (field key, header name used in messages), in the order the client sends them.
 FIELDS: tuple[tuple[str, str], ...] = (

@@ -14,29 +14,32 @@ from starlette.responses import Response
 class FuelError(Exception):
     """A refused fuel-stats request, with its status and the message the client sees."""
 
-    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
-        self.retry_after = retry_after
+        self.headers = headers
 
 
 def error_response(
-    status: int, message: str, exec_time: float | None = None, retry_after: int | None = None
+    status: int, message: str, exec_time: float | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
-    """The error envelope (with ``Retry-After`` for a 503 the sender should retry)."""
+    """The error envelope."""
     body: dict[str, object] = {"status": "error", "message": message}
     if exec_time is not None:
         body["exec_time"] = exec_time
-    headers = None if retry_after is None else {"Retry-After": str(retry_after)}
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
-                    headers=headers)
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 async def handle(_request: Request, exc: Exception) -> Response:
     """Exception handler for :class:`FuelError` (registered for that class only)."""
     assert isinstance(exc, FuelError)
-    return error_response(exc.status, exc.message, retry_after=exc.retry_after)
+    return error_response(exc.status, exc.message, headers=exc.headers)
 
 
 def method_not_allowed(method: str, path: str) -> FuelError:

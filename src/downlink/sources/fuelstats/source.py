@@ -48,4 +48,5 @@ source = SOURCE = Source(
     # GET/HEAD without a token: the sender's ping and the public report.
     open_reads=collector.OPEN_PATHS | api.PUBLIC_PATHS,
     extra={"lifespan": runtime.lifespan},
+    senders=collector.SENDER_RULE,
 )

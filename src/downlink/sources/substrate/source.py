@@ -40,4 +40,5 @@ def source() -> Source:
         search_template="substrate/_search.html",
         # Its records, as NDJSON by day in the raw archive (downlink archive).
         archives=(Archive("records", "records", where=lambda t: t.c.source == "substrate"),),
+        senders=websocket.SENDER_RULE,
     )

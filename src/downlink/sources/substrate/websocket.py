@@ -38,7 +38,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from downlink.security.senders import Proof, SenderGuard, SendersUnavailable, Verdict
 from downlink.settings import Settings
+from downlink.sources.base import SenderRule
 from downlink.sources.substrate.connections import mark_disconnected
 from downlink.sources.substrate.wire import (
     SOURCE,
@@ -136,6 +138,19 @@ def allowed(settings: Settings, host: str | None) -> bool:
     )
 
 
+# Trust on first use of peer ids (docs/senders.md). Nodes cannot be changed to keep a
+# secret, and a websocket has no answer per message: a peer id is bound to the network
+# (or client certificate) of its first connection, and messages of a connection naming
+# it from elsewhere are stored flagged and left out of the nodes page and the API.
+SENDER_RULE = SenderRule(
+    id_name="peer id",
+    on_mismatch="flag",
+    secret=False,
+    rule="messages naming a peer id from another network (or certificate) are stored "
+    "flagged and left out of the nodes page and the reputation API",
+)
+
+
 class _NodeState:
     """What one connection knows about one node (one V2 ``id``)."""
 
@@ -174,6 +189,9 @@ class NodeSession:
         self.space = asyncio.Event()
         self.space.set()
         self.progress = asyncio.Condition()
+        self.senders: SenderGuard = websocket.app.state.senders
+        self.proof: Proof = self.senders.proof(websocket.scope["headers"], client)
+        self.verdicts: dict[str, Verdict] = {}  # per peer id, for this connection
 
     async def run(self) -> None:
         """Serve the connection until it closes, then write what is buffered."""
@@ -330,6 +348,7 @@ class NodeSession:
                 await self.wake.wait()
                 continue
             batch = self.pending[:chunk]
+            await self._check_senders(batch)
             stored = await self._write(batch)
             del self.pending[: len(batch)]
             if len(self.pending) < self.settings.ws_buffer_max:
@@ -338,6 +357,27 @@ class NodeSession:
                 self.done += len(batch)
                 self.stored += stored
                 self.progress.notify_all()
+
+    async def _check_senders(self, batch: list[Envelope]) -> None:
+        """Flag the rows whose peer id does not match its binding (checked once per
+        peer id and connection: the connection's address and certificate are fixed)."""
+        if not self.senders.binds(SOURCE):
+            return
+        new = {e.row["machine_id"] for e in batch if e.row["machine_id"]} - self.verdicts.keys()
+        if new:
+            try:
+                self.verdicts.update(await self.senders.check(SOURCE, new, self.proof))
+            except SendersUnavailable as exc:
+                # Unchecked, then: flagged until a later batch can be checked.
+                log.warning("node %s: cannot check peer ids: %s", self.ip, exc)
+        for item in batch:
+            peer = item.row["machine_id"]
+            verdict = self.verdicts.get(peer) if peer else None
+            if peer and (verdict is None or not verdict.matches):
+                item.row["sender_flagged"] = True
+                node = item.node
+                if node is not None:  # the connection row does not take the peer id
+                    node["identity"] = None
 
     async def _write(self, batch: list[Envelope]) -> int:
         """Write ``batch``, retrying while the store is busy; return the rows stored."""

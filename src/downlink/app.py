@@ -28,7 +28,7 @@ from downlink.web import routes as web_routes
 
 
 def sender_rules(sources: Sources) -> dict[str, SenderRule]:
-    """Each source's sender rule; Clear Linux's until it is a Source of its own."""
+    """Each source's sender rule (``Source.senders``)."""
     rules = {s.name: s.senders for s in sources if s.senders is not None}
     return rules
 

@@ -11,6 +11,7 @@ from downlink import __version__, security
 from downlink.access_log import AccessLog
 from downlink.api import errors, meta, openapi, records
 from downlink.direct import Downlink
+from downlink.fresh_reads import FreshReads
 from downlink.ingest import bulk, collector
 from downlink.metrics import Metrics
 from downlink.pipeline import reprocess
@@ -84,6 +85,9 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.sources = sources
     errors.install(app)
     security.install(app, settings)
+    if settings.database_read_url:
+        # Read-your-writes with the replica (the collector's direct routes never read).
+        app.add_middleware(FreshReads)
     app.include_router(records.router)
     app.include_router(meta.router)
     app.include_router(bulk.router)

@@ -234,7 +234,7 @@ class ConsumerRunner:
                 break
             if self._retry_at.get(b.name, 0.0) > now:
                 continue
-            if not await self.store.read(has_work, b):
+            if not await self.store.read_primary(has_work, b):
                 continue
             try:
                 n = await self.store.admin_write(step, b)
@@ -266,6 +266,6 @@ class ConsumerRunner:
             return
         self._next_lag = now + LAG_EVERY_S
         metrics = self.store.metrics
-        for entry in await self.store.read(status, self.bounds):
+        for entry in await self.store.read_primary(status, self.bounds):
             metrics.consumer_lag_records.labels(entry["name"]).set(entry["lag_records"])
             metrics.consumer_lag_seconds.labels(entry["name"]).set(entry["lag_seconds"])

@@ -268,7 +268,7 @@ class JobRunner:
     async def run_next(self) -> bool:
         """Claim one runnable job and run it to its end; False when there was none."""
         # Idle polls only read: a claim is a write transaction (SQLite's write lock).
-        if not await self.store.read(jobs.has_runnable, self.all_kinds, self.stale_after):
+        if not await self.store.read_primary(jobs.has_runnable, self.all_kinds, self.stale_after):
             return False
         write: Write = self.store.admin_write
         owner = jobs.new_owner()
@@ -312,13 +312,13 @@ class JobRunner:
             if run.more:
                 continue
             # One transaction per crash group: ingestion waits for one group at most.
-            for gid in await self.store.read(guilty_ids):
+            for gid in await self.store.read_primary(guilty_ids):
                 if self._stopping:
                     break
                 if self.store.is_sqlite:
                     # Aggregate without the write lock, then write in parts: ingestion
                     # never waits for more than one part.
-                    found = await self.store.read(aggregate_guilty_group, gid)
+                    found = await self.store.read_primary(aggregate_guilty_group, gid)
                     await write(reset_group_step, run, found)
                     size = max(len(found.per_build), len(found.per_machine))
                     for start in range(0, size, GROUP_PART):

@@ -230,7 +230,7 @@ class Maintenance:
         return result
 
     async def _refresh_size(self) -> None:
-        self.store.metrics.db_bytes.set(await self.store.read(database_bytes))
+        self.store.metrics.db_bytes.set(await self.store.read_primary(database_bytes))
 
     async def _run(self) -> None:
         interval = float(self.store.settings.purge_interval_s)

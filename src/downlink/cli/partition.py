@@ -98,7 +98,9 @@ def ensure_cmd(database_url: str | None) -> None:
     try:
         with engine.begin() as conn:
             if not partitions.is_partitioned(conn):
-                raise click.ClickException("records is not partitioned (downlink partition records)")
+                raise click.ClickException(
+                    "records is not partitioned (downlink partition records)"
+                )
             made = partitions.ensure_ahead(conn)
     finally:
         engine.dispose()

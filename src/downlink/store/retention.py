@@ -77,7 +77,8 @@ def _kept_sql() -> str:
     """The rows a purge never deletes, as SQL for a partition's check."""
     audit = func.coalesce(records.c.attrs["audit"].as_boolean(), false())
     kept = or_(records.c.source != SOURCE, audit == true())
-    return str(kept.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    dialect: Any = postgresql.dialect()  # type: ignore[no-untyped-call]
+    return str(kept.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
 def drop_record_partitions(conn: Connection, cutoff: float) -> int:

@@ -62,7 +62,7 @@ def test_converting_under_load_loses_nothing(
     postgres: TempPostgres, database: str, tmp_path: Path
 ) -> None:
     url = postgres.url(database)
-    server = LiveServer(url, workers=2, log=tmp_path / "server.log").start()
+    server = LiveServer(url, workers=2, log=tmp_path / "server.log").start(timeout=120)
     acked: list[int] = []
     failures: list[str] = []
     stop = threading.Event()
@@ -131,7 +131,7 @@ def test_converting_under_load_loses_nothing(
         ahead = sorted(p for p in parts if p != "records_legacy")[0]
         _sql(postgres, database, f"DROP TABLE {ahead}")
         server.stop()
-        server = LiveServer(url, log=tmp_path / "server2.log").start()
+        server = LiveServer(url, log=tmp_path / "server2.log").start(timeout=120)
         deadline = time.monotonic() + 20
         while not _sql(postgres, database, f"SELECT to_regclass('{ahead}')")[0][0]:
             assert time.monotonic() < deadline, "the server did not recreate " + ahead

@@ -78,7 +78,7 @@ def served(pair: tuple[TempPostgres, TempPostgres], tmp_path: Path) -> Iterator[
     url = primary.create_database(db)
     _wait_database(replica, db)
     server = LiveServer(url, env={"DATABASE_READ_URL": replica.url(db)},
-                        log=tmp_path / "server.log").start()
+                        log=tmp_path / "server.log").start(timeout=120)
     try:
         yield server, db
     finally:
@@ -168,7 +168,7 @@ def test_pages_answer_from_the_primary_while_the_replica_is_down(
         url = primary.create_database(db)
         _wait_database(replica, db)
         server = LiveServer(url, env={"DATABASE_READ_URL": replica.url(db)},
-                            log=tmp_path / "server.log").start()
+                            log=tmp_path / "server.log").start(timeout=120)
         try:
             _post(server, "org.clearlinux/one/record")
             replica.stop()

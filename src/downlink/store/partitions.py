@@ -171,12 +171,13 @@ def ensure_ahead(conn: Connection, now: float | None = None, ahead: int = AHEAD)
     """Create the missing partitions of this month and the next ``ahead``; their names.
 
     Does nothing unless ``records`` is partitioned. Serialised by an advisory lock
-    (every worker process runs it); waits at most 5 s for the table's lock.
+    (every worker process runs it); waits at most 1 s for the table's lock (ingestion
+    queues behind a waiting lock request), else the next run tries again.
     """
     if not is_partitioned(conn):
         return []
     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-    conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+    conn.execute(text("SET LOCAL lock_timeout = '1s'"))
     now = time.time() if now is None else now
     first = month_start(now)
     until = first
@@ -200,7 +201,7 @@ def drop_expired(conn: Connection, cutoff: float, keeps: str | None) -> tuple[li
     ``keeps`` is a SQL condition on ``records`` naming the rows a purge must keep (None:
     none). Each partition is locked against inserts (``SHARE``) before it is checked,
     so no row slips in between the check and the drop. Returns the dropped names and
-    how many rows they held. A partition whose lock is not granted in 2 s is left for
+    how many rows they held. A partition whose lock is not granted in 1 s is left for
     the next run (its rows are purged the ordinary way meanwhile).
     """
     if not is_partitioned(conn):
@@ -215,7 +216,7 @@ def drop_expired(conn: Connection, cutoff: float, keeps: str | None) -> tuple[li
             within += f" AND {COLUMN} >= {p.lower!r}"
         savepoint = conn.begin_nested()
         try:
-            conn.execute(text("SET LOCAL lock_timeout = '2s'"))
+            conn.execute(text("SET LOCAL lock_timeout = '1s'"))
             conn.execute(text(f'LOCK TABLE "{p.name}" IN SHARE MODE'))
             if keeps is not None:
                 kept = conn.execute(text(

@@ -12,6 +12,7 @@ from downlink import __version__, security
 from downlink.access_log import AccessLog
 from downlink.api import errors, meta, openapi, records
 from downlink.direct import Downlink
+from downlink.fresh_reads import FreshReads
 from downlink.metrics import Metrics
 from downlink.pipeline import reprocess
 from downlink.pipeline.consumers import ConsumerRunner
@@ -98,6 +99,9 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.senders = senders
     errors.install(app)
     security.install(app, settings)
+    if settings.database_read_url:
+        # Read-your-writes with the replica (the collector's direct routes never read).
+        app.add_middleware(FreshReads)
     app.include_router(records.router)
     app.include_router(meta.router)
     for source in sources:

@@ -41,6 +41,14 @@ SETTINGS: tuple[Setting, ...] = (
         "SQLAlchemy URL of the store: a SQLite file (default) or postgresql://…",
     ),
     Setting(
+        "database_read_url",
+        "DATABASE_READ_URL",
+        "",
+        "postgresql://… of a streaming replica of DATABASE_URL: pages, reports, exports and "
+        "API reads go there, writes (and reads that must see them) to the primary. Empty: "
+        "everything on DATABASE_URL.",
+    ),
+    Setting(
         "telemetry_ids",
         "DOWNLINK_TELEMETRY_IDS",
         (CLEAR_LINUX_TID,),
@@ -351,6 +359,7 @@ class Settings:
     """The effective configuration of one Downlink server."""
 
     database_url: str = "sqlite:///downlink.db"
+    database_read_url: str = ""
     telemetry_ids: tuple[str, ...] = (CLEAR_LINUX_TID,)
     batch_max: int = 512
     batch_wait_ms: float = 2.0
@@ -409,6 +418,7 @@ class Settings:
         if self.batch_wait_ms < 0:
             raise SettingsError("DOWNLINK_BATCH_WAIT_MS must not be negative")
         _check_database_url(self.database_url)
+        _check_read_url(self.database_url, self.database_read_url)
         if self.sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise SettingsError("DOWNLINK_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         _check_substrate(self)
@@ -439,7 +449,7 @@ class Settings:
         out: dict[str, Any] = {}
         for s in SETTINGS:
             value = getattr(self, s.name)
-            if s.name == "database_url":
+            if s.name in ("database_url", "database_read_url") and value:
                 value = _hide_password(str(value))
             if s.name == "api_tokens":
                 value = tuple("***" for _ in value)
@@ -484,6 +494,25 @@ def _check_database_url(url: str) -> None:
     if backend not in ("sqlite", "postgresql"):
         raise SettingsError(
             f"DATABASE_URL must be sqlite:///… or postgresql://…, not {backend}://"
+        )
+
+
+def _check_read_url(url: str, read_url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if not read_url:
+        return
+    try:
+        backend = make_url(read_url).get_backend_name()
+    except ArgumentError as exc:
+        raise SettingsError(
+            f"DATABASE_READ_URL {_hide_password(read_url)!r} is not a database URL: {exc}"
+        ) from None
+    if backend != "postgresql" or make_url(url).get_backend_name() != "postgresql":
+        raise SettingsError(
+            "DATABASE_READ_URL names a PostgreSQL replica of a PostgreSQL DATABASE_URL"
+            f" (here {backend}:// of {make_url(url).get_backend_name()}://)"
         )
 
 

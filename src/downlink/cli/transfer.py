@@ -40,7 +40,8 @@ def export_cmd(
     f = RecordFilter(source=source, classification=classification)
     try:
         store.migrate()
-        with store.engine.connect() as conn:
+        # From the read replica when DATABASE_READ_URL names one.
+        with store.reads_engine().connect() as conn:
             total = count_records(conn, f)
             with Progress(disable=output == "-", transient=False) as progress:
                 task = progress.add_task("exporting", total=total)
@@ -52,6 +53,8 @@ def export_cmd(
             out.close()
         store.engine.dispose()
         store.write_engine.dispose()
+        if store.replica is not None:
+            store.replica.engine.dispose()
     if output != "-":
         click.echo(f"exported {total} records to {output}")
 

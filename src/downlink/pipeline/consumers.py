@@ -237,7 +237,7 @@ class ConsumerRunner:
                 break
             if self._retry_at.get(b.name, 0.0) > now:
                 continue
-            if not await self.store.read(has_work, b):
+            if not await self.store.read_primary(has_work, b):
                 continue
             try:
                 n = await self.store.admin_write(step, b)
@@ -270,7 +270,7 @@ class ConsumerRunner:
         self._next_lag = now + LAG_EVERY_S
         metrics = self.store.metrics
         at = time.time()
-        entries = await self.store.read(status, self.bounds, at)
+        entries = await self.store.read_primary(status, self.bounds, at)
         for entry in entries:
             metrics.consumer_lag_records.labels(entry["name"]).set(entry["lag_records"])
             metrics.consumer_lag_seconds.labels(entry["name"]).set(entry["lag_seconds"])

@@ -109,7 +109,7 @@ class JobRunner:
     async def run_next(self) -> bool:
         """Claim one runnable job and run it to its end; False when there was none."""
         # Idle polls only read: a claim is a write transaction (SQLite's write lock).
-        if not await self.store.read(jobs.has_runnable, self.all_kinds, self.stale_after):
+        if not await self.store.read_primary(jobs.has_runnable, self.all_kinds, self.stale_after):
             return False
         write: Write = self.store.admin_write
         owner = jobs.new_owner()

@@ -399,7 +399,7 @@ class SenderGuard:
         write binding the new ones, one write recording secrets seen and mismatches."""
         rule = self.rules[source]
         keys = sorted(set(ids.values()))
-        stored = await self.store.read(read_bindings, source, keys)
+        stored = await self.store.read_primary(read_bindings, source, keys)
         new = [key for key in keys if key not in stored]
         secrets_out: dict[str, str | None] = {}
         if new:
@@ -419,7 +419,7 @@ class SenderGuard:
                 stored[key] = fresh[key]
             lost = [key for key in new if key not in bound]
             if lost:  # another process bound them first: compare with its bindings
-                stored.update(await self.store.read(read_bindings, source, lost))
+                stored.update(await self.store.read_primary(read_bindings, source, lost))
                 for key in lost:
                     secrets_out.pop(key, None)
         seen: list[str] = []

@@ -134,7 +134,7 @@ class JobKind:
 class JobContext:
     """What a :class:`JobDriver` gets for one claimed job.
 
-    ``store`` is the process's ``Store`` (``read(fn, …)`` off the event loop,
+    ``store`` is the process's ``Store`` (``read_primary(fn, …)`` off the event loop,
     ``admin_write(fn, …)`` one short write transaction, in line with the record
     batches on SQLite, ``is_sqlite``); ``job`` the claimed row; ``owner`` the claim's
     token; ``chunk`` the runner's chunk size; ``stopping()`` turns true when the server

@@ -1,7 +1,9 @@
 """The Store: engines, migrations and the writer behind one object.
 
-Reads run in a worker thread on a pooled engine (``await store.read(fn, ...)``); writes
-go through the single group-commit :class:`~downlink.store.writer.Writer`.
+Reads run in a worker thread on a pooled engine (``await store.read(fn, ...)``, on the
+read replica when ``DATABASE_READ_URL`` names one: :mod:`downlink.store.replica`;
+``await store.read_primary(fn, ...)`` for the server's own machinery); writes go through
+the single group-commit :class:`~downlink.store.writer.Writer` or ``admin_write``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from downlink.store import migrate
 from downlink.store.engine import is_sqlite, make_engine
 from downlink.store.envelope import FAILED, Envelope, Row, wrap
 from downlink.store.refusals import store_items
+from downlink.store.replica import FRESHNESS, Replica, current_lsn
 from downlink.store.sinks import RecordsSink, Sink
 from downlink.store.spool import Drainer, Spool
 from downlink.store.storable import unstorable_field
@@ -39,6 +42,11 @@ class Store:
         self.metrics = metrics or Metrics()
         self.engine: Engine = make_engine(settings)
         self.write_engine: Engine = make_engine(settings, writer=True)
+        self.replica: Replica | None = None
+        if settings.database_read_url:
+            self.replica = Replica(
+                make_engine(settings, url=settings.database_read_url), self.engine
+            )
         self.writer = Writer(
             self.write_engine,
             self.metrics,
@@ -127,11 +135,24 @@ class Store:
             self.spool.close()
         self.write_engine.dispose()
         self.engine.dispose()
+        if self.replica is not None:
+            self.replica.engine.dispose()
 
     def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in a read transaction, synchronously."""
+        """Run ``fn(conn, *args)`` in a read transaction on the primary, synchronously."""
         with self.engine.connect() as conn:
             return fn(conn, *args)
+
+    def run_read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Like :meth:`run`, on the read replica if there is one (see :meth:`read`)."""
+        if self.replica is None:
+            return self.run(fn, *args)
+        return self.replica.run(fn, *args)
+
+    def reads_engine(self) -> Engine:
+        """The engine for a long read of pages' data (a streamed export): the replica's
+        when it may serve this request (:mod:`downlink.store.replica`)."""
+        return self.engine if self.replica is None else self.replica.engine_for()
 
     def run_write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` in its own committed write transaction, synchronously.
@@ -143,19 +164,45 @@ class Store:
             return fn(conn, *args)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in a worker thread and return its result."""
+        """Run ``fn(conn, *args)`` in a worker thread and return its result.
+
+        The read of a page, report, export or API answer: on the read replica when
+        ``DATABASE_READ_URL`` is set, unless this request must see a write the replica
+        has not replayed yet (then on the primary).
+        """
+        return await to_thread.run_sync(self.run_read, fn, *args)
+
+    async def read_primary(self, fn: Callable[..., T], *args: Any) -> T:
+        """Like :meth:`read`, always on the primary: the server's own machinery (job and
+        consumer runners, quotas) and reads deciding a write."""
         return await to_thread.run_sync(self.run, fn, *args)
 
     async def admin_write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` in a write transaction, off the event loop.
 
         On SQLite it runs on the writer thread, in line with the record batches (one
-        write lock: see :meth:`Writer.call`); on PostgreSQL in a worker thread.
+        write lock: see :meth:`Writer.call`); on PostgreSQL in a worker thread. With a
+        read replica, a write made while answering a request records the primary's WAL
+        position in the request's freshness, so that its later reads (and the next
+        page's, through the cookie) see it.
         """
         if self.dialect == "sqlite" and self.writer.running:
             result: T = await self.writer.call(fn, *args)
             return result
-        return await to_thread.run_sync(self.run_write, fn, *args)
+        fresh = FRESHNESS.get() if self.replica is not None else None
+        if fresh is None:
+            return await to_thread.run_sync(self.run_write, fn, *args)
+        written, lsn = await to_thread.run_sync(self._write_then_lsn, fn, *args)
+        fresh.saw(lsn)
+        return written
+
+    def _write_then_lsn(self, fn: Callable[..., T], *args: Any) -> tuple[T, str]:
+        with self.write_engine.connect() as conn:
+            with conn.begin():
+                written = fn(conn, *args)
+            lsn = current_lsn(conn)
+            conn.rollback()
+        return written, lsn
 
     async def write(self, rows: list[Row] | list[Envelope]) -> list[Envelope]:
         """Store records through the group-commit writer (the records sink).

@@ -184,6 +184,9 @@ def test_stopping_puts_the_job_back_and_the_next_runner_resumes_it(store: Store)
         async def read(self, fn: Any, *args: Any) -> Any:
             return await store.read(fn, *args)
 
+        async def read_primary(self, fn: Any, *args: Any) -> Any:
+            return await store.read_primary(fn, *args)
+
         async def admin_write(self, fn: Any, *args: Any) -> Any:
             result = await store.admin_write(fn, *args)
             if fn is regroup_step:

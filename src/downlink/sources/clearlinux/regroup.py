@@ -214,14 +214,14 @@ async def drive(ctx: JobContext) -> str:
         if run.more:
             continue
         # One transaction per crash group: ingestion waits for one group at most.
-        for gid in await store.read(guilty_ids):
+        for gid in await store.read_primary(guilty_ids):
             if ctx.stopping():
                 break
             if store.is_sqlite:
                 # Aggregate without the write lock, then write in parts: ingestion
                 # never waits for more than one part.
-                last = await store.read(handled_id)
-                found = await store.read(aggregate_guilty_group, gid, last)
+                last = await store.read_primary(handled_id)
+                found = await store.read_primary(aggregate_guilty_group, gid, last)
                 await write(reset_group_step, run, found)
                 size = max(len(found.per_build), len(found.per_machine))
                 for start in range(0, size, GROUP_PART):

@@ -102,7 +102,7 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
     """Run the delivery loop for the life of the app; queue a recount if one is due."""
     store = app.state.store
     try:
-        if await store.read(refilter.needs_recount):
+        if await store.read_primary(refilter.needs_recount):
             await store.admin_write(jobs.enqueue, refilter.RECOUNT)
             log.info("fuel-stats counts are empty: recount queued")
     except Exception as exc:  # noqa: BLE001 - the database may be down: next start

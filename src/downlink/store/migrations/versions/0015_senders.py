@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015_senders"
-down_revision = "0012_guilty_machine_totals"
+down_revision = "0013_clearlinux_consumers"
 branch_labels = None
 depends_on = None
 

@@ -23,7 +23,7 @@ from alembic import op
 from downlink.store import sketch
 
 revision = "0017_sparse_sketches"
-down_revision = "0012_guilty_machine_totals"
+down_revision = "0015_senders"
 branch_labels = None
 depends_on = None
 

@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, table, write_section  # noqa: E402
 from ooni import fixture_bodies  # noqa: E402
 
+from downlink.archive.storage import LocalStorage  # noqa: E402
 from downlink.settings import Settings  # noqa: E402
 from downlink.sources.ooni import archive, reprocess  # noqa: E402
-from downlink.archive.storage import LocalStorage  # noqa: E402
 from downlink.sources.ooni.tables import fastpath  # noqa: E402
 from downlink.store import migrate  # noqa: E402
 from downlink.store.engine import make_engine  # noqa: E402

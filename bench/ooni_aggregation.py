@@ -91,7 +91,7 @@ def _case(expr: str, values: tuple[str, ...] | list[str]) -> str:
 def load_sql(n: int, pg: bool) -> str:
     """One INSERT … SELECT generating ``n`` fastpath rows from a series of integers."""
     series = (
-        f"(SELECT i FROM generate_series(0, {n - 1}) AS i) AS s" if pg else
+        f"(SELECT i FROM generate_series(CAST(0 AS BIGINT), {n - 1}) AS i) AS s" if pg else
         f"(WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < {n - 1}) "
         "SELECT i FROM s) AS s"
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from downlink.sources.base import NavEntry, Source, SourceSetting
+from downlink.sources.base import Archive, NavEntry, Source, SourceSetting
 from downlink.sources.clearlinux import bulk, collector, regroup, tables
 from downlink.sources.clearlinux.consumers import CONSUMERS
 from downlink.sources.clearlinux.pages import builds, crashes, mce, population, stats
@@ -77,6 +77,8 @@ def source() -> Source:
         settings=SETTINGS,
         consumers=CONSUMERS,
         senders=SENDER_RULE,
+        # Its records, as NDJSON by day in the raw archive (downlink archive).
+        archives=(Archive("records", "records", where=lambda t: t.c.source == SOURCE),),
         job_drivers=(regroup.DRIVER,),
         search=search,
         search_template="clearlinux/_search.html",

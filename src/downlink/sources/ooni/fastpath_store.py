@@ -18,8 +18,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from downlink.sources.ooni import rollup
 from downlink.sources.ooni.tables import fastpath
 
-# SQLite allows 32,766 bound parameters per statement; a row has 38 columns.
-_CHUNK = 500
 _UPDATED = [c.name for c in fastpath.columns if c.name != "measurement_uid"]
 
 
@@ -36,14 +34,15 @@ def upsert(conn: Connection, rows: Sequence[dict[str, Any]], ts_reception: Seque
     delta: rollup.Delta = {}
     rollup.add_rows(delta, rollup.existing(conn, [r["measurement_uid"] for r in values]), -1)
     rollup.add_rows(delta, values, 1)
+    # One cached statement executed for many rows (SQLAlchemy batches them into
+    # multi-row INSERTs itself) instead of compiling a new statement per chunk.
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    for start in range(0, len(values), _CHUNK):
-        stmt = insert(fastpath).values(values[start : start + _CHUNK])
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[fastpath.c.measurement_uid],
-            set_={name: stmt.excluded[name] for name in _UPDATED},
-        )
-        conn.execute(stmt)
+    stmt = insert(fastpath)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[fastpath.c.measurement_uid],
+        set_={name: stmt.excluded[name] for name in _UPDATED},
+    )
+    conn.execute(stmt, values)
     rollup.apply(conn, delta)
 
 

@@ -95,14 +95,15 @@ def apply(conn: Connection, delta: Delta) -> None:
             for (li, key), n in sorted(delta.items(), key=lambda kv: repr(kv[0]))
             if li == i and any(n)
         ]
+        if not values:
+            continue
         t = level.table
-        for start in range(0, len(values), 1000):
-            stmt = insert(t).values(values[start : start + 1000])
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[t.c[c] for c in cols],
-                set_={n: t.c[n] + stmt.excluded[n] for n in ROLLUP_COUNTS},
-            )
-            conn.execute(stmt)
+        stmt = insert(t)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[t.c[c] for c in cols],
+            set_={n: t.c[n] + stmt.excluded[n] for n in ROLLUP_COUNTS},
+        )
+        conn.execute(stmt, values)
 
 
 def existing(conn: Connection, uids: Sequence[str]) -> list[Mapping[str, Any]]:

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from downlink.errors import BadRequest
-from downlink.web.rendering import csv_twin, twin, web_of
+from downlink.web.rendering import csv_twin, freshness, twin, web_of
 
 Data = dict[str, Any]
 
@@ -107,6 +107,8 @@ class View:
             "form": form,
             "has_csv": self.csv is not None,  # the page links its CSV twin
         }
+        if self.fresh:
+            context["fresh"] = freshness(request, *self.fresh)
         if self.page is not None:
             context.update(self.page(request, data))
         template = str(context.pop("template", self.template))

@@ -56,6 +56,7 @@ def step(conn: Connection, job: Mapping[str, Any]) -> JobProgress | None:
     The count of installations whose flag changed is kept in the job's params
     (``changed``); a restart (new rules) starts it again from 0.
     """
+    counts.lock(conn)  # first: see counts.py
     params = dict(job.get("params") or {})
     rules = index_rules(params.get("rules"))
     cursor = int(job.get("cursor") or 0)
@@ -101,6 +102,7 @@ def recount_step(conn: Connection, job: Mapping[str, Any]) -> JobProgress | None
     Queued at server start while the counts are empty and an installation is shown
     (installations stored before the counts existed, or loaded in bulk).
     """
+    counts.lock(conn)
     cursor = int(job.get("cursor") or 0)
     if cursor == 0:
         counts.clear(conn)

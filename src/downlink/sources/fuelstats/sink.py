@@ -188,6 +188,7 @@ class StructureSink(BaseSink):
 
     def write(self, conn: Connection, items: list[Envelope]) -> list[Envelope]:
         """Upsert each structure in turn (a node sent twice in a batch: new, updated)."""
+        counts.lock(conn)  # first: see counts.py
         out = []
         for item in items:
             row = item.row
@@ -206,6 +207,7 @@ class ActionLogSink(BaseSink):
 
     def write(self, conn: Connection, items: list[Envelope]) -> list[Envelope]:
         """Insert in statements of :data:`CHUNK`; a key seen before is ``existed``."""
+        counts.lock(conn)  # first: see counts.py
         first: dict[tuple[str, int], int] = {}
         for index, item in enumerate(items):
             first.setdefault((item.row["master_node_uid"], int(item.row["external_id"])), index)

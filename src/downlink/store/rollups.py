@@ -59,6 +59,7 @@ from downlink.store.tables import (
     rollup_guilty_sketch,
     rollup_machines,
     rollup_mce,
+    rollup_mce_machine_weeks,
     rollup_mce_machines,
     rollup_platform_daily,
     rollup_population,
@@ -93,6 +94,12 @@ ROLLUP_TABLES = (
     rollup_guilty_build_sketch,
     rollup_mce,
     rollup_mce_machines,
+    rollup_mce_machine_weeks,
+)
+
+# The MCE classes (thermal events are counted apart): downlink.store.queries.mce.
+MCE_CLASSES = frozenset(
+    f"{MCE_PREFIX}{name}" for name in ("corrected", "SRAO", "SRAR", "UCNA")
 )
 
 
@@ -329,6 +336,7 @@ def update_rollups(conn: Connection, rows: list[Row], *, later_tables: bool = Tr
     machines: set[Key] = set()
     mce: Counter[Key] = Counter()
     mce_machines: Counter[Key] = Counter()
+    mce_weeks: Counter[Key] = Counter()
     grains: dict[int, tuple[int, int]] = {}
     for r in rows:
         day = day_of(float(r["ts_reception"]))
@@ -345,6 +353,8 @@ def update_rollups(conn: Connection, rows: list[Row], *, later_tables: bool = Tr
         if cls.startswith(MCE_PREFIX):
             mce[(day, cls, build, mce_status(r.get("payload") or ""))] += 1
             mce_machines[(week, cls, build, machine)] += 1
+            if cls in MCE_CLASSES:
+                mce_weeks[(week, machine)] += 1
     by_class: Counter[Key] = Counter()
     by_build: Counter[Key] = Counter()
     by_platform: Counter[Key] = Counter()
@@ -361,6 +371,8 @@ def update_rollups(conn: Connection, rows: list[Row], *, later_tables: bool = Tr
     _add_counts(conn, rollup_population, population, "machines")
     _add_counts(conn, rollup_mce, mce, "count")
     _add_counts(conn, rollup_mce_machines, mce_machines, "count")
+    if later_tables:
+        _add_counts(conn, rollup_mce_machine_weeks, mce_weeks, "count")
     _update_guilty(conn, rows, later_tables=later_tables)
 
 
@@ -555,7 +567,21 @@ _SKETCHES = (rollup_guilty_sketch, rollup_guilty_build_sketch)
 # Every rollup of one crash group (emptied and refilled together when it is rebuilt).
 _GROUP_TABLES = (rollup_guilty, rollup_guilty_machines, rollup_guilty_machine_totals, *_SKETCHES)
 # Created after migration 0003 (see rebuild_rollups).
-_LATER = (*_SKETCHES, rollup_guilty_machine_totals)
+_LATER = (*_SKETCHES, rollup_guilty_machine_totals, rollup_mce_machine_weeks)
+
+
+def fill_mce_machine_weeks(conn: Connection) -> None:
+    """Insert ``rollup_mce_machine_weeks`` from ``rollup_mce_machines`` (whose rows must
+    be complete and this table empty): migration 0017."""
+    m = rollup_mce_machines.c
+    rows = (
+        select(m.week, m.machine_id, func.sum(m.count))
+        .where(m.classification.in_(sorted(MCE_CLASSES)))
+        .group_by(m.week, m.machine_id)
+    )
+    conn.execute(
+        rollup_mce_machine_weeks.insert().from_select(["week", "machine_id", "count"], rows)
+    )
 
 
 def fill_machine_totals(conn: Connection, guilty_id: int | None = None) -> None:

@@ -149,6 +149,20 @@ def test_mce_summary_and_thermal(db: Store) -> None:
     assert s["by_build"] == [("2", 1), ("31000", 2)]
     assert s["by_status"] == [("00010090", 3)]
     assert s["top_machines"][0] == {"machine_id": "a", "count": 2, "builds": 1}
+    # Top machines add every MCE class and build of a machine (not thermal events).
+    load(
+        db, [rec(classification="org.clearlinux/mce/UCNA", payload=MCE, machine_id="a", build="2")]
+    )
+    s = db.run(mce.mce_summary, Period.past(14), None, 10)
+    assert s["top_machines"] == [
+        {"machine_id": "a", "count": 3, "builds": 2},
+        {"machine_id": "b", "count": 1, "builds": 1},
+    ]
+    only = db.run(mce.mce_summary, Period.past(14), "2", 10)
+    assert only["top_machines"] == [
+        {"machine_id": "a", "count": 1, "builds": 1},
+        {"machine_id": "b", "count": 1, "builds": 1},
+    ]
     th = db.run(mce.thermal_weekly, Period.past(35))
     assert sum(th["counts"]) == 1 and len(th["weeks"]) in (5, 6)
 

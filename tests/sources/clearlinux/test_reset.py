@@ -10,8 +10,8 @@ from sqlalchemy import Connection, select
 
 from downlink.cli.main import cli
 from downlink.settings import Settings
-from downlink.store.database import Store
 from downlink.sources.clearlinux.rollups import DAY, ROLLUP_TABLES
+from downlink.store.database import Store
 from downlink.testing.generate import RecordGenerator
 from tests.web.helpers import load
 

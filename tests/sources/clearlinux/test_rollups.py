@@ -27,6 +27,7 @@ from downlink.sources.clearlinux.tables import (
     rollup_guilty_sketch,
     rollup_machines,
     rollup_mce,
+    rollup_mce_machine_weeks,
     rollup_mce_machines,
     rollup_platform_daily,
     rollup_population,
@@ -196,15 +197,19 @@ def test_migration_rolls_up_records_stored_before_it(settings: object) -> None:
         crash = {"classification": "org.clearlinux/crash/clr", "payload": CRASH}
         rows = [rec(), rec(machine_id="b"), rec(build="31001"), rec(**crash)]
         rows.append(rec(machine_id="b", **crash))
+        mce_classes = ("corrected", "UCNA", "thermal")
+        rows += [rec(classification=f"org.clearlinux/mce/{c}", payload=MCE) for c in mce_classes]
         stored = store.run_write(insert_records, rows)
         store.run_write(group_crashes, stored)  # what the writer of that version did
         migrate.upgrade(store.engine, "heads")
         # The consumers start after the records the migrations counted.
         assert catch_up(store) == 0
-        assert sum(r[-1] for r in _all(store, rollup_class_daily)) == 5
+        assert sum(r[-1] for r in _all(store, rollup_class_daily)) == 8
         assert len(_all(store, rollup_guilty_sketch)) == 1  # backfilled by 0007
         totals = {(b, m): n for _, b, m, n, _, _ in _all(store, rollup_guilty_machine_totals)}
         assert totals == {("31000", "machine-a"): 1, ("31000", "b"): 1}  # backfilled by 0012
+        weeks = [(m, n) for _, m, n in _all(store, rollup_mce_machine_weeks)]
+        assert weeks == [("machine-a", 2)]  # backfilled by 0017: MCE classes, not thermal
         from downlink.sources.clearlinux.queries import crashes
         from downlink.store.queries.period import Period
 

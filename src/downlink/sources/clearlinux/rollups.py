@@ -62,6 +62,7 @@ from downlink.sources.clearlinux.tables import (
     rollup_guilty_sketch,
     rollup_machines,
     rollup_mce,
+    rollup_mce_machine_weeks,
     rollup_mce_machines,
     rollup_platform_daily,
     rollup_population,
@@ -98,6 +99,12 @@ ROLLUP_TABLES = (
     rollup_guilty_build_sketch,
     rollup_mce,
     rollup_mce_machines,
+    rollup_mce_machine_weeks,
+)
+
+# The MCE classes (thermal events are counted apart): queries/mce.py.
+MCE_CLASSES = frozenset(
+    f"{MCE_PREFIX}{name}" for name in ("corrected", "SRAO", "SRAR", "UCNA")
 )
 
 
@@ -333,18 +340,23 @@ def update_rollups(conn: Connection, rows: list[Row], *, later_tables: bool = Tr
 
 
 def update_crashes(conn: Connection, rows: Iterable[Row]) -> None:
-    """Add crash records (those with a ``guilty_id``) to every crash rollup."""
-    _update_guilty(conn, rows)
+    """Add crash records (those with a ``guilty_id``) to every crash rollup; records
+    stored flagged (their sender id did not match its binding: docs/senders.md) are
+    not counted."""
+    _update_guilty(conn, [r for r in rows if not r.get("sender_flagged")])
 
 
 def update_counts(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Add ``rows`` to the record counts, machines, population and MCE rollups."""
+    """Add ``rows`` to the record counts, machines, population and MCE rollups
+    (flagged records, see :func:`update_crashes`, are not counted)."""
+    rows = [r for r in rows if not r.get("sender_flagged")]
     if not rows:
         return
     wide: Counter[Key] = Counter()
     machines: set[Key] = set()
     mce: Counter[Key] = Counter()
     mce_machines: Counter[Key] = Counter()
+    mce_weeks: Counter[Key] = Counter()
     grains: dict[int, tuple[int, int]] = {}
     for r in rows:
         day = day_of(float(r["ts_reception"]))
@@ -361,6 +373,8 @@ def update_counts(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         if cls.startswith(MCE_PREFIX):
             mce[(day, cls, build, mce_status(r.get("payload") or ""))] += 1
             mce_machines[(week, cls, build, machine)] += 1
+            if cls in MCE_CLASSES:
+                mce_weeks[(week, machine)] += 1
     by_class: Counter[Key] = Counter()
     by_build: Counter[Key] = Counter()
     by_platform: Counter[Key] = Counter()
@@ -377,6 +391,7 @@ def update_counts(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     _add_counts(conn, rollup_population, population, "machines")
     _add_counts(conn, rollup_mce, mce, "count")
     _add_counts(conn, rollup_mce_machines, mce_machines, "count")
+    _add_counts(conn, rollup_mce_machine_weeks, mce_weeks, "count")
 
 
 _NEEDED: Sequence[str] = (
@@ -389,6 +404,7 @@ _NEEDED: Sequence[str] = (
     "host_type",
     "payload",
     "guilty_id",
+    "sender_flagged",
 )
 
 
@@ -452,6 +468,7 @@ def guilty_ids(conn: Connection) -> list[int]:
 def _group_rollup_selects(conn: Connection, *where: Any) -> tuple[Any, Any]:
     """SELECTs of the crash rollup rows (per build, per machine) of matching records."""
     r = records.c
+    where = (*where, r.sender_flagged.is_not(True))  # flagged records are not counted
     day = _day_sql(conn).label("day")
     per_build = (
         select(
@@ -556,7 +573,7 @@ def reset_guilty_group(
     if up_to_id is not None:  # records after the crash consumer's cursor are its own
         where.append(records.c.id <= up_to_id)
     newer = conn.execute(select(*cols).where(*where)).mappings()
-    _update_guilty(conn, [dict(x) for x in newer])
+    _update_guilty(conn, [dict(x) for x in newer if not x["sender_flagged"]])
 
 
 def add_guilty_rows(
@@ -584,7 +601,7 @@ _SKETCHES = (rollup_guilty_sketch, rollup_guilty_build_sketch)
 # Every rollup of one crash group (emptied and refilled together when it is rebuilt).
 _GROUP_TABLES = (rollup_guilty, rollup_guilty_machines, rollup_guilty_machine_totals, *_SKETCHES)
 # Created after migration 0003 (see rebuild_rollups).
-_LATER = (*_SKETCHES, rollup_guilty_machine_totals)
+_LATER = (*_SKETCHES, rollup_guilty_machine_totals, rollup_mce_machine_weeks)
 
 
 def fill_machine_totals(conn: Connection, guilty_id: int | None = None) -> None:
@@ -690,6 +707,10 @@ def reset_counts(conn: Connection, first_day: int, end_day: int, handled: Any) -
             )
     mm = rollup_mce_machines.c
     conn.execute(delete(rollup_mce_machines).where(mm.week >= weeks[0], mm.week <= weeks[1]))
+    mw = rollup_mce_machine_weeks.c
+    conn.execute(
+        delete(rollup_mce_machine_weeks).where(mw.week >= weeks[0], mw.week <= weeks[1])
+    )
     head = (min(weeks[0], _month_start(months[0])), first_day)
     tail = (end_day, max(weeks[1] + 7, _next_month_start(months[1])))
     machines: set[Key] = set()
@@ -699,7 +720,8 @@ def reset_counts(conn: Connection, first_day: int, end_day: int, handled: Any) -
     for lo, hi in (head, tail):
         if hi <= lo:
             continue
-        where = (handled, r.ts_reception >= lo * DAY, r.ts_reception < hi * DAY)
+        where = (handled, r.sender_flagged.is_not(True),
+                 r.ts_reception >= lo * DAY, r.ts_reception < hi * DAY)
         found = conn.execute(
             select(day, r.build, r.machine_id).where(*where).group_by(day, r.build, r.machine_id)
         )
@@ -720,6 +742,11 @@ def reset_counts(conn: Connection, first_day: int, end_day: int, handled: Any) -
                 mce_machines[(week, cls, build, machine)] += int(n)
     _insert_absent(conn, rollup_machines, machines)
     _add_counts(conn, rollup_mce_machines, mce_machines, "count")
+    mce_weeks: Counter[Key] = Counter()
+    for (mce_week, cls, _build, machine), n in mce_machines.items():
+        if cls in MCE_CLASSES:
+            mce_weeks[(mce_week, machine)] += n
+    _add_counts(conn, rollup_mce_machine_weeks, mce_weeks, "count")
     m = rollup_machines.c
     for grain in ("w", "m"):
         lo, hi = spans[grain]

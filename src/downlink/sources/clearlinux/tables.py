@@ -245,3 +245,15 @@ rollup_mce_machines = Table(
         "count",
     ),
 )
+
+# MCE events (the four MCE classes, not thermal) per machine and week, every build
+# together: the MCE view's top machines of a period sum one row per (machine, week)
+# instead of one per (machine, week, class, build), several times fewer (migration 0017).
+rollup_mce_machine_weeks = Table(
+    "rollup_mce_machine_weeks",
+    metadata,
+    Column("week", Integer, primary_key=True, autoincrement=False),
+    Column("machine_id", Text, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Index("ix_rollup_mce_machine_weeks_by_machine", "machine_id", "week", "count"),
+)

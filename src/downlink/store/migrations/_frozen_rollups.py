@@ -325,10 +325,8 @@ def update_rollups(conn: Connection, rows: list[Row], *, later_tables: bool = Tr
     """Writer processor: add the new ``rows`` to every rollup table.
 
     ``later_tables=False`` leaves out the crash tables created after migration 0003
-    (machine sketches and totals), for that migration. Records stored flagged (their
-    sender id did not match its binding: docs/senders.md) are not counted.
+    (machine sketches and totals), for that migration.
     """
-    rows = [r for r in rows if not r.get("sender_flagged")]
     if not rows:
         return
     wide: Counter[Key] = Counter()
@@ -380,14 +378,11 @@ _NEEDED: Sequence[str] = (
     "host_type",
     "payload",
     "guilty_id",
-    "sender_flagged",
 )
 
 
-def _chunks(
-    conn: Connection, *conditions: Any, needed: Sequence[str] = _NEEDED
-) -> Iterable[list[Row]]:
-    cols = [records.c.id, *[records.c[n] for n in needed]]
+def _chunks(conn: Connection, *conditions: Any) -> Iterable[list[Row]]:
+    cols = [records.c.id, *[records.c[n] for n in _NEEDED]]
     last = 0
     while True:
         stmt = select(*cols).where(records.c.id > last, *conditions)
@@ -420,9 +415,7 @@ def rebuild_rollups(conn: Connection, *, later_tables: bool = True) -> None:
     _lock(conn, tables)
     for table in tables:
         conn.execute(delete(table))
-    # Migration 0003 runs before 0015 adds ``sender_flagged`` (no record is flagged then).
-    needed = _NEEDED if later_tables else [n for n in _NEEDED if n != "sender_flagged"]
-    for rows in _chunks(conn, needed=needed):
+    for rows in _chunks(conn):
         update_rollups(conn, rows, later_tables=later_tables)
 
 
@@ -448,7 +441,6 @@ def guilty_ids(conn: Connection) -> list[int]:
 def _group_rollup_selects(conn: Connection, *where: Any) -> tuple[Any, Any]:
     """SELECTs of the crash rollup rows (per build, per machine) of matching records."""
     r = records.c
-    where = (*where, r.sender_flagged.is_not(True))  # flagged records are not counted
     day = _day_sql(conn).label("day")
     per_build = (
         select(
@@ -539,7 +531,7 @@ def reset_guilty_group(conn: Connection, found: GroupAggregates) -> None:
     newer = conn.execute(
         select(*cols).where(records.c.guilty_id == gid, records.c.id > found.last_id)
     ).mappings()
-    _update_guilty(conn, [dict(x) for x in newer if not x["sender_flagged"]])
+    _update_guilty(conn, [dict(x) for x in newer])
 
 
 def add_guilty_rows(

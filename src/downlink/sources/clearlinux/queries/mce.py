@@ -12,7 +12,12 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from downlink.sources.clearlinux.tables import rollup_class_daily, rollup_mce, rollup_mce_machines
+from downlink.sources.clearlinux.tables import (
+    rollup_class_daily,
+    rollup_mce,
+    rollup_mce_machine_weeks,
+    rollup_mce_machines,
+)
 from downlink.store.queries.period import Period, build_sort_key, day_date
 
 MCE_CLASSES = tuple(f"org.clearlinux/mce/{name}" for name in ("corrected", "SRAO", "SRAR", "UCNA"))
@@ -80,16 +85,25 @@ def mce_summary(
         conditions.append(m.c.build == build)
     # Totals for every machine, distinct builds only for the top ones: a COUNT(DISTINCT)
     # per machine over the whole period was most of this view's time at 10M records.
-    leaders = [
-        (str(mid), int(n))
-        for mid, n in conn.execute(
+    # Every build: from the per-(week, machine) totals, one row per machine and week.
+    if build is None:
+        w = rollup_mce_machine_weeks
+        w_total = func.sum(w.c.count)
+        w_week: Any = w.c.week + 0 if conn.dialect.name == "sqlite" else w.c.week
+        leading = (
+            select(w.c.machine_id, w_total)
+            .where(w_week >= week_of(period.first), w_week <= period.last)
+            .group_by(w.c.machine_id)
+            .order_by(w_total.desc(), w.c.machine_id)
+        )
+    else:
+        leading = (
             select(m.c.machine_id, total)
             .where(*conditions)
             .group_by(m.c.machine_id)
             .order_by(total.desc(), m.c.machine_id)
-            .limit(top)
         )
-    ]
+    leaders = [(str(mid), int(n)) for mid, n in conn.execute(leading.limit(top))]
     builds: dict[str, int] = {}
     if leaders:
         bq = (

@@ -1,0 +1,122 @@
+"""Frozen copy of ``downlink.store.sketch`` as of core migration 0017 (sparse pairs or raw
+registers; zlib still read), for that migration; never edit it (see ``_frozen_tables``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import zlib
+from collections.abc import Iterable
+from functools import lru_cache
+
+import numpy as np
+
+P = 12
+M = 1 << P
+SPARSE = b"\x01"  # then (uint16 little-endian index, uint8 rank) per non-zero register
+DENSE = b"\x02"  # then the M registers
+_PAIR = np.dtype([("index", "<u2"), ("rank", "u1")])
+_SPARSE_MAX = M // _PAIR.itemsize  # more pairs than this take more room than M bytes
+_REST_BITS = 64 - P
+_ALPHA = 0.7213 / (1 + 1.079 / M)
+
+Updates = dict[int, int]  # register index -> rank
+
+
+@lru_cache(maxsize=65536)
+def register_of(machine_id: str) -> tuple[int, int]:
+    """Return (register index, rank) of a machine id."""
+    h = int.from_bytes(
+        hashlib.blake2b(machine_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+        "little",
+    )
+    rest = h >> P
+    return h & (M - 1), _REST_BITS - rest.bit_length() + 1
+
+
+def add(updates: Updates, machine_id: str) -> None:
+    """Record ``machine_id`` in a pending set of register updates."""
+    index, rank = register_of(machine_id)
+    if updates.get(index, 0) < rank:
+        updates[index] = rank
+
+
+def updates_of(machine_ids: Iterable[str]) -> Updates:
+    """Return the register updates that add ``machine_ids`` to a sketch."""
+    updates: Updates = {}
+    for machine_id in machine_ids:
+        add(updates, machine_id)
+    return updates
+
+
+def registers(blob: bytes | None) -> bytearray:
+    """Decode a stored sketch (None: the empty sketch)."""
+    return bytearray(_decode(blob).tobytes()) if blob is not None else bytearray(M)
+
+
+def _decode(blob: bytes) -> np.ndarray:
+    tag = blob[:1]
+    if tag == DENSE:
+        return np.frombuffer(blob, dtype=np.uint8, offset=1)
+    out = np.zeros(M, dtype=np.uint8)
+    if tag == SPARSE:
+        pairs = np.frombuffer(blob, dtype=_PAIR, offset=1)
+        out[pairs["index"]] = pairs["rank"]  # one pair per register
+        return out
+    return np.frombuffer(zlib.decompress(blob), dtype=np.uint8)  # the zlib encoding
+
+
+def apply(regs: bytearray, updates: Updates) -> bool:
+    """Raise registers to the pending ranks; return True when anything changed."""
+    changed = False
+    for index, rank in updates.items():
+        if regs[index] < rank:
+            regs[index] = rank
+            changed = True
+    return changed
+
+
+def encode(regs: bytearray | bytes) -> bytes:
+    """Encode registers for storage: sparse pairs, or all ``M`` when that is smaller."""
+    values = np.frombuffer(bytes(regs), dtype=np.uint8)
+    nonzero = np.flatnonzero(values)
+    if len(nonzero) > _SPARSE_MAX:
+        return DENSE + values.tobytes()
+    pairs = np.empty(len(nonzero), dtype=_PAIR)
+    pairs["index"] = nonzero
+    pairs["rank"] = values[nonzero]
+    return SPARSE + pairs.tobytes()
+
+
+def union(blobs: Iterable[bytes]) -> np.ndarray:
+    """Return the registers of the union of stored sketches.
+
+    The pairs of every sparse sketch are joined and applied in one ``maximum.at``;
+    full sketches are merged one ``maximum`` each.
+    """
+    out = np.zeros(M, dtype=np.uint8)
+    sparse: list[bytes] = []
+    for blob in blobs:
+        if blob[:1] == SPARSE:
+            sparse.append(blob[1:])
+        else:
+            np.maximum(out, _decode(blob), out=out)
+    if sparse:
+        pairs = np.frombuffer(b"".join(sparse), dtype=_PAIR)
+        np.maximum.at(out, pairs["index"], pairs["rank"])
+    return out
+
+
+def estimate(regs: np.ndarray | bytes | bytearray) -> int:
+    """Return the estimated number of distinct machines in a sketch."""
+    values = (
+        np.frombuffer(bytes(regs), dtype=np.uint8) if not isinstance(regs, np.ndarray) else regs
+    )
+    zeros = int(np.count_nonzero(values == 0))
+    if zeros == M:
+        return 0
+    raw = _ALPHA * M * M / float(np.sum(np.ldexp(1.0, -values.astype(np.int32))))
+    if raw <= 2.5 * M and zeros:
+        raw = M * math.log(M / zeros)
+    return round(raw)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI
 
 from downlink import __version__, security
 from downlink.access_log import AccessLog
+from downlink.analytics.shipper import shipping
 from downlink.api import errors, meta, openapi, records
 from downlink.direct import Downlink
 from downlink.ingest import bulk, collector
@@ -24,6 +27,7 @@ from downlink.store.retention import Maintenance
 from downlink.web import routes as web_routes
 
 _COLLECTOR_FIRST = ("/v2/collector", "/v3/collector")
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -33,7 +37,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     metrics = Metrics(sources)
     store = Store(settings, metrics, processors=default_processors(sources))
     maintenance = Maintenance(store)
-    bound = bind_consumers(sources)
+    # The optional ClickHouse analytics store: its shippers are consumers like any other.
+    analytics = shipping(settings)
+    shippers = [] if analytics is None else [("analytics", c) for c in analytics.consumers()]
+    bound = bind_consumers(sources, shippers)
     kinds = [reprocess.job_kind(bound), *(k for s in sources for k in s.job_kinds)]
     job_runner = JobRunner(store, poll_s=settings.job_poll_s, kinds=kinds)
     consumer_runner = ConsumerRunner(
@@ -48,6 +55,11 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     @asynccontextmanager
     async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
         store.start(run_migrations=run_migrations)
+        if analytics is not None:
+            try:
+                await to_thread.run_sync(analytics.ensure_schema)
+            except Exception as exc:  # noqa: BLE001 - ingestion never waits for ClickHouse
+                log.warning("analytics store not ready (the shippers retry): %s", exc)
         maintenance.start()
         job_runner.start()
         consumer_runner.start()
@@ -65,6 +77,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             await job_runner.stop()
             await maintenance.stop()
             store.close()
+            if analytics is not None:
+                analytics.ch.close()
 
     app = Downlink(
         title="Downlink",
@@ -82,6 +96,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.job_runner = job_runner
     app.state.consumer_runner = consumer_runner
     app.state.sources = sources
+    app.state.analytics = analytics
     errors.install(app)
     security.install(app, settings)
     app.include_router(records.router)

@@ -9,6 +9,8 @@ from typing import Any
 import click
 from sqlalchemy import Engine
 
+from downlink.analytics.shipper import SOURCE as SHIPPERS
+from downlink.analytics.shipper import shippers
 from downlink.cli.options import database_option, load_settings
 from downlink.pipeline import reprocess
 from downlink.pipeline.consumers import Bound, bind
@@ -65,17 +67,20 @@ def reprocess_cmd(
     Each consumer's job forgets what it derived from the range, then replays the
     rows through it, in short transactions. It runs here with a progress bar (or in a
     server, which shows it on /consumers); run the same command again to resume an
-    interrupted job. Running it twice gives identical derived data.
+    interrupted job. Running it twice gives identical derived data. With
+    DOWNLINK_ANALYTICS_URL set, `--source analytics` backfills the ClickHouse store.
     """
     settings = load_settings(database_url)
     first, last = since.date(), until.date()
     if last < first:
         raise click.BadParameter("must not be before --since", param_hint="--until")
     try:
-        bounds = bind(settings.registry)
+        extra = shippers(settings)
+        bounds = bind(settings.registry, extra)
     except SourceError as exc:
         raise click.ClickException(str(exc)) from None
-    chosen = _pick(bounds, source, consumer, settings.registry.names)
+    known = (*settings.registry.names, *((SHIPPERS,) if extra else ()))
+    chosen = _pick(bounds, source, consumer, known)
     engine = make_engine(settings, writer=True)
     try:
         if migrations.pending(engine, settings.registry):

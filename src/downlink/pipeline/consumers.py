@@ -53,17 +53,22 @@ class Bound:
         return self.consumer.name
 
 
-def bind(sources: Sources) -> list[Bound]:
-    """Every source's consumers, each with its followed table; SourceError if missing."""
+def bind(sources: Sources, extra: Sequence[tuple[str, Consumer]] = ()) -> list[Bound]:
+    """Every source's consumers, each with its followed table; SourceError if missing.
+
+    ``extra`` adds consumers the core builds from settings, as ``(label, consumer)``
+    (the analytics shippers, labelled ``analytics`` for ``downlink reprocess``).
+    """
     tables: dict[str, Table] = dict(core_metadata.tables)
     for md in sources.metadata():
         tables.update(md.tables)
     bound: list[Bound] = []
-    for source, consumer in sources.consumers:
+    owned = [(source.name, consumer) for source, consumer in sources.consumers]
+    for owner, consumer in [*owned, *extra]:
         table = tables.get(consumer.follows)
         if table is None:
             raise SourceError(
-                f"consumer {consumer.name!r} of source {source.name!r} follows "
+                f"consumer {consumer.name!r} of source {owner!r} follows "
                 f"{consumer.follows!r}, which is not a table of the core or of a source"
             )
         if "id" not in table.c or consumer.ts_column not in table.c:
@@ -78,7 +83,7 @@ def bind(sources: Sources) -> list[Bound]:
             )
         if consumer.batch_max < 1:
             raise SourceError(f"consumer {consumer.name!r}: batch_max must be at least 1")
-        bound.append(Bound(source.name, consumer, table))
+        bound.append(Bound(owner, consumer, table))
     return bound
 
 

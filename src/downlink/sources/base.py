@@ -83,6 +83,35 @@ class Consumer:
 
 
 @dataclass(frozen=True)
+class AnalyticsTable:
+    """A table of the optional ClickHouse analytics store, filled by a shipper.
+
+    ``name`` is the ClickHouse table; ``follows`` the SQL table whose committed rows a
+    shipper consumer (named ``analytics_<name>``) copies into it, ``rows(conn, batch)``
+    mapping a batch of :class:`LogRecord` to rows of ``columns`` (``(name, ClickHouse
+    type)`` pairs, in order). The table is a ``ReplacingMergeTree(version)`` ordered by
+    ``order_by``, which must identify one record (a replay replaces, never adds),
+    partitioned by the month of ``time_column`` (epoch seconds) and expiring after the
+    source's ``retention`` setting. ``ttl_where`` narrows which rows expire (a
+    ClickHouse condition). ``rebuild``: raise it when ``order_by`` or a type changes,
+    and the table is rebuilt once by a swap (``downlink.analytics.schema``). Columns
+    are only ever added (``ADD COLUMN IF NOT EXISTS``).
+    """
+
+    name: str
+    follows: str
+    columns: Sequence[tuple[str, str]]
+    order_by: Sequence[str]
+    version: str
+    time_column: str
+    rows: Callable[[Connection, Sequence[LogRecord]], list[Sequence[Any]]]
+    ts_column: str = "ts_reception"
+    ttl_where: str | None = None
+    rebuild: int = 1
+    batch_max: int = 10000
+
+
+@dataclass(frozen=True)
 class JobProgress:
     """What one step of a job did: its new ``cursor``, items ``done`` in all, and
     optionally the ``total`` expected and new ``params`` (state kept between steps)."""
@@ -151,6 +180,11 @@ class Source:
     * ``retention``: the name of one of ``settings`` holding the retention in hours
       (``before_ts`` is now minus that; 0 or less keeps everything, so no purge runs).
       Without it ``purge`` is never called.
+    * ``analytics_tables``: the source's tables in the optional ClickHouse analytics
+      store (:class:`AnalyticsTable`), each filled by a shipper consumer;
+      ``analytics_reads(analytics)`` builds the source's ClickHouse implementation of
+      its heavy reads from a :class:`downlink.analytics.client.Analytics` (the source
+      picks it over its SQL one when the store is configured).
     """
 
     name: str
@@ -175,3 +209,5 @@ class Source:
     processors: Sequence[Callable[[Connection, list[dict[str, Any]]], None]] = ()
     server_options: Callable[[Settings], Mapping[str, Any]] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    analytics_tables: Sequence[AnalyticsTable] = ()
+    analytics_reads: Callable[[Any], Any] | None = None

@@ -31,3 +31,12 @@ def settings_of(conn: HTTPConnection, source: str) -> Mapping[str, Any]:
 def metrics_of(conn: HTTPConnection, source: str) -> Any:
     """What ``source``'s ``Source.metrics(registry)`` returned for this app."""
     return store_of(conn).metrics.by_source[source]
+
+
+def analytics_of(conn: HTTPConnection, source: str) -> Any | None:
+    """What ``source``'s ``Source.analytics_reads`` built on the ClickHouse analytics
+    store, or None when ``DOWNLINK_ANALYTICS_URL`` is not set (read the SQL store)."""
+    shipping = getattr(conn.app.state, "analytics", None)
+    if shipping is None:
+        return None
+    return shipping.reads.get(source)

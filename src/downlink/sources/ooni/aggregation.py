@@ -124,7 +124,8 @@ def parse(params: Mapping[str, str], now: datetime | None = None) -> Aggregation
     return Aggregation(since, until, grain, axis_x, axis_y, fmt, download, f)
 
 
-def _bucket_seconds(grain: str) -> int:
+def bucket_seconds(grain: str) -> int:
+    """Seconds in a time bucket of the grain (finer grains fold from days)."""
     return 3600 if grain == "hour" else 86400
 
 
@@ -139,17 +140,15 @@ def _fold(day: datetime, grain: str) -> datetime:
 
 
 def run(conn: Connection, agg: Aggregation) -> list[dict[str, Any]]:
-    """Rows of ``{axis..., *_count}``, ordered by the axes."""
+    """Rows of ``{axis..., *_count}``, ordered by the axes (the SQL store)."""
     c = fastpath.c
     columns: list[Any] = []
-    names: list[str] = []
     for axis in agg.axes:
         if axis == "measurement_start_day":
-            step = _bucket_seconds(agg.grain)
+            step = bucket_seconds(agg.grain)
             columns.append(cast(c.measurement_start_time, BigInteger) / step)
         else:
             columns.append(getattr(c, axis))
-        names.append(axis)
     counts = [
         func.sum(case((and_(c.anomaly, not_(c.confirmed), not_(c.msm_failure)), 1), else_=0)),
         func.sum(case((and_(c.confirmed, not_(c.msm_failure)), 1), else_=0)),
@@ -162,12 +161,20 @@ def run(conn: Connection, agg: Aggregation) -> list[dict[str, Any]]:
     stmt = select(*columns, *counts).where(and_(*agg.filters))
     if columns:
         stmt = stmt.group_by(*columns)
+    return fold(agg, [tuple(r) for r in conn.execute(stmt)])
+
+
+def fold(agg: Aggregation, groups: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The answer from grouped counts, whichever store computed them: each group is the
+    axes' values (time as a bucket number of :func:`bucket_seconds`) then the counts of
+    ``COUNTS`` in order. Buckets fold into weeks, months, years here."""
+    names = agg.axes
     merged: dict[tuple[Any, ...], list[int]] = {}
-    for r in conn.execute(stmt):
+    for r in groups:
         key_parts: list[Any] = []
         for name, value in zip(names, r[: len(names)], strict=True):
             if name == "measurement_start_day":
-                start = datetime.fromtimestamp(int(value) * _bucket_seconds(agg.grain), UTC)
+                start = datetime.fromtimestamp(int(value) * bucket_seconds(agg.grain), UTC)
                 key_parts.append(_fold(start, agg.grain))
             else:
                 key_parts.append(value)

@@ -21,6 +21,7 @@ from downlink.sources.ooni.fastpath import unwrap
 from downlink.sources.ooni.params import ParamError, boolean
 from downlink.sources.ooni.probe_services import config
 from downlink.sources.ooni.quotas import Limits, quotas_of
+from downlink.sources.ooni.reads import reads_of
 from downlink.sources.ooni.storage import Storage, StorageError, open_storage
 from downlink.sources.ooni.tables import fastpath, measurements
 
@@ -68,7 +69,8 @@ async def list_measurements(request: Request) -> Response:
         except ParamError as exc:
             return _detail(str(exc))
         started = time.monotonic()
-        rows = await store.read(search.run, q)
+        reads = reads_of(request)
+        rows = await reads.read(reads.search, q)
         base = str(request.base_url).rstrip("/")
         results = [search.result(r, base) for r in rows]
         full = len(rows) == q.limit
@@ -253,7 +255,8 @@ async def aggregate(request: Request) -> Response:
         except ParamError as exc:
             return _detail(str(exc))
         started = time.monotonic()
-        rows = await request.app.state.store.read(aggregation.run, agg)
+        reads = reads_of(request)
+        rows = await reads.read(reads.aggregate, agg)
         elapsed = time.monotonic() - started
         headers = {}
         if agg.fmt == "CSV":

@@ -130,8 +130,8 @@ def parse(params: Mapping[str, str], limit_max: int, now: datetime | None = None
     )
 
 
-def statement(q: Query) -> Select[Any]:
-    """The SELECT for one page (keyset when a cursor is given, else offset)."""
+def conditions(q: Query) -> list[Any]:
+    """The page's conditions: filters, window and keyset cursor (both stores use them)."""
     conds = list(q.filters)
     if q.since is not None:
         conds.append(_T > q.since)
@@ -144,6 +144,13 @@ def statement(q: Query) -> Select[Any]:
             conds.append(or_(_T < t, and_(_T == t, uid < last)))
         else:
             conds.append(or_(_T > t, and_(_T == t, uid > last)))
+    return conds
+
+
+def statement(q: Query) -> Select[Any]:
+    """The SELECT for one page (keyset when a cursor is given, else offset)."""
+    conds = conditions(q)
+    uid = fastpath.c.measurement_uid
     order = (_T.desc(), uid.desc()) if q.order_desc else (_T.asc(), uid.asc())
     stmt = select(fastpath).where(and_(*conds)).order_by(*order).limit(q.limit)
     if q.cursor is None and q.offset:

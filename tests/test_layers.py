@@ -17,6 +17,7 @@ FORBIDDEN = {
     "api": {"web", "cli", "app"},
     "web": {"cli", "app"},
     "archive": {"ingest", "api", "web", "cli", "app"},
+    "analytics": {"ingest", "pipeline", "api", "web", "cli", "app"},
 }
 
 

@@ -62,7 +62,8 @@ def test_records_api_same_answers(db_url: str, analytics_url: str, fixtures_dir:
         conn.execute(delete(records).where(records.c.id <= 10))
     engine.dispose()
     with app(settings.replace(analytics_url=analytics_url)) as ch_app:
-        ids = [r["id"] for r in ch_app.get("/api/records", params={"limit": "10000"}).json()["records"]]
+        listed = ch_app.get("/api/records", params={"limit": "10000"}).json()["records"]
+    ids = [r["id"] for r in listed]
     assert min(ids) == 1
     ch = connect(analytics_url)
     assert ch.query(f"SELECT count() FROM {ch.table('records')} FINAL")[0][0] == len(ids)

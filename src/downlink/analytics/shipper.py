@@ -91,6 +91,7 @@ class Shipping:
             handle=handle,
             batch_max=table.batch_max,
             ts_column=table.ts_column,
+            linger_s=table.linger_s,
         )
 
 

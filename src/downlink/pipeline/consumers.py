@@ -168,6 +168,8 @@ class ConsumerRunner:
         self.poll_s = poll_s
         self.retry_max_s = retry_max_s
         self._retry_at: dict[str, float] = {}
+        # Consumers lingering after a partial batch (Consumer.linger_s), until when.
+        self._not_before: dict[str, float] = {}
         self._wake: asyncio.Event | None = None
         self._loop_ref: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -237,7 +239,7 @@ class ConsumerRunner:
         for b in self.bounds:
             if self._stopping:
                 break
-            if self._retry_at.get(b.name, 0.0) > now:
+            if self._retry_at.get(b.name, 0.0) > now or self._not_before.get(b.name, 0.0) > now:
                 continue
             if not await self.store.read(has_work, b):
                 continue
@@ -250,6 +252,8 @@ class ConsumerRunner:
             if n:
                 self.store.metrics.consumer_handled.labels(b.name).inc(n)
             busy = busy or n >= b.consumer.batch_max
+            if 0 < n < b.consumer.batch_max and b.consumer.linger_s > 0:
+                self._not_before[b.name] = time.time() + b.consumer.linger_s
         return busy
 
     async def _failed(self, b: Bound, exc: Exception) -> None:

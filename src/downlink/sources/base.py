@@ -80,6 +80,9 @@ class Consumer:
     reset: Callable[[Connection, float, float], None] | None = None
     batch_max: int = 2000
     ts_column: str = "ts_reception"
+    # Seconds to wait after a partial batch before the next one (a full batch goes on
+    # at once): for a ``handle`` with a fixed cost per call, such as a ClickHouse insert.
+    linger_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ class AnalyticsTable:
     ttl_where: str | None = None
     rebuild: int = 1
     batch_max: int = 10000
+    linger_s: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,25 @@ QUERIES: tuple[dict[str, str], ...] = (
 )
 
 
+# The Stats dashboard (rollups on SQL, the records themselves on ClickHouse).
+DASHBOARDS: tuple[dict[str, str], ...] = (
+    {},
+    {"range": "7d"},
+    {"classification": "org.clearlinux/crash/*"},
+    {"severity": "3", "build": "200"},
+    {"source": "clearlinux", "platform": "Dell Inc.|XPS 13|1.0"},
+    {"from": "2020-01-01", "to": "2020-01-31"},
+)
+
+
 def _answers(client: object, queries: tuple[dict[str, str], ...]) -> list[tuple[int, str, str]]:
     out = []
     for params in queries:
         r = client.get("/api/records", params=params)  # type: ignore[attr-defined]
         out.append((r.status_code, r.headers.get("x-next-cursor", ""), r.text))
+    for params in DASHBOARDS:
+        r = client.get("/stats.json", params=params)  # type: ignore[attr-defined]
+        out.append((r.status_code, "", r.text))
     return out
 
 
@@ -55,6 +69,7 @@ def test_records_api_same_answers(db_url: str, analytics_url: str, fixtures_dir:
     assert from_clickhouse == from_sql
     assert all(status == 200 for status, _, _ in from_sql)
     assert len(from_sql[0][2]) > 10_000  # the answers carry records
+    assert '"records":' in from_sql[len(QUERIES)][2]  # and the dashboard counts
 
     # The answers came from ClickHouse: records deleted from SQL are still listed there.
     engine = create_engine(_normalise(db_url))

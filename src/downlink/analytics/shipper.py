@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from downlink.analytics import records, schema
+from downlink.analytics import records, schema, stats
 from downlink.analytics.client import Analytics, connect
 from downlink.settings import Settings
 from downlink.sources.base import AnalyticsTable, Consumer, LogRecord
@@ -101,7 +101,10 @@ def shipping(settings: Settings) -> Shipping | None:
         return None
     ch = connect(settings.analytics_url)
     sources = settings.registry
-    reads: dict[str, Any] = {records.READS_KEY: records.clickhouse_reads(ch)}
+    reads: dict[str, Any] = {
+        records.READS_KEY: records.clickhouse_reads(ch),
+        "stats": stats.dashboard,
+    }
     for source in sources:
         if source.analytics_reads is not None:
             reads[source.name] = source.analytics_reads(ch)

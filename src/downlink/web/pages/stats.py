@@ -33,8 +33,12 @@ async def _data(request: Request) -> dict[str, Any]:
     query = dict(request.query_params)
     period = params.period(query, DEFAULT_DAYS)
     f = params.rollup_filter(query)
-    store: Store = request.app.state.store
-    raw = await store.read(_all, period, f)
+    shipping = request.app.state.analytics  # ClickHouse when configured
+    if shipping is not None:
+        raw = await shipping.ch.read(shipping.reads["stats"], period, f)
+    else:
+        store: Store = request.app.state.store
+        raw = await store.read(_all, period, f)
     return {
         "period": period.as_json(),
         "classifications": [{"classification": k, "records": n} for k, n in raw["classifications"]],

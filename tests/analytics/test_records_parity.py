@@ -35,14 +35,21 @@ QUERIES: tuple[dict[str, str], ...] = (
 )
 
 
-# The Stats dashboard (rollups on SQL, the records themselves on ClickHouse).
-DASHBOARDS: tuple[dict[str, str], ...] = (
-    {},
-    {"range": "7d"},
-    {"classification": "org.clearlinux/crash/*"},
-    {"severity": "3", "build": "200"},
-    {"source": "clearlinux", "platform": "Dell Inc.|XPS 13|1.0"},
-    {"from": "2020-01-01", "to": "2020-01-31"},
+# The dashboards (rollups on SQL, the records themselves on ClickHouse).
+DASHBOARDS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("/stats.json", {}),
+    ("/stats.json", {"range": "7d"}),
+    ("/stats.json", {"classification": "org.clearlinux/crash/*"}),
+    ("/stats.json", {"severity": "3", "build": "200"}),
+    ("/stats.json", {"source": "clearlinux", "platform": "Dell Inc.|XPS 13|1.0"}),
+    ("/stats.json", {"from": "2020-01-01", "to": "2020-01-31"}),
+    ("/builds.json", {}),
+    ("/builds.json", {"classification": "org.clearlinux/hello/world", "range": "24h"}),
+    ("/builds.csv", {"severity": "2"}),
+    ("/population.json", {}),
+    ("/population.json", {"bucket": "week", "range": "90d"}),
+    ("/population.json", {"bucket": "month", "range": "ytd", "build": "300"}),
+    ("/population.csv", {"bucket": "day", "range": "7d"}),
 )
 
 
@@ -51,8 +58,8 @@ def _answers(client: object, queries: tuple[dict[str, str], ...]) -> list[tuple[
     for params in queries:
         r = client.get("/api/records", params=params)  # type: ignore[attr-defined]
         out.append((r.status_code, r.headers.get("x-next-cursor", ""), r.text))
-    for params in DASHBOARDS:
-        r = client.get("/stats.json", params=params)  # type: ignore[attr-defined]
+    for path, params in DASHBOARDS:
+        r = client.get(path, params=params)  # type: ignore[attr-defined]
         out.append((r.status_code, "", r.text))
     return out
 
@@ -70,6 +77,7 @@ def test_records_api_same_answers(db_url: str, analytics_url: str, fixtures_dir:
     assert all(status == 200 for status, _, _ in from_sql)
     assert len(from_sql[0][2]) > 10_000  # the answers carry records
     assert '"records":' in from_sql[len(QUERIES)][2]  # and the dashboard counts
+    assert '"300":[' in from_sql[-2][2].replace(" ", "")  # machines of build 300
 
     # The answers came from ClickHouse: records deleted from SQL are still listed there.
     engine = create_engine(_normalise(db_url))

@@ -8,9 +8,8 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from downlink.store.database import Store
 from downlink.store.queries.builds import records_per_build
-from downlink.web import params
+from downlink.web import params, reads
 from downlink.web.rendering import blank, chart, csv_twin, records_href, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
@@ -22,8 +21,7 @@ async def _data(request: Request) -> dict[str, Any]:
     query = dict(request.query_params)
     period = params.period(query, DEFAULT_DAYS)
     f = params.rollup_filter(query)
-    store: Store = request.app.state.store
-    rows = await store.read(records_per_build, period, f)
+    rows = await reads.read(request, records_per_build, "builds", period, f)
     return {
         "period": period.as_json(),
         "builds": [{"build": b, "records": n} for b, n in rows],

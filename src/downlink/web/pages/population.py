@@ -10,10 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from downlink.api.errors import BadRequest
-from downlink.store.database import Store
 from downlink.store.queries.period import day_date, today
 from downlink.store.queries.population import BUCKETS, machines_per_build
-from downlink.web import params
+from downlink.web import params, reads
 from downlink.web.rendering import blank, chart, csv_twin, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
@@ -33,8 +32,7 @@ async def _data(request: Request) -> dict[str, Any]:
     if size == "day" and period.days > MAX_BUCKETS:
         raise BadRequest(f"at most {MAX_BUCKETS} daily buckets: choose week or month")
     build = params.text(query, "build")
-    store: Store = request.app.state.store
-    result = await store.read(machines_per_build, period, size, build)
+    result = await reads.read(request, machines_per_build, "population", period, size, build)
     series = cast(dict[str, list[int]], result["series"])
     width = len(cast(list[str], result["buckets"]))
     totals = [sum(s[i] for s in series.values()) for i in range(width)]

@@ -8,10 +8,9 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from downlink.store.database import Store
 from downlink.store.queries import stats
 from downlink.store.queries.period import Period, RollupFilter, day_date
-from downlink.web import params
+from downlink.web import params, reads
 from downlink.web.rendering import chart, records_href, shows_errors, twin, web_of
 
 router = APIRouter(include_in_schema=False)
@@ -33,12 +32,7 @@ async def _data(request: Request) -> dict[str, Any]:
     query = dict(request.query_params)
     period = params.period(query, DEFAULT_DAYS)
     f = params.rollup_filter(query)
-    shipping = request.app.state.analytics  # ClickHouse when configured
-    if shipping is not None:
-        raw = await shipping.ch.read(shipping.reads["stats"], period, f)
-    else:
-        store: Store = request.app.state.store
-        raw = await store.read(_all, period, f)
+    raw = await reads.read(request, _all, "stats", period, f)
     return {
         "period": period.as_json(),
         "classifications": [{"classification": k, "records": n} for k, n in raw["classifications"]],

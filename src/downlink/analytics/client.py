@@ -33,6 +33,10 @@ class AnalyticsError(RuntimeError):
     """The analytics store is misconfigured or cannot be reached."""
 
 
+class AnalyticsUnavailable(AnalyticsError):
+    """ClickHouse did not answer (the API answers 503, like a database outage)."""
+
+
 @dataclass(frozen=True)
 class Target:
     """Where the analytics store is: parsed from the setting, password kept out of repr."""
@@ -140,16 +144,24 @@ class Analytics:
         """A table's qualified name."""
         return f"{self.database}.{name}"
 
+    def _query(self, sql: str, parameters: dict[str, Any] | None) -> Any:
+        from clickhouse_connect.driver.exceptions import OperationalError
+
+        try:
+            return self.client.query(sql, parameters=parameters or {})
+        except OperationalError as exc:
+            raise AnalyticsUnavailable(f"ClickHouse did not answer: {exc}") from exc
+
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """Rows of a query (``{name:Type}`` placeholders bound from ``parameters``)."""
-        result = self.client.query(sql, parameters=parameters or {})
+        result = self._query(sql, parameters)
         return [tuple(r) for r in result.result_rows]
 
     def query_dicts(
         self, sql: str, parameters: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:
         """Rows of a query as dicts by column name."""
-        result = self.client.query(sql, parameters=parameters or {})
+        result = self._query(sql, parameters)
         names = result.column_names
         return [dict(zip(names, r, strict=True)) for r in result.result_rows]
 

@@ -7,8 +7,10 @@
 
 Records come from :class:`downlink.testing.generate.RecordGenerator` (thousands of
 machines, rolling builds, the Clear Linux classification mix, crashprobe and kernel
-backtraces, MCE payloads) and are loaded by the standard processors (crash grouping,
-then rollups) followed by one multi-row INSERT per 5,000 records: the writer's
+backtraces, MCE payloads) and are loaded with their derived data (what the Clear
+Linux consumers derive: crash grouping, then rollups, computed in the load's own
+transaction, the consumers' cursors moved past the records at the end) followed by
+one multi-row INSERT per 5,000 records: the writer's
 ``insert_records`` without its retransmission lookup and per-row RETURNING, which
 generated records never need. SQLite loads with
 ``synchronous=OFF`` and PostgreSQL runs with ``fsync=off``: only the load is faster for
@@ -20,7 +22,7 @@ timed first on the loaded database, which has no substrate records, then a handf
 substrate nodes send a few messages over the websocket. The section ``dashboards`` of
 docs/performance.md (or the one named by ``--section``) is replaced with the results.
 
-``--fast-load`` loads the same records through the same processors in the same order,
+``--fast-load`` loads the same records with the same derivation in the same order,
 so records, crash groups and rollups come out identical (tests/web/test_bench_fast_load
 checks it), but four to seven times faster, for 10M-record runs: 100,000-record batches, records
 written with PostgreSQL ``COPY`` or one SQLite ``executemany``, and the plain indexes
@@ -50,6 +52,9 @@ from websockets.asyncio.client import connect
 
 from downlink.pipeline.registry import default_processors
 from downlink.settings import Settings
+from downlink.sources.clearlinux.consumers import COUNTS_NAME, CRASHES_NAME, assign_groups
+from downlink.sources.clearlinux.rollups import update_rollups
+from downlink.store import cursors
 from downlink.store.database import Store
 from downlink.store.inserts import RECORD_COLUMNS
 from downlink.store.tables import records
@@ -75,6 +80,19 @@ SKEW = (
 )
 
 
+def derive(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """What the Clear Linux consumers derive from new records, before their insert:
+    crash groups (into the rows' ``guilty_id``), then every rollup."""
+    assign_groups(conn, rows)
+    update_rollups(conn, rows)
+
+
+def _skip_consumers(conn: Connection) -> None:
+    """The loaded records' derived data is written: the consumers start after them."""
+    for name in (CRASHES_NAME, COUNTS_NAME):
+        cursors.skip_to_end(conn, name, records)
+
+
 def _insert(conn: Connection, rows: list[dict[str, Any]], processors: list[Any]) -> None:
     # insert_records minus its retransmission lookup and RETURNING (every generated
     # record is new): the same processors run on the same rows, then one executemany.
@@ -90,7 +108,7 @@ def _loader(
     store = Store(Settings(database_url=url, sqlite_synchronous="OFF"))
     store.migrate()
     gen = RecordGenerator(seed=seed, machines=max(1000, n // 100), days=DAYS, now=now)
-    return store, gen, list(default_processors())
+    return store, gen, [*default_processors(), derive]
 
 
 def load(url: str, n: int, seed: int, now: float | None = None) -> float:
@@ -106,6 +124,7 @@ def load(url: str, n: int, seed: int, now: float | None = None) -> float:
             if done % (BATCH * 40) == 0:
                 rate = done / (time.perf_counter() - started)
                 print(f"  {done:,} records ({rate:,.0f}/s)", flush=True)
+        store.run_write(_skip_consumers)
         store.run_write(lambda c: c.exec_driver_sql("ANALYZE"))
     finally:
         store.close()
@@ -184,6 +203,7 @@ def fast_load(
                 conn.exec_driver_sql(ddl)
 
         store.run_write(create)
+        store.run_write(_skip_consumers)
         print(f"  indexes built in {time.perf_counter() - t:.0f} s", flush=True)
         store.run_write(lambda c: c.exec_driver_sql("ANALYZE"))
     finally:

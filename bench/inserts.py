@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bulk import TID, make_records  # noqa: E402
 from common import machine, table, write_section  # noqa: E402
 
-from downlink.ingest.clearlinux import validate  # noqa: E402
 from downlink.settings import Settings  # noqa: E402
+from downlink.sources.clearlinux.wire import validate  # noqa: E402
 from downlink.store import migrate, pg_insert, sqlite_insert  # noqa: E402
 from downlink.store.engine import make_engine  # noqa: E402
 from downlink.store.inserts import RECORD_COLUMNS  # noqa: E402

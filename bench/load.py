@@ -42,10 +42,14 @@ wrk.headers["Content-Type"] = "application/text"
 
 local counter = 0
 local prefix = "@PREFIX@"
+local machines = @MACHINES@
 
 function request()
   counter = counter + 1
   wrk.headers["event_id"] = prefix .. string.format("%020x", counter)
+  if machines > 1 then
+    wrk.headers["machine_id"] = string.format("%032x", counter % machines)
+  end
   return wrk.format(nil, nil, nil, nil)
 end
 
@@ -92,9 +96,16 @@ def need_wrk() -> str:
     return found
 
 
-def run_wrk(url: str, seconds: float, connections: int, threads: int = 1) -> LoadResult:
-    """Post records to ``url`` for ``seconds`` over ``connections`` connections."""
+def run_wrk(
+    url: str, seconds: float, connections: int, threads: int = 1, machines: int = 1
+) -> LoadResult:
+    """Post records to ``url`` for ``seconds`` over ``connections`` connections.
+
+    ``machines`` > 1: the records' machine ids cycle through that many ids (one id
+    otherwise), for the sender-binding benchmark.
+    """
     script = LUA.replace("@TID@", TID).replace("@PREFIX@", f"{int(time.time() * 1e3):012x}")
+    script = script.replace("@MACHINES@", str(max(1, machines)))
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
         path = Path(f.name)

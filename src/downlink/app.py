@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from anyio import to_thread
 from fastapi import FastAPI
@@ -14,20 +15,28 @@ from downlink.access_log import AccessLog
 from downlink.analytics.shipper import shipping
 from downlink.api import errors, meta, openapi, records
 from downlink.direct import Downlink
-from downlink.ingest import bulk, collector
+from downlink.fresh_reads import FreshReads
 from downlink.metrics import Metrics
 from downlink.pipeline import reprocess
 from downlink.pipeline.consumers import ConsumerRunner
 from downlink.pipeline.consumers import bind as bind_consumers
+from downlink.pipeline.jobrunner import JobRunner
 from downlink.pipeline.registry import default_processors
-from downlink.pipeline.regroup import JobRunner
+from downlink.security.senders import SenderGuard
 from downlink.settings import Settings, from_env
+from downlink.sources.base import SenderRule
+from downlink.sources.registry import Sources
 from downlink.store.database import Store
 from downlink.store.retention import Maintenance
 from downlink.web import routes as web_routes
 
-_COLLECTOR_FIRST = ("/v2/collector", "/v3/collector")
 log = logging.getLogger(__name__)
+
+
+def sender_rules(sources: Sources) -> dict[str, SenderRule]:
+    """Each source's sender rule (``Source.senders``)."""
+    rules = {s.name: s.senders for s in sources if s.senders is not None}
+    return rules
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -37,12 +46,18 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     metrics = Metrics(sources)
     store = Store(settings, metrics, processors=default_processors(sources))
     maintenance = Maintenance(store)
+    senders = SenderGuard(store, settings, sender_rules(sources))
     # The optional ClickHouse analytics store: its shippers are consumers like any other.
     analytics = shipping(settings)
     shippers = [] if analytics is None else [("analytics", c) for c in analytics.consumers()]
     bound = bind_consumers(sources, shippers)
     kinds = [reprocess.job_kind(bound), *(k for s in sources for k in s.job_kinds)]
-    job_runner = JobRunner(store, poll_s=settings.job_poll_s, kinds=kinds)
+    job_runner = JobRunner(
+        store,
+        poll_s=settings.job_poll_s,
+        kinds=kinds,
+        drivers=list(sources.job_drivers.values()),
+    )
     consumer_runner = ConsumerRunner(
         store,
         bound,
@@ -97,24 +112,37 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.consumer_runner = consumer_runner
     app.state.sources = sources
     app.state.analytics = analytics
+    app.state.senders = senders
     errors.install(app)
     security.install(app, settings)
+    if settings.database_read_url:
+        # Read-your-writes with the replica (the collector's direct routes never read).
+        app.add_middleware(FreshReads)
     app.include_router(records.router)
     app.include_router(meta.router)
-    app.include_router(bulk.router)
-    app.router.routes.extend(collector.routes)
     for source in sources:
         for router in source.routers:
             app.include_router(router)
         app.router.routes.extend(source.routes)
-    # Hot path: try the collector's versioned paths before every router (saves ~50 us
-    # of route matching per record; bench/ingest.py, docs/performance.md).
-    app.router.routes.sort(key=lambda r: getattr(r, "path", None) not in _COLLECTOR_FIRST)
+    # Hot path: try the sources' direct paths (Clear Linux's collector) before every
+    # router, "/" excepted (saves ~50 us of route matching per record;
+    # bench/ingest.py, docs/performance.md).
+    first = {p for s in sources for p in s.direct_posts if p != "/"}
+    app.router.routes.sort(key=lambda r: getattr(r, "path", None) not in first)
     # Hotter still: posts skip the middleware stack, guarded by the same checks.
-    for path in collector.PATHS:
-        app.add_direct_route("POST", path, security.guard(app, collector.collect, settings))
+    for source in sources:
+        for path, endpoint in source.direct_posts.items():
+            app.add_direct_route("POST", path, security.guard(app, endpoint, settings))
     web_routes.install(app, settings)
-    openapi.install(app, collector.openapi_paths)
+
+    def openapi_paths() -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for source in sources:
+            if source.openapi_paths is not None:
+                found.update(source.openapi_paths())
+        return found
+
+    openapi.install(app, openapi_paths)
     return app
 
 

@@ -41,6 +41,14 @@ SETTINGS: tuple[Setting, ...] = (
         "SQLAlchemy URL of the store: a SQLite file (default) or postgresql://…",
     ),
     Setting(
+        "database_read_url",
+        "DATABASE_READ_URL",
+        "",
+        "postgresql://… of a streaming replica of DATABASE_URL: pages, reports, exports and "
+        "API reads go there, writes (and reads that must see them) to the primary. Empty: "
+        "everything on DATABASE_URL.",
+    ),
+    Setting(
         "telemetry_ids",
         "DOWNLINK_TELEMETRY_IDS",
         (CLEAR_LINUX_TID,),
@@ -114,6 +122,46 @@ SETTINGS: tuple[Setting, ...] = (
         "Requests a client address may send at once before DOWNLINK_RATE_LIMIT applies.",
     ),
     Setting(
+        "sender_binding",
+        "DOWNLINK_SENDER_BINDING",
+        (),
+        "Comma-separated sources whose sender ids are bound on first use (fuelstats, "
+        "clearlinux, substrate); later posts that do not match are refused or flagged "
+        "as each source's rule says (docs/senders.md). Empty: no binding.",
+    ),
+    Setting(
+        "sender_ipv4_prefix",
+        "DOWNLINK_SENDER_IPV4_PREFIX",
+        24,
+        "Prefix length of the IPv4 network a sender id is bound to (0: any network).",
+    ),
+    Setting(
+        "sender_ipv6_prefix",
+        "DOWNLINK_SENDER_IPV6_PREFIX",
+        56,
+        "Prefix length of the IPv6 network a sender id is bound to (0: any network).",
+    ),
+    Setting(
+        "sender_cert_header",
+        "DOWNLINK_SENDER_CERT_HEADER",
+        "",
+        "Request header in which the TLS-terminating proxy passes the client certificate's "
+        "fingerprint (it must overwrite any the client sends); empty: none.",
+    ),
+    Setting(
+        "sender_rate_limit",
+        "DOWNLINK_SENDER_RATE_LIMIT",
+        0.0,
+        "Posts per second allowed per sender id of a source that names its senders, "
+        "beside the per-address limit (0: unlimited). Over it: 429 with Retry-After.",
+    ),
+    Setting(
+        "sender_rate_burst",
+        "DOWNLINK_SENDER_RATE_BURST",
+        20,
+        "Posts a sender id may send at once before DOWNLINK_SENDER_RATE_LIMIT applies.",
+    ),
+    Setting(
         "max_header_bytes",
         "DOWNLINK_MAX_HEADER_BYTES",
         32 * 1024,
@@ -142,6 +190,20 @@ SETTINGS: tuple[Setting, ...] = (
         "DOWNLINK_SPOOL_DIR",
         "",
         "Directory of the local durable spool used while the database is down; empty: off.",
+    ),
+    Setting(
+        "archive",
+        "DOWNLINK_ARCHIVE",
+        "",
+        "Raw archive of the sources' rows (gzipped NDJSON by day, `downlink archive`): a "
+        "directory or s3://bucket/prefix; empty: off.",
+    ),
+    Setting(
+        "archive_s3_endpoint",
+        "DOWNLINK_ARCHIVE_S3_ENDPOINT",
+        "",
+        "Endpoint URL of S3-compatible storage (MinIO, Ceph…) for an s3:// DOWNLINK_ARCHIVE; "
+        "empty: AWS.",
     ),
     Setting(
         "spool_max_bytes",
@@ -179,14 +241,6 @@ SETTINGS: tuple[Setting, ...] = (
         "DOWNLINK_JOB_POLL_S",
         1.0,
         "Seconds between looks for queued background jobs (crash regrouping); 0: none here.",
-    ),
-    Setting(
-        "crash_exact_machines",
-        "DOWNLINK_CRASH_EXACT_MACHINES",
-        50000,
-        "Up to this many crash records of the groups shown in the period, the crash pages "
-        "count affected machines exactly (about 1 us a record); above it they estimate "
-        "them from sketches, marked ≈ (about 1.6 % error, bounded time).",
     ),
     Setting(
         "consumer_poll_s",
@@ -264,7 +318,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "web_plugins",
         "DOWNLINK_WEB_PLUGINS",
-        ("downlink.web.example_plugin",),
+        ("downlink.sources.clearlinux.severity_plugin",),
         "Comma-separated modules of web plug-in views (see docs/web.md); 'none' for none.",
     ),
     Setting(
@@ -313,6 +367,7 @@ class Settings:
     """The effective configuration of one Downlink server."""
 
     database_url: str = "sqlite:///downlink.db"
+    database_read_url: str = ""
     telemetry_ids: tuple[str, ...] = (CLEAR_LINUX_TID,)
     batch_max: int = 512
     batch_wait_ms: float = 2.0
@@ -325,18 +380,25 @@ class Settings:
     collector_auth: bool = False
     rate_limit: float = 0.0
     rate_burst: int = 100
+    sender_binding: tuple[str, ...] = ()
+    sender_ipv4_prefix: int = 24
+    sender_ipv6_prefix: int = 56
+    sender_cert_header: str = ""
+    sender_rate_limit: float = 0.0
+    sender_rate_burst: int = 20
     max_header_bytes: int = 32 * 1024
     client_timeout: float = 10.0
     request_timeout: float = 60.0
     connection_buffer_bytes: int = 256 * 1024
     spool_dir: str = ""
+    archive: str = ""
+    archive_s3_endpoint: str = ""
     spool_max_bytes: int = 256 * 1024 * 1024
     bulk_max_items: int = 10000
     substrate_retention_hours: float = 3.0
     purge_interval_s: float = 600.0
     purge_batch: int = 2000
     job_poll_s: float = 1.0
-    crash_exact_machines: int = 50000
     consumer_poll_s: float = 0.25
     consumer_retry_max_s: float = 60.0
     ws_ping_interval_s: float = 5.0
@@ -349,7 +411,7 @@ class Settings:
     ws_max_node_ids: int = 20
     ws_buffer_max: int = 1000
     access_log: str = "off"
-    web_plugins: tuple[str, ...] = ("downlink.web.example_plugin",)
+    web_plugins: tuple[str, ...] = ("downlink.sources.clearlinux.severity_plugin",)
     source_modules: tuple[str, ...] = ()
     analytics_url: str = ""
     # Per-source settings, ``sources[<source>][<setting>]``: every source's defaults
@@ -365,6 +427,7 @@ class Settings:
         if self.batch_wait_ms < 0:
             raise SettingsError("DOWNLINK_BATCH_WAIT_MS must not be negative")
         _check_database_url(self.database_url)
+        _check_read_url(self.database_url, self.database_read_url)
         _check_analytics_url(self.analytics_url)
         if self.sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise SettingsError("DOWNLINK_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
@@ -396,7 +459,7 @@ class Settings:
         out: dict[str, Any] = {}
         for s in SETTINGS:
             value = getattr(self, s.name)
-            if s.name in ("database_url", "analytics_url") and value:
+            if s.name in ("database_url", "database_read_url", "analytics_url") and value:
                 value = _hide_password(str(value))
             if s.name == "api_tokens":
                 value = tuple("***" for _ in value)
@@ -455,6 +518,25 @@ def _check_analytics_url(url: str) -> None:
         raise SettingsError(str(exc)) from None
 
 
+def _check_read_url(url: str, read_url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if not read_url:
+        return
+    try:
+        backend = make_url(read_url).get_backend_name()
+    except ArgumentError as exc:
+        raise SettingsError(
+            f"DATABASE_READ_URL {_hide_password(read_url)!r} is not a database URL: {exc}"
+        ) from None
+    if backend != "postgresql" or make_url(url).get_backend_name() != "postgresql":
+        raise SettingsError(
+            "DATABASE_READ_URL names a PostgreSQL replica of a PostgreSQL DATABASE_URL"
+            f" (here {backend}:// of {make_url(url).get_backend_name()}://)"
+        )
+
+
 def _check_substrate(s: Settings) -> None:
     import ipaddress
 
@@ -464,8 +546,6 @@ def _check_substrate(s: Settings) -> None:
                  "ws_rate_limit_bytes"):
         if getattr(s, name) < 0:
             raise SettingsError(f"{_BY_NAME[name].env} must not be negative")
-    if s.crash_exact_machines < 0:
-        raise SettingsError("DOWNLINK_CRASH_EXACT_MACHINES must not be negative")
     for name in ("purge_batch", "ws_max_frame_bytes", "ws_max_node_ids", "ws_buffer_max"):
         if getattr(s, name) < 1:
             raise SettingsError(f"{_BY_NAME[name].env} must be at least 1")
@@ -495,6 +575,21 @@ def _check_hardening(s: Settings) -> None:
         raise SettingsError("DOWNLINK_SPOOL_MAX_BYTES and DOWNLINK_BULK_MAX_ITEMS must be >= 1")
     if s.collector_auth and not s.api_tokens:
         raise SettingsError("DOWNLINK_COLLECTOR_AUTH needs DOWNLINK_API_TOKENS")
+    _check_senders(s)
+
+
+def _check_senders(s: Settings) -> None:
+    if not 0 <= s.sender_ipv4_prefix <= 32:
+        raise SettingsError("DOWNLINK_SENDER_IPV4_PREFIX must be between 0 and 32")
+    if not 0 <= s.sender_ipv6_prefix <= 128:
+        raise SettingsError("DOWNLINK_SENDER_IPV6_PREFIX must be between 0 and 128")
+    if s.sender_rate_limit < 0 or s.sender_rate_burst < 1:
+        raise SettingsError(
+            "DOWNLINK_SENDER_RATE_LIMIT must not be negative, DOWNLINK_SENDER_RATE_BURST >= 1"
+        )
+    header = s.sender_cert_header
+    if header and not all(c.isalnum() or c in "-_" for c in header):
+        raise SettingsError(f"DOWNLINK_SENDER_CERT_HEADER: {header!r} is not a header name")
 
 
 def _hide_password(url: str) -> str:

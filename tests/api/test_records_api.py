@@ -10,8 +10,8 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from downlink.api.errors import BadRequest
 from downlink.api.records import parse_filter
+from downlink.errors import BadRequest
 from tests.wire import v2_headers
 
 

@@ -8,15 +8,18 @@ import orjson
 from click.testing import CliRunner
 
 from downlink.cli.main import cli
-from downlink.store.spool import Spool
+from downlink.store.envelope import Envelope
+from downlink.store.spool import Spool, Spooled
 from downlink.testing.postgres import free_port
 
 
 def _spool_with_one_set_aside(directory: Path) -> int:
     spool = Spool(directory, 100_000)
-    spool.append([{"payload": "refused one", "classification": "a/b/c", "source": "x"}])
-    [(seq, row)] = spool.head(10)
-    spool.settle(seq, [(seq, row, "CheckViolation: no")])
+    spool.append("records", [Envelope({"payload": "refused one", "classification": "a/b/c",
+                                       "source": "x"})])
+    [entry] = spool.head(10)
+    spool.settle(entry.seq, [Spooled(entry.seq, entry.sink, entry.item, "CheckViolation: no")])
+    seq = entry.seq
     spool.close()
     return seq
 
@@ -44,5 +47,5 @@ def test_retry_with_the_database_away_changes_nothing(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["spool", "retry", "--spool-dir", str(tmp_path),
                                    "--database-url", url])
     assert res.exit_code == 1 and "the database is unavailable, nothing retried" in res.output
-    [(still, _, error)] = Spool(tmp_path, 1).refused()
-    assert (still, error) == (seq, "CheckViolation: no")
+    [still] = Spool(tmp_path, 1).refused()
+    assert (still.seq, still.error) == (seq, "CheckViolation: no")

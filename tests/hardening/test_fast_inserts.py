@@ -6,7 +6,7 @@ import time
 
 from sqlalchemy import select
 
-from downlink.ingest.clearlinux import validate
+from downlink.sources.clearlinux.wire import validate
 from downlink.store.database import Store
 from downlink.store.inserts import insert_records
 from downlink.store.tables import records
@@ -47,7 +47,7 @@ def test_ids_follow_input_order_across_chunks(store: Store) -> None:
 def test_awkward_text_survives_the_bulk_paths(store: Store) -> None:
     # COPY's text format and the rollups' JSON recordsets both escape; check the round
     # trip with tabs, newlines, backslashes, quotes and non-ASCII in every kind of column.
-    from downlink.store.tables import rollup_daily
+    from downlink.sources.clearlinux.tables import rollup_daily
 
     rows = _rows(3)
     odd = 'tab\there\nnew "line" \\N back\\slash, ünïcödé ✓ \r end'
@@ -68,12 +68,14 @@ def test_awkward_text_survives_the_bulk_paths(store: Store) -> None:
 
     assert store.run(load) == [(r["payload"], r["host_type"], r["attrs"]) for r in rows]
     from downlink.pipeline.registry import default_processors
+    from downlink.testing.consumers import catch_up
 
     store.run_write(insert_records, _rows(1), default_processors())
     more = _rows(2)
     for row in more:
         row["host_type"] = f"{odd}|x"
     store.run_write(insert_records, more, default_processors())
+    catch_up(store)  # the rollups
     hosts = store.run(
         lambda c: {
             h: n for h, n in c.execute(select(rollup_daily.c.host_type, rollup_daily.c.count))

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from downlink.ingest.clearlinux import FIELDS
+from downlink.sources.clearlinux.wire import FIELDS
 from tests.hardening.records import TID, v2_headers, v3_record
 
 FUZZ = settings(max_examples=60, deadline=None,

@@ -26,7 +26,8 @@ from sqlalchemy import create_engine
 from websockets.asyncio.client import connect
 
 from downlink.cli.main import cli
-from downlink.ingest.clearlinux import fields_from_object, validate
+from downlink.sources.clearlinux.wire import fields_from_object, validate
+from downlink.store.envelope import wrap
 from downlink.store.spool import Spool
 from downlink.testing.live import LiveServer
 from downlink.testing.postgres import TempPostgres
@@ -264,12 +265,12 @@ def test_a_spool_jammed_by_an_older_version_drains(db_url: str, tmp_path: Path) 
     # aside and move every record behind them into the database.
     spool_dir = tmp_path / "spool"
     old = Spool(spool_dir, 10_000_000)
-    old.append([
+    old.append("records", wrap([
         _row(payload="bad-0", system_name="deb\x00ian"),
         _row(payload="good-0"),
         _row(payload="bad-1", kernel_version="6.1\x00"),
         *[_row(payload=f"good-{i}") for i in range(1, 4)],
-    ])
+    ]))
     old.close()
     server = LiveServer(db_url, env={"DOWNLINK_SPOOL_DIR": str(spool_dir)},
                         log=tmp_path / "server.log").start()
@@ -280,7 +281,7 @@ def test_a_spool_jammed_by_an_older_version_drains(db_url: str, tmp_path: Path) 
     finally:
         server.stop()
     aside = Spool(spool_dir, 1).refused()
-    assert [(row["payload"], error) for _, row, error in aside] == [
+    assert [(entry.row["payload"], entry.error) for entry in aside] == [
         ("bad-0", "system_name contains a NUL character, which cannot be stored"),
         ("bad-1", "kernel_version contains a NUL character, which cannot be stored"),
     ]

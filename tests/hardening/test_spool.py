@@ -12,12 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, event, select
 
 from downlink.app import create_app
 from downlink.settings import Settings
+from downlink.store.envelope import Envelope, wrap
 from downlink.store.spool import Drainer, Spool, SpoolFull
 from downlink.store.tables import records
 from downlink.testing.postgres import TempPostgres
@@ -170,18 +172,19 @@ def test_without_spool_dir_outage_is_503(own_postgres: TempPostgres) -> None:
 def test_spool_is_bounded_fsynced_and_crash_safe(tmp_path: Path) -> None:
     spool = Spool(tmp_path, max_bytes=10_000)
     rows = [{"payload": f"r{i}", "dedup_key": None} for i in range(5)]
-    out = spool.append(rows)
-    assert all(r["dedup_key"] and r["id"] is None for r in out)  # keys given to keyless rows
+    out = spool.append("records", wrap(rows))
+    # keys given to keyless rows
+    assert all(r.row["dedup_key"] and r.id is None and r.spooled for r in out)
     assert spool.pending() == 5 and spool.active
     assert spool._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     with pytest.raises(SpoolFull):
-        spool.append([{"payload": "x" * 20_000}])
+        spool.append("records", [Envelope({"payload": "x" * 20_000})])
     assert spool.pending() == 5  # a refused append leaves nothing behind
 
     committed: list[list[str]] = []
 
-    def commit_then_crash(batch: list[dict[str, Any]]) -> None:
-        committed.append([r["dedup_key"] for r in batch])
+    def commit_then_crash(sink: str, batch: list[Envelope]) -> list[Envelope]:
+        committed.append([r.row["dedup_key"] for r in batch])
         raise RuntimeError("crash after the database commit, before the spool delete")
 
     with pytest.raises(RuntimeError):
@@ -193,35 +196,36 @@ def test_spool_is_bounded_fsynced_and_crash_safe(tmp_path: Path) -> None:
     assert reopened.active  # ... also after a restart
     seen: list[str] = []
 
-    def commit(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        seen.extend(r["payload"] for r in batch)
+    def commit(sink: str, batch: list[Envelope]) -> list[Envelope]:
+        assert sink == "records"
+        seen.extend(r.row["payload"] for r in batch)
         return batch
 
     Drainer(reopened, commit, chunk=2).drain()
     assert seen == [f"r{i}" for i in range(5)]  # in order
     assert reopened.pending() == 0 and not reopened.active
     # the re-drained rows carry the same dedup keys, so the store skips the ones it has
-    assert committed[0] == [r["dedup_key"] for r in out[:2]]
+    assert committed[0] == [r.row["dedup_key"] for r in out[:2]]
 
 
 def test_a_refused_row_is_set_aside_and_the_rest_drain(tmp_path: Path) -> None:
     from sqlalchemy.exc import OperationalError
 
     spool = Spool(tmp_path, max_bytes=100_000)
-    spool.append([{"payload": p} for p in ("a", "poison", "b", "c")])
+    spool.append("records", [Envelope({"payload": p}) for p in ("a", "poison", "b", "c")])
     stored: list[str] = []
     down = [True]
 
-    def commit(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def commit(sink: str, batch: list[Envelope]) -> list[Envelope]:
         if down[0]:
             raise OperationalError("INSERT", {}, Exception("connection refused"))
         out = []
         for r in batch:
-            if r["payload"] == "poison":  # as refusals.store_rows marks a refused row
-                out.append({**r, "refused": "refused", "refused_error": "value out of range"})
+            if r.row["payload"] == "poison":  # as refusals.store_items marks a refused row
+                out.append(r.refusal("refused", "value out of range"))
             else:
-                stored.append(r["payload"])
-                out.append(r)
+                stored.append(r.row["payload"])
+                out.append(r.outcome(r.row, "added"))
         return out
 
     drainer = Drainer(spool, commit)
@@ -232,5 +236,33 @@ def test_a_refused_row_is_set_aside_and_the_rest_drain(tmp_path: Path) -> None:
     assert drainer.drain() == 3
     assert stored == ["a", "b", "c"]
     assert spool.pending() == 0
-    [(seq, row, error)] = spool.refused()
-    assert row["payload"] == "poison" and "out of range" in error
+    [aside] = spool.refused()
+    assert aside.row["payload"] == "poison" and "out of range" in aside.error
+
+
+def test_items_of_several_sinks_drain_in_order_each_through_its_sink(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=100_000)
+    spool.append("records", [Envelope({"payload": "r1"})])
+    spool.append("fuelstats.action_logs", [Envelope({"external_id": 1}),
+                                           Envelope({"external_id": 2})])
+    spool.append("records", [Envelope({"payload": "r2"}, node={"connection": "c"})])
+    runs: list[tuple[str, list[Any]]] = []
+
+    def commit(sink: str, batch: list[Envelope]) -> list[Envelope]:
+        runs.append((sink, [dict(r.row, node=r.node) for r in batch]))
+        return [r.outcome(r.row, "added") for r in batch]
+
+    assert Drainer(spool, commit).drain() == 4
+    assert [sink for sink, _ in runs] == ["records", "fuelstats.action_logs", "records"]
+    assert [r["external_id"] for r in runs[1][1]] == [1, 2]
+    assert runs[2][1][0]["node"] == {"connection": "c"}  # the envelope's node, kept
+    assert runs[0][1][0]["dedup_key"]  # records get a key; other sinks' rows as sent
+    assert "dedup_key" not in runs[1][1][0]
+    assert spool.pending() == 0
+    # A plain row (a spool written before sinks) is read back as a record.
+    assert spool._conn.execute("SELECT count(*) FROM spool").fetchone()[0] == 0
+    spool._conn.execute("INSERT INTO spool (size, row) VALUES (1, ?)",
+                        (orjson.dumps({"payload": "old"}),))
+    spool.active = True
+    [entry] = spool.head(10)
+    assert (entry.sink, entry.row) == ("records", {"payload": "old"})

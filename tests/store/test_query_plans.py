@@ -23,15 +23,16 @@ from sqlalchemy import Connection, Engine, create_engine, event, insert
 
 from downlink.pipeline.registry import default_processors
 from downlink.settings import Settings
+from downlink.sources.clearlinux.pages.crashes import _group
+from downlink.sources.clearlinux.queries import crashes, mce
 from downlink.sources.substrate import queries as nodes
 from downlink.store.database import Store
 from downlink.store.inserts import RECORD_COLUMNS
-from downlink.store.queries import crashes, mce
 from downlink.store.queries.period import Period
 from downlink.store.queries.records import RecordFilter, list_records
 from downlink.store.tables import records
+from downlink.testing.consumers import catch_up
 from downlink.testing.generate import RecordGenerator
-from downlink.web.pages.crashes import _group
 
 CLEAR_LINUX = 4000
 SCALE = 2500  # stale SQLite statistics are rewritten as if records had 10M rows
@@ -49,6 +50,10 @@ def _queries(gid: int) -> dict[str, Query]:
         "node logs, no such node": lambda c: nodes.node_logs(c, "12D3KooWnone", limit=100),
         "records of a source": lambda c: list_records(c, RecordFilter(source="substrate"), 50),
         "backtraces": lambda c: crashes.guilty_records(c, gid),
+        "backtraces of a period": lambda c: crashes.guilty_records(
+            c, gid, period=Period.past(7), limit=20
+        ),
+        "crash group sparklines": lambda c: crashes.daily_crashes(c, [gid, 1, 2], Period.past(60)),
         "crash group page": lambda c: _group(c, gid, Period.past(7), 200, 0),
         "crash group page, estimated": lambda c: _group(c, gid, Period.past(60), 200, 0, 0),
         "crash group machines, whole history": lambda c: crashes._ranked_machines(
@@ -72,6 +77,7 @@ SQLITE_INDEX = {
     "substrate page": "ix_records_source_ts_reception",
     "records of a source": "ix_records_source_id",
     "backtraces": "ix_records_guilty_id_id",
+    "backtraces of a period": "ix_records_guilty_id_id",
     "crash group page": "ix_rollup_guilty_machines_by_group",
     "top crash groups": "ix_rollup_guilty_by_day",
     "crash group page, estimated": "ix_rollup_guilty_by_day",
@@ -87,6 +93,8 @@ SQLITE_EVERY = {
     "crash group machines, deep page": "ix_rollup_guilty_machine_totals_by_count",
     "crash group machines, straddled": "ix_rollup_guilty_machines_by_machine",
     "crash group history": "ix_rollup_guilty_machines_by_group",
+    # One seek per (day, group): not the whole period's rows.
+    "crash group sparklines": "(day=? AND guilty_id=?)",
 }
 
 
@@ -173,6 +181,7 @@ def _substrate_rows(n: int) -> list[dict[str, Any]]:
                 "attrs": None,
                 "dedup_key": None,
                 "guilty_id": None,
+                "sender_flagged": None,
             }
         )
     return rows
@@ -219,6 +228,7 @@ def skewed(db_url: str) -> Iterator[tuple[Engine, int]]:
             conn.execute(insert(records), [{c: r.get(c) for c in RECORD_COLUMNS} for r in rows])
 
         store.run_write(load)
+        catch_up(store)  # crash groups and rollups
         with engine.connect() as conn:
             top = crashes.top_guilties(conn, Period.past(60), None, 1)
         yield engine, int(top[0]["guilty_id"])

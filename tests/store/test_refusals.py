@@ -8,14 +8,16 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DataError, OperationalError
 
-from downlink.ingest.clearlinux import fields_from_headers, validate
 from downlink.settings import Settings
+from downlink.sources.clearlinux.wire import fields_from_headers, validate
 from downlink.store.database import Store
 from downlink.store.engine import make_engine
-from downlink.store.refusals import ERROR_KEY, REFUSED_KEY, is_outage, store_rows
+from downlink.store.envelope import Envelope, wrap
+from downlink.store.refusals import is_outage, store_items
+from downlink.store.sinks import Processor, RecordsSink
 from downlink.testing.postgres import TempPostgres
 from tests.wire import TID, v2_headers
 
@@ -24,6 +26,12 @@ def row(payload: str, **changes: Any) -> dict[str, Any]:
     fields = fields_from_headers(v2_headers().items())
     found = validate(fields, payload.encode(), allowed_tids=[TID], received_at=time.time())
     return {**found, **changes}
+
+
+def store_rows(
+    engine: Engine, rows: list[dict[str, Any]], processors: list[Processor] | None = None
+) -> list[Envelope]:
+    return store_items(engine, RecordsSink(processors or ()), wrap(rows))
 
 
 def test_outage_types_whether_wrapped_or_raw() -> None:
@@ -53,13 +61,13 @@ def test_only_the_refused_rows_are_left_out(settings: Settings) -> None:
                 )
         rows = [row("a"), poison, row("b")]
         out = store_rows(store.write_engine, rows)
-        assert [r.get("payload") for r in out] == ["a", "poison", "b"]
-        assert isinstance(out[0]["id"], int) and isinstance(out[2]["id"], int)
-        assert out[1]["id"] is None and REFUSED_KEY in out[1]
+        assert [r.row.get("payload") for r in out] == ["a", "poison", "b"]
+        assert isinstance(out[0].id, int) and isinstance(out[2].id, int)
+        assert out[1].id is None and out[1].failed and out[1].refused
         expected = "IntegrityError" if store.dialect == "sqlite" else "CheckViolation"
-        assert out[1][ERROR_KEY].startswith(expected)
+        assert (out[1].error or "").startswith(expected)
         # A retransmission of a stored row is found, not refused.
-        assert store_rows(store.write_engine, [rows[0]])[0]["duplicate"] is True
+        assert store_rows(store.write_engine, [rows[0]])[0].duplicate is True
     finally:
         store.close()
 
@@ -74,8 +82,8 @@ def test_a_nul_on_postgres_is_refused_as_one_record(postgres: TempPostgres) -> N
         # of error that jammed the spool drainer (issue 9). (SQLite would store the NUL;
         # Store.write refuses it before either database sees it.)
         out = store_rows(store.write_engine, [row("a"), row("n", system_name="a\x00b")])
-        assert isinstance(out[0]["id"], int)
-        assert out[1]["id"] is None and out[1][ERROR_KEY].startswith("DataError")
+        assert isinstance(out[0].id, int)
+        assert out[1].id is None and (out[1].error or "").startswith("DataError")
     finally:
         store.close()
         postgres.drop_database(name)
@@ -122,8 +130,8 @@ def test_one_refused_row_among_many_costs_log_attempts(settings: Settings) -> No
         rows = [row(f"r{i}") for i in range(64)]
         rows[37] = row("poison")
         out = store_rows(store.write_engine, rows, [picky])
-        assert [r.get(REFUSED_KEY) is not None for r in out] == [i == 37 for i in range(64)]
-        assert all(isinstance(r["id"], int) for i, r in enumerate(out) if i != 37)
+        assert [r.refused is not None for r in out] == [i == 37 for i in range(64)]
+        assert all(isinstance(r.id, int) for i, r in enumerate(out) if i != 37)
         # the whole batch, then halves down to the row: 1 + 2 * 6, plus the probe
         assert len(attempts) <= 1 + 2 * 6 + 1, attempts
     finally:

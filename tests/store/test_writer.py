@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection
 
-from downlink.ingest.clearlinux import fields_from_headers, validate
 from downlink.metrics import Metrics
 from downlink.settings import Settings
+from downlink.sources.clearlinux.wire import fields_from_headers, validate
 from downlink.store.database import Store
 from downlink.store.engine import make_engine
+from downlink.store.envelope import Envelope
 from downlink.store.queries.records import RecordFilter, count_records
+from downlink.store.sinks import RecordsSink
 from downlink.store.writer import QueueFull, Writer
 from tests.wire import TID, v2_headers
 
@@ -26,11 +28,11 @@ def row(**overrides: str | None) -> dict[str, Any]:
 
 
 def test_concurrent_writes_are_grouped_and_each_gets_its_own_row(store: Store) -> None:
-    async def main() -> list[list[dict[str, Any]]]:
+    async def main() -> list[list[Envelope]]:
         return await asyncio.gather(*(store.write([row()]) for _ in range(200)))
 
     results = asyncio.run(main())
-    ids = [r[0]["id"] for r in results]
+    ids = [r[0].id for r in results]
     assert len(set(ids)) == 200
     assert store.run(count_records, RecordFilter()) == 200
     batches = store.metrics.batch_size.collect()[0].samples
@@ -42,13 +44,15 @@ def test_duplicates_in_one_batch_and_across_batches(store: Store) -> None:
     one = row()
     twin = dict(one)
 
-    async def main() -> list[dict[str, Any]]:
+    async def main() -> list[Envelope]:
         return await store.write([one, twin])
 
     first, second = asyncio.run(main())
-    assert first["id"] == second["id"] and second["duplicate"] and not first["duplicate"]
+    assert first.id == second.id and second.duplicate and not first.duplicate
+    assert (first.status, second.status) == ("added", "duplicate")
+    assert "duplicate" not in first.row and first.row["id"] == first.id
     (third,) = asyncio.run(store.write([dict(one)]))
-    assert third["id"] == first["id"] and third["duplicate"]
+    assert third.id == first.id and third.duplicate
     assert store.run(count_records, RecordFilter()) == 1
 
 
@@ -69,7 +73,7 @@ def test_queue_full_is_raised_instead_of_growing(settings: Settings) -> None:
                 await s.write([row()])
             gate.set()
             done = await asyncio.gather(*pending)
-            assert len({d[0]["id"] for d in done}) == 3
+            assert len({d[0].id for d in done}) == 3
 
         asyncio.run(main())
     finally:
@@ -83,8 +87,10 @@ def test_stop_commits_what_is_queued(settings: Settings) -> None:
     w = Writer(make_engine(settings, writer=True), Metrics(), batch_max=4, batch_wait=0.05)
     w.start()
 
-    async def main() -> list[list[dict[str, Any]]]:
-        tasks = [asyncio.ensure_future(w.write([row()])) for _ in range(10)]
+    sink = RecordsSink()
+
+    async def main() -> list[list[Envelope]]:
+        tasks = [asyncio.ensure_future(w.write(sink, [Envelope(row())])) for _ in range(10)]
         await asyncio.sleep(0)
         await asyncio.get_running_loop().run_in_executor(None, w.stop)
         return await asyncio.gather(*tasks)
@@ -114,12 +120,13 @@ def test_a_poison_record_fails_alone_and_never_escapes_as_a_crash(settings: Sett
             return await asyncio.gather(*tasks, return_exceptions=True)
 
         results = asyncio.run(main())
-        assert all(isinstance(r, list) and r[0]["id"] for r in results[:5])
+        assert all(isinstance(r, list) and r[0].id for r in results[:5])
         # The store takes records (its probe goes in), so this one is refused, not a 503.
         assert isinstance(results[5], RecordsRefused)
         [refused] = results[5].results
-        assert refused["id"] is None and "ValueError" in refused["refused"]
-        assert "processor bug" in refused["refused_error"]
+        assert refused.id is None and refused.failed
+        assert refused.refused is not None and "ValueError" in refused.refused
+        assert refused.error is not None and "processor bug" in refused.error
         assert s.run(count_records, RecordFilter()) == 5
     finally:
         s.close()
@@ -136,10 +143,12 @@ def test_calls_run_on_the_writer_in_line_with_record_batches(store: Store) -> No
         raise ValueError("refused by the admin function")
 
     async def main() -> tuple[list[Any], int]:
-        first = asyncio.ensure_future(store.writer.write([row()]))
+        first = asyncio.ensure_future(store.writer.write(store.records, [Envelope(row())]))
         await asyncio.sleep(0.05)  # the first batch is committed or in flight
         seen = await store.writer.call(note, "call")
-        later = await asyncio.gather(*(store.writer.write([row()]) for _ in range(5)))
+        later = await asyncio.gather(
+            *(store.writer.write(store.records, [Envelope(row())]) for _ in range(5))
+        )
         with pytest.raises(ValueError, match="refused by the admin function"):
             await store.writer.call(boom)
         return [await first, *later], seen

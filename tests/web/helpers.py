@@ -9,6 +9,7 @@ from typing import Any
 from downlink.pipeline.registry import default_processors
 from downlink.store.database import Store
 from downlink.store.inserts import insert_records
+from downlink.testing.consumers import catch_up
 
 Row = dict[str, Any]
 _serial = itertools.count(1)
@@ -67,8 +68,11 @@ def rec(**fields: Any) -> Row:
 
 
 def load(store: Store, rows: list[Row]) -> list[Row]:
-    """Store ``rows`` through insert_records with the standard processors (the writer's path)."""
-    return store.run_write(insert_records, rows, default_processors())
+    """Store ``rows`` through insert_records with the standard processors (the writer's
+    path), then run the consumers (crash grouping, rollups) until they are caught up."""
+    stored = store.run_write(insert_records, rows, default_processors())
+    catch_up(store)
+    return stored
 
 
 def sample_fleet(script_payload: str, second_build: str) -> list[Row]:

@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import Connection, select
 
 from downlink.settings import Settings
+from downlink.sources.clearlinux.rollups import ROLLUP_TABLES
+from downlink.sources.clearlinux.tables import guilty
 from downlink.store.database import Store
-from downlink.store.rollups import ROLLUP_TABLES
-from downlink.store.tables import guilty
+from downlink.testing.consumers import catch_up
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "dashboards.py"
 Snapshot = dict[str, list[tuple[object, ...]]]
@@ -69,3 +70,9 @@ def test_fast_load_gives_the_same_records_groups_and_rollups(db_url: str, second
     assert len(normal["indexes"]) >= 8
     for name in normal:
         assert fast[name] == normal[name], name
+    for url in (db_url, second_url):  # the consumers start after the loaded records
+        store = Store(Settings(database_url=url))
+        try:
+            assert catch_up(store) == 0
+        finally:
+            store.close()

@@ -89,7 +89,7 @@ def _charts_drawn(page: Any) -> int:
     "path, title, charts",
     [
         ("/builds", "Builds", 1),
-        ("/stats", "Stats", 3),
+        ("/stats", "Stats", 4),
         ("/crashes", "Crashes", 1),
         ("/mce", "Machine-check events", 4),
         ("/thermal", "Thermal events", 1),
@@ -506,4 +506,65 @@ def test_one_search_box_finds_ids_builds_classes_and_frames(site: LiveServer, pa
     assert search("1")[0] == "Record 1"
     assert search("no such thing") == []
     assert "Nothing is named" in page.inner_text("#no-results")
+    assert page.errors == []
+
+
+def test_severity_palette_is_the_same_in_tables_and_charts(site: LiveServer, page: Any) -> None:
+    page.goto(site.url + "/stats")
+    _charts_drawn(page)
+    colors = page.evaluate(
+        """() => {
+        const css = getComputedStyle(document.documentElement);
+        const chart = Chart.getChart(document.getElementById('chart-severities'));
+        const labels = chart.data.labels;
+        const bars = chart.data.datasets[0].backgroundColor;
+        const cell = document.querySelector('#severities td.sev-1');
+        const probe = document.createElement('span');
+        probe.style.color = css.getPropertyValue('--sev-1').trim();
+        document.body.appendChild(probe);
+        return {labels: labels, bars: bars,
+                vars: [1, 2, 3, 4].map(n => css.getPropertyValue('--sev-' + n).trim()),
+                cell: getComputedStyle(cell).color, probe: getComputedStyle(probe).color};
+    }"""
+    )
+    by_level = dict(zip(colors["labels"], colors["bars"], strict=True))
+    assert by_level["1 low"] == colors["vars"][0]
+    assert set(colors["bars"]) <= set(colors["vars"])
+    assert colors["cell"] == colors["probe"]  # the table cell takes the same colour
+    page.goto(site.url + "/plugins/severity")
+    _charts_drawn(page)
+    stacks = page.evaluate(
+        "Chart.getChart(document.getElementById('chart-severity')).data.datasets"
+        ".map(d => [d.label, d.backgroundColor])"
+    )
+    assert dict(stacks)["severity 1"] == colors["vars"][0]
+    assert page.errors == []
+
+
+def test_crash_triage_draws_without_script_errors(site: LiveServer, page: Any) -> None:
+    page.goto(site.url + "/crashes")
+    _charts_drawn(page)
+    assert page.locator("#guilties svg.spark polyline").count() >= 1
+    assert page.locator("#guilties svg.share-bar rect").count() >= 1
+    page.locator("#guilties .guilty-link").first.click()
+    page.wait_for_load_state()
+    assert _charts_drawn(page) == 2
+    labels = page.evaluate("Chart.getChart(document.getElementById('chart-daily')).data.labels")
+    assert labels[-1].endswith(" (so far)")
+    assert page.locator("#processes").inner_text().startswith("in ")
+    assert page.errors == []
+
+
+def test_partial_weeks_are_marked_on_mce_and_thermal(site: LiveServer, page: Any) -> None:
+    views = (("/mce?range=30d", "chart-weekly"), ("/thermal?range=30d", "chart-thermal"))
+    for path, chart_id in views:
+        page.goto(site.url + path)
+        _charts_drawn(page)
+        labels = page.evaluate(f"Chart.getChart(document.getElementById('{chart_id}')).data.labels")
+        assert labels[-1].endswith(" (so far)"), labels
+        # 30 days from today start on a Monday one day in seven: the first week is cut.
+        starts = page.evaluate("document.querySelector('input[name=from]').value")
+        monday = time.strptime(starts, "%Y-%m-%d").tm_wday == 0
+        assert labels[0].endswith(" (partial)") is not monday, labels
+        assert not any("(so far)" in x or "(partial)" in x for x in labels[1:-1])
     assert page.errors == []

@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, update
 
 from downlink.app import create_app
-from downlink.pipeline.crashes import add_to_blacklist
-from downlink.pipeline.regroup import JobRunner
+from downlink.pipeline.jobrunner import JobRunner
 from downlink.settings import Settings
+from downlink.sources.clearlinux.crashes import add_to_blacklist
 from downlink.store.database import Store
 from downlink.store.jobs import claim, enqueue, fail
 from downlink.store.tables import jobs
@@ -437,8 +437,9 @@ def test_static_chart_library_is_served(client: TestClient) -> None:
 
 def test_nodes_page_lists_websocket_nodes_and_message_types(client: TestClient) -> None:
     from downlink.pipeline.registry import default_processors
-    from downlink.sources.substrate.connections import NODE_KEY, record_connections
+    from downlink.sources.substrate.connections import NODE_KEY
     from downlink.store.inserts import insert_records
+    from downlink.testing.consumers import catch_up
 
     node = {
         "connection": "c1",
@@ -459,7 +460,8 @@ def test_nodes_page_lists_websocket_nodes_and_message_types(client: TestClient) 
         )
         for msg in ("system.connected", "system.interval", "system.interval")
     ]
-    _store(client).run_write(insert_records, rows, [*default_processors(), record_connections])
+    _store(client).run_write(insert_records, rows, default_processors())
+    catch_up(_store(client))
     data = client.get("/substrate.json").json()
     assert [n["peer_id"] for n in data["nodes"]] == ["12D3KooWPeer"]
     assert {(m["msg"], m["count"]) for m in data["messages"]} == {

@@ -18,7 +18,7 @@ from tests.web.helpers import load, rec
 PLUGIN = """
 from pathlib import Path
 from sqlalchemy import func, select
-from downlink.store.tables import rollup_daily
+from downlink.sources.clearlinux.tables import rollup_daily
 from downlink.web.plugins import PluginView
 
 def machines(conn, query):
@@ -50,7 +50,8 @@ def plugin_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
 def test_a_plugin_module_adds_a_view_a_tab_and_a_twin(
     settings: Settings, plugin_module: str
 ) -> None:
-    app = create_app(settings.replace(web_plugins=("downlink.web.example_plugin", plugin_module)))
+    example = "downlink.sources.clearlinux.severity_plugin"
+    app = create_app(settings.replace(web_plugins=(example, plugin_module)))
     with TestClient(app) as client:
         load(app.state.store, [rec(), rec()])
         page = client.get("/plugins/tally", params={"echo": "<b>hi</b>"})
@@ -85,3 +86,12 @@ def test_bad_plugins_fail_loudly() -> None:
         registry.add_view(PluginView("Bad Name", "x", _noop))
     with pytest.raises(PluginError, match="templates_dir"):
         registry.add_view(PluginView("tpl", "x", _noop, template="x.html"))
+
+
+def test_the_example_plugins_old_module_name_still_loads_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="downlink.web.plugins"):
+        registry = load_plugins(["downlink.web.example_plugin"], use_entry_points=False)
+    assert list(registry.views) == ["severity"]
+    assert "downlink.sources.clearlinux.severity_plugin" in caplog.text

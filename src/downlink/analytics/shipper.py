@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from downlink.analytics import dashboards, records, schema
+from downlink.analytics import records, schema
 from downlink.analytics.client import Analytics, connect
 from downlink.settings import Settings
 from downlink.sources.base import AnalyticsTable, Consumer, LogRecord
@@ -103,9 +103,6 @@ def shipping(settings: Settings) -> Shipping | None:
     sources = settings.registry
     reads: dict[str, Any] = {
         records.READS_KEY: records.clickhouse_reads(ch),
-        "stats": dashboards.stats,
-        "builds": dashboards.records_per_build,
-        "population": dashboards.machines_per_build,
     }
     for source in sources:
         if source.analytics_reads is not None:

@@ -21,19 +21,13 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from downlink.analytics.client import AnalyticsError
+from downlink.errors import BadRequest
+
+__all__ = ["BadRequest", "allowed_methods", "install"]
 
 log = logging.getLogger(__name__)
 
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
-
-
-class BadRequest(Exception):
-    """A request the API refuses, with the message the client sees."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 def _json(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
@@ -75,7 +69,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DataError)
     async def _refused_value(request: Request, exc: DataError) -> Response:
         # A safety net: parameters are checked before they reach the database
-        # (api/params.py), so this is a check missing somewhere; it is logged as such.
+        # (downlink/params.py), so this is a check missing somewhere; it is logged as such.
         log.warning("the database refused a value of %s %s: %s", request.method,
                     request.url.path, exc.orig)
         return _json("The database cannot take a value of this request", 400)

@@ -5,7 +5,8 @@ refusal is ``{"message": ...}``, :mod:`downlink.api.errors`), and knows nothing 
 answers the middleware gives before a route runs. :func:`install` rewrites each
 operation once, when the document is first asked for:
 
-* 422 goes; 400 (bad parameter or body) is declared wherever an operation takes input;
+* FastAPI's 422 goes (a route declaring its own 422, as OONI's API does, keeps it);
+  400 (bad parameter or body) is declared wherever an operation takes input;
 * 401 and 429 wherever an API token may be required and the rate limit applies (every
   path but the always-open ones of ``security/paths.py``), 413 and 408 wherever a
   body is read, 503 wherever the database is read or written;
@@ -57,7 +58,9 @@ def _takes_input(operation: dict[str, Any]) -> bool:
 
 def _declare_errors(path: str, method: str, operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
-    responses.pop("422", None)
+    generated = responses.get("422", {}).get("content", {}).get("application/json", {})
+    if "HTTPValidationError" in str(generated.get("schema", "")):
+        responses.pop("422")  # FastAPI's, never sent; a route's own 422 stays
     wanted = []
     if _takes_input(operation):
         wanted.append("400")

@@ -25,8 +25,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from downlink.analytics.records import RecordReads
-from downlink.api.errors import BadRequest
-from downlink.api.params import MAX_ID, RecordId, integer, parse_moment, text
+from downlink.errors import BadRequest
+from downlink.params import MAX_ID, RecordId, integer, parse_moment, text
 from downlink.store.database import Store
 from downlink.store.queries.records import (
     RecordFilter,

@@ -6,8 +6,11 @@ import click
 
 from downlink import __version__
 from downlink.cli import migrate, send, serve, transfer
+from downlink.cli.archive import archive_cmd
+from downlink.cli.partition import partition_cmd
 from downlink.cli.purge import purge
 from downlink.cli.reprocess import reprocess_cmd
+from downlink.cli.senders import senders_cmd
 from downlink.cli.settings import settings_cmd
 from downlink.cli.spool import spool_cmd
 from downlink.sources import registry
@@ -28,6 +31,9 @@ cli.add_command(settings_cmd)
 cli.add_command(purge)
 cli.add_command(reprocess_cmd)
 cli.add_command(spool_cmd)
+cli.add_command(archive_cmd)
+cli.add_command(senders_cmd)
+cli.add_command(partition_cmd)
 
 # Commands of the built-in and installed sources (``Source.extra["cli"]``, a click command).
 for _source in registry.load():

@@ -11,11 +11,15 @@ from sqlalchemy import Engine
 
 from downlink.analytics.shipper import SOURCE as SHIPPERS
 from downlink.analytics.shipper import shippers
+from downlink.archive.replay import replay
+from downlink.archive.storage import StorageError
+from downlink.cli.archive import archives_of, open_archive
 from downlink.cli.options import database_option, load_settings
 from downlink.pipeline import reprocess
 from downlink.pipeline.consumers import Bound, bind
 from downlink.pipeline.jobkinds import run_step
-from downlink.pipeline.regroup import STALE_AFTER_S
+from downlink.pipeline.jobrunner import STALE_AFTER_S
+from downlink.settings import Settings
 from downlink.sources.base import JobKind
 from downlink.sources.registry import SourceError
 from downlink.store import jobs
@@ -53,6 +57,10 @@ def _pick(
 @click.option("--until", type=_DAY, required=True, help="Last UTC day, included.")
 @click.option("--consumer", default=None, help="Only this consumer (default: all the source's).")
 @click.option("--dry-run", is_flag=True, help="Only count the rows that would be replayed.")
+@click.option(
+    "--from-archive", is_flag=True,
+    help="Replay the rows kept in the raw archive (DOWNLINK_ARCHIVE), not the database's.",
+)
 @database_option
 def reprocess_cmd(
     source: str,
@@ -60,6 +68,7 @@ def reprocess_cmd(
     until: datetime,
     consumer: str | None,
     dry_run: bool,
+    from_archive: bool,
     database_url: str | None,
 ) -> None:
     """Rebuild what consumers derived from rows received from --since to --until.
@@ -69,6 +78,10 @@ def reprocess_cmd(
     server, which shows it on /consumers); run the same command again to resume an
     interrupted job. Running it twice gives identical derived data. With
     DOWNLINK_ANALYTICS_URL set, `--source analytics` backfills the ClickHouse store.
+
+    With --from-archive the rows come from the raw archive (`downlink archive`), so
+    rows that retention removed from the database are replayed too; run it again to
+    finish an interrupted replay.
     """
     settings = load_settings(database_url)
     first, last = since.date(), until.date()
@@ -81,6 +94,15 @@ def reprocess_cmd(
         raise click.ClickException(str(exc)) from None
     known = (*settings.registry.names, *((SHIPPERS,) if extra else ()))
     chosen = _pick(bounds, source, consumer, known)
+    if from_archive and source == SHIPPERS:
+        raise click.BadParameter(
+            "the analytics shippers copy the database's rows: replay the archive through"
+            " the source that archived them, the shippers then ship what it rebuilt",
+            param_hint="--from-archive",
+        )
+    if from_archive:
+        _from_archive(settings, chosen, source, first, last, dry_run)
+        return
     engine = make_engine(settings, writer=True)
     try:
         if migrations.pending(engine, settings.registry):
@@ -93,6 +115,40 @@ def reprocess_cmd(
         raise click.ClickException(f"reprocess failed: {exc}") from None
     finally:
         engine.dispose()
+
+
+def _from_archive(
+    settings: Settings, chosen: list[Bound], source: str, first: date, last: date,
+    dry_run: bool,
+) -> None:
+    storage = open_archive(settings)
+    archives = archives_of(settings, source)
+    params = reprocess.plan(source, "", first, last)
+    engine = make_engine(settings, writer=True)
+    try:
+        if migrations.pending(engine, settings.registry):
+            raise click.ClickException("the database is not up to date: run `downlink migrate`")
+        with click.progressbar(length=1, label="archive files", show_pos=True) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.length = max(total, 1)
+                bar.pos = 0
+                bar.update(done)
+
+            results = replay(engine, storage, archives, chosen, params["since"],
+                             params["until"], dry_run, progress)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    verb = "would replay" if dry_run else "replayed"
+    for done in results:
+        click.echo(f"{verb} {done.rows} archived row(s) from {done.files} file(s) "
+                   f"through {done.consumer}")
+    if not results:
+        raise click.ClickException(
+            f"no consumer of source {source!r} follows a table it archives"
+        )
 
 
 def _one(

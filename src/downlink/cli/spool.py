@@ -22,8 +22,8 @@ from downlink.pipeline.registry import default_processors
 from downlink.store.database import Store
 from downlink.store.inserts import RECORD_COLUMNS
 from downlink.store.record_json import format_ts
-from downlink.store.refusals import ERROR_KEY, REFUSED_KEY, describe, store_rows
-from downlink.store.spool import Spool
+from downlink.store.refusals import describe, store_items
+from downlink.store.spool import RECORDS, Spool, Spooled
 from downlink.store.storable import unstorable_field
 from downlink.store.transfer import export_row
 
@@ -54,9 +54,9 @@ def _open(spool_dir: str | None) -> Iterator[Spool]:
         spool.close()
 
 
-def _selected(spool: Spool, ids: tuple[int, ...]) -> list[tuple[int, Row, str]]:
+def _selected(spool: Spool, ids: tuple[int, ...]) -> list[Spooled]:
     entries = spool.refused(ids or None)
-    missing = sorted(set(ids) - {seq for seq, _, _ in entries})
+    missing = sorted(set(ids) - {entry.seq for entry in entries})
     if missing:
         raise click.ClickException(
             "no set-aside record with id " + ", ".join(str(seq) for seq in missing)
@@ -76,10 +76,12 @@ def list_cmd(spool_dir: str | None) -> None:
     with _open(spool_dir) as spool:
         entries = spool.refused()
         pending = spool.pending()
-    for seq, row, error in entries:
+    for entry in entries:
+        row = entry.row
+        source = row.get("source") if entry.sink == RECORDS else entry.sink
         click.echo(
-            f"{seq}\t{format_ts(row.get('ts_reception'))}\t{row.get('source')}\t"
-            f"{row.get('classification')}\t{error}"
+            f"{entry.seq}\t{format_ts(row.get('ts_reception'))}\t{source}\t"
+            f"{row.get('classification')}\t{entry.error}"
         )
     click.echo(f"{len(entries)} set aside, {pending} waiting to be drained", err=True)
 
@@ -98,10 +100,14 @@ def export_cmd(output: str, spool_dir: str | None, ids: tuple[int, ...]) -> None
         entries = _selected(spool, ids)
     out: IO[bytes] = sys.stdout.buffer if output == "-" else open(output, "wb")  # noqa: SIM115
     try:
-        for seq, row, error in entries:
-            line = export_row({**dict.fromkeys(RECORD_COLUMNS), **row, "id": None})
-            line["set_aside"] = {"id": seq, "error": error}
-            out.write(orjson.dumps(line) + b"\n")
+        for entry in entries:
+            line: dict[str, Any]
+            if entry.sink == RECORDS:
+                line = export_row({**dict.fromkeys(RECORD_COLUMNS), **entry.row, "id": None})
+            else:  # another sink's item: its row as spooled
+                line = {"sink": entry.sink, "row": entry.row}
+            line["set_aside"] = {"id": entry.seq, "error": entry.error}
+            out.write(orjson.dumps(line, default=str) + b"\n")
     finally:
         if out is not sys.stdout.buffer:
             out.close()
@@ -123,39 +129,46 @@ def retry_cmd(spool_dir: str | None, ids: tuple[int, ...], database_url: str | N
     with _open(spool_dir or settings.spool_dir) as spool:
         entries = _selected(spool, ids)
         still: list[tuple[int, str]] = []
-        retry: list[tuple[int, Row]] = []
-        for seq, row, _ in entries:
-            problem = unstorable_field(row)
+        retry: list[Spooled] = []
+        for entry in entries:
+            problem = unstorable_field(entry.row) if entry.sink == RECORDS else None
             if problem is None:
-                retry.append((seq, row))
+                retry.append(entry)
             else:
-                still.append((seq, problem))
+                still.append((entry.seq, problem))
         stored = dupes = 0
         if retry:
-            store = Store(settings.replace(spool_dir=""), processors=default_processors())
+            store = Store(
+                settings.replace(spool_dir=""), processors=default_processors(settings.registry)
+            )
+            done: list[int] = []
             try:
                 store.migrate()
-                results = store_rows(
-                    store.write_engine, [row for _, row in retry], store.writer.processors
-                )
+                for sink in sorted({entry.sink for entry in retry}):
+                    if sink not in store.sinks:
+                        still.extend((e.seq, f"no sink {sink!r} in this server's sources")
+                                     for e in retry if e.sink == sink)
+                        continue
+                    mine = [entry for entry in retry if entry.sink == sink]
+                    results = store_items(store.write_engine, store.sink(sink),
+                                          [entry.item for entry in mine])
+                    for entry, result in zip(mine, results, strict=True):
+                        if result.failed:
+                            still.append((entry.seq, str(result.error or result.refused)))
+                            continue
+                        done.append(entry.seq)
+                        if result.duplicate:
+                            dupes += 1
+                        else:
+                            stored += 1
             except Exception as exc:  # noqa: BLE001 - an outage: nothing changes
                 raise click.ClickException(
                     f"the database is unavailable, nothing retried: {describe(exc)}"
                 ) from None
             finally:
+                spool.drop_refused(done)
                 store.write_engine.dispose()
                 store.engine.dispose()
-            done: list[int] = []
-            for (seq, _), result in zip(retry, results, strict=True):
-                if REFUSED_KEY in result:
-                    still.append((seq, str(result.get(ERROR_KEY) or result[REFUSED_KEY])))
-                    continue
-                done.append(seq)
-                if result.get("duplicate"):
-                    dupes += 1
-                else:
-                    stored += 1
-            spool.drop_refused(done)
         for seq, error in still:
             spool.update_refused(seq, error)
     click.echo(f"retried {len(entries)}: {stored} stored, {dupes} already present, "
@@ -175,5 +188,5 @@ def drop_cmd(spool_dir: str | None, ids: tuple[int, ...], drop_all: bool) -> Non
         raise click.UsageError("give --id N (repeatable) or --all")
     with _open(spool_dir) as spool:
         entries = _selected(spool, ids)
-        dropped = spool.drop_refused(seq for seq, _, _ in entries)
+        dropped = spool.drop_refused(entry.seq for entry in entries)
     click.echo(f"dropped {dropped} set-aside records")

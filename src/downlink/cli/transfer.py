@@ -16,7 +16,6 @@ from downlink.cli.options import database_option, load_settings
 from downlink.pipeline.registry import default_processors
 from downlink.store.database import Store
 from downlink.store.queries.records import RecordFilter, count_records, iter_records
-from downlink.store.refusals import ERROR_KEY, REFUSED_KEY
 from downlink.store.transfer import ImportError_, export_row, import_row
 from downlink.store.writer import RecordsRefused, StoreUnavailable
 
@@ -41,7 +40,8 @@ def export_cmd(
     f = RecordFilter(source=source, classification=classification)
     try:
         store.migrate()
-        with store.engine.connect() as conn:
+        # From the read replica when DATABASE_READ_URL names one.
+        with store.reads_engine().connect() as conn:
             total = count_records(conn, f)
             with Progress(disable=output == "-", transient=False) as progress:
                 task = progress.add_task("exporting", total=total)
@@ -53,6 +53,8 @@ def export_cmd(
             out.close()
         store.engine.dispose()
         store.write_engine.dispose()
+        if store.replica is not None:
+            store.replica.engine.dispose()
     if output != "-":
         click.echo(f"exported {total} records to {output}")
 
@@ -93,7 +95,7 @@ def import_cmd(input_file: Path, batch: int, database_url: str | None) -> None:
     for _ in _batches(input_file, batch):
         pass  # validation pass: raises on the first bad line
     settings = load_settings(database_url).replace(batch_max=batch, queue_max=batch * 4)
-    store = Store(settings, processors=default_processors())
+    store = Store(settings, processors=default_processors(settings.registry))
     refused: list[str] = []
 
     async def run() -> tuple[int, int]:
@@ -106,10 +108,10 @@ def import_cmd(input_file: Path, batch: int, database_url: str | None) -> None:
                 except RecordsRefused as exc:
                     results = exc.results
                 for number, stored in zip(lines, results, strict=True):
-                    if REFUSED_KEY in stored:
-                        detail = stored.get(ERROR_KEY) or stored[REFUSED_KEY]
+                    if stored.failed:
+                        detail = stored.error or stored.refused
                         refused.append(f"{input_file}:{number}: {detail}")
-                    elif stored.get("duplicate"):
+                    elif stored.duplicate:
                         dupes += 1
                     else:
                         added += 1

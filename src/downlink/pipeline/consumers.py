@@ -175,6 +175,9 @@ class ConsumerRunner:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._next_lag = 0.0
+        # Each consumer's status as of the last lag refresh (pages' freshness marks).
+        self.latest: dict[str, dict[str, Any]] = {}
+        self.latest_at: float | None = None
 
     def start(self) -> None:
         """Start on the running event loop (nothing to do without consumers or polling)."""
@@ -241,7 +244,7 @@ class ConsumerRunner:
                 break
             if self._retry_at.get(b.name, 0.0) > now or self._not_before.get(b.name, 0.0) > now:
                 continue
-            if not await self.store.read(has_work, b):
+            if not await self.store.read_primary(has_work, b):
                 continue
             try:
                 n = await self.store.admin_write(step, b)
@@ -275,6 +278,24 @@ class ConsumerRunner:
             return
         self._next_lag = now + LAG_EVERY_S
         metrics = self.store.metrics
-        for entry in await self.store.read(status, self.bounds):
+        at = time.time()
+        entries = await self.store.read_primary(status, self.bounds, at)
+        for entry in entries:
             metrics.consumer_lag_records.labels(entry["name"]).set(entry["lag_records"])
             metrics.consumer_lag_seconds.labels(entry["name"]).set(entry["lag_seconds"])
+        self.latest = {e["name"]: e for e in entries}
+        self.latest_at = at
+
+    def freshness(self, names: Sequence[str]) -> dict[str, Any] | None:
+        """How fresh the data derived by the consumers ``names`` is, as of the last lag
+        refresh (at most about a second old): records and seconds behind, the worst of
+        them, and their errors; None before the first refresh."""
+        found = [self.latest[n] for n in names if n in self.latest]
+        if not found or self.latest_at is None:
+            return None
+        return {
+            "checked_at": self.latest_at,
+            "lag_records": sum(int(e["lag_records"]) for e in found),
+            "lag_seconds": max(float(e["lag_seconds"]) for e in found),
+            "errors": [f"{e['name']}: {e['error']}" for e in found if e["error"]],
+        }

@@ -1,6 +1,6 @@
 """Run one step of a job of a registered kind (``JobKind``), with its progress.
 
-The job runner (:class:`~downlink.pipeline.regroup.JobRunner`) and ``downlink
+The job runner (:class:`~downlink.pipeline.jobrunner.JobRunner`) and ``downlink
 reprocess`` call :func:`run_step` in one write transaction per step: the kind's work
 and the job's cursor, counts and heartbeat commit together, so a job resumes exactly
 where its last committed step left it.

@@ -8,9 +8,9 @@ from downlink.sources import registry
 from downlink.sources.registry import Sources
 
 # Endpoints that receive telemetry. They stay open when tokens are configured, unless
-# DOWNLINK_COLLECTOR_AUTH is on. A source declares its own in ``Source.ingest_paths``;
-# these are the ones of the protocols not yet moved to a source folder.
-INGEST_PATHS = frozenset(("/", "/v2/collector", "/v3/collector", "/api/v1/records/bulk"))
+# DOWNLINK_COLLECTOR_AUTH is on. Every source declares its own (``Source.ingest_paths``):
+# the core has none.
+INGEST_PATHS: frozenset[str] = frozenset()
 
 # Websocket ingest: every source declares its own (``Source.ingest_websockets``).
 INGEST_WEBSOCKETS: frozenset[str] = frozenset()

@@ -12,7 +12,7 @@ the core packages. Fields may be added; none is renamed without a deprecation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fastapi import APIRouter
     from prometheus_client import CollectorRegistry
-    from sqlalchemy import Connection, MetaData
+    from sqlalchemy import ColumnElement, Connection, MetaData, Table
     from starlette.routing import BaseRoute
+    from starlette.types import Receive, Scope, Send
 
     from downlink.settings import Settings
+    from downlink.store.sinks import Sink
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,26 @@ class AnalyticsTable:
 
 
 @dataclass(frozen=True)
+class Archive:
+    """Rows of a committed table that the core's raw archive keeps (``downlink.archive``).
+
+    ``table`` names the table (the core's ``records`` or one of the source's
+    ``metadata``), ``ts_column`` its reception time (epoch seconds: files are by UTC
+    day of it) and ``id_column`` its increasing key (the line order, and the ``seq``
+    of a replayed row). ``where(table)`` selects this source's rows of a shared table
+    (``records.source == name``). ``name`` names the archive in the source's folder.
+    ``downlink reprocess --from-archive`` replays a range of these rows through the
+    source's consumers that follow ``table``.
+    """
+
+    name: str
+    table: str
+    ts_column: str = "ts_reception"
+    id_column: str = "id"
+    where: Callable[[Table], ColumnElement[bool]] | None = None
+
+
+@dataclass(frozen=True)
 class JobProgress:
     """What one step of a job did: its new ``cursor``, items ``done`` in all, and
     optionally the ``total`` expected and new ``params`` (state kept between steps)."""
@@ -142,6 +164,39 @@ class JobKind:
 
 
 @dataclass(frozen=True)
+class JobContext:
+    """What a :class:`JobDriver` gets for one claimed job.
+
+    ``store`` is the process's ``Store`` (``read_primary(fn, …)`` off the event loop,
+    ``admin_write(fn, …)`` one short write transaction, in line with the record
+    batches on SQLite, ``is_sqlite``); ``job`` the claimed row; ``owner`` the claim's
+    token; ``chunk`` the runner's chunk size; ``stopping()`` turns true when the server
+    shuts down (release the job with ``downlink.store.jobs.release`` and return).
+    """
+
+    store: Any
+    job: Mapping[str, Any]
+    owner: str
+    chunk: int
+    stopping: Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class JobDriver:
+    """A kind of job that drives its own transactions (reads between its writes).
+
+    For work a :class:`JobKind`'s one-step-per-transaction shape does not fit (Clear
+    Linux's regroup aggregates a crash group on a read connection, then writes it in
+    parts). ``run(ctx)`` runs the claimed job to its end (or until
+    ``ctx.stopping()``) and returns a short outcome for the log; each of its write
+    transactions must check the claim (``downlink.store.jobs`` raises ``JobLost``).
+    """
+
+    kind: str
+    run: Callable[[JobContext], Awaitable[str]]
+
+
+@dataclass(frozen=True)
 class NavEntry:
     """A tab of the navigation bar.
 
@@ -156,12 +211,47 @@ class NavEntry:
 
 
 @dataclass(frozen=True)
+class SenderRule:
+    """How a source names its senders, for trust on first use (docs/senders.md).
+
+    ``id_name`` is what the sender id is called on the wire (``master_node_uid``,
+    ``machine_id``, the peer id); the source's handlers extract it and ask
+    ``downlink.security.senders`` whether a post matches the id's binding.
+    ``on_mismatch`` is what happens to a post that does not: ``"refuse"`` (answered
+    403, nothing stored) or ``"flag"`` (stored with ``sender_flagged`` set and left out
+    of reports and dashboards: for clients that cannot be changed to present a secret).
+    ``secret``: the protocol can return the binding's secret in a response header the
+    sender may keep (HTTP); a websocket source binds by network or certificate only.
+    ``rule`` is one sentence for the senders page and ``downlink senders list``.
+    """
+
+    id_name: str
+    on_mismatch: str
+    secret: bool = True
+    rule: str = ""
+
+    def __post_init__(self) -> None:
+        if self.on_mismatch not in ("refuse", "flag"):
+            raise ValueError(f"on_mismatch must be 'refuse' or 'flag', not {self.on_mismatch!r}")
+
+
+@dataclass(frozen=True)
 class Source:
     """Everything one source brings.
 
     * ``name``: short slug, also the value of ``records.source`` where it stores there.
     * ``routers``: FastAPI routers (ingest endpoints, API, pages) included by the app.
     * ``routes``: plain Starlette routes (websockets, hot-path endpoints).
+    * ``direct_posts``: ``{path: ASGI endpoint}`` for POSTs the application serves
+      straight from its ``__call__``, past the middleware and the router, wrapped in
+      the same checks (``security.guard``); their ``routes`` are matched first too.
+      The hot path of a single-record collector (Clear Linux's ``/v2/collector``).
+    * ``search(conn, text)``: what the search box finds among the source's data, as
+      keys added to ``/search.json``'s ``found`` (from indexes or small tables, never
+      a scan); ``search_template``: a template (``"<name>/…"``) rendering them as
+      ``<li>`` items of the results (it gets ``f``, the ``found`` mapping).
+    * ``openapi_paths()``: OpenAPI path items of routes FastAPI does not describe
+      (plain Starlette ones), merged into ``/openapi.json``.
     * ``ingest_paths`` / ``ingest_websockets``: paths that deliver telemetry (open
       when API tokens are configured, rate-limited as ingest).
       ``ingest_prefixes``: POST path prefixes that deliver telemetry (OONI's
@@ -170,12 +260,21 @@ class Source:
     * ``metadata`` / ``migrations``: the source's own tables and the folder of its own
       Alembic revisions (a separate version location and branch; a migration never
       imports live application code).
-    * ``consumers``, ``job_kinds``: post-ack processing and background work.
+    * ``consumers``, ``job_kinds``: post-ack processing and background work;
+      ``job_drivers``: background jobs that drive their own transactions.
     * ``nav``: navigation tabs; ``templates``/``static``: folders the web shell serves.
     * ``settings``: the source's settings; ``metrics(registry)`` registers its metrics.
+    * ``archives``: rows the core's raw archive keeps as gzipped NDJSON by day
+      (:class:`Archive`; ``downlink archive``), so that they stay re-processable once
+      retention removes them from the database.
     * ``processors``: run by the group-commit writer inside each batch's transaction,
       on the new rows before their insert (``(conn, rows)``): only for derived data
       that must commit with the records; everything else is a consumer.
+      ``make_processors()`` returns fresh ones, run before ``processors``, for
+      processors that cache per database (one set per store: Clear Linux's crash
+      grouping and rollups).
+    * ``sinks``: the source's write sinks (``downlink.store.sinks.Sink``): its own
+      tables written with group commit and the spool, like records.
     * ``server_options(settings)``: options for the uvicorn server (websocket pings
       and frame size), merged by ``downlink serve``.
     * ``purge(conn, before_ts)``: deletes the source's rows older than the retention
@@ -189,6 +288,9 @@ class Source:
       ``analytics_reads(analytics)`` builds the source's ClickHouse implementation of
       its heavy reads from a :class:`downlink.analytics.client.Analytics` (the source
       picks it over its SQL one when the store is configured).
+    * ``senders``: the source's sender ids and its rule for posts that do not match
+      their binding (:class:`SenderRule`); bound only when ``DOWNLINK_SENDER_BINDING``
+      names the source, rate-limited per id when ``DOWNLINK_SENDER_RATE_LIMIT`` is set.
     """
 
     name: str
@@ -211,7 +313,20 @@ class Source:
     purge: Callable[[Connection, float], int] | None = None
     retention: str | None = None
     processors: Sequence[Callable[[Connection, list[dict[str, Any]]], None]] = ()
+    sinks: Sequence[Sink] = ()
     server_options: Callable[[Settings], Mapping[str, Any]] | None = None
+    archives: Sequence[Archive] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
     analytics_tables: Sequence[AnalyticsTable] = ()
     analytics_reads: Callable[[Any], Any] | None = None
+    job_drivers: Sequence[JobDriver] = ()
+    direct_posts: Mapping[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = field(
+        default_factory=dict
+    )
+    openapi_paths: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
+    search: Callable[[Connection, str], Mapping[str, Any]] | None = None
+    search_template: str | None = None
+    make_processors: (
+        Callable[[], Sequence[Callable[[Connection, list[dict[str, Any]]], None]]] | None
+    ) = None
+    senders: SenderRule | None = None

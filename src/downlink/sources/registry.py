@@ -28,12 +28,13 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from downlink.sources.base import Consumer, JobKind, NavEntry, Source, SourceSetting
+from downlink.sources.base import Consumer, JobDriver, JobKind, NavEntry, Source, SourceSetting
 
 ENTRY_POINT_GROUP = "downlink.sources"
 
 # The sources that ship with Downlink, as module names.
 BUILTIN: tuple[str, ...] = (
+    "downlink.sources.clearlinux.source",
     "downlink.sources.substrate.source",
     "downlink.sources.ooni.source",
     "downlink.sources.fuelstats.source",
@@ -98,6 +99,11 @@ class Sources:
     def job_kinds(self) -> dict[str, JobKind]:
         """Every source's job kinds by kind name."""
         return {k.kind: k for s in self.all for k in s.job_kinds}
+
+    @property
+    def job_drivers(self) -> dict[str, JobDriver]:
+        """Every source's self-driven job kinds by kind name."""
+        return {d.kind: d for s in self.all for d in s.job_drivers}
 
     @property
     def migrations(self) -> tuple[tuple[str, Path], ...]:
@@ -186,6 +192,8 @@ def check(sources: Sequence[Source]) -> Sources:
             claim("consumer", consumer.name, s.name)
         for kind in s.job_kinds:
             claim("job kind", kind.kind, s.name)
+        for driver in s.job_drivers:
+            claim("job kind", driver.kind, s.name)
         if s.metadata is not None:
             for table in s.metadata.tables:
                 claim("table", table, s.name)

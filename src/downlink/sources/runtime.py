@@ -12,6 +12,7 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
+from downlink.security.senders import SenderGuard
 from downlink.settings import Settings
 from downlink.store.database import Store
 
@@ -40,3 +41,9 @@ def analytics_of(conn: HTTPConnection, source: str) -> Any | None:
     if shipping is None:
         return None
     return shipping.reads.get(source)
+
+
+def senders_of(conn: HTTPConnection) -> SenderGuard:
+    """The app's sender guard: bindings of sender ids and per-sender rate limits."""
+    guard: SenderGuard = conn.app.state.senders
+    return guard

@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from downlink.store.follow import Cursor
+from downlink.store.follow import Cursor, last
 from downlink.store.tables import consumers
 
 ERROR_MAX = 2000
@@ -102,3 +102,12 @@ def fail(conn: Connection, name: str, message: str, retry_max: float, *,
 def rows(conn: Connection) -> dict[str, dict[str, Any]]:
     """Every consumer's row by name."""
     return {r["name"]: dict(r) for r in conn.execute(select(consumers)).mappings()}
+
+
+def skip_to_end(conn: Connection, name: str, table: Table) -> Cursor:
+    """Put the consumer's cursor after the last committed row of ``table`` (creating its
+    row): for rows whose derived data was written with them (a bulk loader's)."""
+    ensure(conn, name, table.name)
+    end = last(conn, table)
+    set_cursor(conn, name, end)
+    return end

@@ -53,9 +53,12 @@ def _sqlite_pragmas(engine: Engine, synchronous: str, immediate: bool) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(settings: Settings, *, writer: bool = False) -> Engine:
-    """Create an engine for reads (pooled) or for the single writer thread."""
-    url = _normalise(settings.database_url)
+def make_engine(settings: Settings, *, writer: bool = False, url: str | None = None) -> Engine:
+    """Create an engine for reads (pooled) or for the single writer thread.
+
+    ``url`` defaults to ``DATABASE_URL``; the read replica's engine passes its own.
+    """
+    url = _normalise(url or settings.database_url)
     if is_sqlite(url):
         connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": 30}
         if writer:

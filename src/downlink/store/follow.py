@@ -133,6 +133,22 @@ def lag(
     return int(n), float(first[0])
 
 
+def last(conn: Connection, table: Table) -> Cursor:
+    """The cursor of the last committed row of ``table`` in commit order (START if
+    empty). Rows of transactions still running are not seen: call it with none."""
+    if _pg(conn):
+        txid: ColumnElement[Any] = literal_column(
+            "CAST(CAST(COALESCE(txid, '0'::xid8) AS text) AS bigint)"
+        )
+        found = conn.execute(
+            select(txid, table.c.id).order_by(_TXID.desc(), table.c.id.desc()).limit(1)
+        ).first()
+    else:
+        found = conn.execute(select(literal_column("0"), table.c.id)
+                             .order_by(table.c.id.desc()).limit(1)).first()
+    return START if found is None else Cursor(int(found[0]), int(found[1]))
+
+
 def has_column(conn: Connection, table: Table) -> bool:
     """Whether ``table`` can be followed here (on PostgreSQL: it has the txid column)."""
     if not _pg(conn):
@@ -149,6 +165,12 @@ def _up_to(table: Table, boundary: Cursor, *, pg: bool) -> ColumnElement[bool]:
         return table.c.id <= boundary.id
     bound: ColumnElement[Any] = literal_column(f"CAST('{int(boundary.txid)}' AS xid8)")
     return tuple_(_TXID, table.c.id) <= tuple_(bound, boundary.id)
+
+
+def up_to(conn: Connection, table: Table, boundary: Cursor) -> ColumnElement[bool]:
+    """The condition "at or before ``boundary`` in commit order" on ``table``'s rows
+    (what a consumer whose cursor is ``boundary`` has applied)."""
+    return _up_to(table, boundary, pg=_pg(conn))
 
 
 def _in_range(

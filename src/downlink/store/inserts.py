@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -17,10 +18,27 @@ Row = dict[str, Any]
 RECORD_COLUMNS = tuple(c.name for c in records.columns if c.name != "id")
 _KEY_CHUNK = 500
 # The table's declared columns (on PostgreSQL it also has ``txid``, see store/follow.py).
+# On a partitioned ``records`` (store/partitions.py) ``dedup_key`` cannot be unique: the
+# lookup first takes a transaction advisory lock per key, in sorted order, so a
+# retransmission reaching two worker processes at once is stored once. The locks are
+# taken only when the table is partitioned, in the same statement (no round trip).
 _BY_KEYS_PG = (
-    f"SELECT {', '.join(c.name for c in records.columns)} FROM records "
-    "WHERE dedup_key = ANY(CAST(%s AS VARCHAR(64)[]))"
+    "WITH l AS MATERIALIZED (SELECT count(*) AS n FROM ("
+    "SELECT pg_advisory_xact_lock(h) FROM unnest(CAST(%s AS BIGINT[])) AS h "
+    "WHERE EXISTS (SELECT 1 FROM pg_partitioned_table "
+    "WHERE partrelid = CAST('records' AS regclass))) AS s) "
+    f"SELECT r.* FROM l CROSS JOIN LATERAL (SELECT {', '.join(c.name for c in records.columns)} "
+    "FROM records WHERE dedup_key = ANY(CAST(%s AS VARCHAR(64)[])) AND l.n >= 0) AS r"
 )
+
+
+def _lock_ids(keys: list[str]) -> list[int]:
+    """One signed 64-bit advisory lock id per distinct key, in sorted order."""
+    ids = {
+        int.from_bytes(hashlib.sha256(k.encode()).digest()[:8], "big", signed=True)
+        for k in keys
+    }
+    return sorted(ids)
 
 
 class _Processor(Protocol):
@@ -32,7 +50,7 @@ def _stored_by_key(conn: Connection, keys: list[str]) -> dict[str, Row]:
     if conn.dialect.name == "postgresql":
         # One array parameter: a short statement, the same for every batch, instead of
         # 500 placeholders per chunk rewritten on every batch.
-        result = conn.exec_driver_sql(_BY_KEYS_PG, (keys,))
+        result = conn.exec_driver_sql(_BY_KEYS_PG, (_lock_ids(keys), keys))
         for row in result.mappings():
             found[row["dedup_key"]] = dict(row)
         return found

@@ -28,9 +28,11 @@ def clear_json(row: Mapping[str, Any]) -> dict[str, Any]:
 
     ``record_version`` is the 2018+ name and ``record_format_version`` the one the
     original tests and README use; both are emitted. ``system_name``,
-    ``payload_format_version`` and ``source`` are Downlink additions.
+    ``payload_format_version`` and ``source`` are Downlink additions, and so is
+    ``sender_flagged``, present (true) only on a record whose machine id did not match
+    its binding (docs/senders.md).
     """
-    return {
+    out = {
         "arch": row["arch"],
         "bios_version": row["bios_version"],
         "board_name": row["board_name"],
@@ -53,3 +55,6 @@ def clear_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "ts_capture": format_ts(row["ts_capture"]),
         "ts_reception": format_ts(row["ts_reception"]),
     }
+    if row.get("sender_flagged"):
+        out["sender_flagged"] = True
+    return out

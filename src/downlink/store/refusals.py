@@ -13,8 +13,8 @@ from ``COPY`` (``DataError``, ``IntegrityError``, ``ProgrammingError``, …), SQ
 wraps others, and a read-only standby or a revoked privilege refuses *every* record
 with the same types a bad value gets. So only known outage types are trusted as such;
 anything else is settled by evidence. :func:`insert_isolated` inserts the rows in
-savepoints, halving failing parts down to single rows, and when a single row fails it
-inserts a harmless probe record (rolled back at once) through the same path: if the
+savepoints, halving failing parts down to single items, and when a single item fails
+it inserts a harmless probe record (rolled back at once) through the same path: if the
 probe goes in, the database demonstrably takes records and the failed rows are
 refused; if the probe fails too, it is an outage and the caller keeps every row.
 """
@@ -24,13 +24,17 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
+from downlink.store.envelope import Envelope
 from downlink.store.inserts import insert_records
+
+if TYPE_CHECKING:
+    from downlink.store.sinks import Sink
 
 Row = dict[str, Any]
 
@@ -46,10 +50,6 @@ _OUTAGE_TYPES: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
-# Set on a row the store did not take: a message for the sender (no database detail)…
-REFUSED_KEY = "refused"
-# … and, for a refusal by the database, its full error for logs and operators.
-ERROR_KEY = "refused_error"
 
 
 class _Processor(Protocol):
@@ -124,70 +124,73 @@ def probe(conn: Connection, processors: Sequence[_Processor] = ()) -> None:
 
 
 class _Isolation:
-    """One :func:`insert_isolated` run: bisect failing parts down to single rows."""
+    """One :func:`insert_isolated` run: bisect failing parts down to single items."""
 
-    def __init__(self, conn: Connection, processors: Sequence[_Processor]) -> None:
+    def __init__(self, conn: Connection, sink: Sink) -> None:
         self.conn = conn
-        self.processors = processors
+        self.sink = sink
         self.probed = False
 
-    def halves(self, rows: list[Row]) -> list[Row]:
-        mid = len(rows) // 2
-        return self.attempt(rows[:mid]) + self.attempt(rows[mid:])
+    def halves(self, items: list[Envelope]) -> list[Envelope]:
+        mid = len(items) // 2
+        return self.attempt(items[:mid]) + self.attempt(items[mid:])
 
-    def attempt(self, rows: list[Row]) -> list[Row]:
-        """Insert ``rows`` in a savepoint; if refused, each half on its own."""
+    def attempt(self, items: list[Envelope]) -> list[Envelope]:
+        """Write ``items`` in a savepoint; if refused, each half on its own."""
         try:
             with self.conn.begin_nested():  # rolled back to here if the part fails
-                return insert_records(self.conn, rows, self.processors)
+                return self.sink.write(self.conn, items)
         except Exception as exc:
-            reset_processors(self.processors)
+            self.sink.reset()
             if is_outage(exc):
                 raise
-            if len(rows) == 1:
-                return [self.refused(rows[0], exc)]
-        return self.halves(rows)
+            if len(items) == 1:
+                return [self.refused(items[0], exc)]
+        return self.halves(items)
 
-    def refused(self, row: Row, exc: Exception) -> Row:
+    def refused(self, item: Envelope, exc: Exception) -> Envelope:
         if not self.probed:
-            # At the first single row that fails: does the database take any record?
+            # At the first single item that fails: does the database take any write?
             # If not, this raises and nothing is called refused.
-            probe(self.conn, self.processors)
+            savepoint = self.conn.begin_nested()
+            try:
+                self.sink.probe(self.conn)
+            finally:
+                savepoint.rollback()
+                self.sink.reset()
             self.probed = True
         detail = describe(exc)
-        return {**row, "id": None, "duplicate": False, ERROR_KEY: detail,
-                REFUSED_KEY: f"the store refused this record ({error_class(detail)})"}
+        return item.refusal(
+            f"the store refused this {self.sink.noun} ({error_class(detail)})", detail
+        )
 
 
-def insert_isolated(
-    conn: Connection, rows: list[Row], processors: Sequence[_Processor] = ()
-) -> list[Row]:
-    """Insert ``rows`` (which failed together) so that only the refused ones are left out.
+def insert_isolated(conn: Connection, sink: Sink, items: list[Envelope]) -> list[Envelope]:
+    """Write ``items`` (which failed together) so that only the refused ones are left out.
 
-    Parts are inserted in savepoints and a failing part is split in halves, down to
-    single rows: one refused row among n costs about 2 log2(n) attempts, not n. Returns
-    one row per input row, in order: stored (with ``id``) or, for a refused one, the
-    input row with ``id`` None, :data:`REFUSED_KEY` set to a message for the sender and
-    :data:`ERROR_KEY` to the database's error. Raises (so the caller keeps every row)
-    on an outage, including when a row fails and the probe shows that the database
-    takes no record at all.
+    Parts are written in savepoints and a failing part is split in halves, down to
+    single items: one refused item among n costs about 2 log2(n) attempts, not n.
+    Returns one envelope per item, in order: stored, or ``failed`` with ``refused`` (a
+    message for the sender) and ``error`` (the database's error). Raises (so the
+    caller keeps every item) on an outage, including when an item fails and the probe
+    shows that the database takes no write at all.
     """
-    isolation = _Isolation(conn, processors)
-    return isolation.halves(rows) if len(rows) > 1 else isolation.attempt(rows)
+    isolation = _Isolation(conn, sink)
+    return isolation.halves(items) if len(items) > 1 else isolation.attempt(items)
 
 
-def store_rows(engine: Engine, rows: list[Row], processors: Sequence[_Processor] = ()) -> list[Row]:
-    """Commit ``rows`` in one transaction; if that fails other than by an outage, again
-    in savepoints (:func:`insert_isolated`), so that only the refused rows are left out.
+def store_items(engine: Engine, sink: Sink, items: list[Envelope]) -> list[Envelope]:
+    """Commit ``items`` in one transaction; if that fails other than by an outage, again
+    in savepoints (:func:`insert_isolated`), so that only the refused items are left out.
 
-    Raises on an outage: nothing of ``rows`` is then known to be stored.
+    Raises on an outage: nothing of ``items`` is then known to be stored.
     """
     try:
         with engine.begin() as conn:
-            return insert_records(conn, rows, processors)
+            return sink.write(conn, items)
     except Exception as exc:
-        reset_processors(processors)
+        sink.reset()
         if is_outage(exc):
             raise
     with engine.begin() as conn:
-        return insert_isolated(conn, rows, processors)
+        return insert_isolated(conn, sink, items)

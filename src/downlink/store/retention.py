@@ -5,6 +5,11 @@ A record expires ``DOWNLINK_SUBSTRATE_RETENTION_HOURS`` after the server receive
 node with a wrong clock lost its data at once or kept it forever). Records that came in
 on ``/audit`` carry ``attrs.audit = true`` and are never purged.
 
+On a partitioned ``records`` (PostgreSQL, ``downlink partition``) a month's partition
+that lies wholly before the cut-off and holds only records the purge would delete (no
+other source's, no audit record) is dropped whole first (``store/partitions.py``); the
+rest is purged row by row as below.
+
 Each batch is its own short write transaction of at most ``DOWNLINK_PURGE_BATCH`` rows,
 so on SQLite the group-commit writer waits for at most one small batch, and on
 PostgreSQL it does not wait at all. Records have no foreign key to
@@ -24,11 +29,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, and_, delete, false, func, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    delete,
+    false,
+    func,
+    or_,
+    select,
+    text,
+    true,
+)
+from sqlalchemy.dialects import postgresql
 
 from downlink.settings import Settings
 from downlink.sources.base import Source
-from downlink.store import follow
+from downlink.store import follow, partitions
 from downlink.store.tables import node_connections, records
 
 log = logging.getLogger(__name__)
@@ -54,6 +71,24 @@ def cutoff_for(hours: float, now: float | None = None) -> float:
 def _expired(cutoff: float) -> ColumnElement[bool]:
     audit = func.coalesce(records.c.attrs["audit"].as_boolean(), false())
     return and_(records.c.source == SOURCE, records.c.ts_reception < cutoff, audit == false())
+
+
+def _kept_sql() -> str:
+    """The rows a purge never deletes, as SQL for a partition's check."""
+    audit = func.coalesce(records.c.attrs["audit"].as_boolean(), false())
+    kept = or_(records.c.source != SOURCE, audit == true())
+    dialect: Any = postgresql.dialect()  # type: ignore[no-untyped-call]
+    return str(kept.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
+def drop_record_partitions(conn: Connection, cutoff: float) -> int:
+    """Drop the partitions of ``records`` that hold only expired records; rows dropped."""
+    if conn.dialect.name != "postgresql":
+        return 0
+    names, rows = partitions.drop_expired(conn, cutoff, _kept_sql())
+    if names:
+        log.info("dropped partitions %s (%d expired records)", ", ".join(names), rows)
+    return rows
 
 
 def _stale_connections(cutoff: float) -> ColumnElement[bool]:
@@ -102,7 +137,7 @@ def purge(
     if dry_run:
         n_records, n_conns = (count or run_write)(count_expired, cutoff)
         return PurgeResult(n_records, n_conns, dry_run=True)
-    total = 0
+    total = int(run_write(drop_record_partitions, cutoff))
     while True:
         done = int(run_write(purge_records_batch, cutoff, batch))
         total += done
@@ -115,7 +150,7 @@ async def purge_async(
     admin_write: Callable[..., Any], cutoff: float, batch: int, *, pause: float = 0.0
 ) -> PurgeResult:
     """Purge in batches with ``await admin_write(fn, *args)``, yielding between batches."""
-    total = 0
+    total = int(await admin_write(drop_record_partitions, cutoff))
     while True:
         done = int(await admin_write(purge_records_batch, cutoff, batch))
         total += done
@@ -183,6 +218,7 @@ class Maintenance:
     """Background task: database size gauge and the periodic retention purge."""
 
     SIZE_EVERY = 30.0
+    PARTITIONS_EVERY = 3600.0
 
     def __init__(self, store: Any) -> None:
         self.store = store
@@ -229,16 +265,29 @@ class Maintenance:
         metrics.purge_runs.labels("ok").inc()
         return result
 
+    async def ensure_partitions(self) -> list[str]:
+        """Create the partitions of ``records`` needed soon (when it is partitioned)."""
+        if self.store.dialect != "postgresql":
+            return []
+        made: list[str] = await self.store.admin_write(partitions.ensure_ahead)
+        if made:
+            log.info("created partitions %s", ", ".join(made))
+        return made
+
     async def _refresh_size(self) -> None:
-        self.store.metrics.db_bytes.set(await self.store.read(database_bytes))
+        self.store.metrics.db_bytes.set(await self.store.read_primary(database_bytes))
 
     async def _run(self) -> None:
         interval = float(self.store.settings.purge_interval_s)
         tick = min(self.SIZE_EVERY, interval) if interval > 0 else self.SIZE_EVERY
         loop = asyncio.get_running_loop()
         next_purge = loop.time() + interval
+        next_partitions = loop.time()
         while True:
             try:
+                if loop.time() >= next_partitions:
+                    await self.ensure_partitions()  # a failure retries at the next tick
+                    next_partitions = loop.time() + self.PARTITIONS_EVERY
                 await self._refresh_size()
                 if interval > 0 and loop.time() >= next_purge:
                     next_purge = loop.time() + interval

@@ -16,10 +16,15 @@ SQLite file, committed with ``synchronous=FULL`` (fsynced) before the answer is 
   *set aside*: it moves to the spool file's ``refused`` table with the error, and the
   rows behind it continue. Set-aside rows are counted (``/metrics``, ``/-/health``)
   and an operator lists, exports, retries or drops them with ``downlink spool``.
-* **No duplicates.** Every spooled row carries a ``dedup_key`` (rows without one get a
-  random key), and the drainer deletes rows from the spool only after the database
+* **No duplicates.** Every spooled record carries a ``dedup_key`` (rows without one get
+  a random key), and the drainer deletes rows from the spool only after the database
   committed them. If the process dies between the two, the next drain inserts nothing
   twice because the store skips keys it already has.
+* **Every sink.** An item is spooled with the name of its sink
+  (:mod:`downlink.store.sinks`) and drained through the same sink, consecutive items of
+  one sink in one transaction: a source's upserts and per-item batches are as durable
+  as records. (Their sinks are idempotent, so a drain repeated after a crash changes
+  nothing.) Rows spooled before sinks existed are records.
 
 Several server processes may share one spool directory: SQLite serialises appends, and
 a ``flock`` on ``drain.lock`` lets one drainer run at a time.
@@ -34,12 +39,13 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from downlink.store.refusals import ERROR_KEY, REFUSED_KEY
+from downlink.store.envelope import Envelope
 from downlink.store.storable import unstorable_field
 from downlink.store.writer import StoreUnavailable
 
@@ -61,8 +67,41 @@ CREATE TABLE IF NOT EXISTS refused (
 """
 
 
+RECORDS = "records"
+
+
 class SpoolFull(StoreUnavailable):
     """The database is unavailable and the spool has no room left."""
+
+
+@dataclass(frozen=True)
+class Spooled:
+    """An item in the spool: its sequence number, its sink's name and the item; for a
+    set-aside one, the error that set it aside."""
+
+    seq: int
+    sink: str
+    item: Envelope
+    error: str = ""
+
+    @property
+    def row(self) -> Row:
+        """The item's row."""
+        return self.item.row
+
+
+def _dump(sink: str, item: Envelope) -> bytes:
+    if sink == RECORDS and item.node is None:
+        return orjson.dumps(item.row)  # the format of every spool before sinks
+    return orjson.dumps({"sink": sink, "row": item.row, "node": item.node})
+
+
+def _load(seq: int, blob: bytes, error: str = "") -> Spooled:
+    found = orjson.loads(blob)
+    if "sink" in found and isinstance(found.get("row"), dict):
+        return Spooled(seq, str(found["sink"]), Envelope(found["row"], found.get("node")),
+                       error)
+    return Spooled(seq, RECORDS, Envelope(found), error)  # a records row has no "sink"
 
 
 class Spool:
@@ -100,13 +139,14 @@ class Spool:
         with self._lock:
             return int(self._conn.execute("SELECT total(size) FROM spool").fetchone()[0])
 
-    def append(self, rows: list[Row]) -> list[Row]:
-        """Store ``rows`` durably; return them as the caller sees them (``id`` None)."""
+    def append(self, sink: str, items: list[Envelope]) -> list[Envelope]:
+        """Store ``items`` of ``sink`` durably; return them spooled (``id`` None)."""
         keyed = [
-            row if row.get("dedup_key") else {**row, "dedup_key": secrets.token_hex(32)}
-            for row in rows
+            Envelope({**item.row, "dedup_key": secrets.token_hex(32)}, item.node)
+            if sink == RECORDS and not item.row.get("dedup_key") else item
+            for item in items
         ]
-        blobs = [orjson.dumps(row) for row in keyed]
+        blobs = [_dump(sink, item) for item in keyed]
         added = sum(len(b) for b in blobs)
         with self._lock:
             conn = self._conn
@@ -128,17 +168,17 @@ class Spool:
             conn.execute("COMMIT")
             self.active = True
             self.refusing = False
-        return [{**row, "id": None, "duplicate": False, "spooled": True} for row in keyed]
+        return [Envelope({**item.row, "id": None}, item.node, spooled=True) for item in keyed]
 
-    def head(self, limit: int) -> list[tuple[int, Row]]:
-        """The oldest ``limit`` rows with their sequence numbers."""
+    def head(self, limit: int) -> list[Spooled]:
+        """The oldest ``limit`` items."""
         with self._lock:
             found = self._conn.execute(
                 "SELECT seq, row FROM spool ORDER BY seq LIMIT ?", (limit,)
             ).fetchall()
-        return [(int(seq), orjson.loads(blob)) for seq, blob in found]
+        return [_load(int(seq), blob) for seq, blob in found]
 
-    def settle(self, through: int, set_aside: list[tuple[int, Row, str]]) -> None:
+    def settle(self, through: int, set_aside: list[Spooled]) -> None:
         """After a commit: move ``set_aside`` rows to ``refused``, delete the rest up to
         and including ``through``, in one spool transaction."""
         with self._lock:
@@ -147,7 +187,7 @@ class Spool:
             try:
                 conn.executemany(
                     "INSERT OR REPLACE INTO refused (seq, row, error) VALUES (?, ?, ?)",
-                    [(seq, orjson.dumps(row), error) for seq, row, error in set_aside],
+                    [(e.seq, _dump(e.sink, e.item), e.error) for e in set_aside],
                 )
                 conn.execute("DELETE FROM spool WHERE seq <= ?", (through,))
             except BaseException:
@@ -158,18 +198,18 @@ class Spool:
             if conn.execute("SELECT 1 FROM spool LIMIT 1").fetchone() is None:
                 self.active = False
 
-    def refused(self, seqs: Iterable[int] | None = None) -> list[tuple[int, Row, str]]:
-        """Rows set aside because the database refused them, with the error.
+    def refused(self, seqs: Iterable[int] | None = None) -> list[Spooled]:
+        """Items set aside because the database refused them, with the error.
 
         All of them, or those whose ids (their spool sequence numbers) are in ``seqs``.
         """
         with self._lock:
             found = self._conn.execute("SELECT seq, row, error FROM refused ORDER BY seq")
-            rows = [(int(q), orjson.loads(r), str(e)) for q, r, e in found.fetchall()]
+            rows = [_load(int(q), r, str(e)) for q, r, e in found.fetchall()]
         if seqs is None:
             return rows
         wanted = set(seqs)
-        return [entry for entry in rows if entry[0] in wanted]
+        return [entry for entry in rows if entry.seq in wanted]
 
     def refused_count(self) -> int:
         """How many rows are set aside."""
@@ -202,15 +242,16 @@ class Drainer:
     def __init__(
         self,
         spool: Spool,
-        commit: Callable[[list[Row]], list[Row]],
+        commit: Callable[[str, list[Envelope]], list[Envelope]],
         *,
         chunk: int = 500,
         interval: float = 0.5,
         on_drained: Callable[[int], None] | None = None,
         on_set_aside: Callable[[int], None] | None = None,
     ) -> None:
-        """``commit`` stores rows and returns them as stored, refused ones marked
-        (:func:`downlink.store.refusals.store_rows`); it raises when the database is
+        """``commit(sink, items)`` stores items through the sink named ``sink`` and
+        returns their outcomes, refused ones ``failed``
+        (:func:`downlink.store.refusals.store_items`); it raises when the database is
         away."""
         self.spool = spool
         self.commit = commit
@@ -267,28 +308,43 @@ class Drainer:
             log.info("moved %d spooled records into the database (pid %d)", moved, os.getpid())
         return moved
 
-    def _move(self, batch: list[tuple[int, Row]]) -> int:
-        """Commit one chunk; set aside the rows that cannot be stored; return rows moved."""
-        aside: list[tuple[int, Row, str]] = []
-        good: list[tuple[int, Row]] = []
-        for seq, row in batch:
+    def _move(self, batch: list[Spooled]) -> int:
+        """Commit one chunk, a transaction per run of one sink's items; set aside the
+        items that cannot be stored; return how many moved."""
+        stored = 0
+        start = 0
+        while start < len(batch):
+            end = start
+            while end < len(batch) and batch[end].sink == batch[start].sink:
+                end += 1
+            stored += self._move_run(batch[start:end])
+            start = end
+        return stored
+
+    def _move_run(self, run: list[Spooled]) -> int:
+        aside: list[Spooled] = []
+        good: list[Spooled] = []
+        for entry in run:
             # Spooled by an older version, or by a source that skipped the rule: SQLite
             # would keep it and PostgreSQL refuse it, so neither gets it.
-            problem = unstorable_field(row)
+            problem = unstorable_field(entry.row) if entry.sink == RECORDS else None
             if problem is None:
-                good.append((seq, row))
+                good.append(entry)
             else:
-                aside.append((seq, row, problem))
-        results = self.commit([row for _, row in good]) if good else []
-        for (seq, row), result in zip(good, results, strict=True):
-            if REFUSED_KEY in result:
-                aside.append((seq, row, str(result.get(ERROR_KEY) or result[REFUSED_KEY])))
-        for seq, _, error in aside:
-            log.error("spooled record %d cannot be stored, set aside: %s", seq, error)
-        self.spool.settle(batch[-1][0], sorted(aside, key=lambda entry: entry[0]))
-        stored = len(batch) - len(aside)
-        if self.on_drained is not None and stored:
-            self.on_drained(stored)
+                aside.append(Spooled(entry.seq, entry.sink, entry.item, problem))
+        sink = run[0].sink
+        results = self.commit(sink, [entry.item for entry in good]) if good else []
+        for entry, result in zip(good, results, strict=True):
+            if result.failed:
+                aside.append(Spooled(entry.seq, entry.sink, entry.item,
+                                     str(result.error or result.refused)))
+        for entry in aside:
+            log.error("spooled %s item %d cannot be stored, set aside: %s",
+                      entry.sink, entry.seq, entry.error)
+        self.spool.settle(run[-1].seq, sorted(aside, key=lambda entry: entry.seq))
+        moved = len(run) - len(aside)
+        if self.on_drained is not None and moved:
+            self.on_drained(moved)
         if self.on_set_aside is not None and aside:
             self.on_set_aside(len(aside))
-        return stored
+        return moved

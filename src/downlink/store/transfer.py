@@ -89,6 +89,8 @@ def import_row(doc: Any) -> Row:
     row["external"] = bool(doc.get("external", False))
     row["tid"] = str(doc.get("tid") or "")
     row["attrs"] = doc.get("attrs")
+    # Present (true) only on records stored flagged (docs/senders.md); kept as exported.
+    row["sender_flagged"] = True if doc.get("sender_flagged") is True else None
     dedup = doc.get("dedup_key")
     row["dedup_key"] = dedup if isinstance(dedup, str) and 0 < len(dedup) <= 64 else None
     problem = unstorable_field(row)

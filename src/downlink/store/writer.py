@@ -1,12 +1,13 @@
-"""The group-commit writer: every record reaches the store through here.
+"""The group-commit writer: every record (and every sink's item) reaches the store here.
 
-Request handlers call :meth:`Writer.write` and await it. One thread owns a write
-connection; it takes whatever requests are queued (up to ``batch_max`` records, waiting
-at most ``batch_wait`` for more), writes them in one transaction, commits, and only then
+Request handlers call :meth:`Writer.write` with a sink (:mod:`downlink.store.sinks`)
+and its items and await it. One thread owns a write connection; it takes whatever
+requests are queued (up to ``batch_max`` items, waiting at most ``batch_wait`` for
+more), has each sink write its items in one transaction, commits, and only then
 resolves the waiting handlers. A handler therefore answers success only for committed
-records, while one commit (one fsync) serves a whole batch.
+items, while one commit (one fsync) serves a whole batch, whatever the sinks in it.
 
-When more than ``queue_max`` records are waiting, :meth:`Writer.write` raises
+When more than ``queue_max`` items are waiting, :meth:`Writer.write` raises
 :class:`QueueFull` at once so the caller can answer 503 rather than grow without bound.
 """
 
@@ -25,14 +26,9 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from downlink.metrics import Metrics
-from downlink.store.inserts import insert_records
-from downlink.store.refusals import (
-    ERROR_KEY,
-    REFUSED_KEY,
-    insert_isolated,
-    is_outage,
-    reset_processors,
-)
+from downlink.store.envelope import Envelope
+from downlink.store.refusals import insert_isolated, is_outage
+from downlink.store.sinks import Sink
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +46,14 @@ class StoreUnavailable(Exception):
 class RecordsRefused(Exception):
     """Some records of a write cannot be stored; the others were stored.
 
-    ``results`` has one row per row written, in order: stored rows as a write returns
-    them, refused ones with ``id`` None and ``refused`` set to a message for the sender
-    (the field that breaks the text rule, or the class of the database's error).
+    ``results`` has one envelope per record written, in order: stored ones as a write
+    returns them, refused ones ``failed`` with ``refused`` set to a message for the
+    sender (the field that breaks the text rule, or the class of the database's error).
     """
 
-    def __init__(self, results: list[dict[str, Any]]) -> None:
+    def __init__(self, results: list[Envelope]) -> None:
         self.results = results
-        reasons = [row[REFUSED_KEY] for row in results if REFUSED_KEY in row]
+        reasons = [item.refused for item in results if item.failed]
         super().__init__(f"{len(reasons)} of {len(results)} records refused: {reasons[0]}")
 
 
@@ -69,9 +65,10 @@ class BatchProcessor(Protocol):
 
 @dataclass
 class _Request:
-    rows: list[Row]
+    sink: Sink
+    items: list[Envelope]
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[list[Row]]
+    future: asyncio.Future[list[Envelope]]
 
 
 @dataclass
@@ -85,6 +82,7 @@ class _Call:
 
 
 _Waiter = _Request | _Call
+_Outcome = tuple[_Request, list[Envelope] | Exception]
 _STOP = object()
 
 
@@ -99,15 +97,13 @@ class Writer:
         batch_max: int = 512,
         batch_wait: float = 0.002,
         queue_max: int = 20000,
-        processors: Sequence[BatchProcessor] = (),
-        on_commit: Callable[[list[Row]], None] | None = None,
+        on_commit: Callable[[list[Envelope]], None] | None = None,
     ) -> None:
         self.engine = engine
         self.metrics = metrics
         self.batch_max = batch_max
         self.batch_wait = batch_wait
         self.queue_max = queue_max
-        self.processors = list(processors)
         self.on_commit = on_commit
         self._queue: queue.Queue[Any] = queue.Queue()
         self._waiting = 0
@@ -116,7 +112,7 @@ class Writer:
 
     @property
     def depth(self) -> int:
-        """Records accepted by write() and not yet committed or failed."""
+        """Items accepted by write() and not yet committed or failed."""
         return self._waiting
 
     def start(self) -> None:
@@ -132,25 +128,25 @@ class Writer:
             self._thread.join(timeout)
             self._thread = None
 
-    async def write(self, rows: list[Row]) -> list[Row]:
-        """Store ``rows`` and return them as stored (with ``id``), once committed.
+    async def write(self, sink: Sink, items: list[Envelope]) -> list[Envelope]:
+        """Have ``sink`` store ``items``; return their outcomes, in order, once committed.
 
-        A row whose ``dedup_key`` is already stored is not inserted again; the stored
-        row comes back with ``duplicate`` set to True. A row the database refuses while
-        it takes others comes back with ``id`` None and ``refused`` set to the error
-        (:mod:`downlink.store.refusals`); the other rows are stored. An outage raises
+        Each sink says what became of each item (for records: ``added``, or
+        ``duplicate`` with the stored record). An item the database refuses while it
+        takes others comes back ``failed`` with ``refused`` set
+        (:mod:`downlink.store.refusals`); the other items are stored. An outage raises
         :class:`StoreUnavailable` and stores none of them.
         """
-        if not rows:
+        if not items:
             return []
         with self._lock:
-            if self._waiting + len(rows) > self.queue_max:
+            if self._waiting + len(items) > self.queue_max:
                 raise QueueFull(f"{self._waiting} records are waiting for the store")
-            self._waiting += len(rows)
+            self._waiting += len(items)
         self.metrics.queue_depth.set(self._waiting)
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[list[Row]] = loop.create_future()
-        self._queue.put(_Request(rows, loop, fut))
+        fut: asyncio.Future[list[Envelope]] = loop.create_future()
+        self._queue.put(_Request(sink, items, loop, fut))
         return await asyncio.shield(fut)
 
     @property
@@ -183,7 +179,7 @@ class Writer:
                 self._call(first)
                 continue
             batch: list[_Request] = [first]
-            count = len(first.rows)
+            count = len(first.items)
             call: _Call | None = None
             deadline = time.monotonic() + self.batch_wait
             while count < self.batch_max:
@@ -203,7 +199,7 @@ class Writer:
                     call = item
                     break
                 batch.append(item)
-                count += len(item.rows)
+                count += len(item.items)
             self._commit(batch)
             if call is not None:
                 self._call(call)
@@ -231,60 +227,73 @@ class Writer:
         _wake(call.loop, [(call, outcome)])
 
     def _commit(self, batch: list[_Request]) -> None:
-        rows = [row for req in batch for row in req.rows]
+        by_sink: dict[int, tuple[Sink, list[Envelope]]] = {}
+        for req in batch:
+            by_sink.setdefault(id(req.sink), (req.sink, []))[1].extend(req.items)
+        groups = list(by_sink.values())
+        count = sum(len(items) for _, items in groups)
         started = time.perf_counter()
         try:
-            stored = self._transaction(rows)
+            stored = self._transaction(groups, isolated=False)
         except Exception as exc:  # noqa: BLE001 - every failure is answered, none escapes
-            reset_processors(self.processors)
+            for sink, _ in groups:
+                sink.reset()
             if not is_outage(exc):
-                # A record the database refuses (or a processor bug) must not fail the
+                # An item the database refuses (or a processor bug) must not fail the
                 # others that shared its batch: again, in savepoints, halving the
-                # failing parts down to single rows. A unique violation (another worker
-                # stored the same dedup_key between our lookup and our insert) is found
-                # as a duplicate this time; rows the database refuses come back marked
-                # "refused" once a probe shows that it takes records
+                # failing parts down to single items. A unique violation (another
+                # worker stored the same key between our lookup and our insert) is
+                # found as stored this time; items the database refuses come back
+                # "failed" once a probe shows that it takes writes
                 # (downlink.store.refusals); if it takes none, this raises.
                 try:
-                    stored = self._isolated(rows)
+                    stored = self._transaction(groups, isolated=True)
                 except Exception as again:  # noqa: BLE001 - answered as unavailable below
                     exc = again
                 else:
                     self._resolve_stored(batch, stored, started)
                     return
             self.metrics.writer_errors.labels(type(exc).__name__).inc()
-            log.warning("batch of %d records failed: %s", len(rows), exc, exc_info=exc)
+            log.warning("batch of %d items failed: %s", count, exc, exc_info=exc)
             detail = str(exc.orig) if isinstance(exc, DBAPIError) else repr(exc)
             self._resolve([(req, StoreUnavailable(detail)) for req in batch])
             return
         self._resolve_stored(batch, stored, started)
 
-    def _resolve_stored(self, batch: list[_Request], stored: list[Row], started: float) -> None:
-        self.metrics.batch_size.observe(len(stored))
+    def _resolve_stored(
+        self, batch: list[_Request], stored: dict[int, list[Envelope]], started: float
+    ) -> None:
+        every = [item for items in stored.values() for item in items]
+        self.metrics.batch_size.observe(len(every))
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
-        for row in stored:
-            if REFUSED_KEY in row:
+        for item in every:
+            if item.failed:
                 self.metrics.writer_errors.labels("refused").inc()
-                log.warning("the database refused a %s record: %s",
-                            row.get("source"), row.get(ERROR_KEY))
+                log.warning("the database refused a %s item: %s",
+                            item.row.get("source", "?"), item.error)
         if self.on_commit is not None:
-            self.on_commit([row for row in stored if REFUSED_KEY not in row])
-        outcomes: list[tuple[_Request, list[Row] | Exception]] = []
-        offset = 0
+            self.on_commit([item for item in every if not item.failed])
+        outcomes: list[_Outcome] = []
+        offsets: dict[int, int] = {}
         for req in batch:
-            outcomes.append((req, stored[offset : offset + len(req.rows)]))
-            offset += len(req.rows)
+            key = id(req.sink)
+            offset = offsets.get(key, 0)
+            outcomes.append((req, stored[key][offset : offset + len(req.items)]))
+            offsets[key] = offset + len(req.items)
         self._resolve(outcomes)
 
-    def _transaction(self, rows: list[Row]) -> list[Row]:
+    def _transaction(
+        self, groups: list[tuple[Sink, list[Envelope]]], *, isolated: bool
+    ) -> dict[int, list[Envelope]]:
+        """Every sink's items in one transaction (isolated: failing items left out)."""
         with self.engine.begin() as conn:
-            return insert_records(conn, rows, self.processors)
+            return {
+                id(sink): insert_isolated(conn, sink, items) if isolated
+                else sink.write(conn, items)
+                for sink, items in groups
+            }
 
-    def _isolated(self, rows: list[Row]) -> list[Row]:
-        with self.engine.begin() as conn:
-            return insert_isolated(conn, rows, self.processors)
-
-    def _resolve(self, outcomes: list[tuple[_Request, list[Row] | Exception]]) -> None:
+    def _resolve(self, outcomes: list[_Outcome]) -> None:
         """Answer the waiting handlers: one wake-up per event loop, not one per request.
 
         Each ``call_soon_threadsafe`` writes to the loop's wake-up pipe; under load a
@@ -292,10 +301,10 @@ class Writer:
         thread's largest cost after the commit itself.
         """
         with self._lock:
-            self._waiting -= sum(len(req.rows) for req, _ in outcomes)
+            self._waiting -= sum(len(req.items) for req, _ in outcomes)
             waiting = self._waiting
         self.metrics.queue_depth.set(waiting)
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Request, list[Row] | Exception]]] = {}
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
         for outcome in outcomes:
             by_loop.setdefault(outcome[0].loop, []).append(outcome)
         for loop, settled in by_loop.items():

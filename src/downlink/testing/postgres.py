@@ -47,6 +47,7 @@ class TempPostgres:
         self.root = Path(tempfile.mkdtemp(prefix="downlink-pg-"))
         self.datadir = self.root / "data"
         self.fsync = fsync
+        self._replicated = False
         self._as_user: list[str] = []
         if os.geteuid() == 0:
             self._as_user = ["runuser", "-u", "postgres", "--"]
@@ -63,13 +64,48 @@ class TempPostgres:
         """Create the cluster and start the server."""
         self._run(str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres",
                   "--auth=trust", "-E", "UTF8", "--no-locale")
+        return self._launch()
+
+    def _launch(self) -> TempPostgres:
+        # full_page_writes stays on when a replica or a base backup may be taken: a
+        # backup copies pages while they are written and needs them to replay the WAL.
         opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
                 f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=200 "
                 "-c synchronous_commit=on -c full_page_writes=off")
+        if self._replicated:
+            opts = opts.replace("full_page_writes=off", "full_page_writes=on")
         self._opts = opts
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-o", opts,
                   "-l", str(self.root / "log"), "-w", "-t", "60", "start")
         return self
+
+    def start_primary(self) -> TempPostgres:
+        """Like :meth:`start`, ready for streaming replicas and base backups."""
+        self._replicated = True
+        return self.start()
+
+    def start_replica(self) -> TempPostgres:
+        """A hot-standby streaming replica of this server, started on its own port.
+
+        Made as an operator would: ``pg_basebackup -R -X stream`` from this server (the
+        ``-R`` writes ``standby.signal`` and ``primary_conninfo``), then started.
+        """
+        replica = TempPostgres(fsync=self.fsync)
+        replica._replicated = True
+        replica._run(str(self.bindir / "pg_basebackup"), "-h", "127.0.0.1",
+                     "-p", str(self.port), "-U", "postgres", "-D", str(replica.datadir),
+                     "-R", "-X", "stream", "-c", "fast")
+        return replica._launch()
+
+    def adopt_datadir(self) -> None:
+        """Hand a data directory filled by hand (a restored backup) to the server user."""
+        if self._as_user:
+            subprocess.run(["chown", "-R", "postgres:postgres", str(self.datadir)], check=True)
+        os.chmod(self.datadir, 0o700)
+
+    def run_as_server_user(self, *args: str) -> None:
+        """Run a PostgreSQL client program as the user owning the data (tests of backups)."""
+        self._run(*args)
 
     def pause(self) -> None:
         """Stop the server but keep its data, as a database outage would."""

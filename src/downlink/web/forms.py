@@ -6,7 +6,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
 
-from downlink.api.errors import BadRequest
+from downlink.errors import BadRequest
 from downlink.security.csrf import cross_site_reason
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 
-from downlink.api import params as api_params
-from downlink.api.errors import BadRequest
+from downlink import params as api_params
+from downlink.errors import BadRequest
 from downlink.store.queries.period import Period, RollupFilter, day_date, day_number, today
 
 MAX_DAYS = 3700

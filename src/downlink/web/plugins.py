@@ -7,16 +7,19 @@ A plug-in is a Python module with a ``register(registry)`` function that calls
 * advertised by an installed distribution in the ``downlink.web_plugins`` entry-point
   group, the entry point naming the ``register`` function (``pkg.module:register``).
 
-Each view gets ``/plugins/<name>`` (HTML, with a tab in the navigation bar) and
-``/plugins/<name>.json``. Its ``data`` function runs on a read connection with the
-request's period and parameters and returns a JSON-able dict; the HTML page shows the
-charts ``charts(data)`` describes and ``data["table"]`` (``{"columns": [...],
-"rows": [[...], ...]}``) unless the plug-in brings its own template. See docs/web.md.
+Each view gets ``/plugins/<name>`` (HTML, with a tab in the navigation bar),
+``/plugins/<name>.json`` and ``/plugins/<name>.csv`` (its ``data["table"]``): one
+:class:`~downlink.web.views.View`, like the core's pages. Its ``data`` function runs
+on a read connection with the request's period and parameters and returns a JSON-able
+dict; the HTML page shows the charts ``charts(data)`` describes and ``data["table"]``
+(``{"columns": [...], "rows": [[...], ...]}``) unless the plug-in brings its own
+template. See docs/web.md.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,13 +30,15 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy import Connection
 from starlette.requests import Request
-from starlette.responses import Response
 
-from downlink.api.errors import BadRequest
+from downlink.errors import BadRequest
 from downlink.store.database import Store
 from downlink.store.queries.period import Period
 from downlink.web import params
-from downlink.web.rendering import NavItem, shows_errors, twin, web_of
+from downlink.web.rendering import NavItem
+from downlink.web.views import Csv, View, router_of
+
+log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "downlink.web_plugins"
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
@@ -105,11 +110,18 @@ class PluginRegistry:
         return {v.name: v.templates_dir for v in self.views.values() if v.templates_dir}
 
 
+# Plug-in modules that moved: the old name is still accepted, with a warning.
+MOVED = {"downlink.web.example_plugin": "downlink.sources.clearlinux.severity_plugin"}
+
+
 def load_plugins(modules: Sequence[str], *, use_entry_points: bool = True) -> PluginRegistry:
     """Import the listed plug-in modules (and entry points) and let them register."""
     registry = PluginRegistry()
     registers: list[tuple[str, Callable[[PluginRegistry], None]]] = []
-    for name in modules:
+    for given in modules:
+        name = MOVED.get(given, given)
+        if name != given:
+            log.warning("web plug-in %s has moved: use %s", given, name)
         try:
             module = importlib.import_module(name)
         except ImportError as exc:
@@ -154,32 +166,44 @@ async def _data(request: Request, view: PluginView) -> dict[str, Any]:
     return {"plugin": view.name, "period": q.period.as_json(), **data}
 
 
+async def _named(request: Request) -> dict[str, Any]:
+    return await _data(request, _view(request, request.path_params["name"]))
+
+
+def _page(request: Request, data: dict[str, Any]) -> dict[str, Any]:
+    view = _view(request, data["plugin"])
+    return {
+        "title": view.title,
+        "active": f"plugin:{view.name}",
+        "charts": view.charts(data) if view.charts is not None else [],
+        "template": f"{view.name}/{view.template}" if view.template else "plugin.html",
+        "view": view,
+        "has_csv": isinstance(data.get("table"), dict),
+    }
+
+
+def _table(data: dict[str, Any]) -> dict[str, Any]:
+    table = data.get("table")
+    if not isinstance(table, dict) or "columns" not in table:
+        raise BadRequest(f"plug-in view {data['plugin']!r} has no table", status=404)
+    return table
+
+
+# Every plug-in view: /plugins/<name>, its JSON twin and the CSV of ``data["table"]``.
+VIEW = View(
+    "/plugins/{name}",
+    "{name}",
+    "plugin.html",
+    _named,
+    page=_page,
+    csv=Csv(
+        lambda data: f"plugin-{data['plugin']}",
+        lambda data: list(_table(data)["columns"]),
+        lambda data: list(_table(data).get("rows", [])),
+    ),
+)
+
+
 def plugin_router() -> APIRouter:
     """Routes serving every registered plug-in view."""
-    router = APIRouter(include_in_schema=False)
-
-    @router.get("/plugins/{name}.json")
-    async def plugin_json(request: Request, name: str) -> Response:
-        """JSON twin of a plug-in view."""
-        view = _view(request, name)
-        return twin(await _data(request, view))
-
-    @router.get("/plugins/{name}")
-    @shows_errors("plugin.html", "{name}", "")
-    async def plugin_page(request: Request, name: str) -> Response:
-        """Render a plug-in view."""
-        view = _view(request, name)
-        data = await _data(request, view)
-        charts = view.charts(data) if view.charts is not None else []
-        template = f"{view.name}/{view.template}" if view.template else "plugin.html"
-        return web_of(request).page(
-            template,
-            title=view.title,
-            active=f"plugin:{view.name}",
-            charts=charts,
-            data=data,
-            view=view,
-            form=dict(request.query_params),
-        )
-
-    return router
+    return router_of([VIEW])

@@ -31,7 +31,8 @@ from jinja2 import (
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from downlink.api.errors import BadRequest
+from downlink.errors import BadRequest
+from downlink.web import svg
 from downlink.web.params import PRESETS
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -55,16 +56,10 @@ class NavItem:
     keeps_period: bool = True  # the page takes from/to/range: the bar carries them to it
 
 
-CORE_NAV: tuple[NavItem, ...] = (
-    NavItem("records", "Records", "/records", keeps_period=False),
-    NavItem("builds", "Builds", "/builds"),
-    NavItem("stats", "Stats", "/stats"),
-    NavItem("crashes", "Crashes", "/crashes"),
-    NavItem("mce", "MCE", "/mce"),
-    NavItem("thermal", "Thermal", "/thermal"),
-    NavItem("population", "Population", "/population"),
-    NavItem("docs", "API", "/docs", keeps_period=False),
-)
+# The core's tabs: the record log first, the API description after the sources' tabs
+# (each source brings its own: ``Source.nav``), then the plug-in views'.
+CORE_NAV: tuple[NavItem, ...] = (NavItem("records", "Records", "/records", keeps_period=False),)
+CORE_NAV_LAST: tuple[NavItem, ...] = (NavItem("docs", "API", "/docs", keeps_period=False),)
 
 
 def when(ts: float | None) -> str:
@@ -93,6 +88,27 @@ def signal_name(number: Any) -> str:
 def num(value: Any) -> str:
     """Format a count with thousands separators (1,234,567)."""
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+SO_FAR = " (so far)"
+PARTIAL = " (partial)"
+
+
+def partial_marks(
+    labels: Sequence[str], period: Mapping[str, str], first_bucket_start: str | None = None
+) -> list[str]:
+    """Chart labels with their partial buckets marked, so a bucket still filling (or cut
+    by the period) reads as such rather than as a dip: the last one "(so far)" when the
+    period runs to today, the first one "(partial)" when its bucket (starting on
+    ``first_bucket_start``, an ISO date) begins before the period."""
+    out = list(labels)
+    if not out:
+        return out
+    if first_bucket_start is not None and first_bucket_start < period["from"]:
+        out[0] += PARTIAL
+    if period["to"] >= datetime.now(UTC).date().isoformat():
+        out[-1] += SO_FAR
+    return out
 
 
 def records_href(period: Mapping[str, str] | None = None, **filters: Any) -> str:
@@ -139,6 +155,8 @@ def make_environment(
     env.filters["blank"] = blank
     env.filters["num"] = num
     env.filters["signal"] = signal_name
+    env.filters["spark_points"] = svg.spark_points
+    env.filters["share_bar"] = svg.share_bar
     env.globals["presets"] = PRESETS
     env.globals["preset_href"] = preset_href
     env.globals["records_href"] = records_href
@@ -211,6 +229,16 @@ def shows_errors(template: str, title: str, active: str) -> Callable[[Endpoint],
     return wrap
 
 
+def freshness(request: Request, *consumers: str) -> dict[str, Any] | None:
+    """How fresh a page's derived data is: the lag of the ``consumers`` that maintain
+    it (``ConsumerRunner.freshness``), for the page's freshness mark (``fresh=``)."""
+    runner = getattr(request.app.state, "consumer_runner", None)
+    if runner is None:
+        return None
+    found: dict[str, Any] | None = runner.freshness(consumers)
+    return found
+
+
 def web_of(request: Request) -> Web:
     """Return the app's :class:`Web`."""
     web: Web = request.app.state.web
@@ -260,8 +288,13 @@ def chart(
     x_title: str = "",
     y_title: str = "",
     links: Sequence[str] | None = None,
+    severity: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Describe one chart for ``static/js/charts.js`` (axis titles for bar and line)."""
+    """Describe one chart for ``static/js/charts.js`` (axis titles for bar and line).
+
+    ``severity`` maps labels (slices, bars) or dataset names to a severity, 1 to 4:
+    those take the severity palette that table cells use (``--sev-N`` in the CSS).
+    """
     return {
         "id": chart_id,
         "type": kind,
@@ -272,4 +305,5 @@ def chart(
         "labels": list(labels),
         "datasets": [{"label": k, "data": list(v)} for k, v in datasets.items()],
         **({"links": list(links)} if links is not None else {}),
+        **({"severity": dict(severity)} if severity is not None else {}),
     }

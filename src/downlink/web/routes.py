@@ -13,27 +13,25 @@ from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from downlink.settings import Settings
-from downlink.web.pages import (
-    apidocs,
-    builds,
-    consumers,
-    crashes,
-    mce,
-    population,
-    records,
-    search,
-    stats,
-)
+from downlink.web.pages import apidocs, consumers, records, search, senders
 from downlink.web.plugins import load_plugins, plugin_router
-from downlink.web.rendering import CORE_NAV, STATIC, NavItem, Web, make_environment, web_of
+from downlink.web.rendering import (
+    CORE_NAV,
+    CORE_NAV_LAST,
+    STATIC,
+    NavItem,
+    Web,
+    make_environment,
+    web_of,
+)
 
-PAGES = (records, builds, stats, crashes, mce, population, consumers, apidocs, search)
+PAGES = (records, consumers, senders, apidocs, search)
 
 
 def install(app: FastAPI, settings: Settings) -> None:
     """Add every page, the plug-in views and ``/static`` to ``app``.
 
-    Sources bring navigation tabs (after the core's), templates (loaded as
+    Sources bring navigation tabs (between the core's records and API tabs), templates (loaded as
     ``<source>/<file>``) and static files (served under ``/static/sources/<source>/``).
     """
     modules = [m for m in settings.web_plugins if m.lower() != "none"]
@@ -43,7 +41,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     source_nav = [NavItem(n.key, n.label, n.href, n.keeps_period) for n in sources.nav]
     app.state.web = Web(
         make_environment(registry.template_dirs, sources.templates),
-        [*CORE_NAV, *source_nav, *registry.nav],
+        [*CORE_NAV, *source_nav, *CORE_NAV_LAST, *registry.nav],
     )
     for page in PAGES:
         app.include_router(page.router)

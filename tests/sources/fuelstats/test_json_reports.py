@@ -159,6 +159,11 @@ def test_report_cache(fuel_server: Callable[..., LiveServer]) -> None:
             "creation_date, release, is_filtered, clusters_num) "
             "VALUES ('x9', '{}', 0, '8.0', false, 0)"
         ))
+        # ... with its count, as the collector's sink keeps it (counts.py):
+        conn.execute(text(
+            "INSERT INTO fuel_counts (report, release, day, key, n, total) "
+            "VALUES ('installations', '8.0', 0, 'null', 1, 0)"
+        ))
     engine.dispose()
     assert report(client)["installations"]["count"] == 2
     assert report(client, "8.0")["installations"]["count"] == 1  # filled by the first call

@@ -20,9 +20,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, delete, select
 
+from downlink.archive.storage import LocalStorage, S3Storage, StorageError, open_storage
 from downlink.cli.main import cli
 from downlink.sources.ooni import archive
-from downlink.sources.ooni.storage import LocalStorage, S3Storage, StorageError, open_storage
 from downlink.sources.ooni.submission import mint_uid
 from downlink.sources.ooni.tables import archive_index, measurements
 from downlink.sources.ooni.tables import fastpath as fastpath_table

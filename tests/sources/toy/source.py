@@ -24,7 +24,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from downlink.sources.base import Consumer, LogRecord, NavEntry, Source, SourceSetting
+from downlink.sources.base import (
+    Archive,
+    Consumer,
+    LogRecord,
+    NavEntry,
+    Source,
+    SourceSetting,
+)
 from downlink.sources.runtime import metrics_of, settings_of, store_of
 from downlink.web.rendering import twin, web_of
 from tests.sources.toy.tables import metadata, toy_daily, toy_items
@@ -152,4 +159,5 @@ def source() -> Source:
         metrics=_metrics,
         purge=purge,
         retention="retention_hours",
+        archives=(Archive("items", "toy_items"),),
     )

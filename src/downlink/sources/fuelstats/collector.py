@@ -7,10 +7,14 @@ it). Bodies are JSON checked against the original's draft-04 schemas; every answ
 carries ``exec_time``; every error is ``{"status": "error", "message": ...}`` with
 400, 404 or 405 (503 while the database is down), never a 500.
 
-Every answer comes after the data is committed (``Store.admin_write``: one transaction
-per request, or per chunk of 1,000 items for the batch endpoints). A chunk the database
-refuses is reported ``failed`` item by item, so the sender keeps those items and sends
-them again; nothing is acknowledged and then dropped.
+Every answer comes after the data is committed: the items go through the core's
+group-commit writer (``Store.write_to`` with this source's sinks, ``sink.py``), so
+concurrent posts share commits, an outage with ``DOWNLINK_SPOOL_DIR`` set is answered
+after the items are fsynced in the local spool, and overload or an outage without a
+spool is 503 with ``Retry-After``. Items the database refuses are reported ``failed``
+item by item, so the sender keeps those items and sends them again; nothing is
+acknowledged and then dropped. A spooled structure is answered 201, spooled action
+logs and OSWL snapshots ``added``: the sender is done with them.
 """
 
 from __future__ import annotations
@@ -27,11 +31,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from downlink.security.senders import SECRET_HEADER, SendersUnavailable, retry_after
+from downlink.sources.base import SenderRule
 from downlink.sources.fuelstats import schemas, sink
 from downlink.sources.fuelstats.context import FuelContext, context, store
 from downlink.sources.fuelstats.errors import FuelError, error_response, method_not_allowed
 from downlink.sources.fuelstats.filtering import is_filtered, release_of
 from downlink.sources.fuelstats.shape import task_fields
+from downlink.sources.runtime import senders_of
+from downlink.store.envelope import ADDED, EXISTED, FAILED, UPDATED, Envelope
+from downlink.store.sinks import Sink
+from downlink.store.writer import QueueFull, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +76,48 @@ def _parse(raw: bytes, schema: str) -> Any:
 
 Handler = Callable[[Request, float], Awaitable[Response]]
 
+SOURCE = "fuelstats"
+
+# Trust on first use of master node uids (docs/senders.md): statsenderd cannot be
+# changed, and Fuel's own data is worth more than an upload's, so a post naming a uid
+# bound to another sender is refused (403) and nothing of it is stored.
+SENDER_RULE = SenderRule(
+    id_name="master_node_uid",
+    on_mismatch="refuse",
+    rule="posts naming a master_node_uid bound to another network, secret or "
+    "certificate are refused with 403 and nothing of them is stored",
+)
+
+
+async def _check_senders(request: Request, uids: Any) -> dict[str, str]:
+    """Rate-limit and check the master node uids a post names (429, 403: FuelError).
+
+    Returns the headers to add to the answer: the new secret of a uid this post bound
+    (only when the post names one uid; statsenderd sends one master node's data).
+    """
+    guard = senders_of(request)
+    ids = {str(uid) for uid in uids}
+    wait = guard.rate_wait(SOURCE, ids)
+    if wait > 0:
+        raise FuelError(429, "too many posts for this master_node_uid; retry later",
+                        {"Retry-After": retry_after(wait)})
+    if not guard.binds(SOURCE):
+        return {}
+    proof = guard.proof(request.headers.raw, request.scope.get("client"))
+    try:
+        verdicts = await guard.check(SOURCE, ids, proof)
+    except SendersUnavailable:
+        raise FuelError(503, "the database is unavailable; send it again later") from None
+    refused = sorted(uid for uid, verdict in verdicts.items() if not verdict.matches)
+    if refused:
+        raise FuelError(
+            403,
+            f"master_node_uid {', '.join(refused)} is bound to another sender; nothing was "
+            "stored (the server's operator can re-bind it: downlink senders rebind)",
+        )
+    secrets = [v.secret for v in verdicts.values() if v.secret is not None]
+    return {SECRET_HEADER: secrets[0]} if len(verdicts) == 1 and secrets else {}
+
 
 @dataclass(frozen=True)
 class _Endpoint:
@@ -84,11 +136,28 @@ class _Endpoint:
         try:
             return await self.handler(request, started)
         except FuelError as exc:
-            return error_response(exc.status, exc.message, _elapsed(started))
+            return error_response(exc.status, exc.message, _elapsed(started), exc.headers)
+
+
+def _with(headers: dict[str, str], response: Response) -> Response:
+    response.headers.update(headers)
+    return response
 
 
 def _elapsed(started: float) -> float:
     return round(time.perf_counter() - started, 6)
+
+
+async def _write(request: Request, to: Sink, items: list[Envelope]) -> list[Envelope]:
+    """Items through the group-commit writer; 503 with Retry-After when it cannot."""
+    try:
+        return await store(request).write_to(to, items)
+    except QueueFull as exc:
+        raise FuelError(503, f"Server busy, retry later: {exc}", {"Retry-After": "1"}) from None
+    except StoreUnavailable as exc:
+        log.warning("%d %s items not stored: %s", len(items), to.name, exc)
+        raise FuelError(503, "the database is unavailable; send it again later",
+                        {"Retry-After": "5"}) from None
 
 
 async def ping(_request: Request, started: float) -> Response:
@@ -101,19 +170,18 @@ async def installation_structure(request: Request, started: float) -> Response:
     body = await _json_body(request, "installation_structure")
     ctx = context(request)
     structure = body["installation_structure"]
+    headers = await _check_senders(request, (structure["master_node_uid"],))
     row = sink.StructureRow(
         master_node_uid=structure["master_node_uid"],
         structure=ctx.sanitizer.structure(structure),
         release=release_of(structure),
         is_filtered=is_filtered(structure, ctx.rules.current()),
     )
-    try:
-        created = await store(request).admin_write(sink.upsert_structure, row, time.time())
-    except Exception as exc:  # noqa: BLE001 - a database failure is answered 503
-        log.warning("installation structure of %s not stored: %s", row.master_node_uid, exc)
-        raise FuelError(503, "the database is unavailable; send it again later") from None
+    (item,) = await _write(request, sink.STRUCTURES, [sink.structure_item(row, time.time())])
+    if item.status == FAILED:
+        raise FuelError(400, item.refused or "the store refused this installation structure")
     ctx.report_cache.clear()
-    return _ok(started, 201 if created else 200)
+    return _with(headers, _ok(started, 200 if item.status == UPDATED else 201))
 
 
 def _action_log_rows(ctx: FuelContext, items: list[dict[str, Any]], now: float) -> tuple[
@@ -160,20 +228,16 @@ async def action_logs(request: Request, started: float) -> Response:
     if "action_logs" not in body:
         raise FuelError(400, "'action_logs' is a required property")
     ctx = context(request)
+    headers = await _check_senders(
+        request, (item["master_node_uid"] for item in body["action_logs"])
+    )
     statuses, rows = await to_thread.run_sync(
         _action_log_rows, ctx, body["action_logs"], time.time()
     )
-    writes = store(request)
-    for start in range(0, len(rows), sink.CHUNK):
-        chunk = rows[start : start + sink.CHUNK]
-        try:
-            inserted = await writes.admin_write(sink.insert_action_logs, chunk)
-        except Exception as exc:  # noqa: BLE001 - reported per item; the sender retries
-            log.warning("%d action logs not stored: %s", len(chunk), exc)
-            continue
-        for row in chunk:
-            key = (row["master_node_uid"], row["external_id"])
-            statuses[key] = "added" if key in inserted else "existed"
+    results = await _write(request, sink.ACTION_LOGS, [Envelope(row) for row in rows])
+    for item in results:
+        key = (item.row["master_node_uid"], item.row["external_id"])
+        statuses[key] = _status(item, (ADDED, EXISTED))
     if rows:
         ctx.report_cache.clear()
         _wake_consumers(request)
@@ -181,7 +245,18 @@ async def action_logs(request: Request, started: float) -> Response:
         {"master_node_uid": uid, "external_id": ext, "status": status}
         for (uid, ext), status in statuses.items()
     ]
-    return _ok(started, action_logs=items)
+    return _with(headers, _ok(started, action_logs=items))
+
+
+def _status(item: Envelope, known: tuple[str, ...]) -> str:
+    """What the sender is told of one item: spooled ones are ``added`` (kept for good)."""
+    if item.spooled:
+        return ADDED
+    if item.status not in known:
+        if item.status != FAILED:
+            log.error("unexpected status %r of a fuel-stats item", item.status)
+        return FAILED
+    return item.status
 
 
 def _oswl_rows(items: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
@@ -212,23 +287,16 @@ async def oswl_stats(request: Request, started: float) -> Response:
     """Upsert OpenStack workload snapshots; per item ``added``, ``updated`` or ``failed``."""
     body = await _json_body(request, "oswl")
     rows = _oswl_rows(body["oswl_stats"], time.time())
-    writes = store(request)
-    items: list[dict[str, Any]] = []
-    for start in range(0, len(rows), sink.CHUNK):
-        chunk = rows[start : start + sink.CHUNK]
-        try:
-            existed = await writes.admin_write(sink.upsert_oswls, chunk)
-            failed = False
-        except Exception as exc:  # noqa: BLE001 - reported per item; the sender retries
-            log.warning("%d OSWL stats not stored: %s", len(chunk), exc)
-            existed, failed = set(), True
-        for row in chunk:
-            key = (row["master_node_uid"], row["external_id"], row["resource_type"])
-            status = "failed" if failed else ("updated" if key in existed else "added")
-            items.append({"master_node_uid": key[0], "id": key[1], "status": status})
+    headers = await _check_senders(request, (row["master_node_uid"] for row in rows))
+    results = await _write(request, sink.OSWLS, [Envelope(row) for row in rows])
+    items = [
+        {"master_node_uid": item.row["master_node_uid"], "id": item.row["external_id"],
+         "status": _status(item, (ADDED, UPDATED))}
+        for item in results
+    ]
     if rows:
         context(request).report_cache.clear()
-    return _ok(started, oswl_stats=items)
+    return _with(headers, _ok(started, oswl_stats=items))
 
 
 RESOURCES: dict[str, tuple[str, Handler]] = {

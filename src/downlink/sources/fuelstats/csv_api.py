@@ -37,7 +37,7 @@ async def report(request: Request) -> Response:
         raise not_found(request.url.path)
     win = _window(request)
     return StreamingResponse(
-        exports.stream(store(request).engine, export, win),
+        exports.stream(store(request).reads_engine(), export, win),
         media_type="text/csv; charset=utf-8",
         headers=_attachment(f"{name}.csv"),
     )
@@ -48,7 +48,7 @@ async def everything(request: Request) -> Response:
     win = _window(request)
     name = f"reports_from{win.from_date.isoformat()}_to{win.to_date.isoformat()}.zip"
     return StreamingResponse(
-        exports.archive(store(request).engine, win),
+        exports.archive(store(request).reads_engine(), win),
         media_type="application/zip",
         headers=_attachment(name),
     )

@@ -18,7 +18,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from downlink.api.errors import BadRequest
+from downlink.errors import BadRequest
 from downlink.sources.fuelstats import notify, reports
 from downlink.sources.fuelstats.context import store
 from downlink.web.rendering import chart, twin, web_of

@@ -11,9 +11,10 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import Connection, Select, false, func, select, true
+from sqlalchemy import Connection, Select, func, select, true
 
-from downlink.sources.fuelstats.tables import action_logs, clusters, installations, oswl_stats
+from downlink.sources.fuelstats import counts
+from downlink.sources.fuelstats.tables import action_logs, installations, oswl_stats
 
 OPERABLE = ("operational", "error")
 
@@ -166,48 +167,33 @@ def installations_report(conn: Connection) -> dict[str | None, dict[str, Any]]:
 
     Over not-filtered installations: how many, how many have N environments; over
     their environments: how many, by status; over operable ones (status operational
-    or error): how many, by node count, hypervisor and OS (lower-cased).
+    or error): how many, by node count, hypervisor and OS (lower-cased). Read from the
+    counts kept at ingest (``counts.py``), never the environment rows.
     """
     reports: dict[str | None, dict[str, Any]] = {None: _empty_report()}
 
-    def add(release: str | None, part: str, key: str, value: Any, count: int) -> None:
-        for target in (None, release) if release is not None else (None,):
-            report = reports.setdefault(target, _empty_report())
-            report[part][key][str(value)] += count
+    def targets(release: str) -> tuple[str | None, ...]:
+        # Release "" is an installation without one: only in the all-releases report.
+        return (None, release) if release else (None,)
 
-    def bump(release: str | None, part: str, key: str, count: int) -> None:
-        for target in (None, release) if release is not None else (None,):
-            report = reports.setdefault(target, _empty_report())
-            report[part][key] += count
-
-    shown = installations.c.is_filtered == false()
-    for release, clusters_num, count in conn.execute(
-        select(installations.c.release, installations.c.clusters_num, func.count())
-        .where(shown)
-        .group_by(installations.c.release, installations.c.clusters_num)
-    ):
-        bump(release, "installations", "count", count)
-        add(release, "installations", "environments_num", clusters_num, count)
-    c = clusters.c
-    for release, status, nodes_num, hypervisor, os_name, count in conn.execute(
-        select(
-            installations.c.release, c.status, c.nodes_num, c.hypervisor, c.os, func.count()
-        )
-        .join(installations, installations.c.id == c.installation_id)
-        .where(shown)
-        .group_by(installations.c.release, c.status, c.nodes_num, c.hypervisor, c.os)
-    ):
-        bump(release, "environments", "count", count)
-        if status is not None:
-            add(release, "environments", "statuses", status, count)
-        if status in OPERABLE:
-            bump(release, "environments", "operable_envs_count", count)
-            if nodes_num is not None:
-                add(release, "environments", "nodes_num", nodes_num, count)
-            if hypervisor is not None:
-                add(release, "environments", "hypervisors_num", hypervisor, count)
-            if os_name is not None:
-                add(release, "environments", "oses_num", os_name, count)
+    plain = (("installations", "installations", "count"),
+             ("environments", "environments", "count"),
+             ("operable_environments", "environments", "operable_envs_count"))
+    keyed = (("clusters_num", "installations", "environments_num"),
+             ("statuses", "environments", "statuses"),
+             ("environment_sizes", "environments", "nodes_num"),
+             ("hypervisors", "environments", "hypervisors_num"),
+             ("operating_systems", "environments", "oses_num"))
+    for report, part, key in plain:
+        for release, _, count in counts.by_release(conn, report):
+            for target in targets(release):
+                reports.setdefault(target, _empty_report())[part][key] += count
+    for report, part, key in keyed:
+        for release, value, count in counts.by_release(conn, report):
+            if value is None:
+                continue
+            for target in targets(release):
+                reports.setdefault(target, _empty_report())[part][key][str(value)] += count
     return {key: _plain(value) for key, value in reports.items()}
 
 

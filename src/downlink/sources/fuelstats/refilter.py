@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, false, func, select, update
 
 from downlink.sources.base import JobKind, JobProgress
+from downlink.sources.fuelstats import counts
 from downlink.sources.fuelstats.filtering import index_rules, is_filtered
+from downlink.sources.fuelstats.tables import counts as counts_table
 from downlink.sources.fuelstats.tables import installations
 from downlink.store import jobs
 from downlink.store.tables import jobs as jobs_table
@@ -60,24 +62,63 @@ def step(conn: Connection, job: Mapping[str, Any]) -> JobProgress | None:
     if cursor == 0:
         params["changed"] = 0
     rows = conn.execute(
-        select(installations.c.id, installations.c.structure, installations.c.is_filtered)
+        select(installations)
         .where(installations.c.id > cursor)
         .order_by(installations.c.id)
         .limit(CHUNK)
-    ).all()
+    ).mappings().all()
     if not rows:
         return None
     changed = [
-        (int(pk), not flag)
-        for pk, structure, flag in rows
-        if is_filtered(structure if isinstance(structure, dict) else {}, rules) != bool(flag)
+        row for row in rows
+        if is_filtered(row["structure"] if isinstance(row["structure"], dict) else {}, rules)
+        != bool(row["is_filtered"])
     ]
-    for pk, flag in changed:
-        conn.execute(update(installations).where(installations.c.id == pk).values(is_filtered=flag))
+    delta: counts.Delta = {}
+    for row in changed:
+        flag = not row["is_filtered"]
+        # Shown before and hidden now, or the other way: its whole contribution moves.
+        shown = row if flag else {**row, "is_filtered": False}
+        counts.installation_delta(conn, delta, shown, sign=-1 if flag else 1, with_logs=True)
+        conn.execute(update(installations).where(installations.c.id == row["id"])
+                     .values(is_filtered=flag))
+    counts.apply(conn, delta)
     params["changed"] = int(params.get("changed") or 0) + len(changed)
     return JobProgress(
-        cursor=int(rows[-1][0]), done=int(job.get("done") or 0) + len(rows), params=params
+        cursor=int(rows[-1]["id"]), done=int(job.get("done") or 0) + len(rows), params=params
     )
 
 
 JOB = JobKind(kind=KIND, step=step)
+
+
+RECOUNT = "fuel_recount"
+
+
+def recount_step(conn: Connection, job: Mapping[str, Any]) -> JobProgress | None:
+    """Recompute ``fuel_counts``: clear them, then add installations chunk by chunk.
+
+    Queued at server start while the counts are empty and an installation is shown
+    (installations stored before the counts existed, or loaded in bulk).
+    """
+    cursor = int(job.get("cursor") or 0)
+    if cursor == 0:
+        counts.clear(conn)
+    after = counts.rebuild_chunk(conn, cursor, CHUNK)
+    if after is None:
+        return None
+    return JobProgress(cursor=after, done=int(job.get("done") or 0) + CHUNK)
+
+
+def needs_recount(conn: Connection) -> bool:
+    """No counts while an installation is shown, and no recount queued."""
+    if conn.execute(select(counts_table.c.n).limit(1)).first() is not None:
+        return False
+    shown = select(installations.c.id).where(installations.c.is_filtered == false()).limit(1)
+    if conn.execute(shown).first() is None:
+        return False
+    found = jobs.status(conn, RECOUNT)
+    return found is None or found.get("state") not in jobs.ACTIVE
+
+
+RECOUNT_JOB = JobKind(kind=RECOUNT, step=recount_step)

@@ -1,4 +1,8 @@
-"""The dashboard's reports, over the promoted rows (never the JSON documents).
+"""The dashboard's reports, from the counts kept at ingest (``counts.py``).
+
+All but one read ``fuel_counts`` (a few rows per day, release and key), never the
+environment, node or action-log rows; the average failures before a successful
+deployment still groups the deployment logs of the range.
 
 Every report takes a :class:`Filter`: not-filtered installations only, optionally of
 one Fuel release, optionally last reporting (created or modified) within a date range;
@@ -12,9 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, case, false, func, or_, select
+from sqlalchemy import Connection, Select, and_, case, false, func, select
 
-from downlink.sources.fuelstats.tables import action_logs, clusters, installations, nodes
+from downlink.sources.fuelstats import counts
+from downlink.sources.fuelstats.tables import action_logs, installations
 
 OPERABLE = ("operational", "error")
 SIZE_BUCKETS = ((1, 5), (6, 10), (11, 20), (21, 50), (51, 100), (101, None))
@@ -22,7 +27,7 @@ HEALTH_CHECKS = ("verify_networks", "check_networks", "check_before_deployment",
                  "check_dhcp", "multicast_verification")
 TOP = 15
 
-i, c, n, a = installations.c, clusters.c, nodes.c, action_logs.c
+i, a = installations.c, action_logs.c
 
 
 @dataclass(frozen=True)
@@ -61,24 +66,6 @@ def _pairs(conn: Connection, query: Select[Any]) -> list[tuple[Any, int]]:
     return [(k, int(v)) for k, v in conn.execute(query)]
 
 
-def _on_clusters(f: Filter, *columns: Any) -> Select[Any]:
-    return (
-        select(*columns)
-        .select_from(clusters)
-        .join(installations, installations.c.id == c.installation_id)
-        .where(f.installations())
-    )
-
-
-def _on_nodes(f: Filter, *columns: Any) -> Select[Any]:
-    return (
-        select(*columns)
-        .select_from(nodes)
-        .join(installations, installations.c.id == n.installation_id)
-        .where(f.installations())
-    )
-
-
 def _bucket(value: int) -> str:
     for low, high in SIZE_BUCKETS:
         if high is None or value <= high:
@@ -98,84 +85,74 @@ def _top(pairs: list[tuple[Any, int]], limit: int = TOP) -> list[tuple[Any, int]
     return sorted(pairs, key=lambda p: (-p[1], str(p[0])))[:limit]
 
 
+def _counted(conn: Connection, f: Filter, report: str) -> list[tuple[Any, int]]:
+    """``(value, count)`` of one kept report over the filter (``counts.py``)."""
+    return [(value, n) for value, n, _ in
+            counts.grouped(conn, report, f.release, f.since, f.until)]
+
+
+def _count(conn: Connection, f: Filter, report: str) -> int:
+    return counts.total_of(conn, report, release=f.release, since=f.since, until=f.until)
+
+
 def summary(conn: Connection, f: Filter) -> dict[str, int]:
     """Installations, environments, operable environments, nodes."""
-    count = func.count()
     return {
-        "installations": int(conn.execute(
-            select(count).select_from(installations).where(f.installations())).scalar_one()),
-        "environments": int(conn.execute(_on_clusters(f, count)).scalar_one()),
-        "operable_environments": int(conn.execute(
-            _on_clusters(f, count).where(c.status.in_(OPERABLE))).scalar_one()),
-        "nodes": int(conn.execute(_on_nodes(f, count)).scalar_one()),
+        "installations": _count(conn, f, "installations"),
+        "environments": _count(conn, f, "environments"),
+        "operable_environments": _count(conn, f, "operable_environments"),
+        "nodes": _count(conn, f, "nodes"),
     }
 
 
 def fuel_releases(conn: Connection, f: Filter) -> list[tuple[Any, int]]:
     """Installations per Fuel release."""
-    return _top(_pairs(conn, select(i.release, func.count()).where(f.installations())
-                       .group_by(i.release)), 50)
+    return _top(_counted(conn, f, "fuel_releases"), 50)
 
 
 def statuses(conn: Connection, f: Filter) -> list[tuple[Any, int]]:
     """Environments per status."""
-    return _top(_pairs(conn, _on_clusters(f, c.status, func.count()).group_by(c.status)), 50)
+    return _top(_counted(conn, f, "statuses"), 50)
 
 
 def environments_per_installation(conn: Connection, f: Filter) -> list[tuple[Any, int]]:
     """Installations per number of environments."""
-    return sorted(_pairs(conn, select(i.clusters_num, func.count()).where(f.installations())
-                         .group_by(i.clusters_num)), key=lambda p: p[0])
+    return sorted(_counted(conn, f, "clusters_num"), key=lambda p: p[0])
 
 
 def environment_sizes(conn: Connection, f: Filter) -> list[tuple[str, int]]:
     """Operable environments per node-count bucket."""
-    return _bucketed(_pairs(conn, _on_clusters(f, c.nodes_num, func.count())
-                            .where(c.status.in_(OPERABLE)).group_by(c.nodes_num)))
+    return _bucketed(_counted(conn, f, "environment_sizes"))
 
 
 def hypervisors(conn: Connection, f: Filter) -> list[tuple[Any, int]]:
     """Operable environments per hypervisor."""
-    return _top(_pairs(conn, _on_clusters(f, c.hypervisor, func.count())
-                       .where(c.status.in_(OPERABLE), c.hypervisor.is_not(None))
-                       .group_by(c.hypervisor)))
+    return _top(_counted(conn, f, "hypervisors"))
 
 
 def operating_systems(conn: Connection, f: Filter) -> list[tuple[Any, int]]:
     """Operable environments per operating system."""
-    return _top(_pairs(conn, _on_clusters(f, c.os, func.count())
-                       .where(c.status.in_(OPERABLE), c.os.is_not(None)).group_by(c.os)))
+    return _top(_counted(conn, f, "operating_systems"))
 
 
 def openstack_releases(conn: Connection, f: Filter) -> list[tuple[Any, int]]:
     """Environments per OpenStack release deployed (the environment's release version)."""
-    return _top(_pairs(conn, _on_clusters(f, c.release_version, func.count())
-                       .where(c.release_version.is_not(None)).group_by(c.release_version)))
+    return _top(_counted(conn, f, "openstack_releases"))
 
 
 def nodes_per_installation(conn: Connection, f: Filter) -> list[tuple[str, int]]:
     """Installations per node-count bucket."""
-    per = _on_nodes(f, func.count().label("k")).group_by(n.installation_id).subquery()
-    return _bucketed(_pairs(conn, select(per.c.k, func.count()).group_by(per.c.k)))
+    return _bucketed(_counted(conn, f, "nodes_per_installation"))
 
 
 def hardware(conn: Connection, f: Filter) -> list[tuple[Any, int]]:
     """The most common server models (manufacturer and product)."""
-    model = func.coalesce(n.manufacturer, "?") + " " + func.coalesce(n.platform, "?")
-    rows = _pairs(conn, _on_nodes(f, model, func.count())
-                  .where(or_none(n.manufacturer, n.platform)).group_by(model))
-    return _top(rows)
-
-
-def or_none(*columns: Any) -> Any:
-    """At least one of ``columns`` is set."""
-    return or_(*(col.is_not(None) for col in columns))
+    return _top(_counted(conn, f, "hardware"))
 
 
 def role_combinations(conn: Connection, f: Filter) -> list[tuple[Any, int]]:
     """Nodes per combination of roles (``compute+cinder`` is one combination)."""
-    return _top(_pairs(conn, _on_nodes(f, n.roles, func.count()).where(n.roles != "")
-                       .group_by(n.roles)))
+    return _top(_counted(conn, f, "role_combinations"))
 
 
 def _logs(f: Filter, *columns: Any) -> Select[Any]:
@@ -189,12 +166,10 @@ def _logs(f: Filter, *columns: Any) -> Select[Any]:
 
 def deployment_time(conn: Connection, f: Filter) -> dict[str, Any]:
     """Average and count of successful top-level deployment durations (s)."""
-    avg, count = conn.execute(
-        _logs(f, func.avg(a.duration_s), func.count(a.duration_s)).where(
-            a.action_name == "deployment", a.action_type == "nailgun_task",
-            a.ended_status == "ready", a.top_level)
-    ).one()
-    return {"average_s": None if avg is None else round(float(avg), 1), "deployments": int(count)}
+    found = counts.grouped(conn, "deployment_time", f.release, f.since, f.until)
+    count = sum(n for _, n, _ in found)
+    total = sum(t for _, _, t in found)
+    return {"average_s": round(total / count, 1) if count else None, "deployments": count}
 
 
 def failures_before_success(conn: Connection, f: Filter) -> dict[str, Any]:
@@ -223,23 +198,15 @@ def failures_before_success(conn: Connection, f: Filter) -> dict[str, Any]:
 
 def health_checks(conn: Connection, f: Filter) -> list[dict[str, Any]]:
     """Runs and failures of each health check task."""
-    failed = func.sum(case((a.ended_status == "error", 1), else_=0))
-    rows = conn.execute(
-        _logs(f, a.action_name, func.count(), failed)
-        .where(a.action_name.in_(HEALTH_CHECKS), a.action_type == "nailgun_task", a.top_level,
-               a.ended_status.is_not(None))
-        .group_by(a.action_name)
-        .order_by(a.action_name)
-    )
-    return [{"check": name, "runs": int(runs), "failed": int(bad or 0)}
-            for name, runs, bad in rows]
+    found = counts.grouped(conn, "health_checks", f.release, f.since, f.until)
+    return [{"check": name, "runs": runs, "failed": round(bad)}
+            for name, runs, bad in sorted(found, key=lambda r: str(r[0]))]
 
 
 def releases(conn: Connection) -> list[str]:
     """The Fuel releases of not-filtered installations (for the filter form)."""
-    rows = conn.execute(select(i.release).where(i.is_filtered == false(), i.release.is_not(None))
-                        .group_by(i.release).order_by(i.release))
-    return [str(r) for (r,) in rows]
+    return sorted({str(value) for value, _ in _counted(conn, Filter(), "fuel_releases")
+                   if value is not None})
 
 
 def everything(conn: Connection, f: Filter) -> dict[str, Any]:

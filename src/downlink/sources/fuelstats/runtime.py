@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 from anyio import to_thread
 
-from downlink.sources.fuelstats import notify
+from downlink.sources.fuelstats import notify, refilter
 from downlink.sources.fuelstats.config import FuelSettings
 from downlink.sources.fuelstats.context import FuelContext, context_of_app
+from downlink.store import jobs
 from downlink.store.database import Store
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,14 @@ class Runtime:
 
 @contextlib.asynccontextmanager
 async def lifespan(app: Any) -> AsyncIterator[None]:
-    """Run the delivery loop for the life of the app."""
+    """Run the delivery loop for the life of the app; queue a recount if one is due."""
+    store = app.state.store
+    try:
+        if await store.read_primary(refilter.needs_recount):
+            await store.admin_write(jobs.enqueue, refilter.RECOUNT)
+            log.info("fuel-stats counts are empty: recount queued")
+    except Exception as exc:  # noqa: BLE001 - the database may be down: next start
+        log.warning("fuel-stats recount check failed: %s", exc)
     runtime = Runtime(app.state.store, context_of_app(app))
     app.state.fuelstats_runtime = runtime
     runtime.start()

@@ -1,8 +1,21 @@
-"""Where fuel-stats data is written: one function per kind, each one transaction.
+"""Where fuel-stats data is written: the source's three write sinks.
 
-Every function takes the write connection of one committed transaction (the caller
-runs it through ``Store.admin_write``, so an answer is only given after the commit)
-and returns what the collector reports per item. Nothing here knows about HTTP.
+The collector hands its items to the core's group-commit writer
+(``Store.write_to(sink, items)``), which gathers every queued item of every sink into
+one transaction and answers only after the commit, spools items while the database is
+down and answers 503 with Retry-After under overload (``downlink.store.sinks``):
+
+* :data:`STRUCTURES` upserts installation structures by ``master_node_uid``: ``new``
+  or ``updated``;
+* :data:`ACTION_LOGS` inserts action logs never overwriting one: ``added`` or
+  ``existed``;
+* :data:`OSWLS` upserts OSWL snapshots by (master node, id, resource type): ``added``
+  or ``updated``.
+
+An item the database refuses comes back ``failed`` (the writer isolates it in
+savepoints). Every ``write`` may run again on the same items (after a rollback, or
+when the spool is drained again after a crash) without changing the outcome for the
+data. Nothing here knows about HTTP.
 """
 
 from __future__ import annotations
@@ -14,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from downlink.sources.fuelstats import counts
 from downlink.sources.fuelstats.shape import rows_of
 from downlink.sources.fuelstats.tables import (
     action_logs,
@@ -22,6 +36,8 @@ from downlink.sources.fuelstats.tables import (
     nodes,
     oswl_stats,
 )
+from downlink.store.envelope import ADDED, EXISTED, NEW, UPDATED, Envelope
+from downlink.store.sinks import BaseSink, Sink
 
 CHUNK = 1000
 
@@ -47,7 +63,9 @@ def upsert_structure(conn: Connection, row: StructureRow, now: float) -> bool:
     """Store the structure of a master node; True when the node was new.
 
     The whole document is replaced; ``creation_date`` is set once and
-    ``modification_date`` on every later post.
+    ``modification_date`` on every later post. The dashboard's counts
+    (:mod:`~downlink.sources.fuelstats.counts`) lose the installation's old
+    contribution and gain the new one in the same transaction.
     """
     clusters_num = row.structure.get("clusters_num")
     values = {
@@ -56,6 +74,7 @@ def upsert_structure(conn: Connection, row: StructureRow, now: float) -> bool:
         "is_filtered": row.is_filtered,
         "clusters_num": clusters_num if isinstance(clusters_num, int) else 0,
     }
+    delta: counts.Delta = {}
     inserted = conn.execute(
         dialect_insert(conn, installations)
         .values(master_node_uid=row.master_node_uid, creation_date=now, **values)
@@ -64,13 +83,20 @@ def upsert_structure(conn: Connection, row: StructureRow, now: float) -> bool:
     ).first()
     if inserted is not None:
         installation_id = int(inserted[0])
+        with_logs = True  # its action logs may have come first
     else:
-        installation_id = conn.execute(
+        query = select(installations).where(installations.c.master_node_uid == row.master_node_uid)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()  # the old state stays the old state
+        old = conn.execute(query).mappings().one()
+        installation_id = int(old["id"])
+        with_logs = (old["release"], bool(old["is_filtered"])) != (row.release, row.is_filtered)
+        counts.installation_delta(conn, delta, old, sign=-1, with_logs=with_logs)
+        conn.execute(
             update(installations)
-            .where(installations.c.master_node_uid == row.master_node_uid)
+            .where(installations.c.id == installation_id)
             .values(modification_date=now, **values)
-            .returning(installations.c.id)
-        ).scalar_one()
+        )
         conn.execute(clusters.delete().where(clusters.c.installation_id == installation_id))
         conn.execute(nodes.delete().where(nodes.c.installation_id == installation_id))
     cluster_rows, node_rows = rows_of(row.structure)
@@ -80,6 +106,11 @@ def upsert_structure(conn: Connection, row: StructureRow, now: float) -> bool:
         )
     if node_rows:
         conn.execute(nodes.insert(), [{**r, "installation_id": installation_id} for r in node_rows])
+    new = conn.execute(
+        select(installations).where(installations.c.id == installation_id)).mappings().one()
+    counts.installation_delta(conn, delta, new, sign=1, with_logs=with_logs,
+                              cluster_rows=cluster_rows, node_rows=node_rows)
+    counts.apply(conn, delta)
     return inserted is not None
 
 
@@ -91,13 +122,19 @@ def insert_action_logs(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[
     """
     if not rows:
         return set()
+    # One statement executed with many parameter sets: SQLAlchemy caches its compiled
+    # form and sends the rows in multi-row batches ("insertmanyvalues"); a statement
+    # built with .values(rows) was compiled anew for every chunk (about 8 ms a row).
     found = conn.execute(
         dialect_insert(conn, action_logs)
-        .values(list(rows))
         .on_conflict_do_nothing(index_elements=["master_node_uid", "external_id"])
-        .returning(action_logs.c.master_node_uid, action_logs.c.external_id)
+        .returning(action_logs.c.master_node_uid, action_logs.c.external_id),
+        list(rows),
     ).all()
-    return {(str(uid), int(ext)) for uid, ext in found}
+    keys = {(str(uid), int(ext)) for uid, ext in found}
+    counts.apply(conn, counts.new_logs_delta(
+        conn, [r for r in rows if (r["master_node_uid"], int(r["external_id"])) in keys]))
+    return keys
 
 
 OswlKey = tuple[str, int, str]
@@ -116,7 +153,7 @@ def upsert_oswls(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[OswlKe
         (str(u), int(e), str(t))
         for u, e, t in conn.execute(select(*key_cols).where(tuple_(*key_cols).in_(keys))).all()
     }
-    stmt = dialect_insert(conn, oswl_stats).values(list(rows))
+    stmt = dialect_insert(conn, oswl_stats)
     changing = (
         "cluster_id",
         "created_date",
@@ -130,6 +167,94 @@ def upsert_oswls(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[OswlKe
         stmt.on_conflict_do_update(
             index_elements=["master_node_uid", "external_id", "resource_type"],
             set_={name: stmt.excluded[name] for name in changing},
-        )
+        ),
+        list(rows),
     )
     return existed
+
+
+def structure_item(row: StructureRow, received: float) -> Envelope:
+    """The envelope of one structure for :data:`STRUCTURES` (JSON-safe, for the spool)."""
+    return Envelope({"master_node_uid": row.master_node_uid, "structure": row.structure,
+                     "release": row.release, "is_filtered": row.is_filtered,
+                     "received": received})
+
+
+class StructureSink(BaseSink):
+    """Installation structures: upsert by master node, ``new`` or ``updated``."""
+
+    name = "fuelstats.installation_structures"
+    noun = "installation structure"
+
+    def write(self, conn: Connection, items: list[Envelope]) -> list[Envelope]:
+        """Upsert each structure in turn (a node sent twice in a batch: new, updated)."""
+        out = []
+        for item in items:
+            row = item.row
+            created = upsert_structure(conn, StructureRow(
+                row["master_node_uid"], row["structure"], row["release"],
+                bool(row["is_filtered"])), float(row["received"]))
+            out.append(item.outcome(row, NEW if created else UPDATED))
+        return out
+
+
+class ActionLogSink(BaseSink):
+    """Action logs: inserted once, never overwritten; ``added`` or ``existed``."""
+
+    name = "fuelstats.action_logs"
+    noun = "action log"
+
+    def write(self, conn: Connection, items: list[Envelope]) -> list[Envelope]:
+        """Insert in statements of :data:`CHUNK`; a key seen before is ``existed``."""
+        first: dict[tuple[str, int], int] = {}
+        for index, item in enumerate(items):
+            first.setdefault((item.row["master_node_uid"], int(item.row["external_id"])), index)
+        fresh = sorted(first.values())
+        inserted: set[tuple[str, int]] = set()
+        for start in range(0, len(fresh), CHUNK):
+            part = [items[i].row for i in fresh[start : start + CHUNK]]
+            inserted |= insert_action_logs(conn, part)
+        out = []
+        for index, item in enumerate(items):
+            key = (item.row["master_node_uid"], int(item.row["external_id"]))
+            added = first[key] == index and key in inserted
+            out.append(item.outcome(item.row, ADDED if added else EXISTED))
+        return out
+
+
+class OswlSink(BaseSink):
+    """OSWL snapshots: upsert by (master node, id, resource type); ``added``/``updated``."""
+
+    name = "fuelstats.oswl_stats"
+    noun = "OSWL snapshot"
+
+    def write(self, conn: Connection, items: list[Envelope]) -> list[Envelope]:
+        """Upsert in rounds of distinct keys (the n-th occurrence of a key in round n:
+        one statement may not change a row twice), in statements of :data:`CHUNK`."""
+        rounds: list[list[int]] = []
+        seen: dict[OswlKey, int] = {}
+        for index, item in enumerate(items):
+            key = _oswl_key(item.row)
+            n = seen.get(key, 0)
+            seen[key] = n + 1
+            if n == len(rounds):
+                rounds.append([])
+            rounds[n].append(index)
+        status: dict[int, str] = {}
+        for indexes in rounds:
+            for start in range(0, len(indexes), CHUNK):
+                part = indexes[start : start + CHUNK]
+                existed = upsert_oswls(conn, [items[i].row for i in part])
+                for i in part:
+                    status[i] = UPDATED if _oswl_key(items[i].row) in existed else ADDED
+        return [item.outcome(item.row, status[i]) for i, item in enumerate(items)]
+
+
+def _oswl_key(row: dict[str, Any]) -> OswlKey:
+    return (row["master_node_uid"], int(row["external_id"]), row["resource_type"])
+
+
+STRUCTURES = StructureSink()
+ACTION_LOGS = ActionLogSink()
+OSWLS = OswlSink()
+SINKS: tuple[Sink, ...] = (STRUCTURES, ACTION_LOGS, OSWLS)

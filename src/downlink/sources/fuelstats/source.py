@@ -15,6 +15,7 @@ from downlink.sources.fuelstats import (
     failures,
     refilter,
     runtime,
+    sink,
     tables,
 )
 
@@ -42,8 +43,10 @@ source = SOURCE = Source(
     nav=(NavEntry("fuelstats", "Fuel", "/fuel"),),
     templates=Path(__file__).with_name("templates"),
     consumers=(failures.consumer(_channels),),
-    job_kinds=(refilter.JOB,),
+    job_kinds=(refilter.JOB, refilter.RECOUNT_JOB),
+    sinks=sink.SINKS,
     # GET/HEAD without a token: the sender's ping and the public report.
     open_reads=collector.OPEN_PATHS | api.PUBLIC_PATHS,
     extra={"lifespan": runtime.lifespan},
+    senders=collector.SENDER_RULE,
 )

@@ -13,6 +13,8 @@
   the migration only: see ``downlink.store.follow``).
 * ``fuel_oswl_stats``: OpenStack workload snapshots, upserted by (master node, id,
   resource type).
+* ``fuel_counts``: the dashboard's counts per report, UTC day, release and key, kept
+  in the transactions that write the rows they count (``counts.py``).
 * ``fuel_outbox``: one row per failure notification and channel, unique by failure,
   so a failure is announced once whatever the consumer replays.
 
@@ -130,6 +132,19 @@ oswl_stats = Table(
     Column("version_info", JSON, nullable=True),
     Column("ts_reception", Double, nullable=False),
     UniqueConstraint("master_node_uid", "external_id", "resource_type"),
+)
+
+counts = Table(
+    "fuel_counts",
+    metadata,
+    Column("report", Text, primary_key=True),
+    Column("release", Text, primary_key=True),
+    Column("day", Integer, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+    Column("total", Double, nullable=False),
+    # Every release of a report over a range of days: the report, then the day.
+    Index("ix_fuel_counts_report_day", "report", "day"),
 )
 
 outbox = Table(

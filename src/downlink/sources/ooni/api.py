@@ -16,24 +16,55 @@ from fastapi import APIRouter, Request
 from sqlalchemy import Connection, select
 from starlette.responses import Response
 
+from downlink.archive.storage import Storage, StorageError, open_storage
 from downlink.sources.ooni import aggregation, archive, log, search
 from downlink.sources.ooni.fastpath import unwrap
 from downlink.sources.ooni.params import ParamError, boolean
 from downlink.sources.ooni.probe_services import config
 from downlink.sources.ooni.quotas import Limits, quotas_of
 from downlink.sources.ooni.reads import reads_of
-from downlink.sources.ooni.storage import Storage, StorageError, open_storage
 from downlink.sources.ooni.tables import fastpath, measurements
 
 # OONI's API (its parameters, 422 for a malformed report_id, {"msg", "v"} refusals of
-# the aggregation): documented in docs/ooni.md, left out of Downlink's OpenAPI
-# document. Refusals carry Downlink's "message" too.
-router = APIRouter(tags=["ooni measurements"], include_in_schema=False)
+# the aggregation), in Downlink's OpenAPI document: the handlers read the query
+# themselves (OONI's rules, docs/ooni.md), so each route declares its parameters as
+# text. Refusals carry Downlink's "message" beside OONI's keys.
+router = APIRouter(tags=["ooni measurements"])
+
+
+def _query(*names: str) -> dict[str, Any]:
+    """``openapi_extra`` declaring optional text query parameters."""
+    return {"parameters": [
+        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+        for n in names
+    ]}
+
+
+_SEARCH = _query(
+    "report_id", "input", "domain", "probe_cc", "probe_asn", "test_name", "category_code",
+    "since", "until", "anomaly", "confirmed", "failure", "software_version", "test_version",
+    "engine_version", "ooni_run_link_id", "order_by", "order", "offset", "limit", "cursor",
+)
+_LOOKUP = _query("measurement_uid", "report_id", "input", "full")
+_AGGREGATION = _query(
+    "input", "domain", "category_code", "probe_cc", "probe_asn", "test_name",
+    "ooni_run_link_id", "since", "until", "time_grain", "axis_x", "axis_y", "format",
+    "download",
+)
+_JSON_OR_CSV: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Counts (JSON, or CSV with format=CSV); OONI answers an unknown "
+          "format or equal axes 200 with {msg, v}",
+          "content": {"application/json": {}, "text/csv": {}}},
+}
 _REFUSED: dict[int | str, dict[str, Any]] = {
     400: {"description": "A parameter is not usable (the message names it)"},
     404: {"description": "No such measurement"},
-    422: {"description": "report_id is not 15-100 characters of A-Z, a-z, 0-9, _"},
     429: {"description": "Quota exceeded"},
+}
+# OONI's lookups by report_id refuse a malformed one with 422 (reference A4).
+_LOOKUP_REFUSED: dict[int | str, dict[str, Any]] = {
+    **_REFUSED,
+    422: {"description": "report_id is not 15-100 characters of A-Z, a-z, 0-9, _"},
 }
 log_ = logging.getLogger(__name__)
 
@@ -57,7 +88,7 @@ async def _metered(request: Request, handler: Callable[[], Awaitable[Response]])
     return await quotas_of(request, limits).metered(request, handler)
 
 
-@router.get("/api/v1/measurements", responses=_REFUSED)
+@router.get("/api/v1/measurements", responses=_REFUSED, openapi_extra=_SEARCH)
 async def list_measurements(request: Request) -> Response:
     """Search measurements (newest first), count-free pagination with keyset cursors."""
 
@@ -69,7 +100,7 @@ async def list_measurements(request: Request) -> Response:
         except ParamError as exc:
             return _detail(str(exc))
         started = time.monotonic()
-        reads = reads_of(request)
+        reads = reads_of(request, sql_only=q.test_lists)
         rows = await reads.read(reads.search, q)
         base = str(request.base_url).rstrip("/")
         results = [search.result(r, base) for r in rows]
@@ -163,7 +194,7 @@ def lookup_params(request: Request) -> tuple[str | None, str | None, str | None]
     return uid, report_id, inp
 
 
-@router.get("/api/v1/raw_measurement", responses=_REFUSED)
+@router.get("/api/v1/raw_measurement", responses=_LOOKUP_REFUSED, openapi_extra=_LOOKUP)
 async def raw_measurement(request: Request) -> Response:
     """The measurement body; ``{}`` when unknown."""
 
@@ -178,7 +209,7 @@ async def raw_measurement(request: Request) -> Response:
     return await _metered(request, handle)
 
 
-@router.get("/api/v1/measurement/{uid}", responses=_REFUSED)
+@router.get("/api/v1/measurement/{uid}", responses=_REFUSED, openapi_extra=_query("download"))
 async def measurement_body(uid: str, request: Request) -> Response:
     """Only the body of one measurement; ``download=true`` makes it an attachment."""
 
@@ -223,7 +254,7 @@ def meta_of(row: dict[str, Any], full: bool) -> dict[str, Any]:
     return meta
 
 
-@router.get("/api/v1/measurement_meta", responses=_REFUSED)
+@router.get("/api/v1/measurement_meta", responses=_LOOKUP_REFUSED, openapi_extra=_LOOKUP)
 async def measurement_meta(request: Request) -> Response:
     """Metadata and scores of one measurement, with its body when ``full=true``."""
 
@@ -243,7 +274,9 @@ async def measurement_meta(request: Request) -> Response:
     return await _metered(request, handle)
 
 
-@router.get("/api/v1/aggregation", responses=_REFUSED)
+@router.get(
+    "/api/v1/aggregation", responses={**_REFUSED, **_JSON_OR_CSV}, openapi_extra=_AGGREGATION
+)
 async def aggregate(request: Request) -> Response:
     """Counts by up to two axes, as JSON or CSV."""
 
@@ -255,7 +288,7 @@ async def aggregate(request: Request) -> Response:
         except ParamError as exc:
             return _detail(str(exc))
         started = time.monotonic()
-        reads = reads_of(request)
+        reads = reads_of(request, sql_only=aggregation.needs_test_lists(agg))
         rows = await reads.read(reads.aggregate, agg)
         elapsed = time.monotonic() - started
         headers = {}

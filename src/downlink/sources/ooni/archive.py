@@ -30,7 +30,7 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from downlink.sources.ooni.storage import Storage, StorageError
+from downlink.archive.storage import Storage, StorageError
 from downlink.sources.ooni.tables import archive_index, measurements, state
 
 SPLIT_BYTES = 20_000_000

@@ -11,13 +11,13 @@ import click
 from rich.progress import Progress
 from sqlalchemy import Connection, Engine
 
+from downlink.archive.storage import Storage, StorageError, open_storage
 from downlink.cli.options import database_option, load_settings
 from downlink.settings import Settings
-from downlink.sources.ooni import archive, fingerprint_store, reprocess
+from downlink.sources.ooni import archive, fingerprint_store, reprocess, testlists
 from downlink.sources.ooni.config import OoniConfig, config_from
 from downlink.sources.ooni.fingerprints import FingerprintError, read_file
 from downlink.sources.ooni.params import ParamError, comma_list, moment
-from downlink.sources.ooni.storage import Storage, StorageError, open_storage
 from downlink.store import migrate
 from downlink.store.engine import make_engine
 
@@ -139,3 +139,27 @@ def fingerprints_load(files: tuple[Path, ...], database_url: str | None) -> None
         engine.dispose()
     dns = sum(1 for fp in items if fp.location_found == "dns")
     click.echo(f"loaded {dns} DNS and {len(items) - dns} HTTP fingerprints (version {version})")
+
+
+@ooni.group("testlists")
+def testlists_group() -> None:
+    """The citizenlab test lists (URL categories, for category_code)."""
+
+
+@testlists_group.command("load")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@database_option
+def testlists_load(files: tuple[Path, ...], database_url: str | None) -> None:
+    """Replace the test lists with FILES: the CSVs of github.com/citizenlab/test-lists
+    (lists/global.csv and lists/<cc>.csv; the file name is the country)."""
+    try:
+        entries = [e for f in files for e in testlists.read_file(f)]
+    except testlists.TestListError as exc:
+        raise click.ClickException(str(exc)) from None
+    _settings, _cfg, engine = _setup(database_url)
+    try:
+        with engine.begin() as conn:
+            n = testlists.replace(conn, entries)
+    finally:
+        engine.dispose()
+    click.echo(f"loaded {n} URLs from {len(files)} test list(s)")

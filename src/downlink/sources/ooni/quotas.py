@@ -136,7 +136,7 @@ class Quotas:
         client = request.client
         key = address_key(client.host if client else "-", await self._hash_key(request))
         started = time.monotonic()
-        left = await store.read(remaining, key, self.limits, time.time())
+        left = await store.read_primary(remaining, key, self.limits, time.time())
         if left <= 0:
             return JSONResponse(
                 {"error": "quota exceeded", "message": "quota exceeded"}, status_code=429,

@@ -27,9 +27,10 @@ class Reads:
     aggregate: Callable[..., list[dict[str, Any]]]
 
 
-def reads_of(request: HTTPConnection) -> Reads:
-    """ClickHouse's reads when configured, else the SQL store's."""
-    found: Reads | None = analytics_of(request, "ooni")
+def reads_of(request: HTTPConnection, *, sql_only: bool = False) -> Reads:
+    """ClickHouse's reads when configured, else (or with ``sql_only``: a question
+    ClickHouse cannot answer, see :func:`aggregation.needs_test_lists`) the SQL store's."""
+    found: Reads | None = None if sql_only else analytics_of(request, "ooni")
     if found is not None:
         return found
     return Reads(store_of(request).read, search.run, aggregation.run)

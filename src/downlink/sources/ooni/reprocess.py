@@ -14,8 +14,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection, select
 
+from downlink.archive.storage import Storage
 from downlink.sources.ooni import archive, fastpath, fastpath_store, fingerprint_store
-from downlink.sources.ooni.storage import Storage
 from downlink.sources.ooni.tables import state
 
 _RESUME = "reprocess_position"

@@ -26,7 +26,8 @@ from downlink.sources.ooni.params import (
     min_len,
     moment,
 )
-from downlink.sources.ooni.tables import fastpath
+from downlink.sources.ooni.tables import citizenlab, fastpath
+from downlink.sources.ooni.testlists import CATEGORY
 
 MAX_WINDOW = timedelta(days=180)
 _T = fastpath.c.measurement_start_time
@@ -43,6 +44,9 @@ class Query:
     offset: int = 0
     limit: int = 100
     cursor: tuple[float, str] | None = None
+    # Filtered by category_code: the test lists, kept in the SQL store only, so the
+    # search is answered there even with ClickHouse configured.
+    test_lists: bool = False
 
 
 def _cursor(value: str | None) -> tuple[float, str] | None:
@@ -66,6 +70,7 @@ def parse(params: Mapping[str, str], limit_max: int, now: datetime | None = None
     report_id = min_len(params.get("report_id"), "report_id")
     if report_id is not None:
         f.append(fastpath.c.report_id == report_id)
+    test_lists = False
     inp = min_len(params.get("input"), "input")
     if inp is not None:
         f.append(fastpath.c.input == inp)
@@ -75,8 +80,15 @@ def parse(params: Mapping[str, str], limit_max: int, now: datetime | None = None
             min_len(d, "domain")
         if domains:
             f.append(fastpath.c.domain.in_(domains))
-        if params.get("category_code"):
-            raise ParamError("category_code: Downlink does not load the citizenlab test lists")
+        codes = comma_list(params.get("category_code"))
+        for code in codes:
+            if not CATEGORY.match(code):
+                raise ParamError(f"category_code: {code!r} does not match ^[A-Z]+$")
+        if codes:
+            # OONI joins the test lists on url = input.
+            listed = select(citizenlab.c.url).where(citizenlab.c.category_code.in_(codes))
+            f.append(fastpath.c.input.in_(listed))
+            test_lists = True
     ccs = [cc.upper() for cc in comma_list(params.get("probe_cc"))]
     f.append(fastpath.c.probe_cc.in_(ccs) if ccs else fastpath.c.probe_cc != "ZZ")
     asn_list = asns(params.get("probe_asn"))
@@ -123,6 +135,7 @@ def parse(params: Mapping[str, str], limit_max: int, now: datetime | None = None
         since=since.timestamp() if since else None,
         until=until.timestamp() if until else None,
         filters=f,
+        test_lists=test_lists,
         order_desc=order == "desc",
         offset=integer(params.get("offset"), "offset", 0, 0, 10**9),
         limit=integer(params.get("limit"), "limit", 100, 1, limit_max),

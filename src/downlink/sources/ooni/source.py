@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import Connection, select
 
 from downlink.sources.base import NavEntry, Source
-from downlink.sources.ooni import api, clickhouse, config, probe_services, views
+from downlink.sources.ooni import api, clickhouse, config, fastpath_store, probe_services, views
 from downlink.sources.ooni.archive import archived_until
 from downlink.sources.ooni.cli import ooni as ooni_cli
 from downlink.sources.ooni.consumer import FASTPATH
@@ -40,7 +40,7 @@ def purge(conn: Connection, before_ts: float) -> int:
     if uids:
         conn.execute(measurements.delete().where(measurements.c.measurement_uid.in_(uids)))
     if scored:
-        conn.execute(fastpath.delete().where(fastpath.c.measurement_uid.in_(scored)))
+        fastpath_store.delete_uids(conn, scored)
     return max(len(uids), len(scored))
 
 

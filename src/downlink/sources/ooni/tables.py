@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -26,6 +28,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.types import TypeEngine
 
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -101,6 +104,8 @@ fastpath = Table(
     Index(None, "domain", "measurement_start_time"),
     Index(None, "report_id"),
     Index(None, "ts_reception"),
+    Index(None, "probe_asn", "measurement_start_time"),
+    Index(None, "input", "measurement_start_time"),
 )
 
 fingerprints = Table(
@@ -132,6 +137,18 @@ archive_index = Table(
     Column("line", Integer, nullable=False),
 )
 
+# The citizenlab test lists (``downlink ooni testlists load``): each URL's category in
+# a country's list (``cc``) or the global one (``ZZ``), for ``category_code``.
+citizenlab = Table(
+    "ooni_citizenlab",
+    metadata,
+    Column("url", Text, primary_key=True),
+    Column("cc", String(2), primary_key=True),
+    Column("domain", Text, nullable=False),
+    Column("category_code", Text, nullable=False),
+    Index(None, "category_code", "url"),
+)
+
 quotas = Table(
     "ooni_quotas",
     metadata,
@@ -141,3 +158,38 @@ quotas = Table(
     Column("day", Double, nullable=False),
     Column("week", Double, nullable=False),
 )
+
+
+def _rollup(name: str, bucket: str, dims: tuple[str, ...]) -> Table:
+    types: dict[str, TypeEngine[Any]] = {
+        "probe_cc": String(2), "probe_asn": BigInteger(), "test_name": Text(),
+        "domain": Text(), "blocking_type": Text(),
+    }
+    # Besides the primary key (the bucket first: a period is one range), an index per
+    # filterable dimension led by it, then the bucket: a filtered query reads only its
+    # rows of the period (docs/architecture.md, "one index matches every condition").
+    filtered = [d for d in ("probe_cc", "probe_asn", "domain") if d in dims]
+    return Table(
+        name,
+        metadata,
+        Column(bucket, BigInteger, primary_key=True),
+        *(Column(d, types[d], primary_key=True) for d in dims),
+        *(Column(n, BigInteger, nullable=False) for n in ROLLUP_COUNTS),
+        *(Index(None, d, bucket) for d in filtered),
+    )
+
+
+# Aggregation rollups (``rollup.py``): OONI's four counts per time bucket and a few
+# dimensions, kept by the fastpath writer in the same transaction as its rows. The
+# primary key leads with the bucket, so a period's rows are one index range.
+ROLLUP_COUNTS = (
+    "anomaly_count", "confirmed_count", "failure_count", "ok_count", "measurement_count",
+)
+agg_day_cc = _rollup("ooni_agg_day_cc", "day", ("probe_cc", "test_name", "blocking_type"))
+agg_day_asn = _rollup(
+    "ooni_agg_day_asn", "day", ("probe_cc", "probe_asn", "test_name", "blocking_type")
+)
+agg_day_domain = _rollup(
+    "ooni_agg_day_domain", "day", ("probe_cc", "test_name", "domain", "blocking_type")
+)
+agg_hour_cc = _rollup("ooni_agg_hour_cc", "hour", ("probe_cc", "test_name", "blocking_type"))

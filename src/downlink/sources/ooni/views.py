@@ -47,7 +47,7 @@ async def _search_data(request: Request) -> tuple[dict[str, Any], int]:
         q = search.parse(params, store.settings.api_limit_max)
     except ParamError as exc:
         return {"error": str(exc), "results": [], "next_cursor": None, "form": form}, 400
-    reads = reads_of(request)
+    reads = reads_of(request, sql_only=q.test_lists)
     rows = await reads.read(reads.search, q)
     base = str(request.base_url).rstrip("/")
     results = [search.result(r, base) for r in rows]
@@ -151,7 +151,7 @@ async def _chart_data(request: Request) -> tuple[dict[str, Any], int]:
         agg = aggregation.parse(params)
     except (aggregation.AggregationError, ParamError) as exc:
         return {"error": str(exc), "rows": [], "form": form}, 400
-    reads = reads_of(request)
+    reads = reads_of(request, sql_only=aggregation.needs_test_lists(agg))
     rows = await reads.read(reads.aggregate, agg)
     return {"error": None, "rows": rows, "form": form, "grain": agg.grain}, 200
 
@@ -192,6 +192,6 @@ async def chart_page(request: Request) -> Response:
     return web_of(request).page(
         "ooni/chart.html", title="OONI chart", active="ooni-chart", status=status,
         charts=_charts(data) if status == 200 else [], data=data, form=data["form"],
-        axis_options=[(a, a) for a in aggregation.AXES if a != "category_code"],
+        axis_options=[(a, a) for a in aggregation.AXES],
         csv_href=csv_href, json_href="/ooni/chart.json?" + urlencode(given),
     )

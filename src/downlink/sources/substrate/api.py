@@ -15,8 +15,8 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Query, Request
 
-from downlink.api.errors import BadRequest
-from downlink.api.params import integer, parse_moment
+from downlink.errors import BadRequest
+from downlink.params import integer, parse_moment
 from downlink.sources.substrate import queries as q
 from downlink.store.database import Store
 from downlink.store.storable import find_problem

@@ -15,13 +15,13 @@ from typing import Any
 from sqlalchemy import Connection, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from downlink.store.sinks import NODE_KEY
 from downlink.store.tables import node_connections
 
 Row = dict[str, Any]
 
-# Key of the per-row connection details the websocket endpoint passes to this processor;
-# it is not a records column, so the insert ignores it.
-NODE_KEY = "_node"
+# The records sink hands each envelope's ``node`` (the connection details the websocket
+# endpoint puts there) to the processors under NODE_KEY; it is not a records column.
 _IDENTITY = (
     "peer_id",
     "name",

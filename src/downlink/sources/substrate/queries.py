@@ -5,6 +5,8 @@ JSON API (``api/nodes.py``) and the web UI can share them. Times are epoch secon
 Substrate records live in ``records`` with ``source = 'substrate'``, ``classification
 = 'substrate/<msg>'``, ``machine_id`` = the node's peer id ('' until it is known),
 ``payload`` = the message body as JSON text and ``attrs`` = connection details.
+Messages stored flagged (their peer id did not match its binding: docs/senders.md)
+are left out of every answer here (``TRUSTED``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, and_, func, or_, select, text
 
+from downlink.store.queries.search import GROUPS_SHOWN, escape_like
 from downlink.store.queries.shape import rows_first
 from downlink.store.tables import benchmarks, node_connections, records
 
@@ -22,6 +25,8 @@ Row = dict[str, Any]
 SOURCE = "substrate"
 PREFIX = "substrate/"
 NETWORK_STATE = PREFIX + "system.network_state"
+# Not flagged: the message's peer id matched its binding (or binding is off).
+TRUSTED = records.c.sender_flagged.is_not(True)
 
 
 def _msg(classification: str) -> str:
@@ -110,7 +115,7 @@ def log_stats(conn: Connection, peer_id: str) -> list[Row]:
     c = records.c
     stmt = (
         select(c.classification, func.count().label("qty"))
-        .where(c.source == SOURCE, c.machine_id == peer_id)
+        .where(c.source == SOURCE, c.machine_id == peer_id, TRUSTED)
         .group_by(c.classification)
         .order_by(func.count().desc(), c.classification)
     )
@@ -137,7 +142,7 @@ def node_logs(
     """
     c = records.c
     stmt = select(c.classification, c.ts_capture, c.ts_reception, c.payload, c.attrs).where(
-        c.source == SOURCE, c.machine_id == peer_id
+        c.source == SOURCE, c.machine_id == peer_id, TRUSTED
     )
     if msg is not None:
         stmt = stmt.where(c.classification == PREFIX + msg)
@@ -179,7 +184,7 @@ def recent_message_types(conn: Connection, since: float, limit: int = 1000) -> l
     # on a table of skewed sources").
     recent = rows_first(
         select(c.machine_id, c.classification, c.ts_reception).where(
-            c.source == SOURCE, c.ts_reception >= since
+            c.source == SOURCE, c.ts_reception >= since, TRUSTED
         ),
         "recent",
     )
@@ -229,6 +234,7 @@ def latest_reputations(
             c.classification == NETWORK_STATE,
             c.machine_id != "",
             c.ts_reception > since,
+            TRUSTED,
         ),
         "states",
     )
@@ -275,6 +281,7 @@ def peer_reputation(
         c.source == SOURCE,
         c.classification == NETWORK_STATE,
         c.payload.contains(f'"{peer_id}"', autoescape=True),
+        TRUSTED,
     )
     if start is not None:
         stmt = stmt.where(c.ts_capture >= start)
@@ -341,3 +348,18 @@ def add_benchmark(conn: Connection, setup: Any, created_at: float) -> Row:
         benchmarks.insert().values(setup=setup, created_at=created_at).returning(benchmarks.c.id)
     ).scalar_one()
     return {"id": int(new_id), "setup": setup, "created_at": created_at}
+
+
+def search_peers(conn: Connection, text: str) -> dict[str, Any]:
+    """``peers``: substrate peer ids containing ``text`` (the search box), most recently
+    seen first, from the node connections (never ``records``)."""
+    like = "%" + escape_like(text) + "%"
+    nc = node_connections.c
+    peers = conn.execute(
+        select(nc.peer_id, func.max(nc.last_seen))
+        .where(nc.peer_id.like(like, escape="\\"))
+        .group_by(nc.peer_id)
+        .order_by(func.max(nc.last_seen).desc())
+        .limit(GROUPS_SHOWN)
+    )
+    return {"peers": [{"peer_id": p, "last_seen": float(t)} for p, t in peers]}

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from downlink.sources.base import NavEntry, Source
-from downlink.sources.substrate import api, views, websocket
+from downlink.sources.base import Archive, NavEntry, Source
+from downlink.sources.substrate import api, queries, views, websocket
 from downlink.sources.substrate.connections import record_connections
 
 HERE = Path(__file__).parent
@@ -36,4 +36,9 @@ def source() -> Source:
         templates=HERE / "templates",
         processors=(record_connections,),
         server_options=websocket.uvicorn_options,
+        search=queries.search_peers,
+        search_template="substrate/_search.html",
+        # Its records, as NDJSON by day in the raw archive (downlink archive).
+        archives=(Archive("records", "records", where=lambda t: t.c.source == "substrate"),),
+        senders=websocket.SENDER_RULE,
     )

@@ -38,8 +38,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from downlink.security.senders import Proof, SenderGuard, SendersUnavailable, Verdict
 from downlink.settings import Settings
-from downlink.sources.substrate.connections import NODE_KEY, mark_disconnected
+from downlink.sources.base import SenderRule
+from downlink.sources.substrate.connections import mark_disconnected
 from downlink.sources.substrate.wire import (
     SOURCE,
     FlushRequest,
@@ -51,7 +53,7 @@ from downlink.sources.substrate.wire import (
     to_row,
 )
 from downlink.store.database import Store
-from downlink.store.refusals import REFUSED_KEY
+from downlink.store.envelope import Envelope
 from downlink.store.writer import QueueFull, RecordsRefused, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -136,6 +138,19 @@ def allowed(settings: Settings, host: str | None) -> bool:
     )
 
 
+# Trust on first use of peer ids (docs/senders.md). Nodes cannot be changed to keep a
+# secret, and a websocket has no answer per message: a peer id is bound to the network
+# (or client certificate) of its first connection, and messages of a connection naming
+# it from elsewhere are stored flagged and left out of the nodes page and the API.
+SENDER_RULE = SenderRule(
+    id_name="peer id",
+    on_mismatch="flag",
+    secret=False,
+    rule="messages naming a peer id from another network (or certificate) are stored "
+    "flagged and left out of the nodes page and the reputation API",
+)
+
+
 class _NodeState:
     """What one connection knows about one node (one V2 ``id``)."""
 
@@ -163,7 +178,7 @@ class NodeSession:
         self.connected_at = time.time()
         self.nodes: dict[str, _NodeState] = {}
         self.rate = ByteRate(self.settings.ws_rate_limit_bytes, self.settings.ws_rate_window_s)
-        self.pending: list[dict[str, Any]] = []
+        self.pending: list[Envelope] = []
         self.seq = 0
         self.done = 0  # rows stored or given up, in order
         self.stored = 0
@@ -174,6 +189,9 @@ class NodeSession:
         self.space = asyncio.Event()
         self.space.set()
         self.progress = asyncio.Condition()
+        self.senders: SenderGuard = websocket.app.state.senders
+        self.proof: Proof = self.senders.proof(websocket.scope["headers"], client)
+        self.verdicts: dict[str, Verdict] = {}  # per peer id, for this connection
 
     async def run(self) -> None:
         """Serve the connection until it closes, then write what is buffered."""
@@ -298,7 +316,7 @@ class NodeSession:
             audit=self.audit,
             received_at=received_at,
         )
-        row[NODE_KEY] = {
+        node = {
             "connection": self.connection,
             "node": message.node,
             "ip": self.ip,
@@ -306,7 +324,7 @@ class NodeSession:
             "connected_at": self.connected_at,
             "identity": identity.columns() if identity else None,
         }
-        self.pending.append(row)
+        self.pending.append(Envelope(row, node))
         self.wake.set()
 
     async def _flush_reply(self, token: Any) -> None:
@@ -330,6 +348,7 @@ class NodeSession:
                 await self.wake.wait()
                 continue
             batch = self.pending[:chunk]
+            await self._check_senders(batch)
             stored = await self._write(batch)
             del self.pending[: len(batch)]
             if len(self.pending) < self.settings.ws_buffer_max:
@@ -339,7 +358,28 @@ class NodeSession:
                 self.stored += stored
                 self.progress.notify_all()
 
-    async def _write(self, batch: list[dict[str, Any]]) -> int:
+    async def _check_senders(self, batch: list[Envelope]) -> None:
+        """Flag the rows whose peer id does not match its binding (checked once per
+        peer id and connection: the connection's address and certificate are fixed)."""
+        if not self.senders.binds(SOURCE):
+            return
+        new = {e.row["machine_id"] for e in batch if e.row["machine_id"]} - self.verdicts.keys()
+        if new:
+            try:
+                self.verdicts.update(await self.senders.check(SOURCE, new, self.proof))
+            except SendersUnavailable as exc:
+                # Unchecked, then: flagged until a later batch can be checked.
+                log.warning("node %s: cannot check peer ids: %s", self.ip, exc)
+        for item in batch:
+            peer = item.row["machine_id"]
+            verdict = self.verdicts.get(peer) if peer else None
+            if peer and (verdict is None or not verdict.matches):
+                item.row["sender_flagged"] = True
+                node = item.node
+                if node is not None:  # the connection row does not take the peer id
+                    node["identity"] = None
+
+    async def _write(self, batch: list[Envelope]) -> int:
         """Write ``batch``, retrying while the store is busy; return the rows stored."""
         delay = 0.005
         give_up = time.monotonic() + STORE_RETRY_SECONDS
@@ -348,11 +388,11 @@ class NodeSession:
                 stored = await self.store.write(batch)
             except RecordsRefused as exc:
                 # Stored but for the rows the database refuses (counted, never retried).
-                stored = [row for row in exc.results if REFUSED_KEY not in row]
+                stored = [item for item in exc.results if not item.failed]
                 for _ in range(len(exc.results) - len(stored)):
                     self._reject("refused")
                 log.warning("node %s: %s", self.ip, exc)
-                fresh = sum(1 for r in stored if not r.get("duplicate"))
+                fresh = sum(1 for item in stored if not item.duplicate)
                 self.metrics.accepted.labels(SOURCE).inc(fresh)
                 return len(stored)
             except QueueFull:
@@ -367,7 +407,7 @@ class NodeSession:
                 self.metrics.rejected.labels(SOURCE, "store_error").inc(len(batch))
                 return 0
             else:
-                fresh = sum(1 for r in stored if not r.get("duplicate"))
+                fresh = sum(1 for item in stored if not item.duplicate)
                 self.metrics.accepted.labels(SOURCE).inc(fresh)
                 return len(stored)
             await asyncio.sleep(delay)

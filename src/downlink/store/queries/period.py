@@ -9,12 +9,6 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, Table
 
 from downlink.store.queries.patterns import matches
-from downlink.store.tables import (
-    rollup_build_daily,
-    rollup_class_daily,
-    rollup_daily,
-    rollup_platform_daily,
-)
 
 EPOCH = date(1970, 1, 1)
 
@@ -95,20 +89,3 @@ def build_sort_key(build: str) -> tuple[int, int, str]:
     if build.isascii() and build.isdigit():
         return (0, int(build), "")
     return (1, 0, build)
-
-
-# Smallest first: every table holds the same counts, summed over fewer dimensions.
-CUBES: tuple[Table, ...] = (
-    rollup_class_daily,
-    rollup_build_daily,
-    rollup_platform_daily,
-    rollup_daily,
-)
-
-
-def cube_for(columns: set[str]) -> Table:
-    """Return the smallest daily rollup that has every one of ``columns``."""
-    for table in CUBES:
-        if columns <= set(table.c.keys()):
-            return table
-    raise ValueError(f"no rollup has the columns {sorted(columns)}")

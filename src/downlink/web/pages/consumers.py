@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
 from sqlalchemy import Connection
 from starlette.requests import Request
-from starlette.responses import Response
 
 from downlink.pipeline import consumers, reprocess
 from downlink.pipeline.consumers import Bound
 from downlink.store.database import Store
-from downlink.web.rendering import twin, web_of
-
-router = APIRouter(include_in_schema=False)
+from downlink.web.views import Csv, View, router_of
 
 
 def _all(conn: Connection, bounds: list[Bound]) -> dict[str, Any]:
@@ -30,14 +26,23 @@ async def _data(request: Request) -> dict[str, Any]:
     return await store.read(_all, bounds)
 
 
-@router.get("/consumers.json")
-async def consumers_json(request: Request) -> Response:
-    """JSON twin of the consumers page."""
-    return twin(await _data(request))
+CSV_COLUMNS = (
+    "name", "source", "follows", "handled", "lag_records", "lag_seconds", "last_ts",
+    "failures", "error",
+)
 
 
-@router.get("/consumers")
-async def consumers_page(request: Request) -> Response:
-    """Each consumer's cursor, lag and last error; recent reprocess jobs."""
-    data = await _data(request)
-    return web_of(request).page("consumers.html", title="Consumers", active="consumers", data=data)
+def _csv_rows(data: dict[str, Any]) -> list[list[Any]]:
+    return [[c[k] for k in CSV_COLUMNS] for c in data["consumers"]]
+
+
+# Each consumer's cursor, lag and last error; recent reprocess jobs.
+VIEW = View(
+    "/consumers",
+    "Consumers",
+    "consumers.html",
+    _data,
+    active="consumers",
+    csv=Csv("consumers", CSV_COLUMNS, _csv_rows),
+)
+router = router_of([VIEW])

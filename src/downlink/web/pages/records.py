@@ -9,8 +9,8 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from downlink.api.errors import BadRequest
-from downlink.api.params import RecordId
+from downlink.errors import BadRequest
+from downlink.params import RecordId
 from downlink.store.database import Store
 from downlink.store.queries.records import RecordFilter, get_record, list_records
 from downlink.web import params

@@ -1,40 +1,34 @@
-"""Search: one box in the navigation bar for a record id, machine id, build,
-classification, crash frame or substrate peer id (``store/queries/search.py``)."""
+"""Search: one box in the navigation bar for a record id, machine id or build
+(``store/queries/search.py``) and what each source knows (``Source.search``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
 from starlette.requests import Request
-from starlette.responses import Response
 
 from downlink.store.database import Store
 from downlink.store.queries.search import search
 from downlink.web import params
-from downlink.web.rendering import shows_errors, twin, web_of
-
-router = APIRouter(include_in_schema=False)
+from downlink.web.views import View, router_of
 
 
 async def _data(request: Request) -> dict[str, Any]:
     text = params.text(dict(request.query_params), "q")
     store: Store = request.app.state.store
-    found = await store.read(search, text) if text else None
+    lookups = [s.search for s in request.app.state.sources if s.search is not None]
+    found = await store.read(search, text, lookups) if text else None
     return {"q": text or "", "found": found}
 
 
-@router.get("/search")
-@shows_errors("search.html", "Search", "")
-async def search_page(request: Request) -> Response:
-    """Render what the searched text names, with links to each page."""
-    data = await _data(request)
-    return web_of(request).page(
-        "search.html", title="Search", active="", data=data, form=dict(request.query_params)
-    )
+def _page(request: Request, data: dict[str, Any]) -> dict[str, Any]:
+    sources = request.app.state.sources
+    return {
+        "found_any": any((data["found"] or {}).values()),
+        "search_templates": [s.search_template for s in sources if s.search_template],
+    }
 
 
-@router.get("/search.json")
-async def search_json(request: Request) -> Response:
-    """JSON twin of /search."""
-    return twin(await _data(request))
+# What the searched text names, with links to each page.
+VIEW = View("/search", "Search", "search.html", _data, page=_page)
+router = router_of([VIEW])

@@ -140,7 +140,7 @@ def upgrade() -> None:
         _pk("rollup_mce_machines", "week", "classification", "build", "machine_id"),
     )
     # Imported here so that loading the migration script never needs the package.
-    from downlink.store.rollups import rebuild_rollups
+    from downlink.store.migrations._frozen_rollups import rebuild_rollups
 
     # The crash-machine sketches come later (0007_guilty_sketches), which fills them.
     rebuild_rollups(op.get_bind(), later_tables=False)

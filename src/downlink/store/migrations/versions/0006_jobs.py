@@ -2,7 +2,7 @@
 
 Regrouping every crash record used to run inside the POST that edited the blacklist
 (87-192 s at 10M records, holding SQLite's only write lock all along). It is now a row
-of ``jobs`` that a server process runs in short chunks (``downlink.pipeline.regroup``).
+of ``jobs`` that a server process runs in short chunks (``downlink.sources.clearlinux.regroup``).
 
 Revision ID: 0006_jobs
 Revises: 0005_guilty_machines_index

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from downlink.store.rollups import rebuild_guilty_sketches
+from downlink.store.migrations._frozen_rollups import rebuild_guilty_sketches
 
 revision = "0007_guilty_sketches"
 down_revision = "0006_jobs"

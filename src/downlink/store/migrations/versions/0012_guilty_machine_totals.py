@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from downlink.store.rollups import fill_machine_totals
+from downlink.store.migrations._frozen_rollups import fill_machine_totals
 
 revision = "0012_guilty_machine_totals"
 down_revision = "0011_blacklist_log"

@@ -8,7 +8,12 @@
   var grey = "#9aa3b2";  // the "other" and "(none)" stacks
   var numbers = new Intl.NumberFormat("en-US");
 
-  function color(label, i) {
+  function color(label, i, severity) {
+    if (severity && severity[label]) {
+      // The severity palette of the stylesheet (--sev-1 .. --sev-4), as the tables use it.
+      var css = getComputedStyle(document.documentElement).getPropertyValue("--sev-" + severity[label]);
+      if (css.trim()) { return css.trim(); }
+    }
     return label === "other" || label === "(none)" ? grey : palette[i % palette.length];
   }
 
@@ -44,7 +49,9 @@
     if (isEmpty(spec)) { showEmpty(canvas); return; }
     var pie = spec.type === "pie" || spec.type === "doughnut";
     var datasets = spec.datasets.map(function (ds, i) {
-      var colors = pie ? spec.labels.map(function (l, j) { return color(l, j); }) : color(ds.label, i);
+      var byLabel = pie || (spec.severity && spec.datasets.length === 1 && !spec.severity[ds.label]);
+      var colors = byLabel ? spec.labels.map(function (l, j) { return color(l, j, spec.severity); })
+        : color(ds.label, i, spec.severity);
       return { label: ds.label, data: ds.data, backgroundColor: colors,
         borderColor: pie ? "#fff" : colors, fill: false, tension: 0.2 };
     });

@@ -1,0 +1,457 @@
+"""Sender authenticity: trust on first use of a sender id, and per-sender rate limits.
+
+A source that names its senders (``Source.senders``, a :class:`SenderRule`: fuel-stats'
+``master_node_uid``, Clear Linux's ``machine_id``, a substrate node's peer id) asks
+:class:`SenderGuard` about every post. When ``DOWNLINK_SENDER_BINDING`` names the
+source, the first accepted post of an id binds it (a ``senders`` row) to
+
+* a **secret**, returned once in the ``X-Downlink-Sender-Secret`` response header (a
+  sender that keeps it and sends it back with every post is bound to it: once it has
+  presented it, a post without it or with another one does not match);
+* the **client certificate** fingerprint, when the TLS-terminating proxy passes one in
+  the ``DOWNLINK_SENDER_CERT_HEADER`` header (then a post must carry the same one);
+* otherwise the **network** it came from: its address masked to
+  ``DOWNLINK_SENDER_IPV4_PREFIX`` / ``DOWNLINK_SENDER_IPV6_PREFIX`` bits.
+
+A post that does not match is refused or stored flagged, as the source's rule says
+(``on_mismatch``); the source answers it in its own protocol. Every mismatch is counted
+on the sender's row with its time, origin and reason (the ``/senders`` page, ``downlink
+senders list``); an operator re-binds or forgets an id from the CLI.
+
+Bindings that matched are cached per process for :data:`CACHE_SECONDS`, so the hot
+path costs no query for a known sender; a post that does not match the cached binding
+is checked again against the database first (an operator's re-bind or forget takes
+effect at once for it).
+
+``DOWNLINK_SENDER_RATE_LIMIT`` adds a token bucket per (source, sender id), beside the
+per-address one, whether or not the source binds its senders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Connection, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from downlink.security.ratelimit import TokenBuckets
+from downlink.settings import Settings, SettingsError
+from downlink.sources.base import SenderRule
+from downlink.store.database import Store
+from downlink.store.tables import senders
+
+SECRET_HEADER = "X-Downlink-Sender-Secret"
+_SECRET_KEY = SECRET_HEADER.lower().encode("latin-1")
+CACHE_SECONDS = 30.0
+CACHE_MAX = 65536
+# Longest sender id stored (a longer one is bound by its first 512 characters' hash).
+ID_MAX = 512
+
+
+class SendersUnavailable(Exception):
+    """The bindings could not be read or written (the database is down): answer 503."""
+
+
+@dataclass(frozen=True)
+class Proof:
+    """What a post brings to prove who sent it: address, secret, certificate."""
+
+    address: str | None = None
+    secret: str | None = None
+    cert: str | None = None
+
+    @property
+    def origin(self) -> str:
+        """The address (and certificate) for the senders page."""
+        text = self.address or "unknown address"
+        return f"{text} (certificate {self.cert})" if self.cert else text
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A sender id's binding as stored."""
+
+    secret_hash: str
+    secret_seen: bool
+    network: str
+    cert: str | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The answer for one sender id of a post.
+
+    ``matches`` is false when the post does not match the id's binding (``reason``
+    says why). ``secret`` is set on the post that bound the id: the source returns it
+    in the :data:`SECRET_HEADER` response header.
+    """
+
+    matches: bool
+    reason: str = ""
+    secret: str | None = None
+
+
+MATCH = Verdict(True)
+
+
+def secret_hash(secret: str) -> str:
+    """What is stored of a secret: its SHA-256, hexadecimal."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def new_secret() -> str:
+    """A new sender secret (32 URL-safe characters)."""
+    return secrets.token_urlsafe(24)
+
+
+def normalise_id(sender_id: str) -> str:
+    """The id as stored: ids over :data:`ID_MAX` characters are replaced by a hash."""
+    if len(sender_id) <= ID_MAX:
+        return sender_id
+    return "sha256:" + hashlib.sha256(sender_id.encode("utf-8", "replace")).hexdigest()
+
+
+@lru_cache(maxsize=CACHE_MAX)
+def network_of(address: str | None, v4_prefix: int, v6_prefix: int) -> str:
+    """``address`` masked to its prefix, as ``a.b.c.0/24``; "" when it is not an address.
+
+    Cached: parsing and masking take tens of microseconds, and a server sees the same
+    addresses again and again (most senders post from one address).
+    """
+    if not address:
+        return ""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return ""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    prefix = v4_prefix if ip.version == 4 else v6_prefix
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+def proof_of(
+    headers: Iterable[tuple[bytes, bytes]], client: Sequence[Any] | None, cert_header: str
+) -> Proof:
+    """Read a request's proof from its raw ASGI headers and client address."""
+    wanted = cert_header.lower().encode("latin-1") if cert_header else None
+    secret = cert = None
+    for name, value in headers:
+        if name == _SECRET_KEY:
+            secret = value.decode("latin-1").strip() or None
+        elif wanted is not None and name == wanted:
+            cert = value.decode("latin-1").strip().lower().replace(":", "") or None
+    address = str(client[0]) if client else None
+    return Proof(address, secret, cert)
+
+
+def compare(binding: Binding, proof: Proof, network: str) -> Verdict:
+    """Does a post with ``proof`` (from ``network``) match ``binding``?"""
+    if proof.secret is not None:
+        if hmac.compare_digest(secret_hash(proof.secret), binding.secret_hash):
+            return MATCH
+        return Verdict(False, "wrong secret")
+    if binding.secret_seen:
+        return Verdict(False, "no secret, and this sender has presented its secret before")
+    if binding.cert is not None:
+        if proof.cert is not None and hmac.compare_digest(proof.cert, binding.cert):
+            return MATCH
+        given = proof.cert or "none"
+        return Verdict(False, f"client certificate {given} is not the bound one")
+    if network == binding.network:
+        return MATCH
+    return Verdict(
+        False, f"network {network or 'unknown'} is not the bound network {binding.network}"
+    )
+
+
+# -- database ---------------------------------------------------------------------
+
+
+_IN_CHUNK = 500  # ids per IN (...) list
+
+
+def read_bindings(conn: Connection, source: str, ids: Sequence[str]) -> dict[str, Binding]:
+    """The stored bindings of ``ids`` of ``source``."""
+    c = senders.c
+    found: dict[str, Binding] = {}
+    for start in range(0, len(ids), _IN_CHUNK):
+        stmt = select(c.sender_id, c.secret_hash, c.secret_seen, c.network, c.cert).where(
+            c.source == source, c.sender_id.in_(list(ids[start : start + _IN_CHUNK]))
+        )
+        for row in conn.execute(stmt):
+            found[row.sender_id] = Binding(
+                row.secret_hash, bool(row.secret_seen), row.network, row.cert
+            )
+    return found
+
+
+def bind(conn: Connection, source: str, sender_id: str, binding: Binding, now: float) -> bool:
+    """Store ``binding`` unless the id is bound already; True when this call bound it."""
+    return sender_id in bind_many(conn, source, {sender_id: binding}, now)
+
+
+def bind_many(
+    conn: Connection, source: str, bindings: Mapping[str, Binding], now: float
+) -> set[str]:
+    """Store the bindings of ids not bound yet; return the ids this call bound."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    bound: set[str] = set()
+    for sender_id, binding in bindings.items():
+        stmt = dialect.insert(senders).values(
+            source=source,
+            sender_id=sender_id,
+            secret_hash=binding.secret_hash,
+            secret_seen=binding.secret_seen,
+            network=binding.network,
+            cert=binding.cert,
+            bound_at=now,
+        )
+        # RETURNING, not rowcount: psycopg reports no row count for this statement.
+        done = conn.execute(stmt.on_conflict_do_nothing().returning(senders.c.source))
+        if done.first() is not None:
+            bound.add(sender_id)
+    return bound
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One post of a sender id that did not match its binding."""
+
+    sender_id: str
+    column: str  # "refused" or "flagged"
+    origin: str
+    reason: str
+
+
+def record_outcomes(
+    conn: Connection, source: str, seen: Sequence[str], mismatches: Sequence[Mismatch],
+    now: float,
+) -> None:
+    """Mark the ids that presented their secret; count each mismatch on its row."""
+    c = senders.c
+    for start in range(0, len(seen), _IN_CHUNK):
+        conn.execute(
+            update(senders)
+            .where(c.source == source, c.sender_id.in_(list(seen[start : start + _IN_CHUNK])))
+            .values(secret_seen=True)
+        )
+    for m in mismatches:
+        conn.execute(
+            update(senders)
+            .where(c.source == source, c.sender_id == m.sender_id)
+            .values(
+                {
+                    m.column: c[m.column] + 1,
+                    "last_mismatch_at": now,
+                    "last_mismatch_from": m.origin[:200],
+                    "last_mismatch_reason": m.reason[:500],
+                }
+            )
+        )
+
+
+def rebind(conn: Connection, source: str, sender_id: str, network: str | None,
+           cert: str | None, now: float) -> str | None:
+    """Bind ``sender_id`` anew: a new secret (returned), the given network and
+    certificate; counters and the last mismatch are cleared. None if it is not bound."""
+    secret = new_secret()
+    c = senders.c
+    values: dict[str, Any] = {
+        "secret_hash": secret_hash(secret),
+        "secret_seen": False,
+        "cert": cert,
+        "bound_at": now,
+        "refused": 0,
+        "flagged": 0,
+        "last_mismatch_at": None,
+        "last_mismatch_from": None,
+        "last_mismatch_reason": None,
+    }
+    if network is not None:
+        values["network"] = network
+    done = conn.execute(
+        update(senders).where(c.source == source, c.sender_id == sender_id).values(values)
+    )
+    return secret if done.rowcount == 1 else None
+
+
+def forget(conn: Connection, source: str, sender_id: str) -> bool:
+    """Delete the binding: the id's next accepted post binds it again."""
+    c = senders.c
+    done = conn.execute(delete(senders).where(c.source == source, c.sender_id == sender_id))
+    return done.rowcount == 1
+
+
+def listing(conn: Connection, *, source: str | None = None, only_mismatched: bool = False,
+            limit: int = 1000) -> list[dict[str, Any]]:
+    """Bound senders, those with the most recent mismatches first (no secrets)."""
+    c = senders.c
+    stmt = select(
+        c.source, c.sender_id, c.network, c.cert, c.secret_seen, c.bound_at, c.refused,
+        c.flagged, c.last_mismatch_at, c.last_mismatch_from, c.last_mismatch_reason,
+    )
+    if source is not None:
+        stmt = stmt.where(c.source == source)
+    if only_mismatched:
+        stmt = stmt.where(c.last_mismatch_at.is_not(None))
+    stmt = stmt.order_by(
+        c.last_mismatch_at.is_(None), c.last_mismatch_at.desc(), c.source, c.sender_id
+    ).limit(limit)
+    out = []
+    for row in conn.execute(stmt).mappings():
+        item = {str(key): value for key, value in row.items()}
+        item["secret_seen"] = bool(item["secret_seen"])
+        out.append(item)
+    return out
+
+
+# -- the guard --------------------------------------------------------------------
+
+
+class SenderGuard:
+    """Checks posts against their sender ids' bindings and rate limits (one per app)."""
+
+    def __init__(self, store: Store, settings: Settings, rules: Mapping[str, SenderRule]) -> None:
+        unknown = sorted(set(settings.sender_binding) - set(rules))
+        if unknown:
+            named = ", ".join(sorted(rules)) or "none"
+            raise SettingsError(
+                f"DOWNLINK_SENDER_BINDING: {', '.join(unknown)} names no source with "
+                f"sender ids (these have: {named})"
+            )
+        self.store = store
+        self.rules = dict(rules)
+        self.binding = frozenset(settings.sender_binding)
+        self.v4 = settings.sender_ipv4_prefix
+        self.v6 = settings.sender_ipv6_prefix
+        self.cert_header = settings.sender_cert_header
+        self.buckets = (
+            TokenBuckets(settings.sender_rate_limit, settings.sender_rate_burst)
+            if settings.sender_rate_limit > 0 else None
+        )
+        self._cache: OrderedDict[tuple[str, str], tuple[Binding, float]] = OrderedDict()
+
+    def binds(self, source: str) -> bool:
+        """True when ``source``'s sender ids are bound (``DOWNLINK_SENDER_BINDING``)."""
+        return source in self.binding
+
+    def proof(self, headers: Iterable[tuple[bytes, bytes]], client: Sequence[Any] | None) -> Proof:
+        """The proof a request carries (see :func:`proof_of`)."""
+        return proof_of(headers, client, self.cert_header)
+
+    def rate_wait(self, source: str, sender_ids: Iterable[str]) -> float:
+        """Take a token for each distinct id; 0 if all had one, else seconds to wait."""
+        if self.buckets is None:
+            return 0.0
+        wait = 0.0
+        for sender_id in set(sender_ids):
+            if sender_id:
+                wait = max(wait, self.buckets.take(f"{source}\x00{normalise_id(sender_id)}"))
+        return wait
+
+    async def check(
+        self, source: str, sender_ids: Iterable[str], proof: Proof
+    ) -> dict[str, Verdict]:
+        """The verdict for each distinct non-empty id of a post (all match when the
+        source does not bind). Binds ids seen for the first time and counts mismatches.
+
+        Raises :class:`SendersUnavailable` when the database is needed (an id not in
+        the cache, or not matching it) and cannot be reached.
+        """
+        ids = {i for i in sender_ids if i}
+        if not ids or source not in self.binding:
+            return dict.fromkeys(ids, MATCH)
+        network = network_of(proof.address, self.v4, self.v6)
+        now = time.monotonic()
+        verdicts: dict[str, Verdict] = {}
+        unsure: dict[str, str] = {}  # original id -> stored id
+        for sender_id in ids:
+            key = normalise_id(sender_id)
+            cached = self._cache.get((source, key))
+            if cached is not None and cached[1] > now:
+                verdict = compare(cached[0], proof, network)
+                if verdict.matches and not (proof.secret and not cached[0].secret_seen):
+                    verdicts[sender_id] = verdict
+                    continue
+            unsure[sender_id] = key
+        if unsure:
+            try:
+                verdicts.update(await self._check_stored(source, unsure, proof, network))
+            except (SQLAlchemyError, OSError) as exc:
+                raise SendersUnavailable(str(exc).splitlines()[0]) from exc
+        return verdicts
+
+    async def _check_stored(
+        self, source: str, ids: Mapping[str, str], proof: Proof, network: str
+    ) -> dict[str, Verdict]:
+        """Check ``ids`` (original -> stored id) against the database: one read, one
+        write binding the new ones, one write recording secrets seen and mismatches."""
+        rule = self.rules[source]
+        keys = sorted(set(ids.values()))
+        stored = await self.store.read_primary(read_bindings, source, keys)
+        new = [key for key in keys if key not in stored]
+        secrets_out: dict[str, str | None] = {}
+        if new:
+            fresh: dict[str, Binding] = {}
+            for key in new:
+                if proof.secret is not None:
+                    # A sender that kept a secret (bound here before it was forgotten,
+                    # say) is bound to that one; nothing new to return.
+                    fresh[key] = Binding(secret_hash(proof.secret), True, network, proof.cert)
+                    secrets_out[key] = None
+                else:
+                    secret = new_secret()
+                    fresh[key] = Binding(secret_hash(secret), False, network, proof.cert)
+                    secrets_out[key] = secret if rule.secret else None
+            bound = await self.store.admin_write(bind_many, source, fresh, time.time())
+            for key in bound:
+                stored[key] = fresh[key]
+            lost = [key for key in new if key not in bound]
+            if lost:  # another process bound them first: compare with its bindings
+                stored.update(await self.store.read_primary(read_bindings, source, lost))
+                for key in lost:
+                    secrets_out.pop(key, None)
+        seen: list[str] = []
+        mismatches: list[Mismatch] = []
+        by_key: dict[str, Verdict] = {}
+        column = "refused" if rule.on_mismatch == "refuse" else "flagged"
+        for key in keys:
+            binding = stored[key]
+            if key in secrets_out:
+                by_key[key] = Verdict(True, secret=secrets_out[key])
+                self._remember(source, key, binding)
+                continue
+            verdict = compare(binding, proof, network)
+            if verdict.matches:
+                if proof.secret is not None and not binding.secret_seen:
+                    seen.append(key)
+                    binding = Binding(binding.secret_hash, True, binding.network, binding.cert)
+                self._remember(source, key, binding)
+            else:
+                mismatches.append(Mismatch(key, column, proof.origin, verdict.reason))
+            by_key[key] = verdict
+        if seen or mismatches:
+            await self.store.admin_write(record_outcomes, source, seen, mismatches, time.time())
+        return {sender_id: by_key[key] for sender_id, key in ids.items()}
+
+    def _remember(self, source: str, key: str, binding: Binding) -> None:
+        self._cache.pop((source, key), None)
+        self._cache[(source, key)] = (binding, time.monotonic() + CACHE_SECONDS)
+        while len(self._cache) > CACHE_MAX:
+            self._cache.popitem(last=False)
+
+
+def retry_after(wait: float) -> str:
+    """A Retry-After value (whole seconds, at least 1) for a rate-limit wait."""
+    return str(max(1, int(wait + 0.999)))

@@ -1,0 +1,1 @@
+"""Clear Linux telemetry: the clr-telemetry client's records and their dashboards."""

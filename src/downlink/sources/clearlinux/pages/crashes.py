@@ -1,0 +1,557 @@
+"""Crashes: top crash groups of a period, drill-down to backtraces, the blacklist.
+
+Marking frames "never guilty" adds them to ``guilty_blacklist`` and, in the same
+transaction, queues a regroup job (or restarts the one under way): the POST answers at
+once, and a server process regroups the stored backtrace records in the background
+(:mod:`downlink.sources.clearlinux.regroup`). The crash pages show the job's progress.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from datetime import date, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter
+from sqlalchemy import Connection
+from starlette.requests import Request
+from starlette.responses import Response
+
+from downlink.errors import BadRequest
+from downlink.params import RecordId
+from downlink.sources.clearlinux.backtrace import blacklist_candidates, guilty_label, parse_crash
+from downlink.sources.clearlinux.crashes import (
+    add_to_blacklist,
+    load_blacklist,
+    remove_from_blacklist,
+)
+from downlink.sources.clearlinux.queries import blacklist_log
+from downlink.sources.clearlinux.queries import crashes as q
+from downlink.sources.clearlinux.regroup import regroup_status, request_regroup
+from downlink.sources.clearlinux.wire import SOURCE
+from downlink.sources.runtime import settings_of
+from downlink.store.database import Store
+from downlink.store.queries.period import Period
+from downlink.store.storable import find_problem
+from downlink.web import params
+from downlink.web.forms import redirect_back, same_origin_form
+from downlink.web.rendering import (
+    chart,
+    csv_twin,
+    freshness,
+    partial_marks,
+    shows_errors,
+    twin,
+    web_of,
+    when,
+)
+
+router = APIRouter(include_in_schema=False)
+
+DEFAULT_DAYS = 7
+TOP_MAX = 200
+BACKTRACES_MAX = 50
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+# -- top crashes --------------------------------------------------------------------
+
+
+async def _top(request: Request) -> dict[str, Any]:
+    query = dict(request.query_params)
+    period = params.period(query, DEFAULT_DAYS)
+    build = params.text(query, "build")
+    limit = params.integer(query, "limit", 1, TOP_MAX) or 50
+    hidden = query.get("hidden", "") in ("1", "on", "true")
+    store = _store(request)
+    exact = int(settings_of(request, SOURCE)["crash_exact_machines"])
+    items = await store.read(q.top_guilties, period, build, limit, hidden, exact)
+    for item in items:
+        item["label"] = guilty_label(item["function"], item["module"])
+    regroup = await store.read(regroup_status)
+    return {
+        "period": period.as_json(),
+        "build": build,
+        "hidden_shown": hidden,
+        "guilties": items,
+        "regroup": regroup,
+    }
+
+
+@router.get("/crashes")
+@shows_errors("clearlinux/crashes.html", "Crashes", "crashes")
+async def crashes_page(request: Request) -> Response:
+    """Render the top crash groups of the period (default: the past week)."""
+    data = await _top(request)
+    top = data["guilties"][:15]
+    charts = [
+        chart(
+            "chart-top",
+            "bar",
+            [g["label"][:40] for g in top],
+            {"Crashes": [g["total"] for g in top]},
+            title="Top crash groups",
+            y_title="Crashes",
+            links=[f"/crashes/{g['guilty_id']}?" + urlencode(data["period"]) for g in top],
+        ),
+    ]
+    form = dict(request.query_params)
+    return web_of(request).page(
+        "clearlinux/crashes.html",
+        fresh=freshness(request, "clearlinux_crashes"),
+        title="Crashes",
+        active="crashes",
+        charts=charts,
+        data=data,
+        form=form,
+        json_href="/crashes.json?" + urlencode(form),
+    )
+
+
+@router.get("/crashes.json")
+async def crashes_json(request: Request) -> Response:
+    """JSON twin of /crashes."""
+    return twin(await _top(request))
+
+
+# -- blacklist ("never guilty" frames) --------------------------------------------------
+# Registered before /crashes/{guilty_id} so "blacklist" is never read as an id.
+
+
+def _pairs(values: list[str]) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        try:
+            function, module = json.loads(value)
+        except (ValueError, TypeError):
+            raise BadRequest("frame must be a JSON [function, module] pair") from None
+        if not isinstance(function, str) or not isinstance(module, str) or not function:
+            raise BadRequest("frame must be a JSON [function, module] pair")
+        if len(function) > 1000 or len(module) > 1000:
+            raise BadRequest("frame is too long")
+        unstorable = find_problem([function, module], "frame")
+        if unstorable is not None:  # one text rule on both databases (store/storable.py)
+            raise BadRequest(f"{unstorable[0]} contains {unstorable[1]}, which cannot be stored")
+        pairs.append((function, module))
+    return pairs
+
+
+def _edit_and_regroup(
+    conn: Connection, change: Any, pairs: list[tuple[str, str]], note: dict[str, Any]
+) -> int:
+    """Apply a blacklist edit and, if it changed anything, log who changed which frames
+    (``note``: who, why, address, ts) and queue or restart the regroup."""
+    before = load_blacklist(conn)
+    changed_entries = int(change(conn, pairs))
+    if changed_entries:
+        adding = change is add_to_blacklist
+        changed = [p for p in dict.fromkeys(pairs) if (p not in before) == adding]
+        blacklist_log.record_changes(conn, "add" if adding else "remove", changed, **note)
+        request_regroup(conn)
+    return changed_entries
+
+
+WHO_MAX = 80
+WHY_MAX = 500
+
+
+def _note(request: Request, form: Any) -> dict[str, Any]:
+    """Who made a blacklist edit and why (form fields ``who``, ``why``), and from where."""
+    who = str(form.get("who") or "").strip()
+    why = str(form.get("why") or "").strip()
+    if len(who) > WHO_MAX or any(ord(ch) < 32 for ch in who):
+        raise BadRequest(f"who must be at most {WHO_MAX} printable characters")
+    if len(why) > WHY_MAX or any(ord(ch) < 32 and ch not in "\r\n\t" for ch in why):
+        raise BadRequest(f"why must be at most {WHY_MAX} characters")
+    address = request.client.host if request.client else ""
+    return {"who": who, "why": why, "address": address, "ts": time.time()}
+
+
+@router.get("/crashes/blacklist")
+async def blacklist_page(request: Request) -> Response:
+    """Render the "never guilty" frames with a form to remove them."""
+    store = _store(request)
+    entries = await store.read(q.blacklist)
+    added = await store.read(blacklist_log.last_added)
+    for e in entries:
+        e["value"] = json.dumps([e["function"], e["module"]])
+        e["added"] = added.get((e["function"], e["module"]))
+    return web_of(request).page(
+        "clearlinux/blacklist.html",
+        title="Never-guilty frames",
+        active="crashes",
+        entries=entries,
+        history=await store.read(blacklist_log.history),
+        regroup=await store.read(regroup_status),
+    )
+
+
+@router.get("/crashes/blacklist.json")
+async def blacklist_json(request: Request) -> Response:
+    """JSON twin of /crashes/blacklist."""
+    store = _store(request)
+    entries = await store.read(q.blacklist)
+    return twin(
+        {
+            "blacklist": [{"function": e["function"], "module": e["module"]} for e in entries],
+            "history": await store.read(blacklist_log.history),
+            "regroup": await store.read(regroup_status),
+        }
+    )
+
+
+@router.get("/crashes/regroup.json")
+async def regroup_json(request: Request) -> Response:
+    """The current (or last) regroup job: state, records done of total, failure message."""
+    return twin({"regroup": await _store(request).read(regroup_status)})
+
+
+@router.post("/crashes/regroup")
+async def regroup_again(request: Request) -> Response:
+    """Queue a regroup of every crash record (after a failed job); go back or answer JSON.
+
+    JSON: ``202`` with the job. A job already queued or running is restarted instead.
+    """
+    form = await same_origin_form(request)
+    store = _store(request)
+    await store.admin_write(request_regroup)
+    _wake_job_runner(request)
+    if "application/json" in request.headers.get("accept", ""):
+        response = twin({"job": await store.read(regroup_status)})
+        response.status_code = 202
+        return response
+    return redirect_back(str(form.get("next") or ""), "/crashes")
+
+
+async def _edit_blacklist(request: Request, edit: Any, back: str) -> Response:
+    """Apply ``edit`` to the posted frames, queue the regroup, and go back (or answer JSON).
+
+    JSON: ``202`` with the regroup job when the blacklist changed, else ``200``.
+    """
+    form = await same_origin_form(request)
+    pairs = _pairs([str(v) for v in form.getlist("frame")])
+    if not pairs:
+        raise BadRequest("choose at least one frame")
+    note = _note(request, form)
+    store = _store(request)
+    changed = await store.admin_write(_edit_and_regroup, edit, pairs, note)
+    if changed:
+        _wake_job_runner(request)
+    if "application/json" in request.headers.get("accept", ""):
+        response = twin({"blacklist_changed": changed, "job": await store.read(regroup_status)})
+        response.status_code = 202 if changed else 200
+        return response
+    return redirect_back(str(form.get("next") or ""), back)
+
+
+def _wake_job_runner(request: Request) -> None:
+    runner = getattr(request.app.state, "job_runner", None)
+    if runner is not None:
+        runner.wake()
+
+
+@router.post("/crashes/blacklist")
+async def blacklist_add(request: Request) -> Response:
+    """Mark the posted frames never guilty, queue the regroup, and go back (or answer JSON)."""
+    return await _edit_blacklist(request, add_to_blacklist, "/crashes")
+
+
+@router.post("/crashes/blacklist/remove")
+async def blacklist_remove(request: Request) -> Response:
+    """Let the posted frames be guilty again, queue the regroup, and go back."""
+    return await _edit_blacklist(request, remove_from_blacklist, "/crashes/blacklist")
+
+
+# -- one crash group --------------------------------------------------------------------
+
+
+MACHINES_PAGE = 200
+PROCESS_SAMPLE = 20  # the group's newest crashes whose process names the page shows
+MACHINES_MAX = 5000
+OFFSET_MAX = 10_000_000
+
+
+def _group(
+    conn: Connection,
+    guilty_id: int,
+    period: Period,
+    limit: int,
+    offset: int,
+    exact_max: int = q.EXACT_MACHINES_MAX,
+) -> dict[str, Any] | None:
+    g = q.get_guilty(conn, guilty_id)
+    if g is None:
+        return None
+    spread = q.guilty_spread(conn, guilty_id, period, exact_max)
+    # One more than the page: whether there is a next one (the total may be estimated).
+    machines = q.guilty_machines(conn, guilty_id, period, limit + 1, offset, spread.records)
+    newest = q.guilty_records(conn, guilty_id, period=period, limit=PROCESS_SAMPLE)
+    processes = Counter(parse_crash(r["payload"] or "").process or "" for r in newest)
+    return {
+        "guilty": g,
+        "records": spread.records,
+        "daily": q.daily_crashes(conn, [guilty_id], period).get(guilty_id, []),
+        "processes": [
+            {"process": name, "records": n}
+            for name, n in sorted(processes.items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
+        "builds": spread.builds,
+        "machines_total": spread.machines,
+        "machines_estimated": spread.machines_estimated,
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if len(machines) > limit else None,
+        "machines": machines[:limit],
+    }
+
+
+async def _detail(request: Request, guilty_id: int) -> dict[str, Any]:
+    query = dict(request.query_params)
+    period = params.period(query, DEFAULT_DAYS)
+    limit = params.integer(query, "limit", 1, MACHINES_MAX) or MACHINES_PAGE
+    offset = params.integer(query, "offset", 0, OFFSET_MAX) or 0
+    store = _store(request)
+    exact = int(settings_of(request, SOURCE)["crash_exact_machines"])
+    found = await store.read(_group, guilty_id, period, limit, offset, exact)
+    if found is None:
+        raise BadRequest(f"no crash group with id {guilty_id}", status=404)
+    g = found["guilty"]
+    g["label"] = guilty_label(g["function"], g["module"])
+    return {"period": period.as_json(), **found}
+
+
+@router.get("/crashes/{guilty_id}.json")
+async def guilty_json(request: Request, guilty_id: RecordId) -> Response:
+    """JSON twin of /crashes/{guilty_id}."""
+    return twin(await _detail(request, guilty_id))
+
+
+@router.get("/crashes/{guilty_id}/backtraces.json")
+async def backtraces_json(request: Request, guilty_id: RecordId) -> Response:
+    """JSON twin of /crashes/{guilty_id}/backtraces."""
+    return twin(await _backtraces(request, guilty_id))
+
+
+@router.get("/crashes/{guilty_id}")
+@shows_errors("clearlinux/guilty.html", "Crash group {guilty_id}", "crashes")
+async def guilty_page(request: Request, guilty_id: RecordId) -> Response:
+    """Render one crash group: machines and builds affected in the period."""
+    data = await _detail(request, guilty_id)
+    form = dict(request.query_params)
+    links: dict[str, str] = {}
+    if data["next_offset"] is not None:
+        links["next"] = "?" + urlencode({**form, "offset": data["next_offset"]})
+    if data["offset"]:
+        links["first"] = "?" + urlencode({k: v for k, v in form.items() if k != "offset"})
+    first = date.fromisoformat(data["period"]["from"])
+    builds = list(reversed(data["builds"]))  # oldest first
+    backtraces = f"/crashes/{guilty_id}/backtraces?" + urlencode(data["period"])
+    charts = [
+        chart(
+            "chart-daily",
+            "bar",
+            partial_marks(
+                [(first + timedelta(days=i)).isoformat() for i in range(len(data["daily"]))],
+                data["period"],
+            ),
+            {"Crashes": data["daily"]},
+            title="Crashes per day",
+            x_title="Day (UTC)",
+            y_title="Crashes",
+        ),
+        chart(
+            "chart-builds",
+            "bar",
+            [b["build"] or "(none)" for b in builds],
+            {
+                "Crashes": [b["records"] for b in builds],
+                "Machines": [b["machines"] for b in builds],
+            },
+            title="Crashes and machines per build",
+            x_title="Build",
+            y_title="Count",
+            links=[f"{backtraces}&" + urlencode({"build": b["build"]}) for b in builds],
+        ),
+    ]
+    return web_of(request).page(
+        "clearlinux/guilty.html",
+        fresh=freshness(request, "clearlinux_crashes"),
+        title=f"Crash group {guilty_id}",
+        active="crashes",
+        charts=charts,
+        data=data,
+        form=form,
+        links=links,
+    )
+
+
+COMMENT_MAX = 80
+
+
+@router.post("/crashes/{guilty_id}")
+async def guilty_edit(request: Request, guilty_id: RecordId) -> Response:
+    """Set a crash group's comment (at most 80 characters) and whether it is hidden."""
+    form = await same_origin_form(request)
+    comment = str(form.get("comment") or "").strip()
+    if len(comment) > COMMENT_MAX or any(ord(ch) < 32 for ch in comment):
+        raise BadRequest(f"comment must be at most {COMMENT_MAX} printable characters")
+    hide = str(form.get("hide") or "") in ("1", "on", "true")
+    found = await _store(request).admin_write(q.update_guilty, guilty_id, comment, hide)
+    if not found:
+        raise BadRequest(f"no crash group with id {guilty_id}", status=404)
+    if "application/json" in request.headers.get("accept", ""):
+        return twin({"guilty_id": guilty_id, "comment": comment, "hide": hide})
+    return redirect_back(f"/crashes/{guilty_id}", "/crashes")
+
+
+async def _backtraces(request: Request, guilty_id: int) -> dict[str, Any]:
+    query = dict(request.query_params)
+    machine_id = params.text(query, "machine_id", 64)
+    build = params.text(query, "build")
+    period = params.period(query, DEFAULT_DAYS)  # the group page's period
+    store = _store(request)
+    g = await store.read(q.get_guilty, guilty_id)
+    if g is None:
+        raise BadRequest(f"no crash group with id {guilty_id}", status=404)
+    rows = await store.read(
+        lambda conn: q.guilty_records(
+            conn, guilty_id, machine_id=machine_id, build=build, period=period,
+            limit=BACKTRACES_MAX,
+        )
+    )
+    crashes = []
+    for r in rows:
+        parsed = parse_crash(r["payload"] or "")
+        offered = {(f.function, f.module) for f in blacklist_candidates(r["payload"] or "")}
+        frames = []
+        for f in parsed.frames:
+            pair = (f.function, f.module)
+            # Each offered frame gets one checkbox, on its first occurrence.
+            offer = json.dumps(list(pair)) if pair in offered else None
+            offered.discard(pair)
+            frames.append(
+                {"function": f.function, "module": f.module, "location": f.location, "offer": offer}
+            )
+        guilty_index = next(
+            (
+                i
+                for i, f in enumerate(parsed.frames)
+                if f.function == g["function"] and f.module == g["module"]
+            ),
+            None,
+        )
+        crashes.append(
+            {
+                "record_id": r["id"],
+                "machine_id": r["machine_id"],
+                "build": r["build"],
+                "classification": r["classification"],
+                "ts_reception": r["ts_reception"],
+                "process": parsed.process,
+                "pid": parsed.pid,
+                "signal": parsed.signal,
+                "kernel_reason": parsed.kernel_reason,
+                "frames": frames,
+                "guilty_frame": guilty_index,
+                "candidates": [
+                    {
+                        "function": f.function,
+                        "module": f.module,
+                        "value": json.dumps([f.function, f.module]),
+                    }
+                    for f in blacklist_candidates(r["payload"] or "")
+                ],
+            }
+        )
+    g["label"] = guilty_label(g["function"], g["module"])
+    return {
+        "period": period.as_json(),
+        "guilty": g,
+        "machine_id": machine_id,
+        "build": build,
+        "crashes": crashes,
+        "stacks": _stacks(crashes),
+    }
+
+
+FOLD_CONTEXT = 3  # frames shown on each side of the guilty one; the rest fold away
+
+
+def _stacks(crashes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge the crashes whose backtraces are identical (the same functions and modules,
+    in order), newest first: each stack names its newest crash (``record_id``, shown),
+    every record of it, its machines and builds, and the frames around the guilty one
+    (``shown``: [from, to), the rest folded)."""
+    merged: dict[Any, dict[str, Any]] = {}
+    for c in crashes:
+        frames = tuple((f["function"], f["module"]) for f in c["frames"])
+        key = frames or c["record_id"]  # no frames parsed: nothing to compare, never merged
+        stack = merged.get(key)
+        if stack is None:
+            guilty = c["guilty_frame"]
+            shown = (
+                [0, len(frames)]
+                if guilty is None
+                else [max(0, guilty - FOLD_CONTEXT), min(len(frames), guilty + FOLD_CONTEXT + 1)]
+            )
+            merged[key] = {
+                "record_id": c["record_id"],
+                "record_ids": [c["record_id"]],
+                "machines": [c["machine_id"]],
+                "builds": [c["build"]],
+                "shown": shown,
+            }
+            continue
+        stack["record_ids"].append(c["record_id"])
+        if c["machine_id"] not in stack["machines"]:
+            stack["machines"].append(c["machine_id"])
+        if c["build"] not in stack["builds"]:
+            stack["builds"].append(c["build"])
+    return list(merged.values())
+
+
+@router.get("/crashes/{guilty_id}/backtraces")
+@shows_errors("clearlinux/backtraces.html", "Backtraces of crash group {guilty_id}", "crashes")
+async def backtraces_page(request: Request, guilty_id: RecordId) -> Response:
+    """Render the backtraces of one crash group, guilty frame highlighted."""
+    data = await _backtraces(request, guilty_id)
+    by_id = {c["record_id"]: c for c in data["crashes"]}
+    return web_of(request).page(
+        "clearlinux/backtraces.html",
+        fresh=freshness(request, "clearlinux_crashes"),
+        title=f"Backtraces of crash group {guilty_id}",
+        active="crashes",
+        data=data,
+        stacks=[(stack, by_id[stack["record_id"]]) for stack in data["stacks"]],
+        fold_context=FOLD_CONTEXT,
+        form=dict(request.query_params),
+    )
+
+
+@router.get("/crashes.csv")
+async def crashes_csv(request: Request) -> Response:
+    """CSV of /crashes: one row per crash group."""
+    data = await _top(request)
+    columns = (
+        "guilty_id", "function", "module", "crashes", "machines", "machines_estimated",
+        "builds", "first_seen", "last_seen", "comment", "hidden",
+    )
+    return csv_twin(
+        "crashes",
+        columns,
+        (
+            (
+                g["guilty_id"], g["function"], g["module"], g["total"], g["machines"],
+                g["machines_estimated"], g["builds"], when(g["first_seen"]),
+                when(g["last_seen"]), g["comment"], g["hide"],
+            )
+            for g in data["guilties"]
+        ),
+    )

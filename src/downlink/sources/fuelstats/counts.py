@@ -1,0 +1,288 @@
+"""The dashboard's counts, kept at ingest instead of aggregated at read time.
+
+``fuel_counts`` holds, per report, UTC day, Fuel release and key (the JSON of the
+grouped value), a count ``n`` and a sum ``total``. Every report of the dashboard
+(``reports.py``) and the installations report (``queries.installations_report``) is a
+``GROUP BY key`` over the rows of one report and the filter's days: a few thousand
+rows, not every environment, node and action log.
+
+What an installation contributes (:func:`contributions`) depends only on its own row,
+its environment and node rows and its action logs, and only while it is not filtered:
+
+* its own counts fall on the day of its last report (modification, else creation);
+* its action logs' counts fall on each log's reception day.
+
+So each write keeps the counts exact in its own transaction, the write sinks' and the
+refilter job's: a structure upsert takes back the installation's old contributions and
+adds the new ones (its logs' too when its release or filter status changed, or when it
+is new: logs may come before their installation); new action logs add theirs when
+their installation is known and not filtered; the refilter job moves an installation's
+whole contribution in or out. :func:`rebuild` recomputes everything (after a bulk load
+or from ``downlink`` jobs), in chunks of installations.
+
+Rows are changed in a fixed order (sorted keys), so concurrent writers on PostgreSQL
+wait for each other instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, and_, delete, func, select, true
+from sqlalchemy.dialects import postgresql, sqlite
+
+from downlink.sources.fuelstats.tables import action_logs, clusters, counts, installations, nodes
+
+OPERABLE = ("operational", "error")
+HEALTH_CHECKS = ("verify_networks", "check_networks", "check_before_deployment",
+                 "check_dhcp", "multicast_verification")
+DAY = 86400.0
+
+RowLike = Mapping[Any, Any]  # a row as a mapping (SQLAlchemy's RowMapping or a dict)
+# (report, day, release, key) -> [n, total]
+Cell = tuple[str, int, str, str]
+Delta = dict[Cell, list[float]]
+
+
+def key_of(value: Any) -> str:
+    """The stored key of a grouped value (JSON, so ints stay ints and None is null)."""
+    return orjson.dumps(value).decode()
+
+
+def day_of(ts: float) -> int:
+    """The UTC day number of an epoch time."""
+    return int(ts // DAY)
+
+
+def _add(delta: Delta, cell: Cell, n: float, total: float = 0.0, sign: int = 1) -> None:
+    entry = delta.setdefault(cell, [0.0, 0.0])
+    entry[0] += sign * n
+    entry[1] += sign * total
+
+
+def structure_delta(
+    delta: Delta, inst: RowLike, cluster_rows: Sequence[RowLike],
+    node_rows: Sequence[RowLike], sign: int = 1,
+) -> None:
+    """Add (``sign`` 1) or take back (-1) what an installation's own rows count."""
+    if inst["is_filtered"]:
+        return
+    day = day_of(inst["modification_date"] or inst["creation_date"])
+    release = inst["release"] or ""
+
+    def add(report: str, value: Any, n: float = 1) -> None:
+        _add(delta, (report, day, release, key_of(value)), n, 0.0, sign)
+
+    add("installations", None)
+    add("fuel_releases", inst["release"])
+    add("clusters_num", inst["clusters_num"])
+    add("environments", None, len(cluster_rows))
+    add("nodes", None, len(node_rows))
+    for c in cluster_rows:
+        status = c["status"]
+        add("statuses", status)
+        if c["release_version"] is not None:
+            add("openstack_releases", c["release_version"])
+        if status in OPERABLE:
+            add("operable_environments", None)
+            add("environment_sizes", c["nodes_num"])
+            if c["hypervisor"] is not None:
+                add("hypervisors", c["hypervisor"])
+            if c["os"] is not None:
+                add("operating_systems", c["os"])
+    if node_rows:
+        add("nodes_per_installation", len(node_rows))
+    for n in node_rows:
+        if n["manufacturer"] is not None or n["platform"] is not None:
+            add("hardware", f"{n['manufacturer'] or '?'} {n['platform'] or '?'}")
+        if n["roles"]:
+            add("role_combinations", n["roles"])
+
+
+def log_cells(row: RowLike) -> list[tuple[str, Any, float]]:
+    """What one action log counts: (report, key, total) for a count of one."""
+    if row.get("action_type") != "nailgun_task" or not row.get("top_level"):
+        return []
+    name, status = row.get("action_name"), row.get("ended_status")
+    if name == "deployment" and status == "ready" and row.get("duration_s") is not None:
+        return [("deployment_time", None, float(row["duration_s"]))]
+    if name in HEALTH_CHECKS and status is not None:
+        return [("health_checks", name, 1.0 if status == "error" else 0.0)]
+    return []
+
+
+def logs_delta(
+    delta: Delta, release: str | None, rows: Iterable[RowLike], sign: int = 1
+) -> None:
+    """Add (or take back) what action logs of one not-filtered installation count."""
+    for row in rows:
+        for report, value, total in log_cells(row):
+            _add(delta, (report, day_of(row["ts_reception"]), release or "", key_of(value)),
+                 1, total, sign)
+
+
+_LOG_COLUMNS = (action_logs.c.action_type, action_logs.c.action_name,
+                action_logs.c.ended_status, action_logs.c.duration_s,
+                action_logs.c.top_level, action_logs.c.ts_reception)
+_COUNTED = and_(action_logs.c.action_type == "nailgun_task", action_logs.c.top_level == true())
+
+
+def _logs_of(conn: Connection, uids: Sequence[str]) -> dict[str, list[RowLike]]:
+    """The counted action logs of some master nodes, by node (one indexed query)."""
+    found: dict[str, list[RowLike]] = {}
+    if not uids:
+        return found
+    rows = conn.execute(
+        select(action_logs.c.master_node_uid, *_LOG_COLUMNS)
+        .where(action_logs.c.master_node_uid.in_(list(uids)), _COUNTED)
+    ).mappings()
+    for row in rows:
+        found.setdefault(row["master_node_uid"], []).append(row)
+    return found
+
+
+def installation_delta(
+    conn: Connection, delta: Delta, inst: RowLike, *, sign: int, with_logs: bool,
+    cluster_rows: Sequence[RowLike] | None = None,
+    node_rows: Sequence[RowLike] | None = None,
+) -> None:
+    """An installation's contribution as stored (its rows read unless given)."""
+    if inst["is_filtered"]:
+        return
+    if cluster_rows is None:
+        cluster_rows = conn.execute(
+            select(clusters).where(clusters.c.installation_id == inst["id"])).mappings().all()
+    if node_rows is None:
+        node_rows = conn.execute(
+            select(nodes).where(nodes.c.installation_id == inst["id"])).mappings().all()
+    structure_delta(delta, inst, cluster_rows, node_rows or (), sign)
+    if with_logs:
+        logs = _logs_of(conn, [inst["master_node_uid"]]).get(inst["master_node_uid"], [])
+        logs_delta(delta, inst["release"], logs, sign)
+
+
+def new_logs_delta(conn: Connection, rows: Sequence[RowLike]) -> Delta:
+    """What newly inserted action logs count (those of known, not-filtered nodes)."""
+    delta: Delta = {}
+    counted = [row for row in rows if log_cells(row)]
+    if not counted:
+        return delta
+    uids = sorted({row["master_node_uid"] for row in counted})
+    known = {
+        uid: (release, bool(flag))
+        for uid, release, flag in conn.execute(
+            select(installations.c.master_node_uid, installations.c.release,
+                   installations.c.is_filtered)
+            .where(installations.c.master_node_uid.in_(uids)))
+    }
+    for row in counted:
+        found = known.get(row["master_node_uid"])
+        if found is not None and not found[1]:
+            logs_delta(delta, found[0], [row])
+    return delta
+
+
+def apply(conn: Connection, delta: Delta) -> None:
+    """Add ``delta`` to ``fuel_counts`` (in sorted order: no deadlocks between writers)."""
+    rows = [
+        {"report": cell[0], "day": cell[1], "release": cell[2], "key": cell[3],
+         "n": int(v[0]), "total": v[1]}
+        for cell, v in sorted(delta.items())
+        if v[0] or v[1]
+    ]
+    if not rows:
+        return
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    for start in range(0, len(rows), 500):
+        stmt = insert(counts).values(rows[start : start + 500])
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=["report", "release", "day", "key"],
+            set_={"n": counts.c.n + stmt.excluded.n,
+                  "total": counts.c.total + stmt.excluded.total},
+        ))
+
+
+def rebuild_chunk(conn: Connection, after: int, limit: int = 500) -> int | None:
+    """Add the contributions of the installations after id ``after``; the last id done,
+    or None when there are no more. (:func:`clear` first, then chunk after chunk.)"""
+    insts = conn.execute(
+        select(installations).where(installations.c.id > after)
+        .order_by(installations.c.id).limit(limit)
+    ).mappings().all()
+    if not insts:
+        return None
+    shown = [inst for inst in insts if not inst["is_filtered"]]
+    ids = [inst["id"] for inst in shown]
+    by_cluster: dict[int, list[RowLike]] = {}
+    by_node: dict[int, list[RowLike]] = {}
+    if ids:
+        for row in conn.execute(select(clusters).where(clusters.c.installation_id.in_(ids)))\
+                .mappings():
+            by_cluster.setdefault(row["installation_id"], []).append(row)
+        for row in conn.execute(select(nodes).where(nodes.c.installation_id.in_(ids)))\
+                .mappings():
+            by_node.setdefault(row["installation_id"], []).append(row)
+    logs = _logs_of(conn, [inst["master_node_uid"] for inst in shown])
+    delta: Delta = {}
+    for inst in shown:
+        structure_delta(delta, inst, by_cluster.get(inst["id"], []),
+                        by_node.get(inst["id"], []))
+        logs_delta(delta, inst["release"], logs.get(inst["master_node_uid"], []))
+    apply(conn, delta)
+    return int(insts[-1]["id"])
+
+
+def clear(conn: Connection) -> None:
+    """Delete every count (before a rebuild)."""
+    conn.execute(delete(counts))
+
+
+def rebuild(conn: Connection) -> None:
+    """Recompute every count in this transaction (tests, benchmarks, small databases)."""
+    clear(conn)
+    after: int | None = 0
+    while after is not None:
+        after = rebuild_chunk(conn, after)
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def grouped(
+    conn: Connection, report: str, release: str | None = None,
+    since: float | None = None, until: float | None = None,
+) -> list[tuple[Any, int, float]]:
+    """``(value, count, total)`` of one report over the filter's days, by key."""
+    cond = [counts.c.report == report]
+    if release is not None:
+        cond.append(counts.c.release == release)
+    if since is not None:
+        cond.append(counts.c.day >= day_of(since))
+    if until is not None:
+        # ``until`` is a midnight (the day after the range): days strictly before it.
+        cond.append(counts.c.day < day_of(until) + (0 if until % DAY == 0 else 1))
+    n = func.sum(counts.c.n)
+    rows = conn.execute(
+        select(counts.c.key, n, func.sum(counts.c.total))
+        .where(*cond).group_by(counts.c.key).having(n != 0)
+    )
+    return [(orjson.loads(key), int(count), float(total or 0)) for key, count, total in rows]
+
+
+def total_of(conn: Connection, report: str, **where: Any) -> int:
+    """The count of a report without a key (``installations``, ``nodes``, …)."""
+    return sum(count for _, count, _ in grouped(conn, report, **where))
+
+
+def by_release(conn: Connection, report: str) -> list[tuple[str, Any, int]]:
+    """``(release, value, count)`` of one report over every day (for the report API)."""
+    n = func.sum(counts.c.n)
+    rows = conn.execute(
+        select(counts.c.release, counts.c.key, n)
+        .where(counts.c.report == report)
+        .group_by(counts.c.release, counts.c.key).having(n != 0)
+    )
+    return [(str(release), orjson.loads(key), int(count)) for release, key, count in rows]
+

@@ -109,6 +109,18 @@ def client(settings: Settings) -> Iterator[TestClient]:
         yield c
 
 
+@pytest.fixture(scope="session")
+def chdb_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one chdb data folder of this test process (chdb opens one per process)."""
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture
+def analytics_url(chdb_folder: Path) -> str:
+    """DOWNLINK_ANALYTICS_URL of a fresh ClickHouse database in this process's engine."""
+    return f"chdb://{chdb_folder}?database=t_{uuid.uuid4().hex[:16]}"
+
+
 @pytest.fixture
 def live(db_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     """A real ``downlink serve`` subprocess on a free port."""

@@ -18,6 +18,7 @@ FORBIDDEN = {
     # The pages and the API share downlink.errors and downlink.params, not each other.
     "web": {"api", "cli", "app"},
     "archive": {"ingest", "api", "web", "cli", "app"},
+    "analytics": {"ingest", "pipeline", "api", "web", "cli", "app"},
 }
 
 

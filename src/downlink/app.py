@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+from anyio import to_thread
 from fastapi import FastAPI
 
 from downlink import __version__, security
 from downlink.access_log import AccessLog
+from downlink.analytics.shipper import shipping
 from downlink.api import errors, meta, openapi, records
 from downlink.direct import Downlink
 from downlink.fresh_reads import FreshReads
@@ -27,6 +30,8 @@ from downlink.store.database import Store
 from downlink.store.retention import Maintenance
 from downlink.web import routes as web_routes
 
+log = logging.getLogger(__name__)
+
 
 def sender_rules(sources: Sources) -> dict[str, SenderRule]:
     """Each source's sender rule (``Source.senders``)."""
@@ -42,7 +47,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     store = Store(settings, metrics, processors=default_processors(sources))
     maintenance = Maintenance(store)
     senders = SenderGuard(store, settings, sender_rules(sources))
-    bound = bind_consumers(sources)
+    # The optional ClickHouse analytics store: its shippers are consumers like any other.
+    analytics = shipping(settings)
+    shippers = [] if analytics is None else [("analytics", c) for c in analytics.consumers()]
+    bound = bind_consumers(sources, shippers)
     kinds = [reprocess.job_kind(bound), *(k for s in sources for k in s.job_kinds)]
     job_runner = JobRunner(
         store,
@@ -62,6 +70,11 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     @asynccontextmanager
     async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
         store.start(run_migrations=run_migrations)
+        if analytics is not None:
+            try:
+                await to_thread.run_sync(analytics.ensure_schema)
+            except Exception as exc:  # noqa: BLE001 - ingestion never waits for ClickHouse
+                log.warning("analytics store not ready (the shippers retry): %s", exc)
         maintenance.start()
         job_runner.start()
         consumer_runner.start()
@@ -79,6 +92,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             await job_runner.stop()
             await maintenance.stop()
             store.close()
+            if analytics is not None:
+                analytics.ch.close()
 
     app = Downlink(
         title="Downlink",
@@ -96,6 +111,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.job_runner = job_runner
     app.state.consumer_runner = consumer_runner
     app.state.sources = sources
+    app.state.analytics = analytics
     app.state.senders = senders
     errors.install(app)
     security.install(app, settings)

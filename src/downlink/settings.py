@@ -322,6 +322,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Comma-separated modules of web plug-in views (see docs/web.md); 'none' for none.",
     ),
     Setting(
+        "analytics_url",
+        "DOWNLINK_ANALYTICS_URL",
+        "",
+        "Optional ClickHouse analytics store: clickhouse://user:pw@host:8123/db, "
+        "clickhouses://… (HTTPS) or chdb://PATH (in-process engine, one worker); shippers copy "
+        "the event tables there and the heavy reads come from it (docs/clickhouse.md).",
+    ),
+    Setting(
         "source_modules",
         "DOWNLINK_SOURCES",
         (),
@@ -405,6 +413,7 @@ class Settings:
     access_log: str = "off"
     web_plugins: tuple[str, ...] = ("downlink.sources.clearlinux.severity_plugin",)
     source_modules: tuple[str, ...] = ()
+    analytics_url: str = ""
     # Per-source settings, ``sources[<source>][<setting>]``: every source's defaults
     # overlaid with what was given (filled in by __post_init__ from the registry).
     sources: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -419,6 +428,7 @@ class Settings:
             raise SettingsError("DOWNLINK_BATCH_WAIT_MS must not be negative")
         _check_database_url(self.database_url)
         _check_read_url(self.database_url, self.database_read_url)
+        _check_analytics_url(self.analytics_url)
         if self.sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise SettingsError("DOWNLINK_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         _check_substrate(self)
@@ -449,7 +459,7 @@ class Settings:
         out: dict[str, Any] = {}
         for s in SETTINGS:
             value = getattr(self, s.name)
-            if s.name in ("database_url", "database_read_url") and value:
+            if s.name in ("database_url", "database_read_url", "analytics_url") and value:
                 value = _hide_password(str(value))
             if s.name == "api_tokens":
                 value = tuple("***" for _ in value)
@@ -495,6 +505,17 @@ def _check_database_url(url: str) -> None:
         raise SettingsError(
             f"DATABASE_URL must be sqlite:///… or postgresql://…, not {backend}://"
         )
+
+
+def _check_analytics_url(url: str) -> None:
+    if not url:
+        return
+    from downlink.analytics.client import AnalyticsError, parse_url
+
+    try:
+        parse_url(url)
+    except AnalyticsError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _check_read_url(url: str, read_url: str) -> None:

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
+from downlink.analytics.client import AnalyticsError
 from downlink.errors import BadRequest
 
 __all__ = ["BadRequest", "allowed_methods", "install"]
@@ -58,6 +59,12 @@ def install(app: FastAPI) -> None:
 
     for kind in (OperationalError, InterfaceError, PoolTimeout):
         app.add_exception_handler(kind, _unavailable)
+
+    @app.exception_handler(AnalyticsError)
+    async def _analytics(_request: Request, exc: AnalyticsError) -> Response:
+        log.warning("analytics store unavailable: %s", exc)
+        return _json("The analytics store is unavailable, retry later", 503,
+                     {"Retry-After": "5"})
 
     @app.exception_handler(DataError)
     async def _refused_value(request: Request, exc: DataError) -> Response:

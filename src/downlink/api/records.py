@@ -16,15 +16,15 @@ hold a JSON document whole); ``next_cursor`` and ``next`` then say where it goes
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy import Connection
 
+from downlink.analytics.records import RecordReads
 from downlink.errors import BadRequest
 from downlink.params import MAX_ID, RecordId, integer, parse_moment, text
 from downlink.store.database import Store
@@ -139,9 +139,21 @@ def _csv_text(rows: Sequence[Sequence[Any]]) -> bytes:
     return "".join(",".join(_csv_field(v) for v in row) + "\r\n" for row in rows).encode()
 
 
-def _encode_part(conn: Connection, ids: list[int], fmt: str) -> bytes:
+def reads_of(request: Request) -> RecordReads:
+    """The store the records are read from: ClickHouse when configured, else SQL."""
+    shipping = request.app.state.analytics
+    if shipping is not None:
+        found: RecordReads = shipping.reads["records"]
+        return found
+    store: Store = request.app.state.store
+    return RecordReads(store.read, record_sizes, records_by_ids)
+
+
+def _encode_part(
+    handle: Any, by_ids: Callable[..., list[dict[str, Any]]], ids: list[int], fmt: str
+) -> bytes:
     """Read one part of the answer and encode it (in a worker thread)."""
-    items = [clear_json(row) for row in records_by_ids(conn, ids)]
+    items = [clear_json(row) for row in by_ids(handle, ids)]
     if fmt == "csv":
         return _csv_text([[item.get(c) for c in CSV_COLUMNS] for item in items])
     if fmt == "ndjson":
@@ -150,7 +162,7 @@ def _encode_part(conn: Connection, ids: list[int], fmt: str) -> bytes:
 
 
 async def _stream(
-    store: Store, fmt: str, sizes: Sequence[tuple[int, int]], tail: bytes
+    reads: RecordReads, fmt: str, sizes: Sequence[tuple[int, int]], tail: bytes
 ) -> AsyncIterator[bytes]:
     """Yield the answer part by part: at most one part of records is in memory."""
     if fmt == "json":
@@ -159,7 +171,7 @@ async def _stream(
         yield _csv_text([CSV_COLUMNS])
     written = False
     for part in byte_chunks(sizes):
-        data = await store.read(_encode_part, part, fmt)
+        data = await reads.read(_encode_part, reads.by_ids, part, fmt)
         if data:
             if written and fmt == "json":
                 yield b","
@@ -228,7 +240,8 @@ async def records_api(
     fmt = (format or "json").lower()
     if fmt not in MEDIA_TYPES:
         raise BadRequest("format must be json, csv or ndjson")
-    sizes: Sequence[tuple[int, int]] = await store.read(record_sizes, f, lim)
+    reads = reads_of(request)
+    sizes: Sequence[tuple[int, int]] = await reads.read(reads.sizes, f, lim)
     cut = False
     if fmt == "json":
         page = cut_by_bytes(sizes, store.settings.api_page_bytes)
@@ -243,7 +256,7 @@ async def records_api(
     if fmt == "json":
         tail = b"]," + orjson.dumps({"next_cursor": next_cursor, "next": link,
                                      "cut_by_bytes": cut})[1:]
-    return StreamingResponse(_stream(store, fmt, sizes, tail),
+    return StreamingResponse(_stream(reads, fmt, sizes, tail),
                              media_type=MEDIA_TYPES[fmt], headers=headers)
 
 

@@ -9,6 +9,8 @@ from typing import Any
 import click
 from sqlalchemy import Engine
 
+from downlink.analytics.shipper import SOURCE as SHIPPERS
+from downlink.analytics.shipper import shippers
 from downlink.archive.replay import replay
 from downlink.archive.storage import StorageError
 from downlink.cli.archive import archives_of, open_archive
@@ -74,7 +76,8 @@ def reprocess_cmd(
     Each consumer's job forgets what it derived from the range, then replays the
     rows through it, in short transactions. It runs here with a progress bar (or in a
     server, which shows it on /consumers); run the same command again to resume an
-    interrupted job. Running it twice gives identical derived data.
+    interrupted job. Running it twice gives identical derived data. With
+    DOWNLINK_ANALYTICS_URL set, `--source analytics` backfills the ClickHouse store.
 
     With --from-archive the rows come from the raw archive (`downlink archive`), so
     rows that retention removed from the database are replayed too; run it again to
@@ -85,10 +88,18 @@ def reprocess_cmd(
     if last < first:
         raise click.BadParameter("must not be before --since", param_hint="--until")
     try:
-        bounds = bind(settings.registry)
+        extra = shippers(settings)
+        bounds = bind(settings.registry, extra)
     except SourceError as exc:
         raise click.ClickException(str(exc)) from None
-    chosen = _pick(bounds, source, consumer, settings.registry.names)
+    known = (*settings.registry.names, *((SHIPPERS,) if extra else ()))
+    chosen = _pick(bounds, source, consumer, known)
+    if from_archive and source == SHIPPERS:
+        raise click.BadParameter(
+            "the analytics shippers copy the database's rows: replay the archive through"
+            " the source that archived them, the shippers then ship what it rebuilt",
+            param_hint="--from-archive",
+        )
     if from_archive:
         _from_archive(settings, chosen, source, first, last, dry_run)
         return

@@ -37,6 +37,11 @@ from downlink.store.engine import make_engine
 def serve(host: str, port: int, workers: int, log_level: str, database_url: str | None) -> None:
     """Start the server (SQLite file ./downlink.db unless DATABASE_URL says otherwise)."""
     settings = load_settings(database_url)
+    if workers > 1 and settings.analytics_url.startswith("chdb:"):
+        raise click.ClickException(
+            "DOWNLINK_ANALYTICS_URL=chdb://… opens its folder in one process only: "
+            "serve it with --workers 1, or use a ClickHouse server (clickhouse://…)"
+        )
     # Migrate once here, so that several workers do not race to create the schema.
     engine = make_engine(settings)
     try:

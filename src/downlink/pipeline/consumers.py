@@ -53,17 +53,22 @@ class Bound:
         return self.consumer.name
 
 
-def bind(sources: Sources) -> list[Bound]:
-    """Every source's consumers, each with its followed table; SourceError if missing."""
+def bind(sources: Sources, extra: Sequence[tuple[str, Consumer]] = ()) -> list[Bound]:
+    """Every source's consumers, each with its followed table; SourceError if missing.
+
+    ``extra`` adds consumers the core builds from settings, as ``(label, consumer)``
+    (the analytics shippers, labelled ``analytics`` for ``downlink reprocess``).
+    """
     tables: dict[str, Table] = dict(core_metadata.tables)
     for md in sources.metadata():
         tables.update(md.tables)
     bound: list[Bound] = []
-    for source, consumer in sources.consumers:
+    owned = [(source.name, consumer) for source, consumer in sources.consumers]
+    for owner, consumer in [*owned, *extra]:
         table = tables.get(consumer.follows)
         if table is None:
             raise SourceError(
-                f"consumer {consumer.name!r} of source {source.name!r} follows "
+                f"consumer {consumer.name!r} of source {owner!r} follows "
                 f"{consumer.follows!r}, which is not a table of the core or of a source"
             )
         if "id" not in table.c or consumer.ts_column not in table.c:
@@ -78,7 +83,7 @@ def bind(sources: Sources) -> list[Bound]:
             )
         if consumer.batch_max < 1:
             raise SourceError(f"consumer {consumer.name!r}: batch_max must be at least 1")
-        bound.append(Bound(source.name, consumer, table))
+        bound.append(Bound(owner, consumer, table))
     return bound
 
 
@@ -163,6 +168,8 @@ class ConsumerRunner:
         self.poll_s = poll_s
         self.retry_max_s = retry_max_s
         self._retry_at: dict[str, float] = {}
+        # Consumers lingering after a partial batch (Consumer.linger_s), until when.
+        self._not_before: dict[str, float] = {}
         self._wake: asyncio.Event | None = None
         self._loop_ref: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -235,7 +242,7 @@ class ConsumerRunner:
         for b in self.bounds:
             if self._stopping:
                 break
-            if self._retry_at.get(b.name, 0.0) > now:
+            if self._retry_at.get(b.name, 0.0) > now or self._not_before.get(b.name, 0.0) > now:
                 continue
             if not await self.store.read_primary(has_work, b):
                 continue
@@ -248,6 +255,8 @@ class ConsumerRunner:
             if n:
                 self.store.metrics.consumer_handled.labels(b.name).inc(n)
             busy = busy or n >= b.consumer.batch_max
+            if 0 < n < b.consumer.batch_max and b.consumer.linger_s > 0:
+                self._not_before[b.name] = time.time() + b.consumer.linger_s
         return busy
 
     async def _failed(self, b: Bound, exc: Exception) -> None:

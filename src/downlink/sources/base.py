@@ -82,6 +82,39 @@ class Consumer:
     reset: Callable[[Connection, float, float], None] | None = None
     batch_max: int = 2000
     ts_column: str = "ts_reception"
+    # Seconds to wait after a partial batch before the next one (a full batch goes on
+    # at once): for a ``handle`` with a fixed cost per call, such as a ClickHouse insert.
+    linger_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class AnalyticsTable:
+    """A table of the optional ClickHouse analytics store, filled by a shipper.
+
+    ``name`` is the ClickHouse table; ``follows`` the SQL table whose committed rows a
+    shipper consumer (named ``analytics_<name>``) copies into it, ``rows(conn, batch)``
+    mapping a batch of :class:`LogRecord` to rows of ``columns`` (``(name, ClickHouse
+    type)`` pairs, in order). The table is a ``ReplacingMergeTree(version)`` ordered by
+    ``order_by``, which must identify one record (a replay replaces, never adds),
+    partitioned by the month of ``time_column`` (epoch seconds) and expiring after the
+    source's ``retention`` setting. ``ttl_where`` narrows which rows expire (a
+    ClickHouse condition). ``rebuild``: raise it when ``order_by`` or a type changes,
+    and the table is rebuilt once by a swap (``downlink.analytics.schema``). Columns
+    are only ever added (``ADD COLUMN IF NOT EXISTS``).
+    """
+
+    name: str
+    follows: str
+    columns: Sequence[tuple[str, str]]
+    order_by: Sequence[str]
+    version: str
+    time_column: str
+    rows: Callable[[Connection, Sequence[LogRecord]], list[Sequence[Any]]]
+    ts_column: str = "ts_reception"
+    ttl_where: str | None = None
+    rebuild: int = 1
+    batch_max: int = 10000
+    linger_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -250,6 +283,11 @@ class Source:
     * ``retention``: the name of one of ``settings`` holding the retention in hours
       (``before_ts`` is now minus that; 0 or less keeps everything, so no purge runs).
       Without it ``purge`` is never called.
+    * ``analytics_tables``: the source's tables in the optional ClickHouse analytics
+      store (:class:`AnalyticsTable`), each filled by a shipper consumer;
+      ``analytics_reads(analytics)`` builds the source's ClickHouse implementation of
+      its heavy reads from a :class:`downlink.analytics.client.Analytics` (the source
+      picks it over its SQL one when the store is configured).
     * ``senders``: the source's sender ids and its rule for posts that do not match
       their binding (:class:`SenderRule`); bound only when ``DOWNLINK_SENDER_BINDING``
       names the source, rate-limited per id when ``DOWNLINK_SENDER_RATE_LIMIT`` is set.
@@ -279,6 +317,8 @@ class Source:
     server_options: Callable[[Settings], Mapping[str, Any]] | None = None
     archives: Sequence[Archive] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
+    analytics_tables: Sequence[AnalyticsTable] = ()
+    analytics_reads: Callable[[Any], Any] | None = None
     job_drivers: Sequence[JobDriver] = ()
     direct_posts: Mapping[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = field(
         default_factory=dict

@@ -34,6 +34,15 @@ def metrics_of(conn: HTTPConnection, source: str) -> Any:
     return store_of(conn).metrics.by_source[source]
 
 
+def analytics_of(conn: HTTPConnection, source: str) -> Any | None:
+    """What ``source``'s ``Source.analytics_reads`` built on the ClickHouse analytics
+    store, or None when ``DOWNLINK_ANALYTICS_URL`` is not set (read the SQL store)."""
+    shipping = getattr(conn.app.state, "analytics", None)
+    if shipping is None:
+        return None
+    return shipping.reads.get(source)
+
+
 def senders_of(conn: HTTPConnection) -> SenderGuard:
     """The app's sender guard: bindings of sender ids and per-sender rate limits."""
     guard: SenderGuard = conn.app.state.senders

@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from downlink.sources.base import Archive, NavEntry, Source, SourceSetting
-from downlink.sources.clearlinux import bulk, collector, regroup, tables
+from downlink.sources.clearlinux import analytics, bulk, collector, regroup, tables
 from downlink.sources.clearlinux.consumers import CONSUMERS
 from downlink.sources.clearlinux.pages import builds, crashes, mce, population, stats
 from downlink.sources.clearlinux.queries.search import search
@@ -82,4 +82,6 @@ def source() -> Source:
         job_drivers=(regroup.DRIVER,),
         search=search,
         search_template="clearlinux/_search.html",
+        # The dashboards read the core's ``records`` table on ClickHouse when configured.
+        analytics_reads=analytics.reads,
     )

@@ -162,7 +162,8 @@ def _conditions(eq: Mapping[str, Sequence[Any]], joined: bool = False) -> list[A
     return out
 
 
-def _bucket_seconds(grain: str) -> int:
+def bucket_seconds(grain: str) -> int:
+    """Seconds in a time bucket of the grain (finer grains fold from days)."""
     return 3600 if grain == "hour" else 86400
 
 
@@ -246,14 +247,30 @@ def _statement(conn: Connection, agg: Aggregation, piece: Piece, step: int) -> A
 
 
 def run(conn: Connection, agg: Aggregation) -> list[dict[str, Any]]:
-    """Rows of ``{axis..., *_count}``, ordered by the axes."""
+    """Rows of ``{axis..., *_count}``, ordered by the axes (the SQL store)."""
     names = agg.axes
     dims = set(agg.eq) | {a for a in names if a != "measurement_start_day"}
-    step = _bucket_seconds(agg.grain) if "measurement_start_day" in names else 86400
+    step = bucket_seconds(agg.grain) if "measurement_start_day" in names else 86400
     parts = pieces(dims, step, agg.since.timestamp(), agg.until.timestamp())
-    rows = [r for p in parts for r in conn.execute(_statement(conn, agg, p, step))]
+    rows = [tuple(r) for p in parts for r in conn.execute(_statement(conn, agg, p, step))]
+    return fold(agg, rows)
+
+
+def needs_test_lists(agg: Aggregation) -> bool:
+    """Whether the request groups or filters by category (the test lists, which live in
+    the SQL store only: such a request is answered there even with ClickHouse)."""
+    return "category_code" in agg.axes or "category_code" in agg.eq
+
+
+def fold(agg: Aggregation, groups: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The answer from grouped counts, whichever store computed them: each group is the
+    axes' values (time as a bucket number of :func:`bucket_seconds`) then the counts of
+    ``COUNTS`` in order, a key possibly in several groups (they add up). Buckets fold
+    into weeks, months, years here."""
+    names = agg.axes
+    step = bucket_seconds(agg.grain)
     merged: dict[tuple[Any, ...], list[int]] = {}
-    for r in rows:
+    for r in groups:
         key_parts: list[Any] = []
         for name, value in zip(names, r[: len(names)], strict=True):
             if name == "measurement_start_day":

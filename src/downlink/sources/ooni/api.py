@@ -22,6 +22,7 @@ from downlink.sources.ooni.fastpath import unwrap
 from downlink.sources.ooni.params import ParamError, boolean
 from downlink.sources.ooni.probe_services import config
 from downlink.sources.ooni.quotas import Limits, quotas_of
+from downlink.sources.ooni.reads import reads_of
 from downlink.sources.ooni.tables import fastpath, measurements
 
 # OONI's API (its parameters, 422 for a malformed report_id, {"msg", "v"} refusals of
@@ -99,7 +100,8 @@ async def list_measurements(request: Request) -> Response:
         except ParamError as exc:
             return _detail(str(exc))
         started = time.monotonic()
-        rows = await store.read(search.run, q)
+        reads = reads_of(request, sql_only=q.test_lists)
+        rows = await reads.read(reads.search, q)
         base = str(request.base_url).rstrip("/")
         results = [search.result(r, base) for r in rows]
         full = len(rows) == q.limit
@@ -286,7 +288,8 @@ async def aggregate(request: Request) -> Response:
         except ParamError as exc:
             return _detail(str(exc))
         started = time.monotonic()
-        rows = await request.app.state.store.read(aggregation.run, agg)
+        reads = reads_of(request, sql_only=aggregation.needs_test_lists(agg))
+        rows = await reads.read(reads.aggregate, agg)
         elapsed = time.monotonic() - started
         headers = {}
         if agg.fmt == "CSV":

@@ -44,6 +44,9 @@ class Query:
     offset: int = 0
     limit: int = 100
     cursor: tuple[float, str] | None = None
+    # Filtered by category_code: the test lists, kept in the SQL store only, so the
+    # search is answered there even with ClickHouse configured.
+    test_lists: bool = False
 
 
 def _cursor(value: str | None) -> tuple[float, str] | None:
@@ -67,6 +70,7 @@ def parse(params: Mapping[str, str], limit_max: int, now: datetime | None = None
     report_id = min_len(params.get("report_id"), "report_id")
     if report_id is not None:
         f.append(fastpath.c.report_id == report_id)
+    test_lists = False
     inp = min_len(params.get("input"), "input")
     if inp is not None:
         f.append(fastpath.c.input == inp)
@@ -84,6 +88,7 @@ def parse(params: Mapping[str, str], limit_max: int, now: datetime | None = None
             # OONI joins the test lists on url = input.
             listed = select(citizenlab.c.url).where(citizenlab.c.category_code.in_(codes))
             f.append(fastpath.c.input.in_(listed))
+            test_lists = True
     ccs = [cc.upper() for cc in comma_list(params.get("probe_cc"))]
     f.append(fastpath.c.probe_cc.in_(ccs) if ccs else fastpath.c.probe_cc != "ZZ")
     asn_list = asns(params.get("probe_asn"))
@@ -130,6 +135,7 @@ def parse(params: Mapping[str, str], limit_max: int, now: datetime | None = None
         since=since.timestamp() if since else None,
         until=until.timestamp() if until else None,
         filters=f,
+        test_lists=test_lists,
         order_desc=order == "desc",
         offset=integer(params.get("offset"), "offset", 0, 0, 10**9),
         limit=integer(params.get("limit"), "limit", 100, 1, limit_max),
@@ -137,8 +143,8 @@ def parse(params: Mapping[str, str], limit_max: int, now: datetime | None = None
     )
 
 
-def statement(q: Query) -> Select[Any]:
-    """The SELECT for one page (keyset when a cursor is given, else offset)."""
+def conditions(q: Query) -> list[Any]:
+    """The page's conditions: filters, window and keyset cursor (both stores use them)."""
     conds = list(q.filters)
     if q.since is not None:
         conds.append(_T > q.since)
@@ -151,6 +157,13 @@ def statement(q: Query) -> Select[Any]:
             conds.append(or_(_T < t, and_(_T == t, uid < last)))
         else:
             conds.append(or_(_T > t, and_(_T == t, uid > last)))
+    return conds
+
+
+def statement(q: Query) -> Select[Any]:
+    """The SELECT for one page (keyset when a cursor is given, else offset)."""
+    conds = conditions(q)
+    uid = fastpath.c.measurement_uid
     order = (_T.desc(), uid.desc()) if q.order_desc else (_T.asc(), uid.asc())
     stmt = select(fastpath).where(and_(*conds)).order_by(*order).limit(q.limit)
     if q.cursor is None and q.offset:

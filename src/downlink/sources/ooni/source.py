@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import Connection, select
 
 from downlink.sources.base import NavEntry, Source
-from downlink.sources.ooni import api, config, fastpath_store, probe_services, views
+from downlink.sources.ooni import api, clickhouse, config, fastpath_store, probe_services, views
 from downlink.sources.ooni.archive import archived_until
 from downlink.sources.ooni.cli import ooni as ooni_cli
 from downlink.sources.ooni.consumer import FASTPATH
@@ -63,6 +63,8 @@ SOURCE = Source(
     retention="retention_hours",
     ingest_prefixes=probe_services.PATH_PREFIXES,
     extra={"cli": ooni_cli},
+    analytics_tables=(clickhouse.TABLE,),
+    analytics_reads=clickhouse.reads,
 )
 
 # The registry reads ``source``.

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from downlink.sources.ooni import aggregation, search
 from downlink.sources.ooni.api import archive_storage, lookup
 from downlink.sources.ooni.params import ParamError
+from downlink.sources.ooni.reads import reads_of
 from downlink.sources.runtime import store_of
 from downlink.web.rendering import chart, twin, web_of
 
@@ -46,7 +47,8 @@ async def _search_data(request: Request) -> tuple[dict[str, Any], int]:
         q = search.parse(params, store.settings.api_limit_max)
     except ParamError as exc:
         return {"error": str(exc), "results": [], "next_cursor": None, "form": form}, 400
-    rows = await store.read(search.run, q)
+    reads = reads_of(request, sql_only=q.test_lists)
+    rows = await reads.read(reads.search, q)
     base = str(request.base_url).rstrip("/")
     results = [search.result(r, base) for r in rows]
     nxt = None
@@ -149,7 +151,8 @@ async def _chart_data(request: Request) -> tuple[dict[str, Any], int]:
         agg = aggregation.parse(params)
     except (aggregation.AggregationError, ParamError) as exc:
         return {"error": str(exc), "rows": [], "form": form}, 400
-    rows = await store_of(request).read(aggregation.run, agg)
+    reads = reads_of(request, sql_only=aggregation.needs_test_lists(agg))
+    rows = await reads.read(reads.aggregate, agg)
     return {"error": None, "rows": rows, "form": form, "grain": agg.grain}, 200
 
 

@@ -6,8 +6,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from downlink.sources.clearlinux.queries.builds import records_per_build
-from downlink.store.database import Store
+from downlink.sources.clearlinux.analytics import FRESH, reads_of
 from downlink.web import params
 from downlink.web.rendering import blank, chart, records_href
 from downlink.web.views import Csv, View, router_of
@@ -19,8 +18,8 @@ async def _data(request: Request) -> dict[str, Any]:
     query = dict(request.query_params)
     period = params.period(query, DEFAULT_DAYS)
     f = params.rollup_filter(query)
-    store: Store = request.app.state.store
-    rows = await store.read(records_per_build, period, f)
+    reads = reads_of(request)
+    rows = await reads.read(reads.builds, period, f)
     return {
         "period": period.as_json(),
         "builds": [{"build": b, "records": n} for b, n in rows],
@@ -58,7 +57,7 @@ VIEW = View(
     _data,
     active="builds",
     page=_page,
-    fresh=("clearlinux_rollups",),
+    fresh=FRESH,
     csv=Csv("builds", ("build", "records"), _csv_rows),
 )
 router = router_of([VIEW])

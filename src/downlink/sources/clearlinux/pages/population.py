@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from downlink.errors import BadRequest
-from downlink.sources.clearlinux.queries.population import BUCKETS, machines_per_build
-from downlink.store.database import Store
+from downlink.sources.clearlinux.analytics import FRESH, reads_of
+from downlink.sources.clearlinux.queries.population import BUCKETS
 from downlink.web import params
 from downlink.web.rendering import (
     blank,
@@ -41,8 +41,8 @@ async def _data(request: Request) -> dict[str, Any]:
     if size == "day" and period.days > MAX_BUCKETS:
         raise BadRequest(f"at most {MAX_BUCKETS} daily buckets: choose week or month")
     build = params.text(query, "build")
-    store: Store = request.app.state.store
-    result = await store.read(machines_per_build, period, size, build)
+    reads = reads_of(request)
+    result = await reads.read(reads.population, period, size, build)
     series = cast(dict[str, list[int]], result["series"])
     width = len(cast(list[str], result["buckets"]))
     totals = [sum(s[i] for s in series.values()) for i in range(width)]
@@ -91,7 +91,7 @@ async def population_page(request: Request) -> Response:
     form = dict(request.query_params)
     return web_of(request).page(
         "clearlinux/population.html",
-        fresh=freshness(request, "clearlinux_rollups"),
+        fresh=freshness(request, *FRESH),
         title="Population",
         active="population",
         charts=charts,

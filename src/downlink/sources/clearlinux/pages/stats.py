@@ -6,9 +6,8 @@ from typing import Any
 
 from starlette.requests import Request
 
-from downlink.sources.clearlinux.queries import stats
-from downlink.store.database import Store
-from downlink.store.queries.period import Period, RollupFilter, day_date
+from downlink.sources.clearlinux.analytics import FRESH, reads_of
+from downlink.store.queries.period import day_date
 from downlink.web import params
 from downlink.web.rendering import chart, partial_marks, records_href
 from downlink.web.views import Csv, View, router_of
@@ -19,21 +18,12 @@ DEFAULT_DAYS = 30
 PIE_SLICES = 12
 
 
-def _all(conn: Any, period: Period, f: RollupFilter) -> dict[str, Any]:
-    return {
-        "classifications": stats.by_classification(conn, period, f),
-        "platforms": stats.by_platform(conn, period, f),
-        "severities": stats.by_severity(conn, period, f),
-        "per_day": stats.per_day(conn, period, f),
-    }
-
-
 async def _data(request: Request) -> dict[str, Any]:
     query = dict(request.query_params)
     period = params.period(query, DEFAULT_DAYS)
     f = params.rollup_filter(query)
-    store: Store = request.app.state.store
-    raw = await store.read(_all, period, f)
+    reads = reads_of(request)
+    raw = await reads.read(reads.stats, period, f)
     return {
         "period": period.as_json(),
         "classifications": [{"classification": k, "records": n} for k, n in raw["classifications"]],
@@ -118,7 +108,7 @@ VIEW = View(
     _data,
     active="stats",
     page=_page,
-    fresh=("clearlinux_rollups",),
+    fresh=FRESH,
     csv=Csv("stats", CSV_COLUMNS, _csv_rows),
 )
 router = router_of([VIEW])

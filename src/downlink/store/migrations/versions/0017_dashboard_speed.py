@@ -25,7 +25,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from alembic import op
 
-from downlink.store.migrations import _frozen_sketch_0017 as sketch
+import downlink.store.migrations._frozen_sketch_0017 as sketch
 
 revision = "0017_dashboard_speed"
 down_revision = "0015_senders"

@@ -127,7 +127,8 @@ def test_archive_and_replay_on_s3(
 
 def _record(source: str, i: int, ts: float) -> dict[str, Any]:
     return {
-        **dict.fromkeys(RECORD_COLUMNS, ""), "source": source, "record_version": 2,
+        **dict.fromkeys(RECORD_COLUMNS, ""), "sender_flagged": None,
+        "source": source, "record_version": 2,
         "classification": "substrate/x", "severity": 1, "machine_id": f"m{i}",
         "ts_capture": ts, "ts_reception": ts, "payload_version": 1, "external": False,
         "payload": f"payload {i}", "attrs": {"n": i, "nested": [1, "two"]},

@@ -91,6 +91,8 @@ def test_health_and_small_posts_stay_fast_while_big_bodies_arrive(live: LiveServ
         for t in senders:
             t.join()
     assert sorted(statuses) == sorted(expected for _, _, expected in bodies)
-    assert len(health) >= 5, "the big bodies were too quick to measure anything"
+    # At least three probes while they arrived (since derived data moved after the ack,
+    # the bodies are stored fast enough that five was not always reached).
+    assert len(health) >= 3, "the big bodies were too quick to measure anything"
     assert max(health) < 3, f"/-/health took up to {max(health):.2f} s"
     assert max(small) < 3, f"a small post took up to {max(small):.2f} s"

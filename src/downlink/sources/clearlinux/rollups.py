@@ -356,7 +356,6 @@ def update_counts(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     machines: set[Key] = set()
     mce: Counter[Key] = Counter()
     mce_machines: Counter[Key] = Counter()
-    mce_weeks: Counter[Key] = Counter()
     grains: dict[int, tuple[int, int]] = {}
     for r in rows:
         day = day_of(float(r["ts_reception"]))
@@ -373,8 +372,6 @@ def update_counts(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         if cls.startswith(MCE_PREFIX):
             mce[(day, cls, build, mce_status(r.get("payload") or ""))] += 1
             mce_machines[(week, cls, build, machine)] += 1
-            if cls in MCE_CLASSES:
-                mce_weeks[(week, machine)] += 1
     by_class: Counter[Key] = Counter()
     by_build: Counter[Key] = Counter()
     by_platform: Counter[Key] = Counter()
@@ -391,7 +388,17 @@ def update_counts(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     _add_counts(conn, rollup_population, population, "machines")
     _add_counts(conn, rollup_mce, mce, "count")
     _add_counts(conn, rollup_mce_machines, mce_machines, "count")
-    _add_counts(conn, rollup_mce_machine_weeks, mce_weeks, "count")
+    _add_counts(conn, rollup_mce_machine_weeks, _machine_weeks(mce_machines), "count")
+
+
+def _machine_weeks(mce_machines: Counter[Key]) -> Counter[Key]:
+    """``rollup_mce_machine_weeks`` counts from ``rollup_mce_machines`` ones: the MCE
+    classes (not thermal) per (week, machine), every build together."""
+    weeks: Counter[Key] = Counter()
+    for (week, cls, _build, machine), n in mce_machines.items():
+        if cls in MCE_CLASSES:
+            weeks[(week, machine)] += n
+    return weeks
 
 
 _NEEDED: Sequence[str] = (
@@ -742,11 +749,7 @@ def reset_counts(conn: Connection, first_day: int, end_day: int, handled: Any) -
                 mce_machines[(week, cls, build, machine)] += int(n)
     _insert_absent(conn, rollup_machines, machines)
     _add_counts(conn, rollup_mce_machines, mce_machines, "count")
-    mce_weeks: Counter[Key] = Counter()
-    for (mce_week, cls, _build, machine), n in mce_machines.items():
-        if cls in MCE_CLASSES:
-            mce_weeks[(mce_week, machine)] += n
-    _add_counts(conn, rollup_mce_machine_weeks, mce_weeks, "count")
+    _add_counts(conn, rollup_mce_machine_weeks, _machine_weeks(mce_machines), "count")
     m = rollup_machines.c
     for grain in ("w", "m"):
         lo, hi = spans[grain]

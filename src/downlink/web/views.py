@@ -27,7 +27,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter
@@ -145,7 +145,7 @@ class View:
             extra = self.page(request, data)
             if inspect.isawaitable(extra):
                 extra = await extra
-            context.update(cast(Extra, extra))
+            context.update(extra)
         template = str(context.pop("template", self.template))
         return web_of(request).page(template, data=data, **context)
 

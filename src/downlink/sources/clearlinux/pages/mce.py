@@ -8,9 +8,9 @@ CSV twin; they differ in their filters, their read and their charts.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection
 from starlette.requests import Request
 
 from downlink.sources.clearlinux.queries.mce import mce_summary, thermal_weekly
@@ -46,7 +46,7 @@ def weekly_events(
         period: Period = params.period(query, default_days)
         args = dict(filters(query))
         store: Store = request.app.state.store
-        found = await store.read(_read, read, period, args)
+        found = await store.read(partial(read, **args), period)
         return {"period": period.as_json(), **{k: args[k] for k in shown}, **found}
 
     return View(
@@ -59,12 +59,6 @@ def weekly_events(
         fresh=FRESH,
         csv=csv,
     )
-
-
-def _read(
-    conn: Connection, read: Callable[..., Mapping[str, Any]], period: Period, args: Data
-) -> Mapping[str, Any]:
-    return read(conn, period, **args)
 
 
 def week_labels(data: Data) -> list[str]:

@@ -2,7 +2,7 @@
 
 Raise :class:`BadRequest` anywhere a request is refused: the API answers
 ``{"message": …}`` with its status (``downlink.api.errors.install``), a page shows
-the message inside itself (``downlink.web.rendering.shows_errors``) or, for a browser
+the message inside itself (``downlink.web.views.View``) or, for a browser
 asking for an unknown page, an error page (``downlink.web.routes``).
 """
 

@@ -9,10 +9,9 @@ escaping were ever bypassed.
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import signal
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +30,6 @@ from jinja2 import (
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from downlink.errors import BadRequest
 from downlink.web import svg
 from downlink.web.params import PRESETS
 
@@ -196,37 +194,6 @@ class Web:
             **context,
         )
         return HTMLResponse(html, status_code=status, headers={"Content-Security-Policy": CSP})
-
-
-Endpoint = Callable[..., Awaitable[Response]]
-
-
-def shows_errors(template: str, title: str, active: str) -> Callable[[Endpoint], Endpoint]:
-    """Answer the page's refusals (:class:`BadRequest`) with the page itself.
-
-    The message stands above the results, the form keeps what was typed, and the status
-    stays the refusal's (400, 404). ``title`` may name path parameters
-    (``"Crash group {guilty_id}"``). JSON twins keep their ``{"message": …}`` answers.
-    """
-
-    def wrap(endpoint: Endpoint) -> Endpoint:
-        @functools.wraps(endpoint)
-        async def page(request: Request, *args: Any, **kwargs: Any) -> Response:
-            try:
-                return await endpoint(request, *args, **kwargs)
-            except BadRequest as exc:
-                return web_of(request).page(
-                    template,
-                    title=title.format(**kwargs),
-                    active=active,
-                    status=exc.status,
-                    error=exc.message,
-                    form=dict(request.query_params),
-                )
-
-        return page
-
-    return wrap
 
 
 def freshness(request: Request, *consumers: str) -> dict[str, Any] | None:

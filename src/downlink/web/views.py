@@ -11,13 +11,24 @@ The core's pages, the sources' pages and the plug-in views are all :class:`View`
 
 ``data(request)`` is the one function behind the three; a path may hold parameters
 (``/plugins/{name}``), which ``data`` reads from ``request.path_params`` and checks.
+A parameter named in ``path_types`` (``{"guilty_id": RecordId}``) is checked by FastAPI
+before ``data`` runs, as any route's typed parameter: a malformed one is the app's 400
+(a page for browsers, ``{"message": …}`` otherwise), and ``request.path_params`` holds
+its converted value (an ``int``).
+
+Every page's template gets ``json_href``, the JSON twin of the page as asked (same
+query), beside ``form`` and ``has_csv`` (``_macros.html: json_link`` derives the CSV
+link from it). ``page(request, data)`` may be a coroutine function: a page's own reads
+beyond the twin's data (the "never guilty" list's last additions).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -27,6 +38,8 @@ from downlink.errors import BadRequest
 from downlink.web.rendering import csv_twin, freshness, twin, web_of
 
 Data = dict[str, Any]
+Extra = Mapping[str, Any]
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -48,10 +61,13 @@ class View:
     """A page, its JSON twin and optionally its CSV twin, from one ``data`` function.
 
     ``title`` may name path parameters (``"{name}"``); ``active`` is the navigation
-    tab to highlight. ``page(request, data)`` adds to (or overrides) what the template
-    gets: ``charts``, ``title``, ``active``, ``template`` or anything else it shows.
-    ``fresh`` names the consumers whose derived data the view shows: the page carries
-    their freshness mark (how far behind the committed records they are).
+    tab to highlight. ``page(request, data)`` (plain or ``async``) adds to (or
+    overrides) what the template gets: ``charts``, ``title``, ``active``, ``template``,
+    ``form``, ``json_href`` or anything else it shows. ``fresh`` names the consumers
+    whose derived data the view shows: the page carries their freshness mark (how far
+    behind the committed records they are). ``path_types`` types path parameters
+    (name to annotation, such as :data:`downlink.params.RecordId`), checked before
+    ``data`` runs.
     """
 
     path: str
@@ -59,17 +75,39 @@ class View:
     template: str
     data: Callable[[Request], Awaitable[Data]]
     active: str = ""
-    page: Callable[[Request, Data], Mapping[str, Any]] | None = None
+    page: Callable[[Request, Data], Extra | Awaitable[Extra]] | None = None
     csv: Csv | None = None
     fresh: Sequence[str] = ()
+    path_types: Mapping[str, Any] = field(default_factory=dict)
 
     def install(self, router: APIRouter) -> None:
         """Add the view's routes to ``router`` (twins first: ``{param}`` would match
         ``x.json``)."""
-        router.add_api_route(f"{self.path}.json", self.json_twin, methods=["GET"])
+        router.add_api_route(f"{self.path}.json", self._typed(self.json_twin), methods=["GET"])
         if self.csv is not None:
-            router.add_api_route(f"{self.path}.csv", self.csv_twin, methods=["GET"])
-        router.add_api_route(self.path, self.html, methods=["GET"])
+            router.add_api_route(f"{self.path}.csv", self._typed(self.csv_twin), methods=["GET"])
+        router.add_api_route(self.path, self._typed(self.html), methods=["GET"])
+
+    def _typed(self, answer: Endpoint) -> Endpoint:
+        """``answer`` as an endpoint whose signature declares ``path_types``, so that
+        FastAPI checks them; their converted values replace the text in
+        ``request.path_params``."""
+        if not self.path_types:
+            return answer
+
+        async def endpoint(request: Request, **checked: Any) -> Response:
+            request.scope["path_params"] = {**request.path_params, **checked}
+            return await answer(request)
+
+        kind = inspect.Parameter.KEYWORD_ONLY
+        endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                  annotation=Request),
+                *(inspect.Parameter(n, kind, annotation=t) for n, t in self.path_types.items()),
+            ]
+        )
+        return endpoint
 
     async def json_twin(self, request: Request) -> Response:
         """The view's data as JSON."""
@@ -88,29 +126,26 @@ class View:
     async def html(self, request: Request) -> Response:
         """The page; a refusal is shown inside it, with the refusal's status."""
         form = dict(request.query_params)
-        title = self.title.format(**request.path_params)
+        context: dict[str, Any] = {
+            "title": self.title.format(**request.path_params),
+            "active": self.active,
+            "form": form,
+            "json_href": f"{request.url.path}.json?{urlencode(form)}",
+            "has_csv": self.csv is not None,  # the page links its CSV twin
+        }
         try:
             data = await self.data(request)
         except BadRequest as exc:
             return web_of(request).page(
-                self.template,
-                title=title,
-                active=self.active,
-                status=exc.status,
-                error=exc.message,
-                form=form,
-                has_csv=self.csv is not None,
+                self.template, status=exc.status, error=exc.message, **context
             )
-        context: dict[str, Any] = {
-            "title": title,
-            "active": self.active,
-            "form": form,
-            "has_csv": self.csv is not None,  # the page links its CSV twin
-        }
         if self.fresh:
             context["fresh"] = freshness(request, *self.fresh)
         if self.page is not None:
-            context.update(self.page(request, data))
+            extra = self.page(request, data)
+            if inspect.isawaitable(extra):
+                extra = await extra
+            context.update(extra)
         template = str(context.pop("template", self.template))
         return web_of(request).page(template, data=data, **context)
 

@@ -50,6 +50,7 @@ from sqlalchemy import (
     tuple_,
 )
 
+from downlink.sources.clearlinux.mce import MCE_CLASSES, MCE_PREFIX
 from downlink.sources.clearlinux.tables import (
     guilty,
     rollup_build_daily,
@@ -75,7 +76,6 @@ Key = tuple[Hashable, ...]
 Cell = tuple[Any, ...]  # (day, guilty_id[, build]) of a sketch
 
 DAY = 86400
-MCE_PREFIX = "org.clearlinux/mce/"
 # telemetryui's status regex: the last 8 hex digits before " MCGSTATUS".
 _MCE_STATUS = re.compile(r"STATUS.*([A-Fa-f0-9]{8}) MCGSTATUS")
 _CHUNK = 5000
@@ -101,12 +101,6 @@ ROLLUP_TABLES = (
     rollup_mce_machines,
     rollup_mce_machine_weeks,
 )
-
-# The MCE classes (thermal events are counted apart): queries/mce.py.
-MCE_CLASSES = frozenset(
-    f"{MCE_PREFIX}{name}" for name in ("corrected", "SRAO", "SRAR", "UCNA")
-)
-
 
 def day_of(ts: float) -> int:
     """Return the UTC day number (days since 1970-01-01) of an epoch time."""

@@ -7,19 +7,15 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import urlencode
 
-from fastapi import APIRouter
 from sqlalchemy import Connection
 from starlette.requests import Request
-from starlette.responses import Response
 
 from downlink.sources.substrate.queries import list_connections, recent_message_types
 from downlink.store.database import Store
 from downlink.web import params
-from downlink.web.rendering import shows_errors, twin, web_of
-
-router = APIRouter(include_in_schema=False)
+from downlink.web.rendering import when
+from downlink.web.views import Csv, View, router_of
 
 DEFAULT_MINUTES = 60
 NODES_SHOWN = 500
@@ -43,23 +39,32 @@ async def _data(request: Request) -> dict[str, Any]:
     return {"minutes": minutes, "nodes": nodes, "messages": found["messages"]}
 
 
-@router.get("/substrate")
-@shows_errors("substrate/nodes.html", "Nodes", "nodes")
-async def nodes_page(request: Request) -> Response:
-    """Render the websocket nodes and their recent message types."""
-    data = await _data(request)
-    form = dict(request.query_params)
-    return web_of(request).page(
-        "substrate/nodes.html",
-        title="Nodes",
-        active="nodes",
-        data=data,
-        form=form,
-        json_href="/substrate.json?" + urlencode(form),
-    )
+CSV_COLUMNS = (
+    "peer_id", "name", "chain", "version", "ip_addr", "endpoint", "connection", "node",
+    "connected_at", "last_seen", "messages", "status",
+)
 
 
-@router.get("/substrate.json")
-async def nodes_json(request: Request) -> Response:
-    """JSON twin of /substrate."""
-    return twin(await _data(request))
+def _csv_rows(data: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The nodes table as shown (times in UTC, the endpoint and the status spelled out)."""
+    return [
+        (
+            n["peer_id"], n["name"], n["chain"], n["version"], n["ip_addr"],
+            "/audit" if n["audit"] else "/", n["connection"], n["node"],
+            when(n["connected_at"]), when(n["last_seen"]), n["messages"],
+            "online" if n["online"] else "offline",
+        )
+        for n in data["nodes"]
+    ]
+
+
+# The connections, then each node's message types lately; JSON twin, nodes as CSV.
+VIEW = View(
+    "/substrate",
+    "Nodes",
+    "substrate/nodes.html",
+    _data,
+    active="nodes",
+    csv=Csv("substrate-nodes", CSV_COLUMNS, _csv_rows),
+)
+router = router_of([VIEW])

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
 from sqlalchemy import Connection, func, select
 from starlette.requests import Request
-from starlette.responses import Response
 
 from downlink.errors import BadRequest
 from downlink.security import senders
 from downlink.security.senders import SenderGuard
 from downlink.store.database import Store
 from downlink.store.tables import senders as senders_table
-from downlink.web.rendering import shows_errors, twin, web_of
+from downlink.web.rendering import when
+from downlink.web.views import Csv, View, router_of
 
-router = APIRouter(include_in_schema=False)
 LIMIT = 1000
 
 
@@ -65,15 +63,24 @@ async def _data(request: Request) -> dict[str, Any]:
     return {"sources": rules, "senders": found["senders"], "source": source, "all": everyone}
 
 
-@router.get("/senders.json")
-async def senders_json(request: Request) -> Response:
-    """JSON twin of the senders page."""
-    return twin(await _data(request))
+CSV_COLUMNS = (
+    "source", "sender_id", "network", "cert", "secret_seen", "bound_at", "refused", "flagged",
+    "last_mismatch_at", "last_mismatch_from", "last_mismatch_reason",
+)
+_TIMES = ("bound_at", "last_mismatch_at")
 
 
-@router.get("/senders")
-@shows_errors("senders.html", "Senders", "senders")
-async def senders_page(request: Request) -> Response:
-    """Refused and flagged senders, and each source's rule."""
-    data = await _data(request)
-    return web_of(request).page("senders.html", title="Senders", active="senders", data=data)
+def _csv_rows(data: dict[str, Any]) -> list[list[Any]]:
+    return [[when(s[c]) if c in _TIMES else s[c] for c in CSV_COLUMNS] for s in data["senders"]]
+
+
+# Each source's rule, then the senders listed (times in UTC as CSV; never a secret).
+VIEW = View(
+    "/senders",
+    "Senders",
+    "senders.html",
+    _data,
+    active="senders",
+    csv=Csv("senders", CSV_COLUMNS, _csv_rows),
+)
+router = router_of([VIEW])

@@ -38,18 +38,11 @@ from downlink.store.queries.period import Period
 from downlink.store.storable import find_problem
 from downlink.web import params
 from downlink.web.forms import redirect_back, same_origin_form
-from downlink.web.rendering import (
-    chart,
-    csv_twin,
-    freshness,
-    partial_marks,
-    shows_errors,
-    twin,
-    web_of,
-    when,
-)
+from downlink.web.rendering import chart, partial_marks, twin, when
+from downlink.web.views import Csv, View
 
 router = APIRouter(include_in_schema=False)
+FRESH = ("clearlinux_crashes",)
 
 DEFAULT_DAYS = 7
 TOP_MAX = 200
@@ -85,11 +78,8 @@ async def _top(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/crashes")
-@shows_errors("clearlinux/crashes.html", "Crashes", "crashes")
-async def crashes_page(request: Request) -> Response:
-    """Render the top crash groups of the period (default: the past week)."""
-    data = await _top(request)
+def _top_page(_request: Request, data: dict[str, Any]) -> dict[str, Any]:
+    """The top crash groups of the period as bars, each linked to its group's page."""
     top = data["guilties"][:15]
     charts = [
         chart(
@@ -102,23 +92,38 @@ async def crashes_page(request: Request) -> Response:
             links=[f"/crashes/{g['guilty_id']}?" + urlencode(data["period"]) for g in top],
         ),
     ]
-    form = dict(request.query_params)
-    return web_of(request).page(
-        "clearlinux/crashes.html",
-        fresh=freshness(request, "clearlinux_crashes"),
-        title="Crashes",
-        active="crashes",
-        charts=charts,
-        data=data,
-        form=form,
-        json_href="/crashes.json?" + urlencode(form),
-    )
+    return {"charts": charts}
 
 
-@router.get("/crashes.json")
-async def crashes_json(request: Request) -> Response:
-    """JSON twin of /crashes."""
-    return twin(await _top(request))
+TOP_COLUMNS = (
+    "guilty_id", "function", "module", "crashes", "machines", "machines_estimated",
+    "builds", "first_seen", "last_seen", "comment", "hidden",
+)
+
+
+def _top_rows(data: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            g["guilty_id"], g["function"], g["module"], g["total"], g["machines"],
+            g["machines_estimated"], g["builds"], when(g["first_seen"]),
+            when(g["last_seen"]), g["comment"], g["hide"],
+        )
+        for g in data["guilties"]
+    ]
+
+
+# The top crash groups of the period (default: the past week); one CSV row per group.
+TOP = View(
+    "/crashes",
+    "Crashes",
+    "clearlinux/crashes.html",
+    _top,
+    active="crashes",
+    page=_top_page,
+    fresh=FRESH,
+    csv=Csv("crashes", TOP_COLUMNS, _top_rows),
+)
+TOP.install(router)
 
 
 # -- blacklist ("never guilty" frames) --------------------------------------------------
@@ -174,37 +179,56 @@ def _note(request: Request, form: Any) -> dict[str, Any]:
     return {"who": who, "why": why, "address": address, "ts": time.time()}
 
 
-@router.get("/crashes/blacklist")
-async def blacklist_page(request: Request) -> Response:
-    """Render the "never guilty" frames with a form to remove them."""
-    store = _store(request)
-    entries = await store.read(q.blacklist)
-    added = await store.read(blacklist_log.last_added)
-    for e in entries:
-        e["value"] = json.dumps([e["function"], e["module"]])
-        e["added"] = added.get((e["function"], e["module"]))
-    return web_of(request).page(
-        "clearlinux/blacklist.html",
-        title="Never-guilty frames",
-        active="crashes",
-        entries=entries,
-        history=await store.read(blacklist_log.history),
-        regroup=await store.read(regroup_status),
-    )
+def _listing(conn: Connection) -> dict[str, Any]:
+    return {
+        "blacklist": [
+            {"function": e["function"], "module": e["module"]} for e in q.blacklist(conn)
+        ],
+        "history": blacklist_log.history(conn),
+        "regroup": regroup_status(conn),
+    }
 
 
-@router.get("/crashes/blacklist.json")
-async def blacklist_json(request: Request) -> Response:
-    """JSON twin of /crashes/blacklist."""
-    store = _store(request)
-    entries = await store.read(q.blacklist)
-    return twin(
+async def _blacklist(request: Request) -> dict[str, Any]:
+    return await _store(request).read(_listing)
+
+
+async def _blacklist_page(request: Request, data: dict[str, Any]) -> dict[str, Any]:
+    """Each frame with a form value to remove it and the change that last added it."""
+    added = await _store(request).read(blacklist_log.last_added)
+    entries = [
         {
-            "blacklist": [{"function": e["function"], "module": e["module"]} for e in entries],
-            "history": await store.read(blacklist_log.history),
-            "regroup": await store.read(regroup_status),
+            **e,
+            "value": json.dumps([e["function"], e["module"]]),
+            "added": added.get((e["function"], e["module"])),
         }
-    )
+        for e in data["blacklist"]
+    ]
+    return {"entries": entries, "history": data["history"], "regroup": data["regroup"]}
+
+
+HISTORY_COLUMNS = ("ts", "action", "function", "module", "who", "why", "address")
+
+
+# The "never guilty" frames with a form to remove them, and the history of the list
+# (newest first), which is the CSV twin's table (every change: who, when, why).
+BLACKLIST = View(
+    "/crashes/blacklist",
+    "Never-guilty frames",
+    "clearlinux/blacklist.html",
+    _blacklist,
+    active="crashes",
+    page=_blacklist_page,
+    csv=Csv(
+        "never-guilty-history",
+        HISTORY_COLUMNS,
+        lambda data: [
+            [when(h["ts"]) if c == "ts" else h[c] for c in HISTORY_COLUMNS]
+            for h in data["history"]
+        ],
+    ),
+)
+BLACKLIST.install(router)  # before /crashes/{guilty_id}: "blacklist" is not an id
 
 
 @router.get("/crashes/regroup.json")
@@ -312,7 +336,8 @@ def _group(
     }
 
 
-async def _detail(request: Request, guilty_id: int) -> dict[str, Any]:
+async def _detail(request: Request) -> dict[str, Any]:
+    guilty_id: int = request.path_params["guilty_id"]
     query = dict(request.query_params)
     period = params.period(query, DEFAULT_DAYS)
     limit = params.integer(query, "limit", 1, MACHINES_MAX) or MACHINES_PAGE
@@ -327,23 +352,9 @@ async def _detail(request: Request, guilty_id: int) -> dict[str, Any]:
     return {"period": period.as_json(), **found}
 
 
-@router.get("/crashes/{guilty_id}.json")
-async def guilty_json(request: Request, guilty_id: RecordId) -> Response:
-    """JSON twin of /crashes/{guilty_id}."""
-    return twin(await _detail(request, guilty_id))
-
-
-@router.get("/crashes/{guilty_id}/backtraces.json")
-async def backtraces_json(request: Request, guilty_id: RecordId) -> Response:
-    """JSON twin of /crashes/{guilty_id}/backtraces."""
-    return twin(await _backtraces(request, guilty_id))
-
-
-@router.get("/crashes/{guilty_id}")
-@shows_errors("clearlinux/guilty.html", "Crash group {guilty_id}", "crashes")
-async def guilty_page(request: Request, guilty_id: RecordId) -> Response:
-    """Render one crash group: machines and builds affected in the period."""
-    data = await _detail(request, guilty_id)
+def _group_page(request: Request, data: dict[str, Any]) -> dict[str, Any]:
+    """Crashes per day and per build; links to the machines' next and first pages."""
+    guilty_id = data["guilty"]["id"]
     form = dict(request.query_params)
     links: dict[str, str] = {}
     if data["next_offset"] is not None:
@@ -380,16 +391,29 @@ async def guilty_page(request: Request, guilty_id: RecordId) -> Response:
             links=[f"{backtraces}&" + urlencode({"build": b["build"]}) for b in builds],
         ),
     ]
-    return web_of(request).page(
-        "clearlinux/guilty.html",
-        fresh=freshness(request, "clearlinux_crashes"),
-        title=f"Crash group {guilty_id}",
-        active="crashes",
-        charts=charts,
-        data=data,
-        form=form,
-        links=links,
-    )
+    return {"charts": charts, "links": links}
+
+
+MACHINE_COLUMNS = ("build", "machine_id", "crashes")
+
+
+def _machine_rows(data: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return [(m["build"], m["machine_id"], m["records"]) for m in data["machines"]]
+
+
+# One crash group: machines and builds affected in the period; the CSV twin is its
+# machines table, a page at a time as shown (``limit``, ``offset``).
+GROUP = View(
+    "/crashes/{guilty_id}",
+    "Crash group {guilty_id}",
+    "clearlinux/guilty.html",
+    _detail,
+    active="crashes",
+    page=_group_page,
+    fresh=FRESH,
+    csv=Csv(lambda data: f"crash-group-{data['guilty']['id']}", MACHINE_COLUMNS, _machine_rows),
+    path_types={"guilty_id": RecordId},
+)
 
 
 COMMENT_MAX = 80
@@ -411,7 +435,8 @@ async def guilty_edit(request: Request, guilty_id: RecordId) -> Response:
     return redirect_back(f"/crashes/{guilty_id}", "/crashes")
 
 
-async def _backtraces(request: Request, guilty_id: int) -> dict[str, Any]:
+async def _backtraces(request: Request) -> dict[str, Any]:
+    guilty_id: int = request.path_params["guilty_id"]
     query = dict(request.query_params)
     machine_id = params.text(query, "machine_id", 64)
     build = params.text(query, "build")
@@ -517,41 +542,46 @@ def _stacks(crashes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
-@router.get("/crashes/{guilty_id}/backtraces")
-@shows_errors("clearlinux/backtraces.html", "Backtraces of crash group {guilty_id}", "crashes")
-async def backtraces_page(request: Request, guilty_id: RecordId) -> Response:
-    """Render the backtraces of one crash group, guilty frame highlighted."""
-    data = await _backtraces(request, guilty_id)
+def _backtraces_page(_request: Request, data: dict[str, Any]) -> dict[str, Any]:
+    """Each distinct backtrace with its newest crash, guilty frame highlighted."""
     by_id = {c["record_id"]: c for c in data["crashes"]}
-    return web_of(request).page(
-        "clearlinux/backtraces.html",
-        fresh=freshness(request, "clearlinux_crashes"),
-        title=f"Backtraces of crash group {guilty_id}",
-        active="crashes",
-        data=data,
-        stacks=[(stack, by_id[stack["record_id"]]) for stack in data["stacks"]],
-        fold_context=FOLD_CONTEXT,
-        form=dict(request.query_params),
-    )
+    return {
+        "stacks": [(stack, by_id[stack["record_id"]]) for stack in data["stacks"]],
+        "fold_context": FOLD_CONTEXT,
+    }
 
 
-@router.get("/crashes.csv")
-async def crashes_csv(request: Request) -> Response:
-    """CSV of /crashes: one row per crash group."""
-    data = await _top(request)
-    columns = (
-        "guilty_id", "function", "module", "crashes", "machines", "machines_estimated",
-        "builds", "first_seen", "last_seen", "comment", "hidden",
-    )
-    return csv_twin(
-        "crashes",
-        columns,
+CRASH_COLUMNS = (
+    "record_id", "ts_reception", "machine_id", "build", "classification", "process", "pid",
+    "signal", "guilty_frame", "frames",
+)
+
+
+def _crash_rows(data: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """One row per crash, its frames as ``function (module)`` from the top, ``|`` apart."""
+    return [
         (
-            (
-                g["guilty_id"], g["function"], g["module"], g["total"], g["machines"],
-                g["machines_estimated"], g["builds"], when(g["first_seen"]),
-                when(g["last_seen"]), g["comment"], g["hide"],
-            )
-            for g in data["guilties"]
-        ),
-    )
+            c["record_id"], when(c["ts_reception"]), c["machine_id"], c["build"],
+            c["classification"], c["process"], c["pid"], c["signal"], c["guilty_frame"],
+            " | ".join(f"{f['function']} ({f['module']})" for f in c["frames"]),
+        )
+        for c in data["crashes"]
+    ]
+
+
+# The newest backtraces of one crash group in the group page's period (one machine or
+# build with ``machine_id``, ``build``), identical stacks merged; one CSV row per crash.
+BACKTRACES = View(
+    "/crashes/{guilty_id}/backtraces",
+    "Backtraces of crash group {guilty_id}",
+    "clearlinux/backtraces.html",
+    _backtraces,
+    active="crashes",
+    page=_backtraces_page,
+    fresh=FRESH,
+    csv=Csv(lambda data: f"crash-group-{data['guilty']['id']}-backtraces", CRASH_COLUMNS,
+            _crash_rows),
+    path_types={"guilty_id": RecordId},
+)
+GROUP.install(router)
+BACKTRACES.install(router)

@@ -1,63 +1,95 @@
-"""MCE and Thermal: machine-check and thermal events from the patched mcelog records."""
+"""MCE and Thermal: machine-check and thermal events from the patched mcelog records.
+
+Both pages are the same kind of view (:func:`weekly_events`): a period of whole weeks
+read from the MCE rollups, weekly charts with the partial weeks marked, a table with a
+CSV twin; they differ in their filters, their read and their charts.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
-from urllib.parse import urlencode
 
-from fastapi import APIRouter
 from starlette.requests import Request
-from starlette.responses import Response
 
 from downlink.sources.clearlinux.queries.mce import mce_summary, thermal_weekly
 from downlink.store.database import Store
 from downlink.store.queries.period import Period
 from downlink.web import params
-from downlink.web.rendering import (
-    blank,
-    chart,
-    csv_twin,
-    freshness,
-    partial_marks,
-    shows_errors,
-    twin,
-    web_of,
-)
+from downlink.web.rendering import blank, chart, partial_marks
+from downlink.web.views import Csv, View, router_of
 
-router = APIRouter(include_in_schema=False)
-
-THERMAL_WEEKS = 5
+Data = dict[str, Any]
+FRESH = ("clearlinux_rollups",)
 
 
+def weekly_events(
+    name: str,
+    title: str,
+    default_days: int,
+    read: Callable[..., Mapping[str, Any]],
+    charts: Callable[[Data], list[dict[str, Any]]],
+    csv: Csv,
+    filters: Callable[[Mapping[str, str]], Mapping[str, Any]] = lambda _query: {},
+    shown: Sequence[str] = (),
+) -> View:
+    """The view ``/<name>`` (template ``clearlinux/<name>.html``, tab ``name``).
+
+    Its data is ``read(conn, period, **filters(query))`` after the period (``from``,
+    ``to``, ``range``; ``default_days`` back from today) and the filters named in
+    ``shown`` (answered as given, ``None`` when absent).
+    """
+
+    async def data(request: Request) -> Data:
+        query = dict(request.query_params)
+        period: Period = params.period(query, default_days)
+        args = dict(filters(query))
+        store: Store = request.app.state.store
+        found = await store.read(partial(read, **args), period)
+        return {"period": period.as_json(), **{k: args[k] for k in shown}, **found}
+
+    return View(
+        f"/{name}",
+        title,
+        f"clearlinux/{name}.html",
+        data,
+        active=name,
+        page=lambda _request, found: {"charts": charts(found)},
+        fresh=FRESH,
+        csv=csv,
+    )
+
+
+def week_labels(data: Data) -> list[str]:
+    """The weeks' labels, the first marked when it starts before the period and the
+    last while it is still filling."""
+    weeks: list[str] = data["weeks"]
+    return partial_marks(weeks, data["period"], next(iter(weeks), None))
+
+
+# -- MCE ------------------------------------------------------------------------------
+
+# telemetryui started on January 1st, mostly empty weeks early in the year; 90 days
+# (13 weeks) is a steady window. Year to date is the "ytd" preset.
 MCE_DAYS = 90
+TOP_DEFAULT = 20
 
 
-def _mce_period(query: dict[str, str]) -> Period:
-    # telemetryui started on January 1st, mostly empty weeks early in the year; 90 days
-    # (13 weeks) is a steady window. Year to date is the "ytd" preset.
-    return params.period(query, MCE_DAYS)
+def _mce_filters(query: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "build": params.text(query, "build"),
+        "top": params.integer(query, "top", 1, 500) or TOP_DEFAULT,
+    }
 
 
-async def _mce(request: Request) -> dict[str, Any]:
-    query = dict(request.query_params)
-    period = _mce_period(query)
-    build = params.text(query, "build")
-    top = params.integer(query, "top", 1, 500) or 20
-    store: Store = request.app.state.store
-    summary = await store.read(mce_summary, period, build, top)
-    return {"period": period.as_json(), "build": build, **summary}
-
-
-@router.get("/mce")
-@shows_errors("clearlinux/mce.html", "Machine-check events", "mce")
-async def mce_page(request: Request) -> Response:
-    """Render weekly MCE counts per class, and counts by class, build and status."""
-    data = await _mce(request)
-    charts = [
+def _mce_charts(data: Data) -> list[dict[str, Any]]:
+    """Weekly counts per class, and counts by class, build and status."""
+    return [
         chart(
             "chart-weekly",
             "line",
-            partial_marks(data["weeks"], data["period"], next(iter(data["weeks"]), None)),
+            week_labels(data),
             {cls.rsplit("/", 1)[-1]: n for cls, n in data["weekly"].items()},
             title="MCE per week",
             x_title="Week",
@@ -89,77 +121,52 @@ async def mce_page(request: Request) -> Response:
             y_title="Events",
         ),
     ]
-    form = dict(request.query_params)
-    return web_of(request).page(
-        "clearlinux/mce.html",
-        fresh=freshness(request, "clearlinux_rollups"),
-        title="Machine-check events",
-        active="mce",
-        charts=charts,
-        data=data,
-        form=form,
-        json_href="/mce.json?" + urlencode(form),
-    )
 
 
-@router.get("/mce.json")
-async def mce_json(request: Request) -> Response:
-    """JSON twin of /mce."""
-    return twin(await _mce(request))
+MCE = weekly_events(
+    "mce",
+    "Machine-check events",
+    MCE_DAYS,
+    mce_summary,
+    _mce_charts,
+    # The table: the top machines.
+    Csv(
+        "mce-machines",
+        ("machine_id", "events", "builds"),
+        lambda data: [(m["machine_id"], m["count"], m["builds"]) for m in data["top_machines"]],
+    ),
+    filters=_mce_filters,
+    shown=("build",),
+)
 
 
-async def _thermal(request: Request) -> dict[str, Any]:
-    query = dict(request.query_params)
-    period = params.period(query, THERMAL_WEEKS * 7)
-    store: Store = request.app.state.store
-    return {"period": period.as_json(), **(await store.read(thermal_weekly, period))}
+# -- Thermal --------------------------------------------------------------------------
+
+THERMAL_WEEKS = 5
 
 
-@router.get("/thermal")
-@shows_errors("clearlinux/thermal.html", "Thermal events", "thermal")
-async def thermal_page(request: Request) -> Response:
-    """Render thermal events per week."""
-    data = await _thermal(request)
-    charts = [
+def _thermal_charts(data: Data) -> list[dict[str, Any]]:
+    return [
         chart(
             "chart-thermal",
             "bar",
-            partial_marks(data["weeks"], data["period"], next(iter(data["weeks"]), None)),
+            week_labels(data),
             {"Thermal events": data["counts"]},
             title="Thermal events per week",
             x_title="Week of (Monday)",
             y_title="Events",
         )
     ]
-    form = dict(request.query_params)
-    return web_of(request).page(
-        "clearlinux/thermal.html",
-        fresh=freshness(request, "clearlinux_rollups"),
-        title="Thermal events",
-        active="thermal",
-        charts=charts,
-        data=data,
-        form=form,
-        json_href="/thermal.json?" + urlencode(form),
-    )
 
 
-@router.get("/thermal.json")
-async def thermal_json(request: Request) -> Response:
-    """JSON twin of /thermal."""
-    return twin(await _thermal(request))
+THERMAL = weekly_events(
+    "thermal",
+    "Thermal events",
+    THERMAL_WEEKS * 7,
+    thermal_weekly,
+    _thermal_charts,
+    # Week (its Monday), events.
+    Csv("thermal", ("week", "events"), lambda d: zip(d["weeks"], d["counts"], strict=True)),
+)
 
-
-@router.get("/mce.csv")
-async def mce_csv(request: Request) -> Response:
-    """CSV of /mce's table: the top machines."""
-    data = await _mce(request)
-    rows = ((m["machine_id"], m["count"], m["builds"]) for m in data["top_machines"])
-    return csv_twin("mce-machines", ("machine_id", "events", "builds"), rows)
-
-
-@router.get("/thermal.csv")
-async def thermal_csv(request: Request) -> Response:
-    """CSV of /thermal: week (its Monday), events."""
-    data = await _thermal(request)
-    return csv_twin("thermal", ("week", "events"), zip(data["weeks"], data["counts"], strict=True))
+router = router_of([MCE, THERMAL])

@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 from typing import Any, cast
-from urllib.parse import urlencode
 
-from fastapi import APIRouter
 from starlette.requests import Request
-from starlette.responses import Response
 
 from downlink.errors import BadRequest
 from downlink.sources.clearlinux.analytics import FRESH, reads_of
 from downlink.sources.clearlinux.queries.population import BUCKETS
 from downlink.web import params
-from downlink.web.rendering import (
-    blank,
-    chart,
-    csv_twin,
-    freshness,
-    partial_marks,
-    shows_errors,
-    twin,
-    web_of,
-)
-
-router = APIRouter(include_in_schema=False)
+from downlink.web.rendering import blank, chart, partial_marks
+from downlink.web.views import Csv, View, router_of
 
 DEFAULT_DAYS = 28
 MAX_BUCKETS = 400
@@ -69,18 +56,14 @@ def stacks(data: dict[str, Any], top: int = CHART_BUILDS) -> dict[str, list[int]
     return out
 
 
-@router.get("/population")
-@shows_errors("clearlinux/population.html", "Population", "population")
-async def population_page(request: Request) -> Response:
-    """Render unique machines per build per bucket, as stacked columns."""
-    data = await _data(request)
-    # The bucket holding today is still filling: say so rather than show a dip.
-    labels = partial_marks(data["buckets"], data["period"])
+def _page(_request: Request, data: dict[str, Any]) -> dict[str, Any]:
+    """Unique machines per build per bucket, as stacked columns; the bucket holding
+    today is still filling: say so rather than show a dip."""
     charts = [
         chart(
             "chart-population",
             "bar",
-            labels,
+            partial_marks(data["buckets"], data["period"]),
             stacks(data),
             title="Machines per build",
             stacked=True,
@@ -88,29 +71,23 @@ async def population_page(request: Request) -> Response:
             y_title="Machines (sum over builds)",
         )
     ]
-    form = dict(request.query_params)
-    return web_of(request).page(
-        "clearlinux/population.html",
-        fresh=freshness(request, *FRESH),
-        title="Population",
-        active="population",
-        charts=charts,
-        data=data,
-        form=form,
-        json_href="/population.json?" + urlencode(form),
-        bucket_sizes=BUCKETS,
-    )
+    return {"charts": charts, "bucket_sizes": BUCKETS}
 
 
-@router.get("/population.json")
-async def population_json(request: Request) -> Response:
-    """JSON twin of /population."""
-    return twin(await _data(request))
+def _csv_rows(data: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return [(label(b), *data["series"][b]) for b in data["builds"]]
 
 
-@router.get("/population.csv")
-async def population_csv(request: Request) -> Response:
-    """CSV of /population: one row per build (blank is "(none)"), one column per bucket."""
-    data = await _data(request)
-    rows = [(label(b), *data["series"][b]) for b in data["builds"]]
-    return csv_twin("population", ("build", *data["buckets"]), rows)
+# The chart and the table (one row per build, blank is "(none)"; one column per bucket),
+# JSON twin, and the table as CSV.
+VIEW = View(
+    "/population",
+    "Population",
+    "clearlinux/population.html",
+    _data,
+    active="population",
+    page=_page,
+    fresh=FRESH,
+    csv=Csv("population", lambda data: ("build", *data["buckets"]), _csv_rows),
+)
+router = router_of([VIEW])

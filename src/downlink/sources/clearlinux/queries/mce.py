@@ -1,8 +1,8 @@
 """Machine-check and thermal events, from the MCE and daily rollups.
 
-Classes follow the patched mcelog that Clear Linux ships: ``org.clearlinux/mce/``
-``corrected``, ``SRAO``, ``SRAR``, ``UCNA`` and ``thermal``. Weeks start on Monday and
-are labelled by the ISO date of that Monday.
+Classes follow the patched mcelog that Clear Linux ships (``sources/clearlinux/mce.py``:
+``org.clearlinux/mce/`` ``corrected``, ``SRAO``, ``SRAR``, ``UCNA`` and ``thermal``).
+Weeks start on Monday and are labelled by the ISO date of that Monday.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from downlink.sources.clearlinux.mce import MCE_CLASSES, THERMAL_CLASS
 from downlink.sources.clearlinux.tables import (
     rollup_class_daily,
     rollup_mce,
@@ -19,9 +20,6 @@ from downlink.sources.clearlinux.tables import (
     rollup_mce_machines,
 )
 from downlink.store.queries.period import Period, build_sort_key, day_date
-
-MCE_CLASSES = tuple(f"org.clearlinux/mce/{name}" for name in ("corrected", "SRAO", "SRAR", "UCNA"))
-THERMAL_CLASS = "org.clearlinux/mce/thermal"
 
 
 def week_of(day: int) -> int:

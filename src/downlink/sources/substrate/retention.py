@@ -91,11 +91,15 @@ def purge_connections(conn: Connection, cutoff: float) -> int:
 
 
 def purge(conn: Connection, before_ts: float, limit: int) -> int:
-    """``Source.purge``: one short step of the purge; rows deleted (0: nothing left)."""
+    """``Source.purge``: one short step of the purge; records deleted (0: none left).
+
+    The step that finds fewer than ``limit`` expired records left also deletes the
+    stale connection rows and closes (not counted: the purge metric counts records).
+    """
     dropped = drop_record_partitions(conn, before_ts)
     if dropped:
         return dropped
     done = purge_records_batch(conn, before_ts, limit)
-    if done:
-        return done
-    return purge_connections(conn, before_ts)
+    if done < limit:
+        purge_connections(conn, before_ts)
+    return done

@@ -58,7 +58,9 @@ node_connections = Table(
     Column("authority", Boolean, nullable=True),
     Column("startup_time", BigInteger, nullable=True),
     Column("genesis_hash", Text, nullable=True),
-    Column("info", JSON, nullable=True),
+    # SQL NULL for None (not JSON null), so that the upsert's COALESCE keeps an
+    # announced value when a later batch of the connection announces nothing.
+    Column("info", JSON(none_as_null=True), nullable=True),
     UniqueConstraint("connection", "node"),
     Index(None, "peer_id"),
     Index(None, "last_seen"),

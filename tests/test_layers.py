@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,71 @@ def test_migrations_never_import_live_application_code() -> None:
             if not module.startswith(FROZEN):
                 bad.append(f"{path.relative_to(PACKAGE)} imports {module}")
     assert not bad, "\n".join(bad)
+
+
+# What the core may still spell of a source: (module, word), each with its reason.
+NAMED_ON_PURPOSE = {
+    # records.guilty_id refers to Clear Linux's crash groups: a column of the record
+    # log that predates sources (existing databases have it and its foreign key, which
+    # the partitioned table re-creates).
+    ("store/tables.py", "guilty"),
+    ("store/partitions.py", "guilty"),
+    # Sample Clear Linux records for tests and benchmarks (test support, not served).
+    ("testing/generate.py", "clearlinux"),
+}
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """The ids of the string nodes that are docstrings."""
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                found.add(id(body[0].value))
+    return found
+
+
+def _spelled(tree: ast.AST) -> tuple[list[str], list[str]]:
+    """The module's string literals (docstrings left out) and identifiers."""
+    docs = _docstrings(tree)
+    strings = [n.value for n in ast.walk(tree)
+               if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs]
+    names = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name)]
+    names += [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)]
+    names += [n.name for n in ast.walk(tree)
+              if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
+    return strings, names
+
+
+def test_the_core_spells_no_source_table_setting_or_name() -> None:
+    """Outside comments and docstrings, no core module spells a source's name (a string
+    equal to it, an identifier with it as a word), one of its tables (a word of a
+    string) or one of its settings' variables: the core reaches a source only through
+    the registry. Migrations are history and may."""
+    from downlink.sources import registry
+
+    sources = registry.load((), use_entry_points=False)
+    names = set(sources.names)
+    tables = {t for s in sources if s.metadata is not None for t in s.metadata.tables}
+    envs = {e for _s, st in sources.settings for e in (st.env, *st.old_env)}
+    words = re.compile(r"[A-Za-z0-9_]+")
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        if rel.parts[0] == "sources" or rel.parts[:2] == ("store", "migrations"):
+            continue
+        strings, idents = _spelled(ast.parse(path.read_text()))
+        allowed = {word for module, word in NAMED_ON_PURPOSE if module == rel.as_posix()}
+        for text in strings:
+            found = set(words.findall(text)) - allowed
+            if text in names - allowed:
+                bad.append(f"{rel}: the source name {text!r}")
+            for hit in sorted(found & tables):
+                bad.append(f"{rel}: the table {hit!r} in {text[:60]!r}")
+            for hit in sorted(found & envs):
+                bad.append(f"{rel}: the setting {hit!r} in {text[:60]!r}")
+        for ident in idents:
+            for hit in sorted(set(ident.lower().split("_")) & names - allowed):
+                bad.append(f"{rel}: the identifier {ident!r} names {hit!r}")
+    assert not bad, "\n".join(sorted(set(bad)))

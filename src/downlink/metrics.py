@@ -123,54 +123,6 @@ class Metrics:
             registry=r,
             multiprocess_mode="mostrecent",
         )
-        # -- substrate node telemetry over websockets (docs/nodes.md) ------------------
-        self.ws_connections = Gauge(
-            "downlink_ws_connections",
-            "Open node telemetry websockets, by endpoint.",
-            ["endpoint"],
-            registry=r,
-            multiprocess_mode="livesum",
-        )
-        self.ws_opened = Counter(
-            "downlink_ws_connections_opened",
-            "Node telemetry websockets accepted, by endpoint.",
-            ["endpoint"],
-            registry=r,
-        )
-        self.ws_closed = Counter(
-            "downlink_ws_connections_closed",
-            "Node telemetry websockets closed, by reason.",
-            ["reason"],
-            registry=r,
-        )
-        self.ws_refused = Counter(
-            "downlink_ws_connections_refused",
-            "Node telemetry websockets refused before the handshake, by reason.",
-            ["reason"],
-            registry=r,
-        )
-        self.ws_messages = Counter(
-            "downlink_ws_messages",
-            "Node telemetry messages parsed, by message type ('other' for unlisted types).",
-            ["msg"],
-            registry=r,
-        )
-        self.ws_malformed = Counter(
-            "downlink_ws_malformed_messages",
-            "Node telemetry messages that could not be stored, by reason.",
-            ["reason"],
-            registry=r,
-        )
-        self.ws_bytes = Counter(
-            "downlink_ws_received_bytes",
-            "Bytes of node telemetry websocket messages received (malformed ones included).",
-            registry=r,
-        )
-        self.ws_backpressure = Counter(
-            "downlink_ws_backpressure_waits",
-            "Times a node connection paused because the writer queue was full.",
-            registry=r,
-        )
         self.purged = Counter(
             "downlink_purged_records",
             "Records deleted by the retention purge, by source.",

@@ -7,6 +7,7 @@ text; ``docs/settings.md`` is checked against this registry by the test suite.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from typing import Any
 from downlink.sources import registry
 from downlink.sources.base import SourceSetting
 from downlink.sources.registry import Sources
+
+log = logging.getLogger(__name__)
 
 CLEAR_LINUX_TID = "6907c830-eed9-4ce9-81ae-76daf8d88f0f"
 
@@ -217,24 +220,13 @@ SETTINGS: tuple[Setting, ...] = (
         10000,
         "Most records in one POST /api/v1/records/bulk request.",
     ),
-    # -- substrate node telemetry over websockets (docs/nodes.md) -------------------
-    Setting(
-        "substrate_retention_hours",
-        "DOWNLINK_SUBSTRATE_RETENTION_HOURS",
-        3.0,
-        "Hours substrate records received on ws:// / are kept; /audit records never expire.",
-    ),
+    # -- background work: the retention purge, jobs, consumers ----------------------
     Setting(
         "purge_interval_s",
         "DOWNLINK_PURGE_INTERVAL_S",
         600.0,
-        "Seconds between runs of the background purge of expired records; 0 turns it off.",
-    ),
-    Setting(
-        "purge_batch",
-        "DOWNLINK_PURGE_BATCH",
-        2000,
-        "Most records one purge transaction deletes (keeps the write lock short).",
+        "Seconds between runs of the background purge of expired rows (every source with "
+        "a retention); 0 turns it off.",
     ),
     Setting(
         "job_poll_s",
@@ -254,60 +246,6 @@ SETTINGS: tuple[Setting, ...] = (
         "DOWNLINK_CONSUMER_RETRY_MAX_S",
         60.0,
         "Longest wait before a failing consumer tries its batch again (it doubles from 0.5 s).",
-    ),
-    Setting(
-        "ws_ping_interval_s",
-        "DOWNLINK_WS_PING_INTERVAL_S",
-        5.0,
-        "Seconds between websocket pings sent to nodes; 0 sends none.",
-    ),
-    Setting(
-        "ws_pong_timeout_s",
-        "DOWNLINK_WS_PONG_TIMEOUT_S",
-        0.0,
-        "Drop a node whose pong is this late (s); 0: pongs not required (modern nodes never pong).",
-    ),
-    Setting(
-        "ws_idle_timeout_s",
-        "DOWNLINK_WS_IDLE_TIMEOUT_S",
-        60.0,
-        "Drop a node that sends no message for this many seconds; 0 turns it off.",
-    ),
-    Setting(
-        "ws_max_frame_bytes",
-        "DOWNLINK_WS_MAX_FRAME_BYTES",
-        1024 * 1024,
-        "Largest websocket message accepted from a node; larger closes it with code 1009.",
-    ),
-    Setting(
-        "ws_allow_networks",
-        "DOWNLINK_WS_ALLOW_NETWORKS",
-        (),
-        "Comma-separated CIDR networks allowed to stream node telemetry; empty allows all.",
-    ),
-    Setting(
-        "ws_rate_limit_bytes",
-        "DOWNLINK_WS_RATE_LIMIT_BYTES",
-        256 * 1024,
-        "Bytes per second one node connection may send, averaged over the window; 0: no limit.",
-    ),
-    Setting(
-        "ws_rate_window_s",
-        "DOWNLINK_WS_RATE_WINDOW_S",
-        10.0,
-        "Window (s) over which DOWNLINK_WS_RATE_LIMIT_BYTES is averaged.",
-    ),
-    Setting(
-        "ws_max_node_ids",
-        "DOWNLINK_WS_MAX_NODE_IDS",
-        20,
-        "Most distinct node ids (V2 `id`) one connection may carry; more are rejected.",
-    ),
-    Setting(
-        "ws_buffer_max",
-        "DOWNLINK_WS_BUFFER_MAX",
-        1000,
-        "Messages one connection buffers for the writer before it stops reading the socket.",
     ),
     Setting(
         "access_log",
@@ -395,21 +333,10 @@ class Settings:
     archive_s3_endpoint: str = ""
     spool_max_bytes: int = 256 * 1024 * 1024
     bulk_max_items: int = 10000
-    substrate_retention_hours: float = 3.0
     purge_interval_s: float = 600.0
-    purge_batch: int = 2000
     job_poll_s: float = 1.0
     consumer_poll_s: float = 0.25
     consumer_retry_max_s: float = 60.0
-    ws_ping_interval_s: float = 5.0
-    ws_pong_timeout_s: float = 0.0
-    ws_idle_timeout_s: float = 60.0
-    ws_max_frame_bytes: int = 1024 * 1024
-    ws_allow_networks: tuple[str, ...] = ()
-    ws_rate_limit_bytes: int = 256 * 1024
-    ws_rate_window_s: float = 10.0
-    ws_max_node_ids: int = 20
-    ws_buffer_max: int = 1000
     access_log: str = "off"
     web_plugins: tuple[str, ...] = ("downlink.sources.clearlinux.severity_plugin",)
     source_modules: tuple[str, ...] = ()
@@ -431,7 +358,7 @@ class Settings:
         _check_analytics_url(self.analytics_url)
         if self.sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise SettingsError("DOWNLINK_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
-        _check_substrate(self)
+        _check_background(self)
         _check_hardening(self)
         if self.access_log not in ("off", "plain", "json"):
             raise SettingsError("DOWNLINK_ACCESS_LOG must be off, plain or json")
@@ -537,27 +464,12 @@ def _check_read_url(url: str, read_url: str) -> None:
         )
 
 
-def _check_substrate(s: Settings) -> None:
-    import ipaddress
-
-    for name in ("substrate_retention_hours", "purge_interval_s", "job_poll_s",
-                 "consumer_poll_s",
-                 "ws_ping_interval_s", "ws_pong_timeout_s", "ws_idle_timeout_s",
-                 "ws_rate_limit_bytes"):
+def _check_background(s: Settings) -> None:
+    for name in ("purge_interval_s", "job_poll_s", "consumer_poll_s"):
         if getattr(s, name) < 0:
             raise SettingsError(f"{_BY_NAME[name].env} must not be negative")
-    for name in ("purge_batch", "ws_max_frame_bytes", "ws_max_node_ids", "ws_buffer_max"):
-        if getattr(s, name) < 1:
-            raise SettingsError(f"{_BY_NAME[name].env} must be at least 1")
     if s.consumer_retry_max_s < 0.5:
         raise SettingsError("DOWNLINK_CONSUMER_RETRY_MAX_S must be at least 0.5")
-    if s.ws_rate_window_s <= 0:
-        raise SettingsError("DOWNLINK_WS_RATE_WINDOW_S must be positive")
-    for net in s.ws_allow_networks:
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError:
-            raise SettingsError(f"DOWNLINK_WS_ALLOW_NETWORKS: {net!r} is not a network") from None
 
 
 def _check_hardening(s: Settings) -> None:
@@ -601,6 +513,17 @@ def _hide_password(url: str) -> str:
         return "<unparseable>"
 
 
+def _source_env(setting: SourceSetting, env: Mapping[str, str]) -> str | None:
+    """The value given for a source setting: its variable, else a former name of it."""
+    if env.get(setting.env, "") != "":
+        return env[setting.env]
+    for old in setting.old_env:
+        if env.get(old, "") != "":
+            log.warning("%s is deprecated: use %s (same meaning)", old, setting.env)
+            return env[old]
+    return None
+
+
 def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build settings from environment variables, then apply explicit overrides."""
     env = os.environ if environ is None else environ
@@ -616,8 +539,9 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Sett
     modules = values.get("source_modules", _BY_NAME["source_modules"].default)
     given: dict[str, dict[str, Any]] = {}
     for source, setting in _load_sources(tuple(modules)).settings:
-        if setting.env in env and env[setting.env] != "":
-            given.setdefault(source.name, {})[setting.name] = _parse(setting, env[setting.env])
+        raw = _source_env(setting, env)
+        if raw is not None:
+            given.setdefault(source.name, {})[setting.name] = _parse(setting, raw)
     for name, explicit in dict(values.pop("sources", {})).items():
         given.setdefault(name, {}).update(explicit)
     return Settings(**values, sources=given)

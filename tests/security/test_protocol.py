@@ -35,8 +35,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         "DOWNLINK_CLIENT_TIMEOUT": str(CLIENT_TIMEOUT),
         "DOWNLINK_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT),
         "DOWNLINK_CONNECTION_BUFFER_BYTES": "65536",
-        "DOWNLINK_WS_IDLE_TIMEOUT_S": str(WS_IDLE),
-        "DOWNLINK_WS_RATE_LIMIT_BYTES": "0",
+        "DOWNLINK_SUBSTRATE_WS_IDLE_TIMEOUT_S": str(WS_IDLE),
+        "DOWNLINK_SUBSTRATE_WS_RATE_LIMIT_BYTES": "0",
     }
     live = LiveServer(f"sqlite:///{tmp / 'protocol.db'}", env=env, log=tmp / "server.log")
     live.start()

@@ -12,17 +12,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection
 
 from downlink.analytics.client import Analytics
+from downlink.analytics.schema import ttl_clause
 from downlink.settings import Settings
 from downlink.sources.base import AnalyticsTable, LogRecord
+from downlink.sources.registry import Sources
 from downlink.store.queries.patterns import is_pattern, like_pattern
 from downlink.store.queries.records import ROW_OVERHEAD, RecordFilter
-from downlink.store.retention import SOURCE as PURGED_SOURCE
 
 Row = dict[str, Any]
 READS_KEY = "records"
@@ -80,15 +81,21 @@ TABLE = AnalyticsTable(
     version="shipped_at",
     time_column="ts_reception",
     rows=_rows,
-    # The same rule as the SQL purge (downlink.store.retention): that source's records,
-    # never the audit ones.
-    ttl_where=f"source = '{PURGED_SOURCE}' AND NOT audit",
 )
 
 
-def retention_hours(settings: Settings) -> float:
-    """The retention of ``records`` (the one the SQL purge applies)."""
-    return float(settings.substrate_retention_hours)
+def ttl(settings: Settings, sources: Sources) -> str | None:
+    """The TTL of ``records``: one rule per source whose purge deletes some of its
+    records (``Source.records_expiry`` rows, after its ``retention``), as in SQL."""
+    rules = []
+    for source in sources:
+        if source.records_expiry is None or source.retention is None:
+            continue
+        hours = float(settings.sources[source.name][source.retention])
+        rule = ttl_clause(replace(TABLE, ttl_where=source.records_expiry), hours)
+        if rule is not None:
+            rules.append(rule)
+    return ", ".join(rules) or None
 
 
 def _where(f: RecordFilter) -> tuple[str, dict[str, Any]]:

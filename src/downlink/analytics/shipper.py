@@ -42,8 +42,7 @@ def consumer_name(table: AnalyticsTable) -> str:
 
 def plans(settings: Settings, sources: Sources) -> list[schema.Planned]:
     """The core's tables and every source's, each with the TTL of its retention."""
-    out = [schema.Planned(records.TABLE, schema.ttl_clause(records.TABLE,
-                                                           records.retention_hours(settings)))]
+    out = [schema.Planned(records.TABLE, records.ttl(settings, sources))]
     for source in sources:
         hours = 0.0
         if source.retention is not None:

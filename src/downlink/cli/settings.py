@@ -44,6 +44,10 @@ def _row(s: Setting | SourceSetting) -> str:
     default = ",".join(s.default) if isinstance(s.default, tuple) else s.default
     shown = f"`{default}`" if default not in ("", None) else "(empty)"
     text = s.help.replace("|", r"\|")
+    old = getattr(s, "old_env", ())
+    if old:
+        names = ", ".join(f"`{name}`" for name in old)
+        text += f" Formerly {names} (still read, with a warning)."
     return f"| `{s.env}` | {shown} | {text} |"
 
 

@@ -21,9 +21,10 @@ keeps writing to a client that never reads. :class:`GuardedHttpToolsProtocol` ad
 * a stall limit: a client that takes none of its answers for
   ``DOWNLINK_CLIENT_TIMEOUT`` seconds while the buffer is full is disconnected.
 
-:class:`GuardedWebSocketsProtocol` gives websockets the same stall limit, with
-``DOWNLINK_WS_IDLE_TIMEOUT_S``: a peer that reads nothing of what it is sent (flush
-answers, pings) while the buffer is full is dropped like an idle one.
+:class:`GuardedWebSocketsProtocol` gives websockets the same stall limit, with the
+time a source's ``Source.ws_stall`` setting names (substrate's
+``DOWNLINK_SUBSTRATE_WS_IDLE_TIMEOUT_S``): a peer that reads nothing of what it is
+sent (flush answers, pings) while the buffer is full is dropped like an idle one.
 
 Idle keep-alive connections are closed by uvicorn's own ``timeout_keep_alive``.
 """
@@ -40,7 +41,7 @@ from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from downlink.settings import from_env
+from downlink.settings import Settings, from_env
 
 # Pipelined requests parsed ahead of the one being answered; more wait unparsed.
 PIPELINE_MAX = 16
@@ -69,7 +70,14 @@ class _Limits:
 def _limits() -> _Limits:
     s = from_env()
     return _Limits(s.client_timeout, s.max_header_bytes, s.request_timeout,
-                   s.connection_buffer_bytes, s.ws_idle_timeout_s)
+                   s.connection_buffer_bytes, _ws_stall(s))
+
+
+def _ws_stall(s: Settings) -> float:
+    """The largest websocket stall limit the sources ask for (``Source.ws_stall``);
+    ``DOWNLINK_CLIENT_TIMEOUT`` when none does."""
+    found = [float(s.sources[src.name][src.ws_stall]) for src in s.registry if src.ws_stall]
+    return max(found) if found else s.client_timeout
 
 
 class _StallTimer:

@@ -36,6 +36,8 @@ class SourceSetting:
     listed in docs/settings.md like every core setting. The environment value is parsed
     by the type of ``default`` (bool, int, float, tuple for a comma-separated list,
     else str); ``check(value)`` may raise ValueError with a message to refuse it.
+    ``old_env``: former names of the variable, still read when ``env`` is not set
+    (with a warning naming ``env``), so that renaming a setting breaks no deployment.
     """
 
     name: str
@@ -43,6 +45,7 @@ class SourceSetting:
     default: Any
     help: str
     check: Callable[[Any], None] | None = None
+    old_env: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -283,6 +286,16 @@ class Source:
     * ``retention``: the name of one of ``settings`` holding the retention in hours
       (``before_ts`` is now minus that; 0 or less keeps everything, so no purge runs).
       Without it ``purge`` is never called.
+    * ``purge_batch``: the name of one of ``settings`` holding the most rows one call
+      may delete; when set, the core calls ``purge(conn, before_ts, limit)``.
+    * ``records_expiry``: for a source whose ``purge`` deletes some of its rows of the
+      core's ``records``, which ones as a ClickHouse condition on the analytics store's
+      ``records`` (``source = 'x' AND NOT audit``): they expire there after
+      ``retention`` too.
+    * ``ws_stall``: the name of one of ``settings`` holding the seconds a websocket
+      peer may leave its answers unread while its connection's output buffer is full
+      (``downlink.security.protocol``; the largest over sources; none declared:
+      ``DOWNLINK_CLIENT_TIMEOUT``).
     * ``analytics_tables``: the source's tables in the optional ClickHouse analytics
       store (:class:`AnalyticsTable`), each filled by a shipper consumer;
       ``analytics_reads(analytics)`` builds the source's ClickHouse implementation of
@@ -310,8 +323,11 @@ class Source:
     static: Path | None = None
     settings: Sequence[SourceSetting] = ()
     metrics: Callable[[CollectorRegistry], Any] | None = None
-    purge: Callable[[Connection, float], int] | None = None
+    purge: Callable[..., int] | None = None
     retention: str | None = None
+    purge_batch: str | None = None
+    records_expiry: str | None = None
+    ws_stall: str | None = None
     processors: Sequence[Callable[[Connection, list[dict[str, Any]]], None]] = ()
     sinks: Sequence[Sink] = ()
     server_options: Callable[[Settings], Mapping[str, Any]] | None = None

@@ -1,23 +1,16 @@
-"""Retention: delete expired substrate records, never audit ones, in bounded batches.
+"""Retention: every source's expired rows, purged in short transactions.
 
-A record expires ``DOWNLINK_SUBSTRATE_RETENTION_HOURS`` after the server received it
-(``ts_reception``, the server's clock; the reference purged on the node's clock, so a
-node with a wrong clock lost its data at once or kept it forever). Records that came in
-on ``/audit`` carry ``attrs.audit = true`` and are never purged.
-
-On a partitioned ``records`` (PostgreSQL, ``downlink partition``) a month's partition
-that lies wholly before the cut-off and holds only records the purge would delete (no
-other source's, no audit record) is dropped whole first (``store/partitions.py``); the
-rest is purged row by row as below.
-
-Each batch is its own short write transaction of at most ``DOWNLINK_PURGE_BATCH`` rows,
-so on SQLite the group-commit writer waits for at most one small batch, and on
-PostgreSQL it does not wait at all. Records have no foreign key to
-``node_connections``: deleting records or closed connections cannot make a pending
-insert fail (see ``downlink.sources.substrate.connections``).
+A source with a ``purge`` and a ``retention`` setting (``Source``) has its rows older
+than that many hours removed: the core calls ``purge(conn, cutoff)`` (with a third
+argument, the most rows a call may delete, when the source names a
+``purge_batch`` setting) again and again, one short write transaction each, until it
+returns 0; on SQLite the group-commit writer waits for at most one call. Which rows
+go, and how, is the source's business (its ``purge`` may use ``follow.clamp_cursors``
+and ``partitions.drop_expired``).
 
 :class:`Maintenance` is the background task of a server: it refreshes the database
-size gauge and runs the purge every ``DOWNLINK_PURGE_INTERVAL_S``.
+size gauge, keeps the months ahead of a partitioned ``records`` and runs the purge
+every ``DOWNLINK_PURGE_INTERVAL_S``.
 """
 
 from __future__ import annotations
@@ -26,167 +19,72 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    and_,
-    delete,
-    false,
-    func,
-    or_,
-    select,
-    text,
-    true,
-)
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Connection, text
 
 from downlink.settings import Settings
 from downlink.sources.base import Source
-from downlink.store import follow, partitions
-from downlink.store.tables import node_connections, records
+from downlink.store import partitions
 
 log = logging.getLogger(__name__)
 
-SOURCE = "substrate"
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class PurgeResult:
-    """What one purge removed (or, for a dry run, would remove)."""
-
-    records: int
-    connections: int
-    dry_run: bool = False
-
 
 def cutoff_for(hours: float, now: float | None = None) -> float:
-    """Return the reception time before which records are expired."""
+    """Return the reception time before which rows are expired."""
     return (time.time() if now is None else now) - hours * 3600.0
 
 
-def _expired(cutoff: float) -> ColumnElement[bool]:
-    audit = func.coalesce(records.c.attrs["audit"].as_boolean(), false())
-    return and_(records.c.source == SOURCE, records.c.ts_reception < cutoff, audit == false())
+def retention_hours(settings: Settings, source: Source) -> float | None:
+    """The source's retention in hours (None: it has no purge or no retention)."""
+    if source.purge is None or source.retention is None:
+        return None
+    return float(settings.sources[source.name][source.retention])
 
 
-def _kept_sql() -> str:
-    """The rows a purge never deletes, as SQL for a partition's check."""
-    audit = func.coalesce(records.c.attrs["audit"].as_boolean(), false())
-    kept = or_(records.c.source != SOURCE, audit == true())
-    dialect: Any = postgresql.dialect()  # type: ignore[no-untyped-call]
-    return str(kept.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-
-
-def drop_record_partitions(conn: Connection, cutoff: float) -> int:
-    """Drop the partitions of ``records`` that hold only expired records; rows dropped."""
-    if conn.dialect.name != "postgresql":
-        return 0
-    names, rows = partitions.drop_expired(conn, cutoff, _kept_sql())
-    if names:
-        log.info("dropped partitions %s (%d expired records)", ", ".join(names), rows)
-    return rows
-
-
-def _stale_connections(cutoff: float) -> ColumnElement[bool]:
-    return and_(node_connections.c.audit == false(), node_connections.c.last_seen < cutoff)
-
-
-def count_expired(conn: Connection, cutoff: float) -> tuple[int, int]:
-    """Return how many records and connection rows a purge at ``cutoff`` would delete."""
-    n_records = conn.execute(select(func.count()).where(_expired(cutoff))).scalar_one()
-    n_conns = conn.execute(
-        select(func.count()).select_from(node_connections).where(_stale_connections(cutoff))
-    ).scalar_one()
-    return int(n_records), int(n_conns)
-
-
-def purge_records_batch(conn: Connection, cutoff: float, limit: int) -> int:
-    """Delete up to ``limit`` expired records (oldest ids first); return how many."""
-    ids = select(records.c.id).where(_expired(cutoff)).order_by(records.c.id).limit(limit)
-    result = conn.execute(delete(records).where(records.c.id.in_(ids.scalar_subquery())))
-    # SQLite hands out the largest id again once its row is gone: keep the cursors of
-    # consumers following ``records`` at or below the largest id left.
-    follow.clamp_cursors(conn, records)
-    return int(result.rowcount or 0)
-
-
-def purge_connections(conn: Connection, cutoff: float) -> int:
-    """Delete non-audit connection rows not seen since ``cutoff``; return how many.
-
-    A connection that is still open but silent for the whole retention period loses its
-    row too; its next batch recreates it (the writer upserts), without the identity it
-    announced earlier. With the default idle timeout such a connection is long closed.
-    """
-    result = conn.execute(delete(node_connections).where(_stale_connections(cutoff)))
-    return int(result.rowcount or 0)
-
-
-def purge(
-    run_write: Callable[..., Any],
-    cutoff: float,
-    batch: int,
-    *,
-    dry_run: bool = False,
-    count: Callable[..., Any] | None = None,
-) -> PurgeResult:
-    """Purge synchronously with ``run_write(fn, *args)`` (one transaction per batch)."""
-    if dry_run:
-        n_records, n_conns = (count or run_write)(count_expired, cutoff)
-        return PurgeResult(n_records, n_conns, dry_run=True)
-    total = int(run_write(drop_record_partitions, cutoff))
-    while True:
-        done = int(run_write(purge_records_batch, cutoff, batch))
-        total += done
-        if done < batch:
-            break
-    return PurgeResult(total, int(run_write(purge_connections, cutoff)))
-
-
-async def purge_async(
-    admin_write: Callable[..., Any], cutoff: float, batch: int, *, pause: float = 0.0
-) -> PurgeResult:
-    """Purge in batches with ``await admin_write(fn, *args)``, yielding between batches."""
-    total = int(await admin_write(drop_record_partitions, cutoff))
-    while True:
-        done = int(await admin_write(purge_records_batch, cutoff, batch))
-        total += done
-        if done < batch:
-            break
-        await asyncio.sleep(pause)
-    return PurgeResult(total, int(await admin_write(purge_connections, cutoff)))
-
-
-def source_cutoffs(settings: Settings, now: float | None = None) -> list[tuple[Source, float]]:
-    """Each source with a purge and a retention, with its cut-off (retention 0: none)."""
+def source_cutoffs(
+    settings: Settings, now: float | None = None, *, hours: float | None = None
+) -> list[tuple[Source, float]]:
+    """Each source with a purge and a retention, with its cut-off (retention 0: none).
+    ``hours`` replaces every source's retention (``downlink purge --older-than-hours``)."""
     out: list[tuple[Source, float]] = []
     for source in settings.registry:
-        if source.purge is None or source.retention is None:
+        kept = retention_hours(settings, source)
+        if kept is None:
             continue
-        hours = float(settings.sources[source.name][source.retention])
-        if hours > 0:
-            out.append((source, cutoff_for(hours, now)))
+        if hours is not None:
+            kept = hours
+        if kept > 0 or hours is not None:
+            out.append((source, cutoff_for(kept, now)))
     return out
 
 
-def purge_source(run_write: Callable[..., Any], source: Source, cutoff: float) -> int:
-    """Call ``source.purge`` with ``run_write(fn, *args)`` until it deletes nothing."""
+def purge_step(settings: Settings, source: Source) -> Callable[[Connection, float], int]:
+    """``source.purge`` as ``(conn, cutoff) -> rows``, with its batch size when it has one."""
     assert source.purge is not None
+    if source.purge_batch is None:
+        return source.purge
+    return partial(source.purge, limit=int(settings.sources[source.name][source.purge_batch]))
+
+
+def purge_source(
+    run_write: Callable[..., Any], settings: Settings, source: Source, cutoff: float
+) -> int:
+    """Call the source's purge with ``run_write(fn, *args)`` until it deletes nothing."""
+    step = purge_step(settings, source)
     total = 0
-    while done := int(run_write(source.purge, cutoff)):
+    while done := int(run_write(step, cutoff)):
         total += done
     return total
 
 
-def count_source(conn: Connection, source: Source, cutoff: float) -> int:
-    """How many rows ``source.purge`` would delete: purged in ``conn``'s transaction,
+def count_source(conn: Connection, settings: Settings, source: Source, cutoff: float) -> int:
+    """How many rows the source's purge would delete: purged in ``conn``'s transaction,
     which the caller rolls back."""
-    assert source.purge is not None
+    step = purge_step(settings, source)
     total = 0
-    while done := int(source.purge(conn, cutoff)):
+    while done := int(step(conn, cutoff)):
         total += done
     return total
 
@@ -197,8 +95,9 @@ async def purge_sources_async(
     """Run every source's purge (one transaction per call); rows deleted by source."""
     out: dict[str, int] = {}
     for source, cutoff in source_cutoffs(settings):
+        step = purge_step(settings, source)
         total = 0
-        while done := int(await admin_write(source.purge, cutoff)):
+        while done := int(await admin_write(step, cutoff)):
             total += done
             await asyncio.sleep(pause)
         out[source.name] = total
@@ -239,20 +138,11 @@ class Maintenance:
                 pass
             self._task = None
 
-    async def run_purge(self) -> PurgeResult:
-        """Run one purge with the configured retention, updating the metrics."""
+    async def run_purge(self) -> dict[str, int]:
+        """Run every source's purge with its retention, updating the metrics; rows
+        deleted by source."""
         settings = self.store.settings
         metrics = self.store.metrics
-        try:
-            result = await purge_async(
-                self.store.admin_write,
-                cutoff_for(settings.substrate_retention_hours),
-                settings.purge_batch,
-            )
-        except Exception:
-            metrics.purge_runs.labels("error").inc()
-            raise
-        metrics.purged.labels(SOURCE).inc(result.records)
         try:
             by_source = await purge_sources_async(self.store.admin_write, settings)
         except Exception:
@@ -263,7 +153,7 @@ class Maintenance:
             if n:
                 log.info("purged %d expired %s rows", n, name)
         metrics.purge_runs.labels("ok").inc()
-        return result
+        return by_source
 
     async def ensure_partitions(self) -> list[str]:
         """Create the partitions of ``records`` needed soon (when it is partitioned)."""
@@ -291,9 +181,7 @@ class Maintenance:
                 await self._refresh_size()
                 if interval > 0 and loop.time() >= next_purge:
                     next_purge = loop.time() + interval
-                    result = await self.run_purge()
-                    if result.records:
-                        log.info("purged %d expired substrate records", result.records)
+                    await self.run_purge()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - maintenance retries on the next tick

@@ -27,7 +27,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    UniqueConstraint,
 )
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
@@ -94,37 +93,6 @@ records = Table(
     Index(None, "source", "ts_reception"),
 )
 
-# -- substrate node telemetry (migration 0002_substrate) -------------------------------
-# One row per node seen on one websocket connection: (connection, node) where ``node``
-# is the V2 envelope ``id`` (``"0"`` for V1 frames). Records do not reference it by a
-# foreign key: they carry the connection in ``attrs``, and the writer upserts this row
-# in the same transaction as the records, so a purge can never strand a pending insert.
-node_connections = Table(
-    "node_connections",
-    metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
-    Column("connection", String(32), nullable=False),
-    Column("node", String(24), nullable=False),
-    Column("ip_addr", Text, nullable=False),
-    Column("audit", Boolean, nullable=False),
-    Column("connected_at", Double, nullable=False),
-    Column("last_seen", Double, nullable=False),
-    Column("disconnected_at", Double, nullable=True),
-    Column("messages", BigInteger, nullable=False, server_default="0"),
-    Column("peer_id", Text, nullable=True),
-    Column("name", Text, nullable=True),
-    Column("chain", Text, nullable=True),
-    Column("version", Text, nullable=True),
-    Column("implementation", Text, nullable=True),
-    Column("authority", Boolean, nullable=True),
-    Column("startup_time", BigInteger, nullable=True),
-    Column("genesis_hash", Text, nullable=True),
-    Column("info", JSON, nullable=True),
-    UniqueConstraint("connection", "node"),
-    Index(None, "peer_id"),
-    Index(None, "last_seen"),
-)
-
 # -- background jobs (downlink.store.jobs, migration 0006_jobs) ------------------------
 # One row per job: ``kind`` says what it does ("regroup": regroup the crash records
 # after a "never guilty" edit), ``params`` what it needs (none for a regroup; a date
@@ -151,14 +119,6 @@ jobs = Table(
     Column("heartbeat", Double, nullable=True),
     Column("message", Text, nullable=True),
     Index(None, "kind", "state"),
-)
-
-benchmarks = Table(
-    "benchmarks",
-    metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
-    Column("setup", JSON, nullable=False),
-    Column("created_at", Double, nullable=False),
 )
 
 # -- post-ack consumers (downlink.store.cursors, migration 0009_consumers) --------------

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from downlink.testing.consumers import wait_caught_up
 from tests.sources.substrate.client import connected, frame
 
 TS1 = "2021-06-23T10:00:00+00:00"
@@ -20,6 +21,7 @@ def _feed(client: TestClient, frames: list[dict[str, Any]], path: str = "/") -> 
         ws.send_text(json.dumps({"downlink_flush": "done"}))
         answer: dict[str, Any] = ws.receive_json()
     assert answer["downlink_flushed"] == "done"
+    wait_caught_up(client)  # the connection rows follow the records after the ack
     return answer
 
 
@@ -181,6 +183,7 @@ def test_unidentified_open_connections_are_listed_one_by_one(client: TestClient)
             ws.send_text(json.dumps(frame(1, 1, "block.import")))
             ws.send_text(json.dumps({"downlink_flush": 1}))
             assert ws.receive_json()["stored"] == 1
+        wait_caught_up(client)
         listed = [n for n in client.get("/nodes").json() if n["peer_id"] is None]
         assert len(listed) == 2  # the reference folded them into one null entry
         assert all(n["online"] for n in listed)

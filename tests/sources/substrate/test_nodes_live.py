@@ -12,6 +12,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from downlink.testing.consumers import wait_caught_up
 from tests.sources.substrate.client import connected, flush, frame, metric, send_frames
 from tests.sources.substrate.conftest import LiveFactory, count_substrate, ws_url
 
@@ -68,6 +69,7 @@ def test_many_concurrent_nodes_with_the_fixture_messages(
     expected = [per_v2_node + (per_v1_node if i % 2 else 0) for i in range(nodes)]
     assert stored == expected
     assert count_substrate(db_url) == sum(expected)
+    wait_caught_up(server.url)  # the connection rows follow the records after the ack
     listed = {n["peer_id"]: n for n in httpx.get(server.url + "/nodes").json()}
     for i in range(nodes):
         assert listed[f"12D3KooWNode{i:04d}"]["name"] == f"n{i}"
@@ -81,7 +83,10 @@ def test_many_concurrent_nodes_with_the_fixture_messages(
 
 
 def test_node_that_stops_answering_pings_is_dropped(live_with: LiveFactory, db_url: str) -> None:
-    server = live_with({"DOWNLINK_WS_PING_INTERVAL_S": "0.2", "DOWNLINK_WS_PONG_TIMEOUT_S": "0.5"})
+    server = live_with({
+        "DOWNLINK_SUBSTRATE_WS_PING_INTERVAL_S": "0.2",
+        "DOWNLINK_SUBSTRATE_WS_PONG_TIMEOUT_S": "0.5",
+    })
 
     async def main() -> None:
         async with (
@@ -108,8 +113,12 @@ def test_by_default_data_is_liveness_and_silent_nodes_time_out(
     live_with: LiveFactory, db_url: str
 ) -> None:
     # Modern nodes never read their socket, so they never pong: with the default
-    # DOWNLINK_WS_PONG_TIMEOUT_S=0 they stay as long as they send; a silent one is dropped.
-    server = live_with({"DOWNLINK_WS_PING_INTERVAL_S": "0.2", "DOWNLINK_WS_IDLE_TIMEOUT_S": "1"})
+    # DOWNLINK_SUBSTRATE_WS_PONG_TIMEOUT_S=0 they stay as long as they send; a silent one
+    # is dropped.
+    server = live_with({
+        "DOWNLINK_SUBSTRATE_WS_PING_INTERVAL_S": "0.2",
+        "DOWNLINK_SUBSTRATE_WS_IDLE_TIMEOUT_S": "1",
+    })
 
     async def main() -> None:
         async with (
@@ -135,7 +144,7 @@ def test_by_default_data_is_liveness_and_silent_nodes_time_out(
 def test_oversized_frame_closes_only_that_node(
     live_with: LiveFactory, db_url: str, v1_live_frames: list[dict[str, Any]]
 ) -> None:
-    server = live_with({"DOWNLINK_WS_MAX_FRAME_BYTES": "100000"})
+    server = live_with({"DOWNLINK_SUBSTRATE_WS_MAX_FRAME_BYTES": "100000"})
     big = next(f for f in v1_live_frames if f["msg"] == "system.network_state")
     assert len(json.dumps(big)) > 100000
 
@@ -201,7 +210,10 @@ def test_garbage_frames_are_counted_and_the_connection_survives(
 
 
 def test_byte_rate_limit_cuts_a_flooding_node(live_with: LiveFactory, db_url: str) -> None:
-    server = live_with({"DOWNLINK_WS_RATE_LIMIT_BYTES": "1000", "DOWNLINK_WS_RATE_WINDOW_S": "10"})
+    server = live_with({
+        "DOWNLINK_SUBSTRATE_WS_RATE_LIMIT_BYTES": "1000",
+        "DOWNLINK_SUBSTRATE_WS_RATE_WINDOW_S": "10",
+    })
 
     def padded(k: int) -> bytes:
         base = json.dumps(frame(1, k, pad=""))
@@ -227,7 +239,7 @@ def test_byte_rate_limit_cuts_a_flooding_node(live_with: LiveFactory, db_url: st
 
 
 def test_allow_list_refuses_other_networks(live_with: LiveFactory) -> None:
-    server = live_with({"DOWNLINK_WS_ALLOW_NETWORKS": "10.0.0.0/8,192.168.0.0/16"})
+    server = live_with({"DOWNLINK_SUBSTRATE_WS_ALLOW_NETWORKS": "10.0.0.0/8,192.168.0.0/16"})
 
     async def main() -> None:
         with pytest.raises(InvalidStatus) as info:
@@ -247,7 +259,7 @@ def test_purge_while_ingesting_keeps_audit_and_loses_nothing_else(
         {
             "DOWNLINK_SUBSTRATE_RETENTION_HOURS": str(1 / 3600),  # one second
             "DOWNLINK_PURGE_INTERVAL_S": "0.2",
-            "DOWNLINK_PURGE_BATCH": "50",
+            "DOWNLINK_SUBSTRATE_PURGE_BATCH": "50",
         }
     )
     rounds, per_round = 12, 40
@@ -341,7 +353,11 @@ def test_full_writer_queue_applies_backpressure_and_drops_nothing(
     live_with: LiveFactory, db_url: str
 ) -> None:
     server = live_with(
-        {"DOWNLINK_BATCH_MAX": "16", "DOWNLINK_QUEUE_MAX": "16", "DOWNLINK_WS_BUFFER_MAX": "32"}
+        {
+            "DOWNLINK_BATCH_MAX": "16",
+            "DOWNLINK_QUEUE_MAX": "16",
+            "DOWNLINK_SUBSTRATE_WS_BUFFER_MAX": "32",
+        }
     )
     nodes, per_node = 20, 300
 

@@ -14,7 +14,8 @@ from tests.sources.substrate.client import frame
 def test_allow_list() -> None:
     everyone = Settings()
     assert allowed(everyone, "203.0.113.9") and allowed(everyone, None)
-    some = Settings(ws_allow_networks=("10.0.0.0/8", "2001:db8::/32", "127.0.0.1"))
+    some = Settings(sources={"substrate": {
+        "ws_allow_networks": ("10.0.0.0/8", "2001:db8::/32", "127.0.0.1")}})
     assert allowed(some, "10.2.3.4") and allowed(some, "2001:db8::1")
     assert allowed(some, "127.0.0.1")
     assert not allowed(some, "127.0.0.2")
@@ -44,7 +45,8 @@ def test_uvicorn_options_follow_settings() -> None:
         "ws_ping_interval": 5.0,
         "ws_ping_timeout": None,
     }
-    strict = Settings(ws_ping_interval_s=0.0, ws_pong_timeout_s=3.0, ws_max_frame_bytes=10)
+    strict = Settings(sources={"substrate": {
+        "ws_ping_interval_s": 0.0, "ws_pong_timeout_s": 3.0, "ws_max_frame_bytes": 10}})
     assert uvicorn_options(strict) == {
         "ws_max_size": 10,
         "ws_ping_interval": None,

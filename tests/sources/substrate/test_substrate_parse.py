@@ -148,6 +148,7 @@ def test_row_keeps_both_clocks_and_connection_details(v2_frames: list[dict[str, 
         "audit": True,
         "ip": "10.0.0.1:5",
         "msg": "tracing.profiling",
+        "since": 2e9,  # when the connection opened (none given: this record's time)
         "target": frame["payload"]["target"],
     }
     assert row["dedup_key"] == "s" + "c" * 32 + ":7"

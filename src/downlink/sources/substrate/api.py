@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request
 
 from downlink.errors import BadRequest
 from downlink.params import integer, parse_moment
+from downlink.sources.substrate import config
 from downlink.sources.substrate import queries as q
 from downlink.store.database import Store
 from downlink.store.storable import find_problem
@@ -75,7 +76,7 @@ def _range(start_time: str | None, end_time: str | None) -> tuple[float | None, 
 async def nodes(request: Request) -> list[dict[str, Any]]:
     """List the newest connection of every node, with whether it is online."""
     store = _store(request)
-    idle = store.settings.ws_idle_timeout_s
+    idle = config.of(store.settings)["ws_idle_timeout_s"]
     stale = idle if idle > 0 else 300.0
     return await store.read(q.list_nodes, time.time(), stale)
 

@@ -16,9 +16,10 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, and_, func, or_, select, text
 
+from downlink.sources.substrate.tables import benchmarks, node_connections
 from downlink.store.queries.search import GROUPS_SHOWN, escape_like
 from downlink.store.queries.shape import rows_first
-from downlink.store.tables import benchmarks, node_connections, records
+from downlink.store.tables import records
 
 Row = dict[str, Any]
 

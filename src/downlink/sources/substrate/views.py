@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection
 from starlette.requests import Request
 
+from downlink.sources.substrate import config
 from downlink.sources.substrate.queries import list_connections, recent_message_types
 from downlink.store.database import Store
 from downlink.web import params
@@ -32,7 +33,7 @@ async def _data(request: Request) -> dict[str, Any]:
     query = dict(request.query_params)
     minutes = params.integer(query, "minutes", 1, 60 * 24 * 31) or DEFAULT_MINUTES
     store: Store = request.app.state.store
-    idle = store.settings.ws_idle_timeout_s
+    idle = config.of(store.settings)["ws_idle_timeout_s"]
     now = time.time()
     found = await store.read(_both, now, idle if idle > 0 else 300.0, now - minutes * 60)
     nodes = [{k: v for k, v in n.items() if k not in ("info",)} for n in found["nodes"]]

@@ -9,11 +9,11 @@ flusher hands the buffer to the group-commit writer. The protocol is one-way, so
   NUL character in any string (reason ``unstorable``, :mod:`downlink.store.storable`)
   and one the database refuses while it takes the others (reason ``refused``).
 * Backpressure, not loss: when the writer queue is full the flusher retries, the buffer
-  fills up (``DOWNLINK_WS_BUFFER_MAX``) and the reader stops reading, so TCP pushes back
+  fills up (``DOWNLINK_SUBSTRATE_WS_BUFFER_MAX``) and the reader stops reading, so TCP pushes back
   on the node.
-* Liveness: the server pings every ``DOWNLINK_WS_PING_INTERVAL_S``. Pongs are required
-  only when ``DOWNLINK_WS_PONG_TIMEOUT_S`` is set (uvicorn closes with 1011); otherwise
-  a node is dropped after ``DOWNLINK_WS_IDLE_TIMEOUT_S`` without a message, because
+* Liveness: the server pings every ``DOWNLINK_SUBSTRATE_WS_PING_INTERVAL_S``. Pongs are required
+  only when ``DOWNLINK_SUBSTRATE_WS_PONG_TIMEOUT_S`` is set (uvicorn closes with 1011); otherwise
+  a node is dropped after ``DOWNLINK_SUBSTRATE_WS_IDLE_TIMEOUT_S`` without a message, because
   modern nodes never read their socket and so never answer pings. A client that
   reads nothing of what it is sent (flush answers) while the connection's output
   buffer is full is dropped after the same time by the websocket protocol
@@ -41,7 +41,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from downlink.security.senders import Proof, SenderGuard, SendersUnavailable, Verdict
 from downlink.settings import Settings
 from downlink.sources.base import SenderRule
+from downlink.sources.substrate import config
 from downlink.sources.substrate.connections import mark_disconnected
+from downlink.sources.substrate.metrics import WsMetrics
 from downlink.sources.substrate.wire import (
     SOURCE,
     FlushRequest,
@@ -87,10 +89,11 @@ STORE_RETRY_SECONDS = 60.0
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """Return the uvicorn websocket options (ping, pong deadline, frame size)."""
+    mine = config.of(settings)
     return {
-        "ws_max_size": settings.ws_max_frame_bytes,
-        "ws_ping_interval": settings.ws_ping_interval_s or None,
-        "ws_ping_timeout": settings.ws_pong_timeout_s or None,
+        "ws_max_size": mine["ws_max_frame_bytes"],
+        "ws_ping_interval": mine["ws_ping_interval_s"] or None,
+        "ws_ping_timeout": mine["ws_pong_timeout_s"] or None,
     }
 
 
@@ -125,7 +128,8 @@ class ByteRate:
 
 def allowed(settings: Settings, host: str | None) -> bool:
     """Return True when ``host`` may connect (no allow-list, or inside one of its networks)."""
-    if not settings.ws_allow_networks:
+    networks = config.of(settings)["ws_allow_networks"]
+    if not networks:
         return True
     if host is None:
         return False
@@ -134,7 +138,7 @@ def allowed(settings: Settings, host: str | None) -> bool:
     except ValueError:
         return False
     return any(
-        address in ipaddress.ip_network(net, strict=False) for net in settings.ws_allow_networks
+        address in ipaddress.ip_network(net, strict=False) for net in networks
     )
 
 
@@ -168,7 +172,9 @@ class NodeSession:
         self.ws = websocket
         self.store = store
         self.settings = store.settings
+        self.config = config.of(store.settings)
         self.metrics = store.metrics
+        self.wsm: WsMetrics = store.metrics.by_source[SOURCE]
         self.audit = audit
         self.endpoint = "/audit" if audit else "/"
         self.connection = uuid.uuid4().hex
@@ -177,7 +183,7 @@ class NodeSession:
         self.ip = f"{client.host}:{client.port}" if client else ""
         self.connected_at = time.time()
         self.nodes: dict[str, _NodeState] = {}
-        self.rate = ByteRate(self.settings.ws_rate_limit_bytes, self.settings.ws_rate_window_s)
+        self.rate = ByteRate(self.config["ws_rate_limit_bytes"], self.config["ws_rate_window_s"])
         self.pending: list[Envelope] = []
         self.seq = 0
         self.done = 0  # rows stored or given up, in order
@@ -196,12 +202,12 @@ class NodeSession:
     async def run(self) -> None:
         """Serve the connection until it closes, then write what is buffered."""
         if not allowed(self.settings, self.host):
-            self.metrics.ws_refused.labels("network").inc()
+            self.wsm.refused.labels("network").inc()
             await self.ws.close(CLOSE_POLICY)
             return
         await self.ws.accept()
-        self.metrics.ws_opened.labels(self.endpoint).inc()
-        self.metrics.ws_connections.labels(self.endpoint).inc()
+        self.wsm.opened.labels(self.endpoint).inc()
+        self.wsm.connections.labels(self.endpoint).inc()
         flusher = asyncio.create_task(self._flush_loop())
         watchdog = asyncio.create_task(self._watchdog())
         reason = "error"
@@ -212,10 +218,12 @@ class NodeSession:
             self.closing = True
             self.wake.set()
             await flusher
-            self.metrics.ws_connections.labels(self.endpoint).dec()
-            self.metrics.ws_closed.labels(reason).inc()
+            self.wsm.connections.labels(self.endpoint).dec()
+            self.wsm.closed.labels(reason).inc()
             try:
-                await self.store.admin_write(mark_disconnected, self.connection, time.time())
+                await self.store.admin_write(
+                    mark_disconnected, self.connection, self.audit, time.time()
+                )
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("cannot record the disconnect of %s: %s", self.connection, exc)
 
@@ -230,7 +238,7 @@ class NodeSession:
         not reading (backpressure, a flush answer) does not count as idle; a flush
         answer the client never takes is cut off by the protocol's stall limit.
         """
-        idle = self.settings.ws_idle_timeout_s
+        idle = self.config["ws_idle_timeout_s"]
         if idle <= 0:
             return
         step = min(max(idle / 4, 0.05), 5.0)
@@ -249,9 +257,9 @@ class NodeSession:
             pass
 
     async def _read_loop(self) -> str:
-        max_frame = self.settings.ws_max_frame_bytes
+        max_frame = self.config["ws_max_frame_bytes"]
         while True:
-            if len(self.pending) >= self.settings.ws_buffer_max:
+            if len(self.pending) >= self.config["ws_buffer_max"]:
                 self.space.clear()
                 await self.space.wait()
             self.waiting_since = time.monotonic()
@@ -267,7 +275,7 @@ class NodeSession:
             if data is None:
                 data = message.get("text") or ""
             size = len(data)
-            self.metrics.ws_bytes.inc(size)
+            self.wsm.received_bytes.inc(size)
             self.metrics.received.labels(SOURCE).inc()
             if size > max_frame:
                 self._reject("too_large")
@@ -289,13 +297,13 @@ class NodeSession:
             self._accept(parsed, time.time())
 
     def _reject(self, reason: str) -> None:
-        self.metrics.ws_malformed.labels(reason).inc()
+        self.wsm.malformed.labels(reason).inc()
         self.metrics.rejected.labels(SOURCE, reason).inc()
 
     def _accept(self, message: NodeMessage, received_at: float) -> None:
         state = self.nodes.get(message.node)
         if state is None:
-            if len(self.nodes) >= self.settings.ws_max_node_ids:
+            if len(self.nodes) >= self.config["ws_max_node_ids"]:
                 self._reject("too_many_node_ids")
                 return
             state = self.nodes[message.node] = _NodeState()
@@ -305,7 +313,7 @@ class NodeSession:
             if identity is not None:
                 state.peer_id = state.peer_id or identity.peer_id
                 state.announced = state.announced or identity.announced
-        self.metrics.ws_messages.labels(message_label(message.msg)).inc()
+        self.wsm.messages.labels(message_label(message.msg)).inc()
         self.seq += 1
         row = to_row(
             message,
@@ -315,16 +323,10 @@ class NodeSession:
             ip=self.ip,
             audit=self.audit,
             received_at=received_at,
+            connected_at=self.connected_at,
+            announced=identity is not None and identity.announced,
         )
-        node = {
-            "connection": self.connection,
-            "node": message.node,
-            "ip": self.ip,
-            "audit": self.audit,
-            "connected_at": self.connected_at,
-            "identity": identity.columns() if identity else None,
-        }
-        self.pending.append(Envelope(row, node))
+        self.pending.append(Envelope(row))
         self.wake.set()
 
     async def _flush_reply(self, token: Any) -> None:
@@ -351,7 +353,7 @@ class NodeSession:
             await self._check_senders(batch)
             stored = await self._write(batch)
             del self.pending[: len(batch)]
-            if len(self.pending) < self.settings.ws_buffer_max:
+            if len(self.pending) < self.config["ws_buffer_max"]:
                 self.space.set()
             async with self.progress:
                 self.done += len(batch)
@@ -374,10 +376,9 @@ class NodeSession:
             peer = item.row["machine_id"]
             verdict = self.verdicts.get(peer) if peer else None
             if peer and (verdict is None or not verdict.matches):
+                # Kept, flagged: the connection row takes neither its peer id nor
+                # what it announces (downlink.sources.substrate.connections).
                 item.row["sender_flagged"] = True
-                node = item.node
-                if node is not None:  # the connection row does not take the peer id
-                    node["identity"] = None
 
     async def _write(self, batch: list[Envelope]) -> int:
         """Write ``batch``, retrying while the store is busy; return the rows stored."""
@@ -396,7 +397,7 @@ class NodeSession:
                 self.metrics.accepted.labels(SOURCE).inc(fresh)
                 return len(stored)
             except QueueFull:
-                self.metrics.ws_backpressure.inc()
+                self.wsm.backpressure.inc()
             except StoreUnavailable as exc:
                 if time.monotonic() > give_up:
                     log.error("dropping %d node messages: store unavailable: %s", len(batch), exc)

@@ -18,6 +18,7 @@ fixes the reference implementation never identifying V2 nodes.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -185,8 +186,13 @@ def _startup_time(value: object) -> int | None:
 
 def identify(message: NodeMessage) -> Identity | None:
     """Return the identity a message announces, if it carries one."""
-    body = message.body
-    if message.msg == "system.connected":
+    return identity_of(message.msg, message.body)
+
+
+def identity_of(msg: str, body: Mapping[str, Any]) -> Identity | None:
+    """Return the identity a message of type ``msg`` with ``body`` carries, if any
+    (also what the connections consumer re-reads from a stored record's payload)."""
+    if msg == "system.connected":
         peer = _text(body.get("network_id"))
         if peer:
             authority = body.get("authority")
@@ -220,11 +226,18 @@ def to_row(
     ip: str,
     audit: bool,
     received_at: float,
+    connected_at: float | None = None,
+    announced: bool = False,
 ) -> Row:
     """Return the ``records`` row for one message received on ``connection``.
 
     ``dedup_key`` is unique per (connection, sequence number), so a batch retried after
     an ambiguous commit failure is not stored twice.
+
+    ``attrs`` keeps what the connections consumer needs to rebuild the connection's
+    row from the records alone: ``conn``, ``node``, ``ip``, ``audit``, ``since`` (when
+    the connection opened) and ``announced`` (true on the one record whose
+    ``system.connected`` gave the connection's descriptive fields: name, chain, …).
     """
     attrs: dict[str, Any] = {
         "conn": connection,
@@ -234,7 +247,10 @@ def to_row(
         "audit": audit,
         "ip": ip,
         "msg": message.msg,
+        "since": received_at if connected_at is None else connected_at,
     }
+    if announced:
+        attrs["announced"] = True
     target = message.body.get("target")
     if isinstance(target, str):
         attrs["target"] = target[:256]

@@ -81,6 +81,11 @@ def bind(sources: Sources, extra: Sequence[tuple[str, Consumer]] = ()) -> list[B
                 f"consumer {consumer.name!r}: table {table.name!r} must be declared with "
                 "sqlite_autoincrement=True (SQLite would reuse ids; see downlink.store.follow)"
             )
+        if consumer.filters and consumer.reset is not None and consumer.reset_matching is None:
+            raise SourceError(
+                f"consumer {consumer.name!r} declares reprocess filters and a reset: it "
+                "needs reset_matching too (forgetting only the matching rows' data)"
+            )
         if consumer.batch_max < 1:
             raise SourceError(f"consumer {consumer.name!r}: batch_max must be at least 1")
         bound.append(Bound(owner, consumer, table))

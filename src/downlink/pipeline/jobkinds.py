@@ -15,7 +15,8 @@ from downlink.store import jobs
 
 
 def run_step(conn: Connection, kind: JobKind, job_id: int, owner: str) -> bool:
-    """Do the job's next step; False when it finished (then it is marked done).
+    """Do the job's next step; False when it finished (then it is marked done, unless
+    its ``restart`` flag is set: then it goes on).
 
     :class:`~downlink.store.jobs.JobLost` (rolling back) when the job is no longer
     this claim's.
@@ -25,8 +26,9 @@ def run_step(conn: Connection, kind: JobKind, job_id: int, owner: str) -> bool:
         raise jobs.JobLost(f"job {job_id} is no longer this process's")
     result = kind.step(conn, job)
     if result is None:
-        jobs.finish(conn, job_id, owner)
-        return False
+        # False when an edit asked the job to start over meanwhile: its next step
+        # consumes the flag (jobs.take_restart) and begins again.
+        return not jobs.finish(conn, job_id, owner)
     if not isinstance(result, JobProgress):
         result = JobProgress(cursor=int(result), done=int(job["done"]))
     jobs.progress(
@@ -35,7 +37,7 @@ def run_step(conn: Connection, kind: JobKind, job_id: int, owner: str) -> bool:
         owner,
         cursor=result.cursor,
         done=result.done,
-        changed=int(job["changed"]),
+        changed=int(job["changed"]) if result.changed is None else result.changed,
         total=result.total,
         params=None if result.params is None else dict(result.params),
     )

@@ -63,6 +63,7 @@ DONE = "done"
 FAILED = "failed"
 ACTIVE = (PENDING, RUNNING)
 MESSAGE_MAX = 2000
+LANE = "lane"  # the parameter naming a job's lane (see :func:`lane`)
 
 
 class JobLost(Exception):
@@ -95,8 +96,15 @@ def enqueue(
     return int(pk[0])
 
 
-def restart_or_enqueue(conn: Connection, kind: str, *, now: float | None = None) -> int:
-    """Make the pending or running job of ``kind`` start over, or add one; return its id.
+def restart_or_enqueue(
+    conn: Connection,
+    kind: str,
+    params: dict[str, Any] | None = None,
+    *,
+    now: float | None = None,
+) -> int:
+    """Make the pending or running job of ``kind`` start over, or add one (with
+    ``params``); return its id.
 
     Call it in the same transaction as the edit that made the job's work stale (see
     the module docstring for why no edit can be missed).
@@ -105,7 +113,7 @@ def restart_or_enqueue(conn: Connection, kind: str, *, now: float | None = None)
         update(jobs).where(jobs.c.kind == kind, jobs.c.state.in_(ACTIVE)).values(restart=True)
     )
     if not result.rowcount:
-        return enqueue(conn, kind, now=now)
+        return enqueue(conn, kind, params, now=now)
     found = conn.execute(
         select(jobs.c.id)
         .where(jobs.c.kind == kind, jobs.c.state.in_(ACTIVE))
@@ -147,28 +155,27 @@ def claim(
     """Claim the oldest runnable job of one of ``kinds`` for ``owner``; return its row.
 
     Runnable: pending, or running with a heartbeat older than ``stale_after`` seconds
-    (its process died; the job resumes from its cursor). A kind with a job running
-    under a fresh heartbeat is left alone, so one kind runs one job at a time.
+    (its process died; the job resumes from its cursor). A lane (:func:`lane`: the
+    kind, unless the job names another) with a job running under a fresh heartbeat
+    is left alone, so one lane runs one job at a time.
     ``job_id`` claims that job only (a command resuming the job it queued).
     """
     at = _now(now)
     runnable = _runnable(at, stale_after)
     busy = {
-        str(k)
-        for (k,) in conn.execute(
-            select(jobs.c.kind).where(
-                jobs.c.kind.in_(kinds),
-                jobs.c.state == RUNNING,
-                jobs.c.heartbeat >= at - stale_after,
+        lane(str(k), p)
+        for k, p in conn.execute(
+            select(jobs.c.kind, jobs.c.params).where(
+                jobs.c.state == RUNNING, jobs.c.heartbeat >= at - stale_after
             )
         )
     }
-    query = select(jobs.c.id, jobs.c.kind).where(jobs.c.kind.in_(kinds), runnable)
+    query = select(jobs.c.id, jobs.c.kind, jobs.c.params).where(jobs.c.kind.in_(kinds), runnable)
     if job_id is not None:
         query = query.where(jobs.c.id == job_id)
     candidates = conn.execute(query.order_by(jobs.c.id).limit(20)).all()
-    for job_id, kind in candidates:
-        if kind in busy:
+    for job_id, kind, params in candidates:
+        if lane(str(kind), params) in busy:
             continue
         claimed = conn.execute(
             update(jobs)
@@ -183,6 +190,17 @@ def claim(
             )
             return get(conn, int(job_id))
     return None
+
+
+def lane(kind: str, params: Any) -> str:
+    """The job's lane: jobs of one lane never run at the same time (:func:`claim`).
+
+    ``params["lane"]`` when set (every job replaying or revising one consumer shares
+    ``consumer:<name>``, whatever its kind), else the kind.
+    """
+    if isinstance(params, dict) and isinstance(params.get(LANE), str):
+        return str(params[LANE])
+    return kind
 
 
 def get(conn: Connection, job_id: int) -> dict[str, Any] | None:

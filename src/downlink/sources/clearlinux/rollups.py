@@ -217,7 +217,7 @@ def _insert_absent(conn: Connection, table: Table, rows: set[Key]) -> list[tuple
     return _run(conn, table, keys, list(rows), tail, returning=True)
 
 
-def _guilty_upsert(conn: Connection, seen: dict[tuple[int, int, str], list[float]]) -> None:
+def _guilty_upsert(conn: Connection, seen: dict[Cell, list[float]]) -> None:
     if not seen:
         return
     t = rollup_guilty.name
@@ -303,18 +303,17 @@ def _merge_sketches(conn: Connection, table: Table, updates: dict[Cell, sketch.U
         _run(conn, table, [*keys, "registers"], changed, tail)
 
 
-def _update_guilty(conn: Connection, rows: Iterable[Row], *, later_tables: bool = True) -> None:
-    seen: dict[tuple[int, int, str], list[float]] = {}
+def _crash_cells(rows: Iterable[Row]) -> tuple[dict[Cell, list[float]], Counter[Key]]:
+    """The crash records (those with a ``guilty_id``) by (day, guilty_id, build):
+    ``[count, first, last]``; and their counts by (day, guilty_id, build, machine)."""
+    seen: dict[Cell, list[float]] = {}
     machines: Counter[Key] = Counter()
-    per_group: dict[Cell, sketch.Updates] = {}
-    per_build: dict[Cell, sketch.Updates] = {}
     for r in rows:
         gid = r.get("guilty_id")
         if gid is None:
             continue
         ts = float(r["ts_reception"])
-        day = day_of(ts)
-        key = (day, int(gid), r["build"])
+        key = (day_of(ts), int(gid), r["build"])
         v = seen.get(key)
         if v is None:
             seen[key] = [1.0, ts, ts]
@@ -322,9 +321,17 @@ def _update_guilty(conn: Connection, rows: Iterable[Row], *, later_tables: bool 
             v[0] += 1
             v[1] = min(v[1], ts)
             v[2] = max(v[2], ts)
-        machines[(day, int(gid), r["build"], r["machine_id"])] += 1
-        sketch.add(per_group.setdefault((day, int(gid)), {}), r["machine_id"])
-        sketch.add(per_build.setdefault((day, int(gid), r["build"]), {}), r["machine_id"])
+        machines[(*key, r["machine_id"])] += 1
+    return seen, machines
+
+
+def _update_guilty(conn: Connection, rows: Iterable[Row], *, later_tables: bool = True) -> None:
+    seen, machines = _crash_cells(rows)
+    per_group: dict[Cell, sketch.Updates] = {}
+    per_build: dict[Cell, sketch.Updates] = {}
+    for day, gid, build, machine in machines:
+        sketch.add(per_group.setdefault((day, gid), {}), str(machine))
+        sketch.add(per_build.setdefault((day, gid, build), {}), str(machine))
     _guilty_upsert(conn, seen)
     _add_counts(conn, rollup_guilty_machines, machines, "count")
     if later_tables:
@@ -553,19 +560,7 @@ def move_crashes(
 
 
 def _remove_guilty(conn: Connection, rows: Sequence[Row], handled: ColumnElement[bool]) -> None:
-    cells: dict[Cell, list[float]] = {}  # (day, guilty_id, build) -> [n, first, last]
-    machines: Counter[Key] = Counter()
-    for r in rows:
-        ts = float(r["ts_reception"])
-        key = (day_of(ts), int(r["guilty_id"]), r["build"])
-        v = cells.get(key)
-        if v is None:
-            cells[key] = [1.0, ts, ts]
-        else:
-            v[0] += 1
-            v[1] = min(v[1], ts)
-            v[2] = max(v[2], ts)
-        machines[(*key, r["machine_id"])] += 1
+    cells, machines = _crash_cells(rows)
     if not cells:
         return
     _remove_from_cells(conn, cells, handled)

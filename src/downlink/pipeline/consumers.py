@@ -20,6 +20,7 @@ refreshed every second into Prometheus gauges.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,12 @@ from downlink.store.tables import metadata as core_metadata
 log = logging.getLogger(__name__)
 
 LAG_EVERY_S = 1.0
+# Options of `downlink reprocess` a consumer's filter may not take as its name.
+RESERVED_OPTIONS = frozenset(
+    {"source", "since", "until", "consumer", "dry_run", "from_archive", "in_place",
+     "database_url", "help"}
+)
+_FILTER_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,12 @@ def bind(sources: Sources, extra: Sequence[tuple[str, Consumer]] = ()) -> list[B
                 f"consumer {consumer.name!r}: table {table.name!r} must be declared with "
                 "sqlite_autoincrement=True (SQLite would reuse ids; see downlink.store.follow)"
             )
+        for f in consumer.filters:
+            if not _FILTER_NAME.fullmatch(f.name) or f.name in RESERVED_OPTIONS:
+                raise SourceError(
+                    f"consumer {consumer.name!r}: filter name {f.name!r} must be a slug "
+                    f"([a-z][a-z0-9_]*) and none of {', '.join(sorted(RESERVED_OPTIONS))}"
+                )
         if consumer.filters and consumer.reset is not None and consumer.reset_matching is None:
             raise SourceError(
                 f"consumer {consumer.name!r} declares reprocess filters and a reset: it "

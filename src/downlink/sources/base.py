@@ -73,7 +73,10 @@ class Consumer:
     deletes what ``handle`` derived from rows received in ``[since, until)`` (whole UTC
     days: ``downlink reprocess`` passes midnights) so that a reprocess of that range
     rebuilds it identically; ``None`` means the consumer is
-    idempotent and replays need no reset.
+    idempotent and replays need no reset. ``filters`` (:class:`ReprocessFilter`) become
+    options of ``downlink reprocess`` narrowing it to matching rows, whose derived data
+    ``reset_matching`` forgets; ``revision`` (:class:`Revision`) re-derives applied rows
+    in place, without a reset.
     """
 
     name: str

@@ -408,3 +408,34 @@ def test_a_regroup_moves_records_between_groups_and_equals_a_rebuild(store: Stor
     done, changed = _regroup_watching(store, 50)
     assert (done, changed) == (crashes, 0)
     assert [_all(store, t) for t in CRASH_TABLES] == second
+
+
+def test_downlink_reprocess_in_place_regroups_a_range_from_the_cli(store: Store) -> None:
+    from click.testing import CliRunner
+
+    from downlink.cli.main import cli
+
+    gen = RecordGenerator(seed=23, machines=20, days=4)
+    load(store, list(gen.rows(400)))
+    before = [_all(store, t) for t in CRASH_TABLES]
+    # An edit without its regroup job: the CLI revises the crash consumer's records.
+    store.run_write(add_to_blacklist, [("raise()", "libc.so.6"), ("abort()", "libc.so.6")])
+    _, last = _today()
+    first = last.fromordinal(last.toordinal() - 5)
+    span = ["--since", first.isoformat(), "--until", last.isoformat()]
+    url = store.settings.database_url
+    base = ["reprocess", "--source", "clearlinux", *span, "--database-url", url]
+    refused = CliRunner().invoke(cli, [*base, "--consumer", "clearlinux_rollups", "--in-place"])
+    assert refused.exit_code == 2 and "revises its rows in place" in refused.output
+    done = CliRunner().invoke(cli, [*base, "--consumer", "clearlinux_crashes", "--in-place"])
+    assert done.exit_code == 0, done.output
+    crashes = store.run(_grouped)
+    assert f"revised {crashes} row(s) through clearlinux_crashes:" in done.output
+    moved = int(done.output.rsplit(": ", 1)[1].split()[0])
+    assert moved > 0
+    after = [_all(store, t) for t in CRASH_TABLES]
+    assert after != before
+    store.run_write(rebuild_guilty_rollups)
+    assert [_all(store, t) for t in CRASH_TABLES] == after
+    again = CliRunner().invoke(cli, [*base, "--in-place"])  # the source's revisable ones
+    assert again.exit_code == 0 and ": 0 changed" in again.output, again.output

@@ -606,6 +606,11 @@ def _remove_from_cells(
     emptied: list[dict[str, Any]] = []
     updated: list[dict[str, Any]] = []
     r = records.c
+    extremes = select(func.min(r.ts_reception), func.max(r.ts_reception)).where(
+        r.guilty_id == bindparam("g"), r.build == bindparam("b"), handled,
+        r.sender_flagged.is_not(True),
+        r.ts_reception >= bindparam("lo"), r.ts_reception < bindparam("hi"),
+    )
     for cell, (n, lo, hi) in sorted(stored.items()):
         removed, first, last = cells[cell]
         left = n - int(removed)
@@ -616,11 +621,7 @@ def _remove_from_cells(
             continue
         if first <= lo or last >= hi:  # its earliest or latest crash left: read the new
             first_ts, last_ts = conn.execute(
-                select(func.min(r.ts_reception), func.max(r.ts_reception)).where(
-                    r.guilty_id == gid, r.build == build, handled,
-                    r.sender_flagged.is_not(True),
-                    r.ts_reception >= day * DAY, r.ts_reception < (day + 1) * DAY,
-                )
+                extremes, {"g": gid, "b": build, "lo": day * DAY, "hi": (day + 1) * DAY}
             ).one()
             if first_ts is not None:
                 lo, hi = float(first_ts), float(last_ts)
@@ -673,38 +674,62 @@ def _shrink_sketches(conn: Connection, gone: Sequence[Key]) -> None:
     """Rebuild the sketches that may have lost a machine's register (or delete them).
 
     A sketch keeps each register's maximum over its machines, so removing a machine
-    changes it only when that machine's rank equals the stored register: only then is
-    the cell read again from ``rollup_guilty_machines`` (the rows left).
+    changes it only when that machine's rank equals the stored register: only those
+    cells are read again from ``rollup_guilty_machines`` (the rows left), in a few
+    statements for the whole batch.
     """
-    by_cell: dict[tuple[Table, Cell], list[str]] = {}
+    if not gone:
+        return
+    lost: dict[Cell, list[str]] = {}  # (day, gid) and (day, gid, build) -> machines
     for day, gid, build, machine in gone:
-        by_cell.setdefault((rollup_guilty_sketch, (day, gid)), []).append(str(machine))
-        by_cell.setdefault((rollup_guilty_build_sketch, (day, gid, build)), []).append(
-            str(machine)
-        )
+        lost.setdefault((day, gid), []).append(str(machine))
+        lost.setdefault((day, gid, build), []).append(str(machine))
+    stale: set[Cell] = set()
+    for table, width in ((rollup_guilty_sketch, 2), (rollup_guilty_build_sketch, 3)):
+        cells = sorted(c for c in lost if len(c) == width)
+        stored: dict[Cell, bytes] = {}
+        key = tuple_(*(table.c[k] for k in _keys(table)))
+        for part in _parts(cells):
+            for row in conn.execute(
+                select(*(table.c[k] for k in _keys(table)), table.c.registers)
+                .where(key.in_(part))
+            ):
+                stored[tuple(row[:-1])] = row[-1]
+        for cell in cells:
+            blob = stored.get(cell)
+            if blob is None:
+                continue
+            regs = sketch.registers(blob)
+            if any(regs[i] <= rank for i, rank in map(sketch.register_of, lost[cell])):
+                stale.add(cell)
+    if not stale:
+        return
+    # The machines left in the stale cells' (day, group)s, every build.
     m = rollup_guilty_machines.c
-    for (table, cell), lost in sorted(by_cell.items(), key=lambda x: (x[0][0].name, x[0][1])):
-        where = [table.c.day == cell[0], table.c.guilty_id == cell[1]]
-        left_where = [m.day == cell[0], m.guilty_id == cell[1]]
-        if len(cell) == 3:
-            where.append(table.c.build == cell[2])
-            left_where.append(m.build == cell[2])
-        blob = conn.execute(select(table.c.registers).where(*where)).scalar()
-        regs = sketch.registers(blob)
-        ranks = [sketch.register_of(machine) for machine in lost]
-        if blob is not None and all(regs[i] > rank for i, rank in ranks):
-            continue  # no lost machine held a register's maximum
-        left = conn.execute(select(m.machine_id).where(*left_where).distinct()).scalars()
-        fresh = bytearray(sketch.M)
-        anyone = False
-        for machine in left:
-            anyone = True
-            i, rank = sketch.register_of(machine)
-            if fresh[i] < rank:
-                fresh[i] = rank
-        conn.execute(delete(table).where(*where))
-        if anyone:
-            _run(conn, table, [*_keys(table), "registers"], [(*cell, sketch.encode(fresh))], "")
+    groups = sorted({c[:2] for c in stale})
+    fresh: dict[Cell, bytearray] = {}
+    for part in _parts(groups):
+        found = conn.execute(
+            select(m.day, m.guilty_id, m.build, m.machine_id)
+            .where(tuple_(m.day, m.guilty_id).in_(part))
+        )
+        for day, gid, build, machine in found:
+            i, rank = sketch.register_of(str(machine))
+            targets: tuple[Cell, Cell] = ((int(day), int(gid)), (int(day), int(gid), build))
+            for target in targets:
+                if target in stale:
+                    regs = fresh.setdefault(target, bytearray(sketch.M))
+                    if regs[i] < rank:
+                        regs[i] = rank
+    for table, width in ((rollup_guilty_sketch, 2), (rollup_guilty_build_sketch, 3)):
+        cells = sorted(c for c in stale if len(c) == width)
+        keys = _keys(table)
+        match = [table.c[k] == bindparam(f"k_{k}") for k in keys]
+        conn.execute(delete(table).where(*match),
+                     [{f"k_{k}": v for k, v in zip(keys, c, strict=True)} for c in cells])
+        rows: list[Key] = [(*c, sketch.encode(fresh[c])) for c in cells if c in fresh]
+        if rows:
+            _run(conn, table, [*keys, "registers"], rows, "")
 
 
 _SKETCHES = (rollup_guilty_sketch, rollup_guilty_build_sketch)

@@ -3,7 +3,9 @@
 The job runner (:class:`~downlink.pipeline.jobrunner.JobRunner`) and ``downlink
 reprocess`` call :func:`run_step` in one write transaction per step: the kind's work
 and the job's cursor, counts and heartbeat commit together, so a job resumes exactly
-where its last committed step left it.
+where its last committed step left it. A job whose ``restart`` flag an edit set
+(``store.jobs.restart_or_enqueue``) starts over: the step consumes the flag, and the
+kind's step sees the cursor and counts back at 0.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ def run_step(conn: Connection, kind: JobKind, job_id: int, owner: str) -> bool:
     job = jobs.get(conn, job_id)
     if job is None or job["owner"] != owner or job["state"] != jobs.RUNNING:
         raise jobs.JobLost(f"job {job_id} is no longer this process's")
+    if jobs.take_restart(conn, job_id, owner):
+        # An edit made the work done so far stale: start over from the first item.
+        job = jobs.get(conn, job_id)
+        assert job is not None
     result = kind.step(conn, job)
     if result is None:
         # False when an edit asked the job to start over meanwhile: its next step

@@ -207,9 +207,8 @@ def revise_step(conn: Connection, job: Mapping[str, Any], bound: Bound) -> JobPr
         raise LookupError(f"consumer {bound.name!r} cannot revise its rows in place")
     params = dict(job["params"] or {})
     job_id, owner = int(job["id"]), str(job["owner"])
+    # A restart (the inputs changed again) put them back to 0: run_step consumed it.
     after, done, changed = int(job["cursor"]), int(job["done"]), int(job["changed"])
-    if jobs.take_restart(conn, job_id, owner):  # the inputs changed again: start over
-        after = done = changed = 0
     consumer = bound.consumer
     cursors.ensure(conn, bound.name, consumer.follows)
     # Hold the live consumer: it waits for this step, and applies its batch after.

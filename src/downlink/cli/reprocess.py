@@ -250,7 +250,7 @@ def _one(
     if dry_run:
         with engine.connect() as conn:
             n = reprocess.count(conn, bound, params["since"], params["until"],
-                                params.get(reprocess.FILTERS))
+                                params.get(reprocess.FILTERS), revise=revise)
         verb = "revise" if revise else "reprocess"
         click.echo(f"would {verb} {n} {bound.consumer.follows} row(s) through {bound.name}")
         return

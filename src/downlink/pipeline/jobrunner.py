@@ -3,7 +3,7 @@
 It claims queued jobs from the ``jobs`` table (:mod:`downlink.store.jobs`) and runs
 them: a :class:`~downlink.sources.base.JobKind` one step per write transaction
 (:func:`~downlink.pipeline.jobkinds.run_step`: ``reprocess`` replays, consumers'
-revisions such as Clear Linux's ``regroup``, the sources' own kinds), a
+revisions such as a crash regroup, the sources' own kinds), a
 :class:`~downlink.sources.base.JobDriver` (a job that drives its own transactions)
 by its ``run``. Its loop is the consumer runner's (:mod:`downlink.pipeline.loop`).
 A job whose process dies is taken over once its heartbeat is :data:`STALE_AFTER_S`

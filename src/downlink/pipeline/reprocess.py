@@ -26,7 +26,7 @@ reads the next rows it has applied (up to its cursor, by id, matching
 derived rows for new ones in that transaction. Derived data is complete at every
 moment, which a reset-and-replay cannot give (the crash dashboards would be empty
 for minutes at 10M records). A source queues such a job itself with
-:func:`request_revision` (Clear Linux's ``regroup`` after a "never guilty" edit): an
+:func:`request_revision` (a crash regroup after a "never guilty" edit): an
 edit while it runs sets its ``restart`` flag, and the next step starts over from the
 first row. Every job replaying or revising one consumer runs in that consumer's
 lane (``store.jobs.lane``), so two never interleave.
@@ -152,10 +152,15 @@ def count(
     since: float,
     until: float,
     filters: Mapping[str, Sequence[str]] | None = None,
+    *,
+    revise: bool = False,
 ) -> int:
     """Rows of the consumer's table received in ``[since, until)`` matching
-    ``filters`` (a dry run)."""
+    ``filters`` (and, ``revise``, the rows its revision walks): a dry run."""
     where = _filtered(bound, filters or {})
+    revision = bound.consumer.revision
+    if revise and revision is not None and revision.where is not None:
+        where.append(revision.where(bound.table))
     return follow.count_range(
         conn, bound.table, bound.consumer.ts_column, since, until, where=where
     )

@@ -3,8 +3,9 @@
 A job is a row: ``pending`` until a process claims it, ``running`` while one works on
 it in short transactions (saving ``cursor``, ``done`` and ``heartbeat`` with each),
 then ``done`` or ``failed`` (with ``message``). Which work a kind means is the
-business of the job kinds (``Source.job_kinds``, ``Source.job_drivers``: Clear Linux's
-"regroup"); this module only moves rows between states, each move one conditional ``UPDATE``:
+business of the job kinds (``Source.job_kinds``, consumers' revisions, the core's
+``reprocess``); this module only moves rows between states, each move one conditional
+``UPDATE``:
 
 * :func:`claim` takes a pending job, or a running one whose heartbeat is older than
   ``stale_after`` seconds (its process was killed), and gives it a fresh ``owner``

@@ -427,9 +427,12 @@ def test_downlink_reprocess_in_place_regroups_a_range_from_the_cli(store: Store)
     base = ["reprocess", "--source", "clearlinux", *span, "--database-url", url]
     refused = CliRunner().invoke(cli, [*base, "--consumer", "clearlinux_rollups", "--in-place"])
     assert refused.exit_code == 2 and "revises its rows in place" in refused.output
+    crashes = store.run(_grouped)
+    dry = CliRunner().invoke(cli, [*base, "--in-place", "--dry-run"])
+    assert f"would revise {crashes} records row(s) through clearlinux_crashes" in dry.output
+    assert [_all(store, t) for t in CRASH_TABLES] == before
     done = CliRunner().invoke(cli, [*base, "--consumer", "clearlinux_crashes", "--in-place"])
     assert done.exit_code == 0, done.output
-    crashes = store.run(_grouped)
     assert f"revised {crashes} row(s) through clearlinux_crashes:" in done.output
     moved = int(done.output.rsplit(": ", 1)[1].split()[0])
     assert moved > 0

@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+import orjson
 from sqlalchemy import ColumnElement, Connection, select
 
 from downlink.pipeline.consumers import Bound, records_of
@@ -95,16 +96,45 @@ def revision_params(source: str, consumer: str) -> dict[str, Any]:
             jobs.LANE: lane_of(consumer)}
 
 
-def request_revision(conn: Connection, source: str, consumer: Consumer) -> int:
+def request_revision(
+    conn: Connection, source: str, consumer: Consumer, narrow: Sequence[Any] | None = None
+) -> int:
     """Restart the pending or running revision job of ``consumer``, or queue one; its id.
 
     Call it in the transaction of the edit that changes what the consumer derives
-    (a "never guilty" edit); the job revises every row the consumer has applied.
+    (a "never guilty" edit). The job revises every row the consumer has applied, or
+    with ``narrow`` (items for ``Revision.narrow``) only the rows they select; a job
+    already queued or running keeps the union of the edits' items (every row if one
+    of them named none), and after a failed job (rows left unrevised) every row.
     """
     revision = consumer.revision
     if revision is None or revision.kind is None:
         raise ValueError(f"consumer {consumer.name!r} declares no revision job kind")
-    return jobs.restart_or_enqueue(conn, revision.kind, revision_params(source, consumer.name))
+    params = revision_params(source, consumer.name)
+    if narrow is not None and revision.narrow is not None:
+        # The current job, else the last one: failed, it left rows unrevised.
+        last = jobs.status(conn, revision.kind)
+        if last is None or last["state"] != jobs.FAILED:
+            params[NARROW] = _union([], narrow)
+    return jobs.restart_or_enqueue(conn, revision.kind, params, merge=_merge)
+
+
+NARROW = "narrow"  # params: the items an edit named (Revision.narrow)
+
+
+def _union(old: Sequence[Any], new: Sequence[Any]) -> list[Any]:
+    by_text = {orjson.dumps(x, option=orjson.OPT_SORT_KEYS): x for x in [*old, *new]}
+    return [by_text[k] for k in sorted(by_text)]
+
+
+def _merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A restarted revision's parameters: the union of the edits' items, or none."""
+    merged = {**old, **{k: v for k, v in new.items() if k != NARROW}}
+    if NARROW in old and NARROW in new:
+        merged[NARROW] = _union(old[NARROW], new[NARROW])
+    else:
+        merged.pop(NARROW, None)
+    return merged
 
 
 def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -222,6 +252,8 @@ def revise_step(conn: Connection, job: Mapping[str, Any], bound: Bound) -> JobPr
     where = _filtered(bound, _values(params))
     if revision.where is not None:
         where.append(revision.where(bound.table))
+    if revision.narrow is not None and params.get(NARROW) is not None:
+        where.append(revision.narrow(conn, bound.table, list(params[NARROW])))
     total = None
     if after == 0:
         total = follow.count_range(

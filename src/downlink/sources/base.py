@@ -131,12 +131,17 @@ class Revision:
     request_revision``); the core registers it on the job runner. Revision jobs walk
     the rows by id, one ``batch_max`` per transaction, holding the consumer's cursor
     row (the live consumer waits for one batch at most), and start over when their
-    ``restart`` flag is set (the inputs changed again).
+    ``restart`` flag is set (the inputs changed again). ``narrow(conn, table, items)``
+    selects the only rows an edit naming ``items`` can change (an indexed condition,
+    evaluated at each step): a source queues such a narrowed job with
+    ``request_revision(…, narrow=items)``; edits merged into one job unite their
+    items, and one without items (or after a failed job) walks every row.
     """
 
     apply: Callable[[Connection, Sequence[LogRecord]], int]
     where: Callable[[Table], ColumnElement[bool]] | None = None
     kind: str | None = None
+    narrow: Callable[[Connection, Table, Sequence[Any]], ColumnElement[bool]] | None = None
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, and_, false, insert, or_, select, true, update
@@ -102,14 +103,19 @@ def restart_or_enqueue(
     kind: str,
     params: dict[str, Any] | None = None,
     *,
+    merge: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
     now: float | None = None,
 ) -> int:
     """Make the pending or running job of ``kind`` start over, or add one (with
     ``params``); return its id.
 
+    ``merge(old, new)``: the restarted job's parameters from its own and ``params``
+    (its row is locked first, so two edits cannot lose each other's part).
     Call it in the same transaction as the edit that made the job's work stale (see
     the module docstring for why no edit can be missed).
     """
+    if merge is not None:
+        return _restart_merging(conn, kind, params, merge, now)
     result = conn.execute(
         update(jobs).where(jobs.c.kind == kind, jobs.c.state.in_(ACTIVE)).values(restart=True)
     )
@@ -122,6 +128,33 @@ def restart_or_enqueue(
         .limit(1)
     ).scalar_one()
     return int(found)
+
+
+def _restart_merging(
+    conn: Connection,
+    kind: str,
+    params: dict[str, Any] | None,
+    merge: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]],
+    now: float | None,
+) -> int:
+    # The row lock orders this edit with the job's finishing UPDATE and with other
+    # edits: FOR UPDATE re-reads the row once the lock is free, so a job done
+    # meanwhile is no longer active (a new one is queued) and the parameters merged
+    # are the latest.
+    stmt = (
+        select(jobs.c.id, jobs.c.params)
+        .where(jobs.c.kind == kind, jobs.c.state.in_(ACTIVE))
+        .order_by(jobs.c.id)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    found = conn.execute(stmt).all()
+    if not found:
+        return enqueue(conn, kind, params, now=now)
+    for job_id, old in found:
+        merged = merge(dict(old or {}), dict(params or {}))
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(restart=True, params=merged))
+    return int(found[0][0])
 
 
 def new_owner() -> str:

@@ -100,6 +100,16 @@ def _edit(store: Store, change: Any, pairs: list[tuple[str, str]]) -> int:
     return store.run_write(tx)
 
 
+def _mark(store: Store, pairs: list[tuple[str, str]]) -> int:
+    """What the blacklist POST does when it marks frames never guilty."""
+
+    def tx(conn: Connection) -> int:
+        add_to_blacklist(conn, pairs)
+        return request_regroup(conn, pairs)
+
+    return store.run_write(tx)
+
+
 def _claim(store: Store, owner: str, now: float | None = None) -> dict[str, Any] | None:
     return store.run_write(
         lambda c: jobs.claim(c, KINDS, owner, stale_after=STALE_AFTER_S, now=now)
@@ -268,6 +278,37 @@ def test_a_failing_job_is_marked_failed_with_its_message(
     assert _edit(store, add_to_blacklist, [("f()", "m")]) != status["id"]
 
 
+def test_edits_marking_frames_narrow_the_job_and_merge_while_it_waits(store: Store) -> None:
+    _crashes(store, 2)
+    other = ("f()", "m")
+
+    def params(job_id: int) -> dict[str, Any]:
+        return dict(_job(store, job_id)["params"])
+
+    first = _mark(store, [NANOSLEEP])
+    assert params(first)["narrow"] == [list(NANOSLEEP)]
+    # A second edit while it waits: one job, the union of both edits' frames.
+    assert _mark(store, [other]) == first
+    assert params(first)["narrow"] == [list(NANOSLEEP), list(other)]
+    assert _job(store, first)["restart"]
+    # Frames allowed again may take crashes from any group: every crash then.
+    assert _edit(store, remove_from_blacklist, [other]) == first
+    assert "narrow" not in params(first)
+    assert _mark(store, [other]) == first
+    assert "narrow" not in params(first)
+    assert _claim(store, "a") is not None
+    while _step(store, first, "a"):
+        pass
+    assert _job(store, first)["done"] == 2
+    # After a failed job (crashes left behind), the next edit regroups every crash.
+    failed = _mark(store, [("g()", "m")])
+    assert params(failed)["narrow"] == [["g()", "m"]]
+    assert _claim(store, "b") is not None
+    store.run_write(lambda c: jobs.fail(c, failed, "b", "boom"))
+    after_failure = _mark(store, [("h()", "m")])
+    assert after_failure != failed and "narrow" not in params(after_failure)
+
+
 def test_one_lane_runs_one_job_at_a_time(store: Store) -> None:
     first = store.run_write(lambda c: jobs.enqueue(c, KIND))
     second = store.run_write(lambda c: jobs.enqueue(c, KIND))
@@ -391,12 +432,25 @@ def test_a_regroup_moves_records_between_groups_and_equals_a_rebuild(store: Stor
         assert fresh == kept, "the regroup's rollups differ from a rebuild"
         return fresh
 
-    # Whole groups leave (their frame is never guilty any more) ...
-    _edit(store, add_to_blacklist, [("raise()", "libc.so.6"), ("abort()", "libc.so.6"),
-                                    ("__GI___poll()", "libc.so.6")])
-    done, changed = _regroup_watching(store, 37)
-    assert done == crashes and changed > 20
+    # Whole groups leave (their frame is never guilty any more): the job walks only
+    # the crashes in those groups ...
+    marked = [("raise()", "libc.so.6"), ("abort()", "libc.so.6"), ("__GI___poll()", "libc.so.6")]
+
+    def in_groups(conn: Connection) -> int:
+        g = guilty.c
+        ids = select(g.id).where(g.function.in_([f for f, _ in marked]), g.module == "libc.so.6")
+        return int(conn.execute(
+            select(func.count()).where(records.c.guilty_id.in_(ids))).scalar_one())
+
+    moving = store.run(in_groups)
+    assert 20 < moving < crashes
+    _mark(store, marked)
+    done, changed = _regroup_watching(store, 7)
+    assert done == moving and changed > 20
     first = rebuilt()
+    # ... and that was all that had to move: a full regroup changes nothing.
+    store.run_write(request_regroup)
+    assert _regroup_watching(store, 50) == (crashes, 0)
     # ... and a frame allowed again takes records from many groups, partly.
     _edit(store, remove_from_blacklist, [("abort()", "libc.so.6")])
     done, changed = _regroup_watching(store, 41)

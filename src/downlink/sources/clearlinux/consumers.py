@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, update
+from sqlalchemy import Connection, Table, bindparam, select, tuple_, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from downlink.sources.base import Consumer, LogRecord, Revision
@@ -50,6 +50,7 @@ from downlink.sources.clearlinux.rollups import (
     update_counts,
     update_crashes,
 )
+from downlink.sources.clearlinux.tables import guilty
 from downlink.sources.clearlinux.wire import SOURCE
 from downlink.store import cursors, follow
 from downlink.store.tables import records
@@ -138,6 +139,22 @@ def _backtraces(table: Table) -> ColumnElement[bool]:
     return table.c.classification.in_(BACKTRACE_CLASSES)
 
 
+def _in_groups_of(conn: Connection, table: Table, frames: Sequence[Any]) -> ColumnElement[bool]:
+    """The crashes now grouped under one of ``frames`` (``[function, module]`` pairs).
+
+    Marking frames never guilty moves only those: ``find_guilty`` returns the first
+    frame that is neither listed nor unknown, so listing more frames changes its answer
+    only where that answer was one of them (its fallbacks, an unknown frame or the last
+    frame of an all-listed stack, stay as they were). Resolved at each step, under the
+    consumer's cursor row, so a group a consumer batch created meanwhile is included.
+    """
+    pairs = [(str(f), str(m)) for f, m in frames]
+    ids = [int(i) for i in conn.execute(
+        select(guilty.c.id).where(tuple_(guilty.c.function, guilty.c.module).in_(pairs))
+    ).scalars()] if pairs else []
+    return table.c.guilty_id.in_(ids)
+
+
 def _handle_counts(conn: Connection, batch: Sequence[LogRecord]) -> None:
     update_counts(conn, _ours(batch))
 
@@ -172,7 +189,9 @@ CRASHES = Consumer(
     follows="records",
     handle=_handle_crashes,
     reset=_reset_crashes,
-    revision=Revision(apply=_regroup, where=_backtraces, kind=REGROUP_KIND),
+    revision=Revision(
+        apply=_regroup, where=_backtraces, kind=REGROUP_KIND, narrow=_in_groups_of
+    ),
 )
 COUNTS = Consumer(
     name=COUNTS_NAME,

@@ -28,6 +28,7 @@ and heartbeat with it. So:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection
@@ -41,12 +42,15 @@ KIND = REGROUP_KIND
 KINDS = (KIND,)
 
 
-def request_regroup(conn: Connection) -> int:
+def request_regroup(conn: Connection, added: Sequence[tuple[str, str]] | None = None) -> int:
     """Restart the pending or running regroup job, or queue one; return its id.
 
-    Call it in the transaction that edits the blacklist.
+    Call it in the transaction that edits the blacklist. ``added``: the edit only
+    marked these frames never guilty, so only the crashes now in their groups can
+    move (``consumers._in_groups_of``); otherwise every crash is regrouped.
     """
-    return request_revision(conn, SOURCE, CRASHES)
+    narrow = None if added is None else [[f, m] for f, m in added]
+    return request_revision(conn, SOURCE, CRASHES, narrow)
 
 
 def regroup_status(conn: Connection) -> dict[str, Any] | None:

@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     analytics = shipping(settings)
     shippers = [] if analytics is None else [("analytics", c) for c in analytics.consumers()]
     bound = bind_consumers(sources, shippers)
-    kinds = [reprocess.job_kind(bound), *(k for s in sources for k in s.job_kinds)]
+    kinds = [*reprocess.job_kinds(bound), *(k for s in sources for k in s.job_kinds)]
     job_runner = JobRunner(
         store,
         poll_s=settings.job_poll_s,

@@ -330,6 +330,14 @@ def test_the_post_answers_at_once_and_the_pages_show_the_queued_job(
         assert client.get("/crashes.json").json()["guilties"][0]["function"] == "__nanosleep()"
         page = client.get("/crashes").text
         assert 'id="regroup"' not in page and "__nanosleep()" in page
+        # The jobs status page lists it: a revision of the crash consumer, in place.
+        (listed,) = client.get("/consumers.json").json()["reprocess"]
+        assert (listed["id"], listed["kind"], listed["state"]) == (job["id"], "regroup", "done")
+        # Marking a frame: only the crashes of its group were walked.
+        assert listed["params"] == {"source": "clearlinux", "consumer": "clearlinux_crashes",
+                                    "mode": "revise",
+                                    "narrow": [["clock_nanosleep@GLIBC_2.2.5()", "libc.so.6"]]}
+        assert "regroup (in place)" in client.get("/consumers").text
 
 
 def test_a_failed_regroup_is_shown(settings: Settings) -> None:

@@ -14,19 +14,73 @@ from downlink.analytics.shipper import shippers
 from downlink.archive.replay import replay
 from downlink.archive.storage import StorageError
 from downlink.cli.archive import archives_of, open_archive
-from downlink.cli.options import database_option, load_settings
+from downlink.cli.options import F, database_option, load_settings
 from downlink.pipeline import reprocess
 from downlink.pipeline.consumers import Bound, bind
 from downlink.pipeline.jobkinds import run_step
 from downlink.pipeline.jobrunner import STALE_AFTER_S
 from downlink.settings import Settings
-from downlink.sources.base import JobKind
-from downlink.sources.registry import SourceError
+from downlink.sources import registry
+from downlink.sources.base import JobKind, ReprocessFilter
+from downlink.sources.registry import SourceError, Sources
 from downlink.store import jobs
 from downlink.store import migrate as migrations
 from downlink.store.engine import make_engine
 
 _DAY = click.DateTime(formats=["%Y-%m-%d"])
+
+
+def _declared(sources: Sources) -> dict[str, tuple[ReprocessFilter, list[str]]]:
+    """Every filter the sources' consumers declare, by name, with its consumers."""
+    found: dict[str, tuple[ReprocessFilter, list[str]]] = {}
+    for _source, consumer in sources.consumers:
+        for f in consumer.filters:
+            found.setdefault(f.name, (f, []))[1].append(consumer.name)
+    return found
+
+
+def option_name(name: str) -> str:
+    """The option of a filter: ``--`` and its name with dashes for underscores."""
+    return "--" + name.replace("_", "-")
+
+
+def filter_options(fn: F) -> F:
+    """Add one option per filter the registered sources' consumers declare
+    (``Consumer.filters``): the core names none of them."""
+    try:
+        declared = _declared(registry.load())
+    except SourceError:  # reported when the command runs (load_settings)
+        declared = {}
+    for name, (f, names) in sorted(declared.items(), reverse=True):
+        help_text = f"{f.help} Comma-separated; consumer(s): {', '.join(names)}."
+        fn = click.option(option_name(name), name, default=None, metavar="LIST",
+                          help=help_text)(fn)
+    return fn
+
+
+def _filter_values(
+    chosen: list[Bound], given: dict[str, str]
+) -> dict[str, tuple[str, ...]]:
+    """The given filters' values, parsed; a usage error naming a consumer without one."""
+    values: dict[str, tuple[str, ...]] = {}
+    for name, raw in given.items():
+        option = option_name(name)
+        items = [item for item in raw.split(",") if item.strip()]
+        if not items:
+            raise click.BadParameter("give at least one value", param_hint=option)
+        for bound in chosen:
+            found = {f.name: f for f in bound.consumer.filters}.get(name)
+            if found is None:
+                raise click.BadParameter(
+                    f"consumer {bound.name!r} of source {bound.source!r} has no such filter"
+                    " (pick a consumer that has it with --consumer)",
+                    param_hint=option,
+                )
+            try:
+                values[name] = tuple(dict.fromkeys(found.parse(item) for item in items))
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint=option) from None
+    return values
 
 
 def _pick(
@@ -51,6 +105,17 @@ def _pick(
     return chosen
 
 
+def _revisable(chosen: list[Bound], explicit: bool) -> list[Bound]:
+    able = [b for b in chosen if b.consumer.revision is not None]
+    if not able or (explicit and len(able) < len(chosen)):
+        names = ", ".join(b.name for b in chosen)
+        raise click.BadParameter(
+            f"{names}: no consumer here revises its rows in place (Consumer.revision)",
+            param_hint="--in-place",
+        )
+    return able
+
+
 @click.command("reprocess")
 @click.option("--source", "source", required=True, help="Source whose rows to replay.")
 @click.option("--since", type=_DAY, required=True, help="First UTC day (YYYY-MM-DD).")
@@ -61,6 +126,12 @@ def _pick(
     "--from-archive", is_flag=True,
     help="Replay the rows kept in the raw archive (DOWNLINK_ARCHIVE), not the database's.",
 )
+@click.option(
+    "--in-place", is_flag=True,
+    help="Revise the derived data of the rows in place instead of forgetting and"
+    " replaying it (consumers that declare a revision).",
+)
+@filter_options
 @database_option
 def reprocess_cmd(
     source: str,
@@ -69,7 +140,9 @@ def reprocess_cmd(
     consumer: str | None,
     dry_run: bool,
     from_archive: bool,
+    in_place: bool,
     database_url: str | None,
+    **filters: str | None,
 ) -> None:
     """Rebuild what consumers derived from rows received from --since to --until.
 
@@ -78,6 +151,14 @@ def reprocess_cmd(
     server, which shows it on /consumers); run the same command again to resume an
     interrupted job. Running it twice gives identical derived data. With
     DOWNLINK_ANALYTICS_URL set, `--source analytics` backfills the ClickHouse store.
+
+    The filter options below come from the sources' consumers (Consumer.filters):
+    they narrow the job to the matching rows, whose derived data alone is forgotten
+    and rebuilt.
+
+    With --in-place nothing is forgotten: a consumer that declares a revision
+    revises the derived data of the rows it applied, batch by batch, never showing
+    it empty (a crash consumer regrouping with a changed "never guilty" list).
 
     With --from-archive the rows come from the raw archive (`downlink archive`), so
     rows that retention removed from the database are replayed too; run it again to
@@ -94,21 +175,32 @@ def reprocess_cmd(
         raise click.ClickException(str(exc)) from None
     known = (*settings.registry.names, *((SHIPPERS,) if extra else ()))
     chosen = _pick(bounds, source, consumer, known)
+    given = {name: value for name, value in filters.items() if value is not None}
+    values = _filter_values(chosen, given)
     if from_archive and source == SHIPPERS:
         raise click.BadParameter(
             "the analytics shippers copy the database's rows: replay the archive through"
             " the source that archived them, the shippers then ship what it rebuilt",
             param_hint="--from-archive",
         )
+    if from_archive and (values or in_place):
+        what = "filters" if values else "--in-place"
+        raise click.BadParameter(
+            f"{what} apply to the database's rows, not to an archive replay",
+            param_hint="--from-archive",
+        )
     if from_archive:
         _from_archive(settings, chosen, source, first, last, dry_run)
         return
+    if in_place:
+        chosen = _revisable(chosen, consumer is not None)
     engine = make_engine(settings, writer=True)
     try:
         if migrations.pending(engine, settings.registry):
             raise click.ClickException("the database is not up to date: run `downlink migrate`")
         for bound in chosen:
-            _one(engine, bound, bounds, source, first, last, dry_run)
+            params = reprocess.plan(source, bound.name, first, last, values, revise=in_place)
+            _one(engine, bound, bounds, params, dry_run)
     except click.ClickException:
         raise
     except Exception as exc:  # noqa: BLE001 - a CLI error naming the problem
@@ -152,19 +244,15 @@ def _from_archive(
 
 
 def _one(
-    engine: Engine,
-    bound: Bound,
-    bounds: list[Bound],
-    source: str,
-    first: date,
-    last: date,
-    dry_run: bool,
+    engine: Engine, bound: Bound, bounds: list[Bound], params: dict[str, Any], dry_run: bool
 ) -> None:
-    params = reprocess.plan(source, bound.name, first, last)
+    revise = params.get("mode") == reprocess.REVISE
     if dry_run:
         with engine.connect() as conn:
-            n = reprocess.count(conn, bound, params["since"], params["until"])
-        click.echo(f"would reprocess {n} {bound.consumer.follows} row(s) through {bound.name}")
+            n = reprocess.count(conn, bound, params["since"], params["until"],
+                                params.get(reprocess.FILTERS), revise=revise)
+        verb = "revise" if revise else "reprocess"
+        click.echo(f"would {verb} {n} {bound.consumer.follows} row(s) through {bound.name}")
         return
     with engine.begin() as conn:
         job_id = reprocess.find_or_enqueue(conn, params)
@@ -176,7 +264,11 @@ def _one(
         status = jobs.as_status(jobs.get(conn, job_id) or {})
     if state != jobs.DONE:
         raise click.ClickException(f"job {job_id} {state}: {status['message'] or ''}".strip())
-    click.echo(f"reprocessed {status['done']} row(s) through {bound.name}")
+    if revise:
+        click.echo(f"revised {status['done']} row(s) through {bound.name}: "
+                   f"{status['changed']} changed")
+    else:
+        click.echo(f"reprocessed {status['done']} row(s) through {bound.name}")
 
 
 def _run_or_watch(engine: Engine, kind: JobKind, job_id: int, bar: Any) -> str:

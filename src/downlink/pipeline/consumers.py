@@ -19,9 +19,8 @@ refreshed every second into Prometheus gauges.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table
 
+from downlink.pipeline.loop import PollingLoop
 from downlink.sources.base import Consumer, LogRecord
 from downlink.sources.registry import SourceError, Sources
 from downlink.store import cursors, follow
@@ -37,6 +37,12 @@ from downlink.store.tables import metadata as core_metadata
 log = logging.getLogger(__name__)
 
 LAG_EVERY_S = 1.0
+# Options of `downlink reprocess` a consumer's filter may not take as its name.
+RESERVED_OPTIONS = frozenset(
+    {"source", "since", "until", "consumer", "dry_run", "from_archive", "in_place",
+     "database_url", "help"}
+)
+_FILTER_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,17 @@ def bind(sources: Sources, extra: Sequence[tuple[str, Consumer]] = ()) -> list[B
             raise SourceError(
                 f"consumer {consumer.name!r}: table {table.name!r} must be declared with "
                 "sqlite_autoincrement=True (SQLite would reuse ids; see downlink.store.follow)"
+            )
+        for f in consumer.filters:
+            if not _FILTER_NAME.fullmatch(f.name) or f.name in RESERVED_OPTIONS:
+                raise SourceError(
+                    f"consumer {consumer.name!r}: filter name {f.name!r} must be a slug "
+                    f"([a-z][a-z0-9_]*) and none of {', '.join(sorted(RESERVED_OPTIONS))}"
+                )
+        if consumer.filters and consumer.reset is not None and consumer.reset_matching is None:
+            raise SourceError(
+                f"consumer {consumer.name!r} declares reprocess filters and a reset: it "
+                "needs reset_matching too (forgetting only the matching rows' data)"
             )
         if consumer.batch_max < 1:
             raise SourceError(f"consumer {consumer.name!r}: batch_max must be at least 1")
@@ -152,8 +169,14 @@ def status(
     return out
 
 
-class ConsumerRunner:
-    """Background task of a server process: keeps every consumer caught up."""
+class ConsumerRunner(PollingLoop):
+    """Background task of a server process: keeps every consumer caught up.
+
+    A :class:`~downlink.pipeline.loop.PollingLoop`: each round gives every consumer
+    due a batch (:meth:`run_once`) and goes on at once while one had a full batch.
+    """
+
+    name = "consumers"
 
     def __init__(
         self,
@@ -163,84 +186,37 @@ class ConsumerRunner:
         poll_s: float = 0.25,
         retry_max_s: float = 60.0,
     ) -> None:
+        super().__init__(poll_s=poll_s, retry_max_s=retry_max_s)
         self.store = store
         self.bounds = list(bounds)
-        self.poll_s = poll_s
-        self.retry_max_s = retry_max_s
         self._retry_at: dict[str, float] = {}
         # Consumers lingering after a partial batch (Consumer.linger_s), until when.
         self._not_before: dict[str, float] = {}
-        self._wake: asyncio.Event | None = None
-        self._loop_ref: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
         self._next_lag = 0.0
         # Each consumer's status as of the last lag refresh (pages' freshness marks).
         self.latest: dict[str, dict[str, Any]] = {}
         self.latest_at: float | None = None
 
-    def start(self) -> None:
-        """Start on the running event loop (nothing to do without consumers or polling)."""
-        if self._task is not None or not self.bounds or self.poll_s <= 0:
-            return
-        self._stopping = False
-        self._wake = asyncio.Event()
-        self._loop_ref = asyncio.get_running_loop()
-        self._task = self._loop_ref.create_task(self._run())
+    def enabled(self) -> bool:
+        """Polling is on and some source brings a consumer."""
+        return bool(self.bounds) and super().enabled()
 
-    def wake(self, *_args: Any) -> None:
-        """Look for work now; callable from any thread (the writer's commit hook)."""
-        loop, event = self._loop_ref, self._wake
-        if loop is None or event is None:
-            return
-        with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
-            loop.call_soon_threadsafe(event.set)
-
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the batch in flight (it commits or rolls back on its own)."""
-        self._stopping = True
-        self.wake()
-        task, self._task = self._task, None
-        if task is None:
-            return
-        finished, _ = await asyncio.wait({task}, timeout=timeout)
-        if not finished:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        wake = self._wake
-        assert wake is not None
-        while not self._stopping:
-            try:
-                await self.store.admin_write(ensure_all, self.bounds)
-                break
-            except Exception as exc:  # noqa: BLE001 - the database may be down; retry
-                log.warning("consumers: cannot create cursors: %s", exc)
-                await self._sleep(wake, self.poll_s * 4)
-        while not self._stopping:
-            wake.clear()
-            try:
-                busy = await self.run_once()
-                await self._refresh_lag()
-            except Exception as exc:  # noqa: BLE001 - database down: try again later
-                log.warning("consumers: %s", exc)
-                busy = False
-            if not busy:
-                await self._sleep(wake, self.poll_s)
-
-    @staticmethod
-    async def _sleep(wake: asyncio.Event, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), seconds)
+    async def prepare(self) -> None:
+        """Create the cursor rows of consumers seen for the first time."""
+        await self.store.admin_write(ensure_all, self.bounds)
 
     async def run_once(self) -> bool:
-        """Give each consumer due a batch; True when one handled a full batch."""
+        """Give each consumer due a batch, then refresh the lag (at most every
+        :data:`LAG_EVERY_S`); True when one handled a full batch."""
+        busy = await self._batches()
+        await self._refresh_lag()
+        return busy
+
+    async def _batches(self) -> bool:
         busy = False
         now = time.time()
         for b in self.bounds:
-            if self._stopping:
+            if self.stopping():
                 break
             if self._retry_at.get(b.name, 0.0) > now or self._not_before.get(b.name, 0.0) > now:
                 continue

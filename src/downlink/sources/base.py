@@ -76,7 +76,10 @@ class Consumer:
     deletes what ``handle`` derived from rows received in ``[since, until)`` (whole UTC
     days: ``downlink reprocess`` passes midnights) so that a reprocess of that range
     rebuilds it identically; ``None`` means the consumer is
-    idempotent and replays need no reset.
+    idempotent and replays need no reset. ``filters`` (:class:`ReprocessFilter`) become
+    options of ``downlink reprocess`` narrowing it to matching rows, whose derived data
+    ``reset_matching`` forgets; ``revision`` (:class:`Revision`) re-derives applied rows
+    in place, without a reset.
     """
 
     name: str
@@ -88,6 +91,60 @@ class Consumer:
     # Seconds to wait after a partial batch before the next one (a full batch goes on
     # at once): for a ``handle`` with a fixed cost per call, such as a ClickHouse insert.
     linger_s: float = 0.0
+    # Named options narrowing ``downlink reprocess`` to some rows (``--ccs IT,DE``).
+    filters: Sequence[ReprocessFilter] = ()
+    # With ``filters``: forget what was derived from the rows of ``[since, until)``
+    # that match the filters' values (``{filter name: values}``); required when both
+    # ``reset`` and ``filters`` are given.
+    reset_matching: (
+        Callable[[Connection, float, float, Mapping[str, tuple[str, ...]]], None] | None
+    ) = None
+    # Re-deriving applied rows in place, without a reset (never an empty dashboard).
+    revision: Revision | None = None
+
+
+@dataclass(frozen=True)
+class ReprocessFilter:
+    """A named option narrowing a reprocess of a consumer to some rows.
+
+    ``downlink reprocess`` adds ``--<name>`` (underscores as dashes) taking a comma-
+    separated list; ``parse(value)`` normalises each item (``ValueError`` refuses it
+    with its message) and ``where(table, values)`` selects the followed table's rows
+    that match. The values are kept in the job's parameters (``/consumers`` shows
+    them), and the consumer's ``reset_matching`` forgets only what those rows gave.
+    """
+
+    name: str
+    help: str
+    where: Callable[[Table, tuple[str, ...]], ColumnElement[bool]]
+    parse: Callable[[str], str] = str.strip
+
+
+@dataclass(frozen=True)
+class Revision:
+    """How a consumer re-derives rows it has applied, in place (``reprocess`` without
+    a reset, so derived data is never shown empty or half rebuilt).
+
+    ``apply(conn, batch)`` recomputes what ``handle`` derived from ``batch`` (rows the
+    consumer has already applied) with today's inputs and swaps the old derived rows
+    for the new ones in the caller's transaction, returning how many rows' derived
+    data changed. ``where(table)`` narrows the rows walked (an indexed condition).
+    ``kind`` is the job kind of the revisions the source queues itself (Clear Linux's
+    ``regroup`` after a "never guilty" edit: ``downlink.pipeline.reprocess.
+    request_revision``); the core registers it on the job runner. Revision jobs walk
+    the rows by id, one ``batch_max`` per transaction, holding the consumer's cursor
+    row (the live consumer waits for one batch at most), and start over when their
+    ``restart`` flag is set (the inputs changed again). ``narrow(conn, table, items)``
+    selects the only rows an edit naming ``items`` can change (an indexed condition,
+    evaluated at each step): a source queues such a narrowed job with
+    ``request_revision(…, narrow=items)``; edits merged into one job unite their
+    items, and one without items (or after a failed job) walks every row.
+    """
+
+    apply: Callable[[Connection, Sequence[LogRecord]], int]
+    where: Callable[[Table], ColumnElement[bool]] | None = None
+    kind: str | None = None
+    narrow: Callable[[Connection, Table, Sequence[Any]], ColumnElement[bool]] | None = None
 
 
 @dataclass(frozen=True)
@@ -143,12 +200,14 @@ class Archive:
 @dataclass(frozen=True)
 class JobProgress:
     """What one step of a job did: its new ``cursor``, items ``done`` in all, and
-    optionally the ``total`` expected and new ``params`` (state kept between steps)."""
+    optionally the ``total`` expected, new ``params`` (state kept between steps) and
+    items ``changed`` in all."""
 
     cursor: int
     done: int
     total: int | None = None
     params: Mapping[str, Any] | None = None
+    changed: int | None = None
 
 
 @dataclass(frozen=True)

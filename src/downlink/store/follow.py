@@ -174,26 +174,46 @@ def up_to(conn: Connection, table: Table, boundary: Cursor) -> ColumnElement[boo
 
 
 def _in_range(
-    table: Table, ts_column: str, since: float, until: float, boundary: Cursor, *, pg: bool
+    table: Table,
+    ts_column: str,
+    since: float | None,
+    until: float | None,
+    boundary: Cursor | None,
+    *,
+    pg: bool,
 ) -> list[ColumnElement[bool]]:
     ts = table.c[ts_column]
-    return [ts >= since, ts < until, _up_to(table, boundary, pg=pg)]
+    where: list[ColumnElement[bool]] = []
+    if since is not None:
+        where.append(ts >= since)
+    if until is not None:
+        where.append(ts < until)
+    if boundary is not None:
+        where.append(_up_to(table, boundary, pg=pg))
+    return where
 
 
 def read_range(
     conn: Connection,
     table: Table,
     ts_column: str,
-    since: float,
-    until: float,
+    since: float | None,
+    until: float | None,
     boundary: Cursor,
     after_id: int,
     limit: int,
+    where: Sequence[ColumnElement[bool]] = (),
 ) -> list[dict[str, Any]]:
-    """Rows received in ``[since, until)`` at or before ``boundary``, by id after
-    ``after_id`` (a reprocess walks them chunk by chunk)."""
-    where = _in_range(table, ts_column, since, until, boundary, pg=_pg(conn))
-    stmt = select(table).where(*where, table.c.id > after_id).order_by(table.c.id).limit(limit)
+    """Rows received in ``[since, until)`` (None: unbounded) at or before ``boundary``
+    and matching ``where``, by id after ``after_id`` (a reprocess walks them chunk by
+    chunk)."""
+    found = _in_range(table, ts_column, since, until, boundary, pg=_pg(conn))
+    stmt = (
+        select(table)
+        .where(*found, *where, table.c.id > after_id)
+        .order_by(table.c.id)
+        .limit(limit)
+    )
     return [dict(r) for r in conn.execute(stmt).mappings()]
 
 
@@ -201,16 +221,16 @@ def count_range(
     conn: Connection,
     table: Table,
     ts_column: str,
-    since: float,
-    until: float,
+    since: float | None,
+    until: float | None,
     boundary: Cursor | None = None,
+    where: Sequence[ColumnElement[bool]] = (),
 ) -> int:
-    """How many rows were received in ``[since, until)`` (at or before ``boundary``)."""
-    ts = table.c[ts_column]
-    where: list[ColumnElement[bool]] = [ts >= since, ts < until]
-    if boundary is not None:
-        where.append(_up_to(table, boundary, pg=_pg(conn)))
-    return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
+    """How many rows were received in ``[since, until)`` (None: unbounded), at or before
+    ``boundary``, matching ``where``."""
+    found = _in_range(table, ts_column, since, until, boundary, pg=_pg(conn))
+    stmt = select(func.count()).select_from(table).where(*found, *where)
+    return int(conn.execute(stmt).scalar_one())
 
 
 def clamp_cursors(conn: Connection, table: Table) -> None:

@@ -3,8 +3,9 @@
 A job is a row: ``pending`` until a process claims it, ``running`` while one works on
 it in short transactions (saving ``cursor``, ``done`` and ``heartbeat`` with each),
 then ``done`` or ``failed`` (with ``message``). Which work a kind means is the
-business of the job kinds (``Source.job_kinds``, ``Source.job_drivers``: Clear Linux's
-"regroup"); this module only moves rows between states, each move one conditional ``UPDATE``:
+business of the job kinds (``Source.job_kinds``, consumers' revisions, the core's
+``reprocess``); this module only moves rows between states, each move one conditional
+``UPDATE``:
 
 * :func:`claim` takes a pending job, or a running one whose heartbeat is older than
   ``stale_after`` seconds (its process was killed), and gives it a fresh ``owner``
@@ -51,6 +52,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, and_, false, insert, or_, select, true, update
@@ -63,6 +65,7 @@ DONE = "done"
 FAILED = "failed"
 ACTIVE = (PENDING, RUNNING)
 MESSAGE_MAX = 2000
+LANE = "lane"  # the parameter naming a job's lane (see :func:`lane`)
 
 
 class JobLost(Exception):
@@ -95,17 +98,29 @@ def enqueue(
     return int(pk[0])
 
 
-def restart_or_enqueue(conn: Connection, kind: str, *, now: float | None = None) -> int:
-    """Make the pending or running job of ``kind`` start over, or add one; return its id.
+def restart_or_enqueue(
+    conn: Connection,
+    kind: str,
+    params: dict[str, Any] | None = None,
+    *,
+    merge: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
+    now: float | None = None,
+) -> int:
+    """Make the pending or running job of ``kind`` start over, or add one (with
+    ``params``); return its id.
 
+    ``merge(old, new)``: the restarted job's parameters from its own and ``params``
+    (its row is locked first, so two edits cannot lose each other's part).
     Call it in the same transaction as the edit that made the job's work stale (see
     the module docstring for why no edit can be missed).
     """
+    if merge is not None:
+        return _restart_merging(conn, kind, params, merge, now)
     result = conn.execute(
         update(jobs).where(jobs.c.kind == kind, jobs.c.state.in_(ACTIVE)).values(restart=True)
     )
     if not result.rowcount:
-        return enqueue(conn, kind, now=now)
+        return enqueue(conn, kind, params, now=now)
     found = conn.execute(
         select(jobs.c.id)
         .where(jobs.c.kind == kind, jobs.c.state.in_(ACTIVE))
@@ -113,6 +128,33 @@ def restart_or_enqueue(conn: Connection, kind: str, *, now: float | None = None)
         .limit(1)
     ).scalar_one()
     return int(found)
+
+
+def _restart_merging(
+    conn: Connection,
+    kind: str,
+    params: dict[str, Any] | None,
+    merge: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]],
+    now: float | None,
+) -> int:
+    # The row lock orders this edit with the job's finishing UPDATE and with other
+    # edits: FOR UPDATE re-reads the row once the lock is free, so a job done
+    # meanwhile is no longer active (a new one is queued) and the parameters merged
+    # are the latest.
+    stmt = (
+        select(jobs.c.id, jobs.c.params)
+        .where(jobs.c.kind == kind, jobs.c.state.in_(ACTIVE))
+        .order_by(jobs.c.id)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    found = conn.execute(stmt).all()
+    if not found:
+        return enqueue(conn, kind, params, now=now)
+    for job_id, old in found:
+        merged = merge(dict(old or {}), dict(params or {}))
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(restart=True, params=merged))
+    return int(found[0][0])
 
 
 def new_owner() -> str:
@@ -147,28 +189,27 @@ def claim(
     """Claim the oldest runnable job of one of ``kinds`` for ``owner``; return its row.
 
     Runnable: pending, or running with a heartbeat older than ``stale_after`` seconds
-    (its process died; the job resumes from its cursor). A kind with a job running
-    under a fresh heartbeat is left alone, so one kind runs one job at a time.
+    (its process died; the job resumes from its cursor). A lane (:func:`lane`: the
+    kind, unless the job names another) with a job running under a fresh heartbeat
+    is left alone, so one lane runs one job at a time.
     ``job_id`` claims that job only (a command resuming the job it queued).
     """
     at = _now(now)
     runnable = _runnable(at, stale_after)
     busy = {
-        str(k)
-        for (k,) in conn.execute(
-            select(jobs.c.kind).where(
-                jobs.c.kind.in_(kinds),
-                jobs.c.state == RUNNING,
-                jobs.c.heartbeat >= at - stale_after,
+        lane(str(k), p)
+        for k, p in conn.execute(
+            select(jobs.c.kind, jobs.c.params).where(
+                jobs.c.state == RUNNING, jobs.c.heartbeat >= at - stale_after
             )
         )
     }
-    query = select(jobs.c.id, jobs.c.kind).where(jobs.c.kind.in_(kinds), runnable)
+    query = select(jobs.c.id, jobs.c.kind, jobs.c.params).where(jobs.c.kind.in_(kinds), runnable)
     if job_id is not None:
         query = query.where(jobs.c.id == job_id)
     candidates = conn.execute(query.order_by(jobs.c.id).limit(20)).all()
-    for job_id, kind in candidates:
-        if kind in busy:
+    for job_id, kind, params in candidates:
+        if lane(str(kind), params) in busy:
             continue
         claimed = conn.execute(
             update(jobs)
@@ -183,6 +224,17 @@ def claim(
             )
             return get(conn, int(job_id))
     return None
+
+
+def lane(kind: str, params: Any) -> str:
+    """The job's lane: jobs of one lane never run at the same time (:func:`claim`).
+
+    ``params["lane"]`` when set (every job replaying or revising one consumer shares
+    ``consumer:<name>``, whatever its kind), else the kind.
+    """
+    if isinstance(params, dict) and isinstance(params.get(LANE), str):
+        return str(params[LANE])
+    return kind
 
 
 def get(conn: Connection, job_id: int) -> dict[str, Any] | None:

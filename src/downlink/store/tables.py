@@ -95,10 +95,11 @@ records = Table(
 
 # -- background jobs (downlink.store.jobs, migration 0006_jobs) ------------------------
 # One row per job: ``kind`` says what it does ("regroup": regroup the crash records
-# after a "never guilty" edit), ``params`` what it needs (none for a regroup; a date
-# range for a re-process job). ``cursor`` is the last record id done, so a job resumes
-# where it stopped; ``owner`` is the token of the claim that runs it, ``heartbeat``
-# when that claim last committed a chunk (a stale heartbeat lets another process take
+# after a "never guilty" edit; "reprocess": replay a range through a consumer),
+# ``params`` what it needs (the consumer, a date range, filters, the job's lane).
+# ``cursor`` is the last record id done, so a job resumes where it stopped; ``owner``
+# is the token of the claim that runs it, ``heartbeat`` when that claim last
+# committed a chunk (a stale heartbeat lets another process take
 # the job over).
 jobs = Table(
     "jobs",

@@ -18,7 +18,10 @@ def test_clear_linux_is_the_first_builtin_source() -> None:
     assert [n.href for n in cl.nav] == [
         "/builds", "/stats", "/crashes", "/mce", "/thermal", "/population",
     ]
-    assert "regroup" in sources.job_drivers
+    # The regroup is a revision of the crash consumer, not a job driver of its own.
+    assert not sources.job_drivers
+    crashes = next(c for c in cl.consumers if c.name == "clearlinux_crashes")
+    assert crashes.revision is not None and crashes.revision.kind == "regroup"
     assert cl.metadata is not None and "guilty" in cl.metadata.tables
     paths = builtin_ingest_paths()
     assert paths.match("POST", "/v2/collector") and paths.match("POST", "/api/v1/records/bulk")

@@ -21,6 +21,12 @@ alone: ``reset`` forgets what it derived from a range of days
 and ``downlink reprocess`` replays the range. A replay of the crash consumer also
 regroups the range's crashes with the current "never guilty" list.
 
+The crash consumer also revises in place (``Consumer.revision``): after a "never
+guilty" edit, a ``regroup`` job walks the crash records it has applied, batch by batch,
+and moves those whose group changes from one group's rollups to the other's in the
+transaction that changes their ``guilty_id`` (``_regroup``), so the crash dashboards
+are never empty or half rebuilt.
+
 Records of other sources are read past (the cursor moves over them) and never
 counted.
 """
@@ -30,19 +36,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, update
+from sqlalchemy import Connection, Table, bindparam, select, tuple_, update
 from sqlalchemy.sql.elements import ColumnElement
 
-from downlink.sources.base import Consumer, LogRecord
+from downlink.sources.base import Consumer, LogRecord, Revision
 from downlink.sources.clearlinux.backtrace import BACKTRACE_CLASSES, find_guilty
 from downlink.sources.clearlinux.crashes import guilty_id, load_blacklist
 from downlink.sources.clearlinux.rollups import (
     DAY,
+    move_crashes,
     reset_counts,
     reset_crashes,
     update_counts,
     update_crashes,
 )
+from downlink.sources.clearlinux.tables import guilty
 from downlink.sources.clearlinux.wire import SOURCE
 from downlink.store import cursors, follow
 from downlink.store.tables import records
@@ -84,6 +92,11 @@ def assign_groups(conn: Connection, rows: Sequence[Row]) -> tuple[list[Row], lis
 def group_crashes(conn: Connection, rows: list[Row]) -> list[Row]:
     """Set ``guilty_id`` on the crash records among ``rows`` (stored records: in the
     rows and in ``records``); return the crash records."""
+    return group_crashes_changed(conn, rows)[0]
+
+
+def group_crashes_changed(conn: Connection, rows: list[Row]) -> tuple[list[Row], list[Row]]:
+    """:func:`group_crashes`, returning the crash records and those whose group changed."""
     crashes, changed = assign_groups(conn, rows)
     if changed:
         # In id order, as the regroup job updates: two writers of the same rows take
@@ -96,13 +109,50 @@ def group_crashes(conn: Connection, rows: list[Row]) -> list[Row]:
             .values(guilty_id=bindparam("gid")),
             changes,
         )
-    return crashes
+    return crashes, changed
 
 
 def _handle_crashes(conn: Connection, batch: Sequence[LogRecord]) -> None:
     crashes = [dict(r.row) for r in batch
                if r.row["classification"] in _CLASSES and r.row["source"] == SOURCE]
     update_crashes(conn, group_crashes(conn, crashes))
+
+
+def _regroup(conn: Connection, batch: Sequence[LogRecord]) -> int:
+    """Regroup crash records the consumer applied, with today's "never guilty" list.
+
+    The records whose group changes get their new ``guilty_id`` and move from the old
+    group's rollups to the new one's (:func:`~downlink.sources.clearlinux.rollups.
+    move_crashes`), in this one transaction; returns how many moved.
+    """
+    rows = [dict(r.row) for r in batch
+            if r.row["classification"] in _CLASSES and r.row["source"] == SOURCE]
+    before = {int(r["id"]): r.get("guilty_id") for r in rows}
+    _crashes, changed = group_crashes_changed(conn, rows)
+    if changed:
+        moved = [(r, before[int(r["id"])]) for r in changed]
+        move_crashes(conn, moved, handled(conn, CRASHES_NAME))
+    return len(changed)
+
+
+def _backtraces(table: Table) -> ColumnElement[bool]:
+    return table.c.classification.in_(BACKTRACE_CLASSES)
+
+
+def _in_groups_of(conn: Connection, table: Table, frames: Sequence[Any]) -> ColumnElement[bool]:
+    """The crashes now grouped under one of ``frames`` (``[function, module]`` pairs).
+
+    Marking frames never guilty moves only those: ``find_guilty`` returns the first
+    frame that is neither listed nor unknown, so listing more frames changes its answer
+    only where that answer was one of them (its fallbacks, an unknown frame or the last
+    frame of an all-listed stack, stay as they were). Resolved at each step, under the
+    consumer's cursor row, so a group a consumer batch created meanwhile is included.
+    """
+    pairs = [(str(f), str(m)) for f, m in frames]
+    ids = [int(i) for i in conn.execute(
+        select(guilty.c.id).where(tuple_(guilty.c.function, guilty.c.module).in_(pairs))
+    ).scalars()] if pairs else []
+    return table.c.guilty_id.in_(ids)
 
 
 def _handle_counts(conn: Connection, batch: Sequence[LogRecord]) -> None:
@@ -130,11 +180,18 @@ def _reset_counts(conn: Connection, since: float, until: float) -> None:
     reset_counts(conn, *_days(since, until), handled(conn, COUNTS_NAME))
 
 
+# The regroup after a "never guilty" edit: a revision of the crash consumer's records
+# (downlink.pipeline.reprocess), queued by downlink.sources.clearlinux.regroup.
+REGROUP_KIND = "regroup"
+
 CRASHES = Consumer(
     name=CRASHES_NAME,
     follows="records",
     handle=_handle_crashes,
     reset=_reset_crashes,
+    revision=Revision(
+        apply=_regroup, where=_backtraces, kind=REGROUP_KIND, narrow=_in_groups_of
+    ),
 )
 COUNTS = Consumer(
     name=COUNTS_NAME,

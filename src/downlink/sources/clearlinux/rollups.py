@@ -14,9 +14,11 @@ machine), inserted only if absent, and each row that *was* inserted (``RETURNING
 calendar month, so a week's count is of distinct machines, not a sum of days.
 
 The crash rollups count records by the ``guilty_id`` the crash consumer gave them.
-When crash groups change (blacklist edits), :func:`rebuild_guilty_group` recomputes
-a group's rollups from the records the crash consumer has applied;
-:func:`rebuild_rollups` recomputes everything (migrations).
+When crash groups change (blacklist edits), :func:`move_crashes` moves the records
+whose group changed from one group's rollups to the other's, in the transaction that
+changes their ``guilty_id`` (so no dashboard ever shows a group emptied or half
+rebuilt); :func:`rebuild_guilty_group` recomputes a group's rollups from its records
+and :func:`rebuild_rollups` everything (migrations).
 
 The statements are written as plain SQL: going through SQLAlchemy's per-parameter
 compilation cost more than the database work at tens of thousands of rows per second.
@@ -29,18 +31,19 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
 
 import orjson
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Dialect,
     Integer,
     LargeBinary,
     Table,
+    bindparam,
     cast,
     delete,
     exists,
@@ -48,6 +51,7 @@ from sqlalchemy import (
     insert,
     select,
     tuple_,
+    update,
 )
 
 from downlink.sources.clearlinux.mce import MCE_CLASSES, MCE_PREFIX
@@ -207,7 +211,7 @@ def _insert_absent(conn: Connection, table: Table, rows: set[Key]) -> list[tuple
     return _run(conn, table, keys, list(rows), tail, returning=True)
 
 
-def _guilty_upsert(conn: Connection, seen: dict[tuple[int, int, str], list[float]]) -> None:
+def _guilty_upsert(conn: Connection, seen: dict[Cell, list[float]]) -> None:
     if not seen:
         return
     t = rollup_guilty.name
@@ -293,18 +297,17 @@ def _merge_sketches(conn: Connection, table: Table, updates: dict[Cell, sketch.U
         _run(conn, table, [*keys, "registers"], changed, tail)
 
 
-def _update_guilty(conn: Connection, rows: Iterable[Row], *, later_tables: bool = True) -> None:
-    seen: dict[tuple[int, int, str], list[float]] = {}
+def _crash_cells(rows: Iterable[Row]) -> tuple[dict[Cell, list[float]], Counter[Key]]:
+    """The crash records (those with a ``guilty_id``) by (day, guilty_id, build):
+    ``[count, first, last]``; and their counts by (day, guilty_id, build, machine)."""
+    seen: dict[Cell, list[float]] = {}
     machines: Counter[Key] = Counter()
-    per_group: dict[Cell, sketch.Updates] = {}
-    per_build: dict[Cell, sketch.Updates] = {}
     for r in rows:
         gid = r.get("guilty_id")
         if gid is None:
             continue
         ts = float(r["ts_reception"])
-        day = day_of(ts)
-        key = (day, int(gid), r["build"])
+        key = (day_of(ts), int(gid), r["build"])
         v = seen.get(key)
         if v is None:
             seen[key] = [1.0, ts, ts]
@@ -312,9 +315,17 @@ def _update_guilty(conn: Connection, rows: Iterable[Row], *, later_tables: bool 
             v[0] += 1
             v[1] = min(v[1], ts)
             v[2] = max(v[2], ts)
-        machines[(day, int(gid), r["build"], r["machine_id"])] += 1
-        sketch.add(per_group.setdefault((day, int(gid)), {}), r["machine_id"])
-        sketch.add(per_build.setdefault((day, int(gid), r["build"]), {}), r["machine_id"])
+        machines[(*key, r["machine_id"])] += 1
+    return seen, machines
+
+
+def _update_guilty(conn: Connection, rows: Iterable[Row], *, later_tables: bool = True) -> None:
+    seen, machines = _crash_cells(rows)
+    per_group: dict[Cell, sketch.Updates] = {}
+    per_build: dict[Cell, sketch.Updates] = {}
+    for day, gid, build, machine in machines:
+        sketch.add(per_group.setdefault((day, gid), {}), str(machine))
+        sketch.add(per_build.setdefault((day, gid, build), {}), str(machine))
     _guilty_upsert(conn, seen)
     _add_counts(conn, rollup_guilty_machines, machines, "count")
     if later_tables:
@@ -520,82 +531,199 @@ def rebuild_guilty_group(conn: Connection, guilty_id: int, handled: Any = None) 
     )
 
 
-@dataclass(frozen=True)
-class GroupAggregates:
-    """One crash group's rollup rows computed from its records up to ``last_id``."""
+def move_crashes(
+    conn: Connection, moved: Sequence[tuple[Row, int | None]], handled: ColumnElement[bool]
+) -> None:
+    """Move crash records from the group they were counted in to their new one.
 
-    guilty_id: int
-    last_id: int
-    per_build: list[tuple[Any, ...]]  # (day, guilty_id, build, count, first, last)
-    per_machine: list[tuple[Any, ...]]  # (day, guilty_id, build, machine_id, count)
-
-
-def aggregate_guilty_group(
-    conn: Connection, guilty_id: int, last_id: int | None = None
-) -> GroupAggregates:
-    """Read one group's rollup rows from its records (no write lock needed).
-
-    Only records up to ``last_id`` (default: the highest id seen at the start; the
-    crash consumer's cursor when it counts the records) are counted, so the result is
-    consistent without a snapshot: on SQLite (one writer, ids handed out in commit
-    order) every record committed later has a higher id and is added by
-    :func:`reset_guilty_group`. Not for PostgreSQL, where a lower id can commit later.
+    ``moved`` pairs each record (as stored now: ``records.guilty_id`` already holds
+    its new group) with the group it was counted in (None: none). In the caller's
+    transaction, so the dashboards see each record in exactly one group at every
+    moment: counts are subtracted and added; a group's day that lost its earliest or
+    latest crash reads the new one from ``records`` (those matching ``handled``: the
+    crash consumer's, up to its cursor); machine totals are summed again from the
+    machine rows left; a machine sketch that may have lost its maximum register is
+    rebuilt from its machine rows; rows left empty are deleted. The result equals
+    :func:`rebuild_guilty_group` of every group involved. Flagged records are not
+    counted, so they move nowhere.
     """
-    last = last_id
-    if last is None:
-        last = int(conn.execute(select(func.coalesce(func.max(records.c.id), 0))).scalar_one())
+    counted = [(r, old) for r, old in moved if not r.get("sender_flagged")]
+    _remove_guilty(conn, [{**r, "guilty_id": old} for r, old in counted if old is not None],
+                   handled)
+    _update_guilty(conn, [r for r, _ in counted if r.get("guilty_id") is not None])
+
+
+def _remove_guilty(conn: Connection, rows: Sequence[Row], handled: ColumnElement[bool]) -> None:
+    cells, machines = _crash_cells(rows)
+    if not cells:
+        return
+    _remove_from_cells(conn, cells, handled)
+    gone = _remove_machines(conn, machines)
+    totals = sorted({(g, b, m) for _, g, b, m in machines})
+    t = rollup_guilty_machine_totals
+    key_t = tuple_(t.c.guilty_id, t.c.build, t.c.machine_id)
+    gm = rollup_guilty_machines.c
+    key_m = tuple_(gm.guilty_id, gm.build, gm.machine_id)
+    for part in _parts(totals):
+        conn.execute(delete(t).where(key_t.in_(part)))
+        conn.execute(
+            insert(t).from_select(
+                _TOTAL_COLUMNS,
+                select(gm.guilty_id, gm.build, gm.machine_id, func.sum(gm.count),
+                       func.min(gm.day), func.max(gm.day))
+                .where(key_m.in_(part))
+                .group_by(gm.guilty_id, gm.build, gm.machine_id),
+            )
+        )
+    _shrink_sketches(conn, gone)
+
+
+def _parts(keys: Sequence[Any], size: int = 500) -> Iterable[list[Any]]:
+    """``keys`` in parts small enough for one statement's parameters."""
+    for start in range(0, len(keys), size):
+        yield list(keys[start : start + size])
+
+
+def _remove_from_cells(
+    conn: Connection, cells: dict[Cell, list[float]], handled: ColumnElement[bool]
+) -> None:
+    g = rollup_guilty.c
+    key = tuple_(g.day, g.guilty_id, g.build)
+    stored: dict[Cell, tuple[int, float, float]] = {}
+    for part in _parts(sorted(cells)):
+        found = conn.execute(
+            select(g.day, g.guilty_id, g.build, g.count, g.first_seen, g.last_seen)
+            .where(key.in_(part))
+        )
+        for d, gid, b, n, lo, hi in found:
+            stored[(int(d), int(gid), b)] = (int(n), float(lo), float(hi))
+    emptied: list[dict[str, Any]] = []
+    updated: list[dict[str, Any]] = []
     r = records.c
-    per_build, per_machine = _group_rollup_selects(conn, r.guilty_id == guilty_id, r.id <= last)
-    return GroupAggregates(
-        guilty_id,
-        last,
-        [tuple(x) for x in conn.execute(per_build)],
-        [tuple(x) for x in conn.execute(per_machine)],
+    extremes = select(func.min(r.ts_reception), func.max(r.ts_reception)).where(
+        r.guilty_id == bindparam("g"), r.build == bindparam("b"), handled,
+        r.sender_flagged.is_not(True),
+        r.ts_reception >= bindparam("lo"), r.ts_reception < bindparam("hi"),
     )
+    for cell, (n, lo, hi) in sorted(stored.items()):
+        removed, first, last = cells[cell]
+        left = n - int(removed)
+        day, gid, build = cell
+        where = {"kd": day, "kg": gid, "kb": build}
+        if left <= 0:
+            emptied.append(where)
+            continue
+        if first <= lo or last >= hi:  # its earliest or latest crash left: read the new
+            first_ts, last_ts = conn.execute(
+                extremes, {"g": gid, "b": build, "lo": day * DAY, "hi": (day + 1) * DAY}
+            ).one()
+            if first_ts is not None:
+                lo, hi = float(first_ts), float(last_ts)
+        updated.append({**where, "n": left, "lo": lo, "hi": hi})
+    match = (g.day == bindparam("kd"), g.guilty_id == bindparam("kg"), g.build == bindparam("kb"))
+    if emptied:
+        conn.execute(delete(rollup_guilty).where(*match), emptied)
+    if updated:
+        conn.execute(
+            update(rollup_guilty)
+            .where(*match)
+            .values(count=bindparam("n"), first_seen=bindparam("lo"), last_seen=bindparam("hi")),
+            updated,
+        )
 
 
-def reset_guilty_group(
-    conn: Connection, found: GroupAggregates, up_to_id: int | None = None
-) -> None:
-    """Empty one group's rollups and count the records stored since ``found`` was read.
+def _remove_machines(conn: Connection, machines: Counter[Key]) -> list[Key]:
+    """Subtract crashes per (day, group, build, machine); return the rows emptied."""
+    m = rollup_guilty_machines.c
+    key = tuple_(m.day, m.guilty_id, m.build, m.machine_id)
+    stored: dict[Key, int] = {}
+    for part in _parts(sorted(machines)):
+        found = conn.execute(
+            select(m.day, m.guilty_id, m.build, m.machine_id, m.count).where(key.in_(part))
+        )
+        for d, gid, b, machine, n in found:
+            stored[(int(d), int(gid), b, machine)] = int(n)
+    gone: list[Key] = []
+    updated: list[dict[str, Any]] = []
+    for k, n in sorted(stored.items()):
+        left = n - machines[k]
+        if left <= 0:
+            gone.append(k)
+        else:
+            updated.append({"kd": k[0], "kg": k[1], "kb": k[2], "km": k[3], "n": left})
+    match = (m.day == bindparam("kd"), m.guilty_id == bindparam("kg"),
+             m.build == bindparam("kb"), m.machine_id == bindparam("km"))
+    if gone:
+        conn.execute(
+            delete(rollup_guilty_machines).where(*match),
+            [{"kd": d, "kg": g, "kb": b, "km": mid} for d, g, b, mid in gone],
+        )
+    if updated:
+        conn.execute(update(rollup_guilty_machines).where(*match).values(count=bindparam("n")),
+                     updated)
+    return gone
 
-    The first write of a two-phase group rebuild (:func:`aggregate_guilty_group` read
-    the rest): records with an id above ``found.last_id`` are added here as the writer
-    would add them, and records stored after this commits are added by the writer
-    itself, to rows that :func:`add_guilty_rows` then adds to (every rollup of a crash
-    group is a sum, a minimum, a maximum or a register-wise maximum, so the order does
-    not matter).
+
+def _shrink_sketches(conn: Connection, gone: Sequence[Key]) -> None:
+    """Rebuild the sketches that may have lost a machine's register (or delete them).
+
+    A sketch keeps each register's maximum over its machines, so removing a machine
+    changes it only when that machine's rank equals the stored register: only those
+    cells are read again from ``rollup_guilty_machines`` (the rows left), in a few
+    statements for the whole batch.
     """
-    gid = found.guilty_id
-    for table in _GROUP_TABLES:
-        conn.execute(delete(table).where(table.c.guilty_id == gid))
-    cols = [records.c[n] for n in _NEEDED]
-    where = [records.c.guilty_id == gid, records.c.id > found.last_id]
-    if up_to_id is not None:  # records after the crash consumer's cursor are its own
-        where.append(records.c.id <= up_to_id)
-    newer = conn.execute(select(*cols).where(*where)).mappings()
-    _update_guilty(conn, [dict(x) for x in newer if not x["sender_flagged"]])
-
-
-def add_guilty_rows(
-    conn: Connection, per_build: list[tuple[Any, ...]], per_machine: list[tuple[Any, ...]]
-) -> None:
-    """Add aggregated crash rows (parts of a :class:`GroupAggregates`) to the rollups."""
-    _guilty_upsert(conn, {(d, g, b): [float(n), lo, hi] for d, g, b, n, lo, hi in per_build})
-    _add_counts(
-        conn,
-        rollup_guilty_machines,
-        Counter({(d, g, b, m): int(n) for d, g, b, m, n in per_machine}),
-        "count",
-    )
-    _add_machine_totals(conn, per_machine)
-    per_group: dict[Cell, sketch.Updates] = {}
-    per_build_cell: dict[Cell, sketch.Updates] = {}
-    for d, g, b, m, _ in per_machine:
-        sketch.add(per_group.setdefault((d, int(g)), {}), m)
-        sketch.add(per_build_cell.setdefault((d, int(g), b), {}), m)
-    _merge_sketches(conn, rollup_guilty_sketch, per_group)
-    _merge_sketches(conn, rollup_guilty_build_sketch, per_build_cell)
+    if not gone:
+        return
+    lost: dict[Cell, list[str]] = {}  # (day, gid) and (day, gid, build) -> machines
+    for day, gid, build, machine in gone:
+        lost.setdefault((day, gid), []).append(str(machine))
+        lost.setdefault((day, gid, build), []).append(str(machine))
+    stale: set[Cell] = set()
+    for table, width in ((rollup_guilty_sketch, 2), (rollup_guilty_build_sketch, 3)):
+        cells = sorted(c for c in lost if len(c) == width)
+        stored: dict[Cell, bytes] = {}
+        key = tuple_(*(table.c[k] for k in _keys(table)))
+        for part in _parts(cells):
+            for row in conn.execute(
+                select(*(table.c[k] for k in _keys(table)), table.c.registers)
+                .where(key.in_(part))
+            ):
+                stored[tuple(row[:-1])] = row[-1]
+        for cell in cells:
+            blob = stored.get(cell)
+            if blob is None:
+                continue
+            regs = sketch.registers(blob)
+            if any(regs[i] <= rank for i, rank in map(sketch.register_of, lost[cell])):
+                stale.add(cell)
+    if not stale:
+        return
+    # The machines left in the stale cells' (day, group)s, every build.
+    m = rollup_guilty_machines.c
+    groups = sorted({c[:2] for c in stale})
+    fresh: dict[Cell, bytearray] = {}
+    for part in _parts(groups):
+        found = conn.execute(
+            select(m.day, m.guilty_id, m.build, m.machine_id)
+            .where(tuple_(m.day, m.guilty_id).in_(part))
+        )
+        for day, gid, build, machine in found:
+            i, rank = sketch.register_of(str(machine))
+            targets: tuple[Cell, Cell] = ((int(day), int(gid)), (int(day), int(gid), build))
+            for target in targets:
+                if target in stale:
+                    regs = fresh.setdefault(target, bytearray(sketch.M))
+                    if regs[i] < rank:
+                        regs[i] = rank
+    for table, width in ((rollup_guilty_sketch, 2), (rollup_guilty_build_sketch, 3)):
+        cells = sorted(c for c in stale if len(c) == width)
+        keys = _keys(table)
+        match = [table.c[k] == bindparam(f"k_{k}") for k in keys]
+        conn.execute(delete(table).where(*match),
+                     [{f"k_{k}": v for k, v in zip(keys, c, strict=True)} for c in cells])
+        rows: list[Key] = [(*c, sketch.encode(fresh[c])) for c in cells if c in fresh]
+        if rows:
+            _run(conn, table, [*keys, "registers"], rows, "")
 
 
 _SKETCHES = (rollup_guilty_sketch, rollup_guilty_build_sketch)

@@ -6,9 +6,10 @@ direct routes) or many per request to ``/api/v1/records/bulk`` (:mod:`.bulk`), p
 and validated by :mod:`.wire`, and stored as ``records`` rows with ``source =
 "clearlinux"``. In each batch's transaction the writer groups crashes by their guilty
 frame (:mod:`.crashes`, :mod:`.backtrace`) and keeps the dashboards' rollups
-(:mod:`.rollups`); a "never guilty" edit regroups them in a background job
-(:mod:`.regroup`). The pages (``/builds``, ``/stats``, ``/crashes``, ``/mce``,
-``/thermal``, ``/population``: :mod:`.pages`) read :mod:`.queries`.
+(:mod:`.rollups`); a "never guilty" edit regroups them in a background job, a
+revision of the crash consumer's records (:mod:`.regroup`). The pages (``/builds``,
+``/stats``, ``/crashes``, ``/mce``, ``/thermal``, ``/population``: :mod:`.pages`) read
+:mod:`.queries`.
 
 Its tables (:mod:`.tables`) were created by the core migrations ``0001`` to ``0012``,
 which predate source migrations: existing databases sit at core head ``0012``, so
@@ -21,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from downlink.sources.base import Archive, NavEntry, Source, SourceSetting
-from downlink.sources.clearlinux import analytics, bulk, collector, regroup, tables
+from downlink.sources.clearlinux import analytics, bulk, collector, tables
 from downlink.sources.clearlinux.consumers import CONSUMERS
 from downlink.sources.clearlinux.pages import builds, crashes, mce, population, stats
 from downlink.sources.clearlinux.queries.search import search
@@ -79,7 +80,6 @@ def source() -> Source:
         senders=SENDER_RULE,
         # Its records, as NDJSON by day in the raw archive (downlink archive).
         archives=(Archive("records", "records", where=lambda t: t.c.source == SOURCE),),
-        job_drivers=(regroup.DRIVER,),
         search=search,
         search_template="clearlinux/_search.html",
         # The dashboards read the core's ``records`` table on ClickHouse when configured.

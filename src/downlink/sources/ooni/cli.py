@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +16,7 @@ from downlink.cli.options import database_option, load_settings
 from downlink.settings import Settings
 from downlink.sources.ooni import archive, fingerprint_store, reprocess, testlists
 from downlink.sources.ooni.config import OoniConfig, config_from
+from downlink.sources.ooni.consumer import FILTERS, country, testname
 from downlink.sources.ooni.fingerprints import FingerprintError, read_file
 from downlink.sources.ooni.params import ParamError, comma_list, moment
 from downlink.store import migrate
@@ -76,24 +77,36 @@ def _day(_ctx: click.Context, param: click.Parameter, value: str) -> datetime:
     return when
 
 
+def _filtered(value: str, parse: Callable[[str], str], option: str) -> list[str]:
+    """The items of a comma-separated filter, parsed as the core reprocess parses them."""
+    try:
+        return [parse(item) for item in comma_list(value)]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
 @ooni.command("reprocess")
 @click.option("--since", required=True, callback=_day, help="Received at or after (date/ISO).")
 @click.option("--until", required=True, callback=_day, help="Received before (date/ISO).")
-@click.option("--ccs", default="", help="Only these countries, e.g. IT,DE.")
-@click.option("--testnames", default="", help="Only these tests, without underscores.")
+@click.option("--ccs", default="", help=FILTERS[0].help)
+@click.option("--testnames", default="", help=FILTERS[1].help)
 @click.option("--dry-run", is_flag=True, help="Score only; write nothing.")
 @database_option
 def reprocess_cmd(
     since: datetime, until: datetime, ccs: str, testnames: str, dry_run: bool,
     database_url: str | None,
 ) -> None:
-    """Rescore measurements from the raw archive (resumable, idempotent)."""
+    """Rescore measurements from OONI's raw archive (resumable, idempotent).
+
+    For the measurements still in the database, `downlink reprocess --source ooni`
+    takes the same --ccs/--testnames (a job with a progress bar, shown on /consumers).
+    """
     if since >= until:
         raise click.BadParameter("--since must be before --until", param_hint="--since")
+    cc_list = _filtered(ccs, country, "--ccs")
+    tn_list = _filtered(testnames, testname, "--testnames")
     _settings, cfg, engine = _setup(database_url)
     storage = _storage(cfg)
-    cc_list = [c.upper() for c in comma_list(ccs)]
-    tn_list = [t.replace("_", "") for t in comma_list(testnames)]
     try:
         with Progress(transient=True) as bar:
             task = bar.add_task("reprocessing", total=None)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import ColumnElement, Connection
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -46,9 +46,12 @@ def upsert(conn: Connection, rows: Sequence[dict[str, Any]], ts_reception: Seque
     rollup.apply(conn, delta)
 
 
-def delete_received(conn: Connection, since: float, until: float) -> int:
-    """Delete the rows of measurements received in ``[since, until)``."""
-    received = (fastpath.c.ts_reception >= since, fastpath.c.ts_reception < until)
+def delete_received(
+    conn: Connection, since: float, until: float, *where: ColumnElement[bool]
+) -> int:
+    """Delete the rows of measurements received in ``[since, until)`` (matching
+    ``where``)."""
+    received = (fastpath.c.ts_reception >= since, fastpath.c.ts_reception < until, *where)
     rollup.subtract_where(conn, *received)
     result = conn.execute(fastpath.delete().where(*received))
     return result.rowcount

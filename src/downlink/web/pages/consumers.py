@@ -16,7 +16,7 @@ from downlink.web.views import Csv, View, router_of
 def _all(conn: Connection, bounds: list[Bound]) -> dict[str, Any]:
     return {
         "consumers": consumers.status(conn, bounds),
-        "reprocess": reprocess.recent(conn),
+        "reprocess": reprocess.recent(conn, kinds=reprocess.revision_kinds(bounds)),
     }
 
 

@@ -159,7 +159,9 @@ def _edit_and_regroup(
         adding = change is add_to_blacklist
         changed = [p for p in dict.fromkeys(pairs) if (p not in before) == adding]
         blacklist_log.record_changes(conn, "add" if adding else "remove", changed, **note)
-        request_regroup(conn)
+        # Frames marked never guilty move only their own groups' crashes; frames
+        # allowed again may take crashes from any group.
+        request_regroup(conn, changed if adding else None)
     return changed_entries
 
 

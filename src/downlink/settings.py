@@ -195,8 +195,36 @@ SETTINGS: tuple[Setting, ...] = (
         "archive",
         "DOWNLINK_ARCHIVE",
         "",
-        "Raw archive of the sources' rows (gzipped NDJSON by day, `downlink archive`): a "
-        "directory or s3://bucket/prefix; empty: off.",
+        "Raw archive of the sources' rows (gzipped NDJSON by UTC day, kept by the server's "
+        "archive consumers; `downlink archive` catches up by hand): a directory or "
+        "s3://bucket/prefix; empty: off.",
+    ),
+    Setting(
+        "archive_grace_s",
+        "DOWNLINK_ARCHIVE_GRACE_S",
+        3600.0,
+        "Seconds after a UTC day ends before the archive closes it (writes its final files "
+        "from its open segments); a row of a closed day committed later reopens it.",
+    ),
+    Setting(
+        "archive_linger_s",
+        "DOWNLINK_ARCHIVE_LINGER_S",
+        10.0,
+        "Seconds the archive consumer waits after a partial batch, so that each open "
+        "segment (one object per batch and hour) holds more rows.",
+    ),
+    Setting(
+        "archive_batch_max",
+        "DOWNLINK_ARCHIVE_BATCH_MAX",
+        5000,
+        "Most rows the archive consumer stages per transaction.",
+    ),
+    Setting(
+        "archive_close_s",
+        "DOWNLINK_ARCHIVE_CLOSE_S",
+        60.0,
+        "Seconds between the server's looks for archive days to close; 0: never (then "
+        "`downlink archive` closes them).",
     ),
     Setting(
         "archive_s3_endpoint",
@@ -393,6 +421,10 @@ class Settings:
     spool_dir: str = ""
     archive: str = ""
     archive_s3_endpoint: str = ""
+    archive_grace_s: float = 3600.0
+    archive_linger_s: float = 10.0
+    archive_batch_max: int = 5000
+    archive_close_s: float = 60.0
     spool_max_bytes: int = 256 * 1024 * 1024
     bulk_max_items: int = 10000
     substrate_retention_hours: float = 3.0
@@ -541,12 +573,13 @@ def _check_substrate(s: Settings) -> None:
     import ipaddress
 
     for name in ("substrate_retention_hours", "purge_interval_s", "job_poll_s",
-                 "consumer_poll_s",
+                 "consumer_poll_s", "archive_grace_s", "archive_linger_s", "archive_close_s",
                  "ws_ping_interval_s", "ws_pong_timeout_s", "ws_idle_timeout_s",
                  "ws_rate_limit_bytes"):
         if getattr(s, name) < 0:
             raise SettingsError(f"{_BY_NAME[name].env} must not be negative")
-    for name in ("purge_batch", "ws_max_frame_bytes", "ws_max_node_ids", "ws_buffer_max"):
+    for name in ("purge_batch", "archive_batch_max", "ws_max_frame_bytes", "ws_max_node_ids",
+                 "ws_buffer_max"):
         if getattr(s, name) < 1:
             raise SettingsError(f"{_BY_NAME[name].env} must be at least 1")
     if s.consumer_retry_max_s < 0.5:

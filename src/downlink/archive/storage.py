@@ -28,6 +28,8 @@ class Storage(Protocol):
 
     def list(self, prefix: str) -> Iterator[str]: ...
 
+    def delete(self, key: str) -> None: ...
+
 
 class LocalStorage:
     """Files under ``root``; a put is durable (fsync, atomic rename) when it returns."""
@@ -74,16 +76,26 @@ class LocalStorage:
             if path.is_file() and not path.name.startswith(".tmp-"):
                 yield path.relative_to(self.root).as_posix()
 
+    def delete(self, key: str) -> None:
+        """Remove a file (nothing if it is gone already)."""
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot delete archive file {key}: {exc.strerror}") from None
+
 
 class S3Storage:
     """Objects in ``bucket`` under ``prefix``."""
 
     def __init__(self, bucket: str, prefix: str, endpoint_url: str | None) -> None:
         import boto3
+        from botocore.config import Config
 
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        self.client: Any = boto3.client("s3", endpoint_url=endpoint_url or None)
+        # Fail in seconds, not minutes: the archive consumer retries with its backoff.
+        config = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3})
+        self.client: Any = boto3.client("s3", endpoint_url=endpoint_url or None, config=config)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -119,6 +131,14 @@ class S3Storage:
                     yield item["Key"][strip:]
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"cannot list {prefix}: {exc}") from None
+
+    def delete(self, key: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot delete {key}: {exc}") from None
 
 
 def open_storage(url: str, endpoint_url: str | None = None) -> Storage:

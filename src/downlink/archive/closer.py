@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from anyio import to_thread
+from anyio import from_thread, to_thread
 from sqlalchemy import Connection, and_, func, or_, select, update
 
 from downlink.archive import days
@@ -39,7 +39,8 @@ from downlink.store.tables import archive_days, consumers
 
 log = logging.getLogger(__name__)
 
-LEASE_S = 3600.0
+LEASE_S = 30.0
+RENEW_S = 10.0
 ERROR_MAX = 2000
 T = TypeVar("T")
 
@@ -112,14 +113,43 @@ def claim(conn: Connection, item: Due, now: float, lease_s: float = LEASE_S) -> 
     return int(staged)
 
 
-def write_day(archiving: Archiving, item: Due, staged: int) -> int | None:
+def renew(conn: Connection, item: Due, until: float, now: float) -> bool:
+    """Extend the lease of a day this process holds (False: it ran out and another
+    process may have taken the day)."""
+    kept = conn.execute(update(archive_days).where(
+        archive_days.c.archive == item.archive, archive_days.c.day == item.day,
+        archive_days.c.claimed_until == until, archive_days.c.claimed_until > now,
+    ).values(claimed_until=now + LEASE_S))
+    return bool(kept.rowcount == 1)
+
+
+class Lease:
+    """Renews a claimed day's lease every RENEW_S while it is being closed."""
+
+    def __init__(self, item: Due, until: float, run_write: Callable[..., Any]) -> None:
+        self.item, self.until, self.run_write = item, until, run_write
+        self.renewed = time.monotonic()
+
+    def tick(self) -> None:
+        if time.monotonic() - self.renewed < RENEW_S:
+            return
+        now = time.time()
+        if not self.run_write(renew, self.item, self.until, now):
+            raise StorageError(f"{self.item.archive} {self.item.day}: lost the closing lease")
+        self.until = now + LEASE_S
+        self.renewed = time.monotonic()
+
+
+def write_day(archiving: Archiving, item: Due, staged: int, lease: Lease | None = None
+              ) -> int | None:
     """Write the day's files; drop its segments when they hold the ``staged`` rows.
 
     Returns the rows closed, or None when a batch staged rows meanwhile (the day stays
     due). A StorageError when the archive holds fewer rows than were staged."""
     bound = next(b for b in archiving.bounds if b.key == item.archive)
     day = days.parse_day(item.day)
-    closed = days.close_day(archiving.storage, bound, day)
+    closed = days.close_day(archiving.storage, bound, day,
+                            None if lease is None else lease.tick)
     if closed.rows > staged:
         return None
     if closed.rows < staged:
@@ -181,11 +211,13 @@ def close_due(
     at = time.time() if now is None else now
     done: list[tuple[Due, int]] = []
     for item in run_read(due, archiving, at):
-        staged = run_write(claim, item, at)
+        claimed_at = time.time()
+        staged = run_write(claim, item, claimed_at)
         if staged is None:
             continue
+        lease = Lease(item, claimed_at + LEASE_S, run_write)
         try:
-            rows = write_day(archiving, item, staged)
+            rows = write_day(archiving, item, staged, lease)
         except Exception as exc:
             run_write(failed, archiving, item, f"{type(exc).__name__}: {exc}")
             raise
@@ -248,11 +280,13 @@ class ArchiveCloser:
         for item in await store.read_primary(due, self.archiving, now):
             if self._stopping.is_set():
                 break
-            staged = await store.admin_write(claim, item, now)
+            claimed_at = time.time()
+            staged = await store.admin_write(claim, item, claimed_at)
             if staged is None:
                 continue
+            lease = Lease(item, claimed_at + LEASE_S, self._write_from_thread)
             try:
-                rows = await to_thread.run_sync(write_day, self.archiving, item, staged)
+                rows = await to_thread.run_sync(write_day, self.archiving, item, staged, lease)
             except Exception as exc:
                 store.metrics.archive_close_failures.labels(item.archive).inc()
                 message = f"{type(exc).__name__}: {exc}"
@@ -262,6 +296,10 @@ class ArchiveCloser:
             closed += rows is not None
         await self._gauges()
         return closed
+
+    def _write_from_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        result: T = from_thread.run(self.store.admin_write, fn, *args)
+        return result
 
     async def _gauges(self) -> None:
         state = await self.store.read_primary(open_state, time.time())

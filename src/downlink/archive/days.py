@@ -260,10 +260,15 @@ class Closed:
     segments: list[str]
 
 
-def close_day(storage: Storage, bound: Bound, day: date) -> Closed:
+def close_day(
+    storage: Storage, bound: Bound, day: date, tick: Callable[[], None] | None = None
+) -> Closed:
     """Write the day's closed files and ``done.json`` from its open segments and earlier
     closed files (one copy per id, by reception time and id); the segments are left for
-    :func:`drop_segments`, which the caller runs once it has checked the count."""
+    :func:`drop_segments`, which the caller runs once it has checked the count.
+
+    ``tick()`` is called before each hour (the closer renews its lease there, and raises
+    when it lost it)."""
     found = objects(storage, bound, day)
     ts_col, id_col = bound.archive.ts_column, bound.archive.id_column
     earlier = _ClosedLines(storage, found.closed, ts_col, id_col)
@@ -280,6 +285,8 @@ def close_day(storage: Storage, bound: Bound, day: date) -> Closed:
         pending, size = [], 0
 
     for hour in range(24):
+        if tick is not None:
+            tick()
         lines = earlier.before(start + (hour + 1) * HOUR)
         for key in found.segments.get(hour, ()):
             lines.extend((*_order(x, key, ts_col, id_col), x)
@@ -300,6 +307,8 @@ def close_day(storage: Storage, bound: Bound, day: date) -> Closed:
         raise StorageError(f"{found.closed[-1]}: rows outside the day {stamp(day)}")
     if pending:
         flush()
+    if tick is not None:
+        tick()
     # Files past the new last one can only be left from a day rebuilt smaller.
     for key in found.closed:
         if key not in files:

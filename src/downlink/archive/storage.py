@@ -45,8 +45,14 @@ class LocalStorage:
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        for attempt in (1, 2):  # a delete may remove the emptied folder meanwhile
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -78,10 +84,19 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         """Remove a file (nothing if it is gone already)."""
+        path = self._path(key)
         try:
-            self._path(key).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot delete archive file {key}: {exc.strerror}") from None
+        root = self.root.resolve()
+        folder = path.parent
+        while folder != root and root in folder.parents:
+            try:
+                folder.rmdir()  # only when empty, as a bucket has no folders
+            except OSError:
+                break
+            folder = folder.parent
 
 
 class S3Storage:

@@ -39,8 +39,8 @@ from downlink.store.tables import archive_days, consumers
 
 log = logging.getLogger(__name__)
 
-LEASE_S = 30.0
-RENEW_S = 10.0
+LEASE_S = 15.0
+RENEW_S = 5.0
 ERROR_MAX = 2000
 T = TypeVar("T")
 

@@ -32,7 +32,7 @@ from downlink.sources.base import LogRecord
 from downlink.store import migrate
 from downlink.store.engine import _normalise
 from downlink.store.inserts import RECORD_COLUMNS
-from downlink.store.tables import archive_days, records
+from downlink.store.tables import archive_days, consumers, records
 from tests.sources.ooni.test_archive import moto  # noqa: F401 - the S3 server fixture
 from tests.sources.toy.source import count_daily, daily
 from tests.sources.toy.tables import toy_daily, toy_items
@@ -270,3 +270,31 @@ def test_archive_refusals(tmp_path: Path) -> None:
         "reprocess", "--source", "archive", "--since", "2026-11-20", "--until", "2026-11-20",
         "--from-archive", "--database-url", db], env=env)
     assert own.exit_code != 0 and "without --from-archive" in own.output
+
+
+def test_a_day_that_fails_to_close_is_shown_and_closed_later(
+    toy_db: Engine, db_url: str, tmp_path: Path,
+) -> None:
+    root = tmp_path / "a"
+    env = {"DOWNLINK_SOURCES": TOY, "DOWNLINK_ARCHIVE": str(root)}
+    staged = run(["archive", "--database-url", db_url],
+                 {**env, "DOWNLINK_ARCHIVE_GRACE_S": "1e12"})  # nothing is over yet
+    assert "toy/items: archived 0 row(s) in 0 day(s)" in staged.output
+    segment = sorted((root / "toy" / "items" / "20261121" / "open").iterdir())[0]
+    good = segment.read_bytes()
+    segment.write_bytes(b"broken")
+    failed = CliRunner().invoke(cli, ["archive", "--database-url", db_url], env=env)
+    assert failed.exit_code == 1
+    assert f"{segment.name}: not a gzip file" in failed.output
+    with toy_db.connect() as conn:
+        errors = dict(conn.execute(select(archive_days.c.day, archive_days.c.error)).all())
+        shown = conn.execute(select(consumers.c.error)
+                             .where(consumers.c.name == "archive_toy_items")).scalar_one()
+    assert errors["20261120"] is None and "not a gzip file" in errors["20261121"]
+    assert shown == errors["20261121"]
+    segment.write_bytes(good)
+    again = run(["archive", "--database-url", db_url], env)
+    assert "toy/items: archived 96 row(s) in 2 day(s)" in again.output
+    with toy_db.connect() as conn:
+        assert [(r.staged, r.closed, r.error) for r in conn.execute(select(archive_days))] == [
+            (48, 48, None)] * 3

@@ -71,7 +71,10 @@ def _moved_past(conn: Connection, archiving: Archiving, table: str, after: float
 def due(conn: Connection, archiving: Archiving, now: float) -> list[Due]:
     """The days ready to close, oldest first."""
     by_key = {b.key: b for b in archiving.bounds}
-    last_day = days.stamp(days.day_of(now - archiving.grace_s - days.DAY))
+    latest = now - archiving.grace_s - days.DAY
+    if latest < 0:
+        return []  # a grace longer than the epoch: nothing is over
+    last_day = days.stamp(days.day_of(latest))
     rows = conn.execute(
         select(archive_days.c.archive, archive_days.c.day)
         .where(
@@ -273,10 +276,12 @@ class ArchiveCloser:
                 await asyncio.wait_for(self._stopping.wait(), wait)
 
     async def run_once(self) -> int:
-        """Close the days due now; how many. Raises after the first failure (recorded)."""
+        """Close the days due now; how many. A day that fails is recorded and the others
+        go on; the first failure is raised at the end (the caller backs off)."""
         now = time.time()
         store = self.store
         closed = 0
+        first: Exception | None = None
         for item in await store.read_primary(due, self.archiving, now):
             if self._stopping.is_set():
                 break
@@ -291,10 +296,13 @@ class ArchiveCloser:
                 store.metrics.archive_close_failures.labels(item.archive).inc()
                 message = f"{type(exc).__name__}: {exc}"
                 await store.admin_write(failed, self.archiving, item, message)
-                raise
+                first = first or exc
+                continue
             await store.admin_write(finish, item, rows, time.time())
             closed += rows is not None
         await self._gauges()
+        if first is not None:
+            raise first
         return closed
 
     def _write_from_thread(self, fn: Callable[..., T], *args: Any) -> T:

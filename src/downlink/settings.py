@@ -461,6 +461,7 @@ class Settings:
         _check_database_url(self.database_url)
         _check_read_url(self.database_url, self.database_read_url)
         _check_analytics_url(self.analytics_url)
+        _check_archive(self.archive)
         if self.sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise SettingsError("DOWNLINK_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         _check_substrate(self)
@@ -536,6 +537,16 @@ def _check_database_url(url: str) -> None:
     if backend not in ("sqlite", "postgresql"):
         raise SettingsError(
             f"DATABASE_URL must be sqlite:///… or postgresql://…, not {backend}://"
+        )
+
+
+def _check_archive(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("", "file", "s3") or (parts.scheme == "s3" and not parts.netloc):
+        raise SettingsError(
+            f"DOWNLINK_ARCHIVE: {url!r} is not a directory, file:// or s3://bucket/prefix URL"
         )
 
 

@@ -298,3 +298,12 @@ def test_a_day_that_fails_to_close_is_shown_and_closed_later(
     with toy_db.connect() as conn:
         assert [(r.staged, r.closed, r.error) for r in conn.execute(select(archive_days))] == [
             (48, 48, None)] * 3
+
+
+def test_a_bad_archive_setting_is_named(tmp_path: Path) -> None:
+    for url in ("ftp://host/x", "s3:///no-bucket"):
+        bad = CliRunner().invoke(cli, ["archive", "--database-url",
+                                       f"sqlite:///{tmp_path / 'r.db'}"],
+                                 env={"DOWNLINK_ARCHIVE": url})
+        assert bad.exit_code == 2
+        assert f"DOWNLINK_ARCHIVE: {url!r} is not a directory" in bad.output

@@ -14,6 +14,9 @@ from downlink import __version__, security
 from downlink.access_log import AccessLog
 from downlink.analytics.shipper import shipping
 from downlink.api import errors, meta, openapi, records
+from downlink.archive.closer import ArchiveCloser
+from downlink.archive.consumer import SOURCE as ARCHIVE
+from downlink.archive.consumer import archiving
 from downlink.direct import Downlink
 from downlink.fresh_reads import FreshReads
 from downlink.metrics import Metrics
@@ -50,7 +53,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     # The optional ClickHouse analytics store: its shippers are consumers like any other.
     analytics = shipping(settings)
     shippers = [] if analytics is None else [("analytics", c) for c in analytics.consumers()]
-    bound = bind_consumers(sources, shippers)
+    # The raw archive (DOWNLINK_ARCHIVE): a consumer per archived table, and a closer.
+    archive = archiving(settings)
+    archivers = [] if archive is None else [(ARCHIVE, c) for c in archive.consumers()]
+    bound = bind_consumers(sources, [*shippers, *archivers])
     kinds = [*reprocess.job_kinds(bound), *(k for s in sources for k in s.job_kinds)]
     job_runner = JobRunner(
         store,
@@ -63,6 +69,9 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         bound,
         poll_s=settings.consumer_poll_s,
         retry_max_s=settings.consumer_retry_max_s,
+    )
+    closer = None if archive is None else ArchiveCloser(
+        store, archive, retry_max_s=settings.consumer_retry_max_s
     )
     # Records committed by this process's writer: look for consumer work at once.
     store.writer.on_commit = consumer_runner.wake
@@ -78,6 +87,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         maintenance.start()
         job_runner.start()
         consumer_runner.start()
+        if closer is not None:
+            closer.start()
         try:
             # A source's own background work for the life of the app (its
             # ``extra["lifespan"]``: an async context manager factory taking the app).
@@ -88,6 +99,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                         await stack.enter_async_context(hook(app_))
                 yield
         finally:
+            if closer is not None:
+                await closer.stop()
             await consumer_runner.stop()
             await job_runner.stop()
             await maintenance.stop()

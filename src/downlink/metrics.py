@@ -168,6 +168,26 @@ class Metrics:
             ["consumer"],
             registry=r,
         )
+        self.archive_open_rows = Gauge(
+            "downlink_archive_open_rows",
+            "Archived rows still in open segments, not yet in a closed day file, by archive.",
+            ["archive"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.archive_open_days_oldest_seconds = Gauge(
+            "downlink_archive_unclosed_seconds",
+            "Seconds since the end of the oldest day the archive has not closed (0: none).",
+            ["archive"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.archive_close_failures = Counter(
+            "downlink_archive_close_failures",
+            "Archive days whose closing failed (retried later), by archive.",
+            ["archive"],
+            registry=r,
+        )
         for source in sources or ():
             if source.metrics is not None:
                 self.by_source[source.name] = source.metrics(r)

@@ -198,8 +198,36 @@ SETTINGS: tuple[Setting, ...] = (
         "archive",
         "DOWNLINK_ARCHIVE",
         "",
-        "Raw archive of the sources' rows (gzipped NDJSON by day, `downlink archive`): a "
-        "directory or s3://bucket/prefix; empty: off.",
+        "Raw archive of the sources' rows (gzipped NDJSON by UTC day, kept by the server's "
+        "archive consumers; `downlink archive` catches up by hand): a directory or "
+        "s3://bucket/prefix; empty: off.",
+    ),
+    Setting(
+        "archive_grace_s",
+        "DOWNLINK_ARCHIVE_GRACE_S",
+        3600.0,
+        "Seconds after a UTC day ends before the archive closes it (writes its final files "
+        "from its open segments); a row of a closed day committed later reopens it.",
+    ),
+    Setting(
+        "archive_linger_s",
+        "DOWNLINK_ARCHIVE_LINGER_S",
+        10.0,
+        "Seconds the archive consumer waits after a partial batch, so that each open "
+        "segment (one object per batch and hour) holds more rows.",
+    ),
+    Setting(
+        "archive_batch_max",
+        "DOWNLINK_ARCHIVE_BATCH_MAX",
+        5000,
+        "Most rows the archive consumer stages per transaction.",
+    ),
+    Setting(
+        "archive_close_s",
+        "DOWNLINK_ARCHIVE_CLOSE_S",
+        60.0,
+        "Seconds between the server's looks for archive days to close; 0: never (then "
+        "`downlink archive` closes them).",
     ),
     Setting(
         "archive_s3_endpoint",
@@ -331,6 +359,10 @@ class Settings:
     spool_dir: str = ""
     archive: str = ""
     archive_s3_endpoint: str = ""
+    archive_grace_s: float = 3600.0
+    archive_linger_s: float = 10.0
+    archive_batch_max: int = 5000
+    archive_close_s: float = 60.0
     spool_max_bytes: int = 256 * 1024 * 1024
     bulk_max_items: int = 10000
     purge_interval_s: float = 600.0
@@ -356,6 +388,7 @@ class Settings:
         _check_database_url(self.database_url)
         _check_read_url(self.database_url, self.database_read_url)
         _check_analytics_url(self.analytics_url)
+        _check_archive(self.archive)
         if self.sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise SettingsError("DOWNLINK_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         _check_background(self)
@@ -434,6 +467,16 @@ def _check_database_url(url: str) -> None:
         )
 
 
+def _check_archive(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("", "file", "s3") or (parts.scheme == "s3" and not parts.netloc):
+        raise SettingsError(
+            f"DOWNLINK_ARCHIVE: {url!r} is not a directory, file:// or s3://bucket/prefix URL"
+        )
+
+
 def _check_analytics_url(url: str) -> None:
     if not url:
         return
@@ -465,9 +508,12 @@ def _check_read_url(url: str, read_url: str) -> None:
 
 
 def _check_background(s: Settings) -> None:
-    for name in ("purge_interval_s", "job_poll_s", "consumer_poll_s"):
+    for name in ("purge_interval_s", "job_poll_s", "consumer_poll_s", "archive_grace_s",
+                 "archive_linger_s", "archive_close_s"):
         if getattr(s, name) < 0:
             raise SettingsError(f"{_BY_NAME[name].env} must not be negative")
+    if s.archive_batch_max < 1:
+        raise SettingsError(f"{_BY_NAME['archive_batch_max'].env} must be at least 1")
     if s.consumer_retry_max_s < 0.5:
         raise SettingsError("DOWNLINK_CONSUMER_RETRY_MAX_S must be at least 0.5")
 

@@ -28,6 +28,8 @@ class Storage(Protocol):
 
     def list(self, prefix: str) -> Iterator[str]: ...
 
+    def delete(self, key: str) -> None: ...
+
 
 class LocalStorage:
     """Files under ``root``; a put is durable (fsync, atomic rename) when it returns."""
@@ -43,8 +45,14 @@ class LocalStorage:
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        for attempt in (1, 2):  # a delete may remove the emptied folder meanwhile
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -74,16 +82,35 @@ class LocalStorage:
             if path.is_file() and not path.name.startswith(".tmp-"):
                 yield path.relative_to(self.root).as_posix()
 
+    def delete(self, key: str) -> None:
+        """Remove a file (nothing if it is gone already)."""
+        path = self._path(key)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot delete archive file {key}: {exc.strerror}") from None
+        root = self.root.resolve()
+        folder = path.parent
+        while folder != root and root in folder.parents:
+            try:
+                folder.rmdir()  # only when empty, as a bucket has no folders
+            except OSError:
+                break
+            folder = folder.parent
+
 
 class S3Storage:
     """Objects in ``bucket`` under ``prefix``."""
 
     def __init__(self, bucket: str, prefix: str, endpoint_url: str | None) -> None:
         import boto3
+        from botocore.config import Config
 
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        self.client: Any = boto3.client("s3", endpoint_url=endpoint_url or None)
+        # Fail in seconds, not minutes: the archive consumer retries with its backoff.
+        config = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3})
+        self.client: Any = boto3.client("s3", endpoint_url=endpoint_url or None, config=config)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -119,6 +146,14 @@ class S3Storage:
                     yield item["Key"][strip:]
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"cannot list {prefix}: {exc}") from None
+
+    def delete(self, key: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot delete {key}: {exc}") from None
 
 
 def open_storage(url: str, endpoint_url: str | None = None) -> Storage:

@@ -11,6 +11,8 @@ from sqlalchemy import Engine
 
 from downlink.analytics.shipper import SOURCE as SHIPPERS
 from downlink.analytics.shipper import shippers
+from downlink.archive.consumer import SOURCE as ARCHIVERS
+from downlink.archive.consumer import archivers
 from downlink.archive.replay import replay
 from downlink.archive.storage import StorageError
 from downlink.cli.archive import archives_of, open_archive
@@ -150,7 +152,9 @@ def reprocess_cmd(
     rows through it, in short transactions. It runs here with a progress bar (or in a
     server, which shows it on /consumers); run the same command again to resume an
     interrupted job. Running it twice gives identical derived data. With
-    DOWNLINK_ANALYTICS_URL set, `--source analytics` backfills the ClickHouse store.
+    DOWNLINK_ANALYTICS_URL set, `--source analytics` backfills the ClickHouse store;
+    with DOWNLINK_ARCHIVE set, `--source archive` rebuilds the raw archive of those days
+    from the database (the server, or `downlink archive`, then closes them).
 
     The filter options below come from the sources' consumers (Consumer.filters):
     they narrow the job to the matching rows, whose derived data alone is forgotten
@@ -160,7 +164,7 @@ def reprocess_cmd(
     revises the derived data of the rows it applied, batch by batch, never showing
     it empty (a crash consumer regrouping with a changed "never guilty" list).
 
-    With --from-archive the rows come from the raw archive (`downlink archive`), so
+    With --from-archive the rows come from the raw archive (DOWNLINK_ARCHIVE), so
     rows that retention removed from the database are replayed too; run it again to
     finish an interrupted replay.
     """
@@ -169,11 +173,13 @@ def reprocess_cmd(
     if last < first:
         raise click.BadParameter("must not be before --since", param_hint="--until")
     try:
-        extra = shippers(settings)
-        bounds = bind(settings.registry, extra)
-    except SourceError as exc:
+        ships = shippers(settings)
+        archiving = archivers(settings)
+        bounds = bind(settings.registry, [*ships, *archiving])
+    except (SourceError, StorageError) as exc:
         raise click.ClickException(str(exc)) from None
-    known = (*settings.registry.names, *((SHIPPERS,) if extra else ()))
+    known = (*settings.registry.names, *((SHIPPERS,) if ships else ()),
+             *((ARCHIVERS,) if archiving else ()))
     chosen = _pick(bounds, source, consumer, known)
     given = {name: value for name, value in filters.items() if value is not None}
     values = _filter_values(chosen, given)
@@ -181,6 +187,12 @@ def reprocess_cmd(
         raise click.BadParameter(
             "the analytics shippers copy the database's rows: replay the archive through"
             " the source that archived them, the shippers then ship what it rebuilt",
+            param_hint="--from-archive",
+        )
+    if from_archive and source == ARCHIVERS:
+        raise click.BadParameter(
+            "the archive consumers rebuild the archive from the database's rows: run it"
+            " without --from-archive",
             param_hint="--from-archive",
         )
     if from_archive and (values or in_place):

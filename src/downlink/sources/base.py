@@ -187,7 +187,9 @@ class Archive:
     of a replayed row). ``where(table)`` selects this source's rows of a shared table
     (``records.source == name``). ``name`` names the archive in the source's folder.
     ``downlink reprocess --from-archive`` replays a range of these rows through the
-    source's consumers that follow ``table``.
+    source's consumers that follow ``table``. With ``DOWNLINK_ARCHIVE`` set, the core's
+    archive consumer of ``table`` stages them after the ack, so ``table`` must be one a
+    consumer can follow (``downlink.store.follow``; ``id_column`` is ``id``).
     """
 
     name: str

@@ -143,6 +143,22 @@ consumers = Table(
     Column("retry_at", Double, nullable=True),
 )
 
+# -- the raw archive's open days (downlink.archive, 0020_archive_days) ---------------------
+# One row per (archive, UTC day): rows the archive consumer has staged (written to the
+# day's open segments, counted in the transaction that moves its cursor, so exactly
+# once), rows in the day's closed files, and the lease of the process closing it.
+archive_days = Table(
+    "archive_days",
+    metadata,
+    Column("archive", String(128), primary_key=True),
+    Column("day", String(8), primary_key=True),
+    Column("staged", BigInteger, nullable=False, server_default="0"),
+    Column("closed", BigInteger, nullable=False, server_default="0"),
+    Column("closed_at", Double, nullable=True),
+    Column("claimed_until", Double, nullable=True),
+    Column("error", Text, nullable=True),
+)
+
 # -- sender bindings: trust on first use (downlink.security.senders, 0015_senders) -----
 # One row per (source, sender id) bound by its first accepted post: the hash of the
 # secret returned to it, the network it came from (address masked to the configured

@@ -74,7 +74,7 @@ def make_handler(
             .where(installations.c.master_node_uid.in_(uids)))}
         configured = list(channels()) or ["none"]
         now = time.time()
-        rows = []
+        rows: list[dict[str, Any]] = []
         for record, failure in found:
             structure = structures.get(failure["master_node_uid"])
             failure["contact"] = contact(structure) if isinstance(structure, dict) else None

@@ -6,22 +6,28 @@ In one run:
    empty ``fuel_action_logs``, then (after TRUNCATE) the same N posted to ``POST
    /api/v1/action_logs/`` by ``downlink serve`` in requests of ``--batch`` (Fuel's
    statsenderd sends chunks) from ``--clients`` concurrent clients; the same posts on
-   SQLite for reference.
+   SQLite for reference. Rates and their ratio to COPY, and the CPU each spent per
+   action log (the server process, its consumers included, and PostgreSQL's processes,
+   from /proc): CPU is what a loaded machine does not inflate.
 2. ``--installations`` installation structures (two environments of three nodes each)
    and ``--logs`` action logs loaded straight into a SQLite and a PostgreSQL database
-   (and their dashboard counts computed, as the recount job does), then the latency
-   (median of 5) of ``report/installations?refresh=1`` (uncached), the same cached,
-   ``/fuel.json`` (every dashboard report), one release of it and ``summary``.
+   (action logs by COPY / one executemany, so ``--logs 10000000`` loads in minutes; then
+   their dashboard counts computed, as the recount job does), then the latency (median
+   of 5) of ``report/installations?refresh=1`` (uncached), the same cached,
+   ``/fuel.json`` (every dashboard report), one release of it, the page and ``summary``.
 3. ``GET /api/v1/csv/clusters`` of all those installations, streamed, with the
    server's RSS sampled every 20 ms: flat RSS means constant memory.
 
     python bench/fuelstats.py [--logs-ingest 50000] [--installations 100000] [--logs 1000000]
+    python bench/fuelstats.py --parts reports,export --logs 10000000   # the 10M run
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -41,9 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, table, write_section  # noqa: E402
 
 from downlink.sources.fuelstats import counts  # noqa: E402
+from downlink.sources.fuelstats.pg_copy import COLUMNS as LOG_COLUMNS  # noqa: E402
 from downlink.sources.fuelstats.shape import rows_of, task_fields  # noqa: E402
 from downlink.sources.fuelstats.tables import (  # noqa: E402
-    action_logs,
     clusters,
     installations,
     nodes,
@@ -83,12 +89,42 @@ def log_row(item: dict[str, Any], now: float) -> dict[str, Any]:
             "action_name": body["action_name"], **task_fields(body), "ts_reception": now}
 
 
-def copy_logs(dsn: str, items: list[dict[str, Any]]) -> float:
-    """COPY the rows the collector would write; return seconds taken."""
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(pid: int, children: bool = False) -> float:
+    """CPU seconds a process has used (and its waited-for children's, if asked)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / TICK
+
+
+def pg_cpu(pg: TempPostgres) -> float:
+    """CPU seconds of a PostgreSQL cluster so far: the postmaster, its live children and
+    (through the postmaster's children's times) the backends that have exited."""
+    postmaster = int((pg.datadir / "postmaster.pid").read_text().split()[0])
+    total = cpu_of(postmaster, children=True)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == postmaster:
+            total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
+
+
+def copy_logs(dsn: str, items: list[dict[str, Any]]) -> tuple[float, float]:
+    """COPY the rows the collector would write; (seconds taken, CPU seconds of this
+    process: the rows are built before either is measured)."""
     now = time.time()
     rows = [log_row(i, now) for i in items]
     cols = list(rows[0])
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with psycopg.connect(dsn) as conn:
         with conn.cursor() as cur:
             with cur.copy(f"COPY fuel_action_logs ({', '.join(cols)}) FROM STDIN") as copy:
@@ -96,7 +132,7 @@ def copy_logs(dsn: str, items: list[dict[str, Any]]) -> float:
                     copy.write_row([orjson.dumps(row[c]).decode() if c == "body" else row[c]
                                     for c in cols])
         conn.commit()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def post_logs(url: str, items: list[dict[str, Any]], batch: int, clients: int) -> float:
@@ -118,6 +154,18 @@ def post_logs(url: str, items: list[dict[str, Any]], batch: int, clients: int) -
     if added != len(items):
         raise RuntimeError(f"only {added} of {len(items)} action logs added")
     return took
+
+
+def caught_up(url: str, timeout: float = 600) -> None:
+    """Wait until every consumer has handled every committed row (the failure reports
+    follow the action logs after the ack: their CPU belongs to the ingest)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = httpx.get(url + "/consumers.json", timeout=60).json()["consumers"]
+        if all(c["lag_records"] == 0 for c in found):
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the consumers did not catch up")
 
 
 def structure(n: int, rng: random.Random) -> dict[str, Any]:
@@ -166,13 +214,10 @@ def load(url: str, n_inst: int, n_logs: int) -> None:
                 nrows += [{**r, "installation_id": start + k + 1} for r in ns]
             conn.execute(insert(clusters), crows)
             conn.execute(insert(nodes), nrows)
-        for start in range(0, n_logs, 10_000):
-            conn.execute(insert(action_logs), [
-                log_row(action_log(f"mn-{(i % n_inst):08d}", i), now)
-                for i in range(start, min(n_logs, start + 10_000))])
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence("
                                  f"'fuel_installation_structures', 'id'), {n_inst})")
+    load_logs(engine, n_inst, n_logs, now)
     with engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
     # Rows loaded past the collector have no counts yet: compute them as the recount
@@ -184,6 +229,45 @@ def load(url: str, n_inst: int, n_logs: int) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
     engine.dispose()
+
+
+def log_values(n_inst: int, start: int, stop: int, now: float) -> list[list[Any]]:
+    """Action logs ``start`` … ``stop`` as rows of :data:`LOG_COLUMNS` (body as JSON)."""
+    out = []
+    for i in range(start, stop):
+        row = log_row(action_log(f"mn-{(i % n_inst):08d}", i), now - (i % 90) * 86400.0)
+        row["body"] = orjson.dumps(row["body"]).decode()
+        out.append([row[c] for c in LOG_COLUMNS])
+    return out
+
+
+def load_logs(engine: Any, n_inst: int, n_logs: int, now: float, step: int = 50_000) -> None:
+    """Action logs straight into the table: COPY on PostgreSQL, one executemany per
+    ``step`` on SQLite (minutes for 10M, where SQLAlchemy statements took hours)."""
+    started = time.perf_counter()
+    raw = engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        if engine.dialect.name == "postgresql":
+            with driver.cursor() as cur, cur.copy(
+                f"COPY fuel_action_logs ({', '.join(LOG_COLUMNS)}) FROM STDIN"
+            ) as copy:
+                for start in range(0, n_logs, step):
+                    for values in log_values(n_inst, start, min(n_logs, start + step), now):
+                        copy.write_row(values)
+        else:
+            assert isinstance(driver, sqlite3.Connection)
+            if not driver.in_transaction:
+                driver.execute("BEGIN")
+            marks = ", ".join("?" for _ in LOG_COLUMNS)
+            statement = f"INSERT INTO fuel_action_logs ({', '.join(LOG_COLUMNS)}) VALUES ({marks})"
+            for start in range(0, n_logs, step):
+                driver.executemany(
+                    statement, log_values(n_inst, start, min(n_logs, start + step), now))
+        driver.commit()
+    finally:
+        raw.close()
+    print(f"{n_logs:,} action logs loaded in {time.perf_counter() - started:.0f} s", flush=True)
 
 
 def median_ms(client: httpx.Client, path: str, runs: int = 5) -> float:
@@ -234,56 +318,60 @@ def export_rss(server: LiveServer) -> tuple[int, int, int, float]:
     return size, before, peak, took
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--logs-ingest", type=int, default=50_000)
-    parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--clients", type=int, default=2)
-    parser.add_argument("--installations", type=int, default=100_000)
-    parser.add_argument("--logs", type=int, default=1_000_000)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
-    about = machine()
+def ingest(args: argparse.Namespace, pg: TempPostgres, tmp: Path) -> list[list[object]]:
+    """Part 1: COPY against the collector, by rate and by CPU per action log."""
     items = [action_log(f"mn-{i % 500:08d}", i) for i in range(args.logs_ingest)]
-    ingest_rows: list[list[object]] = []
-    report_rows: list[list[object]] = []
-    export_rows: list[list[object]] = []
-    pg = TempPostgres(fsync=True).start()
-    tmp = Path(tempfile.mkdtemp(prefix="downlink-fuel-"))
-    try:
-        url = pg.create_database("fuel")
-        LiveServer(url, log=tmp / "server.log").start().stop()  # creates the schema
-        dsn = f"host=127.0.0.1 port={pg.port} user=postgres dbname=fuel"
-        copy_rate = len(items) / copy_logs(dsn, items)
-        ingest_rows.append(["PostgreSQL COPY (psycopg, one transaction)", round(copy_rate),
-                            "1.00"])
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("TRUNCATE fuel_action_logs RESTART IDENTITY")
-        server = LiveServer(url, log=tmp / "server.log").start()
+    n = len(items)
+    rows: list[list[object]] = []
+    url = pg.create_database("fuel")
+    LiveServer(url, log=tmp / "server.log").start().stop()  # creates the schema
+    dsn = f"host=127.0.0.1 port={pg.port} user=postgres dbname=fuel"
+    pg_before = pg_cpu(pg)
+    took, cpu = copy_logs(dsn, items)
+    copy_rate = n / took
+    copy_cpu = (cpu + pg_cpu(pg) - pg_before) * 1e6 / n
+    rows.append(["PostgreSQL COPY (psycopg, one transaction)", round(copy_rate), "1.00",
+                 round(copy_cpu, 1), "1.00"])
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE fuel_action_logs RESTART IDENTITY")
+    for kind in ("PostgreSQL", "SQLite"):
+        db = url if kind == "PostgreSQL" else f"sqlite:///{tmp / 'ingest.db'}"
+        server = LiveServer(db, log=tmp / "server.log").start()
         try:
-            rate = len(items) / post_logs(server.url, items, args.batch, args.clients)
+            assert server.proc is not None
+            caught_up(server.url)
+            before = cpu_of(server.proc.pid) + (pg_cpu(pg) if kind == "PostgreSQL" else 0)
+            rate = n / post_logs(server.url, items, args.batch, args.clients)
+            caught_up(server.url)
+            spent = cpu_of(server.proc.pid) + (pg_cpu(pg) if kind == "PostgreSQL" else 0)
         finally:
             server.stop()
-        ingest_rows.append([f"POST /api/v1/action_logs/, PostgreSQL ({args.batch}/request, "
-                            f"{args.clients} clients)", round(rate), f"{rate / copy_rate:.2f}"])
-        lite = LiveServer(f"sqlite:///{tmp / 'ingest.db'}", log=tmp / "server.log").start()
-        try:
-            rate = len(items) / post_logs(lite.url, items, args.batch, args.clients)
-        finally:
-            lite.stop()
-        ingest_rows.append([f"POST /api/v1/action_logs/, SQLite ({args.batch}/request, "
-                            f"{args.clients} clients)", round(rate), "-"])
-        print(ingest_rows, flush=True)
+        per_log = (spent - before) * 1e6 / n
+        rows.append([f"POST /api/v1/action_logs/, {kind} ({args.batch}/request, "
+                     f"{args.clients} clients)", round(rate),
+                     f"{rate / copy_rate:.2f}" if kind == "PostgreSQL" else "-",
+                     round(per_log, 1),
+                     f"{copy_cpu / per_log:.2f}" if kind == "PostgreSQL" else "-"])
+        print(rows[-1], flush=True)
+    return rows
 
-        for kind in ("sqlite", "postgresql"):
-            db = (f"sqlite:///{tmp / 'reports.db'}" if kind == "sqlite"
-                  else pg.create_database("reports"))
-            LiveServer(db, log=tmp / "server.log").start().stop()
-            started = time.perf_counter()
-            load(db, args.installations, args.logs)
-            print(f"{kind}: loaded in {time.perf_counter() - started:.0f} s", flush=True)
-            server = LiveServer(db, log=tmp / "server.log").start()
-            try:
+
+def reports(
+    args: argparse.Namespace, pg: TempPostgres, tmp: Path, parts: set[str]
+) -> tuple[list[list[object]], list[list[object]]]:
+    """Parts 2 and 3: reports and the export over loaded installations and logs."""
+    report_rows: list[list[object]] = []
+    export_rows: list[list[object]] = []
+    for kind in ("sqlite", "postgresql"):
+        db = (f"sqlite:///{tmp / 'reports.db'}" if kind == "sqlite"
+              else pg.create_database("reports"))
+        LiveServer(db, log=tmp / "server.log").start().stop()
+        started = time.perf_counter()
+        load(db, args.installations, args.logs)
+        print(f"{kind}: loaded in {time.perf_counter() - started:.0f} s", flush=True)
+        server = LiveServer(db, log=tmp / "server.log").start()
+        try:
+            if "reports" in parts:
                 with httpx.Client(base_url=server.url, timeout=600) as client:
                     for label, path in (
                         ("report/installations, uncached",
@@ -297,25 +385,61 @@ def main() -> None:
                     ):
                         report_rows.append([kind, label, round(median_ms(client, path), 1)])
                         print(report_rows[-1], flush=True)
+            if "export" in parts:
                 size, before, peak, took = export_rss(server)
                 export_rows.append([kind, f"{size / 2**20:.1f} MiB", f"{took:.1f} s",
                                     f"{before / 1024:.0f} MiB", f"{peak / 1024:.0f} MiB"])
                 print(export_rows[-1], flush=True)
-            finally:
-                server.stop()
+        finally:
+            server.stop()
+    return report_rows, export_rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--logs-ingest", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--installations", type=int, default=100_000)
+    parser.add_argument("--logs", type=int, default=1_000_000,
+                        help="action logs loaded for the reports (10000000 for the 10M run)")
+    parser.add_argument("--parts", default="ingest,reports,export",
+                        help="comma-separated: ingest, reports, export")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    unknown = parts - {"ingest", "reports", "export"}
+    if unknown:
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
+    about = machine()
+    ingest_rows: list[list[object]] = []
+    report_rows: list[list[object]] = []
+    export_rows: list[list[object]] = []
+    pg = TempPostgres(fsync=True).start()
+    tmp = Path(tempfile.mkdtemp(prefix="downlink-fuel-"))
+    try:
+        if "ingest" in parts:
+            ingest_rows = ingest(args, pg, tmp)
+        if parts & {"reports", "export"}:
+            report_rows, export_rows = reports(args, pg, tmp, parts)
     finally:
         pg.stop()
     body = (
         "## fuel-stats: action-log ingest, reports, exports\n\n"
         f"`python bench/fuelstats.py --logs-ingest {args.logs_ingest} --batch {args.batch} "
-        f"--clients {args.clients} --installations {args.installations} --logs {args.logs}`"
+        f"--clients {args.clients} --installations {args.installations} --logs {args.logs} "
+        f"--parts {args.parts}`"
         f" — {about}\n\n"
         f"Ingest: {args.logs_ingest:,} finished nailgun tasks into an empty "
         "`fuel_action_logs` (fsync=on). COPY gets the rows as the collector would store "
         "them; the endpoint parses and validates each request against the JSON Schema, "
         "sanitizes bodies, hands the items to the group-commit writer (the action-log "
-        "sink: insert, dashboard counts) and answers per item after the commit.\n\n"
-        + table(["method", "action logs/s", "ratio to COPY"], ingest_rows)
+        "sink: insert, dashboard counts) and answers per item after the commit. CPU per "
+        "action log: the server process (its failure-report consumer included, waited "
+        "for) plus PostgreSQL's processes; for COPY, the client and PostgreSQL. *CPU "
+        "ratio* is COPY's CPU per log over the collector's.\n\n"
+        + table(["method", "action logs/s", "ratio to COPY", "CPU us/log", "CPU ratio"],
+                ingest_rows)
         + f"\n\nReports: {args.installations:,} installations (2 environments of 3 nodes "
         f"each, 2 % filtered) and {args.logs:,} action logs; median of 5, live server; "
         "the reports read the counts kept at ingest (`fuel_counts`).\n\n"

@@ -57,22 +57,28 @@ def key_of(failure: Mapping[str, Any]) -> str:
 def make_handler(
     channels: Callable[[], Sequence[str]],
 ) -> Callable[[Connection, Sequence[LogRecord]], None]:
-    """The consumer's ``handle``, delivering to the channels configured at the time."""
+    """The consumer's ``handle``, delivering to the channels configured at the time.
+
+    Set-based: one read of the failing nodes' structures (for their contacts) and one
+    insert of the batch's outbox rows, whatever the number of failures in the batch.
+    """
 
     def handle(conn: Connection, batch: Sequence[LogRecord]) -> None:
+        found = [(record, failure) for record in batch
+                 if (failure := failure_of(record.row)) is not None]
+        if not found:
+            return
+        uids = sorted({failure["master_node_uid"] for _, failure in found})
+        structures = {uid: structure for uid, structure in conn.execute(
+            select(installations.c.master_node_uid, installations.c.structure)
+            .where(installations.c.master_node_uid.in_(uids)))}
+        configured = list(channels()) or ["none"]
         now = time.time()
-        for record in batch:
-            failure = failure_of(record.row)
-            if failure is None:
-                continue
-            structure = conn.execute(
-                select(installations.c.structure).where(
-                    installations.c.master_node_uid == failure["master_node_uid"]
-                )
-            ).scalar_one_or_none()
+        rows: list[dict[str, Any]] = []
+        for record, failure in found:
+            structure = structures.get(failure["master_node_uid"])
             failure["contact"] = contact(structure) if isinstance(structure, dict) else None
-            configured = list(channels()) or ["none"]
-            rows = [
+            rows.extend(
                 {
                     "failure_key": key_of(failure),
                     "channel": channel,
@@ -85,12 +91,14 @@ def make_handler(
                     "created_at": now,
                 }
                 for channel in configured
-            ]
-            conn.execute(
-                dialect_insert(conn, outbox)
-                .values(rows)
-                .on_conflict_do_nothing(index_elements=["failure_key", "channel"])
             )
+        # One statement with many parameter sets (compiled once and cached; a
+        # .values(rows) statement was compiled anew for every failure).
+        conn.execute(
+            dialect_insert(conn, outbox)
+            .on_conflict_do_nothing(index_elements=["failure_key", "channel"]),
+            rows,
+        )
 
     return handle
 

@@ -46,23 +46,48 @@ class Sanitizer:
         return found
 
     def scrub(self, value: Any) -> Any:
-        """Return ``value`` with the values of secret-named keys replaced, at any depth."""
-        if isinstance(value, Mapping):
-            return {
-                key: (
-                    REDACTED
-                    if self.is_secret(key) and _replaceable(item)
-                    else self.scrub(item)
-                )
-                for key, item in value.items()
-            }
+        """Return ``value`` with the values of secret-named keys replaced, at any depth.
+
+        Parts without a secret are returned as they are (not copied): a body of decoded
+        JSON is walked once and only the dicts and lists on the way to a secret are
+        new. (Copying every dict was most of an action log's sanitizing.)
+        """
+        if isinstance(value, dict):
+            changed: dict[Any, Any] | None = None
+            secret = self._secret
+            for key, item in value.items():
+                is_secret = secret.get(key) if isinstance(key, str) else False
+                if is_secret is None:
+                    is_secret = self.is_secret(key)
+                if is_secret and _replaceable(item):
+                    new = REDACTED
+                elif isinstance(item, dict | list):
+                    new = self.scrub(item)
+                    if new is item:
+                        continue
+                else:
+                    continue
+                if changed is None:
+                    changed = dict(value)
+                changed[key] = new
+            return value if changed is None else changed
         if isinstance(value, list):
-            return [self.scrub(item) for item in value]
+            copied: list[Any] | None = None
+            for index, item in enumerate(value):
+                if isinstance(item, dict | list):
+                    new = self.scrub(item)
+                    if new is not item:
+                        if copied is None:
+                            copied = list(value)
+                        copied[index] = new
+            return value if copied is None else copied
+        if isinstance(value, Mapping):
+            return self.scrub(dict(value))
         return value
 
     def structure(self, structure: Mapping[str, Any]) -> dict[str, Any]:
         """Sanitize an installation structure (secrets, contacts not opted in)."""
-        clean: dict[str, Any] = self.scrub(structure)
+        clean: dict[str, Any] = dict(self.scrub(structure))  # changed below
         info = clean.get("user_information")
         if isinstance(info, Mapping) and info.get("contact_info_provided") is not True:
             clean["user_information"] = _drop_contact(info)
@@ -71,7 +96,7 @@ class Sanitizer:
     def action_log_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Sanitize an action log's body."""
         clean: dict[str, Any] = self.scrub(body)
-        return clean
+        return clean if isinstance(clean, dict) else dict(clean)
 
 
 def _replaceable(value: Any) -> bool:

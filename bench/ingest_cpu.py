@@ -14,8 +14,9 @@ way (its CPU is the driver's own share, the floor):
 * ``bulk``: ``POST /api/v1/records/bulk`` NDJSON bodies of ``--batch`` records;
 
 on SQLite (``synchronous=FULL``) and PostgreSQL (a throwaway cluster, ``fsync=on``).
-With ``--profile`` (needs ``py-spy`` on the PATH) each run is sampled and its CPU is
-split into stages (parse, guards, envelope, writer queue, SQL, commit, response).
+With ``--stages`` the functions of each stage are timed with a per-thread CPU clock
+and each run's CPU is split into stages (``bench/stages.py``: parse, envelope,
+response, HTTP/guards/asyncio, SQL, commit, writer queue).
 
     python bench/ingest_cpu.py [--records 20000] [--workloads collector,bulk]
 """
@@ -25,14 +26,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,9 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ceiling  # noqa: E402
+import stages  # noqa: E402
 from bulk import TID, make_records  # noqa: E402
 from common import machine, table, write_section  # noqa: E402
-from stages import STAGES, split_stages  # noqa: E402
 
 from downlink.app import create_app  # noqa: E402
 from downlink.settings import Settings  # noqa: E402
@@ -91,6 +92,7 @@ class Run:
     statuses: dict[int, int]
     threads: dict[str, float]
     per_commit: float
+    stages: dict[str, float] = field(default_factory=dict)
 
     def per_record_us(self, cpu: float) -> float:
         return cpu / self.records * 1e6 if self.records else 0.0
@@ -216,54 +218,32 @@ def _lifespan(app: Any) -> AbstractAsyncContextManager[Any]:
     return _Nothing()
 
 
-class Profiler:
-    """py-spy sampling this process (raw collapsed stacks) while running."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Profiler:
-        self.proc = subprocess.Popen(
-            ["py-spy", "record", "--pid", str(os.getpid()), "--format", "raw", "--rate",
-             "1000", "--threads", "--gil", "--nonblocking", "--output", str(self.path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1.0)  # py-spy attaches
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(2)
-        self.proc.wait(60)
-
-
 async def run(app: Any, requests: list[tuple[dict[str, Any], bytes]], records: int,
               concurrency: int, db_pid: int | None, warm: int,
-              profile: Path | None) -> Run:
+              timed: Counter[str] | None = None) -> Run:
     """Warm up, then measure ``requests`` (holding ``records`` records in all)."""
     async with _lifespan(app):
         warm_statuses: dict[int, int] = {}
         await _drive(app, requests[:warm], concurrency, warm_statuses)
         measured = requests[warm:]
         statuses: dict[int, int] = {}
-        prof = Profiler(profile) if profile is not None else None
-        if prof is not None:
-            prof.__enter__()
-        try:
-            db0, cpu0, wall0 = _db_cpu(db_pid), time.process_time(), time.perf_counter()
-            threads0 = _thread_cpu()
-            commits0 = _commits(app)
-            await _drive(app, measured, concurrency, statuses)
-            cpu1, wall1, db1 = time.process_time(), time.perf_counter(), _db_cpu(db_pid)
-            threads1 = _thread_cpu()
-            commits1 = _commits(app)
-        finally:
-            if prof is not None:
-                prof.__exit__()
+        if timed is not None:
+            timed.clear()
+        db0, cpu0, wall0 = _db_cpu(db_pid), time.process_time(), time.perf_counter()
+        threads0 = _thread_cpu()
+        commits0 = _commits(app)
+        await _drive(app, measured, concurrency, statuses)
+        cpu1, wall1, db1 = time.process_time(), time.perf_counter(), _db_cpu(db_pid)
+        threads1 = _thread_cpu()
+        commits1 = _commits(app)
+        stage_s = dict(timed) if timed is not None else {}
     threads = {k: threads1.get(k, 0.0) - threads0.get(k, 0.0) for k in THREAD_KINDS}
     batches = commits1[1] - commits0[1]
     per_commit = (commits1[0] - commits0[0]) / batches if batches else 0.0
-    return Run(records, wall1 - wall0, cpu1 - cpu0, db1 - db0, statuses, threads, per_commit)
+    run = Run(records, wall1 - wall0, cpu1 - cpu0, db1 - db0, statuses, threads, per_commit)
+    if timed is not None:
+        run.stages = stages.split(Counter(stage_s), threads["event loop"], threads["writer"])
+    return run
 
 
 def _commits(app: Any) -> tuple[float, float]:
@@ -312,8 +292,8 @@ def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--consumers", choices=("off", "on", "both"), default="both",
                         help="run the post-ack consumers in the measured process")
-    parser.add_argument("--profile", action="store_true",
-                        help="sample each run with py-spy and split its CPU into stages")
+    parser.add_argument("--stages", action="store_true",
+                        help="time each stage's functions and split each run's CPU by stage")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     about = machine()
@@ -334,7 +314,7 @@ def main() -> None:
                 reqs = bulk_requests(total, args.batch, "b0")
                 warm = max(1, args.warm // args.batch)
             base = _run_loop(run(ceiling.app, reqs, args.records, args.concurrency,
-                                   None, warm, None))
+                                 None, warm))
             rows.append(_row(work, "do-nothing ASGI", "-", base, None))
             print(table(HEADERS, rows[-1:]), flush=True)
             for db in databases:
@@ -348,20 +328,22 @@ def main() -> None:
                         url = pg.create_database(name)
                         db_pid = _postmaster(pg.datadir)
                     app = create_app(_settings(url, consumers))
-                    profile = tmp / f"{name}.txt" if args.profile else None
                     reqs = (collector_requests(total, "5a") if work == "collector"
                             else bulk_requests(total, args.batch, "5a"))
-                    res = _run_loop(run(app, reqs, args.records, args.concurrency, db_pid,
-                                          warm, profile))
+                    if args.stages:
+                        with stages.instrument() as timed:
+                            res = _run_loop(run(app, reqs, args.records, args.concurrency,
+                                                db_pid, warm, timed))
+                    else:
+                        res = _run_loop(run(app, reqs, args.records, args.concurrency,
+                                            db_pid, warm))
                     rows.append(_row(work, f"downlink {db}", "on" if consumers else "off",
                                      res, db_pid))
                     print(table(HEADERS, rows[-1:]), flush=True)
-                    if profile is not None and profile.exists():
-                        shares = split_stages(profile.read_text())
-                        us = res.per_record_us(res.cpu_s)
+                    if res.stages:
                         stage_rows.append([work, db, "on" if consumers else "off",
-                                           *(f"{us * shares.get(s, 0.0):.1f}"
-                                             for s in STAGES)])
+                                           *(f"{res.per_record_us(res.stages[s]):.1f}"
+                                             for s in stages.STAGES)])
                         print(table(STAGE_HEADERS, stage_rows[-1:]), flush=True)
     finally:
         if pg is not None:
@@ -381,16 +363,16 @@ def main() -> None:
     if stage_rows:
         stages_table = table(STAGE_HEADERS, stage_rows)
         print(stages_table)
-        body += ("\n\nCPU us per record by stage (py-spy samples of this process, "
-                 "`--profile`; see `bench/stages.py` for what each stage holds):\n\n"
-                 + stages_table)
+        body += ("\n\nCPU us per record by stage (`--stages`: each stage's functions "
+                 "timed with a per-thread CPU clock, about 1 us per timed call included; "
+                 "`bench/stages.py` says what each stage holds):\n\n" + stages_table)
     if not args.no_write:
         write_section("ingest-cpu", body)
 
 
 HEADERS = ["workload", "server", "consumers", "CPU us/record", *THREAD_KINDS,
            "database", "wall records/s", "answers"]
-STAGE_HEADERS = ["workload", "database", "consumers", *STAGES]
+STAGE_HEADERS = ["workload", "database", "consumers", *stages.STAGES]
 
 
 def _row(work: str, server: str, consumers: str, res: Run, db_pid: int | None) -> list[object]:

@@ -107,7 +107,7 @@ class _BoundedReceive:
             try:
                 waiting = pending.send(None)
             except StopIteration as ready:
-                message = ready.value
+                message = cast(Message, ready.value)
             else:
                 message = await self._bounded(_Resume(pending, waiting))
         else:

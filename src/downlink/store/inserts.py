@@ -20,6 +20,7 @@ Row = dict[str, Any]
 
 # Columns a row must carry to be inserted; anything else in the dict is ignored.
 RECORD_COLUMNS = tuple(c.name for c in records.columns if c.name != "id")
+_EVERY_COLUMN: Row = dict.fromkeys(RECORD_COLUMNS)
 _KEY_CHUNK = 500
 _COLUMNS = ", ".join(c.name for c in records.columns)
 # The table's declared columns (on PostgreSQL it also has ``txid``, see store/follow.py).
@@ -58,6 +59,7 @@ def _stored_by_key(conn: Connection, keys: list[str]) -> dict[str, Row]:
     assert raw is not None, "a live database connection"
     found: dict[str, Row] = {}
     raw_pg = conn.dialect.name == "postgresql"
+    parts: list[tuple[str, tuple[str, ...]]]
     if raw_pg:
         parts = [(_BY_KEYS_PG, (orjson.dumps(keys).decode(),))]
     else:
@@ -126,7 +128,8 @@ def insert_records(
     fresh = [rows[i] for i in new_index]
     for process in processors:
         process(conn, fresh)
-    params = [{c: row.get(c) for c in RECORD_COLUMNS} for row in fresh]
+    # Every column present (None where a row has none; extra keys are left unread).
+    params = [{**_EVERY_COLUMN, **row} for row in fresh]
     ids: list[int] = []
     if params and conn.dialect.name == "postgresql":
         # COPY with ids taken from the sequence first (see pg_insert).

@@ -15,6 +15,9 @@ are complete.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Coroutine, Generator
+from types import CoroutineType
+from typing import Any, cast
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -51,24 +54,29 @@ class RequestLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
-        if header_bytes(headers) > self.max_header_bytes:
+        # One pass over the headers: their size, and the declared body length(s).
+        size = 0
+        lengths: list[bytes] = []
+        for name, value in scope["headers"]:
+            size += len(name) + len(value) + 4
+            if name == b"content-length":
+                lengths.append(value)
+        if size > self.max_header_bytes:
             await send_error(send, 431, f"Request headers exceed {self.max_header_bytes} bytes")
             return
-        for name, value in headers:
-            if name == b"content-length":
-                if not value.isdigit() or len(value) > 18:
-                    await send_error(send, 400, "Content-Length is not a number")
-                    return
-                if int(value) > self.max_body_bytes:
-                    await send_error(
-                        send,
-                        413,
-                        f"body of {int(value)} bytes is larger than the limit of "
-                        f"{self.max_body_bytes}",
-                        _CLOSE,
-                    )
-                    return
+        for declared in lengths:
+            if not declared.isdigit() or len(declared) > 18:
+                await send_error(send, 400, "Content-Length is not a number")
+                return
+            if int(declared) > self.max_body_bytes:
+                await send_error(
+                    send,
+                    413,
+                    f"body of {int(declared)} bytes is larger than the limit of "
+                    f"{self.max_body_bytes}",
+                    _CLOSE,
+                )
+                return
         bounded = _BoundedReceive(receive, self.max_body_bytes, self.body_timeout,
                                   self.request_timeout)
         await self.app(scope, bounded, send)
@@ -90,18 +98,20 @@ class _BoundedReceive:
         if self.done:
             # The body is complete: later receives only wait for a disconnect.
             return await self.receive()
-        # The earlier of the pause limit and the whole-request deadline.
-        pause_ends = asyncio.get_running_loop().time() + self.timeout
-        whole = self.deadline < pause_ends
-        try:
-            # asyncio.timeout, not wait_for: no extra task per receive on the hot path.
-            async with asyncio.timeout_at(min(pause_ends, self.deadline)):
-                message = await self.receive()
-        except TimeoutError:
-            self.done = True
-            what = (f"Request body not complete within {self.total:g} s" if whole
-                    else f"Request body not received within {self.timeout:g} s")
-            raise HTTPException(408, what, _CLOSE) from None
+        pending = self.receive()
+        if isinstance(pending, CoroutineType):
+            # A message that has arrived (a small body, read with its head) comes back
+            # without the coroutine ever suspending: no timer is armed for it. Only a
+            # receive that has to wait runs under the timeout (about 8 us saved per
+            # collector post, bench/ingest_cpu.py).
+            try:
+                waiting = pending.send(None)
+            except StopIteration as ready:
+                message = cast(Message, ready.value)
+            else:
+                message = await self._bounded(_Resume(pending, waiting))
+        else:
+            message = await self._bounded(pending)
         if message["type"] != "http.request":
             self.done = True
             return message
@@ -114,3 +124,45 @@ class _BoundedReceive:
         if not message.get("more_body", False):
             self.done = True
         return message
+
+    async def _bounded(self, pending: Awaitable[Message]) -> Message:
+        """Await ``pending`` until the earlier of the pause limit and the deadline."""
+        pause_ends = asyncio.get_running_loop().time() + self.timeout
+        whole = self.deadline < pause_ends
+        try:
+            # asyncio.timeout, not wait_for: no extra task per receive.
+            async with asyncio.timeout_at(min(pause_ends, self.deadline)):
+                return await pending
+        except TimeoutError:
+            self.done = True
+            what = (f"Request body not complete within {self.total:g} s" if whole
+                    else f"Request body not received within {self.timeout:g} s")
+            raise HTTPException(408, what, _CLOSE) from None
+
+
+class _Resume:
+    """Await a coroutine already started by hand that is suspended on ``waiting``.
+
+    Hands each value it yields to the event loop and everything thrown in (a
+    cancellation, the timeout's) to the coroutine, as awaiting it directly would.
+    """
+
+    def __init__(self, coro: Coroutine[Any, Any, Message], waiting: Any) -> None:
+        self.coro = coro
+        self.waiting = waiting
+
+    def __await__(self) -> Generator[Any, Any, Message]:
+        coro, waiting = self.coro, self.waiting
+        while True:
+            try:
+                sent = yield waiting
+            except BaseException as exc:  # noqa: BLE001 - handed to the coroutine
+                try:
+                    waiting = coro.throw(exc)
+                except StopIteration as done:
+                    return cast(Message, done.value)
+                continue
+            try:
+                waiting = coro.send(sent)
+            except StopIteration as done:
+                return cast(Message, done.value)

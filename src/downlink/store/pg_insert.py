@@ -18,6 +18,7 @@ process between the writer's lookup and this copy, as
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -43,20 +44,21 @@ def insert_returning_ids(
     if not params:
         return []
     ids = sorted(int(i) for i in conn.exec_driver_sql(_NEXT_IDS, (len(params),)).scalars())
-    as_json = _json_columns(columns)
-    names = list(columns)
-    plain = [name for name in names if name not in as_json]
+    as_json = sorted(_json_columns(columns))
+    plain = [name for name in columns if name not in as_json]
+    take_plain = itemgetter(*plain)
     raw = conn.connection.driver_connection
     assert raw is not None, "a live psycopg connection"
-    statement = f"COPY records (id, {', '.join(plain + sorted(as_json))}) FROM STDIN"
+    statement = f"COPY records (id, {', '.join(plain + as_json)}) FROM STDIN"
     try:
         with raw.cursor() as cur, cur.copy(statement) as copy:
+            write_row = copy.write_row
             for new_id, p in zip(ids, params, strict=True):
-                row = [new_id, *[p[name] for name in plain]]
-                for name in sorted(as_json):
+                row = [new_id, *take_plain(p)]
+                for name in as_json:
                     value = p[name]
                     row.append(None if value is None else orjson.dumps(value).decode())
-                copy.write_row(row)
+                write_row(row)
     except psycopg.Error as exc:
         # Raised by psycopg itself, not through SQLAlchemy: wrap it in the matching
         # SQLAlchemy class (IntegrityError, DataError, OperationalError, ...) so callers

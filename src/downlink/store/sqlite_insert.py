@@ -11,12 +11,15 @@ the rows in input order.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 import orjson
 from sqlalchemy import JSON, Connection
+from sqlalchemy.exc import DBAPIError
 
 from downlink.store.tables import records
 
@@ -34,23 +37,36 @@ def _statement(columns: tuple[str, ...], rows: int) -> str:
     )
 
 
+@lru_cache(maxsize=16)
+def _one_row(columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO records ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
 def insert_returning_ids(
     conn: Connection, columns: Sequence[str], params: list[dict[str, Any]]
 ) -> list[int]:
     """Insert ``params`` (dicts over ``columns``) and return their ids in input order."""
     cols = tuple(columns)
-    json_cols = {name for name in cols if isinstance(records.c[name].type, JSON)}
-    chunk = max(1, _MAX_PARAMS // len(cols))
-    ids: list[int] = []
-    for start in range(0, len(params), chunk):
-        part = params[start : start + chunk]
-        flat: list[Any] = []
-        for p in part:
-            for name in cols:
-                value = p[name]
-                if name in json_cols and value is not None:
-                    value = orjson.dumps(value).decode()
-                flat.append(value)
-        result = conn.exec_driver_sql(_statement(cols, len(part)), tuple(flat))
-        ids.extend(sorted(int(row[0]) for row in result))
-    return ids
+    json_at = [i for i, name in enumerate(cols) if isinstance(records.c[name].type, JSON)]
+    get = itemgetter(*cols)
+    rows: list[Any] = []
+    for p in params:
+        values = get(p)
+        if json_at:
+            values = list(values)
+            for i in json_at:
+                if values[i] is not None:
+                    values[i] = orjson.dumps(values[i]).decode()
+        rows.append(values)
+    raw = conn.connection.driver_connection
+    assert raw is not None, "a live sqlite3 connection"
+    statement = _one_row(cols)
+    try:
+        cur = raw.cursor()
+        cur.executemany(statement, rows)
+        (last,) = raw.execute("SELECT last_insert_rowid()").fetchone()
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, type(exc)) from exc
+    # The writer holds the write lock (BEGIN IMMEDIATE): the rows got the consecutive
+    # rowids after the largest one, in input order.
+    return list(range(int(last) - len(rows) + 1, int(last) + 1))

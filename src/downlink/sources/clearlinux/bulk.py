@@ -41,6 +41,7 @@ from downlink.sources.clearlinux.wire import (
     fields_from_json,
     fields_from_object,
     fields_from_raw_headers,
+    flat_record,
     validate,
 )
 from downlink.store.database import Store
@@ -132,6 +133,9 @@ def split_items(body: bytes, content_type: str, limit: int) -> list[bytes | msgs
 def _item_fields(item: bytes | msgspec.Raw) -> tuple[dict[str, str], bytes]:
     if isinstance(item, bytes):  # an NDJSON line: a whole document of its own
         return fields_from_json(item)
+    flat = flat_record(item)
+    if flat is not None:
+        return fields_from_object(flat)
     try:
         doc = loads_shallow(item)
     except JSONError as exc:

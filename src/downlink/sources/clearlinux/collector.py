@@ -27,7 +27,7 @@ from downlink.sources.clearlinux.wire import (
     TID_KEY,
     RecordRejected,
     fields_from_json,
-    fields_from_raw_headers,
+    head_from_raw_headers,
     validate,
 )
 from downlink.store.database import Store
@@ -44,17 +44,11 @@ class _Disconnected(Exception):
     """The client went away before its body arrived."""
 
 
-def _header(raw: Headers, name: bytes) -> str | None:
-    for key, value in raw:
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
-
-
-def _fields(raw: Headers, body: bytes) -> tuple[dict[str, str], bytes]:
-    headers = fields_from_raw_headers(raw)
-    ctype = (_header(raw, b"content-type") or "").split(";", 1)[0].strip().lower()
-    if ctype != "application/json":
+def _with_body(
+    headers: dict[str, str], ctype: str | None, body: bytes
+) -> tuple[dict[str, str], bytes]:
+    """The record's fields and payload: from the headers, or from a v3 JSON body."""
+    if ctype is None or ctype.split(";", 1)[0].strip().lower() != "application/json":
         return headers, body
     fields, payload = fields_from_json(body)
     for key in (TID_KEY, EXTERNAL_KEY):
@@ -63,9 +57,11 @@ def _fields(raw: Headers, body: bytes) -> tuple[dict[str, str], bytes]:
     return fields, payload
 
 
-def _row(raw: Headers, body: bytes, settings: Settings) -> dict[str, Any]:
+def _row(
+    headers: dict[str, str], ctype: str | None, body: bytes, settings: Settings
+) -> dict[str, Any]:
     """Parse and validate one record (in a worker thread for large bodies)."""
-    fields, payload = _fields(raw, body)
+    fields, payload = _with_body(headers, ctype, body)
     return validate(
         fields,
         payload,
@@ -75,12 +71,19 @@ def _row(raw: Headers, body: bytes, settings: Settings) -> dict[str, Any]:
     )
 
 
-async def _read_body(raw: Headers, receive: Receive, limit: int) -> bytes:
-    declared = _header(raw, b"content-length")
+async def _read_body(declared: str | None, receive: Receive, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"body of {declared} bytes is larger than the limit of {limit}")
-    chunks: list[bytes] = []
-    size = 0
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise _Disconnected
+    body: bytes = message.get("body", b"")
+    if len(body) > limit:
+        raise BodyTooLarge(f"body is larger than the limit of {limit} bytes")
+    if not message.get("more_body", False):
+        return body  # the whole body in one message: the usual case
+    chunks = [body]
+    size = len(body)
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -109,6 +112,31 @@ def _message(text: str) -> bytes:
     return orjson.dumps({"message": text})
 
 
+class _Context:
+    """What every post of one app needs, looked up once per app, not once per post."""
+
+    def __init__(self, app: Any) -> None:
+        self.store: Store = app.state.store
+        self.settings = self.store.settings
+        self.guard: SenderGuard = app.state.senders
+        metrics = self.store.metrics
+        self.rejected = metrics.rejected
+        self.received = metrics.received.labels(SOURCE)
+        self.accepted = metrics.accepted.labels(SOURCE)
+        self.duplicates = metrics.duplicates.labels(SOURCE)
+
+    def reject(self, reason: str) -> None:
+        self.rejected.labels(SOURCE, reason).inc()
+
+
+def _context(app: Any) -> _Context:
+    found: _Context | None = getattr(app, "_clearlinux_collector", None)
+    if found is None:
+        found = _Context(app)
+        app._clearlinux_collector = found
+    return found
+
+
 async def collect(scope: Scope, receive: Receive, send: Send) -> None:
     """Validate and store one record (a plain ASGI endpoint: this is the hot path)."""
     if scope["method"] != "POST":
@@ -121,31 +149,31 @@ async def collect(scope: Scope, receive: Receive, send: Send) -> None:
         )
         await send({"type": "http.response.body", "body": b""})
         return
-    store: Store = scope["app"].state.store
-    settings = store.settings
-    metrics = store.metrics
+    ctx = _context(scope["app"])
+    settings = ctx.settings
     raw: Headers = scope["headers"]
-    metrics.received.labels(SOURCE).inc()
+    ctx.received.inc()
+    headers, ctype, declared = head_from_raw_headers(raw)
     try:
-        body = await _read_body(raw, receive, settings.max_body_bytes)
+        body = await _read_body(declared, receive, settings.max_body_bytes)
     except BodyTooLarge as exc:
-        metrics.rejected.labels(SOURCE, "too_large").inc()
+        ctx.reject("too_large")
         await _answer(send, 413, _message(str(exc)))
         return
     except _Disconnected:
-        metrics.rejected.labels(SOURCE, "disconnected").inc()
+        ctx.reject("disconnected")
         return
     try:
-        row = await off_loop(len(body), _row, raw, body, settings)
+        row = await off_loop(len(body), _row, headers, ctype, body, settings)
     except RecordRejected as exc:
-        metrics.rejected.labels(SOURCE, exc.reason).inc()
+        ctx.reject(exc.reason)
         await _answer(send, 400, _message(exc.message))
         return
-    guard: SenderGuard = scope["app"].state.senders
+    guard = ctx.guard
     sender = row["machine_id"]
     wait = guard.rate_wait(SOURCE, (sender,))
     if wait > 0:
-        metrics.rejected.labels(SOURCE, "sender_rate_limit").inc()
+        ctx.reject("sender_rate_limit")
         await _answer(send, 429, _message("Too many records from this machine id, retry later"),
                       [(b"retry-after", retry_after(wait).encode())])
         return
@@ -155,7 +183,7 @@ async def collect(scope: Scope, receive: Receive, send: Send) -> None:
         try:
             verdict = (await guard.check(SOURCE, (sender,), proof))[sender]
         except SendersUnavailable as exc:
-            metrics.rejected.labels(SOURCE, "store_unavailable").inc()
+            ctx.reject("store_unavailable")
             await _answer(send, 503, _message(f"Store unavailable, retry later: {exc}"),
                           [(b"retry-after", b"5")])
             return
@@ -164,27 +192,27 @@ async def collect(scope: Scope, receive: Receive, send: Send) -> None:
         if verdict.secret is not None:
             extra.append((_SECRET, verdict.secret.encode("latin-1")))
     try:
-        (stored,) = await store.write([row])
+        (stored,) = await ctx.store.write([row])
     except RecordsRefused as exc:
-        metrics.rejected.labels(SOURCE, "refused").inc()
+        ctx.reject("refused")
         await _answer(send, 400, _message(exc.results[0].refused or "refused"))
         return
     except QueueFull as exc:
-        metrics.rejected.labels(SOURCE, "queue_full").inc()
+        ctx.reject("queue_full")
         await _answer(
             send, 503, _message(f"Server busy, retry later: {exc}"), [(b"retry-after", b"1")]
         )
         return
     except StoreUnavailable as exc:
-        metrics.rejected.labels(SOURCE, "store_unavailable").inc()
+        ctx.reject("store_unavailable")
         await _answer(
             send, 503, _message(f"Store unavailable, retry later: {exc}"), [(b"retry-after", b"5")]
         )
         return
     if stored.duplicate:
-        metrics.duplicates.labels(SOURCE).inc()
+        ctx.duplicates.inc()
     else:
-        metrics.accepted.labels(SOURCE).inc()
+        ctx.accepted.inc()
     await _answer(send, 201, orjson.dumps(clear_json(stored.row)), extra)
 
 

@@ -509,3 +509,20 @@ def test_blank_values_read_none(client: TestClient) -> None:
     assert "(none): 1" in client.get("/crashes").text
     assert "<td>(none)</td>" in client.get("/stats").text
     assert "<td>(none)</td>\n  <td>(none)</td>" in client.get("/records").text
+
+
+def test_a_record_page_shows_the_fields_its_source_adds(client: TestClient) -> None:
+    crash, other = load(
+        _store(client),
+        [
+            rec(classification="org.clearlinux/crash/clr", payload=CRASH),
+            rec(source="substrate", classification="substrate/system.interval", payload="{}"),
+        ],
+    )
+    gid = client.get(f"/records/{crash['id']}.json").json()["guilty_id"]
+    assert gid is not None
+    page = client.get(f"/records/{crash['id']}").text
+    assert f'<dt>Crash group</dt><dd><a href="/crashes/{gid}">{gid}</a></dd>' in page
+    # Clear Linux's field is its records' only: the core's record page names no source.
+    page = client.get(f"/records/{other['id']}").text
+    assert "<dt>Payload version</dt>" in page and "Crash group" not in page

@@ -314,6 +314,9 @@ class Source:
       keys added to ``/search.json``'s ``found`` (from indexes or small tables, never
       a scan); ``search_template``: a template (``"<name>/…"``) rendering them as
       ``<li>`` items of the results (it gets ``f``, the ``found`` mapping).
+    * ``record_template``: a template (``"<name>/…"``) adding ``<dt>``/``<dd>`` fields to
+      the page of one of the source's records (``/records/{id}``; it gets ``r``, the
+      record): Clear Linux links a crash record to its crash group.
     * ``openapi_paths()``: OpenAPI path items of routes FastAPI does not describe
       (plain Starlette ones), merged into ``/openapi.json``.
     * ``ingest_paths`` / ``ingest_websockets``: paths that deliver telemetry (open
@@ -403,6 +406,7 @@ class Source:
     openapi_paths: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
     search: Callable[[Connection, str], Mapping[str, Any]] | None = None
     search_template: str | None = None
+    record_template: str | None = None
     make_processors: (
         Callable[[], Sequence[Callable[[Connection, list[dict[str, Any]]], None]]] | None
     ) = None

@@ -82,6 +82,7 @@ def source() -> Source:
         archives=(Archive("records", "records", where=lambda t: t.c.source == SOURCE),),
         search=search,
         search_template="clearlinux/_search.html",
+        record_template="clearlinux/_record.html",
         # The dashboards read the core's ``records`` table on ClickHouse when configured.
         analytics_reads=analytics.reads,
     )

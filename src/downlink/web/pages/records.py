@@ -87,6 +87,12 @@ async def _record(request: Request) -> dict[str, Any]:
     return _json_row(row)
 
 
+def _record_page(request: Request, data: dict[str, Any]) -> dict[str, Any]:
+    """The record, and the fields its source adds to the page (``Source.record_template``)."""
+    templates = {s.name: s.record_template for s in request.app.state.sources}
+    return {"r": data, "record_template": templates.get(data["source"])}
+
+
 CSV_COLUMNS = (
     "id", "ts_reception", "source", "machine_id", "severity", "classification", "build",
     "host_type", "payload",
@@ -117,7 +123,7 @@ RECORD = View(
     "record.html",
     _record,
     active="records",
-    page=lambda _request, data: {"r": data},
+    page=_record_page,
     path_types={"record_id": RecordId},
 )
 router = router_of([RECORDS, RECORD])

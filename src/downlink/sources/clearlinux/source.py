@@ -21,7 +21,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from downlink.sources.base import Archive, NavEntry, Source, SourceSetting
-from downlink.sources.clearlinux import analytics, bulk, collector, regroup, tables
+from downlink.sources.clearlinux import (
+    analytics,
+    bulk,
+    collector,
+    crash_analytics,
+    regroup,
+    tables,
+)
 from downlink.sources.clearlinux.consumers import CONSUMERS
 from downlink.sources.clearlinux.pages import builds, crashes, mce, population, stats
 from downlink.sources.clearlinux.queries.search import search
@@ -82,6 +89,8 @@ def source() -> Source:
         job_drivers=(regroup.DRIVER,),
         search=search,
         search_template="clearlinux/_search.html",
-        # The dashboards read the core's ``records`` table on ClickHouse when configured.
+        # On ClickHouse when configured: the dashboards and MCE pages read the core's
+        # ``records`` table there, the crash pages ``clearlinux_crashes``.
+        analytics_tables=(crash_analytics.TABLE,),
         analytics_reads=analytics.reads,
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from downlink.sources.base import Archive, NavEntry, Source
-from downlink.sources.substrate import api, queries, views, websocket
+from downlink.sources.substrate import analytics, api, queries, views, websocket
 from downlink.sources.substrate.connections import record_connections
 
 HERE = Path(__file__).parent
@@ -41,4 +41,6 @@ def source() -> Source:
         # Its records, as NDJSON by day in the raw archive (downlink archive).
         archives=(Archive("records", "records", where=lambda t: t.c.source == "substrate"),),
         senders=websocket.SENDER_RULE,
+        # The nodes page's message counts read the core's ``records`` on ClickHouse.
+        analytics_reads=analytics.reads,
     )

@@ -9,8 +9,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from downlink.sources.clearlinux.queries.mce import mce_summary, thermal_weekly
-from downlink.store.database import Store
+from downlink.sources.clearlinux.mce_analytics import mce_reads_of
 from downlink.store.queries.period import Period
 from downlink.web import params
 from downlink.web.rendering import (
@@ -43,8 +42,8 @@ async def _mce(request: Request) -> dict[str, Any]:
     period = _mce_period(query)
     build = params.text(query, "build")
     top = params.integer(query, "top", 1, 500) or 20
-    store: Store = request.app.state.store
-    summary = await store.read(mce_summary, period, build, top)
+    reads = mce_reads_of(request)
+    summary = await reads.read(reads.mce, period, build, top)
     return {"period": period.as_json(), "build": build, **summary}
 
 
@@ -111,8 +110,8 @@ async def mce_json(request: Request) -> Response:
 async def _thermal(request: Request) -> dict[str, Any]:
     query = dict(request.query_params)
     period = params.period(query, THERMAL_WEEKS * 7)
-    store: Store = request.app.state.store
-    return {"period": period.as_json(), **(await store.read(thermal_weekly, period))}
+    reads = mce_reads_of(request)
+    return {"period": period.as_json(), **(await reads.read(reads.thermal, period))}
 
 
 @router.get("/thermal")

@@ -46,6 +46,9 @@ Row = dict[str, Any]
 Pair = tuple[str, str]
 
 NAME = "clearlinux_crashes"
+# What the crash pages' freshness mark follows: the crash consumer on the SQL store, the
+# crash rows' shipper on ClickHouse (a consumer that is not running is left out).
+FRESH = ("clearlinux_crashes", f"analytics_{NAME}")
 _CLASSES = frozenset(BACKTRACE_CLASSES)
 _LOOKUP_PART = 500
 

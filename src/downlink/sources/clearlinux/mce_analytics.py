@@ -17,7 +17,7 @@ from typing import Any
 from starlette.requests import HTTPConnection
 
 from downlink.analytics.client import Analytics
-from downlink.sources.clearlinux.analytics import COUNTED
+from downlink.sources.clearlinux.analytics import COUNTED, FRESH
 from downlink.sources.clearlinux.queries.mce import (
     MCE_CLASSES,
     THERMAL_CLASS,
@@ -30,6 +30,8 @@ from downlink.sources.clearlinux.rollups import _MCE_STATUS
 from downlink.sources.clearlinux.wire import SOURCE
 from downlink.sources.runtime import analytics_of, store_of
 from downlink.store.queries.period import Period, build_sort_key, day_date
+
+__all__ = ["FRESH", "MceReads", "mce", "mce_reads_of", "thermal"]
 
 _DAY = "intDiv(toInt64(ts_reception), 86400)"
 _STATUS = "lower(extract(payload, {status:String}))"

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from downlink.errors import BadRequest
 from downlink.params import RecordId
 from downlink.sources.clearlinux.backtrace import blacklist_candidates, guilty_label, parse_crash
-from downlink.sources.clearlinux.crash_analytics import crash_reads_of
+from downlink.sources.clearlinux.crash_analytics import FRESH, crash_reads_of
 from downlink.sources.clearlinux.crashes import (
     add_to_blacklist,
     load_blacklist,
@@ -105,7 +105,7 @@ async def crashes_page(request: Request) -> Response:
     form = dict(request.query_params)
     return web_of(request).page(
         "clearlinux/crashes.html",
-        fresh=freshness(request, "clearlinux_crashes"),
+        fresh=freshness(request, *FRESH),
         title="Crashes",
         active="crashes",
         charts=charts,
@@ -347,7 +347,7 @@ async def guilty_page(request: Request, guilty_id: RecordId) -> Response:
     ]
     return web_of(request).page(
         "clearlinux/guilty.html",
-        fresh=freshness(request, "clearlinux_crashes"),
+        fresh=freshness(request, *FRESH),
         title=f"Crash group {guilty_id}",
         active="crashes",
         charts=charts,
@@ -486,7 +486,7 @@ async def backtraces_page(request: Request, guilty_id: RecordId) -> Response:
     by_id = {c["record_id"]: c for c in data["crashes"]}
     return web_of(request).page(
         "clearlinux/backtraces.html",
-        fresh=freshness(request, "clearlinux_crashes"),
+        fresh=freshness(request, *FRESH),
         title=f"Backtraces of crash group {guilty_id}",
         active="crashes",
         data=data,

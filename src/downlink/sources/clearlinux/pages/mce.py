@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from downlink.sources.clearlinux.mce_analytics import mce_reads_of
+from downlink.sources.clearlinux.mce_analytics import FRESH, mce_reads_of
 from downlink.store.queries.period import Period
 from downlink.web import params
 from downlink.web.rendering import (
@@ -91,7 +91,7 @@ async def mce_page(request: Request) -> Response:
     form = dict(request.query_params)
     return web_of(request).page(
         "clearlinux/mce.html",
-        fresh=freshness(request, "clearlinux_rollups"),
+        fresh=freshness(request, *FRESH),
         title="Machine-check events",
         active="mce",
         charts=charts,
@@ -133,7 +133,7 @@ async def thermal_page(request: Request) -> Response:
     form = dict(request.query_params)
     return web_of(request).page(
         "clearlinux/thermal.html",
-        fresh=freshness(request, "clearlinux_rollups"),
+        fresh=freshness(request, *FRESH),
         title="Thermal events",
         active="thermal",
         charts=charts,

@@ -223,7 +223,8 @@ def top_guilties(
     ranked = q.rank_groups(cells, hidden, build, limit, include_hidden)
     if not ranked.ids:
         return []
-    pairs = {gid: p for p, gid in ids.items() if gid in set(ranked.ids)}
+    shown = set(ranked.ids)
+    pairs = {gid: p for p, gid in ids.items() if gid in shown}
     machines_of, estimated = _machines(
         _Query(ch, blacklist, period).counted().of_pairs(list(pairs.values())).of_build(build),
         "g", ranked.scanned, exact_max,

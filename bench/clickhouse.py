@@ -14,6 +14,12 @@ in the same blocks (the floor of any shipper).
 
     python bench/clickhouse.py [--rows 1000000] [--databases sqlite,postgresql] [--repeat 3]
                                [--ship 200000]
+
+At scale, every ClickHouse-backed view on rows generated inside the engine
+(``bench/clickhouse_scale.py``; writes its section of docs/performance.md unless
+``--no-write``):
+
+    python bench/clickhouse.py --scale 100000000 [--ooni-rows N] [--groups 2000] [--dir /big/disk]
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import argparse
 import os
 import random
 import statistics
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -43,6 +50,11 @@ from downlink.store import cursors, migrate
 from downlink.store.engine import _normalise
 from downlink.store.tables import records
 from downlink.testing.postgres import TempPostgres
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import clickhouse_scale  # noqa: E402
+from common import machine, write_section  # noqa: E402
 
 CCS = ["IT", "DE", "IR", "CN", "RU", "US", "BR", "IN", "TR", "EG", "ID", "MX"]
 TESTS = ["web_connectivity", "tor", "signal", "whatsapp", "telegram", "dnscheck"]
@@ -142,7 +154,18 @@ def main() -> None:
     ap.add_argument("--databases", default="sqlite,postgresql")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--ship", type=int, default=200_000)
+    ap.add_argument("--scale", type=int, default=0,
+                    help="time every ClickHouse-backed view over this many records "
+                         "generated inside the engine (instead of the comparison above)")
+    ap.add_argument("--ooni-rows", type=int, default=None,
+                    help="OONI measurements generated with --scale (default: as many)")
+    ap.add_argument("--groups", type=int, default=2000, help="crash groups with --scale")
+    ap.add_argument("--dir", default=None, help="where the --scale data goes (a big disk)")
+    ap.add_argument("--no-write", action="store_true", help="do not touch docs/performance.md")
     args = ap.parse_args()
+    if args.scale:
+        scale(args)
+        return
     now = time.time()
     data = rows(args.rows, now)
     agg = aggregation.parse({
@@ -199,6 +222,25 @@ def main() -> None:
         same = "same answer" if answers[kind] == answers["clickhouse"] else "DIFFERENT answer"
         print(f"{kind:11s} {seconds * 1000:9.1f} ms  x{seconds / base:6.1f}  ({same})")
 
+
+def scale(args: argparse.Namespace) -> None:
+    """``--scale``: every ClickHouse-backed view over generated rows."""
+    about = machine()
+    ooni_rows = args.scale if args.ooni_rows is None else args.ooni_rows
+    body = clickhouse_scale.run(args.scale, ooni_rows, args.groups, args.repeat, args.dir)
+    if args.no_write:
+        return
+    write_section("clickhouse-scale", "\n".join([
+        f"## ClickHouse at scale: every ClickHouse-backed view, {args.scale:,} records",
+        "",
+        f"`python bench/clickhouse.py {' '.join(sys.argv[1:])}`; {about}",
+        "Rows generated inside chdb (`INSERT … SELECT … FROM numbers(N)`) in the shape the "
+        "shippers write; each view timed through the function its page or API calls, "
+        f"first call then the median of {args.repeat}; CPU time is this process's (chdb "
+        "runs in it).",
+        "",
+        body,
+    ]))
 
 
 if __name__ == "__main__":

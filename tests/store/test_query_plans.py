@@ -23,7 +23,6 @@ from sqlalchemy import Connection, Engine, create_engine, event, insert
 
 from downlink.pipeline.registry import default_processors
 from downlink.settings import Settings
-from downlink.sources.clearlinux.pages.crashes import _group
 from downlink.sources.clearlinux.queries import crashes, mce
 from downlink.sources.substrate import queries as nodes
 from downlink.store.database import Store
@@ -54,8 +53,10 @@ def _queries(gid: int) -> dict[str, Query]:
             c, gid, period=Period.past(7), limit=20
         ),
         "crash group sparklines": lambda c: crashes.daily_crashes(c, [gid, 1, 2], Period.past(60)),
-        "crash group page": lambda c: _group(c, gid, Period.past(7), 200, 0),
-        "crash group page, estimated": lambda c: _group(c, gid, Period.past(60), 200, 0, 0),
+        "crash group page": lambda c: crashes.group_detail(c, gid, Period.past(7), 200, 0),
+        "crash group page, estimated": lambda c: crashes.group_detail(
+            c, gid, Period.past(60), 200, 0, 0
+        ),
         "crash group machines, whole history": lambda c: crashes._ranked_machines(
             c, gid, Period.past(60), 200, 0, None
         ),

@@ -55,8 +55,13 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("guilty_id", "Nullable(UInt64)"),
     ("audit", "Bool"),
     ("shipped_at", "Float64"),
+    # Added after the first release (columns are only ever added, at the end): rows
+    # shipped before have NULL until a backfill (downlink reprocess --source analytics).
+    ("sender_flagged", "Nullable(Bool)"),
 )
-_SQL_COLUMNS = tuple(c for c, _ in COLUMNS[:-2])  # those read back as the SQL row has them
+# Those read back as the SQL row has them (audit and shipped_at are ClickHouse's own).
+_SQL_COLUMNS = tuple(c for c, _ in COLUMNS if c not in ("audit", "shipped_at"))
+_NAMES = tuple(c for c, _ in COLUMNS)
 
 
 def _rows(conn: Connection, batch: Sequence[LogRecord]) -> list[Sequence[Any]]:
@@ -67,9 +72,14 @@ def _rows(conn: Connection, batch: Sequence[LogRecord]) -> list[Sequence[Any]]:
         r = record.row
         attrs = r.get("attrs")
         audit = bool(isinstance(attrs, dict) and attrs.get("audit"))
-        values = [r[c] for c in _SQL_COLUMNS]
-        values[_SQL_COLUMNS.index("attrs")] = None if attrs is None else json.dumps(attrs)
-        out.append([*values, audit, now])
+        values = {c: r.get(c) for c in _SQL_COLUMNS}
+        values.update(
+            attrs=None if attrs is None else json.dumps(attrs),
+            sender_flagged=True if r.get("sender_flagged") else None,
+            audit=audit,
+            shipped_at=now,
+        )
+        out.append([values[c] for c in _NAMES])
     return out
 
 

@@ -26,6 +26,7 @@ from downlink.sources.clearlinux.queries import builds as sql_builds
 from downlink.sources.clearlinux.queries import population as sql_population
 from downlink.sources.clearlinux.queries import stats as sql_stats
 from downlink.sources.clearlinux.queries.population import _GRAIN, _period_key, buckets
+from downlink.sources.clearlinux.wire import SOURCE
 from downlink.sources.runtime import analytics_of, store_of
 from downlink.store.queries.patterns import is_pattern, like_pattern
 from downlink.store.queries.period import Period, RollupFilter, build_sort_key, day_date
@@ -38,8 +39,15 @@ _FOUR_DAYS = timedelta(days=4)
 _DIMENSIONS = ("source", "classification", "build", "host_type", "severity")
 
 
+# What the rollups count: this source's records, not those stored flagged.
+COUNTED = f"source = '{SOURCE}' AND NOT ifNull(sender_flagged, false)"
+
+
 def _where(period: Period, f: RollupFilter) -> tuple[str, dict[str, Any]]:
-    terms = ["intDiv(toInt64(ts_reception), 86400) BETWEEN {first:Int64} AND {last:Int64}"]
+    terms = [
+        "intDiv(toInt64(ts_reception), 86400) BETWEEN {first:Int64} AND {last:Int64}",
+        COUNTED,
+    ]
     params: dict[str, Any] = {"first": period.first, "last": period.last}
     for name in _DIMENSIONS:
         value = getattr(f, name)
@@ -123,7 +131,8 @@ def machines_per_build(
     key = _KEY[_GRAIN[size]]
     sql = (
         f"SELECT {key} AS k, build, uniqExact(machine_id) FROM {ch.table('records')} FINAL "
-        "WHERE intDiv(toInt64(ts_reception), 86400) BETWEEN {lo:Int64} AND {hi:Int64}"
+        "WHERE intDiv(toInt64(ts_reception), 86400) BETWEEN {lo:Int64} AND {hi:Int64} "
+        f"AND {COUNTED}"
     )
     params: dict[str, Any] = {"lo": lo, "hi": hi}
     if build is not None:
@@ -152,16 +161,26 @@ class Reads:
     population: Callable[..., dict[str, object]]
 
 
-def reads(ch: Analytics) -> Reads:
-    """The dashboards on ClickHouse (``Source.analytics_reads``)."""
-    return Reads(ch.read, stats, records_per_build, machines_per_build)
+@dataclass(frozen=True)
+class ClickHouseReads:
+    """The source's reads on ClickHouse (``Source.analytics_reads``): the dashboards';
+    the crash and MCE pages build theirs from ``ch`` (:mod:`.crash_analytics`,
+    :mod:`.mce_analytics`)."""
+
+    ch: Analytics
+    dashboards: Reads
+
+
+def reads(ch: Analytics) -> ClickHouseReads:
+    """The source's reads on ClickHouse (``Source.analytics_reads``)."""
+    return ClickHouseReads(ch, Reads(ch.read, stats, records_per_build, machines_per_build))
 
 
 def reads_of(request: HTTPConnection) -> Reads:
     """ClickHouse's reads when configured, else the SQL store's (the rollups)."""
-    found: Reads | None = analytics_of(request, "clearlinux")
+    found: ClickHouseReads | None = analytics_of(request, SOURCE)
     if found is not None:
-        return found
+        return found.dashboards
     return Reads(
         store_of(request).read,
         sql_all_stats,

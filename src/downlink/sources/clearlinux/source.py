@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from downlink.sources.base import Archive, NavEntry, Source, SourceSetting
-from downlink.sources.clearlinux import analytics, bulk, collector, tables
+from downlink.sources.clearlinux import analytics, bulk, collector, crash_analytics, tables
 from downlink.sources.clearlinux.consumers import CONSUMERS
 from downlink.sources.clearlinux.pages import builds, crashes, mce, population, stats
 from downlink.sources.clearlinux.queries.search import search
@@ -41,8 +41,9 @@ SETTINGS = (
         "DOWNLINK_CRASH_EXACT_MACHINES",
         20000,
         "Up to this many crash records of the groups shown in the period, the crash pages "
-        "count affected machines exactly (about 1.5 us a record, read three times on a group's page); above it they estimate "
-        "them from sketches, marked ≈ (about 1.6 % error, bounded time).",
+        "count affected machines exactly (about 1.5 us a record, read three times on a "
+        "group's page); above it they estimate them from sketches, marked ≈ (about 1.6 % "
+        "error, bounded time).",
         _not_negative,
     ),
 )
@@ -83,6 +84,8 @@ def source() -> Source:
         search=search,
         search_template="clearlinux/_search.html",
         record_template="clearlinux/_record.html",
-        # The dashboards read the core's ``records`` table on ClickHouse when configured.
+        # On ClickHouse when configured: the dashboards and MCE pages read the core's
+        # ``records`` table there, the crash pages ``clearlinux_crashes``.
+        analytics_tables=(crash_analytics.TABLE,),
         analytics_reads=analytics.reads,
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from downlink.sources.base import Archive, NavEntry, Source
-from downlink.sources.substrate import api, config, queries, retention, views, websocket
+from downlink.sources.substrate import analytics, api, config, queries, retention, views, websocket
 from downlink.sources.substrate.connections import CONSUMER
 from downlink.sources.substrate.metrics import register
 from downlink.sources.substrate.tables import metadata
@@ -51,4 +51,6 @@ def source() -> Source:
         # Its records, as NDJSON by day in the raw archive (downlink archive).
         archives=(Archive("records", "records", where=lambda t: t.c.source == SOURCE),),
         senders=websocket.SENDER_RULE,
+        # The nodes page's message counts read the core's ``records`` on ClickHouse.
+        analytics_reads=analytics.reads,
     )

@@ -12,7 +12,8 @@ from sqlalchemy import Connection
 from starlette.requests import Request
 
 from downlink.sources.substrate import config
-from downlink.sources.substrate.queries import list_connections, recent_message_types
+from downlink.sources.substrate.analytics import reads_of
+from downlink.sources.substrate.queries import list_connections
 from downlink.store.database import Store
 from downlink.web import params
 from downlink.web.rendering import when
@@ -23,10 +24,7 @@ NODES_SHOWN = 500
 
 
 def _both(conn: Connection, now: float, stale: float, since: float) -> dict[str, Any]:
-    return {
-        "nodes": list_connections(conn, now, stale)[:NODES_SHOWN],
-        "messages": recent_message_types(conn, since),
-    }
+    return {"nodes": list_connections(conn, now, stale)[:NODES_SHOWN]}
 
 
 async def _data(request: Request) -> dict[str, Any]:
@@ -36,6 +34,8 @@ async def _data(request: Request) -> dict[str, Any]:
     idle = config.of(store.settings)["ws_idle_timeout_s"]
     now = time.time()
     found = await store.read(_both, now, idle if idle > 0 else 300.0, now - minutes * 60)
+    reads = reads_of(request)
+    found["messages"] = await reads.read(reads.messages, now - minutes * 60)
     nodes = [{k: v for k, v in n.items() if k not in ("info",)} for n in found["nodes"]]
     return {"minutes": minutes, "nodes": nodes, "messages": found["messages"]}
 

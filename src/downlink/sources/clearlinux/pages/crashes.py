@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from datetime import date, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -23,6 +22,7 @@ from starlette.responses import Response
 from downlink.errors import BadRequest
 from downlink.params import RecordId
 from downlink.sources.clearlinux.backtrace import blacklist_candidates, guilty_label, parse_crash
+from downlink.sources.clearlinux.crash_analytics import FRESH, crash_reads_of
 from downlink.sources.clearlinux.crashes import (
     add_to_blacklist,
     load_blacklist,
@@ -34,7 +34,6 @@ from downlink.sources.clearlinux.regroup import regroup_status, request_regroup
 from downlink.sources.clearlinux.wire import SOURCE
 from downlink.sources.runtime import settings_of
 from downlink.store.database import Store
-from downlink.store.queries.period import Period
 from downlink.store.storable import find_problem
 from downlink.web import params
 from downlink.web.forms import redirect_back, same_origin_form
@@ -42,7 +41,6 @@ from downlink.web.rendering import chart, partial_marks, twin, when
 from downlink.web.views import Csv, View
 
 router = APIRouter(include_in_schema=False)
-FRESH = ("clearlinux_crashes",)
 
 DEFAULT_DAYS = 7
 TOP_MAX = 200
@@ -65,7 +63,8 @@ async def _top(request: Request) -> dict[str, Any]:
     hidden = query.get("hidden", "") in ("1", "on", "true")
     store = _store(request)
     exact = int(settings_of(request, SOURCE)["crash_exact_machines"])
-    items = await store.read(q.top_guilties, period, build, limit, hidden, exact)
+    reads = crash_reads_of(request)
+    items = await reads.read(reads.top, period, build, limit, hidden, exact)
     for item in items:
         item["label"] = guilty_label(item["function"], item["module"])
     regroup = await store.read(regroup_status)
@@ -299,43 +298,8 @@ async def blacklist_remove(request: Request) -> Response:
 
 
 MACHINES_PAGE = 200
-PROCESS_SAMPLE = 20  # the group's newest crashes whose process names the page shows
 MACHINES_MAX = 5000
 OFFSET_MAX = 10_000_000
-
-
-def _group(
-    conn: Connection,
-    guilty_id: int,
-    period: Period,
-    limit: int,
-    offset: int,
-    exact_max: int = q.EXACT_MACHINES_MAX,
-) -> dict[str, Any] | None:
-    g = q.get_guilty(conn, guilty_id)
-    if g is None:
-        return None
-    spread = q.guilty_spread(conn, guilty_id, period, exact_max)
-    # One more than the page: whether there is a next one (the total may be estimated).
-    machines = q.guilty_machines(conn, guilty_id, period, limit + 1, offset, spread.records)
-    newest = q.guilty_records(conn, guilty_id, period=period, limit=PROCESS_SAMPLE)
-    processes = Counter(parse_crash(r["payload"] or "").process or "" for r in newest)
-    return {
-        "guilty": g,
-        "records": spread.records,
-        "daily": q.daily_crashes(conn, [guilty_id], period).get(guilty_id, []),
-        "processes": [
-            {"process": name, "records": n}
-            for name, n in sorted(processes.items(), key=lambda kv: (-kv[1], kv[0]))
-        ],
-        "builds": spread.builds,
-        "machines_total": spread.machines,
-        "machines_estimated": spread.machines_estimated,
-        "limit": limit,
-        "offset": offset,
-        "next_offset": offset + limit if len(machines) > limit else None,
-        "machines": machines[:limit],
-    }
 
 
 async def _detail(request: Request) -> dict[str, Any]:
@@ -344,9 +308,9 @@ async def _detail(request: Request) -> dict[str, Any]:
     period = params.period(query, DEFAULT_DAYS)
     limit = params.integer(query, "limit", 1, MACHINES_MAX) or MACHINES_PAGE
     offset = params.integer(query, "offset", 0, OFFSET_MAX) or 0
-    store = _store(request)
     exact = int(settings_of(request, SOURCE)["crash_exact_machines"])
-    found = await store.read(_group, guilty_id, period, limit, offset, exact)
+    reads = crash_reads_of(request)
+    found = await reads.read(reads.group, guilty_id, period, limit, offset, exact)
     if found is None:
         raise BadRequest(f"no crash group with id {guilty_id}", status=404)
     g = found["guilty"]
@@ -447,12 +411,8 @@ async def _backtraces(request: Request) -> dict[str, Any]:
     g = await store.read(q.get_guilty, guilty_id)
     if g is None:
         raise BadRequest(f"no crash group with id {guilty_id}", status=404)
-    rows = await store.read(
-        lambda conn: q.guilty_records(
-            conn, guilty_id, machine_id=machine_id, build=build, period=period,
-            limit=BACKTRACES_MAX,
-        )
-    )
+    reads = crash_reads_of(request)
+    rows = await reads.read(reads.records, guilty_id, machine_id, build, period, BACKTRACES_MAX)
     crashes = []
     for r in rows:
         parsed = parse_crash(r["payload"] or "")

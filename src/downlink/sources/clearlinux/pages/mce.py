@@ -13,22 +13,20 @@ from typing import Any
 
 from starlette.requests import Request
 
-from downlink.sources.clearlinux.queries.mce import mce_summary, thermal_weekly
-from downlink.store.database import Store
+from downlink.sources.clearlinux.mce_analytics import FRESH, MceReads, mce_reads_of
 from downlink.store.queries.period import Period
 from downlink.web import params
 from downlink.web.rendering import blank, chart, partial_marks
 from downlink.web.views import Csv, View, router_of
 
 Data = dict[str, Any]
-FRESH = ("clearlinux_rollups",)
 
 
 def weekly_events(
     name: str,
     title: str,
     default_days: int,
-    read: Callable[..., Mapping[str, Any]],
+    read: Callable[[MceReads], Callable[..., Mapping[str, Any]]],
     charts: Callable[[Data], list[dict[str, Any]]],
     csv: Csv,
     filters: Callable[[Mapping[str, str]], Mapping[str, Any]] = lambda _query: {},
@@ -36,17 +34,19 @@ def weekly_events(
 ) -> View:
     """The view ``/<name>`` (template ``clearlinux/<name>.html``, tab ``name``).
 
-    Its data is ``read(conn, period, **filters(query))`` after the period (``from``,
-    ``to``, ``range``; ``default_days`` back from today) and the filters named in
-    ``shown`` (answered as given, ``None`` when absent).
+    Its data is ``read(reads)(handle, period, **filters(query))``, ``reads`` being the
+    MCE reads of the store that serves them (the SQL rollups, or ClickHouse when
+    configured), after the period (``from``, ``to``, ``range``; ``default_days`` back
+    from today) and the filters named in ``shown`` (answered as given, ``None`` when
+    absent).
     """
 
     async def data(request: Request) -> Data:
         query = dict(request.query_params)
         period: Period = params.period(query, default_days)
         args = dict(filters(query))
-        store: Store = request.app.state.store
-        found = await store.read(partial(read, **args), period)
+        reads = mce_reads_of(request)
+        found = await reads.read(partial(read(reads), **args), period)
         return {"period": period.as_json(), **{k: args[k] for k in shown}, **found}
 
     return View(
@@ -127,7 +127,7 @@ MCE = weekly_events(
     "mce",
     "Machine-check events",
     MCE_DAYS,
-    mce_summary,
+    lambda reads: reads.mce,
     _mce_charts,
     # The table: the top machines.
     Csv(
@@ -163,7 +163,7 @@ THERMAL = weekly_events(
     "thermal",
     "Thermal events",
     THERMAL_WEEKS * 7,
-    thermal_weekly,
+    lambda reads: reads.thermal,
     _thermal_charts,
     # Week (its Monday), events.
     Csv("thermal", ("week", "events"), lambda d: zip(d["weeks"], d["counts"], strict=True)),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Table, and_, case, func, select, update
 
+from downlink.sources.clearlinux.backtrace import parse_crash
 from downlink.sources.clearlinux.tables import (
     guilty,
     guilty_blacklist,
@@ -148,12 +151,101 @@ def top_guilties(
         ).group_by(r.c.guilty_id, r.c.build),
         r,
     )
-    hidden = set(conn.execute(select(guilty.c.id).where(guilty.c.hide.is_(True))).scalars())
+    hidden = hidden_groups(conn)
+    ranked = rank_groups(conn.execute(cells), hidden, build, limit, include_hidden)
+    if not ranked.ids:
+        return []
+    # The exact count scans the groups' rollup rows of the period, of every build.
+    machines, estimated = machines_of_groups(
+        conn, ranked.ids, period, build, ranked.scanned, exact_max
+    )
+    daily = daily_crashes(conn, ranked.ids, period, build)
+    return ranked.items(group_labels(conn, ranked.ids), hidden, machines, estimated, daily,
+                        period)
+
+
+def hidden_groups(conn: Connection) -> set[int]:
+    """The ids of the hidden crash groups."""
+    return set(conn.execute(select(guilty.c.id).where(guilty.c.hide.is_(True))).scalars())
+
+
+def group_labels(conn: Connection, ids: list[int]) -> dict[int, Any]:
+    """Function, module and comment of the crash groups ``ids`` (those that exist)."""
+    stmt = select(guilty.c.id, guilty.c.function, guilty.c.module, guilty.c.comment).where(
+        guilty.c.id.in_(ids)
+    )
+    return {int(row.id): row for row in conn.execute(stmt)}
+
+
+@dataclass
+class Ranking:
+    """The top crash groups of a period, ranked from their (group, build) cells."""
+
+    groups: dict[int, dict[str, Any]]
+    every_build: dict[int, int]  # crash rows of the group in the period, any build
+    builds_of: dict[int, set[str]]  # the group's builds in the period
+    period_builds: set[str]  # builds with crashes of any group in the period
+    ids: list[int]  # the groups shown, most crashes first
+
+    @property
+    def scanned(self) -> int:
+        """Crash records of the shown groups in the period, of every build (the cost of
+        an exact machine count)."""
+        return sum(self.every_build[gid] for gid in self.ids)
+
+    def items(
+        self,
+        labels: dict[int, Any],
+        hidden: set[int],
+        machines: dict[int, int],
+        estimated: bool,
+        daily: dict[int, list[int]],
+        period: Period,
+    ) -> list[Row]:
+        """The items of :func:`top_guilties` (groups without a label are left out)."""
+        ordered = sorted(self.period_builds, key=build_sort_key)
+        items: list[Row] = []
+        for gid in self.ids:
+            g, label = self.groups[gid], labels.get(gid)
+            if label is None:  # rollup rows of a group deleted meanwhile
+                continue
+            items.append(
+                {
+                    "guilty_id": gid,
+                    "function": label.function,
+                    "module": label.module,
+                    "comment": label.comment,
+                    "hide": gid in hidden,
+                    "total": g["total"],
+                    "builds": len(g["per_build"]),
+                    "first_seen": g["first_seen"],
+                    "last_seen": g["last_seen"],
+                    "machines": machines.get(gid, 0),
+                    "machines_estimated": estimated,
+                    "per_build": dict(
+                        sorted(g["per_build"].items(), key=lambda kv: build_sort_key(kv[0]))
+                    ),
+                    **build_news(self.builds_of[gid], ordered),
+                    "daily": daily.get(gid, [0] * period.days),
+                }
+            )
+        return items
+
+
+def rank_groups(
+    cells: Iterable[Sequence[Any]],
+    hidden: set[int],
+    build: str | None,
+    limit: int,
+    include_hidden: bool,
+) -> Ranking:
+    """Rank the groups of ``cells``, (guilty_id, build, crashes, first_seen, last_seen)
+    each: most crashes (of ``build``, if given) first, then by id."""
     groups: dict[int, dict[str, Any]] = {}
-    every_build: dict[int, int] = {}  # crash rows of the group in the period, any build
-    builds_of: dict[int, set[str]] = {}  # the group's builds in the period
-    period_builds: set[str] = set()  # builds with crashes of any group in the period
-    for gid_, b, n_, first, last in conn.execute(cells):
+    every_build: dict[int, int] = {}
+    builds_of: dict[int, set[str]] = {}
+    period_builds: set[str] = set()
+    for gid_, b, n_, first, last in cells:
         gid, n = int(gid_), int(n_)
         period_builds.add(str(b))
         if gid in hidden and not include_hidden:
@@ -172,47 +264,7 @@ def top_guilties(
             g["last_seen"] = max(g["last_seen"], last)
         g["per_build"][str(b)] = n
     ids = sorted(groups, key=lambda gid: (-groups[gid]["total"], gid))[:limit]
-    if not ids:
-        return []
-    labels = {
-        int(row.id): row
-        for row in conn.execute(
-            select(guilty.c.id, guilty.c.function, guilty.c.module, guilty.c.comment).where(
-                guilty.c.id.in_(ids)
-            )
-        )
-    }
-    # The exact count scans the groups' rollup rows of the period, of every build.
-    scanned = sum(every_build[gid] for gid in ids)
-    machines, estimated = machines_of_groups(conn, ids, period, build, scanned, exact_max)
-    daily = daily_crashes(conn, ids, period, build)
-    ordered = sorted(period_builds, key=build_sort_key)
-    items: list[Row] = []
-    for gid in ids:
-        g, label = groups[gid], labels.get(gid)
-        if label is None:  # rollup rows of a group deleted meanwhile
-            continue
-        items.append(
-            {
-                "guilty_id": gid,
-                "function": label.function,
-                "module": label.module,
-                "comment": label.comment,
-                "hide": gid in hidden,
-                "total": g["total"],
-                "builds": len(g["per_build"]),
-                "first_seen": g["first_seen"],
-                "last_seen": g["last_seen"],
-                "machines": machines.get(gid, 0),
-                "machines_estimated": estimated,
-                "per_build": dict(
-                    sorted(g["per_build"].items(), key=lambda kv: build_sort_key(kv[0]))
-                ),
-                **build_news(builds_of[gid], ordered),
-                "daily": daily.get(gid, [0] * period.days),
-            }
-        )
-    return items
+    return Ranking(groups, every_build, builds_of, period_builds, ids)
 
 
 def build_news(group_builds: set[str], period_builds: list[str]) -> dict[str, str | None]:
@@ -518,6 +570,51 @@ def guilty_records(
         stmt = stmt.where(records.c.build == build)
     stmt = stmt.order_by(records.c.id.desc()).limit(limit)
     return [dict(x) for x in conn.execute(stmt).mappings()]
+
+
+PROCESS_SAMPLE = 20  # the group's newest crashes whose process names the group page shows
+
+
+def process_counts(processes: Iterable[str | None]) -> list[Row]:
+    """``[{process, records}]`` of a sample of crashes, most frequent first."""
+    counts = Counter(p or "" for p in processes)
+    return [
+        {"process": name, "records": n}
+        for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
+
+
+def group_detail(
+    conn: Connection,
+    guilty_id: int,
+    period: Period,
+    limit: int,
+    offset: int,
+    exact_max: int = EXACT_MACHINES_MAX,
+) -> Row | None:
+    """What the crash group page shows of one group over a period (None: no such group):
+    its crashes, per day and build, its machines (one page of ``limit`` from
+    ``offset``, most crashes first) and the processes of its newest crashes."""
+    g = get_guilty(conn, guilty_id)
+    if g is None:
+        return None
+    spread = guilty_spread(conn, guilty_id, period, exact_max)
+    # One more than the page: whether there is a next one (the total may be estimated).
+    machines = guilty_machines(conn, guilty_id, period, limit + 1, offset, spread.records)
+    newest = guilty_records(conn, guilty_id, period=period, limit=PROCESS_SAMPLE)
+    return {
+        "guilty": g,
+        "records": spread.records,
+        "daily": daily_crashes(conn, [guilty_id], period).get(guilty_id, []),
+        "processes": process_counts(parse_crash(r["payload"] or "").process for r in newest),
+        "builds": spread.builds,
+        "machines_total": spread.machines,
+        "machines_estimated": spread.machines_estimated,
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if len(machines) > limit else None,
+        "machines": machines[:limit],
+    }
 
 
 def blacklist(conn: Connection) -> list[Row]:

@@ -33,12 +33,12 @@ Number = Int64 | float
 Obj = dict[str, Any]
 
 
-class _HttpInfo(msgspec.Struct):
+class _HttpInfo(msgspec.Struct, gc=False):
     request_data: Obj | UnsetType = UNSET
     response_data: Obj | UnsetType = UNSET
 
 
-class _TaskInfo(msgspec.Struct):
+class _TaskInfo(msgspec.Struct, gc=False):
     parent_task_id: Number | None | UnsetType = UNSET
     subtasks_ids: list[Any] | UnsetType = UNSET
     operation: str | UnsetType = UNSET
@@ -48,7 +48,7 @@ class _TaskInfo(msgspec.Struct):
     output: Obj | None | UnsetType = UNSET
 
 
-class _Http(msgspec.Struct, tag_field="action_type", tag="http_request"):
+class _Http(msgspec.Struct, gc=False, tag_field="action_type", tag="http_request"):
     id: Number | UnsetType = UNSET
     actor_id: str | None | UnsetType = UNSET
     action_group: str | UnsetType = UNSET
@@ -61,7 +61,7 @@ class _Http(msgspec.Struct, tag_field="action_type", tag="http_request"):
     task_uuid: str | None | UnsetType = UNSET
 
 
-class _Task(msgspec.Struct, tag_field="action_type", tag="nailgun_task"):
+class _Task(msgspec.Struct, gc=False, tag_field="action_type", tag="nailgun_task"):
     id: Number | UnsetType = UNSET
     actor_id: str | None | UnsetType = UNSET
     action_group: str | UnsetType = UNSET
@@ -74,13 +74,13 @@ class _Task(msgspec.Struct, tag_field="action_type", tag="nailgun_task"):
     task_uuid: str | None | UnsetType = UNSET
 
 
-class _Item(msgspec.Struct):
+class _Item(msgspec.Struct, gc=False):
     master_node_uid: str
     external_id: Int64
     body: _Http | _Task
 
 
-class _Request(msgspec.Struct, forbid_unknown_fields=True):
+class _Request(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     action_logs: list[_Item] | UnsetType = UNSET
 
 

@@ -134,7 +134,7 @@ def insert_action_logs(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[
             .on_conflict_do_nothing(index_elements=["master_node_uid", "external_id"])
             .returning(action_logs.c.master_node_uid, action_logs.c.external_id),
             list(rows),
-        ).tuples().all()
+        ).all()
     keys = {(str(uid), int(ext)) for uid, ext in found}
     counts.apply(conn, counts.new_logs_delta(
         conn, [r for r in rows if (r["master_node_uid"], int(r["external_id"])) in keys]))

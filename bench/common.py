@@ -29,6 +29,9 @@ script in `bench/`; each runs with one command and rewrites only its own section
   ceiling) driven by the same load generator.
 - `python bench/bulk.py`: `POST /api/v1/records/bulk` records/s against PostgreSQL
   `COPY` into the same table.
+- `python bench/ingest_cpu.py`: CPU time per record of collector and bulk posts, the
+  ASGI app called in process, by thread and (`--stages`) by stage; machine load does
+  not inflate it the way it does wall time.
 - `python bench/queries.py`: `/api/records` latency at 100k and 1M records (`--sizes`
   for 10M), SQLite and PostgreSQL.
 - `python bench/memory.py`: server RSS sampled during sustained load (default 10

@@ -82,3 +82,26 @@ def test_awkward_text_survives_the_bulk_paths(store: Store) -> None:
         }
     )
     assert hosts[f"{odd}|x"] == 2
+
+
+def test_retransmissions_come_back_as_sqlalchemy_reads_them(store: Store) -> None:
+    # The dedup lookup reads through the DB-API (no SQLAlchemy types): a stored record
+    # answered again must carry the same Python values as a SQLAlchemy read of it
+    # (booleans, decoded JSON, floats), on both databases.
+    rows = _rows(4)
+    rows[1]["sender_flagged"] = True
+    rows[2]["attrs"] = "a JSON string"
+    first = store.run_write(insert_records, rows)
+    again = store.run_write(insert_records, [dict(r) for r in rows])
+    assert [r["duplicate"] for r in again] == [True] * 4
+
+    def load(conn: object) -> dict[int, dict[str, object]]:
+        found = conn.execute(select(records))  # type: ignore[attr-defined]
+        return {int(r["id"]): dict(r) for r in found.mappings()}
+
+    in_db = store.run(load)
+    for before, stored in zip(first, again, strict=True):
+        assert stored["id"] == before["id"]
+        expected = in_db[stored["id"]]
+        assert {k: stored[k] for k in expected} == expected
+        assert type(stored["external"]) is bool

@@ -173,3 +173,43 @@ def test_validate_never_raises_anything_but_rejection(
         check(dict(overrides), payload)
     except RecordRejected:
         pass
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"record_format_version":"4","severity":"1","payload":"hi"}',
+        b'{"record_format_version":4,"severity":"1","payload":"hi"}',  # a number
+        b'{"severity":"1","extra":{"nested":[1,2]},"payload":"x"}',  # nested, unknown key
+        b'{"severity":"1","payload":"\\u00e9\\ud83d\\ude00"}',  # escapes
+        b'{"severity":"1","severity":"2","payload":""}',  # the last of a repeated key
+    ],
+)
+def test_flat_records_decode_as_the_general_path_does(body: bytes) -> None:
+    # The msgspec fast path (flat objects of strings) and the shallow decoder agree.
+    from downlink.ingest.shallow_json import loads_shallow
+    from downlink.sources.clearlinux.wire import fields_from_object
+
+    assert fields_from_json(body) == fields_from_object(loads_shallow(body))
+
+
+@pytest.mark.parametrize("body", [b'{"payload":"\\ud800"}', b'{"payload":"x"', b'{"a":"\x00'])
+def test_bad_json_records_keep_their_messages(body: bytes) -> None:
+    with pytest.raises(RecordRejected, match="Request body is not valid JSON"):
+        fields_from_json(body)
+
+
+def test_head_is_read_in_one_pass() -> None:
+    from downlink.sources.clearlinux.wire import head_from_raw_headers
+
+    raw = [
+        (b"severity", b"1"),
+        (b"content-type", b"application/json"),
+        (b"content_type", b"text/plain"),  # a header named so is neither a field nor this
+        (b"content-length", b"12"),
+        (b"severity", b"2"),
+        (b"x-telemetry-tid", TID.encode()),
+    ]
+    fields, ctype, length = head_from_raw_headers(raw)
+    assert fields == {"severity": "1", "x_telemetry_tid": TID}
+    assert (ctype, length) == ("application/json", "12")

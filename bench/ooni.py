@@ -46,7 +46,7 @@ from downlink.testing.postgres import TempPostgres  # noqa: E402
 from ingest import Ceiling  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent.parent / "shared" / "fixtures" / "ooni" / "measurements"
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "ooni" / "measurements"  # beside the clone
 BIG = "20250527233111.802678_ID_webconnectivity_5a37ec909dbf14e3.json"
 
 LUA = r"""
@@ -71,7 +71,10 @@ end
 def fixture_bodies() -> list[tuple[bytes, str]]:
     """(stored body, uid) of every fixture, received a minute after it started."""
     out = []
-    for path in sorted(FIXTURES.glob("*.json")):
+    paths = sorted(FIXTURES.glob("*.json"))
+    if not paths:
+        raise SystemExit(f"no OONI fixture measurements in {FIXTURES}")
+    for path in paths:
         msm = json.loads(path.read_text())
         start = fastpath.parse_time(msm["measurement_start_time"]) or 0.0
         stored = orjson.dumps({"format": "json", "content": msm, "is_verified": "u"})

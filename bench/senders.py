@@ -46,10 +46,11 @@ def _prebind(target: str, machines: int) -> None:
     known senders only, whatever rate the warm-up reaches on a busy machine."""
     headers = {
         "record_format_version": "4", "classification": "org.clearlinux/bench/prebind",
-        "severity": "1", "creation_timestamp": "1700000000", "arch": "x86_64",
-        "host_type": "h", "build": '"12"', "kernel_version": "k",
-        "payload_format_version": "1", "system_name": "s", "board_name": "b",
-        "cpu_model": "c", "bios_version": "v", "X-Telemetry-TID": TID,
+        "severity": "1", "creation_timestamp": str(int(time.time())), "arch": "x86_64",
+        "host_type": "no_sv_file|no_pn_file|no_pvr_file", "build": '"12"',
+        "kernel_version": "6.18.44-fc-v657", "payload_format_version": "1",
+        "system_name": "debian", "board_name": "no_bn_file|no_bv_file",
+        "cpu_model": "Intel(R)", "bios_version": "no_bv_file", "X-Telemetry-TID": TID,
         "Content-Type": "application/text",
     }
 

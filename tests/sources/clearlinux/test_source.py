@@ -32,7 +32,7 @@ def test_its_derived_data_comes_from_consumers_not_writer_processors() -> None:
 
 
 def test_its_setting_keeps_its_variable_and_its_check() -> None:
-    assert from_env({}).sources["clearlinux"]["crash_exact_machines"] == 50000
+    assert from_env({}).sources["clearlinux"]["crash_exact_machines"] == 20000
     env = {"DOWNLINK_CRASH_EXACT_MACHINES": "7"}
     assert from_env(env).sources["clearlinux"]["crash_exact_machines"] == 7
     with pytest.raises(SettingsError, match="DOWNLINK_CRASH_EXACT_MACHINES: must not be negative"):

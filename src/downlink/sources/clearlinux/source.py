@@ -38,10 +38,11 @@ SETTINGS = (
     SourceSetting(
         "crash_exact_machines",
         "DOWNLINK_CRASH_EXACT_MACHINES",
-        50000,
+        20000,
         "Up to this many crash records of the groups shown in the period, the crash pages "
-        "count affected machines exactly (about 1 us a record); above it they estimate "
-        "them from sketches, marked ≈ (about 1.6 % error, bounded time).",
+        "count affected machines exactly (about 1.5 us a record, read three times on a "
+        "group's page); above it they estimate them from sketches, marked ≈ (about 1.6 % "
+        "error, bounded time).",
         _not_negative,
     ),
 )

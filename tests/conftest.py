@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import settings as hypothesis_settings
 
 from downlink.app import create_app
 from downlink.settings import Settings
@@ -22,6 +23,11 @@ from downlink.testing.live import LiveServer
 from downlink.testing.postgres import TempPostgres
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+# Property tests check answers, never wall time: hypothesis' default 200 ms deadline per
+# example fails them on a busy 2-core machine (seen: 277 ms for one trivial example).
+hypothesis_settings.register_profile("downlink", deadline=None)
+hypothesis_settings.load_profile("downlink")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

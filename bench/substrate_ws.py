@@ -200,7 +200,8 @@ def main() -> None:
             "with default settings except `DOWNLINK_SUBSTRATE_WS_RATE_LIMIT_BYTES=0` (a "
             "simulated node sends far more than a real one); the load generator shares the "
             "machine. Timing starts once every node is connected; *drain* is how long after "
-            "the nodes stopped sending their last message was committed (near 0: the server kept up)."
+            "the nodes stopped sending their last message was committed (near 0: the server "
+            "kept up)."
             "\n\n" + result,
         )
 

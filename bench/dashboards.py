@@ -50,7 +50,6 @@ import httpx
 from sqlalchemy import Connection, insert
 from websockets.asyncio.client import connect
 
-from downlink.pipeline.registry import default_processors
 from downlink.settings import Settings
 from downlink.sources.clearlinux.consumers import COUNTS_NAME, CRASHES_NAME, assign_groups
 from downlink.sources.clearlinux.rollups import update_rollups
@@ -108,7 +107,7 @@ def _loader(
     store = Store(Settings(database_url=url, sqlite_synchronous="OFF"))
     store.migrate()
     gen = RecordGenerator(seed=seed, machines=max(1000, n // 100), days=DAYS, now=now)
-    return store, gen, [*default_processors(), derive]
+    return store, gen, [derive]
 
 
 def load(url: str, n: int, seed: int, now: float | None = None) -> float:

@@ -112,7 +112,8 @@ def run_one(
     """Measure one configuration; return committed messages/s and the drain time (s)."""
     # One simulated node sends far more than a real one (1-100 messages/s), so the
     # per-connection byte-rate limit is off here; everything else is the default.
-    server = LiveServer(db_url, log=log, env={"DOWNLINK_SUBSTRATE_WS_RATE_LIMIT_BYTES": "0"}).start()
+    env = {"DOWNLINK_SUBSTRATE_WS_RATE_LIMIT_BYTES": "0"}
+    server = LiveServer(db_url, log=log, env=env).start()
     try:
         url = server.url.replace("http://", "ws://", 1) + "/"
         stored, elapsed, drain = asyncio.run(_run_nodes(url, nodes, seconds, flush_every, rate))
@@ -196,10 +197,11 @@ def main() -> None:
             f"waits for a `downlink_flush` answer every {args.flush_every} messages (paced "
             "nodes: once, at the end), so every message "
             "counted is committed (and the database count is checked). One server process "
-            "with default settings except `DOWNLINK_SUBSTRATE_WS_RATE_LIMIT_BYTES=0` (a simulated node "
-            "sends far more than a real one); the load generator shares the machine. Timing "
-            "starts once every node is connected; *drain* is how long after the nodes "
-            "stopped sending their last message was committed (near 0: the server kept up)."
+            "with default settings except `DOWNLINK_SUBSTRATE_WS_RATE_LIMIT_BYTES=0` (a "
+            "simulated node sends far more than a real one); the load generator shares the "
+            "machine. Timing starts once every node is connected; *drain* is how long after "
+            "the nodes stopped sending their last message was committed (near 0: the server "
+            "kept up)."
             "\n\n" + result,
         )
 

@@ -24,7 +24,6 @@ from downlink.pipeline import reprocess
 from downlink.pipeline.consumers import ConsumerRunner
 from downlink.pipeline.consumers import bind as bind_consumers
 from downlink.pipeline.jobrunner import JobRunner
-from downlink.pipeline.registry import default_processors
 from downlink.security.senders import SenderGuard
 from downlink.settings import Settings, from_env
 from downlink.sources.base import SenderRule
@@ -47,7 +46,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     settings = settings or from_env()
     sources = settings.registry
     metrics = Metrics(sources)
-    store = Store(settings, metrics, processors=default_processors(sources))
+    store = Store(settings, metrics)
     maintenance = Maintenance(store)
     senders = SenderGuard(store, settings, sender_rules(sources))
     # The optional ClickHouse analytics store: its shippers are consumers like any other.

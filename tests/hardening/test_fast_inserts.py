@@ -67,14 +67,13 @@ def test_awkward_text_survives_the_bulk_paths(store: Store) -> None:
         return [tuple(r) for r in found]
 
     assert store.run(load) == [(r["payload"], r["host_type"], r["attrs"]) for r in rows]
-    from downlink.pipeline.registry import default_processors
     from downlink.testing.consumers import catch_up
 
-    store.run_write(insert_records, _rows(1), default_processors())
+    store.run_write(insert_records, _rows(1))
     more = _rows(2)
     for row in more:
         row["host_type"] = f"{odd}|x"
-    store.run_write(insert_records, more, default_processors())
+    store.run_write(insert_records, more)
     catch_up(store)  # the rollups
     hosts = store.run(
         lambda c: {

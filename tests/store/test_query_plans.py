@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, event, insert
 
-from downlink.pipeline.registry import default_processors
 from downlink.settings import Settings
 from downlink.sources.clearlinux.queries import crashes, mce
 from downlink.sources.substrate import queries as nodes
@@ -210,7 +209,6 @@ def skewed(db_url: str) -> Iterator[tuple[Engine, int]]:
     store.migrate()
     engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
-        processors = list(default_processors())
         gen = RecordGenerator(seed=3, machines=300, days=60)
 
         def load(conn: Connection) -> None:
@@ -224,8 +222,6 @@ def skewed(db_url: str) -> Iterator[tuple[Engine, int]]:
                 ):
                     conn.exec_driver_sql(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
             rows = list(gen.rows(CLEAR_LINUX))
-            for process in processors:
-                process(conn, rows)
             conn.execute(insert(records), [{c: r.get(c) for c in RECORD_COLUMNS} for r in rows])
 
         store.run_write(load)

@@ -6,7 +6,6 @@ import itertools
 import time
 from typing import Any
 
-from downlink.pipeline.registry import default_processors
 from downlink.store.database import Store
 from downlink.store.inserts import insert_records
 from downlink.testing.consumers import catch_up
@@ -68,9 +67,9 @@ def rec(**fields: Any) -> Row:
 
 
 def load(store: Store, rows: list[Row]) -> list[Row]:
-    """Store ``rows`` through insert_records with the standard processors (the writer's
-    path), then run the consumers (crash grouping, rollups) until they are caught up."""
-    stored = store.run_write(insert_records, rows, default_processors())
+    """Store ``rows`` through insert_records (the writer's path), then run the consumers
+    (crash grouping, rollups) until they are caught up."""
+    stored = store.run_write(insert_records, rows)
     catch_up(store)
     return stored
 

@@ -445,32 +445,26 @@ def test_static_chart_library_is_served(client: TestClient) -> None:
 
 
 def test_nodes_page_lists_websocket_nodes_and_message_types(client: TestClient) -> None:
-    from downlink.pipeline.registry import default_processors
-    from downlink.sources.substrate.connections import NODE_KEY
     from downlink.store.inserts import insert_records
     from downlink.testing.consumers import catch_up
 
-    node = {
-        "connection": "c1",
-        "node": "n1",
-        "ip": "127.0.0.1",
-        "audit": False,
-        "connected_at": 1.0,
-        "identity": {"peer_id": "12D3KooWPeer", "name": "<b>alice</b>", "chain": "Local Testnet"},
-    }
+    hello = {"msg": "system.connected", "network_id": "12D3KooWPeer", "name": "<b>alice</b>",
+             "chain": "Local Testnet"}
     rows = [
         rec(
             source="substrate",
             classification=f"substrate/{msg}",
             machine_id="12D3KooWPeer",
-            payload="{}",
+            payload=json.dumps(hello) if msg == "system.connected" else "{}",
             build="",
-            **{NODE_KEY: node},
+            # What the websocket endpoint keeps of the connection, in each record.
+            attrs={"conn": "c1", "node": "n1", "ip": "127.0.0.1", "audit": False,
+                   "since": 1.0, "msg": msg, "announced": msg == "system.connected"},
         )
         for msg in ("system.connected", "system.interval", "system.interval")
     ]
-    _store(client).run_write(insert_records, rows, default_processors())
-    catch_up(_store(client))
+    _store(client).run_write(insert_records, rows)
+    catch_up(_store(client))  # the connection rows, after the ack
     data = client.get("/substrate.json").json()
     assert [n["peer_id"] for n in data["nodes"]] == ["12D3KooWPeer"]
     assert {(m["msg"], m["count"]) for m in data["messages"]} == {

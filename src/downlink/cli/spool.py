@@ -18,7 +18,6 @@ import click
 import orjson
 
 from downlink.cli.options import database_option, load_settings
-from downlink.pipeline.registry import default_processors
 from downlink.store.database import Store
 from downlink.store.inserts import RECORD_COLUMNS
 from downlink.store.record_json import format_ts
@@ -138,9 +137,7 @@ def retry_cmd(spool_dir: str | None, ids: tuple[int, ...], database_url: str | N
                 still.append((entry.seq, problem))
         stored = dupes = 0
         if retry:
-            store = Store(
-                settings.replace(spool_dir=""), processors=default_processors(settings.registry)
-            )
+            store = Store(settings.replace(spool_dir=""))
             done: list[int] = []
             try:
                 store.migrate()

@@ -13,7 +13,6 @@ import orjson
 from rich.progress import Progress
 
 from downlink.cli.options import database_option, load_settings
-from downlink.pipeline.registry import default_processors
 from downlink.store.database import Store
 from downlink.store.queries.records import RecordFilter, count_records, iter_records
 from downlink.store.transfer import ImportError_, export_row, import_row
@@ -95,7 +94,7 @@ def import_cmd(input_file: Path, batch: int, database_url: str | None) -> None:
     for _ in _batches(input_file, batch):
         pass  # validation pass: raises on the first bad line
     settings = load_settings(database_url).replace(batch_max=batch, queue_max=batch * 4)
-    store = Store(settings, processors=default_processors(settings.registry))
+    store = Store(settings)
     refused: list[str] = []
 
     async def run() -> tuple[int, int]:

@@ -1,1 +1,1 @@
-"""Per-record processors."""
+"""Processing after the ack: the consumer runner, reprocessing and the job runner."""

@@ -334,12 +334,6 @@ class Source:
     * ``archives``: rows the core's raw archive keeps as gzipped NDJSON by day
       (:class:`Archive`; ``downlink archive``), so that they stay re-processable once
       retention removes them from the database.
-    * ``processors``: run by the group-commit writer inside each batch's transaction,
-      on the new rows before their insert (``(conn, rows)``): only for derived data
-      that must commit with the records; everything else is a consumer.
-      ``make_processors()`` returns fresh ones, run before ``processors``, for
-      processors that cache per database (one set per store: Clear Linux's crash
-      grouping and rollups).
     * ``sinks``: the source's write sinks (``downlink.store.sinks.Sink``): its own
       tables written with group commit and the spool, like records.
     * ``server_options(settings)``: options for the uvicorn server (websocket pings
@@ -392,7 +386,6 @@ class Source:
     purge_batch: str | None = None
     records_expiry: str | None = None
     ws_stall: str | None = None
-    processors: Sequence[Callable[[Connection, list[dict[str, Any]]], None]] = ()
     sinks: Sequence[Sink] = ()
     server_options: Callable[[Settings], Mapping[str, Any]] | None = None
     archives: Sequence[Archive] = ()
@@ -407,7 +400,4 @@ class Source:
     search: Callable[[Connection, str], Mapping[str, Any]] | None = None
     search_template: str | None = None
     record_template: str | None = None
-    make_processors: (
-        Callable[[], Sequence[Callable[[Connection, list[dict[str, Any]]], None]]] | None
-    ) = None
     senders: SenderRule | None = None

@@ -3,7 +3,8 @@
 An item is one row of the sink's table (``row``: column name to value, nothing else)
 plus what is known about it beside the row. Before this envelope, a record was a
 ``dict`` with side-channel keys that no column had (``_node``, ``duplicate``,
-``refused``, ``refused_error``, ``spooled``); each is a field here, typed and named.
+``refused``, ``refused_error``, ``spooled``); each is a field here, typed and named
+(``_node`` is gone: what it carried is in the record's own ``attrs`` now).
 
 A sink (:mod:`downlink.store.sinks`) takes envelopes with ``status`` :data:`PENDING`
 and returns one envelope per input, in order, with the ``row`` as stored and one of:
@@ -40,9 +41,6 @@ class Envelope:
     """One item of a write: the row of its table and what is known about it."""
 
     row: Row
-    # Substrate's websocket connection of a record (what its node-connections processor
-    # upserts); not a column.
-    node: Row | None = None
     status: str = PENDING
     spooled: bool = False
     refused: str | None = None

@@ -36,10 +36,6 @@ from downlink.store.envelope import ADDED, DUPLICATE, Envelope
 from downlink.store.inserts import insert_records
 from downlink.store.refusals import probe, reset_processors
 
-# Where the records sink hands an envelope's ``node`` to the writer processors (the
-# substrate node-connections processor reads it); never a column, never stored.
-NODE_KEY = "_node"
-
 
 class Processor(Protocol):
     """A writer processor: ``(conn, rows)`` on a batch's new records, before the insert."""
@@ -98,13 +94,10 @@ class RecordsSink:
 
     def write(self, conn: Connection, items: list[Envelope]) -> list[Envelope]:
         """Insert the new records; ``duplicate`` for retransmissions (see inserts)."""
-        rows = [item.row if item.node is None else {**item.row, NODE_KEY: item.node}
-                for item in items]
-        stored = insert_records(conn, rows, self.processors)
+        stored = insert_records(conn, [item.row for item in items], self.processors)
         out: list[Envelope] = []
         for item, row in zip(items, stored, strict=True):
             duplicate = row.pop("duplicate", False)
-            row.pop(NODE_KEY, None)
             out.append(item.outcome(row, DUPLICATE if duplicate else ADDED))
         return out
 

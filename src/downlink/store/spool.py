@@ -91,16 +91,16 @@ class Spooled:
 
 
 def _dump(sink: str, item: Envelope) -> bytes:
-    if sink == RECORDS and item.node is None:
+    if sink == RECORDS:
         return orjson.dumps(item.row)  # the format of every spool before sinks
-    return orjson.dumps({"sink": sink, "row": item.row, "node": item.node})
+    return orjson.dumps({"sink": sink, "row": item.row})
 
 
 def _load(seq: int, blob: bytes, error: str = "") -> Spooled:
     found = orjson.loads(blob)
     if "sink" in found and isinstance(found.get("row"), dict):
-        return Spooled(seq, str(found["sink"]), Envelope(found["row"], found.get("node")),
-                       error)
+        # An older spool may carry a record's "node" beside it: no longer used.
+        return Spooled(seq, str(found["sink"]), Envelope(found["row"]), error)
     return Spooled(seq, RECORDS, Envelope(found), error)  # a records row has no "sink"
 
 
@@ -142,7 +142,7 @@ class Spool:
     def append(self, sink: str, items: list[Envelope]) -> list[Envelope]:
         """Store ``items`` of ``sink`` durably; return them spooled (``id`` None)."""
         keyed = [
-            Envelope({**item.row, "dedup_key": secrets.token_hex(32)}, item.node)
+            Envelope({**item.row, "dedup_key": secrets.token_hex(32)})
             if sink == RECORDS and not item.row.get("dedup_key") else item
             for item in items
         ]
@@ -168,7 +168,7 @@ class Spool:
             conn.execute("COMMIT")
             self.active = True
             self.refusing = False
-        return [Envelope({**item.row, "id": None}, item.node, spooled=True) for item in keyed]
+        return [Envelope({**item.row, "id": None}, spooled=True) for item in keyed]
 
     def head(self, limit: int) -> list[Spooled]:
         """The oldest ``limit`` items."""

@@ -1,5 +1,5 @@
 """SIGKILL at random points of ingest and of the consumers: nothing acknowledged is
-lost, nothing is counted twice.
+lost, nothing is counted twice (Clear Linux's rollups, substrate's connection rows).
 
 A two-worker ``downlink serve`` takes a concurrent load of heartbeats, crashes (of
 several groups) and machine checks and is killed at a random moment, three times;
@@ -10,6 +10,7 @@ stored, and every derived count equals a recount from the records.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -17,12 +18,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
+from websockets.asyncio.client import connect
 
 from downlink.settings import Settings
+from downlink.sources.substrate.connections import fold
+from downlink.sources.substrate.tables import node_connections
 from downlink.store.engine import make_engine
+from downlink.store.tables import records
 from downlink.testing.consumers import wait_caught_up
 from downlink.testing.live import LiveServer
 from tests.sources.clearlinux.derived import recount
+from tests.sources.substrate.client import connected, flush, frame, send_frames
 from tests.web.helpers import CRASH, MCE
 from tests.wire import v2_headers
 
@@ -110,6 +117,8 @@ def test_sigkill_during_ingest_and_consumers_loses_and_double_counts_nothing(
                        log=tmp_path / "backlog.log").start()
     with Load(quiet.url, seed=999) as load:
         time.sleep(3.0)
+        # Substrate nodes too: its connections consumer gets a backlog of its own.
+        assert _stream_nodes(quiet.url, 5, 50) == 5 * 51
     quiet.stop()
     acked += load.acked
     for round_ in range(2):
@@ -132,3 +141,37 @@ def test_sigkill_during_ingest_and_consumers_loses_and_double_counts_nothing(
         engine.dispose()
     assert check["want"]["per_group"], "no crash was grouped"
     assert check["got"] == {k: check["want"][k] for k in check["got"]}
+    assert _connections_recounted(db_url)
+
+
+def _stream_nodes(url: str, connections: int, messages: int) -> int:
+    """Stream ``connections`` substrate nodes of ``messages`` frames each; stored count."""
+
+    async def run() -> int:
+        stored = 0
+        for c in range(connections):
+            async with connect(url.replace("http://", "ws://", 1) + "/") as ws:
+                await send_frames(ws, [connected(1, f"PeerKill{c}", f"n{c}"),
+                                       *(frame(1, k) for k in range(messages))])
+                stored += int((await flush(ws))["stored"])
+        return stored
+
+    return asyncio.run(run())
+
+
+def _connections_recounted(db_url: str) -> bool:
+    """The connection rows equal a fold of every substrate record (none counted twice)."""
+    engine = make_engine(Settings(database_url=db_url))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(records).where(records.c.source == "substrate"))
+            want = fold(r._asdict() for r in rows)
+            got = {(r.connection, r.node): r for r in conn.execute(select(node_connections))}
+    finally:
+        engine.dispose()
+    assert len(want) == 5 and got.keys() == want.keys()
+    for key, row in want.items():
+        found = got[key]
+        assert (found.messages, found.last_seen, found.peer_id, found.name) == (
+            row["messages"], row["last_seen"], row["peer_id"], row["name"])
+    return True

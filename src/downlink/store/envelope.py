@@ -65,7 +65,7 @@ class Envelope:
     def outcome(self, row: Row, status: str) -> Envelope:
         """This item stored as ``row`` with ``status``."""
         # Not dataclasses.replace: about 1 us an item, on every record of every batch.
-        return Envelope(row, self.node, status, self.spooled, self.refused, self.error)
+        return Envelope(row, status, self.spooled, self.refused, self.error)
 
     def refusal(self, message: str, error: str | None = None) -> Envelope:
         """This item refused: ``message`` for the sender, ``error`` for operators."""

@@ -53,6 +53,7 @@ from websockets.asyncio.client import connect
 from downlink.settings import Settings
 from downlink.sources.clearlinux.consumers import COUNTS_NAME, CRASHES_NAME, assign_groups
 from downlink.sources.clearlinux.rollups import update_rollups
+from downlink.sources.substrate.connections import NAME as SUBSTRATE_CONNECTIONS
 from downlink.store import cursors
 from downlink.store.database import Store
 from downlink.store.inserts import RECORD_COLUMNS
@@ -87,8 +88,10 @@ def derive(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 def _skip_consumers(conn: Connection) -> None:
-    """The loaded records' derived data is written: the consumers start after them."""
-    for name in (CRASHES_NAME, COUNTS_NAME):
+    """The loaded records' derived data is written: the consumers start after them.
+
+    Substrate's node connections consumer too: the load has no substrate records."""
+    for name in (CRASHES_NAME, COUNTS_NAME, SUBSTRATE_CONNECTIONS):
         cursors.skip_to_end(conn, name, records)
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from downlink.settings import Settings
 from downlink.store.database import Store
+from downlink.testing.consumers import wait_caught_up
 from downlink.testing.live import LiveServer
 from tests.web.helpers import CRASH, load, rec, sample_fleet
 
@@ -350,6 +351,7 @@ def test_two_connections_with_one_peer_id_are_two_rows(site: LiveServer, page: A
     with connect(ws, close_timeout=0.5) as one, connect(ws, close_timeout=0.5) as two:
         announce(one)
         announce(two)
+        wait_caught_up(site.url)  # node connections are kept after the ack
         page.goto(site.url + "/substrate")
         rows = page.locator("#nodes tbody tr", has_text="12D3KooWTwice")
         assert rows.count() == 2

@@ -65,6 +65,8 @@ class Loaded:
     vacuum_s: float = 0.0
     database_bytes: int = 0
     ooni_bytes: int = 0
+    copy_cpu: float = 0.0  # CPU seconds: this process and the cluster's
+    rollups_cpu: float = 0.0
 
     def bytes_per_record(self) -> float:
         """Bytes of the database per record: ``records``, its indexes and the rollups."""
@@ -165,23 +167,30 @@ def _records(ch: Analytics, n: int, done: Loaded) -> None:
         f"if(startsWith(classification, '{MCE_PREFIX}'), payload, '') AS payload, "
         "guilty_id, ifNull(sender_flagged, false) AS sender_flagged"
     )
+    cpu = ClusterCpu(done.pg)
+
+    def used() -> float:
+        return time.process_time() + cpu()
+
     for lo in range(0, n, CHUNK):
         hi = min(n, lo + CHUNK)
         where = f"WHERE id > {lo} AND id <= {hi}"
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), used()
         data = ch.client.raw_query(f"SELECT {export} FROM {table} {where} ORDER BY id",
                                    fmt="TabSeparated")
         rows = ch.query_dicts(f"SELECT {needed} FROM {table} {where} AND source = "
                               f"'{SOURCE}' ORDER BY id")
         with done.engine.begin() as conn:
             _copy(conn, "records", _COPIED, data)
-            copied = time.perf_counter()
+            copied, copied_cpu = time.perf_counter(), used()
             done.copy_s += copied - start
+            done.copy_cpu += copied_cpu - start_cpu
             update_counts(conn, rows)
             update_crashes(conn, [r for r in rows if r["guilty_id"] is not None])
         done.rollups_s += time.perf_counter() - copied
-        print(f"  PostgreSQL: {hi:,} records (copy {done.copy_s:.0f} s, rollups "
-              f"{done.rollups_s:.0f} s)", flush=True)
+        done.rollups_cpu += used() - copied_cpu
+        print(f"  PostgreSQL: {hi:,} records (copy {done.copy_s:.0f} s, {done.copy_cpu:.0f} s "
+              f"CPU; rollups {done.rollups_s:.0f} s, {done.rollups_cpu:.0f} s CPU)", flush=True)
 
 
 def _ooni(ch: Analytics, n: int, engine: Engine) -> None:

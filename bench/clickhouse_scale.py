@@ -334,8 +334,10 @@ def run(n: int, ooni_rows: int, groups: int, repeat: int, folder: str | None,
             lines += [
                 "",
                 f"PostgreSQL loaded with the first {pg_n:,} records and {pg_ooni:,} OONI "
-                f"measurements (bench/clickhouse_pg.py): COPY {loaded.copy_s:.0f} s, "
-                f"rollups by the consumers' functions {loaded.rollups_s:.0f} s, indexes "
+                f"measurements (bench/clickhouse_pg.py): COPY {loaded.copy_s:.0f} s "
+                f"({loaded.copy_cpu:.0f} s CPU, this process and the cluster's), rollups "
+                f"by the consumers' functions {loaded.rollups_s:.0f} s "
+                f"({loaded.rollups_cpu:.0f} s CPU), indexes "
                 f"{loaded.indexes_s:.0f} s, OONI {loaded.ooni_s:.0f} s, VACUUM ANALYZE "
                 f"{loaded.vacuum_s:.0f} s; {loaded.database_bytes / 2**30:.1f} GiB: "
                 f"{loaded.bytes_per_record():,.0f} bytes a record (with its indexes and "

@@ -142,7 +142,7 @@ def run_one(db: str, url: str, analytics: str | None, args: argparse.Namespace,
             log: Path) -> Run:
     """A server on ``url`` (with the analytics store ``analytics``), loaded by wrk."""
     env = {"DOWNLINK_ANALYTICS_URL": analytics} if analytics else {}
-    settings = Settings(database_url=url, analytics_url=analytics)
+    settings = Settings(database_url=url, analytics_url=analytics or "")
     server = LiveServer(url, workers=1, env=env, log=log).start()
     try:
         with Sampler(settings) as sampler:

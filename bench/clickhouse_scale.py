@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -316,10 +317,13 @@ def run(n: int, ooni_rows: int, groups: int, repeat: int, folder: str | None,
                                         clickhouse_pg.folder_of(Path(tmp)))
             try:
                 cluster = clickhouse_pg.ClusterCpu(loaded.pg)
+
+                def both() -> float:  # this process and the cluster's
+                    return time.process_time() + cluster()
+
                 with loaded.engine.connect() as pg_conn:
                     for v in found:
-                        pg_times[v.name] = _timed(lambda v=v: v.sql(pg_conn), repeat,
-                                                  lambda: time.process_time() + cluster())
+                        pg_times[v.name] = _timed(partial(v.sql, pg_conn), repeat, both)
                         same[v.name] = _same(answers[v.name], v.sql(pg_conn))
                         print(f"PostgreSQL at {pg_n:,}: {v.name}: {_cell(pg_times[v.name])}"
                               f" ({'same' if same[v.name] else 'different'} answer)",

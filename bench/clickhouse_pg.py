@@ -67,6 +67,11 @@ class Loaded:
     ooni_bytes: int = 0
     copy_cpu: float = 0.0  # CPU seconds: this process and the cluster's
     rollups_cpu: float = 0.0
+    ooni_cpu: float = 0.0
+
+    def cpu(self) -> float:
+        """CPU seconds used so far by this process and the cluster."""
+        return time.process_time() + ClusterCpu(self.pg)()
 
     def bytes_per_record(self) -> float:
         """Bytes of the database per record: ``records``, its indexes and the rollups."""
@@ -128,9 +133,10 @@ def load(ch: Analytics, n: int, ooni_n: int, side: Any, under: Path) -> Loaded:
             for _, ddl in indexes:
                 conn.exec_driver_sql(ddl)
         done.indexes_s = time.perf_counter() - start
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), done.cpu()
         _ooni(ch, ooni_n, engine)
         done.ooni_s = time.perf_counter() - start
+        done.ooni_cpu = done.cpu() - start_cpu
         raw_engine = create_engine(_normalise(url), isolation_level="AUTOCOMMIT")
         with raw_engine.connect() as conn:
             start = time.perf_counter()
@@ -167,28 +173,23 @@ def _records(ch: Analytics, n: int, done: Loaded) -> None:
         f"if(startsWith(classification, '{MCE_PREFIX}'), payload, '') AS payload, "
         "guilty_id, ifNull(sender_flagged, false) AS sender_flagged"
     )
-    cpu = ClusterCpu(done.pg)
-
-    def used() -> float:
-        return time.process_time() + cpu()
-
     for lo in range(0, n, CHUNK):
         hi = min(n, lo + CHUNK)
         where = f"WHERE id > {lo} AND id <= {hi}"
-        start, start_cpu = time.perf_counter(), used()
+        start, start_cpu = time.perf_counter(), done.cpu()
         data = ch.client.raw_query(f"SELECT {export} FROM {table} {where} ORDER BY id",
                                    fmt="TabSeparated")
         rows = ch.query_dicts(f"SELECT {needed} FROM {table} {where} AND source = "
                               f"'{SOURCE}' ORDER BY id")
         with done.engine.begin() as conn:
             _copy(conn, "records", _COPIED, data)
-            copied, copied_cpu = time.perf_counter(), used()
+            copied, copied_cpu = time.perf_counter(), done.cpu()
             done.copy_s += copied - start
             done.copy_cpu += copied_cpu - start_cpu
             update_counts(conn, rows)
             update_crashes(conn, [r for r in rows if r["guilty_id"] is not None])
         done.rollups_s += time.perf_counter() - copied
-        done.rollups_cpu += used() - copied_cpu
+        done.rollups_cpu += done.cpu() - copied_cpu
         print(f"  PostgreSQL: {hi:,} records (copy {done.copy_s:.0f} s, {done.copy_cpu:.0f} s "
               f"CPU; rollups {done.rollups_s:.0f} s, {done.rollups_cpu:.0f} s CPU)", flush=True)
 

@@ -269,6 +269,15 @@ def _cell(t: Timing) -> str:
     return f"{first:,.0f} / {median:,.0f} ({cpu:,.0f})"
 
 
+def _faster(ch: float, pg: float) -> str:
+    """Which store answered first, and how many times faster (median wall times)."""
+    if not ch or not pg:
+        return "-"
+    if ch <= pg:
+        return f"ClickHouse {pg / ch:,.1f}x faster"
+    return f"PostgreSQL {ch / pg:,.1f}x faster"
+
+
 def _disk(ch: Analytics) -> int:
     return int(ch.query(
         "SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database = 'scale'"
@@ -291,6 +300,8 @@ def run(n: int, ooni_rows: int, groups: int, repeat: int, folder: str | None,
     now = time.time()
     pg_n = min(pg_records, n)
     pg_ooni = ooni_rows * pg_n // n if n else 0
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="downlink-chscale-", dir=folder) as tmp:
         free = shutil.disk_usage(tmp).free
         ch = connect(f"chdb://{Path(tmp) / 'chdb'}?database=scale")
@@ -302,7 +313,7 @@ def run(n: int, ooni_rows: int, groups: int, repeat: int, folder: str | None,
         have = (0, 0)
         if pg_n:
             lines.append(f"Generated in chdb: {_generated(ch, have, (pg_n, pg_ooni), groups, now)}"
-                         f"; {_disk(ch) / 2**30:.1f} GiB on disk.")
+                         f"; {_disk(ch) / 2**30:.2f} GiB on disk.")
             have = (pg_n, pg_ooni)
             small_disk = _disk(ch)
             with side.connect() as conn:
@@ -342,7 +353,8 @@ def run(n: int, ooni_rows: int, groups: int, repeat: int, folder: str | None,
                 f"({loaded.copy_cpu:.0f} s CPU, this process and the cluster's), rollups "
                 f"by the consumers' functions {loaded.rollups_s:.0f} s "
                 f"({loaded.rollups_cpu:.0f} s CPU), indexes "
-                f"{loaded.indexes_s:.0f} s, OONI {loaded.ooni_s:.0f} s, VACUUM ANALYZE "
+                f"{loaded.indexes_s:.0f} s, OONI with its rollups {loaded.ooni_s:.0f} s "
+                f"({loaded.ooni_cpu:.0f} s CPU), VACUUM ANALYZE "
                 f"{loaded.vacuum_s:.0f} s; {loaded.database_bytes / 2**30:.1f} GiB: "
                 f"{loaded.bytes_per_record():,.0f} bytes a record (with its indexes and "
                 f"rollups), {loaded.bytes_per_measurement():,.0f} a measurement, against "
@@ -353,7 +365,7 @@ def run(n: int, ooni_rows: int, groups: int, repeat: int, folder: str | None,
             ]
         lines.append("")
         lines.append(f"Generated in chdb: {_generated(ch, have, (n, ooni_rows), groups, now)}"
-                     f"; {_disk(ch) / 2**30:.1f} GiB on disk.")
+                     f"; {_disk(ch) / 2**30:.2f} GiB on disk.")
         full: dict[str, Timing] = {}
         with side.connect() as conn:
             for v in views(ch, conn, now):
@@ -364,14 +376,14 @@ def run(n: int, ooni_rows: int, groups: int, repeat: int, folder: str | None,
     lines += ["", "Each cell: first call / median ms (median CPU ms).", ""]
     if pg_n:
         lines += [
-            f"| view | ClickHouse, {pg_n:,} | PostgreSQL, {pg_n:,} | PostgreSQL / "
-            f"ClickHouse (median) | same answer | ClickHouse, {n:,} |",
+            f"| view | ClickHouse, {pg_n:,} | PostgreSQL, {pg_n:,} | at {pg_n:,} (medians) "
+            f"| same answer | ClickHouse, {n:,} |",
             "|---|---|---|---|---|---|",
         ]
         for name, t in full.items():
-            ratio = pg_times[name][1] / common[name][1] if common[name][1] else 0.0
             lines.append(f"| {name} | {_cell(common[name])} | {_cell(pg_times[name])} | "
-                         f"{ratio:,.1f}x | {'yes' if same[name] else 'no'} | {_cell(t)} |")
+                         f"{_faster(common[name][1], pg_times[name][1])} | "
+                         f"{'yes' if same[name] else 'no'} | {_cell(t)} |")
     else:
         lines += [f"| view | ClickHouse, {n:,} |", "|---|---|"]
         lines += [f"| {name} | {_cell(t)} |" for name, t in full.items()]

@@ -7,16 +7,28 @@ with ``INSERT … SELECT … FROM numbers(N)``, in exactly the shape the shipper
 
 * ``records``: N records over 90 days: Clear Linux (hello/swupd, 12 % crashes, 4 % MCE,
   1 % thermal) and 2 % substrate messages, 100,000 machines (500 peers), 40 builds,
-  1 in 1,000 stored flagged;
+  1 in 1,000 stored flagged; a crash record's payload names its process and its
+  ``guilty_id`` is its group's (what a shipper ships once the crash consumer ran);
 * ``clearlinux_crashes``: the crash records of those, with frames whose first one
   picks one of ``--groups`` crash groups (skewed: a few groups hold most crashes);
 * ``ooni_fastpath``: ``--ooni-rows`` scored measurements over 180 days (default N).
 
+Row ``i`` is the same whatever the steps it was generated in, so the tables can be
+filled to a first count, then grown.
+
 The SQL side is what the ClickHouse reads join by key: a small SQLite database with
 the crash groups (``guilty``), one never-guilty frame and one hidden group. Each view
 is timed through the function its page or API calls (the ClickHouse twin: the same
-Python after the query), median of ``--repeat``, wall and CPU time of this process
-(chdb runs in it: its CPU time includes the engine's threads).
+Python after the query), first call then median of ``--repeat``, wall and CPU time of
+this process (chdb runs in it: its CPU time includes the engine's threads).
+
+With ``--pg-records M`` (:func:`run`'s ``pg_records``) the tables are first filled to M
+records (and the same share of the OONI rows), every view timed, those rows copied into
+PostgreSQL with what its pages read (``clickhouse_pg``), every view timed there through
+the SQL store's functions (CPU: this process and the cluster's processes) and its
+answer compared with ClickHouse's, the cluster dropped; then chdb grows to N and every
+view is timed again. PostgreSQL's bytes per record give the largest count the disk
+holds.
 """
 
 from __future__ import annotations

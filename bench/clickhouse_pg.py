@@ -19,7 +19,8 @@ pages read besides ``records``:
   (``clearlinux_crashes``), in the part's transaction, as the consumers apply a batch.
   Only the MCE records' payloads are fetched (the only ones the rollups read).
 
-PostgreSQL runs with ``fsync=off`` (the load only) and ``shared_buffers=2GB``.
+PostgreSQL runs with ``fsync=off`` (the load only), ``shared_buffers=2GB`` and
+``maintenance_work_mem=1GB`` (the index builds after the load).
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def _start(under: Path) -> tuple[TempPostgres, str]:
     admin = create_engine(_normalise(pg.admin_url), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql("ALTER SYSTEM SET shared_buffers = '2GB'")
+        conn.exec_driver_sql("ALTER SYSTEM SET maintenance_work_mem = '1GB'")  # index builds
     admin.dispose()
     pg.pause()
     pg.resume()

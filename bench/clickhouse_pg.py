@@ -90,14 +90,18 @@ class Loaded:
 
 def _start(under: Path) -> tuple[TempPostgres, str]:
     pg = TempPostgres(under=under).start()
-    admin = create_engine(_normalise(pg.admin_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql("ALTER SYSTEM SET shared_buffers = '2GB'")
-        conn.exec_driver_sql("ALTER SYSTEM SET maintenance_work_mem = '1GB'")  # index builds
-    admin.dispose()
-    pg.pause()
-    pg.resume()
-    return pg, pg.create_database("scale")
+    try:
+        admin = create_engine(_normalise(pg.admin_url), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql("ALTER SYSTEM SET shared_buffers = '2GB'")
+            conn.exec_driver_sql("ALTER SYSTEM SET maintenance_work_mem = '1GB'")  # indexes
+        admin.dispose()
+        pg.pause()
+        pg.resume()
+        return pg, pg.create_database("scale")
+    except BaseException:
+        pg.stop()
+        raise
 
 
 def _copy(conn: Any, table: str, columns: tuple[str, ...], data: bytes) -> None:

@@ -7,8 +7,8 @@ pages read besides ``records``:
 
 * ``records`` and ``ooni_fastpath``: exported by chdb as tab-separated text (the
   format ``COPY`` reads: the same escapes, ``\\N`` for NULL) in parts of
-  ``CHUNK`` records, streamed into ``COPY … FROM STDIN``, the plain indexes of
-  ``records`` dropped for the load and created afterwards, then ``ANALYZE``;
+  ``CHUNK`` records, streamed into ``COPY … FROM STDIN``, the plain indexes of both
+  dropped for the load and created afterwards, then ``VACUUM ANALYZE``;
 * the crash groups: the generated ``guilty`` and "never guilty" rows of the
   ClickHouse reads' SQL side, with their ids; each crash record's ``guilty_id`` comes
   with it (generated as the group whose frame the ClickHouse query finds guilty, what
@@ -110,10 +110,14 @@ def _copy(conn: Any, table: str, columns: tuple[str, ...], data: bytes) -> None:
         cp.write(data)
 
 
+_LOADED = ("records", clickhouse.TABLE.name)
+
+
 def _secondary_indexes(conn: Any) -> list[tuple[str, str]]:
-    """(name, CREATE statement) of the plain indexes on ``records``."""
+    """(name, CREATE statement) of the plain indexes on the loaded tables."""
     sql = (
-        "SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.tablename = 'records' "
+        "SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.tablename IN "
+        f"({', '.join(repr(t) for t in _LOADED)}) "
         "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)"
     )
     return [(str(name), str(ddl)) for name, ddl in conn.exec_driver_sql(sql)]
@@ -134,15 +138,15 @@ def load(ch: Analytics, n: int, ooni_n: int, side: Any, under: Path) -> Loaded:
             for name, _ in indexes:
                 conn.exec_driver_sql(f"DROP INDEX {name}")
         _records(ch, n, done)
+        start, start_cpu = time.perf_counter(), done.cpu()
+        _ooni(ch, ooni_n, engine)
+        done.ooni_s = time.perf_counter() - start
+        done.ooni_cpu = done.cpu() - start_cpu
         start = time.perf_counter()
         with engine.begin() as conn:
             for _, ddl in indexes:
                 conn.exec_driver_sql(ddl)
         done.indexes_s = time.perf_counter() - start
-        start, start_cpu = time.perf_counter(), done.cpu()
-        _ooni(ch, ooni_n, engine)
-        done.ooni_s = time.perf_counter() - start
-        done.ooni_cpu = done.cpu() - start_cpu
         raw_engine = create_engine(_normalise(url), isolation_level="AUTOCOMMIT")
         with raw_engine.connect() as conn:
             start = time.perf_counter()

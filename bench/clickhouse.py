@@ -2,7 +2,9 @@
 
 Generates ``--rows`` scored fastpath rows (random countries, ASNs, tests, domains and
 outcomes over 180 days), loads the same rows into ``ooni_fastpath`` on each SQL store
-(migrated schema, its indexes) and into the ClickHouse table the shipper fills, then
+(migrated schema, its indexes, and the aggregation rollups the fastpath writer keeps,
+recounted after the load by ``rollup.rebuild``) and into the ClickHouse table the
+shipper fills, then
 times the heaviest aggregation the API serves: 180 days by day x probe_cc, through
 the same code paths (``aggregation.run`` and its ClickHouse twin). Also times
 ClickHouse's insert of the same rows in shipper-sized blocks (rows/s).
@@ -20,6 +22,12 @@ At scale, every ClickHouse-backed view on rows generated inside the engine
 ``--no-write``):
 
     python bench/clickhouse.py --scale 100000000 [--ooni-rows N] [--groups 2000] [--dir /big/disk]
+                               [--pg-records 10000000]
+
+``--pg-records M`` also loads the first M generated records (and that share of the OONI
+rows) into PostgreSQL (``bench/clickhouse_pg.py``) and times every view there too,
+both stores at M, before chdb grows to N; the section states PostgreSQL's bytes per
+record and the largest count the disk holds.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ from downlink.analytics.shipper import shipping
 from downlink.pipeline.consumers import bind, step
 from downlink.settings import Settings
 from downlink.sources.base import LogRecord
-from downlink.sources.ooni import aggregation, clickhouse
+from downlink.sources.ooni import aggregation, clickhouse, rollup
 from downlink.sources.ooni.tables import fastpath
 from downlink.store import cursors, migrate
 from downlink.store.engine import _normalise
@@ -94,8 +102,8 @@ def ship(count: int, tmp: Path) -> None:
     engine = create_engine(_normalise(url))
     migrate.upgrade(engine, sources=settings.registry)
     rng = random.Random(7)
-    base = {c.name: "" for c in records.columns if c.name not in ("id", "attrs", "dedup_key",
-                                                                  "guilty_id")}
+    base = {c.name: "" for c in records.columns
+            if c.name not in ("id", "attrs", "dedup_key", "guilty_id", "sender_flagged")}
     with engine.begin() as conn:
         for at in range(0, count, 5000):
             block = []
@@ -160,6 +168,12 @@ def main() -> None:
     ap.add_argument("--ooni-rows", type=int, default=None,
                     help="OONI measurements generated with --scale (default: as many)")
     ap.add_argument("--groups", type=int, default=2000, help="crash groups with --scale")
+    ap.add_argument("--pg-records", type=int, default=0,
+                    help="with --scale: also load the first this many records (and as "
+                         "large a share of the OONI rows) into PostgreSQL and time the "
+                         "same views there, on both stores at that count")
+    ap.add_argument("--reserve-gb", type=float, default=10.0,
+                    help="disk kept free for other work when stating the largest count")
     ap.add_argument("--dir", default=None, help="where the --scale data goes (a big disk)")
     ap.add_argument("--no-write", action="store_true", help="do not touch docs/performance.md")
     args = ap.parse_args()
@@ -201,6 +215,7 @@ def main() -> None:
             with engine.begin() as conn:
                 for at in range(0, len(data), 5000):
                     conn.execute(insert(fastpath), data[at : at + 5000])
+                rollup.rebuild(conn)  # what the page reads: the fastpath writer keeps them
                 if kind == "postgresql":
                     conn.exec_driver_sql("ANALYZE ooni_fastpath")
                 else:
@@ -227,17 +242,23 @@ def scale(args: argparse.Namespace) -> None:
     """``--scale``: every ClickHouse-backed view over generated rows."""
     about = machine()
     ooni_rows = args.scale if args.ooni_rows is None else args.ooni_rows
-    body = clickhouse_scale.run(args.scale, ooni_rows, args.groups, args.repeat, args.dir)
+    body = clickhouse_scale.run(args.scale, ooni_rows, args.groups, args.repeat, args.dir,
+                                args.pg_records, args.reserve_gb)
+    print(body)
     if args.no_write:
         return
     write_section("clickhouse-scale", "\n".join([
-        f"## ClickHouse at scale: every ClickHouse-backed view, {args.scale:,} records",
+        f"## ClickHouse at scale: every ClickHouse-backed view, {args.scale:,} records"
+        + (f", against PostgreSQL at {args.pg_records:,}" if args.pg_records else ""),
         "",
         f"`python bench/clickhouse.py {' '.join(sys.argv[1:])}`; {about}",
         "Rows generated inside chdb (`INSERT … SELECT … FROM numbers(N)`) in the shape the "
         "shippers write; each view timed through the function its page or API calls, "
-        f"first call then the median of {args.repeat}; CPU time is this process's (chdb "
-        "runs in it).",
+        f"first call then the median of {args.repeat}. CPU time is this process's (chdb "
+        "runs in it) and, on PostgreSQL, that of the cluster's processes as well. "
+        "PostgreSQL answers from what its pages read: the rollups kept by the Clear "
+        "Linux consumers' own functions, `records` and `ooni_fastpath` with their "
+        "indexes (bench/clickhouse_pg.py).",
         "",
         body,
     ]))

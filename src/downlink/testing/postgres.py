@@ -41,10 +41,11 @@ def free_port() -> int:
 class TempPostgres:
     """One PostgreSQL cluster in a temporary directory, on a free loopback port."""
 
-    def __init__(self, fsync: bool = False) -> None:
+    def __init__(self, fsync: bool = False, under: str | Path | None = None) -> None:
         self.bindir = find_bindir()
         self.port = free_port()
-        self.root = Path(tempfile.mkdtemp(prefix="downlink-pg-"))
+        # ``under``: the folder to create the cluster in (a big disk), else the temp folder.
+        self.root = Path(tempfile.mkdtemp(prefix="downlink-pg-", dir=under))
         self.datadir = self.root / "data"
         self.fsync = fsync
         self._replicated = False

@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from anyio import to_thread
+from anyio import fail_after, to_thread
 from sqlalchemy import Connection, text
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,6 +35,8 @@ from downlink.settings import Settings, from_env
 from downlink.store.database import Store
 
 log = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT_S = 5.0
 
 
 def _ping(conn: Connection) -> None:
@@ -73,7 +75,10 @@ def create_consume_app(
     async def health(_request: Request) -> Response:
         error: str | None = None
         try:
-            await to_thread.run_sync(store.run, _ping)
+            with fail_after(HEALTH_TIMEOUT_S):
+                await to_thread.run_sync(store.run, _ping, abandon_on_cancel=True)
+        except TimeoutError:
+            error = f"the database did not answer within {HEALTH_TIMEOUT_S:g} s"
         except Exception as exc:  # noqa: BLE001 - health reports the failure
             error = f"{type(exc).__name__}: {exc}"
         running = background.running()

@@ -9,7 +9,12 @@ A 201 means the records are committed; their derived data (crash grouping, rollu
 follows from the consumers. The last column is the rate counted until the consumers
 had caught up too.
 
+Both with the consumers in every server worker (``in-process``) and with
+``DOWNLINK_RUN_CONSUMERS=off`` and one ``downlink consume`` process beside the server
+(``apart``); the consumers' lag is sampled as in ``ingest.py`` (``lag.py``).
+
     python bench/bulk.py [--records 100000] [--batch 5000] [--clients 2]
+                         [--workers 1,2] [--layouts in-process,apart]
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine, table, write_section  # noqa: E402
+from lag import LagSampler  # noqa: E402
 
 from downlink.sources.clearlinux.rollups import ROLLUP_TABLES  # noqa: E402
 from downlink.sources.clearlinux.wire import validate  # noqa: E402
@@ -88,10 +94,10 @@ def copy_rows(dsn: str, records: list[dict[str, Any]]) -> float:
 
 
 def post_bulk(
-    url: str, records: list[dict[str, Any]], batch: int, clients: int
+    url: str, records: list[dict[str, Any]], batch: int, clients: int, lag: LagSampler
 ) -> tuple[float, float]:
     """Post the records as NDJSON batches; return the seconds taken, and until the
-    consumers had handled them too."""
+    consumers had handled them too (their lag sampled meanwhile)."""
     bodies = [b"\n".join(orjson.dumps(r) for r in records[i:i + batch])
               for i in range(0, len(records), batch)]
     headers = {"Content-Type": "application/x-ndjson", "X-Telemetry-TID": TID}
@@ -103,13 +109,43 @@ def post_bulk(
             return int(resp.json()["accepted"])
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        accepted = sum(pool.map(send, bodies))
+    lag.recording = True
+    try:
+        with ThreadPoolExecutor(clients) as pool:
+            accepted = sum(pool.map(send, bodies))
+    finally:
+        lag.recording = False
     took = time.perf_counter() - started
     if accepted != len(records):
         raise RuntimeError(f"only {accepted} of {len(records)} records accepted")
     wait_caught_up(url, timeout=600, interval=0.2)
     return took, time.perf_counter() - started
+
+
+# Where the consumers run: a row label each (bench/ingest.py's layouts).
+LABELS = {"in-process": "", "apart": ", consume apart"}
+
+
+def run_layout(
+    url: str, workers: int, layout: str, args: argparse.Namespace,
+    records: list[dict[str, Any]], tmp: Path,
+) -> tuple[float, float, LagSampler]:
+    """Post every record to a server with its consumers in ``layout``."""
+    env = {"DOWNLINK_RUN_CONSUMERS": "off"} if layout == "apart" else {}
+    server = LiveServer(url, workers=workers, env=env, log=tmp / "server.log")
+    server.start(timeout=180)
+    consumer = None
+    try:
+        if layout == "apart":
+            consumer = LiveServer(url, command="consume", log=tmp / "consume.log").start(
+                timeout=180)
+        with LagSampler(url) as lag:
+            took, derived = post_bulk(server.url, records, args.batch, args.clients, lag)
+    finally:
+        server.stop()
+        if consumer is not None:
+            consumer.stop()
+    return took, derived, lag
 
 
 def main() -> None:
@@ -118,8 +154,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--workers", default="1,2", help="server process counts to measure")
+    parser.add_argument(
+        "--layouts", default="in-process,apart",
+        help="in-process: consumers in every serve worker; apart: serve with "
+             "DOWNLINK_RUN_CONSUMERS=off and one `downlink consume` beside it",
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    layouts = args.layouts.split(",")
+    if not set(layouts) <= set(LABELS):
+        parser.error(f"--layouts: each of {', '.join(LABELS)}")
     about = machine()
     records = make_records(args.records)
     rows: list[list[object]] = []
@@ -134,49 +178,51 @@ def main() -> None:
         copy_s = copy_rows(dsn, records)
         copy_rate = args.records / copy_s
         rows.append(["PostgreSQL COPY (psycopg, one transaction)", round(copy_rate), "1.00",
-                     "-"])
-        for n in workers:
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                # Every run starts from empty tables, rollups included.
-                tables = ", ".join(["records", "consumers", *(t.name for t in ROLLUP_TABLES)])
-                conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
-            server = LiveServer(url, workers=n, log=tmp / "server.log").start(timeout=180)
-            try:
-                bulk_s, derived_s = post_bulk(server.url, records, args.batch, args.clients)
-            finally:
-                server.stop()
-            bulk_rate = args.records / bulk_s
-            rows.append([f"POST /api/v1/records/bulk, PostgreSQL ({args.batch}/request, "
-                         f"{args.clients} clients, {n} worker{'s' if n > 1 else ''})",
-                         round(bulk_rate), f"{bulk_rate / copy_rate:.2f}",
-                         round(args.records / derived_s)])
-            print(rows[-1], flush=True)
-        for n in workers:
-            sqlite_url = f"sqlite:///{tmp / f'bulk-{n}.db'}"
-            server = LiveServer(sqlite_url, workers=n, log=tmp / "server.log").start(timeout=180)
-            try:
-                lite_s, derived_s = post_bulk(server.url, records, args.batch, args.clients)
-            finally:
-                server.stop()
-            rows.append([f"POST /api/v1/records/bulk, SQLite ({args.batch}/request, "
-                         f"{args.clients} clients, {n} worker{'s' if n > 1 else ''})",
-                         round(args.records / lite_s), "-", round(args.records / derived_s)])
-            print(rows[-1], flush=True)
+                     "-", "-"])
+        for layout in layouts:
+            for n in workers:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    # Every run starts from empty tables, rollups included.
+                    tables = ", ".join(
+                        ["records", "consumers", *(t.name for t in ROLLUP_TABLES)])
+                    conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+                bulk_s, derived_s, lag = run_layout(url, n, layout, args, records, tmp)
+                bulk_rate = args.records / bulk_s
+                rows.append([f"POST /api/v1/records/bulk, PostgreSQL ({args.batch}/request, "
+                             f"{args.clients} clients, {n} worker{'s' if n > 1 else ''}"
+                             f"{LABELS[layout]})",
+                             round(bulk_rate), f"{bulk_rate / copy_rate:.2f}",
+                             round(args.records / derived_s), f"{lag.p99():.2f}"])
+                print(rows[-1], flush=True)
+        for layout in layouts:
+            for n in workers:
+                sqlite_url = f"sqlite:///{tmp / f'bulk-{n}-{layout}.db'}"
+                lite_s, derived_s, lag = run_layout(sqlite_url, n, layout, args, records, tmp)
+                rows.append([f"POST /api/v1/records/bulk, SQLite ({args.batch}/request, "
+                             f"{args.clients} clients, {n} worker{'s' if n > 1 else ''}"
+                             f"{LABELS[layout]})",
+                             round(args.records / lite_s), "-",
+                             round(args.records / derived_s), f"{lag.p99():.2f}"])
+                print(rows[-1], flush=True)
     finally:
         pg.stop()
     result = table(["method", "records/s", "ratio to COPY",
-                    "records/s until derived data caught up"], rows)
+                    "records/s until derived data caught up", "lag p99 s"], rows)
     print(result)
     body = (
         "## Bulk ingest against COPY\n\n"
         f"`python bench/bulk.py --records {args.records} --batch {args.batch} --clients "
-        f"{args.clients} --workers {args.workers}` — {about}\n\n"
+        f"{args.clients} --workers {args.workers} --layouts {args.layouts}` — {about}\n\n"
         f"{args.records:,} distinct records (about 250-byte payloads) into an empty `records` "
         "table with all its indexes, on a PostgreSQL cluster with fsync=on. COPY gets the "
         "rows already validated; the bulk endpoint parses NDJSON, validates each record "
         "with the collector's rules, commits them and answers per item (target: at least "
         "2/3 of COPY); the consumers then group the crashes and update the rollups after "
-        f"the ack (last column). Load average at the end {os.getloadavg()[0]:.1f}.\n\n"
+        "the ack (*until derived data caught up*); *lag p99* is the age of the oldest "
+        "record they had not handled, sampled every 0.2 s while the posts ran. *consume "
+        "apart*: the server with `DOWNLINK_RUN_CONSUMERS=off` and one `downlink consume` "
+        "process beside it on the same machine (its CPU shared). "
+        f"Load average at the end {os.getloadavg()[0]:.1f}.\n\n"
         + result
     )
     if not args.no_write:

@@ -3,7 +3,10 @@
 Runs, in one go and with the same load generator (wrk, see ``load.py``):
 
 * the do-nothing ASGI app (``ceiling.py``) under uvicorn: the ceiling;
-* ``downlink serve`` on SQLite (synchronous=FULL) and on PostgreSQL (fsync=on);
+* ``downlink serve`` on SQLite (synchronous=FULL) and on PostgreSQL (fsync=on), with
+  its consumers in every worker (``in-process``, the default) and with
+  ``DOWNLINK_RUN_CONSUMERS=off`` and one ``downlink consume`` process beside it
+  (``apart``: the same machine, so its CPU is shared with the server's);
 
 each with 1, 2 and 4 server processes, then checks that every success answer is a
 stored record, prints a table and writes it into docs/performance.md.
@@ -15,17 +18,16 @@ gives its p99 and maximum over the measured run and how long the consumers took 
 catch up once the load stopped.
 
     python bench/ingest.py [--seconds 10] [--connections 32] [--workers 1,2,4]
+                           [--layouts in-process,apart]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -35,11 +37,9 @@ from sqlalchemy import create_engine, func, select
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine, table, write_section  # noqa: E402
+from lag import LagSampler  # noqa: E402
 from load import LoadResult, need_wrk, run_wrk  # noqa: E402
 
-from downlink.pipeline.consumers import bind, status  # noqa: E402
-from downlink.settings import Settings  # noqa: E402
-from downlink.store.engine import make_engine  # noqa: E402
 from downlink.store.tables import records  # noqa: E402
 from downlink.testing.live import LiveServer  # noqa: E402
 from downlink.testing.postgres import TempPostgres, free_port  # noqa: E402
@@ -88,54 +88,6 @@ def stored(database_url: str) -> int:
         engine.dispose()
 
 
-class LagSampler:
-    """Samples the worst consumer lag (seconds) of a database every ``every`` s."""
-
-    def __init__(self, database_url: str, every: float = 0.2) -> None:
-        settings = Settings(database_url=database_url)
-        self.bounds = bind(settings.registry)
-        self.engine = make_engine(settings)
-        self.every = every
-        self.samples: list[float] = []
-        self.recording = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def lag(self) -> tuple[int, float]:
-        """Records and seconds behind, of the furthest-behind consumer."""
-        with self.engine.connect() as conn:
-            found = status(conn, self.bounds)
-        return (max((int(c["lag_records"]) for c in found), default=0),
-                max((float(c["lag_seconds"]) for c in found), default=0.0))
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            if self.recording:
-                self.samples.append(self.lag()[1])
-
-    def __enter__(self) -> LagSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self.engine.dispose()
-
-    def catch_up_s(self, timeout: float = 120.0) -> float:
-        """Seconds until no consumer has a record left (after the load stopped)."""
-        started = time.monotonic()
-        while self.lag()[0] and time.monotonic() - started < timeout:
-            time.sleep(0.05)
-        return time.monotonic() - started
-
-    def p99(self) -> float:
-        """The 99th percentile of the recorded samples."""
-        if len(self.samples) < 2:
-            return self.samples[0] if self.samples else 0.0
-        return statistics.quantiles(self.samples, n=100, method="inclusive")[98]
-
-
 def measure(
     url: str, seconds: float, connections: int, lag: LagSampler | None = None
 ) -> LoadResult:
@@ -155,17 +107,49 @@ def measure(
             lag.recording = False
 
 
+# Where the consumers run: a row label each.
+LABELS = {"in-process": "", "apart": " (consume apart)"}
+
+
+def run_layout(
+    url: str, workers: int, layout: str, args: argparse.Namespace, tmp: Path
+) -> tuple[LoadResult, LagSampler, float]:
+    """One measured run of ``downlink serve`` with its consumers in ``layout``."""
+    env = {"DOWNLINK_RUN_CONSUMERS": "off"} if layout == "apart" else {}
+    server = LiveServer(url, workers=workers, env=env, log=tmp / "server.log").start()
+    consumer = None
+    try:
+        if layout == "apart":
+            consumer = LiveServer(url, command="consume", log=tmp / "consume.log").start()
+        with LagSampler(url) as lag:
+            res = measure(server.url + "/v2/collector", args.seconds, args.connections, lag)
+            drain = lag.catch_up_s()
+    finally:
+        server.stop()
+        if consumer is not None:
+            consumer.stop()
+    return res, lag, drain
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", default="1,2,4", help="server process counts")
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument(
+        "--layouts", default="in-process,apart",
+        help="in-process: consumers in every serve worker; apart: serve with "
+             "DOWNLINK_RUN_CONSUMERS=off and one `downlink consume` beside it",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not touch the docs")
     args = parser.parse_args()
     need_wrk()
     workers = [int(w) for w in args.workers.split(",")]
     databases = args.databases.split(",")
+    layouts = args.layouts.split(",")
+    if not set(layouts) <= set(LABELS):
+        parser.error(f"--layouts: each of {', '.join(LABELS)}")
     about = machine()
     rows: list[list[object]] = []
     lost: list[str] = []
@@ -179,29 +163,24 @@ def main() -> None:
                          top.status_errors + top.socket_errors, "1.00", "-", "-", "-"])
             print(table(HEADERS, rows[-1:]))
             for db in databases:
-                if db == "sqlite":
-                    url = f"sqlite:///{tmp / f'ingest-{n}.db'}"
-                else:
-                    assert pg is not None
-                    url = pg.create_database(f"ingest_{n}")
-                server = LiveServer(url, workers=n, log=tmp / "server.log").start()
-                try:
-                    with LagSampler(url) as lag:
-                        res = measure(server.url + "/v2/collector", args.seconds,
-                                      args.connections, lag)
-                        drain = lag.catch_up_s()
-                finally:
-                    server.stop()
-                count = stored(url)
-                # The warm-up stored records too, so count >= successes of the measured run.
-                if count < res.ok:
-                    lost.append(f"{db} x{n}: {res.ok} successes but {count} records stored")
-                ratio = res.per_second / top.per_second if top.per_second else 0.0
-                rows.append([f"downlink {db}", n, round(res.per_second), res.p50_ms,
-                             res.p99_ms, res.status_errors + res.socket_errors,
-                             f"{ratio:.2f}", f"{lag.p99():.2f}",
-                             f"{max(lag.samples, default=0.0):.2f}", f"{drain:.2f}"])
-                print(table(HEADERS, rows[-1:]))
+                for layout in layouts:
+                    if db == "sqlite":
+                        url = f"sqlite:///{tmp / f'ingest-{n}-{layout}.db'}"
+                    else:
+                        assert pg is not None
+                        url = pg.create_database(f"ingest_{n}_{layout.replace('-', '_')}")
+                    res, lag, drain = run_layout(url, n, layout, args, tmp)
+                    count = stored(url)
+                    # The warm-up stored records too: count >= successes of the measured run.
+                    if count < res.ok:
+                        lost.append(f"{db} x{n} {layout}: {res.ok} successes but {count} "
+                                    "records stored")
+                    ratio = res.per_second / top.per_second if top.per_second else 0.0
+                    rows.append([f"downlink {db}{LABELS[layout]}", n, round(res.per_second),
+                                 res.p50_ms, res.p99_ms, res.status_errors + res.socket_errors,
+                                 f"{ratio:.2f}", f"{lag.p99():.2f}",
+                                 f"{max(lag.samples, default=0.0):.2f}", f"{drain:.2f}"])
+                    print(table(HEADERS, rows[-1:]))
     finally:
         if pg is not None:
             pg.stop()
@@ -213,7 +192,8 @@ def main() -> None:
     body = (
         "## Ingest: single-record posts\n\n"
         f"`python bench/ingest.py --seconds {args.seconds:g} --connections "
-        f"{args.connections} --workers {args.workers}` — {about} {load}\n\n"
+        f"{args.connections} --workers {args.workers} --layouts {args.layouts}` — "
+        f"{about} {load}\n\n"
         f"wrk, 1 thread, {args.connections} keep-alive connections, {args.seconds:g} s per "
         f"run after a {WARM_UP_S} s warm-up; each request one `POST /v2/collector` with the 2.3.x "
         "client's headers and a unique event id. *ratio* is records/s divided by the "
@@ -221,6 +201,8 @@ def main() -> None:
         "*lag* is the age of the oldest record the consumers (crash grouping, rollups: "
         "after the ack) had not handled, sampled every 0.2 s during the measured run "
         "(target: p99 < 1 s); *caught up* the seconds they needed once the load stopped. "
+        "*consume apart*: the server with `DOWNLINK_RUN_CONSUMERS=off` and one "
+        "`downlink consume` process beside it on the same machine (its CPU shared). "
         "Every success answer was checked to be a stored record"
         + (": " + "; ".join(lost) if lost else " (none missing).")
         + "\n\n" + result

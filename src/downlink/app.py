@@ -14,16 +14,10 @@ from downlink import __version__, security
 from downlink.access_log import AccessLog
 from downlink.analytics.shipper import shipping
 from downlink.api import errors, meta, openapi, records
-from downlink.archive.closer import ArchiveCloser
-from downlink.archive.consumer import SOURCE as ARCHIVE
-from downlink.archive.consumer import archiving
+from downlink.background import Background
 from downlink.direct import Downlink
 from downlink.fresh_reads import FreshReads
 from downlink.metrics import Metrics
-from downlink.pipeline import reprocess
-from downlink.pipeline.consumers import ConsumerRunner
-from downlink.pipeline.consumers import bind as bind_consumers
-from downlink.pipeline.jobrunner import JobRunner
 from downlink.security.senders import SenderGuard
 from downlink.settings import Settings, from_env
 from downlink.sources.base import SenderRule
@@ -49,31 +43,13 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     store = Store(settings, metrics)
     maintenance = Maintenance(store)
     senders = SenderGuard(store, settings, sender_rules(sources))
-    # The optional ClickHouse analytics store: its shippers are consumers like any other.
+    # The optional ClickHouse analytics store (its reads; its shippers are consumers).
     analytics = shipping(settings)
-    shippers = [] if analytics is None else [("analytics", c) for c in analytics.consumers()]
-    # The raw archive (DOWNLINK_ARCHIVE): a consumer per archived table, and a closer.
-    archive = archiving(settings)
-    archivers = [] if archive is None else [(ARCHIVE, c) for c in archive.consumers()]
-    bound = bind_consumers(sources, [*shippers, *archivers])
-    kinds = [*reprocess.job_kinds(bound), *(k for s in sources for k in s.job_kinds)]
-    job_runner = JobRunner(
-        store,
-        poll_s=settings.job_poll_s,
-        kinds=kinds,
-        drivers=list(sources.job_drivers.values()),
+    # Consumers, jobs, the archive closer: here, or in `downlink consume` (then only
+    # the consumers' lag is watched here, for /metrics and the pages).
+    background = Background(
+        settings, store, analytics, run=settings.run_consumers == "in-process"
     )
-    consumer_runner = ConsumerRunner(
-        store,
-        bound,
-        poll_s=settings.consumer_poll_s,
-        retry_max_s=settings.consumer_retry_max_s,
-    )
-    closer = None if archive is None else ArchiveCloser(
-        store, archive, retry_max_s=settings.consumer_retry_max_s
-    )
-    # Records committed by this process's writer: look for consumer work at once.
-    store.writer.on_commit = consumer_runner.wake
 
     @asynccontextmanager
     async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
@@ -84,10 +60,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             except Exception as exc:  # noqa: BLE001 - ingestion never waits for ClickHouse
                 log.warning("analytics store not ready (the shippers retry): %s", exc)
         maintenance.start()
-        job_runner.start()
-        consumer_runner.start()
-        if closer is not None:
-            closer.start()
+        background.start()
         try:
             # A source's own background work for the life of the app (its
             # ``extra["lifespan"]``: an async context manager factory taking the app).
@@ -98,10 +71,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                         await stack.enter_async_context(hook(app_))
                 yield
         finally:
-            if closer is not None:
-                await closer.stop()
-            await consumer_runner.stop()
-            await job_runner.stop()
+            await background.stop()
             await maintenance.stop()
             store.close()
             if analytics is not None:
@@ -120,8 +90,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         app.access_log = AccessLog(settings.access_log)
     app.state.store = store
     app.state.settings = settings
-    app.state.job_runner = job_runner
-    app.state.consumer_runner = consumer_runner
+    app.state.job_runner = background.job_runner
+    app.state.consumer_runner = background.consumer_runner
     app.state.sources = sources
     app.state.analytics = analytics
     app.state.senders = senders

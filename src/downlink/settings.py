@@ -20,6 +20,8 @@ from downlink.sources.registry import Sources
 log = logging.getLogger(__name__)
 
 CLEAR_LINUX_TID = "6907c830-eed9-4ce9-81ae-76daf8d88f0f"
+# DOWNLINK_RUN_CONSUMERS: the background work in every `serve` worker, or none there.
+RUN_CONSUMERS = ("in-process", "off")
 
 
 class SettingsError(ValueError):
@@ -270,6 +272,14 @@ SETTINGS: tuple[Setting, ...] = (
         "handled; 0: no consumer runs in this process.",
     ),
     Setting(
+        "run_consumers",
+        "DOWNLINK_RUN_CONSUMERS",
+        "in-process",
+        "Where the background work runs (consumers, jobs, the archive closer): in-process (every "
+        "`downlink serve` worker) or off (none in `serve`: run `downlink consume` beside it; "
+        "docs/deployment.md).",
+    ),
+    Setting(
         "consumer_retry_max_s",
         "DOWNLINK_CONSUMER_RETRY_MAX_S",
         60.0,
@@ -368,6 +378,7 @@ class Settings:
     purge_interval_s: float = 600.0
     job_poll_s: float = 1.0
     consumer_poll_s: float = 0.25
+    run_consumers: str = "in-process"
     consumer_retry_max_s: float = 60.0
     access_log: str = "off"
     web_plugins: tuple[str, ...] = ("downlink.sources.clearlinux.severity_plugin",)
@@ -514,6 +525,8 @@ def _check_background(s: Settings) -> None:
             raise SettingsError(f"{_BY_NAME[name].env} must not be negative")
     if s.archive_batch_max < 1:
         raise SettingsError(f"{_BY_NAME['archive_batch_max'].env} must be at least 1")
+    if s.run_consumers not in RUN_CONSUMERS:
+        raise SettingsError("DOWNLINK_RUN_CONSUMERS must be in-process or off")
     if s.consumer_retry_max_s < 0.5:
         raise SettingsError("DOWNLINK_CONSUMER_RETRY_MAX_S must be at least 0.5")
 

@@ -73,6 +73,36 @@ def test_runner_catches_up_and_reports_lag(toy_store: Store) -> None:
     toy_store.engine.dispose()
 
 
+def test_a_watching_runner_reports_lag_and_handles_nothing(toy_store: Store) -> None:
+    """``handle=False`` (serve with DOWNLINK_RUN_CONSUMERS=off): gauges and freshness
+    from the cursors, no batch handled, no cursor row written."""
+    (bound,) = [b for b in bind(toy_store.settings.registry) if b.source == "toy"]
+    _add(toy_store, ["a", "b"], at=time.time() - 30)
+
+    async def run() -> ConsumerRunner:
+        toy_store.start(run_migrations=False)
+        runner = ConsumerRunner(toy_store, [bound], poll_s=0.02, handle=False)
+        assert runner.poll_s == 1.0  # it only refreshes the lag, once a second
+        runner.start()
+        try:
+            await _until(lambda: runner.latest_at is not None)
+            assert runner.alive()
+        finally:
+            await runner.stop()
+            toy_store.close()
+        return runner
+
+    runner = asyncio.run(run())
+    fresh = runner.freshness(["toy_daily"])
+    assert fresh is not None and fresh["lag_records"] == 2 and fresh["lag_seconds"] >= 30
+    assert toy_store.metrics.consumer_lag_records.labels("toy_daily")._value.get() == 2
+    assert toy_store.run(daily) == []
+    with toy_store.engine.connect() as conn:
+        (entry,) = status(conn, [bound])
+    assert entry["handled"] == 0 and entry["updated_at"] is None  # no cursor row
+    toy_store.engine.dispose()
+
+
 def test_a_failing_consumer_retries_with_backoff_and_shows_its_error(toy_store: Store) -> None:
     (toy,) = [b for b in bind(toy_store.settings.registry) if b.source == "toy"]
     broken = {"on": True}

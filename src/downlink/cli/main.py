@@ -7,6 +7,7 @@ import click
 from downlink import __version__
 from downlink.cli import migrate, send, serve, transfer
 from downlink.cli.archive import archive_cmd
+from downlink.cli.consume import consume_cmd
 from downlink.cli.partition import partition_cmd
 from downlink.cli.purge import purge
 from downlink.cli.reprocess import reprocess_cmd
@@ -32,6 +33,7 @@ cli.add_command(purge)
 cli.add_command(reprocess_cmd)
 cli.add_command(spool_cmd)
 cli.add_command(archive_cmd)
+cli.add_command(consume_cmd)
 cli.add_command(senders_cmd)
 cli.add_command(partition_cmd)
 

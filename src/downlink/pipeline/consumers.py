@@ -8,13 +8,14 @@ in commit order (:mod:`downlink.store.follow`) and applies them with
 batch in flight simply rolls back and is read again.
 
 Every server process runs a :class:`ConsumerRunner` (started by the app's lifespan,
-like the job runner). It goes round the consumers: an idle consumer costs one read
-(:func:`~downlink.store.follow.has_after`); one with rows waiting gets a write
-transaction per batch (``store.admin_write``: on SQLite in line with the record
-batches on the writer thread). A consumer whose batch fails keeps its cursor and
-waits, 0.5 s doubling up to ``DOWNLINK_CONSUMER_RETRY_MAX_S``, with its error on
-``/consumers``; the others and ingestion go on. Lag (rows and seconds behind) is
-refreshed every second into Prometheus gauges.
+like the job runner), unless ``DOWNLINK_RUN_CONSUMERS=off`` gives that work to
+``downlink consume`` (:mod:`downlink.background`). It goes round the consumers: an
+idle consumer costs one read (:func:`~downlink.store.follow.has_after`); one with
+rows waiting gets a write transaction per batch (``store.admin_write``: on SQLite in
+line with the record batches on the writer thread). A consumer whose batch fails
+keeps its cursor and waits, 0.5 s doubling up to ``DOWNLINK_CONSUMER_RETRY_MAX_S``,
+with its error on ``/consumers``; the others and ingestion go on. Lag (rows and
+seconds behind) is refreshed every second into Prometheus gauges.
 """
 
 from __future__ import annotations
@@ -174,6 +175,11 @@ class ConsumerRunner(PollingLoop):
 
     A :class:`~downlink.pipeline.loop.PollingLoop`: each round gives every consumer
     due a batch (:meth:`run_once`) and goes on at once while one had a full batch.
+
+    With ``handle=False`` it only watches: every :data:`LAG_EVERY_S` it reads the
+    consumers' lag from their cursors (gauges, pages' freshness marks) and handles
+    nothing, writes nothing. That is what ``downlink serve`` runs when
+    ``DOWNLINK_RUN_CONSUMERS=off`` leaves the consumers to ``downlink consume``.
     """
 
     name = "consumers"
@@ -185,10 +191,14 @@ class ConsumerRunner(PollingLoop):
         *,
         poll_s: float = 0.25,
         retry_max_s: float = 60.0,
+        handle: bool = True,
     ) -> None:
+        if not handle and poll_s > 0:
+            poll_s = LAG_EVERY_S
         super().__init__(poll_s=poll_s, retry_max_s=retry_max_s)
         self.store = store
         self.bounds = list(bounds)
+        self.handle = handle
         self._retry_at: dict[str, float] = {}
         # Consumers lingering after a partial batch (Consumer.linger_s), until when.
         self._not_before: dict[str, float] = {}
@@ -202,13 +212,15 @@ class ConsumerRunner(PollingLoop):
         return bool(self.bounds) and super().enabled()
 
     async def prepare(self) -> None:
-        """Create the cursor rows of consumers seen for the first time."""
-        await self.store.admin_write(ensure_all, self.bounds)
+        """Create the cursor rows of consumers seen for the first time (a watcher
+        leaves that to the processes that handle them)."""
+        if self.handle:
+            await self.store.admin_write(ensure_all, self.bounds)
 
     async def run_once(self) -> bool:
         """Give each consumer due a batch, then refresh the lag (at most every
         :data:`LAG_EVERY_S`); True when one handled a full batch."""
-        busy = await self._batches()
+        busy = await self._batches() if self.handle else False
         await self._refresh_lag()
         return busy
 

@@ -56,6 +56,10 @@ class PollingLoop:
         with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
             loop.call_soon_threadsafe(event.set)
 
+    def alive(self) -> bool:
+        """Whether the task is running (started, not stopped, not ended by an error)."""
+        return self._task is not None and not self._task.done()
+
     def stopping(self) -> bool:
         """Whether :meth:`stop` was called (work in progress should wind down)."""
         return self._stopping

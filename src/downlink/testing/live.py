@@ -1,4 +1,5 @@
-"""Run ``downlink serve`` as a real subprocess on a free port, for tests and benchmarks."""
+"""Run ``downlink serve`` (or ``downlink consume``) as a real subprocess on a free port,
+for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -19,9 +20,12 @@ class LiveServer:
     """A server process; ``url`` is its base address."""
 
     def __init__(self, database_url: str, *, workers: int = 1,
-                 env: Mapping[str, str] | None = None, log: Path | None = None) -> None:
+                 env: Mapping[str, str] | None = None, log: Path | None = None,
+                 command: str = "serve") -> None:
         self.database_url = database_url
         self.workers = workers
+        # "serve", or "consume" (its /-/health and /metrics only, one process).
+        self.command = command
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = dict(env or {})
@@ -33,8 +37,9 @@ class LiveServer:
         env = {**os.environ, **self.env, "DATABASE_URL": self.database_url}
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "downlink", "serve", "--port", str(self.port),
-             "--workers", str(self.workers), "--log-level", "warning"],
+            [sys.executable, "-m", "downlink", self.command, "--port", str(self.port),
+             *(["--workers", str(self.workers)] if self.command == "serve" else []),
+             "--log-level", "warning"],
             env=env, stdout=out, stderr=out, start_new_session=True,
         )
         deadline = time.monotonic() + timeout

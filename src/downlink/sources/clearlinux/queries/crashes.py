@@ -575,6 +575,20 @@ def guilty_records(
 PROCESS_SAMPLE = 20  # the group's newest crashes whose process names the group page shows
 
 
+def newest_payloads(conn: Connection, ids: list[int]) -> dict[int, str]:
+    """The payload of each group's newest crash (of any period): one seek per group in
+    ``records (guilty_id, id)``, so the crash list names a process beside each frame
+    at the cost of the groups shown, never of their crashes."""
+    r = records.c
+    out: dict[int, str] = {}
+    for gid in ids:
+        stmt = select(r.payload).where(r.guilty_id == gid).order_by(r.id.desc()).limit(1)
+        payload = conn.execute(stmt).scalar()
+        if payload is not None:
+            out[gid] = str(payload)
+    return out
+
+
 def process_counts(processes: Iterable[str | None]) -> list[Row]:
     """``[{process, records}]`` of a sample of crashes, most frequent first."""
     counts = Counter(p or "" for p in processes)

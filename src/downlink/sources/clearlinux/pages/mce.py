@@ -95,7 +95,13 @@ def _mce_charts(data: Data) -> list[dict[str, Any]]:
             "chart-weekly",
             "line",
             week_labels(data),
-            {cls.rsplit("/", 1)[-1]: n for cls, n in data["weekly"].items()},
+            {  # legend in the order of urgency
+                name: n
+                for name, n in sorted(
+                    ((cls.rsplit("/", 1)[-1], n) for cls, n in data["weekly"].items()),
+                    key=lambda item: (SEVERITY.get(item[0], 0), item[0]),
+                )
+            },
             title="MCE per week",
             x_title="Week",
             y_title="Events",

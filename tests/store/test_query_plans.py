@@ -28,6 +28,7 @@ from downlink.store.database import Store
 from downlink.store.inserts import RECORD_COLUMNS
 from downlink.store.queries.period import Period
 from downlink.store.queries.records import RecordFilter, list_records
+from downlink.store.queries.search import event_records, search
 from downlink.store.tables import records
 from downlink.testing.consumers import catch_up
 from downlink.testing.generate import RecordGenerator
@@ -52,6 +53,7 @@ def _queries(gid: int) -> dict[str, Query]:
             c, gid, period=Period.past(7), limit=20
         ),
         "crash group sparklines": lambda c: crashes.daily_crashes(c, [gid, 1, 2], Period.past(60)),
+        "crash list processes": lambda c: crashes.newest_payloads(c, [gid, 1, 2]),
         "crash group page": lambda c: crashes.group_detail(c, gid, Period.past(7), 200, 0),
         "crash group page, estimated": lambda c: crashes.group_detail(
             c, gid, Period.past(60), 200, 0, 0
@@ -68,6 +70,8 @@ def _queries(gid: int) -> dict[str, Query]:
         "crash group history": lambda c: crashes._history(c, gid),
         "top crash groups": lambda c: crashes.top_guilties(c, Period.past(60)),
         "mce": lambda c: mce.mce_summary(c, Period.past(90)),
+        "event id": lambda c: event_records(c, "5a" * 16),
+        "search box": lambda c: search(c, "12D3KooW1"),
     }
 
 
@@ -95,6 +99,9 @@ SQLITE_EVERY = {
     "crash group history": "ix_rollup_guilty_machines_by_group",
     # One seek per (day, group): not the whole period's rows.
     "crash group sparklines": "(day=? AND guilty_id=?)",
+    # The partial index of the records that have an event id (migration 0025).
+    "event id": "ix_records_event_id (event_id=?)",
+    "crash list processes": "ix_records_guilty_id_id (guilty_id=?)",
 }
 
 
@@ -159,6 +166,8 @@ def _check(engine: Engine, gid: int, state: str) -> None:
                 assert any(SQLITE_INDEX[name] in line for line in used), (state, name, used)
             if conn.dialect.name == "postgresql" and name == "substrate page":
                 assert "ix_records_source_ts_reception" in used, (state, used)
+            if conn.dialect.name == "postgresql" and name == "event id":
+                assert "ix_records_event_id" in used, (state, used)
 
 
 def _substrate_rows(n: int) -> list[dict[str, Any]]:

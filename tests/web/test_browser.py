@@ -509,6 +509,8 @@ def test_one_search_box_finds_ids_builds_classes_and_frames(site: LiveServer, pa
         page.click("#search-results a")
     assert page.inner_text("h1") == "Crash group 1"
     assert search("1")[0] == "Record 1"
+    event_id = httpx.get(site.url + "/records/1.json").json()["event_id"]
+    assert f"Record 1 has event id {event_id}" in search(event_id)
     assert search("no such thing") == []
     assert "Nothing is named" in page.inner_text("#no-results")
     assert page.errors == []
@@ -543,6 +545,24 @@ def test_severity_palette_is_the_same_in_tables_and_charts(site: LiveServer, pag
         ".map(d => [d.label, d.backgroundColor])"
     )
     assert dict(stacks)["severity 1"] == colors["vars"][0]
+    # Machine checks take the same scale (corrected 1 ... action required 4; thermal 2).
+    page.goto(site.url + "/mce")
+    _charts_drawn(page)
+    mce = page.evaluate(
+        """() => ({
+        weekly: Chart.getChart(document.getElementById('chart-weekly')).data.datasets
+          .map(d => [d.label, d.borderColor]),
+        pie: (c => c.data.labels.map((l, i) => [l, c.data.datasets[0].backgroundColor[i]]))(
+          Chart.getChart(document.getElementById('chart-class')))})"""
+    )
+    assert dict(mce["weekly"])["corrected"] == colors["vars"][0]
+    assert dict(mce["pie"])["org.clearlinux/mce/corrected"] == colors["vars"][0]
+    page.goto(site.url + "/thermal")
+    _charts_drawn(page)
+    thermal = page.evaluate(
+        "Chart.getChart(document.getElementById('chart-thermal')).data.datasets[0].backgroundColor"
+    )
+    assert thermal == colors["vars"][1]
     assert page.errors == []
 
 

@@ -68,6 +68,8 @@ def test_crash_list_and_group_page_show_trends_and_builds(db: Store, live: LiveS
         sleep, oops = by_function["clock_nanosleep@GLIBC_2.2.5()"], by_function["dump_stack"]
         assert (sleep["new_in"], sleep["regressed_in"]) == (None, "103")
         assert (oops["new_in"], oops["regressed_in"]) == ("102", None)
+        # The process of each group's newest crash (a kernel oops names none).
+        assert (sleep["process"], oops["process"]) == ("/usr/bin/sleep", None)
         # One count per day of the period, oldest first: today is the last.
         assert sleep["daily"] == [0, 1, 0, 0, 4]
         assert oops["daily"] == [0, 0, 0, 1, 1]
@@ -80,6 +82,7 @@ def test_crash_list_and_group_page_show_trends_and_builds(db: Store, live: LiveS
         assert page.status_code == 200
         html = page.text
         assert "regressed in 103" in html and "new in 102" in html
+        assert html.count('<span class="process muted"') == 1 and "in /usr/bin/sleep</span>" in html
         row = html.split(f'data-guilty="{sleep["guilty_id"]}"', 1)[1].split("</tr>", 1)[0]
         points = re.search(r'<polyline points="([^"]+)"', row)
         assert points is not None

@@ -65,8 +65,12 @@ async def _top(request: Request) -> dict[str, Any]:
     exact = int(settings_of(request, SOURCE)["crash_exact_machines"])
     reads = crash_reads_of(request)
     items = await reads.read(reads.top, period, build, limit, hidden, exact)
+    payloads = await store.read(q.newest_payloads, [item["guilty_id"] for item in items])
     for item in items:
         item["label"] = guilty_label(item["function"], item["module"])
+        # The process of the group's newest crash, beside its guilty frame.
+        payload = payloads.get(item["guilty_id"])
+        item["process"] = parse_crash(payload).process if payload is not None else None
     regroup = await store.read(regroup_status)
     return {
         "period": period.as_json(),
@@ -96,7 +100,7 @@ def _top_page(_request: Request, data: dict[str, Any]) -> dict[str, Any]:
 
 TOP_COLUMNS = (
     "guilty_id", "function", "module", "crashes", "machines", "machines_estimated",
-    "builds", "first_seen", "last_seen", "comment", "hidden",
+    "builds", "first_seen", "last_seen", "comment", "hidden", "process",
 )
 
 
@@ -105,7 +109,7 @@ def _top_rows(data: dict[str, Any]) -> list[tuple[Any, ...]]:
         (
             g["guilty_id"], g["function"], g["module"], g["total"], g["machines"],
             g["machines_estimated"], g["builds"], when(g["first_seen"]),
-            when(g["last_seen"]), g["comment"], g["hide"],
+            when(g["last_seen"]), g["comment"], g["hide"], g["process"],
         )
         for g in data["guilties"]
     ]

@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from downlink.sources.clearlinux.mce import CLASS_SEVERITY, MCE_PREFIX
 from downlink.sources.clearlinux.mce_analytics import FRESH, MceReads, mce_reads_of
 from downlink.store.queries.period import Period
 from downlink.web import params
@@ -83,6 +84,10 @@ def _mce_filters(query: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+# The classes' colours, by short name (the weekly lines) and by classification (the pie).
+SEVERITY = {**CLASS_SEVERITY, **{MCE_PREFIX + name: n for name, n in CLASS_SEVERITY.items()}}
+
+
 def _mce_charts(data: Data) -> list[dict[str, Any]]:
     """Weekly counts per class, and counts by class, build and status."""
     return [
@@ -90,10 +95,17 @@ def _mce_charts(data: Data) -> list[dict[str, Any]]:
             "chart-weekly",
             "line",
             week_labels(data),
-            {cls.rsplit("/", 1)[-1]: n for cls, n in data["weekly"].items()},
+            {  # legend in the order of urgency
+                name: n
+                for name, n in sorted(
+                    ((cls.rsplit("/", 1)[-1], n) for cls, n in data["weekly"].items()),
+                    key=lambda item: (SEVERITY.get(item[0], 0), item[0]),
+                )
+            },
             title="MCE per week",
             x_title="Week",
             y_title="Events",
+            severity=SEVERITY,
         ),
         chart(
             "chart-class",
@@ -101,6 +113,7 @@ def _mce_charts(data: Data) -> list[dict[str, Any]]:
             [c for c, _ in data["by_class"]],
             {"Events": [n for _, n in data["by_class"]]},
             title="By class",
+            severity=SEVERITY,
         ),
         chart(
             "chart-build",
@@ -155,6 +168,7 @@ def _thermal_charts(data: Data) -> list[dict[str, Any]]:
             title="Thermal events per week",
             x_title="Week of (Monday)",
             y_title="Events",
+            severity={"Thermal events": CLASS_SEVERITY["thermal"]},
         )
     ]
 

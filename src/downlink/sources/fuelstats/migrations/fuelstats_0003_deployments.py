@@ -1,4 +1,5 @@
-"""create fuel_deployments: environments' first successful deployment, kept by a consumer
+"""create fuel_deployments (environments' first successful deployment, kept by a
+consumer) and a covering index of fuel_counts for reports over every day
 
 The ``fuelstats_deployments`` consumer fills it after the ack, and its rows' share of
 ``fuel_counts`` (report ``failures_before_success``). A new consumer's cursor starts at
@@ -32,7 +33,10 @@ def upgrade() -> None:
         sa.Column("fails", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("master_node_uid", "cluster_id", name="pk_fuel_deployments"),
     )
+    op.create_index("ix_fuel_counts_report_key", "fuel_counts",
+                    ["report", "key", "release", "day", "n", "total"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_fuel_counts_report_key", table_name="fuel_counts")
     op.drop_table("fuel_deployments")

@@ -12,7 +12,9 @@ release while the installation is known and not filtered) is kept with it.
 Logs come in any order (a sender's chunks, retransmissions), so the consumer does not
 add a log to a running state: for each environment a batch touches it recomputes the
 row from every stored deployment log of its master node (one indexed query per batch)
-and swaps the old row and its share of the counts for the new ones. Handling a log
+and swaps the old row and its share of the counts for the new ones. Only a log with a
+lower id than the environment's stored first success can change its row, so the others
+(most logs, which arrive in nailgun's order) cost one read of the stored rows. Handling a log
 again, or handling it after later logs, gives the same row: replays are idempotent,
 and ``reset`` (``downlink reprocess``) forgets the environments with a deployment log in
 the range, which the replay then recomputes whole. Structure upserts and the refilter
@@ -104,14 +106,19 @@ def _row(env: Env, state: State) -> dict[str, Any]:
             "day": state[1], "fails": state[2]}
 
 
-def replace(conn: Connection, envs: Iterable[Env], new: Mapping[Env, State]) -> None:
-    """Make ``envs``' rows those of ``new`` (absent: none), their counts with them."""
+def replace(
+    conn: Connection, envs: Iterable[Env], new: Mapping[Env, State],
+    old: Mapping[Env, State] | None = None,
+) -> None:
+    """Make ``envs``' rows those of ``new`` (absent: none), their counts with them
+    (``old``: their stored rows, when just read)."""
     wanted = set(envs)
     if not wanted:
         return
     counts.lock(conn)  # first (again: a transaction-level lock may be taken twice)
     uids = sorted({uid for uid, _ in wanted})
-    old = _stored(conn, uids)
+    if old is None:
+        old = _stored(conn, uids)
     shown = _shown(conn, uids)
     changed = sorted(env for env in wanted if old.get(env) != new.get(env))
     if not changed:
@@ -143,9 +150,23 @@ def refresh(conn: Connection, envs: Iterable[Env]) -> None:
 
 
 def handle(conn: Connection, batch: Sequence[LogRecord]) -> None:
-    """Recompute the environments of the batch's deployment logs."""
-    refresh(conn, {(str(r.row["master_node_uid"]), int(r.row["cluster_id"]))
-                   for r in batch if is_deployment(r.row)})
+    """Recompute the environments of the batch's deployment logs, but for those whose
+    stored first success comes before every one of the batch's logs (a later success
+    or failure changes nothing: the usual case, logs arriving in nailgun's order)."""
+    lowest: dict[Env, int] = {}
+    for record in batch:
+        row = record.row
+        if is_deployment(row):
+            env = (str(row["master_node_uid"]), int(row["cluster_id"]))
+            ext = int(row["external_id"])
+            lowest[env] = min(ext, lowest.get(env, ext))
+    if not lowest:
+        return
+    counts.lock(conn)  # first: see counts.py
+    old = _stored(conn, sorted({uid for uid, _ in lowest}))
+    stale = {env for env, ext in lowest.items() if env not in old or ext < old[env][0]}
+    if stale:
+        replace(conn, stale, states(conn, sorted({uid for uid, _ in stale})), old)
 
 
 def reset(conn: Connection, since: float, until: float) -> None:

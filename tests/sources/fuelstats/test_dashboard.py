@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from downlink.testing.consumers import wait_caught_up
 from tests.sources.fuelstats.client import minimal, nailgun_task, ok, post
 from tests.sources.fuelstats.conftest import Served
 
@@ -61,6 +62,7 @@ def loaded(served: Served) -> Served:
         _task(7, "verify_networks", "ready", 1, day + "09:20:00", day + "09:21:00"),
     ]
     ok(post(c, "action_logs", {"action_logs": logs}), "action_logs")
+    wait_caught_up(c)  # failures before success: counted by a consumer after the ack
     return served
 
 

@@ -10,15 +10,22 @@ What an installation contributes (:func:`contributions`) depends only on its own
 its environment and node rows and its action logs, and only while it is not filtered:
 
 * its own counts fall on the day of its last report (modification, else creation);
-* its action logs' counts fall on each log's reception day.
+* its action logs' counts fall on each log's reception day;
+* each of its environments with a successful deployment (a ``fuel_deployments`` row,
+  kept by the ``fuelstats_deployments`` consumer, ``deployments.py``) counts once in
+  ``failures_before_success``, with its failures before that deployment as ``total``,
+  on the day the first successful deployment was received.
 
-So each write keeps the counts exact in its own transaction, the write sinks' and the
-refilter job's: a structure upsert takes back the installation's old contributions and
-adds the new ones (its logs' too when its release or filter status changed, or when it
-is new: logs may come before their installation); new action logs add theirs when
-their installation is known and not filtered; the refilter job moves an installation's
-whole contribution in or out. :func:`rebuild` recomputes everything (after a bulk load
-or from ``downlink`` jobs), in chunks of installations.
+So each write keeps the counts exact in its own transaction, the write sinks', the
+deployments consumer's and the refilter job's: a structure upsert takes back the
+installation's old contributions and adds the new ones (its logs' and environments'
+too when its release or filter status changed, or when it is new: logs may come before
+their installation); new action logs add theirs when their installation is known and
+not filtered; the deployments consumer swaps an environment's old share for its new
+one; the refilter job moves an installation's whole contribution in or out.
+:func:`rebuild` recomputes everything from the rows (after a bulk load or from
+``downlink`` jobs), in chunks of installations; the ``fuel_deployments`` rows
+themselves are the consumer's, rebuilt by ``downlink reprocess``.
 
 On PostgreSQL, every transaction that changes counts first takes one transaction-level
 advisory lock (:func:`lock`), before any other fuel-stats row: several server
@@ -35,12 +42,20 @@ import orjson
 from sqlalchemy import Connection, and_, delete, func, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 
-from downlink.sources.fuelstats.tables import action_logs, clusters, counts, installations, nodes
+from downlink.sources.fuelstats.tables import (
+    action_logs,
+    clusters,
+    counts,
+    deployments,
+    installations,
+    nodes,
+)
 
 OPERABLE = ("operational", "error")
 HEALTH_CHECKS = ("verify_networks", "check_networks", "check_before_deployment",
                  "check_dhcp", "multicast_verification")
 DAY = 86400.0
+FAILURES = "failures_before_success"
 
 RowLike = Mapping[Any, Any]  # a row as a mapping (SQLAlchemy's RowMapping or a dict)
 # (report, day, release, key) -> [n, total]
@@ -125,6 +140,28 @@ def logs_delta(
                  1, total, sign)
 
 
+def deployments_delta(
+    delta: Delta, release: str | None, rows: Iterable[RowLike], sign: int = 1
+) -> None:
+    """Add (or take back) what environments of one not-filtered installation count in
+    ``failures_before_success`` (their ``fuel_deployments`` rows)."""
+    for row in rows:
+        _add(delta, (FAILURES, int(row["day"]), release or "", key_of(None)),
+             1, float(row["fails"]), sign)
+
+
+def deployments_of(conn: Connection, uids: Sequence[str]) -> dict[str, list[RowLike]]:
+    """The ``fuel_deployments`` rows of some master nodes, by node."""
+    found: dict[str, list[RowLike]] = {}
+    if not uids:
+        return found
+    for row in conn.execute(
+        select(deployments).where(deployments.c.master_node_uid.in_(list(uids)))
+    ).mappings():
+        found.setdefault(row["master_node_uid"], []).append(row)
+    return found
+
+
 _LOG_COLUMNS = (action_logs.c.action_type, action_logs.c.action_name,
                 action_logs.c.ended_status, action_logs.c.duration_s,
                 action_logs.c.top_level, action_logs.c.ts_reception)
@@ -161,8 +198,10 @@ def installation_delta(
             select(nodes).where(nodes.c.installation_id == inst["id"])).mappings().all()
     structure_delta(delta, inst, cluster_rows, node_rows or (), sign)
     if with_logs:
-        logs = _logs_of(conn, [inst["master_node_uid"]]).get(inst["master_node_uid"], [])
-        logs_delta(delta, inst["release"], logs, sign)
+        uid = inst["master_node_uid"]
+        logs_delta(delta, inst["release"], _logs_of(conn, [uid]).get(uid, []), sign)
+        deployments_delta(delta, inst["release"], deployments_of(conn, [uid]).get(uid, []),
+                          sign)
 
 
 def new_logs_delta(conn: Connection, rows: Sequence[RowLike]) -> Delta:
@@ -237,12 +276,15 @@ def rebuild_chunk(conn: Connection, after: int, limit: int = 500) -> int | None:
         for row in conn.execute(select(nodes).where(nodes.c.installation_id.in_(ids)))\
                 .mappings():
             by_node.setdefault(row["installation_id"], []).append(row)
-    logs = _logs_of(conn, [inst["master_node_uid"] for inst in shown])
+    uids = [inst["master_node_uid"] for inst in shown]
+    logs = _logs_of(conn, uids)
+    envs = deployments_of(conn, uids)
     delta: Delta = {}
     for inst in shown:
         structure_delta(delta, inst, by_cluster.get(inst["id"], []),
                         by_node.get(inst["id"], []))
         logs_delta(delta, inst["release"], logs.get(inst["master_node_uid"], []))
+        deployments_delta(delta, inst["release"], envs.get(inst["master_node_uid"], []))
     apply(conn, delta)
     return int(insts[-1]["id"])
 

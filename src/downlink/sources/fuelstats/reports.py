@@ -1,12 +1,13 @@
 """The dashboard's reports, from the counts kept at ingest (``counts.py``).
 
-All but one read ``fuel_counts`` (a few rows per day, release and key), never the
-environment, node or action-log rows; the average failures before a successful
-deployment still groups the deployment logs of the range.
+Every report reads ``fuel_counts`` (a few rows per day, release and key), never the
+environment, node or action-log rows.
 
 Every report takes a :class:`Filter`: not-filtered installations only, optionally of
 one Fuel release, optionally last reporting (created or modified) within a date range;
-action-log reports take logs received within the range from those installations.
+action-log reports take logs received within the range from those installations, and
+the failures before a successful deployment the environments whose first successful
+deployment was received within it.
 Operable environments are those in status ``operational`` or ``error``.
 """
 
@@ -16,18 +17,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, case, false, func, select
+from sqlalchemy import Connection
 
 from downlink.sources.fuelstats import counts
-from downlink.sources.fuelstats.tables import action_logs, installations
 
 OPERABLE = ("operational", "error")
 SIZE_BUCKETS = ((1, 5), (6, 10), (11, 20), (21, 50), (51, 100), (101, None))
 HEALTH_CHECKS = ("verify_networks", "check_networks", "check_before_deployment",
                  "check_dhcp", "multicast_verification")
 TOP = 15
-
-i, a = installations.c, action_logs.c
 
 
 @dataclass(frozen=True)
@@ -37,33 +35,6 @@ class Filter:
     release: str | None = None
     since: float | None = None
     until: float | None = None
-
-    def installations(self) -> Any:
-        """The condition on ``fuel_installation_structures``."""
-        cond = [i.is_filtered == false()]
-        if self.release is not None:
-            cond.append(i.release == self.release)
-        last = func.coalesce(i.modification_date, i.creation_date)
-        if self.since is not None:
-            cond.append(last >= self.since)
-        if self.until is not None:
-            cond.append(last < self.until)
-        return and_(*cond)
-
-    def logs(self) -> Any:
-        """The condition on ``fuel_action_logs`` (joined to installations)."""
-        cond = [i.is_filtered == false()]
-        if self.release is not None:
-            cond.append(i.release == self.release)
-        if self.since is not None:
-            cond.append(a.ts_reception >= self.since)
-        if self.until is not None:
-            cond.append(a.ts_reception < self.until)
-        return and_(*cond)
-
-
-def _pairs(conn: Connection, query: Select[Any]) -> list[tuple[Any, int]]:
-    return [(k, int(v)) for k, v in conn.execute(query)]
 
 
 def _bucket(value: int) -> str:
@@ -155,15 +126,6 @@ def role_combinations(conn: Connection, f: Filter) -> list[tuple[Any, int]]:
     return _top(_counted(conn, f, "role_combinations"))
 
 
-def _logs(f: Filter, *columns: Any) -> Select[Any]:
-    return (
-        select(*columns)
-        .select_from(action_logs)
-        .join(installations, installations.c.master_node_uid == a.master_node_uid)
-        .where(f.logs())
-    )
-
-
 def deployment_time(conn: Connection, f: Filter) -> dict[str, Any]:
     """Average and count of successful top-level deployment durations (s)."""
     found = counts.grouped(conn, "deployment_time", f.release, f.since, f.until)
@@ -173,27 +135,13 @@ def deployment_time(conn: Connection, f: Filter) -> dict[str, Any]:
 
 
 def failures_before_success(conn: Connection, f: Filter) -> dict[str, Any]:
-    """Average failed deployments of an environment before its first successful one."""
-    deploy = and_(a.action_name == "deployment", a.action_type == "nailgun_task", a.top_level,
-                  a.cluster_id.is_not(None))
-    first_ok = (
-        _logs(f, a.master_node_uid.label("uid"), a.cluster_id.label("cid"),
-              func.min(a.external_id).label("ok_id"))
-        .where(deploy, a.ended_status == "ready")
-        .group_by(a.master_node_uid, a.cluster_id)
-        .subquery()
-    )
-    failed = case((and_(a.ended_status == "error", a.external_id < first_ok.c.ok_id), 1), else_=0)
-    per_env = (
-        select(func.sum(failed).label("fails"))
-        .select_from(action_logs.join(first_ok, and_(
-            a.master_node_uid == first_ok.c.uid, a.cluster_id == first_ok.c.cid)))
-        .where(deploy)
-        .group_by(a.master_node_uid, a.cluster_id)
-        .subquery()
-    )
-    avg, envs = conn.execute(select(func.avg(per_env.c.fails), func.count())).one()
-    return {"average": None if avg is None else round(float(avg), 2), "environments": int(envs)}
+    """Average failed deployments of an environment before its first successful one,
+    over the environments whose first successful deployment was received in the range
+    (``deployments.py`` keeps them)."""
+    found = counts.grouped(conn, counts.FAILURES, f.release, f.since, f.until)
+    envs = sum(n for _, n, _ in found)
+    fails = sum(t for _, _, t in found)
+    return {"average": round(fails / envs, 2) if envs else None, "environments": envs}
 
 
 def health_checks(conn: Connection, f: Filter) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from downlink.sources.fuelstats import (
     config,
     csv_api,
     dashboard,
+    deployments,
     failures,
     refilter,
     runtime,
@@ -42,7 +43,7 @@ source = SOURCE = Source(
     settings=config.SETTINGS,
     nav=(NavEntry("fuelstats", "Fuel", "/fuel"),),
     templates=Path(__file__).with_name("templates"),
-    consumers=(failures.consumer(_channels),),
+    consumers=(failures.consumer(_channels), deployments.CONSUMER),
     job_kinds=(refilter.JOB, refilter.RECOUNT_JOB),
     sinks=sink.SINKS,
     # GET/HEAD without a token: the sender's ping and the public report.

@@ -15,6 +15,9 @@
   resource type).
 * ``fuel_counts``: the dashboard's counts per report, UTC day, release and key, kept
   in the transactions that write the rows they count (``counts.py``).
+* ``fuel_deployments``: per environment (master node, cluster id) with a successful
+  deployment, its first one and the failed deployments before it, kept by the
+  ``fuelstats_deployments`` consumer (``deployments.py``).
 * ``fuel_outbox``: one row per failure notification and channel, unique by failure,
   so a failure is announced once whatever the consumer replays.
 
@@ -145,6 +148,21 @@ counts = Table(
     Column("total", Double, nullable=False),
     # Every release of a report over a range of days: the report, then the day.
     Index("ix_fuel_counts_report_day", "report", "day"),
+    # A report over every day (the dashboard without dates): its rows in key order,
+    # with every column read, so the GROUP BY is a walk of the index (fuelstats_0003).
+    Index("ix_fuel_counts_report_key", "report", "key", "release", "day", "n", "total"),
+)
+
+# One row per environment with a successful top-level deployment: the first one's
+# external id (``ok_id``) and reception day, and how many failed before it.
+deployments = Table(
+    "fuel_deployments",
+    metadata,
+    Column("master_node_uid", Text, primary_key=True),
+    Column("cluster_id", BigInteger, primary_key=True),
+    Column("ok_id", BigInteger, nullable=False),
+    Column("day", Integer, nullable=False),
+    Column("fails", Integer, nullable=False),
 )
 
 outbox = Table(

@@ -18,10 +18,14 @@ A post that does not match is refused or stored flagged, as the source's rule sa
 on the sender's row with its time, origin and reason (the ``/senders`` page, ``downlink
 senders list``); an operator re-binds or forgets an id from the CLI.
 
-Bindings that matched are cached per process for :data:`CACHE_SECONDS`, so the hot
-path costs no query for a known sender; a post that does not match the cached binding
-is checked again against the database first (an operator's re-bind or forget takes
-effect at once for it).
+Bindings that matched are cached per process, so the hot path costs no query for a
+known sender; a post that does not match the cached binding is checked again against
+the database first. What changes a binding once made (a re-bind or forget from the
+CLI, a sender presenting its secret for the first time) is logged in
+``sender_changes``: each process reads the log's new entries before it trusts its cache
+when its last read is over :data:`CHANGES_POLL_SECONDS` old, and drops those ids, so a
+change reaches every process within about a second. The first uses of new ids
+arriving together are bound in one transaction (group commit, like the records).
 
 ``DOWNLINK_SENDER_RATE_LIMIT`` adds a token bucket per (source, sender id), beside the
 per-address one, whether or not the source binds its senders.
@@ -29,9 +33,11 @@ per-address one, whether or not the source binds its senders.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
+import logging
 import secrets
 import time
 from collections import OrderedDict
@@ -40,7 +46,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -48,11 +54,15 @@ from downlink.security.ratelimit import TokenBuckets
 from downlink.settings import Settings, SettingsError
 from downlink.sources.base import SenderRule
 from downlink.store.database import Store
-from downlink.store.tables import senders
+from downlink.store.tables import sender_changes, senders
+
+log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Downlink-Sender-Secret"
 _SECRET_KEY = SECRET_HEADER.lower().encode("latin-1")
-CACHE_SECONDS = 30.0
+# A process reads the log of changed bindings before trusting its cache when its last
+# read is older than this: how long a re-bind or forget may take to reach it.
+CHANGES_POLL_SECONDS = 1.0
 CACHE_MAX = 65536
 # Longest sender id stored (a longer one is bound by its first 512 characters' hash).
 ID_MAX = 512
@@ -179,6 +189,7 @@ def compare(binding: Binding, proof: Proof, network: str) -> Verdict:
 
 
 _IN_CHUNK = 500  # ids per IN (...) list
+_BIND_CHUNK = 200  # rows per INSERT (7 parameters each)
 
 
 def read_bindings(conn: Connection, source: str, ids: Sequence[str]) -> dict[str, Binding]:
@@ -206,22 +217,54 @@ def bind_many(
 ) -> set[str]:
     """Store the bindings of ids not bound yet; return the ids this call bound."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    rows = [
+        {"source": source, "sender_id": sender_id, "secret_hash": binding.secret_hash,
+         "secret_seen": binding.secret_seen, "network": binding.network,
+         "cert": binding.cert, "bound_at": now}
+        for sender_id, binding in bindings.items()
+    ]
     bound: set[str] = set()
-    for sender_id, binding in bindings.items():
-        stmt = dialect.insert(senders).values(
-            source=source,
-            sender_id=sender_id,
-            secret_hash=binding.secret_hash,
-            secret_seen=binding.secret_seen,
-            network=binding.network,
-            cert=binding.cert,
-            bound_at=now,
-        )
+    for start in range(0, len(rows), _BIND_CHUNK):
+        stmt = dialect.insert(senders).values(rows[start : start + _BIND_CHUNK])
         # RETURNING, not rowcount: psycopg reports no row count for this statement.
-        done = conn.execute(stmt.on_conflict_do_nothing().returning(senders.c.source))
-        if done.first() is not None:
-            bound.add(sender_id)
+        done = conn.execute(stmt.on_conflict_do_nothing().returning(senders.c.sender_id))
+        bound.update(done.scalars())
     return bound
+
+
+def log_changes(conn: Connection, source: str, ids: Sequence[str], now: float) -> None:
+    """Append ``ids`` to the log of changed bindings (in ``conn``'s transaction).
+
+    The entries of one change share its number, the next after the highest in the log;
+    on PostgreSQL the table is locked against other writers until the commit (readers
+    go on), so that numbers are committed in order and a reader that saw number *n*
+    has seen every change before it (SQLite has one writer anyway).
+    """
+    if not ids:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("LOCK TABLE sender_changes IN SHARE ROW EXCLUSIVE MODE"))
+    seq = conn.execute(select(func.coalesce(func.max(sender_changes.c.seq), 0))).scalar_one()
+    conn.execute(sender_changes.insert(), [
+        {"seq": seq + 1, "source": source, "sender_id": sender_id, "changed_at": now}
+        for sender_id in sorted(set(ids))
+    ])
+
+
+def changes_since(
+    conn: Connection, seq: int | None
+) -> tuple[int, list[tuple[str, str]]]:
+    """The log's last number and the (source, sender id) changed after ``seq``
+    (None: only the last number)."""
+    c = sender_changes.c
+    if seq is None:
+        return int(conn.execute(select(func.coalesce(func.max(c.seq), 0))).scalar_one()), []
+    last = seq
+    changed: list[tuple[str, str]] = []
+    for row in conn.execute(select(c.seq, c.source, c.sender_id).where(c.seq > seq)):
+        last = max(last, int(row.seq))
+        changed.append((row.source, row.sender_id))
+    return last, changed
 
 
 @dataclass(frozen=True)
@@ -246,6 +289,7 @@ def record_outcomes(
             .where(c.source == source, c.sender_id.in_(list(seen[start : start + _IN_CHUNK])))
             .values(secret_seen=True)
         )
+    log_changes(conn, source, seen, now)  # other processes' cached copies are stale now
     for m in mismatches:
         conn.execute(
             update(senders)
@@ -283,14 +327,20 @@ def rebind(conn: Connection, source: str, sender_id: str, network: str | None,
     done = conn.execute(
         update(senders).where(c.source == source, c.sender_id == sender_id).values(values)
     )
-    return secret if done.rowcount == 1 else None
+    if done.rowcount != 1:
+        return None
+    log_changes(conn, source, [sender_id], now)
+    return secret
 
 
 def forget(conn: Connection, source: str, sender_id: str) -> bool:
     """Delete the binding: the id's next accepted post binds it again."""
     c = senders.c
     done = conn.execute(delete(senders).where(c.source == source, c.sender_id == sender_id))
-    return done.rowcount == 1
+    if done.rowcount != 1:
+        return False
+    log_changes(conn, source, [sender_id], time.time())
+    return True
 
 
 def listing(conn: Connection, *, source: str | None = None, only_mismatched: bool = False,
@@ -319,6 +369,14 @@ def listing(conn: Connection, *, source: str | None = None, only_mismatched: boo
 # -- the guard --------------------------------------------------------------------
 
 
+class _BindBatch:
+    """First uses of new ids waiting for the next bind transaction of one source."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.bindings: dict[str, Binding] = {}
+        self.done: asyncio.Future[set[str]] = loop.create_future()
+
+
 class SenderGuard:
     """Checks posts against their sender ids' bindings and rate limits (one per app)."""
 
@@ -340,7 +398,18 @@ class SenderGuard:
             TokenBuckets(settings.sender_rate_limit, settings.sender_rate_burst)
             if settings.sender_rate_limit > 0 else None
         )
-        self._cache: OrderedDict[tuple[str, str], tuple[Binding, float]] = OrderedDict()
+        # (source, stored id) -> its binding, as it matched; the oldest dropped first.
+        self._cache: OrderedDict[tuple[str, str], Binding] = OrderedDict()
+        # The log of changed bindings: the last number read, when to read it again,
+        # the read under way, and how many times a read dropped cached bindings (a
+        # binding read from the database before a drop is not cached after it).
+        self._seq: int | None = None
+        self._poll_due = 0.0
+        self._polling: asyncio.Future[None] | None = None
+        self._drops = 0
+        # Per source: first uses waiting for the bind transaction, and whether one runs.
+        self._open: dict[str, _BindBatch] = {}
+        self._binding_now: set[str] = set()
 
     def binds(self, source: str) -> bool:
         """True when ``source``'s sender ids are bound (``DOWNLINK_SENDER_BINDING``)."""
@@ -372,16 +441,18 @@ class SenderGuard:
         ids = {i for i in sender_ids if i}
         if not ids or source not in self.binding:
             return dict.fromkeys(ids, MATCH)
+        if time.monotonic() >= self._poll_due:
+            await self._read_changes()
         network = network_of(proof.address, self.v4, self.v6)
-        now = time.monotonic()
         verdicts: dict[str, Verdict] = {}
         unsure: dict[str, str] = {}  # original id -> stored id
+        cache = self._cache
         for sender_id in ids:
-            key = normalise_id(sender_id)
-            cached = self._cache.get((source, key))
-            if cached is not None and cached[1] > now:
-                verdict = compare(cached[0], proof, network)
-                if verdict.matches and not (proof.secret and not cached[0].secret_seen):
+            key = sender_id if len(sender_id) <= ID_MAX else normalise_id(sender_id)
+            cached = cache.get((source, key))
+            if cached is not None:
+                verdict = compare(cached, proof, network)
+                if verdict.matches and not (proof.secret and not cached.secret_seen):
                     verdicts[sender_id] = verdict
                     continue
             unsure[sender_id] = key
@@ -392,12 +463,43 @@ class SenderGuard:
                 raise SendersUnavailable(str(exc).splitlines()[0]) from exc
         return verdicts
 
+    async def _read_changes(self) -> None:
+        """Read the log of changed bindings (one read at a time; the others wait for
+        it) and drop the changed ids from the cache."""
+        if self._polling is None:
+            self._polling = asyncio.ensure_future(self._poll())
+        await asyncio.shield(self._polling)
+
+    async def _poll(self) -> None:
+        try:
+            last, changed = await self.store.read_primary(changes_since, self._seq)
+        except (SQLAlchemyError, OSError) as exc:
+            # The database is out of reach: nobody can change a binding meanwhile, and
+            # the entries written before are read once it answers (after ``_seq``).
+            log.warning("cannot read the log of changed sender bindings: %s",
+                        str(exc).splitlines()[0])
+        else:
+            if self._seq is None:
+                if self._cache:  # filled while the first read failed: start afresh
+                    self._cache.clear()
+                    self._drops += 1
+            elif changed:
+                for key in changed:
+                    self._cache.pop(key, None)
+                self._drops += 1
+            self._seq = last
+        finally:
+            self._poll_due = time.monotonic() + CHANGES_POLL_SECONDS
+            self._polling = None
+
     async def _check_stored(
         self, source: str, ids: Mapping[str, str], proof: Proof, network: str
     ) -> dict[str, Verdict]:
-        """Check ``ids`` (original -> stored id) against the database: one read, one
-        write binding the new ones, one write recording secrets seen and mismatches."""
+        """Check ``ids`` (original -> stored id) against the database: one read, the
+        new ones bound in the next bind transaction, one write recording secrets seen
+        and mismatches."""
         rule = self.rules[source]
+        drops = self._drops
         keys = sorted(set(ids.values()))
         stored = await self.store.read_primary(read_bindings, source, keys)
         new = [key for key in keys if key not in stored]
@@ -414,11 +516,11 @@ class SenderGuard:
                     secret = new_secret()
                     fresh[key] = Binding(secret_hash(secret), False, network, proof.cert)
                     secrets_out[key] = secret if rule.secret else None
-            bound = await self.store.admin_write(bind_many, source, fresh, time.time())
+            bound = await self._bind(source, fresh)
             for key in bound:
                 stored[key] = fresh[key]
             lost = [key for key in new if key not in bound]
-            if lost:  # another process bound them first: compare with its bindings
+            if lost:  # another post or process bound them first: compare with those
                 stored.update(await self.store.read_primary(read_bindings, source, lost))
                 for key in lost:
                     secrets_out.pop(key, None)
@@ -430,14 +532,14 @@ class SenderGuard:
             binding = stored[key]
             if key in secrets_out:
                 by_key[key] = Verdict(True, secret=secrets_out[key])
-                self._remember(source, key, binding)
+                self._remember(source, key, binding, drops)
                 continue
             verdict = compare(binding, proof, network)
             if verdict.matches:
                 if proof.secret is not None and not binding.secret_seen:
                     seen.append(key)
                     binding = Binding(binding.secret_hash, True, binding.network, binding.cert)
-                self._remember(source, key, binding)
+                self._remember(source, key, binding, drops)
             else:
                 mismatches.append(Mismatch(key, column, proof.origin, verdict.reason))
             by_key[key] = verdict
@@ -445,9 +547,46 @@ class SenderGuard:
             await self.store.admin_write(record_outcomes, source, seen, mismatches, time.time())
         return {sender_id: by_key[key] for sender_id, key in ids.items()}
 
-    def _remember(self, source: str, key: str, binding: Binding) -> None:
+    async def _bind(self, source: str, fresh: Mapping[str, Binding]) -> set[str]:
+        """Store ``fresh`` (first uses) in the source's next bind transaction, shared
+        with the other posts' first uses waiting for it; return the ids bound to
+        these bindings (not those another post or process bound first)."""
+        loop = asyncio.get_running_loop()
+        batch = self._open.get(source)
+        if batch is None:
+            batch = self._open[source] = _BindBatch(loop)
+        mine = {key for key in fresh if key not in batch.bindings}
+        for key in mine:
+            batch.bindings[key] = fresh[key]
+        if source not in self._binding_now:
+            self._binding_now.add(source)
+            loop.create_task(self._bind_batches(source))
+        bound = await asyncio.shield(batch.done)
+        return mine & bound
+
+    async def _bind_batches(self, source: str) -> None:
+        """Write the source's waiting first uses, one transaction per batch, until none
+        wait (those arriving during a write go in the next)."""
+        try:
+            while (batch := self._open.pop(source, None)) is not None:
+                try:
+                    bound = await self.store.admin_write(
+                        bind_many, source, batch.bindings, time.time())
+                except Exception as exc:  # every waiting post gets it (SendersUnavailable)
+                    batch.done.set_exception(exc)
+                    batch.done.exception()  # retrieved: no warning if no post waits any more
+                else:
+                    batch.done.set_result(bound)
+        finally:
+            self._binding_now.discard(source)
+
+    def _remember(self, source: str, key: str, binding: Binding, drops: int) -> None:
+        """Cache ``binding`` of ``key`` read or written after ``drops`` drops (not if
+        the log of changes dropped cached bindings since: it may be stale)."""
+        if drops != self._drops:
+            return
         self._cache.pop((source, key), None)
-        self._cache[(source, key)] = (binding, time.monotonic() + CACHE_SECONDS)
+        self._cache[(source, key)] = binding
         while len(self._cache) > CACHE_MAX:
             self._cache.popitem(last=False)
 

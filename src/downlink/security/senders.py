@@ -25,7 +25,8 @@ CLI, a sender presenting its secret for the first time) is logged in
 ``sender_changes``: each process reads the log's new entries before it trusts its cache
 when its last read is over :data:`CHANGES_POLL_SECONDS` old, and drops those ids, so a
 change reaches every process within about a second. The first uses of new ids
-arriving together are bound in one transaction (group commit, like the records).
+and the look-ups of uncached ids arriving together share one transaction (group commit,
+like the records).
 
 ``DOWNLINK_SENDER_RATE_LIMIT`` adds a token bucket per (source, sender id), beside the
 per-address one, whether or not the source binds its senders.
@@ -232,6 +233,24 @@ def bind_many(
     return bound
 
 
+def resolve(
+    conn: Connection, source: str, wanted: Mapping[str, Binding], now: float
+) -> tuple[dict[str, Binding], set[str]]:
+    """The stored bindings of ``wanted``'s ids, binding those not bound yet to the
+    binding given for them; and the ids this call bound. One read, one insert of the
+    new ones, and a read of those another process bound in between."""
+    keys = sorted(wanted)
+    stored = read_bindings(conn, source, keys)
+    missing = {key: wanted[key] for key in keys if key not in stored}
+    bound = bind_many(conn, source, missing, now) if missing else set()
+    for key in bound:
+        stored[key] = missing[key]
+    lost = [key for key in missing if key not in bound]
+    if lost:
+        stored.update(read_bindings(conn, source, lost))
+    return stored, bound
+
+
 def log_changes(conn: Connection, source: str, ids: Sequence[str], now: float) -> None:
     """Append ``ids`` to the log of changed bindings (in ``conn``'s transaction).
 
@@ -369,12 +388,13 @@ def listing(conn: Connection, *, source: str | None = None, only_mismatched: boo
 # -- the guard --------------------------------------------------------------------
 
 
-class _BindBatch:
-    """First uses of new ids waiting for the next bind transaction of one source."""
+class _Batch:
+    """Ids of one source waiting for the next look-up transaction, each with the
+    binding it gets if it is not bound yet (its first use)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.bindings: dict[str, Binding] = {}
-        self.done: asyncio.Future[set[str]] = loop.create_future()
+        self.done: asyncio.Future[tuple[dict[str, Binding], set[str]]] = loop.create_future()
 
 
 class SenderGuard:
@@ -394,6 +414,7 @@ class SenderGuard:
         self.v4 = settings.sender_ipv4_prefix
         self.v6 = settings.sender_ipv6_prefix
         self.cert_header = settings.sender_cert_header
+        self._cert_key = self.cert_header.lower().encode("latin-1") if self.cert_header else None
         self.buckets = (
             TokenBuckets(settings.sender_rate_limit, settings.sender_rate_burst)
             if settings.sender_rate_limit > 0 else None
@@ -407,9 +428,9 @@ class SenderGuard:
         self._poll_due = 0.0
         self._polling: asyncio.Future[None] | None = None
         self._drops = 0
-        # Per source: first uses waiting for the bind transaction, and whether one runs.
-        self._open: dict[str, _BindBatch] = {}
-        self._binding_now: set[str] = set()
+        # Per source: ids waiting for the look-up transaction, and whether one runs.
+        self._open: dict[str, _Batch] = {}
+        self._resolving: set[str] = set()
 
     def binds(self, source: str) -> bool:
         """True when ``source``'s sender ids are bound (``DOWNLINK_SENDER_BINDING``)."""
@@ -428,6 +449,25 @@ class SenderGuard:
             if sender_id:
                 wait = max(wait, self.buckets.take(f"{source}\x00{normalise_id(sender_id)}"))
         return wait
+
+    def known(self, source: str, sender_id: str, headers: Iterable[tuple[bytes, bytes]],
+              client: Sequence[Any] | None) -> bool:
+        """True when a post of ``sender_id`` (raw ASGI headers, client address) matches
+        the binding cached for it by its network alone: the hot path of a known sender,
+        deciding without a coroutine or a :class:`Proof`. False means "ask
+        :meth:`check`" (not cached, the log of changes due for a read, a secret or a
+        certificate to compare), never "does not match"."""
+        if time.monotonic() >= self._poll_due:
+            return False
+        cached = self._cache.get((source, sender_id))
+        if cached is None or cached.secret_seen or cached.cert is not None:
+            return False
+        cert_key = self._cert_key
+        for name, _value in headers:
+            if name == _SECRET_KEY or name == cert_key:
+                return False
+        address = str(client[0]) if client else None
+        return network_of(address, self.v4, self.v6) == cached.network
 
     async def check(
         self, source: str, sender_ids: Iterable[str], proof: Proof
@@ -495,42 +535,33 @@ class SenderGuard:
     async def _check_stored(
         self, source: str, ids: Mapping[str, str], proof: Proof, network: str
     ) -> dict[str, Verdict]:
-        """Check ``ids`` (original -> stored id) against the database: one read, the
-        new ones bound in the next bind transaction, one write recording secrets seen
-        and mismatches."""
+        """Check ``ids`` (original -> stored id) against the database, in the source's
+        next look-up transaction (shared with the other posts' ids waiting for it: it
+        reads them and binds those not bound yet), then one write recording secrets
+        seen and mismatches, if any."""
         rule = self.rules[source]
         drops = self._drops
         keys = sorted(set(ids.values()))
-        stored = await self.store.read_primary(read_bindings, source, keys)
-        new = [key for key in keys if key not in stored]
+        fresh: dict[str, Binding] = {}
         secrets_out: dict[str, str | None] = {}
-        if new:
-            fresh: dict[str, Binding] = {}
-            for key in new:
-                if proof.secret is not None:
-                    # A sender that kept a secret (bound here before it was forgotten,
-                    # say) is bound to that one; nothing new to return.
-                    fresh[key] = Binding(secret_hash(proof.secret), True, network, proof.cert)
-                    secrets_out[key] = None
-                else:
-                    secret = new_secret()
-                    fresh[key] = Binding(secret_hash(secret), False, network, proof.cert)
-                    secrets_out[key] = secret if rule.secret else None
-            bound = await self._bind(source, fresh)
-            for key in bound:
-                stored[key] = fresh[key]
-            lost = [key for key in new if key not in bound]
-            if lost:  # another post or process bound them first: compare with those
-                stored.update(await self.store.read_primary(read_bindings, source, lost))
-                for key in lost:
-                    secrets_out.pop(key, None)
+        for key in keys:
+            if proof.secret is not None:
+                # A sender that kept a secret (bound here before it was forgotten,
+                # say) is bound to that one; nothing new to return.
+                fresh[key] = Binding(secret_hash(proof.secret), True, network, proof.cert)
+                secrets_out[key] = None
+            else:
+                secret = new_secret()
+                fresh[key] = Binding(secret_hash(secret), False, network, proof.cert)
+                secrets_out[key] = secret if rule.secret else None
+        stored, bound = await self._resolve(source, fresh)
         seen: list[str] = []
         mismatches: list[Mismatch] = []
         by_key: dict[str, Verdict] = {}
         column = "refused" if rule.on_mismatch == "refuse" else "flagged"
         for key in keys:
             binding = stored[key]
-            if key in secrets_out:
+            if key in bound:  # this post's first use bound it
                 by_key[key] = Verdict(True, secret=secrets_out[key])
                 self._remember(source, key, binding, drops)
                 continue
@@ -547,38 +578,40 @@ class SenderGuard:
             await self.store.admin_write(record_outcomes, source, seen, mismatches, time.time())
         return {sender_id: by_key[key] for sender_id, key in ids.items()}
 
-    async def _bind(self, source: str, fresh: Mapping[str, Binding]) -> set[str]:
-        """Store ``fresh`` (first uses) in the source's next bind transaction, shared
-        with the other posts' first uses waiting for it; return the ids bound to
-        these bindings (not those another post or process bound first)."""
+    async def _resolve(
+        self, source: str, fresh: Mapping[str, Binding]
+    ) -> tuple[dict[str, Binding], set[str]]:
+        """The stored bindings of ``fresh``'s ids, binding those not bound yet to
+        ``fresh``'s binding, in the source's next look-up transaction; and the ids
+        bound to ``fresh``'s bindings (not another post's or process's)."""
         loop = asyncio.get_running_loop()
         batch = self._open.get(source)
         if batch is None:
-            batch = self._open[source] = _BindBatch(loop)
+            batch = self._open[source] = _Batch(loop)
         mine = {key for key in fresh if key not in batch.bindings}
         for key in mine:
             batch.bindings[key] = fresh[key]
-        if source not in self._binding_now:
-            self._binding_now.add(source)
-            loop.create_task(self._bind_batches(source))
-        bound = await asyncio.shield(batch.done)
-        return mine & bound
+        if source not in self._resolving:
+            self._resolving.add(source)
+            loop.create_task(self._resolve_batches(source))
+        stored, bound = await asyncio.shield(batch.done)
+        return stored, mine & bound
 
-    async def _bind_batches(self, source: str) -> None:
-        """Write the source's waiting first uses, one transaction per batch, until none
-        wait (those arriving during a write go in the next)."""
+    async def _resolve_batches(self, source: str) -> None:
+        """Look up (and bind) the source's waiting ids, one transaction per batch,
+        until none wait (those arriving during one go in the next)."""
         try:
             while (batch := self._open.pop(source, None)) is not None:
                 try:
-                    bound = await self.store.admin_write(
-                        bind_many, source, batch.bindings, time.time())
+                    found = await self.store.admin_write(
+                        resolve, source, batch.bindings, time.time())
                 except Exception as exc:  # every waiting post gets it (SendersUnavailable)
                     batch.done.set_exception(exc)
                     batch.done.exception()  # retrieved: no warning if no post waits any more
                 else:
-                    batch.done.set_result(bound)
+                    batch.done.set_result(found)
         finally:
-            self._binding_now.discard(source)
+            self._resolving.discard(source)
 
     def _remember(self, source: str, key: str, binding: Binding, drops: int) -> None:
         """Cache ``binding`` of ``key`` read or written after ``drops`` drops (not if

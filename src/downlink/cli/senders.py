@@ -6,7 +6,7 @@ source (docs/senders.md). When a real sender moved (a new network, a new certifi
 a lost secret) its posts are refused or flagged: the operator re-binds the id to where
 it is now, or forgets it so that its next post binds it again. Servers cache the
 bindings that matched; a re-bind or forget is logged in ``sender_changes``, which every
-server process reads before trusting its cache again (at most a second later), and a
+server process reads at least every two seconds while posts arrive, and a
 post that does not match is checked against the database at once.
 """
 

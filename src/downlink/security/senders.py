@@ -22,10 +22,11 @@ Bindings that matched are cached per process, so the hot path costs no query for
 known sender; a post that does not match the cached binding is checked again against
 the database first. What changes a binding once made (a re-bind or forget from the
 CLI, a sender presenting its secret for the first time) is logged in
-``sender_changes``: each process reads the log's new entries before it trusts its cache
-when its last read is over :data:`CHANGES_POLL_SECONDS` old, and drops those ids, so a
-change reaches every process within about a second. The first uses of new ids
-and the look-ups of uncached ids arriving together share one transaction (group commit,
+``sender_changes``: each process reads the log's new entries every
+:data:`CHANGES_POLL_SECONDS` while posts arrive (in the background) and drops those ids;
+a post finding the last read started over two intervals ago waits for a new one. So a
+change reaches every process within two seconds. The look-ups of uncached ids (first
+uses among them) of the posts arriving together share one transaction (group commit,
 like the records).
 
 ``DOWNLINK_SENDER_RATE_LIMIT`` adds a token bucket per (source, sender id), beside the
@@ -421,11 +422,15 @@ class SenderGuard:
         )
         # (source, stored id) -> its binding, as it matched; the oldest dropped first.
         self._cache: OrderedDict[tuple[str, str], Binding] = OrderedDict()
-        # The log of changed bindings: the last number read, when to read it again,
-        # the read under way, and how many times a read dropped cached bindings (a
-        # binding read from the database before a drop is not cached after it).
+        # The log of changed bindings: the last number read, when to read it again (in
+        # the background: posts go on meanwhile), until when the cache is trusted
+        # without waiting for a read (two intervals after the start of the last read:
+        # after a quiet spell, the first post waits for one), the read under way, and
+        # how many times a read dropped cached bindings (a binding read from the
+        # database before a drop is not cached after it).
         self._seq: int | None = None
         self._poll_due = 0.0
+        self._trusted_until = 0.0
         self._polling: asyncio.Future[None] | None = None
         self._drops = 0
         # Per source: ids waiting for the look-up transaction, and whether one runs.
@@ -457,7 +462,10 @@ class SenderGuard:
         deciding without a coroutine or a :class:`Proof`. False means "ask
         :meth:`check`" (not cached, the log of changes due for a read, a secret or a
         certificate to compare), never "does not match"."""
-        if time.monotonic() >= self._poll_due:
+        now = time.monotonic()
+        if now >= self._poll_due:
+            self._read_changes()
+        if now >= self._trusted_until:
             return False
         cached = self._cache.get((source, sender_id))
         if cached is None or cached.secret_seen or cached.cert is not None:
@@ -481,8 +489,11 @@ class SenderGuard:
         ids = {i for i in sender_ids if i}
         if not ids or source not in self.binding:
             return dict.fromkeys(ids, MATCH)
-        if time.monotonic() >= self._poll_due:
-            await self._read_changes()
+        now = time.monotonic()
+        if now >= self._poll_due or now >= self._trusted_until:
+            reading = self._read_changes()
+            if now >= self._trusted_until:
+                await asyncio.shield(reading)
         network = network_of(proof.address, self.v4, self.v6)
         verdicts: dict[str, Verdict] = {}
         unsure: dict[str, str] = {}  # original id -> stored id
@@ -503,14 +514,15 @@ class SenderGuard:
                 raise SendersUnavailable(str(exc).splitlines()[0]) from exc
         return verdicts
 
-    async def _read_changes(self) -> None:
-        """Read the log of changed bindings (one read at a time; the others wait for
-        it) and drop the changed ids from the cache."""
+    def _read_changes(self) -> asyncio.Future[None]:
+        """The read of the log of changed bindings under way, started if none is (it
+        drops the changed ids from the cache)."""
         if self._polling is None:
             self._polling = asyncio.ensure_future(self._poll())
-        await asyncio.shield(self._polling)
+        return self._polling
 
     async def _poll(self) -> None:
+        started = time.monotonic()
         try:
             last, changed = await self.store.read_primary(changes_since, self._seq)
         except (SQLAlchemyError, OSError) as exc:
@@ -528,6 +540,7 @@ class SenderGuard:
                     self._cache.pop(key, None)
                 self._drops += 1
             self._seq = last
+            self._trusted_until = started + 2 * CHANGES_POLL_SECONDS
         finally:
             self._poll_due = time.monotonic() + CHANGES_POLL_SECONDS
             self._polling = None

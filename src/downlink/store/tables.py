@@ -187,8 +187,8 @@ senders = Table(
 # -- changed sender bindings (downlink.security.senders, 0024_sender_changes) -----------
 # What changed a binding after it was made (a re-bind, a forget, a sender presenting its
 # secret for the first time) appends the ids here, ``seq`` numbering the changes in
-# commit order; each server process reads the entries after the last one it saw before
-# it trusts its cache of bindings (at most a second old), and drops those ids from it.
+# commit order; each server process reads the entries after the last one it saw every
+# second while posts arrive, and drops those ids from its cache of bindings.
 sender_changes = Table(
     "sender_changes",
     metadata,

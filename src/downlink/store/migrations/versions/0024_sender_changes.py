@@ -4,8 +4,8 @@ Each server process keeps the sender bindings it has seen matching in memory, so
 known sender's post costs no query (``downlink.security.senders``). What changes a
 binding after it was made (``downlink senders rebind`` and ``forget``, a sender
 presenting its secret for the first time) appends the ids to this log, numbered in
-commit order (``seq``); every process reads the entries after the last one it saw, at
-most a second before it trusts its cache again, and drops those ids from it.
+commit order (``seq``); every process reads the entries after the last one it saw
+every second while posts arrive, and drops those ids from its cache.
 
 Revision ID: 0024_sender_changes
 Revises: 0020_archive_days

@@ -9,15 +9,19 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 from websockets.asyncio.client import connect
 
+from downlink.cli.main import cli
+from downlink.security.senders import CHANGES_POLL_SECONDS
 from downlink.testing.consumers import wait_caught_up
 from downlink.testing.live import LiveServer
 from tests.hardening.records import v3_record
@@ -37,8 +41,9 @@ def start(db_url: str, tmp_path: Path) -> Iterator[Start]:
     """Start servers on the test's database with extra settings."""
     started: list[LiveServer] = []
 
-    def run(**env: str) -> LiveServer:
-        server = LiveServer(db_url, env=env, log=tmp_path / f"server{len(started)}.log").start()
+    def run(workers: int = 1, **env: str) -> LiveServer:
+        server = LiveServer(db_url, workers=workers, env=env,
+                            log=tmp_path / f"server{len(started)}.log").start(timeout=60)
         started.append(server)
         return server
 
@@ -207,6 +212,78 @@ def test_clearlinux_bulk_items_of_a_spoofed_machine_id_are_flagged(start: Start)
     assert _builds(server).get("42003") == 300
     bound = _senders(server, "clearlinux")
     assert all(bound[r["machine_id"]]["network"] == "198.51.100.0/24" for r in many)
+
+
+def _flags(server: LiveServer, machine: str, address: str, times: int,
+           **extra: str) -> list[bool]:
+    """Post ``times`` records of ``machine`` from ``address``, each on a new connection
+    (so that they land on every worker); whether each was stored flagged."""
+    flags = []
+    for _ in range(times):
+        headers, body = _record(machine, "45000", address, **extra)
+        answer = httpx.post(server.url + "/v2/collector", headers=headers, content=body,
+                            timeout=30)
+        assert answer.status_code == 201, answer.text
+        flags.append(bool(answer.json().get("sender_flagged")))
+    return flags
+
+
+def _cli(db_url: str, *args: str) -> str:
+    result = CliRunner().invoke(cli, ["senders", *args], env={"DATABASE_URL": db_url})
+    assert result.exit_code == 0, result.output
+    return str(result.output)
+
+
+def test_every_worker_honours_bindings_and_their_changes_at_once(
+    start: Start, db_url: str
+) -> None:
+    """Bindings made by one worker hold on the other; concurrent first posts of one id
+    bind it once; a re-bind, a forget and a first presented secret reach every worker's
+    cache within two intervals of the log's reads (two seconds), not when a cache entry
+    expires."""
+    server = start(workers=2, DOWNLINK_SENDER_BINDING="clearlinux")
+    machine = secrets.token_hex(16)
+    headers, body = _record(machine, "45000", HOME)
+
+    async def first_posts() -> list[httpx.Response]:
+        clients = [httpx.AsyncClient(timeout=30) for _ in range(12)]
+        try:
+            return await asyncio.gather(*(
+                c.post(server.url + "/v2/collector", headers=headers, content=body)
+                for c in clients))
+        finally:
+            for c in clients:
+                await c.aclose()
+
+    answers = asyncio.run(first_posts())
+    assert [a.status_code for a in answers] == [201] * 12
+    secrets_given = [a.headers[SECRET] for a in answers if SECRET in a.headers]
+    assert len(secrets_given) == 1  # bound once, whichever worker posted first
+    assert not any(a.json().get("sender_flagged") for a in answers)
+    assert _flags(server, machine, HOME_TOO, 16) == [False] * 16  # every cache has it
+    assert _flags(server, machine, ELSEWHERE, 8) == [True] * 8
+
+    # The real sender moved: re-bound there, every worker follows within a second.
+    _cli(db_url, "rebind", "clearlinux", machine, "--network", "203.0.113.0/24")
+    time.sleep(2 * CHANGES_POLL_SECONDS + 0.5)
+    assert _flags(server, machine, HOME, 16) == [True] * 16
+    assert _flags(server, machine, ELSEWHERE, 8) == [False] * 8
+
+    # Forgotten: its next post binds it again, wherever from.
+    _cli(db_url, "forget", "clearlinux", machine)
+    time.sleep(2 * CHANGES_POLL_SECONDS + 0.5)
+    headers, body = _record(machine, "45000", HOME)
+    again = httpx.post(server.url + "/v2/collector", headers=headers, content=body, timeout=30)
+    assert again.status_code == 201 and SECRET in again.headers
+    assert _flags(server, machine, HOME_TOO, 8) == [False] * 8
+    assert _flags(server, machine, ELSEWHERE, 8) == [True] * 8
+
+    # It presents its secret once, on one worker: from then on every worker requires it.
+    assert _flags(server, machine, ELSEWHERE, 1, **{SECRET: again.headers[SECRET]}) == [False]
+    time.sleep(2 * CHANGES_POLL_SECONDS + 0.5)
+    assert _flags(server, machine, HOME, 16) == [True] * 16
+    row = _senders(server, "clearlinux")[machine]
+    assert row["secret_seen"] is True and row["flagged"] == 8 + 16
 
 
 async def _node(server: LiveServer, address: str, peer: str, count: int) -> None:

@@ -4,9 +4,10 @@ A sender id (fuel-stats' ``master_node_uid``, a Clear Linux machine id, a substr
 peer id) is bound by its first accepted post when ``DOWNLINK_SENDER_BINDING`` names its
 source (docs/senders.md). When a real sender moved (a new network, a new certificate,
 a lost secret) its posts are refused or flagged: the operator re-binds the id to where
-it is now, or forgets it so that its next post binds it again. Servers cache a binding
-that matched for up to 30 s; a post that does not match is checked against the
-database at once, so a re-bind or forget takes effect for the moved sender at once.
+it is now, or forgets it so that its next post binds it again. Servers cache the
+bindings that matched; a re-bind or forget is logged in ``sender_changes``, which every
+server process reads at least every two seconds while posts arrive, and a
+post that does not match is checked against the database at once.
 """
 
 from __future__ import annotations

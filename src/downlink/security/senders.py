@@ -18,10 +18,16 @@ A post that does not match is refused or stored flagged, as the source's rule sa
 on the sender's row with its time, origin and reason (the ``/senders`` page, ``downlink
 senders list``); an operator re-binds or forgets an id from the CLI.
 
-Bindings that matched are cached per process for :data:`CACHE_SECONDS`, so the hot
-path costs no query for a known sender; a post that does not match the cached binding
-is checked again against the database first (an operator's re-bind or forget takes
-effect at once for it).
+Bindings that matched are cached per process, so the hot path costs no query for a
+known sender; a post that does not match the cached binding is checked again against
+the database first. What changes a binding once made (a re-bind or forget from the
+CLI, a sender presenting its secret for the first time) is logged in
+``sender_changes``: each process reads the log's new entries every
+:data:`CHANGES_POLL_SECONDS` while posts arrive (in the background) and drops those ids;
+a post finding the last read started over two intervals ago waits for a new one. So a
+change reaches every process within two seconds. The look-ups of uncached ids (first
+uses among them) of the posts arriving together share one transaction (group commit,
+like the records).
 
 ``DOWNLINK_SENDER_RATE_LIMIT`` adds a token bucket per (source, sender id), beside the
 per-address one, whether or not the source binds its senders.
@@ -29,9 +35,11 @@ per-address one, whether or not the source binds its senders.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
+import logging
 import secrets
 import time
 from collections import OrderedDict
@@ -40,7 +48,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -48,11 +56,15 @@ from downlink.security.ratelimit import TokenBuckets
 from downlink.settings import Settings, SettingsError
 from downlink.sources.base import SenderRule
 from downlink.store.database import Store
-from downlink.store.tables import senders
+from downlink.store.tables import sender_changes, senders
+
+log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Downlink-Sender-Secret"
 _SECRET_KEY = SECRET_HEADER.lower().encode("latin-1")
-CACHE_SECONDS = 30.0
+# A process reads the log of changed bindings before trusting its cache when its last
+# read is older than this: how long a re-bind or forget may take to reach it.
+CHANGES_POLL_SECONDS = 1.0
 CACHE_MAX = 65536
 # Longest sender id stored (a longer one is bound by its first 512 characters' hash).
 ID_MAX = 512
@@ -179,6 +191,7 @@ def compare(binding: Binding, proof: Proof, network: str) -> Verdict:
 
 
 _IN_CHUNK = 500  # ids per IN (...) list
+_BIND_CHUNK = 200  # rows per INSERT (7 parameters each)
 
 
 def read_bindings(conn: Connection, source: str, ids: Sequence[str]) -> dict[str, Binding]:
@@ -206,22 +219,72 @@ def bind_many(
 ) -> set[str]:
     """Store the bindings of ids not bound yet; return the ids this call bound."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    rows = [
+        {"source": source, "sender_id": sender_id, "secret_hash": binding.secret_hash,
+         "secret_seen": binding.secret_seen, "network": binding.network,
+         "cert": binding.cert, "bound_at": now}
+        for sender_id, binding in bindings.items()
+    ]
     bound: set[str] = set()
-    for sender_id, binding in bindings.items():
-        stmt = dialect.insert(senders).values(
-            source=source,
-            sender_id=sender_id,
-            secret_hash=binding.secret_hash,
-            secret_seen=binding.secret_seen,
-            network=binding.network,
-            cert=binding.cert,
-            bound_at=now,
-        )
+    for start in range(0, len(rows), _BIND_CHUNK):
+        stmt = dialect.insert(senders).values(rows[start : start + _BIND_CHUNK])
         # RETURNING, not rowcount: psycopg reports no row count for this statement.
-        done = conn.execute(stmt.on_conflict_do_nothing().returning(senders.c.source))
-        if done.first() is not None:
-            bound.add(sender_id)
+        done = conn.execute(stmt.on_conflict_do_nothing().returning(senders.c.sender_id))
+        bound.update(done.scalars())
     return bound
+
+
+def resolve(
+    conn: Connection, source: str, wanted: Mapping[str, Binding], now: float
+) -> tuple[dict[str, Binding], set[str]]:
+    """The stored bindings of ``wanted``'s ids, binding those not bound yet to the
+    binding given for them; and the ids this call bound. One read, one insert of the
+    new ones, and a read of those another process bound in between."""
+    keys = sorted(wanted)
+    stored = read_bindings(conn, source, keys)
+    missing = {key: wanted[key] for key in keys if key not in stored}
+    bound = bind_many(conn, source, missing, now) if missing else set()
+    for key in bound:
+        stored[key] = missing[key]
+    lost = [key for key in missing if key not in bound]
+    if lost:
+        stored.update(read_bindings(conn, source, lost))
+    return stored, bound
+
+
+def log_changes(conn: Connection, source: str, ids: Sequence[str], now: float) -> None:
+    """Append ``ids`` to the log of changed bindings (in ``conn``'s transaction).
+
+    The entries of one change share its number, the next after the highest in the log;
+    on PostgreSQL the table is locked against other writers until the commit (readers
+    go on), so that numbers are committed in order and a reader that saw number *n*
+    has seen every change before it (SQLite has one writer anyway).
+    """
+    if not ids:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("LOCK TABLE sender_changes IN SHARE ROW EXCLUSIVE MODE"))
+    seq = conn.execute(select(func.coalesce(func.max(sender_changes.c.seq), 0))).scalar_one()
+    conn.execute(sender_changes.insert(), [
+        {"seq": seq + 1, "source": source, "sender_id": sender_id, "changed_at": now}
+        for sender_id in sorted(set(ids))
+    ])
+
+
+def changes_since(
+    conn: Connection, seq: int | None
+) -> tuple[int, list[tuple[str, str]]]:
+    """The log's last number and the (source, sender id) changed after ``seq``
+    (None: only the last number)."""
+    c = sender_changes.c
+    if seq is None:
+        return int(conn.execute(select(func.coalesce(func.max(c.seq), 0))).scalar_one()), []
+    last = seq
+    changed: list[tuple[str, str]] = []
+    for row in conn.execute(select(c.seq, c.source, c.sender_id).where(c.seq > seq)):
+        last = max(last, int(row.seq))
+        changed.append((row.source, row.sender_id))
+    return last, changed
 
 
 @dataclass(frozen=True)
@@ -246,6 +309,7 @@ def record_outcomes(
             .where(c.source == source, c.sender_id.in_(list(seen[start : start + _IN_CHUNK])))
             .values(secret_seen=True)
         )
+    log_changes(conn, source, seen, now)  # other processes' cached copies are stale now
     for m in mismatches:
         conn.execute(
             update(senders)
@@ -283,14 +347,20 @@ def rebind(conn: Connection, source: str, sender_id: str, network: str | None,
     done = conn.execute(
         update(senders).where(c.source == source, c.sender_id == sender_id).values(values)
     )
-    return secret if done.rowcount == 1 else None
+    if done.rowcount != 1:
+        return None
+    log_changes(conn, source, [sender_id], now)
+    return secret
 
 
 def forget(conn: Connection, source: str, sender_id: str) -> bool:
     """Delete the binding: the id's next accepted post binds it again."""
     c = senders.c
     done = conn.execute(delete(senders).where(c.source == source, c.sender_id == sender_id))
-    return done.rowcount == 1
+    if done.rowcount != 1:
+        return False
+    log_changes(conn, source, [sender_id], time.time())
+    return True
 
 
 def listing(conn: Connection, *, source: str | None = None, only_mismatched: bool = False,
@@ -319,6 +389,15 @@ def listing(conn: Connection, *, source: str | None = None, only_mismatched: boo
 # -- the guard --------------------------------------------------------------------
 
 
+class _Batch:
+    """Ids of one source waiting for the next look-up transaction, each with the
+    binding it gets if it is not bound yet (its first use)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.bindings: dict[str, Binding] = {}
+        self.done: asyncio.Future[tuple[dict[str, Binding], set[str]]] = loop.create_future()
+
+
 class SenderGuard:
     """Checks posts against their sender ids' bindings and rate limits (one per app)."""
 
@@ -336,11 +415,27 @@ class SenderGuard:
         self.v4 = settings.sender_ipv4_prefix
         self.v6 = settings.sender_ipv6_prefix
         self.cert_header = settings.sender_cert_header
+        self._cert_key = self.cert_header.lower().encode("latin-1") if self.cert_header else None
         self.buckets = (
             TokenBuckets(settings.sender_rate_limit, settings.sender_rate_burst)
             if settings.sender_rate_limit > 0 else None
         )
-        self._cache: OrderedDict[tuple[str, str], tuple[Binding, float]] = OrderedDict()
+        # (source, stored id) -> its binding, as it matched; the oldest dropped first.
+        self._cache: OrderedDict[tuple[str, str], Binding] = OrderedDict()
+        # The log of changed bindings: the last number read, when to read it again (in
+        # the background: posts go on meanwhile), until when the cache is trusted
+        # without waiting for a read (two intervals after the start of the last read:
+        # after a quiet spell, the first post waits for one), the read under way, and
+        # how many times a read dropped cached bindings (a binding read from the
+        # database before a drop is not cached after it).
+        self._seq: int | None = None
+        self._poll_due = 0.0
+        self._trusted_until = 0.0
+        self._polling: asyncio.Future[None] | None = None
+        self._drops = 0
+        # Per source: ids waiting for the look-up transaction, and whether one runs.
+        self._open: dict[str, _Batch] = {}
+        self._resolving: set[str] = set()
 
     def binds(self, source: str) -> bool:
         """True when ``source``'s sender ids are bound (``DOWNLINK_SENDER_BINDING``)."""
@@ -360,6 +455,28 @@ class SenderGuard:
                 wait = max(wait, self.buckets.take(f"{source}\x00{normalise_id(sender_id)}"))
         return wait
 
+    def known(self, source: str, sender_id: str, headers: Iterable[tuple[bytes, bytes]],
+              client: Sequence[Any] | None) -> bool:
+        """True when a post of ``sender_id`` (raw ASGI headers, client address) matches
+        the binding cached for it by its network alone: the hot path of a known sender,
+        deciding without a coroutine or a :class:`Proof`. False means "ask
+        :meth:`check`" (not cached, the log of changes due for a read, a secret or a
+        certificate to compare), never "does not match"."""
+        now = time.monotonic()
+        if now >= self._poll_due:
+            self._read_changes()
+        if now >= self._trusted_until:
+            return False
+        cached = self._cache.get((source, sender_id))
+        if cached is None or cached.secret_seen or cached.cert is not None:
+            return False
+        cert_key = self._cert_key
+        for name, _value in headers:
+            if name == _SECRET_KEY or name == cert_key:
+                return False
+        address = str(client[0]) if client else None
+        return network_of(address, self.v4, self.v6) == cached.network
+
     async def check(
         self, source: str, sender_ids: Iterable[str], proof: Proof
     ) -> dict[str, Verdict]:
@@ -372,16 +489,21 @@ class SenderGuard:
         ids = {i for i in sender_ids if i}
         if not ids or source not in self.binding:
             return dict.fromkeys(ids, MATCH)
-        network = network_of(proof.address, self.v4, self.v6)
         now = time.monotonic()
+        if now >= self._poll_due or now >= self._trusted_until:
+            reading = self._read_changes()
+            if now >= self._trusted_until:
+                await asyncio.shield(reading)
+        network = network_of(proof.address, self.v4, self.v6)
         verdicts: dict[str, Verdict] = {}
         unsure: dict[str, str] = {}  # original id -> stored id
+        cache = self._cache
         for sender_id in ids:
-            key = normalise_id(sender_id)
-            cached = self._cache.get((source, key))
-            if cached is not None and cached[1] > now:
-                verdict = compare(cached[0], proof, network)
-                if verdict.matches and not (proof.secret and not cached[0].secret_seen):
+            key = sender_id if len(sender_id) <= ID_MAX else normalise_id(sender_id)
+            cached = cache.get((source, key))
+            if cached is not None:
+                verdict = compare(cached, proof, network)
+                if verdict.matches and not (proof.secret and not cached.secret_seen):
                     verdicts[sender_id] = verdict
                     continue
             unsure[sender_id] = key
@@ -392,52 +514,76 @@ class SenderGuard:
                 raise SendersUnavailable(str(exc).splitlines()[0]) from exc
         return verdicts
 
+    def _read_changes(self) -> asyncio.Future[None]:
+        """The read of the log of changed bindings under way, started if none is (it
+        drops the changed ids from the cache)."""
+        if self._polling is None:
+            self._polling = asyncio.ensure_future(self._poll())
+        return self._polling
+
+    async def _poll(self) -> None:
+        started = time.monotonic()
+        try:
+            last, changed = await self.store.read_primary(changes_since, self._seq)
+        except (SQLAlchemyError, OSError) as exc:
+            # The database is out of reach: nobody can change a binding meanwhile, and
+            # the entries written before are read once it answers (after ``_seq``).
+            log.warning("cannot read the log of changed sender bindings: %s",
+                        str(exc).splitlines()[0])
+        else:
+            if self._seq is None:
+                if self._cache:  # filled while the first read failed: start afresh
+                    self._cache.clear()
+                    self._drops += 1
+            elif changed:
+                for key in changed:
+                    self._cache.pop(key, None)
+                self._drops += 1
+            self._seq = last
+            self._trusted_until = started + 2 * CHANGES_POLL_SECONDS
+        finally:
+            self._poll_due = time.monotonic() + CHANGES_POLL_SECONDS
+            self._polling = None
+
     async def _check_stored(
         self, source: str, ids: Mapping[str, str], proof: Proof, network: str
     ) -> dict[str, Verdict]:
-        """Check ``ids`` (original -> stored id) against the database: one read, one
-        write binding the new ones, one write recording secrets seen and mismatches."""
+        """Check ``ids`` (original -> stored id) against the database, in the source's
+        next look-up transaction (shared with the other posts' ids waiting for it: it
+        reads them and binds those not bound yet), then one write recording secrets
+        seen and mismatches, if any."""
         rule = self.rules[source]
+        drops = self._drops
         keys = sorted(set(ids.values()))
-        stored = await self.store.read_primary(read_bindings, source, keys)
-        new = [key for key in keys if key not in stored]
+        fresh: dict[str, Binding] = {}
         secrets_out: dict[str, str | None] = {}
-        if new:
-            fresh: dict[str, Binding] = {}
-            for key in new:
-                if proof.secret is not None:
-                    # A sender that kept a secret (bound here before it was forgotten,
-                    # say) is bound to that one; nothing new to return.
-                    fresh[key] = Binding(secret_hash(proof.secret), True, network, proof.cert)
-                    secrets_out[key] = None
-                else:
-                    secret = new_secret()
-                    fresh[key] = Binding(secret_hash(secret), False, network, proof.cert)
-                    secrets_out[key] = secret if rule.secret else None
-            bound = await self.store.admin_write(bind_many, source, fresh, time.time())
-            for key in bound:
-                stored[key] = fresh[key]
-            lost = [key for key in new if key not in bound]
-            if lost:  # another process bound them first: compare with its bindings
-                stored.update(await self.store.read_primary(read_bindings, source, lost))
-                for key in lost:
-                    secrets_out.pop(key, None)
+        for key in keys:
+            if proof.secret is not None:
+                # A sender that kept a secret (bound here before it was forgotten,
+                # say) is bound to that one; nothing new to return.
+                fresh[key] = Binding(secret_hash(proof.secret), True, network, proof.cert)
+                secrets_out[key] = None
+            else:
+                secret = new_secret()
+                fresh[key] = Binding(secret_hash(secret), False, network, proof.cert)
+                secrets_out[key] = secret if rule.secret else None
+        stored, bound = await self._resolve(source, fresh)
         seen: list[str] = []
         mismatches: list[Mismatch] = []
         by_key: dict[str, Verdict] = {}
         column = "refused" if rule.on_mismatch == "refuse" else "flagged"
         for key in keys:
             binding = stored[key]
-            if key in secrets_out:
+            if key in bound:  # this post's first use bound it
                 by_key[key] = Verdict(True, secret=secrets_out[key])
-                self._remember(source, key, binding)
+                self._remember(source, key, binding, drops)
                 continue
             verdict = compare(binding, proof, network)
             if verdict.matches:
                 if proof.secret is not None and not binding.secret_seen:
                     seen.append(key)
                     binding = Binding(binding.secret_hash, True, binding.network, binding.cert)
-                self._remember(source, key, binding)
+                self._remember(source, key, binding, drops)
             else:
                 mismatches.append(Mismatch(key, column, proof.origin, verdict.reason))
             by_key[key] = verdict
@@ -445,9 +591,48 @@ class SenderGuard:
             await self.store.admin_write(record_outcomes, source, seen, mismatches, time.time())
         return {sender_id: by_key[key] for sender_id, key in ids.items()}
 
-    def _remember(self, source: str, key: str, binding: Binding) -> None:
+    async def _resolve(
+        self, source: str, fresh: Mapping[str, Binding]
+    ) -> tuple[dict[str, Binding], set[str]]:
+        """The stored bindings of ``fresh``'s ids, binding those not bound yet to
+        ``fresh``'s binding, in the source's next look-up transaction; and the ids
+        bound to ``fresh``'s bindings (not another post's or process's)."""
+        loop = asyncio.get_running_loop()
+        batch = self._open.get(source)
+        if batch is None:
+            batch = self._open[source] = _Batch(loop)
+        mine = {key for key in fresh if key not in batch.bindings}
+        for key in mine:
+            batch.bindings[key] = fresh[key]
+        if source not in self._resolving:
+            self._resolving.add(source)
+            loop.create_task(self._resolve_batches(source))
+        stored, bound = await asyncio.shield(batch.done)
+        return stored, mine & bound
+
+    async def _resolve_batches(self, source: str) -> None:
+        """Look up (and bind) the source's waiting ids, one transaction per batch,
+        until none wait (those arriving during one go in the next)."""
+        try:
+            while (batch := self._open.pop(source, None)) is not None:
+                try:
+                    found = await self.store.admin_write(
+                        resolve, source, batch.bindings, time.time())
+                except Exception as exc:  # every waiting post gets it (SendersUnavailable)
+                    batch.done.set_exception(exc)
+                    batch.done.exception()  # retrieved: no warning if no post waits any more
+                else:
+                    batch.done.set_result(found)
+        finally:
+            self._resolving.discard(source)
+
+    def _remember(self, source: str, key: str, binding: Binding, drops: int) -> None:
+        """Cache ``binding`` of ``key`` read or written after ``drops`` drops (not if
+        the log of changes dropped cached bindings since: it may be stale)."""
+        if drops != self._drops:
+            return
         self._cache.pop((source, key), None)
-        self._cache[(source, key)] = (binding, time.monotonic() + CACHE_SECONDS)
+        self._cache[(source, key)] = binding
         while len(self._cache) > CACHE_MAX:
             self._cache.popitem(last=False)
 

@@ -196,3 +196,17 @@ senders = Table(
     # The page lists the senders with mismatches, most recent first.
     Index(None, "last_mismatch_at"),
 )
+
+# -- changed sender bindings (downlink.security.senders, 0024_sender_changes) -----------
+# What changed a binding after it was made (a re-bind, a forget, a sender presenting its
+# secret for the first time) appends the ids here, ``seq`` numbering the changes in
+# commit order; each server process reads the entries after the last one it saw every
+# second while posts arrive, and drops those ids from its cache of bindings.
+sender_changes = Table(
+    "sender_changes",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("source", String(32), primary_key=True),
+    Column("sender_id", Text, primary_key=True),
+    Column("changed_at", Double, nullable=False),
+)

@@ -178,7 +178,7 @@ async def collect(scope: Scope, receive: Receive, send: Send) -> None:
                       [(b"retry-after", retry_after(wait).encode())])
         return
     extra: Headers = []
-    if guard.binds(SOURCE):
+    if guard.binds(SOURCE) and not guard.known(SOURCE, sender, raw, scope.get("client")):
         proof = guard.proof(raw, scope.get("client"))
         try:
             verdict = (await guard.check(SOURCE, (sender,), proof))[sender]

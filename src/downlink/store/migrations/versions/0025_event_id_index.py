@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0025_event_id_index"
-down_revision = "0020_archive_days"
+down_revision = "0024_sender_changes"
 branch_labels = None
 depends_on = None
 

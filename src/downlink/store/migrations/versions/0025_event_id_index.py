@@ -12,7 +12,7 @@ beforehand without blocking writes (docs/deployment.md), and this migration leav
 as it is.
 
 Revision ID: 0025_event_id_index
-Revises: 0020_archive_days
+Revises: 0024_sender_changes
 """
 
 from __future__ import annotations

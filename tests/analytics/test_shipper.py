@@ -98,7 +98,7 @@ print(c.query("SELECT count(), uniqExact(id) FROM downlink.records").result_rows
 def test_sigkill_while_shipping_converges(db_url: str, tmp_path: Path) -> None:
     folder = tmp_path / "chdb"
     env = {"DOWNLINK_ANALYTICS_URL": f"chdb://{folder}", "DOWNLINK_CONSUMER_POLL_S": "0.05"}
-    server = LiveServer(db_url, env=env, log=tmp_path / "server.log").start()
+    server = LiveServer(db_url, env=env, log=tmp_path / "server.log").start(timeout=120)
     acked = 0
     try:
         with httpx.Client(base_url=server.url, timeout=10) as http:
@@ -110,7 +110,7 @@ def test_sigkill_while_shipping_converges(db_url: str, tmp_path: Path) -> None:
                     os.killpg(server.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
                     server.proc.wait(10)  # type: ignore[union-attr]
                     server.proc = None
-                    server.start()
+                    server.start(timeout=120)
     finally:
         pass  # the server is stopped below, once caught up
     try:

@@ -164,6 +164,9 @@ def test_action_logs_shipped_and_read_alike(
         conn.execute(delete(action_logs).where(action_logs.c.master_node_uid == "m-a"))
     engine.dispose()
     with app(settings.replace(analytics_url=analytics_url)) as ch_app:
-        assert _answers(ch_app)[0] == from_sql[0]
+        after = _answers(ch_app)
+        assert after[0] == from_sql[0] and after[-4] == from_sql[-4] and after[-1] == from_sql[-1]
     with app(settings) as sql_app:
         assert sql_app.get("/api/v1/json/action_logs/m-a").json()["objs"] == []
+        rows = csv.DictReader(io.StringIO(sql_app.get("/api/v1/csv/clusters").text))
+        assert {r["verify_networks_status"] for r in rows if r["master_node_uid"] == "m-a"} == {""}

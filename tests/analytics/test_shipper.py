@@ -81,10 +81,12 @@ def test_clickhouse_down_never_blocks_ingestion(db_url: str, tmp_path: Path) -> 
         assert shipper["lag_records"] == 3 and shipper["error"]
         assert state["ooni_fastpath"]["error"] is None
         # Reads served from ClickHouse answer 503 meanwhile, the others as usual.
-        for path in ("/api/records", "/api/v1/aggregation", "/stats.json"):
+        for path in ("/api/records", "/api/v1/aggregation", "/stats.json",
+                     "/api/v1/json/action_logs/m1", "/api/v1/csv/clusters", "/api/v1/csv/all"):
             r = client.get(path)
             assert r.status_code == 503 and "analytics store" in r.json()["message"], path
         assert client.get("/api/records/1").status_code == 200
+        assert client.get("/api/v1/csv/nodes").status_code == 200  # no action logs read
 
 
 CHECK = """

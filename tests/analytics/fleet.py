@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from fastapi.testclient import TestClient
+import httpx
 
 from tests.wire import load_capture, v2_headers
 
@@ -17,7 +17,7 @@ CLASSES = (
 )
 
 
-def load_fleet(client: TestClient, fixtures: Path, count: int = 120) -> int:
+def load_fleet(client: httpx.Client, fixtures: Path, count: int = 120) -> int:
     """Post the captured records then ``count`` generated ones; returns how many."""
     posted = 0
     for path in sorted((fixtures / "clearlinux").glob("*.http")):

@@ -81,10 +81,12 @@ def test_clickhouse_down_never_blocks_ingestion(db_url: str, tmp_path: Path) -> 
         assert shipper["lag_records"] == 3 and shipper["error"]
         assert state["ooni_fastpath"]["error"] is None
         # Reads served from ClickHouse answer 503 meanwhile, the others as usual.
-        for path in ("/api/records", "/api/v1/aggregation", "/stats.json"):
+        for path in ("/api/records", "/api/v1/aggregation", "/stats.json",
+                     "/api/v1/json/action_logs/m1", "/api/v1/csv/clusters", "/api/v1/csv/all"):
             r = client.get(path)
             assert r.status_code == 503 and "analytics store" in r.json()["message"], path
         assert client.get("/api/records/1").status_code == 200
+        assert client.get("/api/v1/csv/nodes").status_code == 200  # no action logs read
 
 
 CHECK = """
@@ -98,7 +100,7 @@ print(c.query("SELECT count(), uniqExact(id) FROM downlink.records").result_rows
 def test_sigkill_while_shipping_converges(db_url: str, tmp_path: Path) -> None:
     folder = tmp_path / "chdb"
     env = {"DOWNLINK_ANALYTICS_URL": f"chdb://{folder}", "DOWNLINK_CONSUMER_POLL_S": "0.05"}
-    server = LiveServer(db_url, env=env, log=tmp_path / "server.log").start()
+    server = LiveServer(db_url, env=env, log=tmp_path / "server.log").start(timeout=120)
     acked = 0
     try:
         with httpx.Client(base_url=server.url, timeout=10) as http:
@@ -110,7 +112,7 @@ def test_sigkill_while_shipping_converges(db_url: str, tmp_path: Path) -> None:
                     os.killpg(server.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
                     server.proc.wait(10)  # type: ignore[union-attr]
                     server.proc = None
-                    server.start()
+                    server.start(timeout=120)
     finally:
         pass  # the server is stopped below, once caught up
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -16,7 +17,8 @@ from tests.sources.ooni.test_api_http import recent
 pytestmark = pytest.mark.postgres
 
 
-def _submit(client: TestClient, msm: dict[str, Any]) -> str:
+def submit(client: httpx.Client, msm: dict[str, Any]) -> str:
+    """Open a report and submit ``msm`` to it; returns its measurement_uid."""
     r = client.post("/report", json={
         "data_format_version": "0.2.0", "format": "json",
         "probe_asn": msm["probe_asn"], "probe_cc": msm["probe_cc"],
@@ -85,7 +87,7 @@ def _answers(client: TestClient) -> list[tuple[int, Any]]:
 def test_measurements_and_aggregation_same_answers(db_url: str, analytics_url: str) -> None:
     settings = Settings(database_url=db_url, batch_wait_ms=1.0)
     with app(settings.replace(analytics_url=analytics_url)) as ch_app:
-        uids = [_submit(ch_app, msm) for msm in recent().values()]
+        uids = [submit(ch_app, msm) for msm in recent().values()]
         caught_up(ch_app)
         from_clickhouse = _answers(ch_app)
     with app(settings) as sql_app:

@@ -25,6 +25,7 @@ from downlink.sources.fuelstats.errors import (
     method_not_allowed,
     not_found,
 )
+from downlink.sources.fuelstats.reads import reads_of
 
 PREFIXES = ("/api/v1/json", "/api/v1/csv", "/api/v1/fuel")
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -88,7 +89,8 @@ async def action_logs(request: Request) -> Response:
     """A master node's action logs, paged."""
     limit, offset = paging(request)
     uid = request.path_params["uid"]
-    return _json(await store(request).read(queries.action_logs_of, uid, limit, offset))
+    reads = reads_of(request)
+    return _json(await reads.read(reads.action_logs, uid, limit, offset))
 
 
 async def oswls(request: Request) -> Response:

@@ -14,6 +14,7 @@ from downlink.sources.fuelstats import exports
 from downlink.sources.fuelstats.api import ALL_METHODS, guarded
 from downlink.sources.fuelstats.context import store
 from downlink.sources.fuelstats.errors import FuelError, not_found
+from downlink.sources.fuelstats.reads import reads_of
 
 
 def _window(request: Request) -> exports.Window:
@@ -25,6 +26,14 @@ def _window(request: Request) -> exports.Window:
         raise FuelError(400, str(exc)) from None
 
 
+async def _verify(request: Request, win: exports.Window) -> exports.Verify:
+    """The verify_networks statuses of the window, read before the response starts (an
+    unavailable analytics store is a 503, not a broken stream)."""
+    reads = reads_of(request)
+    found: exports.Verify = await reads.read(reads.verify_networks, win)
+    return found
+
+
 def _attachment(name: str) -> dict[str, str]:
     return {"Content-Disposition": f'attachment; filename="{name}"'}
 
@@ -32,12 +41,12 @@ def _attachment(name: str) -> dict[str, str]:
 async def report(request: Request) -> Response:
     """One report as CSV: clusters, nodes, plugins or an OSWL resource type."""
     name = request.path_params["report"]
-    export = exports.EXPORTS.get(name)
-    if export is None:
+    if name not in exports.EXPORTS:
         raise not_found(request.url.path)
     win = _window(request)
+    verify = await _verify(request, win) if name == "clusters" else None
     return StreamingResponse(
-        exports.stream(store(request).reads_engine(), export, win),
+        exports.stream(store(request).reads_engine(), exports.with_verify(name, verify), win),
         media_type="text/csv; charset=utf-8",
         headers=_attachment(f"{name}.csv"),
     )
@@ -48,7 +57,7 @@ async def everything(request: Request) -> Response:
     win = _window(request)
     name = f"reports_from{win.from_date.isoformat()}_to{win.to_date.isoformat()}.zip"
     return StreamingResponse(
-        exports.archive(store(request).reads_engine(), win),
+        exports.archive(store(request).reads_engine(), win, await _verify(request, win)),
         media_type="application/zip",
         headers=_attachment(name),
     )

@@ -25,7 +25,7 @@ import csv
 import datetime as dt
 import io
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,18 +204,12 @@ def _installations(conn: Connection, win: Window) -> Iterator[tuple[str, Any]]:
         yield uid, structure if isinstance(structure, dict) else {}
 
 
-def _verify_networks(conn: Connection, win: Window) -> dict[tuple[str, Any], str]:
-    """ended_with_status of the latest verify_networks task per (node, cluster)."""
-    a = action_logs.c
+def latest_verify_status(
+    rows: Iterable[tuple[str, int, Any]],
+) -> dict[tuple[str, Any], str]:
+    """ended_with_status of the latest (highest id) task per (node, body's cluster_id),
+    from ``(master_node_uid, external_id, body)`` of verify_networks tasks."""
     found: dict[tuple[str, Any], tuple[int, str]] = {}
-    rows = conn.execution_options(stream_results=True, yield_per=YIELD_PER).execute(
-        select(a.master_node_uid, a.external_id, a.body).where(
-            a.action_name == "verify_networks",
-            a.action_type == "nailgun_task",
-            a.ts_reception >= win.start_ts,
-            a.ts_reception < win.end_ts,
-        )
-    )
     for uid, ext, body in rows:
         key = (uid, get(body, ("cluster_id",)))
         status = get(body, ("additional_info", "ended_with_status"))
@@ -224,9 +218,29 @@ def _verify_networks(conn: Connection, win: Window) -> dict[tuple[str, Any], str
     return {key: status for key, (_, status) in found.items()}
 
 
-def clusters_csv(conn: Connection, win: Window) -> Iterator[bytes]:
-    """clusters.csv."""
-    verify = _verify_networks(conn, win)
+def verify_networks(conn: Connection, win: Window) -> dict[tuple[str, Any], str]:
+    """ended_with_status of the latest verify_networks task per (node, cluster) received
+    in the window (the ClickHouse twin: ``analytics.verify_networks``)."""
+    a = action_logs.c
+    rows = conn.execution_options(stream_results=True, yield_per=YIELD_PER).execute(
+        select(a.master_node_uid, a.external_id, a.body).where(
+            a.action_name == "verify_networks",
+            a.action_type == "nailgun_task",
+            a.ts_reception >= win.start_ts,
+            a.ts_reception < win.end_ts,
+        )
+    )
+    return latest_verify_status((uid, int(ext), body) for uid, ext, body in rows)
+
+
+Verify = Mapping[tuple[str, Any], str]
+
+
+def clusters_csv(conn: Connection, win: Window, verify: Verify | None = None) -> Iterator[bytes]:
+    """clusters.csv (``verify``: the verify_networks statuses, read from ``conn`` if
+    not given: the analytics store's, read before the response starts)."""
+    if verify is None:
+        verify = verify_networks(conn, win)
     out = _Csv(
         [name for name, _ in INSTALLATION_COLUMNS]
         + [f"cluster.{name}" for name, _ in CLUSTER_COLUMNS]
@@ -415,13 +429,22 @@ class _Pipe(io.RawIOBase):
         return data
 
 
-def archive(engine: Engine, win: Window) -> Iterator[bytes]:
+def with_verify(name: str, verify: Verify | None) -> Export:
+    """The export of ``name`` (KeyError if unknown), the clusters one with ``verify``."""
+    export = EXPORTS[name]
+    if name == "clusters" and verify is not None:
+        return lambda conn, win: clusters_csv(conn, win, verify)
+    return export
+
+
+def archive(engine: Engine, win: Window, verify: Verify | None = None) -> Iterator[bytes]:
     """Every report as one zip, streamed file by file, chunk by chunk."""
     pipe = _Pipe()
     with engine.connect() as conn, zipfile.ZipFile(
         pipe, mode="w", compression=zipfile.ZIP_DEFLATED
     ) as zf:
-        for name, export in EXPORTS.items():
+        for name in EXPORTS:
+            export = with_verify(name, verify)
             with zf.open(f"{name}.csv", mode="w") as member:
                 for chunk in export(conn, win):
                     member.write(chunk)

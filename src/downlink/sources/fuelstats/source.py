@@ -7,6 +7,7 @@ from pathlib import Path
 from downlink.sources.base import NavEntry, Source
 from downlink.sources.fuelstats import (
     admin,
+    analytics,
     api,
     collector,
     config,
@@ -50,4 +51,6 @@ source = SOURCE = Source(
     open_reads=collector.OPEN_PATHS | api.PUBLIC_PATHS,
     extra={"lifespan": runtime.lifespan},
     senders=collector.SENDER_RULE,
+    analytics_tables=(analytics.TABLE,),
+    analytics_reads=analytics.reads,
 )

@@ -44,7 +44,7 @@ from downlink.store.tables import tasks
 
 log = logging.getLogger(__name__)
 
-LEASE_S = 30.0
+LEASE_S = 15.0
 RENEW_S = 5.0
 ERROR_MAX = 2000
 T = TypeVar("T")

@@ -12,10 +12,12 @@ process that archives has seen them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -209,7 +211,8 @@ def test_two_processes_and_the_command_archive_each_measurement_once(
     root = tmp_path / "archive"
     env = {**ARCHIVING, "DOWNLINK_OONI_ARCHIVE_EVERY_S": "0.05",
            "DOWNLINK_OONI_ARCHIVE": str(root)}
-    server = LiveServer(db_url, workers=2, env=env, log=tmp_path / "server.log").start()
+    server = LiveServer(db_url, workers=2, env=env, log=tmp_path / "server.log")
+    server.start(timeout=180)  # two workers scoring 3,000 measurements on a loaded machine
     outcomes: list[str] = []
     try:
         # The command races the two workers meanwhile (twice at least).
@@ -231,6 +234,11 @@ def test_two_processes_and_the_command_archive_each_measurement_once(
         engine.dispose()
 
 
+def progress(engine: Engine) -> float:
+    with engine.connect() as conn:
+        return archive.archived_until(conn)
+
+
 def test_a_server_killed_while_archiving_converges_after_a_restart(
     db_url: str, tmp_path: Path,
 ) -> None:
@@ -239,15 +247,28 @@ def test_a_server_killed_while_archiving_converges_after_a_restart(
     try:
         expected = rebuilt(engine, tmp_path / "reference")
         forget_archive(engine)
+        hours = hours_of(engine)
         root = tmp_path / "archive"
         env = {**ARCHIVING, "DOWNLINK_OONI_ARCHIVE": str(root)}
-        server = LiveServer(db_url, env=env, log=tmp_path / "server.log").start()
-        time.sleep(random.Random().uniform(0.05, 1.0))
+        server = LiveServer(db_url, env=env, log=tmp_path / "server.log")
+        # The server archives from its start, before /-/health answers: killed as soon
+        # as its first hour is marked (plus 0-0.3 s: in the middle of the next hours).
+        def start() -> None:
+            with contextlib.suppress(Exception):  # killed while it starts
+                server.start(timeout=180)
+
+        starting = threading.Thread(target=start, daemon=True)
+        starting.start()
+        wait_for("the first hour archived", lambda: progress(engine) > hours[0], 180)
+        time.sleep(random.Random().uniform(0.0, 0.3))
         server.kill()
-        server = LiveServer(db_url, env=env, log=tmp_path / "server.log").start()
+        starting.join(30)
+        at_kill = progress(engine)
+        assert at_kill < hours[-1] + HOUR, "archived whole before the kill: no test"
+        server = LiveServer(db_url, env=env, log=tmp_path / "server.log").start(timeout=180)
         try:
             # The killed process's lease lapses (15 s), then the new one finishes.
-            wait_for("every hour archived", lambda: archived(engine, n), timeout=120)
+            wait_for("every hour archived", lambda: archived(engine, n), timeout=180)
         finally:
             server.stop()
         check_index(engine, root)

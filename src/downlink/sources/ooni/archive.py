@@ -273,7 +273,8 @@ def archive_due(ctx: TaskContext, storage: Storage, collector_id: str, grace_s: 
     The server's task ``ooni_archive`` and ``downlink ooni archive`` both run this,
     under the task's lease (``downlink.pipeline.tasks``)."""
     at = time.time() if now is None else now
-    ctx.write(hold_purge)
+    if not ctx.read(archived_until):
+        ctx.write(hold_purge)
     hours = done = 0
     while not ctx.stopping():
         start = ctx.read(next_due, at, grace_s)

@@ -4,7 +4,8 @@ Against real ``downlink serve`` processes on SQLite and PostgreSQL: measurements
 hour that is over reach the archive with nothing run by hand; two server processes and
 ``downlink ooni archive`` racing leave each measurement indexed once and the same
 bytes as an archive built in one go; a server SIGKILLed while it archives converges
-once restarted; a missing S3 bucket shows on ``/consumers`` without stopping
+once restarted; with ``DOWNLINK_RUN_CONSUMERS=off`` ``downlink consume`` archives and
+the server shows it; a missing S3 bucket shows on ``/consumers`` without stopping
 ingestion. Time: the measurements' reception times are moved back one to three hours
 in one transaction (as ``now + 2 h`` does for the command's tests), before any
 process that archives has seen them.
@@ -150,6 +151,35 @@ def test_measurements_of_an_hour_that_is_over_reach_the_archive_by_themselves(
         served = _files(root)
         assert {k.split("/")[3] for k in served} >= {"IT", "IR", "CN", "US"}
         assert rebuilt(engine, tmp_path / "again") == served
+    finally:
+        engine.dispose()
+
+
+def test_downlink_consume_archives_for_a_server_with_consumers_off(
+    db_url: str, tmp_path: Path,
+) -> None:
+    uids = submitted_hours_ago(db_url, tmp_path)
+    root = tmp_path / "archive"
+    env = {**ARCHIVING, "DOWNLINK_OONI_ARCHIVE": str(root)}
+    server = ooni_server(db_url, tmp_path / "server.log",
+                         env={**env, "DOWNLINK_RUN_CONSUMERS": "off"})
+    consume: LiveServer | None = None
+    engine = create_engine(_normalise(db_url))
+    try:
+        time.sleep(1.0)  # the server alone archives nothing
+        assert task_state(server.url)["ran_at"] is None and indexed(engine) == {}
+        consume = LiveServer(db_url, command="consume", env=env,
+                             log=tmp_path / "consume.log").start(timeout=180)
+        # The server's /consumers shows what `downlink consume` did (from the database).
+        state = wait_for("the archived measurements", lambda: (
+            (s := task_state(server.url))["total"] == len(uids) and s))
+        assert state["error"] is None and set(indexed(engine)) == set(uids)
+    finally:
+        if consume is not None:
+            consume.stop()
+        server.stop()
+    try:
+        check_index(engine, root)
     finally:
         engine.dispose()
 

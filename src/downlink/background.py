@@ -1,4 +1,4 @@
-"""The background work of a process: consumers, jobs and the archive closer.
+"""The background work of a process: consumers, jobs, the archive closer, sources' tasks.
 
 ``downlink serve`` runs it in every worker (``DOWNLINK_RUN_CONSUMERS=in-process``,
 the default), or leaves it to ``downlink consume`` (``off``: :mod:`downlink.consume`)
@@ -18,15 +18,17 @@ from downlink.archive.consumer import archiving
 from downlink.pipeline import reprocess
 from downlink.pipeline.consumers import ConsumerRunner, bind
 from downlink.pipeline.jobrunner import JobRunner
+from downlink.pipeline.tasks import TaskRunner
 from downlink.settings import Settings
 from downlink.store.database import Store
 
 
 class Background:
-    """The consumer runner, the job runner and the archive closer of one process.
+    """The consumer runner, the job runner, the archive closer and the sources' tasks
+    (``Source.tasks``, :class:`~downlink.pipeline.tasks.TaskRunner`) of one process.
 
     ``run=False`` builds only a watching consumer runner (``handle=False``: lag
-    gauges and freshness, no batches) and no job runner or closer.
+    gauges and freshness, no batches) and no job runner, closer or task runner.
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class Background:
         )
         self.job_runner: JobRunner | None = None
         self.closer: ArchiveCloser | None = None
+        self.task_runner: TaskRunner | None = None
         if not run:
             return
         kinds = [*reprocess.job_kinds(bound), *(k for s in sources for k in s.job_kinds)]
@@ -60,6 +63,10 @@ class Background:
         )
         if archive is not None:
             self.closer = ArchiveCloser(store, archive, retry_max_s=settings.consumer_retry_max_s)
+        # The sources' periodic tasks (OONI's hourly archive), each under a lease.
+        self.task_runner = TaskRunner(
+            store, settings, list(sources.tasks), retry_max_s=settings.consumer_retry_max_s
+        )
         # Records committed by this process's writer: look for consumer work at once.
         # (Another process's commits are found by polling, every DOWNLINK_CONSUMER_POLL_S.)
         store.writer.on_commit = self.consumer_runner.wake
@@ -71,9 +78,13 @@ class Background:
         self.consumer_runner.start()
         if self.closer is not None:
             self.closer.start()
+        if self.task_runner is not None:
+            self.task_runner.start()
 
     async def stop(self) -> None:
         """Stop them after the work in flight (each commits or rolls back on its own)."""
+        if self.task_runner is not None:
+            await self.task_runner.stop()
         if self.closer is not None:
             await self.closer.stop()
         await self.consumer_runner.stop()
@@ -82,5 +93,5 @@ class Background:
 
     def running(self) -> bool:
         """Whether every loop that should run is running (``downlink consume``'s health)."""
-        loops = [self.consumer_runner, self.job_runner]
+        loops = [self.consumer_runner, self.job_runner, self.task_runner]
         return all(loop is None or not loop.enabled() or loop.alive() for loop in loops)

@@ -188,6 +188,13 @@ class Metrics:
             ["archive"],
             registry=r,
         )
+        self.task_failures = Counter(
+            "downlink_task_failures",
+            "Runs of a source's periodic background task that failed (retried later), "
+            "by task.",
+            ["task"],
+            registry=r,
+        )
         for source in sources or ():
             if source.metrics is not None:
                 self.by_source[source.name] = source.metrics(r)

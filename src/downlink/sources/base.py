@@ -261,6 +261,47 @@ class JobDriver:
 
 
 @dataclass(frozen=True)
+class TaskContext:
+    """What one run of a :class:`Task` gets (it runs in a worker thread).
+
+    ``read(fn, *args)`` runs ``fn(conn, *args)`` in a read transaction on the primary;
+    ``write(fn, *args)`` runs it in a write transaction (in line with the record
+    batches on SQLite) that first renews this process's lease on the task and raises
+    ``downlink.pipeline.tasks.TaskLost`` when another process has taken it, so that
+    only the lease holder ever commits the task's work. ``settings`` are the process's;
+    ``stopping()`` turns true when the process shuts down or the lease was lost
+    (finish the unit in hand, or drop it: it is done again by the next run).
+    """
+
+    read: Callable[..., Any]
+    write: Callable[..., Any]
+    settings: Settings
+    stopping: Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class Task:
+    """Periodic background work of a source: derived data kept without any command.
+
+    Run by every process that runs the consumers (each ``downlink serve`` worker, or
+    ``downlink consume`` with ``DOWNLINK_RUN_CONSUMERS=off``) every ``every(settings)``
+    seconds (0 or less: this configuration does not run it). One process at a
+    time holds the task's lease (the ``tasks`` table, renewed while it runs, taken over
+    once it lapses after a crash); ``run(ctx)`` does every unit of work that is due,
+    each unit one idempotent piece committed through ``ctx.write``, and returns how
+    many units it did. A run that raises is recorded (``/consumers`` shows the error)
+    and retried after 0.5 s, doubling up to ``DOWNLINK_CONSUMER_RETRY_MAX_S`` (never
+    later than ``every``). ``describe(conn, settings, now)``: one line of progress for
+    ``/consumers`` (what is done, what waits). ``name`` is unique across sources.
+    """
+
+    name: str
+    every: Callable[[Settings], float]
+    run: Callable[[TaskContext], int]
+    describe: Callable[[Connection, Settings, float], str] | None = None
+
+
+@dataclass(frozen=True)
 class NavEntry:
     """A tab of the navigation bar.
 
@@ -328,7 +369,8 @@ class Source:
       Alembic revisions (a separate version location and branch; a migration never
       imports live application code).
     * ``consumers``, ``job_kinds``: post-ack processing and background work;
-      ``job_drivers``: background jobs that drive their own transactions.
+      ``job_drivers``: background jobs that drive their own transactions;
+      ``tasks``: periodic background work (:class:`Task`: OONI's hourly archive).
     * ``nav``: navigation tabs; ``templates``/``static``: folders the web shell serves.
     * ``settings``: the source's settings; ``metrics(registry)`` registers its metrics.
     * ``archives``: rows the core's raw archive keeps as gzipped NDJSON by day
@@ -401,3 +443,4 @@ class Source:
     search_template: str | None = None
     record_template: str | None = None
     senders: SenderRule | None = None
+    tasks: Sequence[Task] = ()

@@ -28,7 +28,15 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from downlink.sources.base import Consumer, JobDriver, JobKind, NavEntry, Source, SourceSetting
+from downlink.sources.base import (
+    Consumer,
+    JobDriver,
+    JobKind,
+    NavEntry,
+    Source,
+    SourceSetting,
+    Task,
+)
 
 ENTRY_POINT_GROUP = "downlink.sources"
 
@@ -106,6 +114,11 @@ class Sources:
         return {d.kind: d for s in self.all for d in s.job_drivers}
 
     @property
+    def tasks(self) -> tuple[tuple[Source, Task], ...]:
+        """Every source's periodic background tasks, with their source."""
+        return tuple((s, t) for s in self.all for t in s.tasks)
+
+    @property
     def migrations(self) -> tuple[tuple[str, Path], ...]:
         """(source name, folder) of every source with migrations of its own."""
         return tuple((s.name, s.migrations) for s in self.all if s.migrations is not None)
@@ -167,7 +180,7 @@ def _from_entry_points(skip: set[str]) -> list[Source]:
 
 
 def check(sources: Sequence[Source]) -> Sources:
-    """Check names, paths, tables, settings and job kinds are unique; return them."""
+    """Check names, paths, tables, settings, job kinds and tasks are unique; return them."""
     seen: dict[str, str] = {}
 
     def claim(kind: str, key: str, owner: str) -> None:
@@ -194,6 +207,8 @@ def check(sources: Sequence[Source]) -> Sources:
             claim("job kind", kind.kind, s.name)
         for driver in s.job_drivers:
             claim("job kind", driver.kind, s.name)
+        for task in s.tasks:
+            claim("task", task.name, s.name)
         if s.metadata is not None:
             for table in s.metadata.tables:
                 claim("table", table, s.name)

@@ -172,6 +172,25 @@ archive_days = Table(
     Column("error", Text, nullable=True),
 )
 
+# -- sources' periodic background tasks (downlink.pipeline.tasks, 0026_tasks) -------------
+# One row per task (``Source.tasks``): the lease of the process running it (``owner``
+# until ``claimed_until``; every write of a run renews it, so only the holder commits),
+# the last successful run and what it did, and the last failure, shown on /consumers.
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("source", String(64), nullable=False),
+    Column("owner", String(64), nullable=True),
+    Column("claimed_until", Double, nullable=True),
+    Column("ran_at", Double, nullable=True),
+    Column("done", BigInteger, nullable=False, server_default="0"),
+    Column("total", BigInteger, nullable=False, server_default="0"),
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("error", Text, nullable=True),
+    Column("error_at", Double, nullable=True),
+)
+
 # -- sender bindings: trust on first use (downlink.security.senders, 0015_senders) -----
 # One row per (source, sender id) bound by its first accepted post: the hash of the
 # secret returned to it, the network it came from (address masked to the configured

@@ -8,21 +8,24 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import httpx
 import orjson
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, delete, select
+from sqlalchemy import Engine, create_engine, delete, select
 
 from downlink.archive.storage import LocalStorage, S3Storage, StorageError, open_storage
 from downlink.cli.main import cli
-from downlink.sources.ooni import archive
+from downlink.pipeline import tasks
+from downlink.settings import Settings
+from downlink.sources.base import TaskContext
+from downlink.sources.ooni import archive, archive_task
 from downlink.sources.ooni.submission import mint_uid
 from downlink.sources.ooni.tables import archive_index, measurements
 from downlink.sources.ooni.tables import fastpath as fastpath_table
@@ -32,6 +35,8 @@ from downlink.testing.live import LiveServer
 from downlink.testing.postgres import free_port
 from tests.sources.ooni.conftest import fixture_measurements, ooni_server
 from tests.sources.ooni.test_probe_services_http import open_report
+
+T = TypeVar("T")
 
 
 def entry(i: int, cc: str = "IT", tn: str = "webconnectivity", ts: float = 1.7e9) -> Any:
@@ -91,10 +96,18 @@ def _rows(db_url: str, table: Any) -> dict[str, dict[str, Any]]:
         engine.dispose()
 
 
+def run_task(engine: Engine, body: Callable[[TaskContext], T]) -> T:
+    """``body`` as one run of the task ooni_archive, in this process (its lease taken)."""
+    settings = Settings(database_url=str(engine.url))
+    return tasks.run_here(engine, "ooni", archive_task.NAME, settings, body, lambda _r: 0)
+
+
 def _run_archive(db_url: str, storage: Any) -> tuple[int, int]:
     engine = create_engine(_normalise(db_url))
     try:
-        return archive.archive_closed_hours(engine.begin, storage, "1", time.time() + 7200)
+        out = run_task(engine, lambda ctx: archive.archive_due(
+            ctx, storage, "1", 300.0, time.time() + 7200))
+        return out.hours, out.measurements
     finally:
         engine.dispose()
 
@@ -116,7 +129,10 @@ def _files(root: Path) -> dict[str, bytes]:
 @pytest.mark.postgres
 def test_archive_reprocess_round_trip(db_url: str, tmp_path: Path) -> None:
     root = tmp_path / "archive"
-    env = {"DOWNLINK_OONI_ARCHIVE": str(root), "DOWNLINK_OONI_RETENTION_HOURS": "0"}
+    # The server does not archive here: the command does (tests/sources/ooni/
+    # test_archive_task.py has the server's own archiving).
+    env = {"DOWNLINK_OONI_ARCHIVE": str(root), "DOWNLINK_OONI_RETENTION_HOURS": "0",
+           "DOWNLINK_OONI_ARCHIVE_EVERY_S": "0"}
     server = ooni_server(db_url, tmp_path / "server.log", env=env)
     try:
         uids = _submit_all(server)
@@ -136,10 +152,10 @@ def test_archive_reprocess_round_trip(db_url: str, tmp_path: Path) -> None:
         assert _run_archive(db_url, LocalStorage(root)) == (0, 0)
         again = tmp_path / "again"
         engine = create_engine(_normalise(db_url))
-        with engine.begin() as conn:
-            hour = float(int(min(r["ts_reception"] for r in before.values()) // 3600) * 3600)
-            for h in range(3):
-                archive.archive_hour(conn, LocalStorage(again), hour + 3600 * h, "1")
+        hour = float(int(min(r["ts_reception"] for r in before.values()) // 3600) * 3600)
+        for h in range(3):
+            run_task(engine, lambda ctx, h=h: archive.archive_hour(
+                ctx, LocalStorage(again), hour + 3600 * h, "1"))
         assert _files(again) == first
 
         # The core's generic reprocess replays the log through the consumer: same rows.

@@ -14,13 +14,19 @@ period), its measurements sorted by uid, a new file started every 20 MB of JSON,
 gzip written without a timestamp, so archiving the same hour twice gives identical
 files. ``ooni_archive_index`` maps each uid to its file and line; the log's rows are
 only purged once their hour is archived.
+
+The server archives by itself: :mod:`downlink.sources.ooni.archive_task` declares the
+task ``ooni_archive`` (``Source.tasks``), which every process running the consumers
+runs every ``DOWNLINK_OONI_ARCHIVE_EVERY_S``, one at a time under a lease
+(:mod:`downlink.pipeline.tasks`); ``downlink ooni archive`` runs the same
+:func:`archive_due` by hand.
 """
 
 from __future__ import annotations
 
 import gzip
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,11 +37,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from downlink.archive.storage import Storage, StorageError
+from downlink.sources.base import TaskContext
 from downlink.sources.ooni.tables import archive_index, measurements, state
 
 SPLIT_BYTES = 20_000_000
-GRACE_S = 300.0
 HOUR = 3600.0
+READ_CHUNK = 500
+INDEX_CHUNK = 2000
 NEXT_HOUR = "archive_next_hour"
 
 
@@ -73,23 +81,33 @@ def _line(e: Entry) -> bytes:
     )
 
 
-def bundle(entries: Sequence[Entry], collector_id: str) -> dict[str, list[Entry]]:
-    """Group entries into files: same hour, CC and test name, sorted by uid, split by size."""
-    groups: dict[tuple[str, str, str], list[Entry]] = {}
-    for e in entries:
-        _ts, cc, testname, _h = e.measurement_uid.split("_")
-        groups.setdefault((hour_dir(e.ts_reception), cc, testname), []).append(e)
-    files: dict[str, list[Entry]] = {}
-    for (hour, cc, testname), items in sorted(groups.items()):
-        items.sort(key=lambda e: e.measurement_uid)
+def plan(items: Sequence[tuple[str, float, int]], collector_id: str) -> dict[str, list[str]]:
+    """The files of some measurements, ``(uid, reception time, body length)`` each: file
+    key to uids in line order (same hour, CC and test name, sorted by uid, split by size).
+    Only the bodies' lengths are needed, so an hour is planned without holding it."""
+    groups: dict[tuple[str, str, str], list[tuple[str, int]]] = {}
+    for uid, ts, length in items:
+        _ts, cc, testname, _h = uid.split("_")
+        groups.setdefault((hour_dir(ts), cc, testname), []).append((uid, length))
+    files: dict[str, list[str]] = {}
+    for (hour, cc, testname), group in sorted(groups.items()):
+        group.sort()
         counter, size = 0, 0
-        for e in items:
-            n = len(e.body) + 100
+        for uid, length in group:
+            n = length + 100
             if size and size + n > SPLIT_BYTES:
                 counter, size = counter + 1, 0
-            files.setdefault(file_key(hour, cc, testname, collector_id, counter), []).append(e)
+            files.setdefault(file_key(hour, cc, testname, collector_id, counter), []).append(uid)
             size += n
     return files
+
+
+def bundle(entries: Sequence[Entry], collector_id: str) -> dict[str, list[Entry]]:
+    """Group entries into files (:func:`plan`), each with its entries in line order."""
+    by_uid = {e.measurement_uid: e for e in entries}
+    planned = plan([(e.measurement_uid, e.ts_reception, len(e.body)) for e in entries],
+                   collector_id)
+    return {key: [by_uid[u] for u in uids] for key, uids in planned.items()}
 
 
 def encode(entries: Sequence[Entry]) -> bytes:
@@ -135,61 +153,138 @@ def _insert(conn: Connection) -> Any:
     return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
 
-def archive_hour(
-    conn: Connection, storage: Storage, start: float, collector_id: str
-) -> int:
-    """Archive the measurements received in ``[start, start + 1 h)``; returns how many."""
+def first_unarchived(conn: Connection) -> float | None:
+    """Start of the hour of the oldest measurement not archived yet (None: none)."""
+    first = conn.execute(
+        select(func.min(measurements.c.ts_reception)).where(
+            measurements.c.ts_reception >= archived_until(conn)
+        )
+    ).scalar()
+    return None if first is None else float(int(float(first) // HOUR) * HOUR)
+
+
+def next_due(conn: Connection, now: float, grace_s: float) -> float | None:
+    """Start of the oldest hour to archive now: it holds measurements not archived and
+    ended ``grace_s`` ago (None: nothing is due)."""
+    hour = first_unarchived(conn)
+    if hour is None or hour + HOUR + grace_s > now:
+        return None
+    return hour
+
+
+def hold_purge(conn: Connection) -> None:
+    """Before the first hour is archived, mark the oldest measurement's hour as where the
+    archive starts, so that retention keeps every measurement the archive lacks."""
+    if _state(conn, NEXT_HOUR) is not None:
+        return
+    hour = first_unarchived(conn)
+    if hour is not None:
+        _set_state(conn, NEXT_HOUR, repr(hour))
+
+
+def hour_sizes(conn: Connection, start: float) -> list[tuple[str, float, int]]:
+    """``(uid, reception time, body length)`` of the measurements of an hour."""
+    rows = conn.execute(
+        select(
+            measurements.c.measurement_uid, measurements.c.ts_reception,
+            func.length(measurements.c.body),
+        ).where(measurements.c.ts_reception >= start, measurements.c.ts_reception < start + HOUR)
+    ).all()
+    return [(str(r[0]), float(r[1]), int(r[2])) for r in rows]
+
+
+def entries_of(conn: Connection, uids: Sequence[str]) -> list[Entry]:
+    """The measurements of these uids (any order)."""
     rows = conn.execute(
         select(
             measurements.c.measurement_uid, measurements.c.report_id,
             measurements.c.ts_reception, measurements.c.body,
-        ).where(measurements.c.ts_reception >= start, measurements.c.ts_reception < start + HOUR)
+        ).where(measurements.c.measurement_uid.in_(list(uids)))
     ).all()
-    entries = [Entry(r[0], r[1], float(r[2]), bytes(r[3])) for r in rows]
+    return [Entry(r[0], r[1], float(r[2]), bytes(r[3])) for r in rows]
+
+
+def index_entries(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Record where archived measurements are (a measurement is indexed once: its uid is
+    the key, so archiving an hour again rewrites the same rows)."""
+    stmt = _insert(conn)(archive_index).values(list(rows))
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[archive_index.c.measurement_uid],
+            set_={"key": stmt.excluded.key, "line": stmt.excluded.line},
+        )
+    )
+
+
+def mark_archived(conn: Connection, start: float) -> bool:
+    """Move the archive's mark past the hour at ``start`` (False: it is past already)."""
+    if archived_until(conn) > start:
+        return False
+    _set_state(conn, NEXT_HOUR, repr(start + HOUR))
+    return True
+
+
+class HourChanged(RuntimeError):
+    """An hour's measurements changed while it was archived (it is archived again)."""
+
+
+def archive_hour(ctx: TaskContext, storage: Storage, start: float, collector_id: str
+                 ) -> int | None:
+    """Archive the measurements received in ``[start, start + 1 h)``; how many (None: the
+    run was told to stop before the hour was done; it is done again by the next run).
+
+    The hour's files are planned from the bodies' lengths and written one at a time
+    (one file's bodies in memory), durably, before their index rows; the hour is marked
+    done last. Every write goes through ``ctx.write`` (only the lease holder commits),
+    so a run killed anywhere leaves the hour to be archived again, identically."""
+    files = plan(ctx.read(hour_sizes, start), collector_id)
     index: list[dict[str, Any]] = []
-    for key, items in bundle(entries, collector_id).items():
-        storage.put(key, encode(items))
+    for key, uids in files.items():
+        if ctx.stopping():
+            return None
+        found: dict[str, Entry] = {}
+        for part in range(0, len(uids), READ_CHUNK):
+            found.update((e.measurement_uid, e) for e in ctx.read(
+                entries_of, uids[part : part + READ_CHUNK]))
+        if len(found) != len(uids):
+            raise HourChanged(f"{key}: {len(uids) - len(found)} measurements went away")
+        storage.put(key, encode([found[u] for u in uids]))
         index.extend(
-            {"measurement_uid": e.measurement_uid, "key": key, "line": n}
-            for n, e in enumerate(items, start=1)
+            {"measurement_uid": u, "key": key, "line": n} for n, u in enumerate(uids, start=1)
         )
-    for chunk in range(0, len(index), 2000):
-        stmt = _insert(conn)(archive_index).values(index[chunk : chunk + 2000])
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[archive_index.c.measurement_uid],
-                set_={"key": stmt.excluded.key, "line": stmt.excluded.line},
-            )
-        )
-    return len(entries)
+    for part in range(0, len(index), INDEX_CHUNK):
+        ctx.write(index_entries, index[part : part + INDEX_CHUNK])
+    ctx.write(mark_archived, start)
+    return len(index)
 
 
-def archive_closed_hours(
-    engine_begin: Any, storage: Storage, collector_id: str, now: float | None = None
-) -> tuple[int, int]:
-    """Archive every hour that is over (and its grace period); (hours, measurements).
+@dataclass(frozen=True)
+class Archived:
+    """What one archiving run did."""
 
-    ``engine_begin`` is ``engine.begin``: each hour is one transaction, committed after
-    its files are durable, so a crash re-archives that hour identically.
-    """
-    now = time.time() if now is None else now
+    hours: int
+    measurements: int
+
+
+def archive_due(ctx: TaskContext, storage: Storage, collector_id: str, grace_s: float,
+                now: float | None = None) -> Archived:
+    """Archive every hour that is over (and its grace period), oldest first.
+
+    The server's task ``ooni_archive`` and ``downlink ooni archive`` both run this,
+    under the task's lease (``downlink.pipeline.tasks``)."""
+    at = time.time() if now is None else now
+    if not ctx.read(archived_until):
+        ctx.write(hold_purge)
     hours = done = 0
-    while True:
-        with engine_begin() as conn:
-            start = archived_until(conn)
-            first = conn.execute(
-                select(func.min(measurements.c.ts_reception)).where(
-                    measurements.c.ts_reception >= start
-                )
-            ).scalar()
-            if first is None:
-                return hours, done
-            hour = float(int(first // HOUR) * HOUR)
-            if hour + HOUR + GRACE_S > now:
-                return hours, done
-            done += archive_hour(conn, storage, hour, collector_id)
-            _set_state(conn, NEXT_HOUR, repr(hour + HOUR))
-            hours += 1
+    while not ctx.stopping():
+        start = ctx.read(next_due, at, grace_s)
+        if start is None:
+            break
+        n = archive_hour(ctx, storage, start, collector_id)
+        if n is None:
+            break
+        hours, done = hours + 1, done + n
+    return Archived(hours, done)
 
 
 def body_from_archive(conn: Connection, storage: Storage, uid: str) -> bytes | None:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 from rich.progress import Progress
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from downlink.archive.storage import Storage, StorageError, open_storage
 from downlink.cli.options import database_option, load_settings
+from downlink.pipeline import tasks
 from downlink.settings import Settings
-from downlink.sources.ooni import archive, fingerprint_store, reprocess, testlists
+from downlink.sources.ooni import archive, archive_task, fingerprint_store, reprocess, testlists
 from downlink.sources.ooni.config import OoniConfig, config_from
 from downlink.sources.ooni.consumer import FILTERS, country, testname
 from downlink.sources.ooni.fingerprints import FingerprintError, read_file
@@ -39,15 +39,6 @@ def _storage(cfg: OoniConfig) -> Storage:
         raise click.UsageError(f"DOWNLINK_OONI_ARCHIVE: {exc}") from None
 
 
-def _begin(engine: Engine) -> object:
-    @contextmanager
-    def begin() -> Iterator[Connection]:
-        with engine.begin() as conn:
-            yield conn
-
-    return begin
-
-
 @click.group()
 def ooni() -> None:
     """OONI measurements: raw archive, reprocessing, fingerprints."""
@@ -56,15 +47,25 @@ def ooni() -> None:
 @ooni.command("archive")
 @database_option
 def archive_cmd(database_url: str | None) -> None:
-    """Archive every hour of measurements that is over (idempotent; run it hourly)."""
-    _settings, cfg, engine = _setup(database_url)
+    """Archive every hour of measurements that is over, now (idempotent).
+
+    The server does it by itself (the task ooni_archive); this is the same code, run by
+    hand: a catch-up, or a deployment with DOWNLINK_OONI_ARCHIVE_EVERY_S=0. It takes the
+    task's lease, so it is safe beside running servers.
+    """
+    settings, cfg, engine = _setup(database_url)
+    storage = _storage(cfg)
     try:
-        hours, done = archive.archive_closed_hours(engine.begin, _storage(cfg), cfg.collector_id)
-    except StorageError as exc:
+        out = tasks.run_here(
+            engine, "ooni", archive_task.NAME, settings,
+            lambda ctx: archive.archive_due(ctx, storage, cfg.collector_id, cfg.archive_grace_s),
+            lambda result: result.measurements,
+        )
+    except (StorageError, tasks.TaskBusy, archive.HourChanged) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         engine.dispose()
-    click.echo(f"archived {done} measurements in {hours} hours")
+    click.echo(f"archived {out.measurements} measurements in {out.hours} hours")
 
 
 def _day(_ctx: click.Context, param: click.Parameter, value: str) -> datetime:

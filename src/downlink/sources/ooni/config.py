@@ -71,9 +71,26 @@ SETTINGS: tuple[SourceSetting, ...] = (
         "archive",
         "DOWNLINK_OONI_ARCHIVE",
         "ooni-archive",
-        "Where `downlink ooni archive` writes the raw archive: a directory, file:// or "
-        "s3://bucket/prefix URL. Empty disables it. While it is set, retention only "
-        "deletes measurements already archived.",
+        "Where the server (and `downlink ooni archive`) writes OONI's hourly raw "
+        "archive: a directory, file:// or s3://bucket/prefix URL. Empty disables it. "
+        "Once an hour is archived, retention only deletes measurements already archived.",
+    ),
+    SourceSetting(
+        "archive_every_s",
+        "DOWNLINK_OONI_ARCHIVE_EVERY_S",
+        60.0,
+        "Seconds between a server process's looks for OONI hours to archive (the task "
+        "ooni_archive, one process at a time); 0: the server never archives, run "
+        "`downlink ooni archive` instead.",
+        _non_negative,
+    ),
+    SourceSetting(
+        "archive_grace_s",
+        "DOWNLINK_OONI_ARCHIVE_GRACE_S",
+        300.0,
+        "Seconds after the end of an hour before its OONI measurements are archived "
+        "(submissions still being committed when the hour ends).",
+        _non_negative,
     ),
     SourceSetting(
         "s3_endpoint",
@@ -105,6 +122,8 @@ class OoniConfig:
     quota_week: int = 200000
     retention_hours: float = 0.0
     archive: str = "ooni-archive"
+    archive_every_s: float = 60.0
+    archive_grace_s: float = 300.0
     s3_endpoint: str = ""
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, select
 from downlink.sources.base import NavEntry, Source
 from downlink.sources.ooni import api, clickhouse, config, fastpath_store, probe_services, views
 from downlink.sources.ooni.archive import archived_until
+from downlink.sources.ooni.archive_task import TASK as ARCHIVE_TASK
 from downlink.sources.ooni.cli import ooni as ooni_cli
 from downlink.sources.ooni.consumer import FASTPATH
 from downlink.sources.ooni.metrics import register
@@ -23,8 +24,9 @@ PURGE_CHUNK = 2000
 def purge(conn: Connection, before_ts: float) -> int:
     """Delete up to PURGE_CHUNK measurements (log and scores) received before the cut-off.
 
-    Once the raw archive has run, log rows are only deleted when their hour is archived,
-    so every measurement stays re-processable.
+    Once the raw archive has started (the server's task ``ooni_archive`` marks where it
+    starts on its first run, before writing anything), log rows are only deleted when
+    their hour is archived, so every measurement stays re-processable.
     """
     done = archived_until(conn)
     log_cut = min(before_ts, done) if done else before_ts
@@ -65,6 +67,7 @@ SOURCE = Source(
     extra={"cli": ooni_cli},
     analytics_tables=(clickhouse.TABLE,),
     analytics_reads=clickhouse.reads,
+    tasks=(ARCHIVE_TASK,),
 )
 
 # The registry reads ``source``.

@@ -20,9 +20,10 @@ the reset is ``consumer.reset_matching(conn, since, until, values)`` and the rep
 walks the matching rows only.
 
 **Revising in place** (``Consumer.revision``, mode ``revise``): no reset. Each step
-holds the consumer's cursor row (the live consumer waits for one batch at most),
+holds the consumer's cursor row (the live consumer waits for one step at most),
 reads the next rows it has applied (up to its cursor, by id, matching
-``revision.where``) and hands them to ``revision.apply``, which swaps their old
+``revision.where``; as many as a step's time budget allows:
+:mod:`downlink.pipeline.stepsize`) and hands them to ``revision.apply``, which swaps their old
 derived rows for new ones in that transaction. Derived data is complete at every
 moment, which a reset-and-replay cannot give (the crash dashboards would be empty
 for minutes at 10M records). A source queues such a job itself with

@@ -137,9 +137,9 @@ class Revision:
     holding the consumer's cursor row (the live consumer waits for one step at most),
     and start over when their ``restart`` flag is set (the inputs changed again).
     ``narrow(conn, table, items)`` selects the only rows an edit naming ``items`` can
-    change (an indexed condition, evaluated at each step): a source queues such a narrowed job with
-    ``request_revision(…, narrow=items)``; edits merged into one job unite their
-    items, and one without items (or after a failed job) walks every row.
+    change (an indexed condition, evaluated at each step): a source queues such a
+    narrowed job with ``request_revision(…, narrow=items)``; edits merged into one job
+    unite their items, and one without items (or after a failed job) walks every row.
     """
 
     apply: Callable[[Connection, Sequence[LogRecord]], int]

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from downlink.pipeline.stepsize import GROWTH, StepSizer, next_size
+from downlink.pipeline.stepsize import (
+    BUDGET_S,
+    GROWTH,
+    SHARED_BUDGET_S,
+    StepSizer,
+    budget_for,
+    next_size,
+)
 
 
 def test_a_step_over_budget_shrinks_in_proportion_and_one_under_grows_at_most_twofold() -> None:
@@ -43,3 +50,10 @@ def test_a_consumer_batch_smaller_than_the_smallest_step_bounds_both() -> None:
     assert sizer.took(7, 100.0) == 7
     with pytest.raises(ValueError):
         StepSizer(0)
+
+
+def test_sqlite_steps_aim_at_the_shorter_budget_the_write_lock_needs() -> None:
+    assert budget_for("sqlite") == BUDGET_S < SHARED_BUDGET_S == budget_for("postgresql")
+    sqlite, pg = StepSizer(10_000, smallest=50), StepSizer(10_000, smallest=50)
+    assert sqlite.took(1000, 1.0, "sqlite") == int(1000 * BUDGET_S)
+    assert pg.took(1000, 1.0, "postgresql") == int(1000 * SHARED_BUDGET_S)

@@ -283,7 +283,7 @@ def revise_step(
         return None
     n = revision.apply(conn, records_of(bound, rows))
     if sizer is not None:
-        sizer.took(size, perf_counter() - started)
+        sizer.took(size, perf_counter() - started, conn.dialect.name)
     return JobProgress(
         cursor=int(rows[-1]["id"]),
         done=done + len(rows),

@@ -7,16 +7,28 @@ group costs far more per row than one that moves none) and on the machine's load
 so a fixed N cannot bound the wait. :class:`StepSizer` sizes each step from the last
 one's duration: ``rows * budget / seconds``, growing at most :data:`GROWTH` times a
 step, shrinking at once, and always within ``[smallest, largest]``.
+
+The budget is :data:`BUDGET_S` on SQLite, where the step holds the one write lock and
+collector posts wait for it; on PostgreSQL, where posts take row locks and only the
+live consumer of the revised rows waits, :data:`SHARED_BUDGET_S`: a longer step costs
+ingestion nothing there, while every step has a fixed cost (a few dozen statements,
+each a round trip) that small steps would multiply.
 """
 
 from __future__ import annotations
 
 import threading
 
-BUDGET_S = 0.2  # the work one step aims to do while it holds the lock
-SMALLEST = 50  # below this, a step's fixed cost (lock, commit) dominates
+BUDGET_S = 0.2  # the work one step aims to do while it holds SQLite's write lock
+SHARED_BUDGET_S = 1.0  # the same on a database with row locks (PostgreSQL)
+SMALLEST = 100  # below this, a step's fixed cost (its statements, commit) dominates
 GROWTH = 2.0  # the most a step grows over the last one
 FIRST = 200  # the first step of a new sizer: small, it learns from there
+
+
+def budget_for(dialect: str) -> float:
+    """The time budget of a step on a database of this dialect."""
+    return BUDGET_S if dialect == "sqlite" else SHARED_BUDGET_S
 
 
 def next_size(
@@ -41,13 +53,13 @@ class StepSizer:
     """
 
     def __init__(
-        self, largest: int, *, budget_s: float = BUDGET_S, smallest: int = SMALLEST
+        self, largest: int, *, budget_s: float | None = None, smallest: int = SMALLEST
     ) -> None:
         if largest < 1:
             raise ValueError("a step has at least one row")
         self.largest = largest
         self.smallest = max(1, min(smallest, largest))
-        self.budget_s = budget_s
+        self.budget_s = budget_s  # None: budget_for the database's dialect
         self._size = max(self.smallest, min(FIRST, largest))
         self._lock = threading.Lock()
 
@@ -56,11 +68,13 @@ class StepSizer:
         """The rows the next step reads at most."""
         return self._size
 
-    def took(self, size: int, elapsed_s: float) -> int:
-        """A step of ``size`` rows took ``elapsed_s`` seconds: set and return the next size."""
+    def took(self, size: int, elapsed_s: float, dialect: str = "sqlite") -> int:
+        """A step of ``size`` rows took ``elapsed_s`` seconds on a database of
+        ``dialect``: set and return the next size."""
+        budget = budget_for(dialect) if self.budget_s is None else self.budget_s
         with self._lock:
             self._size = next_size(
-                size, elapsed_s, budget_s=self.budget_s,
+                size, elapsed_s, budget_s=budget,
                 smallest=self.smallest, largest=self.largest,
             )
             return self._size

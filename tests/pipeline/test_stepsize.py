@@ -3,6 +3,8 @@ never leaves its bounds."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from downlink.pipeline.stepsize import (
@@ -11,6 +13,7 @@ from downlink.pipeline.stepsize import (
     SHARED_BUDGET_S,
     StepSizer,
     budget_for,
+    clock,
     next_size,
 )
 
@@ -57,3 +60,8 @@ def test_sqlite_steps_aim_at_the_shorter_budget_the_write_lock_needs() -> None:
     sqlite, pg = StepSizer(10_000, smallest=50), StepSizer(10_000, smallest=50)
     assert sqlite.took(1000, 1.0, "sqlite") == int(1000 * BUDGET_S)
     assert pg.took(1000, 1.0, "postgresql") == int(1000 * SHARED_BUDGET_S)
+
+
+def test_sqlite_steps_are_timed_by_their_threads_cpu_and_others_by_the_wall() -> None:
+    assert clock("sqlite") is time.thread_time
+    assert clock("postgresql") is time.perf_counter

@@ -37,12 +37,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time
-from time import perf_counter
 from typing import Any
 
 import orjson
 from sqlalchemy import ColumnElement, Connection, select
 
+from downlink.pipeline import stepsize
 from downlink.pipeline.consumers import Bound, records_of
 from downlink.pipeline.stepsize import StepSizer
 from downlink.sources.base import Consumer, JobKind, JobProgress
@@ -261,7 +261,8 @@ def revise_step(
     cursors.ensure(conn, bound.name, consumer.follows)
     # Hold the live consumer: it waits for this step, and applies its batch after.
     applied = cursors.lock(conn, bound.name, wait=True) or follow.START
-    started = perf_counter()  # from here on the step holds the lock
+    tick = stepsize.clock(conn.dialect.name)
+    started = tick()  # from here on the step holds the lock
     size = consumer.batch_max if sizer is None else sizer.size
     since, until = _range(params)
     where = _filtered(bound, _values(params))
@@ -283,7 +284,7 @@ def revise_step(
         return None
     n = revision.apply(conn, records_of(bound, rows))
     if sizer is not None:
-        sizer.took(size, perf_counter() - started, conn.dialect.name)
+        sizer.took(size, tick() - started, conn.dialect.name)
     return JobProgress(
         cursor=int(rows[-1]["id"]),
         done=done + len(rows),

@@ -13,11 +13,19 @@ collector posts wait for it; on PostgreSQL, where posts take row locks and only 
 live consumer of the revised rows waits, :data:`SHARED_BUDGET_S`: a longer step costs
 ingestion nothing there, while every step has a fixed cost (a few dozen statements,
 each a round trip) that small steps would multiply.
+
+A step's duration is its work (:func:`clock`): on SQLite the CPU time of the thread
+running it (SQLite works in that thread), so the size does not collapse when other
+processes load the machine (every thread, the posts' too, is slowed alike then, and
+a step too small to be efficient would only add work); on PostgreSQL wall time (the
+server does the work).
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 
 BUDGET_S = 0.2  # the work one step aims to do while it holds SQLite's write lock
 SHARED_BUDGET_S = 1.0  # the same on a database with row locks (PostgreSQL)
@@ -29,6 +37,11 @@ FIRST = 200  # the first step of a new sizer: small, it learns from there
 def budget_for(dialect: str) -> float:
     """The time budget of a step on a database of this dialect."""
     return BUDGET_S if dialect == "sqlite" else SHARED_BUDGET_S
+
+
+def clock(dialect: str) -> Callable[[], float]:
+    """The clock a step's duration is read from on a database of this dialect."""
+    return time.thread_time if dialect == "sqlite" else time.perf_counter
 
 
 def next_size(

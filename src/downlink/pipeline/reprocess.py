@@ -20,9 +20,10 @@ the reset is ``consumer.reset_matching(conn, since, until, values)`` and the rep
 walks the matching rows only.
 
 **Revising in place** (``Consumer.revision``, mode ``revise``): no reset. Each step
-holds the consumer's cursor row (the live consumer waits for one batch at most),
+holds the consumer's cursor row (the live consumer waits for one step at most),
 reads the next rows it has applied (up to its cursor, by id, matching
-``revision.where``) and hands them to ``revision.apply``, which swaps their old
+``revision.where``; as many as a step's time budget allows:
+:mod:`downlink.pipeline.stepsize`) and hands them to ``revision.apply``, which swaps their old
 derived rows for new ones in that transaction. Derived data is complete at every
 moment, which a reset-and-replay cannot give (the crash dashboards would be empty
 for minutes at 10M records). A source queues such a job itself with
@@ -41,7 +42,9 @@ from typing import Any
 import orjson
 from sqlalchemy import ColumnElement, Connection, select
 
+from downlink.pipeline import stepsize
 from downlink.pipeline.consumers import Bound, records_of
+from downlink.pipeline.stepsize import StepSizer
 from downlink.sources.base import Consumer, JobKind, JobProgress
 from downlink.store import cursors, follow, jobs
 from downlink.store.tables import jobs as jobs_table
@@ -197,15 +200,19 @@ def count(
 
 
 def step(
-    conn: Connection, job: Mapping[str, Any], bounds: Mapping[str, Bound]
+    conn: Connection,
+    job: Mapping[str, Any],
+    bounds: Mapping[str, Bound],
+    sizers: Mapping[str, StepSizer] | None = None,
 ) -> JobProgress | None:
-    """One transaction of a reprocess job: the reset, or one chunk of the replay."""
+    """One transaction of a reprocess job: the reset, or one chunk of the replay
+    (revising in place: a chunk sized by the consumer's ``sizers`` entry, if any)."""
     params = dict(job["params"] or {})
     bound = bounds.get(str(params.get("consumer")))
     if bound is None:
         raise LookupError(f"no consumer {params.get('consumer')!r} in this server's sources")
     if params.get("mode") == REVISE:
-        return revise_step(conn, job, bound)
+        return revise_step(conn, job, bound, (sizers or {}).get(bound.name))
     since, until = float(params["since"]), float(params["until"])
     consumer = bound.consumer
     values = _values(params)
@@ -235,8 +242,14 @@ def step(
     return JobProgress(cursor=int(rows[-1]["id"]), done=int(job["done"]) + len(rows))
 
 
-def revise_step(conn: Connection, job: Mapping[str, Any], bound: Bound) -> JobProgress | None:
-    """One transaction of a revision: the next rows the consumer applied, revised."""
+def revise_step(
+    conn: Connection, job: Mapping[str, Any], bound: Bound, sizer: StepSizer | None = None
+) -> JobProgress | None:
+    """One transaction of a revision: the next rows the consumer applied, revised.
+
+    At most ``sizer.size`` rows (its time budget's worth, learnt from the last step:
+    :mod:`downlink.pipeline.stepsize`), or the consumer's ``batch_max`` without one.
+    """
     revision = bound.consumer.revision
     if revision is None:
         raise LookupError(f"consumer {bound.name!r} cannot revise its rows in place")
@@ -248,6 +261,9 @@ def revise_step(conn: Connection, job: Mapping[str, Any], bound: Bound) -> JobPr
     cursors.ensure(conn, bound.name, consumer.follows)
     # Hold the live consumer: it waits for this step, and applies its batch after.
     applied = cursors.lock(conn, bound.name, wait=True) or follow.START
+    tick = stepsize.clock(conn.dialect.name)
+    started = tick()  # from here on the step holds the lock
+    size = consumer.batch_max if sizer is None else sizer.size
     since, until = _range(params)
     where = _filtered(bound, _values(params))
     if revision.where is not None:
@@ -260,14 +276,15 @@ def revise_step(conn: Connection, job: Mapping[str, Any], bound: Bound) -> JobPr
             conn, bound.table, consumer.ts_column, since, until, applied, where
         )
     rows = follow.read_range(
-        conn, bound.table, consumer.ts_column, since, until, applied, after,
-        consumer.batch_max, where,
+        conn, bound.table, consumer.ts_column, since, until, applied, after, size, where,
     )
     if not rows:
         if total is not None:  # nothing at all: still record the (re)start
             jobs.progress(conn, job_id, owner, cursor=0, done=0, changed=0, total=total)
         return None
     n = revision.apply(conn, records_of(bound, rows))
+    if sizer is not None:
+        sizer.took(size, tick() - started, conn.dialect.name)
     return JobProgress(
         cursor=int(rows[-1]["id"]),
         done=done + len(rows),
@@ -280,21 +297,24 @@ def job_kinds(bounds: Sequence[Bound]) -> list[JobKind]:
     """The ``reprocess`` job kind over these consumers, and each consumer's revision
     job kind (``Revision.kind``)."""
     by_name = {b.name: b for b in bounds}
+    # One sizer per consumer with a revision: its revisions run one at a time (its lane).
+    sizers = {b.name: StepSizer(b.consumer.batch_max)
+              for b in bounds if b.consumer.revision is not None}
 
     def run(conn: Connection, job: Mapping[str, Any]) -> JobProgress | None:
-        return step(conn, job, by_name)
+        return step(conn, job, by_name, sizers)
 
     kinds = [JobKind(KIND, run)]
     for b in bounds:
         revision = b.consumer.revision
         if revision is not None and revision.kind is not None:
-            kinds.append(JobKind(revision.kind, _reviser(b)))
+            kinds.append(JobKind(revision.kind, _reviser(b, sizers[b.name])))
     return kinds
 
 
-def _reviser(bound: Bound) -> Any:
+def _reviser(bound: Bound, sizer: StepSizer) -> Any:
     def run(conn: Connection, job: Mapping[str, Any]) -> JobProgress | None:
-        return revise_step(conn, job, bound)
+        return revise_step(conn, job, bound, sizer)
 
     return run
 

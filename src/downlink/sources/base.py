@@ -132,13 +132,14 @@ class Revision:
     ``kind`` is the job kind of the revisions the source queues itself (Clear Linux's
     ``regroup`` after a "never guilty" edit: ``downlink.pipeline.reprocess.
     request_revision``); the core registers it on the job runner. Revision jobs walk
-    the rows by id, one ``batch_max`` per transaction, holding the consumer's cursor
-    row (the live consumer waits for one batch at most), and start over when their
-    ``restart`` flag is set (the inputs changed again). ``narrow(conn, table, items)``
-    selects the only rows an edit naming ``items`` can change (an indexed condition,
-    evaluated at each step): a source queues such a narrowed job with
-    ``request_revision(…, narrow=items)``; edits merged into one job unite their
-    items, and one without items (or after a failed job) walks every row.
+    the rows by id, at most ``batch_max`` per transaction (fewer when a step of that
+    many would hold the lock past its time budget: ``downlink.pipeline.stepsize``),
+    holding the consumer's cursor row (the live consumer waits for one step at most),
+    and start over when their ``restart`` flag is set (the inputs changed again).
+    ``narrow(conn, table, items)`` selects the only rows an edit naming ``items`` can
+    change (an indexed condition, evaluated at each step): a source queues such a
+    narrowed job with ``request_revision(…, narrow=items)``; edits merged into one job
+    unite their items, and one without items (or after a failed job) walks every row.
     """
 
     apply: Callable[[Connection, Sequence[LogRecord]], int]

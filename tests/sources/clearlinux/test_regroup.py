@@ -20,6 +20,7 @@ from downlink.pipeline import reprocess
 from downlink.pipeline.consumers import Bound
 from downlink.pipeline.jobkinds import run_step
 from downlink.pipeline.jobrunner import STALE_AFTER_S, JobRunner
+from downlink.pipeline.stepsize import StepSizer
 from downlink.sources.base import JobKind
 from downlink.sources.clearlinux import consumers
 from downlink.sources.clearlinux.consumers import CRASHES
@@ -462,6 +463,73 @@ def test_a_regroup_moves_records_between_groups_and_equals_a_rebuild(store: Stor
     done, changed = _regroup_watching(store, 50)
     assert (done, changed) == (crashes, 0)
     assert [_all(store, t) for t in CRASH_TABLES] == second
+
+
+def _snapshot(store: Store) -> list[list[tuple[Any, ...]]]:
+    """Every crash rollup row and every record's group."""
+    groups = store.run(lambda c: [tuple(r) for r in c.execute(
+        select(records.c.id, records.c.guilty_id).order_by(records.c.id))])
+    return [*(_all(store, t) for t in CRASH_TABLES), groups]
+
+
+def _regroup_sized(store: Store, sizer: StepSizer) -> list[int]:
+    """Run the queued regroup job with steps of ``sizer``'s sizes; the rows of each
+    step (after each, every crash record counted once)."""
+    bound = Bound("clearlinux", CRASHES, records)
+    kind = JobKind(KIND, lambda c, j: reprocess.revise_step(c, j, bound, sizer))
+    job = _claim(store, "sized")
+    assert job is not None
+    job_id = int(job["id"])
+    expected = store.run(_grouped)
+    rows: list[int] = []
+    done = 0
+    while store.run_write(run_step, kind, job_id, "sized"):
+        assert store.run(_counted) == (expected, expected)
+        now = int(_job(store, job_id)["done"])
+        rows.append(now - done)
+        done = now
+    assert _job(store, job_id)["state"] == "done"
+    return rows
+
+
+def test_the_regroup_gives_the_same_groups_and_rollups_whatever_its_step_sizes(
+    store: Store,
+) -> None:
+    gen = RecordGenerator(seed=23, machines=25, days=5)
+    rows = list(gen.rows(700))
+    for start in range(0, len(rows), 350):
+        load(store, rows[start : start + 350])
+    before = _snapshot(store)
+    marked = [("raise()", "libc.so.6"), ("abort()", "libc.so.6"), ("__GI___poll()", "libc.so.6")]
+
+    # Tiny steps: one to three records each.
+    _mark(store, marked)
+    tiny = _regroup_sized(store, StepSizer(3, smallest=1, budget_s=1e-9))
+    assert len(tiny) > 8 and max(tiny) <= 3
+    after_tiny = _snapshot(store)
+    assert after_tiny != before
+
+    # Allowed again, in one large step: back to the groups the consumer gave.
+    _edit(store, remove_from_blacklist, marked)
+    assert len(_regroup_sized(store, StepSizer(100_000))) <= 2
+    assert _snapshot(store) == before
+
+    # Large steps give what tiny ones gave, ...
+    _mark(store, marked)
+    large = _regroup_sized(store, StepSizer(100_000, budget_s=3600.0))
+    assert _snapshot(store) == after_tiny
+    assert len(large) < len(tiny)
+
+    # ... and so do steps sized by a budget so small that they keep changing: within
+    # their bounds (the last one may find fewer rows left than the smallest).
+    _edit(store, remove_from_blacklist, marked)
+    _regroup_sized(store, StepSizer(100_000))
+    _mark(store, marked)
+    sizer = StepSizer(40, smallest=5, budget_s=0.003)
+    adaptive = _regroup_sized(store, sizer)
+    assert all(n <= 40 for n in adaptive) and all(n >= 5 for n in adaptive[:-1])
+    assert 5 <= sizer.size <= 40
+    assert _snapshot(store) == after_tiny
 
 
 def test_downlink_reprocess_in_place_regroups_a_range_from_the_cli(store: Store) -> None:

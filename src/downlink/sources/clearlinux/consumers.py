@@ -41,7 +41,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from downlink.sources.base import Consumer, LogRecord, Revision
 from downlink.sources.clearlinux.backtrace import BACKTRACE_CLASSES, find_guilty
-from downlink.sources.clearlinux.crashes import guilty_id, load_blacklist
+from downlink.sources.clearlinux.crashes import guilty_ids, load_blacklist
 from downlink.sources.clearlinux.rollups import (
     DAY,
     move_crashes,
@@ -74,15 +74,12 @@ def assign_groups(conn: Connection, rows: Sequence[Row]) -> tuple[list[Row], lis
     if not crashes:
         return [], []
     blacklist = load_blacklist(conn)
-    ids: dict[tuple[str, str], int] = {}  # rows made here exist only if this commits
+    frames = [find_guilty(row.get("payload") or "", blacklist) for row in crashes]
+    # Looked up together; rows made here exist only if this commits.
+    ids = guilty_ids(conn, (f for f in frames if f is not None))
     changed: list[Row] = []
-    for row in crashes:
-        found = find_guilty(row.get("payload") or "", blacklist)
-        new: int | None = None
-        if found is not None:
-            new = ids.get(found)
-            if new is None:
-                new = ids[found] = guilty_id(conn, *found)
+    for row, found in zip(crashes, frames, strict=True):
+        new = None if found is None else ids[found]
         if new != row.get("guilty_id"):
             changed.append(row)
         row["guilty_id"] = new

@@ -60,6 +60,32 @@ def guilty_id(conn: Connection, function: str, module: str) -> int:
     return int(found)
 
 
+def guilty_ids(conn: Connection, frames: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Return the ids of guilty frames, creating the new ones in the order given.
+
+    The known ones are read in one statement per 500 functions (a batch's frames
+    were read one statement each: most of a regroup step's work); the new ones are
+    created one by one with :func:`guilty_id`, in order, so ids depend only on the
+    order new frames appear.
+    """
+    wanted = list(dict.fromkeys(frames))
+    found: dict[tuple[str, str], int] = {}
+    functions = sorted({f for f, _ in wanted})
+    for start in range(0, len(functions), 500):
+        part = functions[start : start + 500]
+        rows = conn.execute(
+            select(guilty.c.function, guilty.c.module, guilty.c.id)
+            .where(guilty.c.function.in_(part))
+        )
+        for function, module, gid in rows:
+            found[(str(function), str(module))] = int(gid)
+    out: dict[tuple[str, str], int] = {}
+    for frame in wanted:
+        known = found.get(frame)
+        out[frame] = guilty_id(conn, *frame) if known is None else known
+    return out
+
+
 def count_backtraces(conn: Connection) -> int:
     """Return how many stored records are of a backtrace class (what a regroup walks)."""
     found = conn.execute(

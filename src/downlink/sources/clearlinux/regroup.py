@@ -5,17 +5,20 @@ A "never guilty" edit only queues (or restarts) a ``regroup`` job
 The job is no driver of its own: it is the core's revision of a consumer in place
 (``downlink.pipeline.reprocess.revise_step``, run by every server's job runner, or
 by ``downlink reprocess --in-place``). Each step is one write transaction that holds
-the crash consumer's cursor row, reads the next :data:`~downlink.sources.base.Consumer.
-batch_max` crash records the consumer has applied (by id), regroups them with the
-list of the moment and moves the records whose group changed from the old group's
-rollups to the new one's (``consumers._regroup``), saving the job's cursor, counts
-and heartbeat with it. So:
+the crash consumer's cursor row, reads the next crash records the consumer has applied
+(by id: at most :data:`~downlink.sources.base.Consumer.batch_max`, as many as about
+200 ms of work allows on SQLite, 1 s on PostgreSQL: :mod:`downlink.pipeline.stepsize`),
+regroups them with the list of the moment and moves the records whose group changed
+from the old group's rollups to the new one's (``consumers._regroup``), saving the
+job's cursor, counts and heartbeat with it. So:
 
 * the crash dashboards show every record in exactly one group at every moment: never
   an emptied or half-rebuilt group, whatever the size of the database;
-* SQLite's single writer, and with it ingestion, waits for one batch at most, and so
-  does the live crash consumer (it groups new records with the list of its batch,
-  read after it takes its cursor row, so after any edit whose restart the job saw);
+* SQLite's single writer, and with it ingestion, waits for one step at most (about
+  200 ms, longer only when the machine is so loaded that even the smallest step, 100
+  records, takes longer), and so does the live crash consumer (it groups new
+  records with the list of its batch, read after it takes its cursor row, so after
+  any edit whose restart the job saw);
 * a job whose process dies resumes from its last committed batch once its heartbeat
   is stale (or at once after a clean shutdown); running it twice changes nothing
   the second time (the records are already in their groups);

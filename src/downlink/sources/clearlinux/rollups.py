@@ -598,28 +598,24 @@ def _remove_from_cells(
         for d, gid, b, n, lo, hi in found:
             stored[(int(d), int(gid), b)] = (int(n), float(lo), float(hi))
     emptied: list[dict[str, Any]] = []
-    updated: list[dict[str, Any]] = []
-    r = records.c
-    extremes = select(func.min(r.ts_reception), func.max(r.ts_reception)).where(
-        r.guilty_id == bindparam("g"), r.build == bindparam("b"), handled,
-        r.sender_flagged.is_not(True),
-        r.ts_reception >= bindparam("lo"), r.ts_reception < bindparam("hi"),
-    )
+    kept: list[tuple[Cell, int, float, float]] = []
+    stale: list[Cell] = []  # cells whose earliest or latest crash left
     for cell, (n, lo, hi) in sorted(stored.items()):
         removed, first, last = cells[cell]
         left = n - int(removed)
-        day, gid, build = cell
-        where = {"kd": day, "kg": gid, "kb": build}
         if left <= 0:
-            emptied.append(where)
+            emptied.append({"kd": cell[0], "kg": cell[1], "kb": cell[2]})
             continue
-        if first <= lo or last >= hi:  # its earliest or latest crash left: read the new
-            first_ts, last_ts = conn.execute(
-                extremes, {"g": gid, "b": build, "lo": day * DAY, "hi": (day + 1) * DAY}
-            ).one()
-            if first_ts is not None:
-                lo, hi = float(first_ts), float(last_ts)
-        updated.append({**where, "n": left, "lo": lo, "hi": hi})
+        if first <= lo or last >= hi:
+            stale.append(cell)
+        kept.append((cell, left, lo, hi))
+    extremes = _extremes(conn, stale, handled)
+    updated: list[dict[str, Any]] = []
+    for cell, left, lo, hi in kept:
+        read = extremes.get(cell)
+        if read is not None:
+            lo, hi = read
+        updated.append({"kd": cell[0], "kg": cell[1], "kb": cell[2], "n": left, "lo": lo, "hi": hi})
     match = (g.day == bindparam("kd"), g.guilty_id == bindparam("kg"), g.build == bindparam("kb"))
     if emptied:
         conn.execute(delete(rollup_guilty).where(*match), emptied)
@@ -630,6 +626,40 @@ def _remove_from_cells(
             .values(count=bindparam("n"), first_seen=bindparam("lo"), last_seen=bindparam("hi")),
             updated,
         )
+
+
+def _extremes(
+    conn: Connection, cells: Sequence[Cell], handled: ColumnElement[bool]
+) -> dict[Cell, tuple[float, float]]:
+    """The first and last crash left in each (day, guilty_id, build) of ``cells``.
+
+    One grouped statement per 500 groups (over the groups' records of the cells' days,
+    found through the ``guilty_id`` index), not one per cell: a step that moves a
+    large group's records re-reads many of its days.
+    """
+    if not cells:
+        return {}
+    wanted = set(cells)
+    r = records.c
+    day = _day_sql(conn).label("day")
+    first_day = min(c[0] for c in cells)
+    last_day = max(c[0] for c in cells)
+    builds = sorted({c[2] for c in cells})
+    found: dict[Cell, tuple[float, float]] = {}
+    for gids in _parts(sorted({c[1] for c in cells})):
+        rows = conn.execute(
+            select(day, r.guilty_id, r.build, func.min(r.ts_reception),
+                   func.max(r.ts_reception))
+            .where(r.guilty_id.in_(gids), r.build.in_(builds), handled,
+                   r.sender_flagged.is_not(True),
+                   r.ts_reception >= first_day * DAY, r.ts_reception < (last_day + 1) * DAY)
+            .group_by(day, r.guilty_id, r.build)
+        )
+        for d, gid, build, lo, hi in rows:
+            cell = (int(d), int(gid), build)
+            if cell in wanted:
+                found[cell] = (float(lo), float(hi))
+    return found
 
 
 def _remove_machines(conn: Connection, machines: Counter[Key]) -> list[Key]:

@@ -163,10 +163,19 @@ def main() -> None:
     ap.add_argument("--label", default="this code", help="what this run measured")
     ap.add_argument("--no-write", action="store_true", help="do not touch docs/performance.md")
     ap.add_argument("--section", default=SECTION)
+    ap.add_argument("--write-from", type=Path, metavar="JSON",
+                    help="write the section from a run saved with --json, loading nothing")
     args = ap.parse_args()
+    if args.write_from:
+        now = json.loads(args.write_from.read_text())
+        before = json.loads(args.before.read_text()) if args.before else None
+        write_section(_section(args, now, before), args.section)
+        return
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     about = machine()
-    results: dict[str, Any] = {"label": args.label, "about": about, "kinds": {}}
+    results: dict[str, Any] = {"label": args.label, "about": about, "kinds": {},
+                               "command": " ".join(["python bench/mce_statuses.py",
+                                                    *sys.argv[1:]])}
     profile: list[str] = []
     with tempfile.TemporaryDirectory(prefix="downlink-bench-") as tmp:
         for kind in kinds:
@@ -207,7 +216,7 @@ def _section(args: argparse.Namespace, now: dict[str, Any], before: dict[str, An
     lines = [
         f"## MCE with a random STATUS on every machine check, {args.records:,} records",
         "",
-        f"`python bench/mce_statuses.py {' '.join(sys.argv[1:])}`: {args.records:,} generated "
+        f"`{now.get('command', 'python bench/mce_statuses.py')}`: {args.records:,} generated "
         f"records over {DAYS} days (4 % machine checks, a share of "
         f"{args.random_mce_status:g} of them with a random 64-bit STATUS), loaded with the "
         "consumers' own rollups; the SQL store's reads of the views called in process: "

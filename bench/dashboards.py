@@ -104,12 +104,13 @@ def _insert(conn: Connection, rows: list[dict[str, Any]], processors: list[Any])
 
 
 def _loader(
-    url: str, n: int, seed: int, now: float | None
+    url: str, n: int, seed: int, now: float | None, random_mce_status: float = 0.0
 ) -> tuple[Store, RecordGenerator, list[Any]]:
     """A migrated store without fsync, the record generator and the processors."""
     store = Store(Settings(database_url=url, sqlite_synchronous="OFF"))
     store.migrate()
-    gen = RecordGenerator(seed=seed, machines=max(1000, n // 100), days=DAYS, now=now)
+    gen = RecordGenerator(seed=seed, machines=max(1000, n // 100), days=DAYS, now=now,
+                          random_mce_status=random_mce_status)
     return store, gen, [derive]
 
 
@@ -171,7 +172,12 @@ def _fast_batch(conn: Connection, rows: list[dict[str, Any]], processors: list[A
 
 
 def fast_load(
-    url: str, n: int, seed: int, now: float | None = None, batch: int = FAST_BATCH
+    url: str,
+    n: int,
+    seed: int,
+    now: float | None = None,
+    batch: int = FAST_BATCH,
+    random_mce_status: float = 0.0,
 ) -> float:
     """Load like :func:`load`, faster: big batches, COPY or executemany, indexes last.
 
@@ -180,8 +186,10 @@ def fast_load(
     same; only the batches are bigger (rollups are sums, so batch size does not change
     them), records go in with PostgreSQL ``COPY`` or one SQLite ``executemany``, and
     the plain indexes on ``records`` are dropped for the load and created afterwards.
+    ``random_mce_status``: the share of machine checks with a random STATUS word
+    (:class:`~downlink.testing.generate.RecordGenerator`).
     """
-    store, gen, processors = _loader(url, n, seed, now)
+    store, gen, processors = _loader(url, n, seed, now, random_mce_status)
     started = time.perf_counter()
     done = 0
     try:

@@ -25,8 +25,11 @@ from downlink.sources.clearlinux.tables import (
     rollup_guilty,
     rollup_guilty_machines,
     rollup_mce,
+    rollup_mce_build_statuses,
+    rollup_mce_daily,
     rollup_mce_machine_weeks,
     rollup_mce_machines,
+    rollup_mce_statuses,
 )
 from downlink.store.database import Store
 from downlink.store.engine import _normalise
@@ -88,6 +91,17 @@ def fleet(now: float) -> list[dict[str, Any]]:
             ts_reception=ts,
             ts_capture=ts,
             sender_flagged=True if i % 17 == 0 else None,
+        ))
+    # More statuses than the MCE page lists: both stores cut the list the same way.
+    for i in range(30):
+        ts = now - (i % 25) * DAY
+        rows.append(rec(
+            classification="org.clearlinux/mce/corrected",
+            payload=f"STATUS 8c000040{i:08x} MCGSTATUS 0\n",
+            machine_id=machines[i % 4],
+            build=builds[i % 2],
+            ts_reception=ts,
+            ts_capture=ts,
         ))
     for i in range(40):
         ts = now - (300.0 if i % 2 else 7200.0) - i
@@ -200,6 +214,7 @@ def test_pages_same_answers(db_url: str, analytics_url: str) -> None:
     for query, ours, theirs in zip(queries, from_clickhouse, from_sql, strict=True):
         assert ours == theirs, query
     assert '["00800400",' in from_sql[queries.index(("/mce.json", _period(0, 21)))]
+    assert '["other",' in from_sql[queries.index(("/mce.json", _period(0, 21)))]
     ch = connect(analytics_url)
     shipped = ch.query(f"SELECT count() FROM {ch.table('clearlinux_crashes')} FINAL")[0][0]
     assert shipped == 150  # the crash records, flagged ones included (backtraces list them)
@@ -209,7 +224,8 @@ def test_pages_same_answers(db_url: str, analytics_url: str) -> None:
     engine = create_engine(_normalise(db_url))
     with engine.begin() as conn:
         for table in (rollup_guilty, rollup_guilty_machines, rollup_mce, rollup_mce_machines,
-                      rollup_mce_machine_weeks, rollup_class_daily):
+                      rollup_mce_machine_weeks, rollup_class_daily, rollup_mce_daily,
+                      rollup_mce_statuses, rollup_mce_build_statuses):
             conn.execute(delete(table))
         conn.execute(delete(records).where(records.c.source == "substrate"))
     engine.dispose()

@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import Connection, Engine, create_engine, event, insert
 
 from downlink.settings import Settings
-from downlink.sources.clearlinux.queries import crashes, mce
+from downlink.sources.clearlinux.queries import crashes, mce, mce_statuses
 from downlink.sources.substrate import queries as nodes
 from downlink.store.database import Store
 from downlink.store.inserts import RECORD_COLUMNS
@@ -70,6 +70,13 @@ def _queries(gid: int) -> dict[str, Query]:
         "crash group history": lambda c: crashes._history(c, gid),
         "top crash groups": lambda c: crashes.top_guilties(c, Period.past(60)),
         "mce": lambda c: mce.mce_summary(c, Period.past(90)),
+        "mce statuses ranked": lambda c: mce_statuses._ranked(c, Period.past(90), None, 10**9, 20),
+        "mce statuses ranked, one build": lambda c: mce_statuses._ranked(
+            c, Period.past(90), "31000", 10**9, 20
+        ),
+        "mce statuses straddled": lambda c: mce_statuses._period_counts(
+            c, Period.past(7), None, [f"{i:08x}" for i in range(50)]
+        ),
         "event id": lambda c: event_records(c, "5a" * 16),
         "search box": lambda c: search(c, "12D3KooW1"),
     }
@@ -85,7 +92,7 @@ SQLITE_INDEX = {
     "crash group page": "ix_rollup_guilty_machines_by_group",
     "top crash groups": "ix_rollup_guilty_by_day",
     "crash group page, estimated": "ix_rollup_guilty_by_day",
-    "mce": "ix_rollup_mce_by_day",
+    "mce": "sqlite_autoindex_rollup_mce_daily_1 (day>? AND day<?)",
 }
 
 # The index every statement of a view must take, on SQLite: the machines of a crash
@@ -102,6 +109,11 @@ SQLITE_EVERY = {
     # The partial index of the records that have an event id (migration 0025).
     "event id": "ix_records_event_id (event_id=?)",
     "crash list processes": "ix_records_guilty_id_id (guilty_id=?)",
+    # The MCE status list: statuses ranked from their totals by count, the period's
+    # events of a few of them by status, never a period of rollup_mce's rows.
+    "mce statuses ranked": "ix_rollup_mce_statuses_by_count",
+    "mce statuses ranked, one build": "ix_rollup_mce_build_statuses_by_count (build=?",
+    "mce statuses straddled": "ix_rollup_mce_by_status (status=?",
 }
 
 

@@ -131,8 +131,14 @@ class RecordGenerator:
         now: float | None = None,
         first_build: int = 31000,
         builds_per_week: int = 3,
+        random_mce_status: float = 0.0,
     ) -> None:
         self.rng = random.Random(seed)
+        # The share of machine checks whose STATUS is a random 64-bit word (a status is
+        # sender-controlled text: the scale bench's payloads, or a hostile sender), the
+        # others one of the four MCE_STATUS; 0 draws nothing more, so seeds stay as
+        # they were.
+        self.random_mce_status = random_mce_status
         self.now = time.time() if now is None else now
         self.days = days
         self.first_build = first_build
@@ -209,7 +215,10 @@ class RecordGenerator:
         if cls.startswith("org.clearlinux/kernel/"):
             return rng.choice(self._oopses)
         if cls.startswith("org.clearlinux/mce/"):
-            status = rng.choice(MCE_STATUS)
+            if self.random_mce_status and rng.random() < self.random_mce_status:
+                status = f"{rng.getrandbits(64):016x}"
+            else:
+                status = rng.choice(MCE_STATUS)
             return (
                 f"CPU {rng.randint(0, 63)} BANK {rng.randint(0, 22)} TSC {rng.getrandbits(40):x}\n"
                 f"MISC {rng.getrandbits(32):x} ADDR {rng.getrandbits(36):x}\n"

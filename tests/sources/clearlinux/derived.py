@@ -12,7 +12,8 @@ from sqlalchemy import Engine, select
 
 from downlink.sources.clearlinux.backtrace import BACKTRACE_CLASSES, find_guilty
 from downlink.sources.clearlinux.crashes import load_blacklist
-from downlink.sources.clearlinux.rollups import MCE_PREFIX, day_of, month_of, week_of
+from downlink.sources.clearlinux.mce import MCE_CLASSES
+from downlink.sources.clearlinux.rollups import MCE_PREFIX, day_of, mce_status, month_of, week_of
 from downlink.sources.clearlinux.tables import (
     guilty,
     rollup_class_daily,
@@ -20,7 +21,9 @@ from downlink.sources.clearlinux.tables import (
     rollup_guilty_machine_totals,
     rollup_guilty_machines,
     rollup_machines,
+    rollup_mce_daily,
     rollup_mce_machines,
+    rollup_mce_statuses,
 )
 from downlink.store.tables import records
 
@@ -78,13 +81,17 @@ def recount(engine: Engine) -> dict[str, Any]:
             "totals": {tuple(r[:4]) for r in conn.execute(select(rollup_guilty_machine_totals))},
             "mce_machines": Counter({tuple(r[:4]): r[4] for r in conn.execute(
                 select(rollup_mce_machines))}),
+            "mce_daily": Counter({tuple(r[:3]): r[3] for r in conn.execute(
+                select(rollup_mce_daily))}),
+            "mce_statuses": {tuple(r) for r in conn.execute(select(rollup_mce_statuses))},
         }
         for d, g, _b, n in conn.execute(select(rollup_guilty.c.day, rollup_guilty.c.guilty_id,
                                                rollup_guilty.c.build, rollup_guilty.c.count)):
             got["per_group"][(d, g)] += n
     want: dict[str, Any] = {"per_class": Counter(), "per_group": Counter(), "machines": set(),
                             "group_machines": Counter(), "totals": Counter(),
-                            "mce_machines": Counter(), "wrong_group": []}
+                            "mce_machines": Counter(), "mce_daily": Counter(),
+                            "mce_statuses": {}, "wrong_group": []}
     for rid, source, cls, ts, build, machine, payload, gid in rows:
         if source != "clearlinux":
             continue
@@ -94,6 +101,11 @@ def recount(engine: Engine) -> dict[str, Any]:
             want["machines"].add((grain, period, build, machine))
         if cls.startswith(MCE_PREFIX):
             want["mce_machines"][(week_of(day), cls, build, machine)] += 1
+            want["mce_daily"][(day, cls, build)] += 1
+        if cls in MCE_CLASSES:
+            status = mce_status(payload or "")
+            n, first, last = want["mce_statuses"].get(status, (0, day, day))
+            want["mce_statuses"][status] = (n + 1, min(first, day), max(last, day))
         if cls in BACKTRACE_CLASSES:
             found = find_guilty(payload or "", blacklist)
             expected = None if found is None else frames.get(found, -1)
@@ -105,6 +117,7 @@ def recount(engine: Engine) -> dict[str, Any]:
                 want["totals"][(gid, build, machine)] += 1
     want["group_machines"] = {(*k, n) for k, n in want["group_machines"].items()}
     want["totals"] = {(*k, n) for k, n in want["totals"].items()}
+    want["mce_statuses"] = {(k, *v) for k, v in want["mce_statuses"].items()}
     got["wrong_group"] = []
     # rollup_machines rows carry no count; rollup_population must match them too.
     return {"got": got, "want": want}

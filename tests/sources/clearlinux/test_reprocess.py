@@ -58,7 +58,9 @@ def test_delete_derived_rows_then_reprocess_restores_every_dashboard(
     db_url: str, tmp_path: Path
 ) -> None:
     dump = tmp_path / "fleet.ndjson"
-    gen = RecordGenerator(seed=7, machines=40, days=DAYS - 2)
+    # Half the machine checks with a status of their own: more statuses than the MCE
+    # page lists, so its list ends with the rest ("other"), ranked from the totals.
+    gen = RecordGenerator(seed=7, machines=40, days=DAYS - 2, random_mce_status=0.5)
     with dump.open("wb") as out:
         for i, row in enumerate(gen.rows(1500)):
             out.write(orjson.dumps(export_row({**row, "id": i + 1})) + b"\n")
@@ -77,6 +79,7 @@ def test_delete_derived_rows_then_reprocess_restores_every_dashboard(
     finally:
         server.stop()
     assert before["/crashes.json?from=" + _since()]["guilties"], "no crash groups to compare"
+    assert before["/mce.json?from=" + _since()]["by_status"][-1][0] == "other"
     engine = make_engine(Settings(database_url=db_url), writer=True)
     try:
         check = recount(engine)

@@ -36,12 +36,15 @@ def test_reprocessing_a_middle_range_restores_every_rollup(db_url: str) -> None:
     store = Store(Settings(database_url=db_url))
     store.migrate()
     try:
-        gen = RecordGenerator(seed=5, machines=30, days=70)
+        # A third of the machine checks with a status of their own (the others' four
+        # statuses span the whole history: their totals straddle the range).
+        gen = RecordGenerator(seed=5, machines=30, days=70, random_mce_status=0.3)
         rows = list(gen.rows(3000))
         for start in range(0, len(rows), 1000):
             load(store, rows[start:start + 1000])
         before = _snapshot(store)
         assert before["rollup_mce_machines"] and before["rollup_guilty_machine_totals"]
+        assert len(before["rollup_mce_statuses"]) > 20 and before["rollup_mce_build_statuses"]
         days = sorted({int(r["ts_reception"] // DAY) for r in rows})
         # A Wednesday to the 10th of a later month: every boundary cuts a week and a month.
         first = next(d for d in days[5:] if (d + 3) % 7 == 2)

@@ -28,8 +28,11 @@ from downlink.sources.clearlinux.tables import (
     rollup_guilty_sketch,
     rollup_machines,
     rollup_mce,
+    rollup_mce_build_statuses,
+    rollup_mce_daily,
     rollup_mce_machine_weeks,
     rollup_mce_machines,
+    rollup_mce_statuses,
     rollup_platform_daily,
     rollup_population,
 )
@@ -218,6 +221,17 @@ def test_migration_rolls_up_records_stored_before_it(
         assert totals == {("31000", "machine-a"): 1, ("31000", "b"): 1}  # backfilled by 0012
         weeks = [(m, n) for _, m, n in _all(store, rollup_mce_machine_weeks)]
         assert weeks == [("machine-a", 2)]  # backfilled by 0017: MCE classes, not thermal
+        # Backfilled by clearlinux_0001: every class without the status; the status
+        # totals of the MCE classes, not thermal.
+        assert sum(r[-1] for r in _all(store, rollup_mce_daily)) == 3
+        assert [r[1:] for r in _all(store, rollup_mce_daily)] == [
+            (f"org.clearlinux/mce/{c}", "31000", 1) for c in ("UCNA", "corrected", "thermal")
+        ]
+        ((status, n, first, last),) = _all(store, rollup_mce_statuses)
+        assert (status, n, first == last) == ("00010090", 2, True)
+        assert [r[:3] for r in _all(store, rollup_mce_build_statuses)] == [
+            ("31000", "00010090", 2)
+        ]
         from downlink.sources.clearlinux.queries import crashes
         from downlink.store.queries.period import Period
 

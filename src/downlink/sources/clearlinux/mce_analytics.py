@@ -4,7 +4,8 @@ The SQL store answers from the MCE rollups (:mod:`.queries.mce`); ClickHouse cou
 period's records themselves (the core's ``records`` table there): the same numbers in
 the same order, the MCE status read from the payload with the rollup's own pattern
 (:data:`~downlink.sources.clearlinux.rollups._MCE_STATUS`, RE2 and Python agree on it),
-top machines over the whole weeks the period touches, as the weekly rollup has them.
+top machines over the whole weeks the period touches, as the weekly rollup has them,
+the status list cut as the SQL store's is (:func:`.queries.mce_statuses.listed`).
 Nothing here is derived state of the SQL store: no join is needed.
 """
 
@@ -25,6 +26,7 @@ from downlink.sources.clearlinux.queries.mce import (
     thermal_weekly,
     week_of,
 )
+from downlink.sources.clearlinux.queries.mce_statuses import listed
 from downlink.sources.clearlinux.rollups import _MCE_STATUS
 from downlink.sources.clearlinux.wire import SOURCE
 from downlink.sources.runtime import analytics_of, store_of
@@ -79,7 +81,7 @@ def mce(ch: Analytics, period: Period, build: str | None = None, top: int = 20) 
         "weekly": weekly,
         "by_class": grouped("class"),
         "by_build": sorted(grouped("build"), key=lambda kv: build_sort_key(kv[0])),
-        "by_status": grouped("status"),
+        "by_status": listed(totals["status"], sum(totals["class"].values())),
         "top_machines": [
             {"machine_id": str(m), "count": int(n), "builds": int(b)} for m, n, b in leaders
         ],

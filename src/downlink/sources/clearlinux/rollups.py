@@ -29,6 +29,7 @@ through ``json_populate_recordset`` (a short statement, the same for every batch
 from __future__ import annotations
 
 import re
+import typing
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from datetime import date, timedelta
@@ -67,8 +68,11 @@ from downlink.sources.clearlinux.tables import (
     rollup_guilty_sketch,
     rollup_machines,
     rollup_mce,
+    rollup_mce_build_statuses,
+    rollup_mce_daily,
     rollup_mce_machine_weeks,
     rollup_mce_machines,
+    rollup_mce_statuses,
     rollup_platform_daily,
     rollup_population,
 )
@@ -88,6 +92,7 @@ _EPOCH = date(1970, 1, 1)
 _GUILTY_COLUMNS = ["day", "guilty_id", "build", "count", "first_seen", "last_seen"]
 _MACHINE_COLUMNS = ["day", "guilty_id", "build", "machine_id", "count"]
 _TOTAL_COLUMNS = ["guilty_id", "build", "machine_id", "count", "first_day", "last_day"]
+_SPAN_COLUMNS = ["count", "first_day", "last_day"]
 
 ROLLUP_TABLES = (
     rollup_daily,
@@ -104,6 +109,9 @@ ROLLUP_TABLES = (
     rollup_mce,
     rollup_mce_machines,
     rollup_mce_machine_weeks,
+    rollup_mce_daily,
+    rollup_mce_statuses,
+    rollup_mce_build_statuses,
 )
 
 def day_of(ts: float) -> int:
@@ -391,9 +399,52 @@ def update_counts(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     new_machines = _insert_absent(conn, rollup_machines, machines)
     population: Counter[Key] = Counter((g, p, b) for g, p, b, _ in new_machines)
     _add_counts(conn, rollup_population, population, "machines")
-    _add_counts(conn, rollup_mce, mce, "count")
+    _add_mce(conn, mce)
     _add_counts(conn, rollup_mce_machines, mce_machines, "count")
     _add_counts(conn, rollup_mce_machine_weeks, _machine_weeks(mce_machines), "count")
+
+
+def _add_mce(conn: Connection, mce: Counter[Key]) -> None:
+    """Add (day, class, build, status) counts to ``rollup_mce``, to ``rollup_mce_daily``
+    (without the status) and, for the MCE classes, to the status totals."""
+    daily: Counter[Key] = Counter()
+    statuses: dict[Key, list[int]] = {}
+    build_statuses: dict[Key, list[int]] = {}
+    for (cell_day, cls, build, status), n in mce.items():
+        day = typing.cast(int, cell_day)
+        daily[(day, cls, build)] += n
+        if cls in MCE_CLASSES:
+            for spans, key in ((statuses, (status,)), (build_statuses, (build, status))):
+                v = spans.get(key)
+                if v is None:
+                    spans[key] = [n, day, day]
+                else:
+                    v[0] += n
+                    v[1] = min(v[1], day)
+                    v[2] = max(v[2], day)
+    _add_counts(conn, rollup_mce, mce, "count")
+    _add_counts(conn, rollup_mce_daily, daily, "count")
+    _add_spans(conn, rollup_mce_statuses, statuses)
+    _add_spans(conn, rollup_mce_build_statuses, build_statuses)
+
+
+def _add_spans(conn: Connection, table: Table, spans: Mapping[Key, list[int]]) -> None:
+    """Upsert all-time totals: key -> [count, first_day, last_day], counts added, days
+    widened."""
+    if not spans:
+        return
+    keys = _keys(table)
+    t = table.name
+    tail = (
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+        f"count = {t}.count + excluded.count, "
+        f"first_day = CASE WHEN {t}.first_day <= excluded.first_day "
+        f"THEN {t}.first_day ELSE excluded.first_day END, "
+        f"last_day = CASE WHEN {t}.last_day >= excluded.last_day "
+        f"THEN {t}.last_day ELSE excluded.last_day END"
+    )
+    rows: list[Key] = [(*k, *v) for k, v in spans.items()]
+    _run(conn, table, [*keys, *_SPAN_COLUMNS], rows, tail)
 
 
 def _machine_weeks(mce_machines: Counter[Key]) -> Counter[Key]:
@@ -760,7 +811,14 @@ _SKETCHES = (rollup_guilty_sketch, rollup_guilty_build_sketch)
 # Every rollup of one crash group (emptied and refilled together when it is rebuilt).
 _GROUP_TABLES = (rollup_guilty, rollup_guilty_machines, rollup_guilty_machine_totals, *_SKETCHES)
 # Created after migration 0003 (see rebuild_rollups).
-_LATER = (*_SKETCHES, rollup_guilty_machine_totals, rollup_mce_machine_weeks)
+_LATER = (
+    *_SKETCHES,
+    rollup_guilty_machine_totals,
+    rollup_mce_machine_weeks,
+    rollup_mce_daily,
+    rollup_mce_statuses,
+    rollup_mce_build_statuses,
+)
 
 
 def fill_machine_totals(conn: Connection, guilty_id: int | None = None) -> None:
@@ -851,9 +909,11 @@ def reset_counts(conn: Connection, first_day: int, end_day: int, handled: Any) -
     """
     if end_day <= first_day:
         return
+    _forget_status_totals(conn, first_day, end_day)
     for table in (rollup_daily, rollup_class_daily, rollup_build_daily,
-                  rollup_platform_daily, rollup_mce):
+                  rollup_platform_daily, rollup_mce, rollup_mce_daily):
         conn.execute(delete(table).where(table.c.day >= first_day, table.c.day < end_day))
+    _sum_status_totals(conn)
     weeks = (week_of(first_day), week_of(end_day - 1))
     months = (month_of(first_day), month_of(end_day - 1))
     spans = {"d": (first_day, end_day - 1), "w": weeks, "m": months}
@@ -911,6 +971,36 @@ def reset_counts(conn: Connection, first_day: int, end_day: int, handled: Any) -
                 select(m.grain, m.period, m.build, func.count())
                 .where(m.grain == grain, m.period >= lo, m.period <= hi)
                 .group_by(m.grain, m.period, m.build),
+            )
+        )
+
+
+def _forget_status_totals(conn: Connection, first_day: int, end_day: int) -> None:
+    """Delete the status totals of every (build, status) with MCE events in the days
+    ``[first_day, end_day)`` (before those days' ``rollup_mce`` rows go)."""
+    m = rollup_mce.c
+    in_range = (m.day >= first_day, m.day < end_day, m.classification.in_(MCE_CLASSES))
+    s, b = rollup_mce_statuses, rollup_mce_build_statuses
+    conn.execute(delete(s).where(s.c.status.in_(select(m.status).where(*in_range))))
+    conn.execute(
+        delete(b).where(
+            tuple_(b.c.build, b.c.status).in_(select(m.build, m.status).where(*in_range))
+        )
+    )
+
+
+def _sum_status_totals(conn: Connection) -> None:
+    """Insert the status totals missing, summed from the ``rollup_mce`` rows left."""
+    m = rollup_mce.c
+    for table, key in ((rollup_mce_statuses, (m.status,)),
+                       (rollup_mce_build_statuses, (m.build, m.status))):
+        missing = ~exists().where(*(table.c[k.name] == k for k in key))
+        conn.execute(
+            insert(table).from_select(
+                [k.name for k in key] + _SPAN_COLUMNS,
+                select(*key, func.sum(m.count), func.min(m.day), func.max(m.day))
+                .where(m.classification.in_(MCE_CLASSES), missing)
+                .group_by(*key),
             )
         )
 

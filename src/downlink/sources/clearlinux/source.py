@@ -11,10 +11,10 @@ revision of the crash consumer's records (:mod:`.regroup`). The pages (``/builds
 ``/stats``, ``/crashes``, ``/mce``, ``/thermal``, ``/population``: :mod:`.pages`) read
 :mod:`.queries`.
 
-Its tables (:mod:`.tables`) were created by the core migrations ``0001`` to ``0012``,
-which predate source migrations: existing databases sit at core head ``0012``, so
-they stay in the core chain; a new table of this source goes in
-``sources/clearlinux/migrations`` (``clearlinux_0001_…``).
+Its tables (:mod:`.tables`) were created by the core migrations ``0001`` to ``0017``,
+which predate source migrations, so those stay in the core chain; the tables and
+indexes added since are revisions of its own branch, ``sources/clearlinux/migrations``
+(``clearlinux_0001_mce_statuses``: the MCE rollups sized to the charts).
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ def source() -> Source:
         openapi_paths=collector.openapi_paths,
         ingest_paths=frozenset({*collector.PATHS, bulk.PATH}),
         metadata=tables.metadata,
+        migrations=HERE / "migrations",
         nav=(
             NavEntry("builds", "Builds", "/builds", keeps_period=True),
             NavEntry("stats", "Stats", "/stats", keeps_period=True),

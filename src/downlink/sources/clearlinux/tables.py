@@ -1,8 +1,8 @@
 """Clear Linux's tables: crash groups, the "never guilty" list and the dashboard rollups.
 
 Created by the core migrations (``0001`` to ``0012``: they predate source migrations,
-and every existing database sits at core head ``0012``), so this source has no
-migration folder yet; a new table of its own goes in ``sources/clearlinux/migrations``
+and every existing database sits at core head ``0012``); the tables and indexes added
+since are this source's own revisions, in ``sources/clearlinux/migrations``
 (``clearlinux_0001_…``). The names follow the core's naming convention so that they
 match what those migrations created. ``records.guilty_id`` (a core column) refers to
 ``guilty.id``.
@@ -212,6 +212,12 @@ rollup_guilty_build_sketch = Table(
     Column("registers", LargeBinary, nullable=False),
 )
 
+# Machine checks and thermal events (every ``org.clearlinux/mce/`` class) per day,
+# class, build and MCE status. A status is sender-controlled text, as many as there are
+# records at worst, so no view reads a period of these rows: the MCE view reads the
+# period's counts from rollup_mce_daily, ranks statuses from their totals and reads
+# here only the rows of the few statuses it weighs (this index; migration
+# clearlinux_0001 replaced the day-led one).
 rollup_mce = Table(
     "rollup_mce",
     metadata,
@@ -220,8 +226,53 @@ rollup_mce = Table(
     Column("build", Text, primary_key=True),
     Column("status", Text, primary_key=True),
     Column("count", BigInteger, nullable=False),
-    # The MCE view reads a period's rows from this index alone (migration 0009).
-    Index("ix_rollup_mce_by_day", "day", "classification", "build", "status", "count"),
+    Index("ix_rollup_mce_by_status", "status", "day", "classification", "build", "count"),
+)
+
+# rollup_mce without the status: per day, class and build, what the MCE view's weekly,
+# class and build charts and its period total read (clearlinux_0001), whatever the
+# number of statuses.
+rollup_mce_daily = Table(
+    "rollup_mce_daily",
+    metadata,
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("classification", Text, primary_key=True),
+    Column("build", Text, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
+# Every MCE event (the four MCE classes, not thermal) of a status whatever the day, and
+# the first and last day among them; per build in rollup_mce_build_statuses. The MCE
+# view's status list ranks a period's statuses from these all-time counts (an upper
+# bound of any period's count, exact when the status's days lie inside the period:
+# downlink.sources.clearlinux.queries.mce_statuses), read by count from the index
+# (clearlinux_0001).
+rollup_mce_statuses = Table(
+    "rollup_mce_statuses",
+    metadata,
+    Column("status", Text, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("first_day", Integer, nullable=False),
+    Column("last_day", Integer, nullable=False),
+    Index("ix_rollup_mce_statuses_by_count", "count", "status", "first_day", "last_day"),
+)
+
+rollup_mce_build_statuses = Table(
+    "rollup_mce_build_statuses",
+    metadata,
+    Column("build", Text, primary_key=True),
+    Column("status", Text, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("first_day", Integer, nullable=False),
+    Column("last_day", Integer, nullable=False),
+    Index(
+        "ix_rollup_mce_build_statuses_by_count",
+        "build",
+        "count",
+        "status",
+        "first_day",
+        "last_day",
+    ),
 )
 
 # week = day number of the Monday of the week.

@@ -13,9 +13,10 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from downlink.sources.clearlinux.mce import MCE_CLASSES, THERMAL_CLASS
+from downlink.sources.clearlinux.queries.mce_statuses import status_list
 from downlink.sources.clearlinux.tables import (
     rollup_class_daily,
-    rollup_mce,
+    rollup_mce_daily,
     rollup_mce_machine_weeks,
     rollup_mce_machines,
 )
@@ -36,32 +37,28 @@ def mce_summary(
 ) -> dict[str, Any]:
     """Return weekly counts per class, counts by class, build and status, top machines.
 
-    Top machines count whole weeks (their rollup is weekly) overlapping the period.
+    The status list is the period's ``SHOWN`` statuses with the most events and the
+    rest as one entry (:mod:`.mce_statuses`). Top machines count whole weeks (their
+    rollup is weekly) overlapping the period.
     """
-    t = rollup_mce
+    t = rollup_mce_daily
     rows_of = [t.c.day >= period.first, t.c.day <= period.last, t.c.classification.in_(MCE_CLASSES)]
     if build is not None:
         rows_of.append(t.c.build == build)
-    # Two passes over the period's rows (read from the covering (day, ...) index): per
-    # day and class for the weekly lines, per class, build and status for the rest,
-    # summed here (at most a few hundred rows) instead of one scan per chart.
+    # The period's rows per day, class and build (a range of its primary key), summed
+    # here for the weekly lines and the class and build charts: as many rows as days x
+    # classes x builds, whatever the number of statuses. The status list ranks statuses
+    # from their totals (queries.mce_statuses) instead of summing one row per status
+    # and day.
     weeks = _week_labels(period)
     weekly: dict[str, list[int]] = {c: [0] * len(weeks) for c in MCE_CLASSES}
-    for day, cls, n in conn.execute(
-        select(t.c.day, t.c.classification, func.sum(t.c.count))
-        .where(*rows_of)
-        .group_by(t.c.day, t.c.classification)
+    totals: dict[str, Counter[str]] = {"class": Counter(), "build": Counter()}
+    for day, cls, b, n in conn.execute(
+        select(t.c.day, t.c.classification, t.c.build, t.c.count).where(*rows_of)
     ):
         weekly[str(cls)][(week_of(int(day)) - weeks[0]) // 7] += int(n)
-    totals: dict[str, Counter[str]] = {"class": Counter(), "build": Counter(), "status": Counter()}
-    for cls, b, status, n in conn.execute(
-        select(t.c.classification, t.c.build, t.c.status, func.sum(t.c.count))
-        .where(*rows_of)
-        .group_by(t.c.classification, t.c.build, t.c.status)
-    ):
         totals["class"][str(cls)] += int(n)
         totals["build"][str(b)] += int(n)
-        totals["status"][str(status)] += int(n)
 
     def grouped(what: str) -> list[tuple[str, int]]:
         return sorted(totals[what].items(), key=lambda kv: (-kv[1], kv[0]))
@@ -115,7 +112,7 @@ def mce_summary(
         "weekly": weekly,
         "by_class": grouped("class"),
         "by_build": by_build,
-        "by_status": grouped("status"),
+        "by_status": status_list(conn, period, build, sum(totals["class"].values())),
         "top_machines": [
             {"machine_id": mid, "count": n, "builds": builds.get(mid, 0)} for mid, n in leaders
         ],

@@ -32,8 +32,12 @@ class LiveServer:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> LiveServer:
-        """Start the server and wait until /-/health answers."""
+    def start(self, timeout: float = 120.0) -> LiveServer:
+        """Start the server and wait until /-/health answers.
+
+        A server normally answers within a few seconds; the long default is for a
+        loaded 2-core machine, where a 2-worker server was seen taking 40-48 s (a
+        server that exits stops the wait at once, whatever the timeout)."""
         env = {**os.environ, **self.env, "DATABASE_URL": self.database_url}
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(

@@ -7,8 +7,8 @@ answer.
 
 ``POST /report/{report_id}``, the hot path, is a plain ASGI endpoint served past the
 middleware and the router (``Source.direct_post_prefixes``, wrapped in the same guards):
-through the router a 50 KB submission cost about 1.4 ms of CPU, over half of it route
-matching (``bench/ooni_submit_cpu.py``, docs/performance.md).
+through the router a 50 KB submission cost about 1.7 ms of CPU on SQLite, half of it
+route matching (``bench/ooni_submit_cpu.py``, docs/performance.md).
 """
 
 from __future__ import annotations

@@ -151,3 +151,19 @@ def test_csv_load_reaches_a_running_server_and_rescoring(db_url: str, tmp_path: 
         assert _scores(db_url)[first] == after
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(("cc", "confirmed"), [("RU", True), ("IT", False)])
+def test_a_blank_scope_match_confirms_only_in_its_countries(cc: str, confirmed: bool) -> None:
+    from downlink.sources.ooni import scoring
+    from downlink.sources.ooni.fingerprints import Fingerprints
+
+    text = ",".join(COLUMNS) + "\ntest.ru_product,,,dns,full,192.0.2.7,5,RU,test,,\n"
+    fps = Fingerprints(read_bytes(text.encode(), "fingerprints_dns.csv"))
+    msm = {"test_name": "web_connectivity", "probe_cc": cc, "test_keys": {
+        "blocking": False, "accessible": True,
+        "queries": [{"answers": [{"answer_type": "A", "ipv4": "192.0.2.7"}]}]}}
+    scores = scoring.score(msm, fps)
+    assert [fp["name"] for fp in scores["fingerprints"]] == ["test.ru_product"]
+    assert scores.get("confirmed", False) is confirmed
+    assert scores["blocking_general"] == (1.0 if confirmed else 0.0)

@@ -32,6 +32,9 @@ script in `bench/`; each runs with one command and rewrites only its own section
 - `python bench/ingest_cpu.py`: CPU time per record of collector and bulk posts, the
   ASGI app called in process, by thread and (`--stages`) by stage; machine load does
   not inflate it the way it does wall time.
+- `python bench/ooni_submit_cpu.py`: the same for OONI's `POST /report/{report_id}`
+  with a 50 KB body, split by stage (body read, parse, checks, stored bytes, uid hash,
+  answer, HTTP and routing, durable write).
 - `python bench/queries.py`: `/api/records` latency at 100k and 1M records (`--sizes`
   for 10M), SQLite and PostgreSQL.
 - `python bench/memory.py`: server RSS sampled during sustained load (default 10

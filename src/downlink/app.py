@@ -115,6 +115,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     for source in sources:
         for path, endpoint in source.direct_posts.items():
             app.add_direct_route("POST", path, security.guard(app, endpoint, settings))
+        for prefix, endpoint in source.direct_post_prefixes.items():
+            app.add_direct_prefix("POST", prefix, security.guard(app, endpoint, settings))
     web_routes.install(app, settings)
 
     def openapi_paths() -> dict[str, Any]:

@@ -352,6 +352,10 @@ class Source:
       straight from its ``__call__``, past the middleware and the router, wrapped in
       the same checks (``security.guard``); their ``routes`` are matched first too.
       The hot path of a single-record collector (Clear Linux's ``/v2/collector``).
+      ``direct_post_prefixes``: the same for ``{prefix: ASGI endpoint}``, serving
+      every path made of the prefix (starting and ending with ``/``) and one more
+      segment; the endpoint reads its parameter from ``scope["path"]`` (OONI's
+      ``POST /report/{report_id}``).
     * ``search(conn, text)``: what the search box finds among the source's data, as
       keys added to ``/search.json``'s ``found`` (from indexes or small tables, never
       a scan); ``search_template``: a template (``"<name>/…"``) rendering them as
@@ -439,6 +443,9 @@ class Source:
     direct_posts: Mapping[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = field(
         default_factory=dict
     )
+    direct_post_prefixes: Mapping[
+        str, Callable[[Scope, Receive, Send], Awaitable[None]]
+    ] = field(default_factory=dict)
     openapi_paths: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
     search: Callable[[Connection, str], Mapping[str, Any]] | None = None
     search_template: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -9,7 +10,7 @@ import httpx
 import orjson
 import pytest
 import zstandard
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, select, text
 
 from downlink.sources.ooni import fastpath
 from downlink.sources.ooni.fingerprints import Fingerprints
@@ -209,3 +210,88 @@ def test_submission_paths_stay_open_with_api_tokens(db_url: str, tmp_path: Any) 
         assert httpx.get(f"{server.url}/api/v1/measurements").status_code == 401
     finally:
         server.stop()
+
+
+def _lz4_expected(db_url: str) -> bool:
+    """Whether the database is a PostgreSQL server built with lz4 (migration ooni_0006)."""
+    if not db_url.startswith("postgresql"):
+        return False
+    engine = create_engine(_normalise(db_url))
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(
+                "SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression'"
+                " AND 'lz4' = ANY(enumvals)")).first() is not None
+    finally:
+        engine.dispose()
+
+
+def test_body_is_stored_as_sent(ooni: LiveServer) -> None:
+    """The stored bytes are the body as sent (decompressed), ``is_verified`` added at
+    its end, not a re-encoding; the uid hashes those bytes."""
+    msm = fixture_measurements()["20250527233111.802678_ID_webconnectivity_5a37ec909dbf14e3.json"]
+    rid = open_report(ooni.url, msm)
+    content = orjson.dumps(msm, option=orjson.OPT_INDENT_2)
+    sent = b'{ "content" : ' + content + b',\n "format": "json" }\n'
+    plain = httpx.post(f"{ooni.url}/report/{rid}", content=sent)
+    packed = httpx.post(f"{ooni.url}/report/{rid}", content=zstandard.compress(sent),
+                        headers={"Content-Encoding": "zstd"})
+    assert plain.status_code == packed.status_code == 200
+    expected = sent.rstrip()[:-1] + b',"is_verified":"u"}'
+    stored = {r["measurement_uid"]: bytes(r["body"]) for r in rows(ooni.database_url,
+                                                                    measurements)}
+    for answer in (plain, packed):
+        uid = answer.json()["measurement_uid"]
+        assert stored[uid] == expected
+        assert uid.endswith(hashlib.sha512(expected).hexdigest()[:16])
+    if ooni.database_url.startswith("postgresql"):
+        engine = create_engine(_normalise(ooni.database_url))
+        try:
+            with engine.connect() as conn:
+                method = conn.execute(text(
+                    "SELECT DISTINCT pg_column_compression(body) FROM ooni_measurements"
+                )).scalars().all()
+        finally:
+            engine.dispose()
+        assert method == (["lz4"] if _lz4_expected(ooni.database_url) else ["pglz"])
+
+
+def test_a_client_gone_mid_body_stores_nothing(db_url: str) -> None:
+    """A probe that disconnects before its whole body arrived gets no answer, and
+    nothing is stored (the direct endpoint reads ASGI messages itself)."""
+    import asyncio
+
+    from downlink.app import create_app
+    from downlink.settings import Settings
+
+    msm = fixture_measurements()["tor.json"]
+    rid = "20200116T151230Z_tor_IT_30722_n1_AAAAAAAAAAAAAAAA"
+    body = orjson.dumps({"format": "json", "content": msm})
+    app = create_app(Settings(database_url=db_url, consumer_poll_s=0.0))
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def main() -> None:
+        async with app.router.lifespan_context(app):
+            messages = iter([{"type": "http.request", "body": body[:100], "more_body": True},
+                             {"type": "http.disconnect"}])
+
+            async def receive() -> dict[str, Any]:
+                return next(messages)
+
+            path = f"/report/{rid}"
+            await app({"type": "http", "method": "POST", "path": path,
+                       "raw_path": path.encode(), "root_path": "", "scheme": "http",
+                       "query_string": b"", "http_version": "1.1",
+                       "headers": [(b"content-length", str(len(body)).encode())],
+                       "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 8000),
+                       "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+
+    asyncio.run(main())
+    assert sent == []
+    assert rows(db_url, measurements) == []
+    metrics = app.state.store.metrics.registry.get_sample_value(
+        "downlink_ooni_submissions_total", {"outcome": "disconnected"})
+    assert metrics == 1.0

@@ -162,3 +162,22 @@ def test_uid() -> None:
         stored).hexdigest()[:16]
     assert submission.uid_time(uid) == when
     assert submission.uid_time("legacy") is None
+
+
+@pytest.mark.parametrize("sent", [
+    b'{"format":"json","content":{"probe_cc":"IT","n":1.50E2}}',
+    b'{ "content" : {"a": [1, 2]},\n  "format": "json" }\n\t ',
+    b'{"format":"json","content":{"s":"\\u00e9}"}}',
+])
+def test_stored_as_received_keeps_the_bytes(sent: bytes) -> None:
+    body = orjson.loads(sent)
+    stored = submission.stored_as_received(sent, body, "u")
+    assert stored == sent.rstrip()[:-1] + b',"is_verified":"u"}'
+    assert orjson.loads(stored) == {**orjson.loads(sent), "is_verified": "u"}
+
+
+def test_stored_as_received_overrides_a_sent_is_verified() -> None:
+    sent = b'{"format":"json","content":{},"is_verified":"t"}'
+    stored = submission.stored_as_received(sent, orjson.loads(sent), "u")
+    assert stored.count(b"is_verified") == 1
+    assert orjson.loads(stored)["is_verified"] == "u"

@@ -26,7 +26,7 @@ import ahocorasick
 import orjson
 
 PATTERN_TYPES = ("full", "prefix", "contains", "regexp")
-_FIELDS = ("name", "scope", "location_found", "pattern_type", "pattern")
+_FIELDS = ("name", "location_found", "pattern_type", "pattern")
 
 
 class FingerprintError(ValueError):
@@ -79,10 +79,21 @@ def expected_countries(value: Any) -> tuple[str, ...]:
 
 
 def parse(entry: Mapping[str, Any], where: str) -> Fingerprint:
-    """Build a Fingerprint from a JSON/CSV entry; FingerprintError names what is wrong."""
+    """Build a Fingerprint from a JSON/CSV entry; FingerprintError names what is wrong.
+
+    ``scope`` may be empty: the repository's CSVs leave it blank for some product
+    fingerprints (``ooni.ru_83``, ``ooni.zz_4``, ...); such a match is recorded, and
+    confirms blocking only in its expected countries (locality general, as OONI's
+    fastpath does for any scope it does not map).
+    """
     for name in _FIELDS:
         if not isinstance(entry.get(name), str) or not entry[name]:
             raise FingerprintError(f"{where}: field {name!r} is missing or empty")
+    scope = entry.get("scope")
+    if scope is None:
+        scope = ""
+    if not isinstance(scope, str):
+        raise FingerprintError(f"{where}: field 'scope' is not text")
     pattern_type = entry["pattern_type"]
     if pattern_type not in PATTERN_TYPES:
         raise FingerprintError(f"{where}: unknown pattern_type {pattern_type!r}")
@@ -90,7 +101,9 @@ def parse(entry: Mapping[str, Any], where: str) -> Fingerprint:
     if location not in ("dns", "body") and not location.startswith("header."):
         raise FingerprintError(f"{where}: unknown location_found {location!r}")
     try:
-        confidence = int(entry.get("confidence_no_fp") or 5)
+        raw = entry.get("confidence_no_fp")
+        # Blank means the default, 5; 0 is a value (``0 or 5`` made it 5 from JSON).
+        confidence = 5 if raw is None or raw == "" else int(raw)
     except (TypeError, ValueError):
         raise FingerprintError(f"{where}: confidence_no_fp is not an integer") from None
     regex = None
@@ -101,7 +114,7 @@ def parse(entry: Mapping[str, Any], where: str) -> Fingerprint:
             raise FingerprintError(f"{where}: bad regexp: {exc}") from None
     return Fingerprint(
         name=entry["name"],
-        scope=entry["scope"],
+        scope=scope,
         location_found=location.lower(),
         pattern_type=pattern_type,
         pattern=entry["pattern"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
 from downlink.sources.runtime import metrics_of
 
@@ -15,7 +15,7 @@ class OoniMetrics:
         self.submissions = Counter(
             "downlink_ooni_submissions",
             "OONI measurement submissions, by outcome (stored, refused, discarded, "
-            "unavailable).",
+            "unavailable, disconnected).",
             ["outcome"],
             registry=registry,
         )
@@ -38,7 +38,7 @@ def register(registry: CollectorRegistry) -> OoniMetrics:
     return OoniMetrics(registry)
 
 
-def of(request: Request) -> OoniMetrics:
+def of(conn: HTTPConnection) -> OoniMetrics:
     """This app's OONI metrics."""
-    found: OoniMetrics = metrics_of(request, "ooni")
+    found: OoniMetrics = metrics_of(conn, "ooni")
     return found

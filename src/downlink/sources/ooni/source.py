@@ -64,6 +64,7 @@ SOURCE = Source(
     purge=purge,
     retention="retention_hours",
     ingest_prefixes=probe_services.PATH_PREFIXES,
+    direct_post_prefixes={probe_services.REPORT_PREFIX: probe_services.submit},
     extra={"cli": ooni_cli},
     analytics_tables=(clickhouse.TABLE,),
     analytics_reads=clickhouse.reads,

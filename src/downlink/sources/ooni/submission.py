@@ -3,8 +3,10 @@
 The body is ``{"format": "json", "content": {...measurement...}}``, possibly
 zstd-compressed (``Content-Encoding: zstd``). Decompression streams with a cap so a
 zstd bomb is refused without being expanded into memory. The stored bytes are the
-body re-serialised with ``"is_verified"`` added, and the measurement_uid is minted from
-the receive time, the report id's CC and test name, and the SHA-512 of those bytes.
+body as received (decompressed) with ``"is_verified"`` added before its closing brace
+(OONI's service re-serialises the parsed body with it; the content is the same), and
+the measurement_uid is minted from the receive time, the report id's CC and test name,
+and the SHA-512 of those bytes.
 """
 
 from __future__ import annotations
@@ -134,6 +136,23 @@ def stored_bytes(body: dict[str, Any], is_verified: str) -> bytes:
     """The body as stored: re-serialised with ``is_verified`` set."""
     body["is_verified"] = is_verified
     return orjson.dumps(body)
+
+
+_JSON_SPACE = b" \t\r\n"
+
+
+def stored_as_received(data: bytes, body: dict[str, Any], is_verified: str) -> bytes:
+    """The bytes to store for ``data``, a JSON object already parsed into ``body``:
+    ``data`` as received with ``"is_verified"`` added before its closing brace, not
+    re-serialised (a copy of the bytes, ~1 us per 50 KB, against ~20 us to encode the
+    parsed body again). A body that already has the key (a probe setting it) is
+    re-serialised with the server's value, so the key appears once.
+    """
+    if "is_verified" in body:
+        return stored_bytes(body, is_verified)
+    end = data.rstrip(_JSON_SPACE)
+    # ``body`` has "content", so the object is not empty: a comma goes before the key.
+    return b"".join((end[:-1], b',"is_verified":', orjson.dumps(is_verified), b"}"))
 
 
 def mint_uid(received: datetime, cc: str, test_name: str, stored: bytes) -> str:

@@ -131,6 +131,14 @@ def test_open_report_errors(ooni: LiveServer) -> None:
     assert r.status_code == 422 and "data_format_version" in r.json()["detail"]
 
 
+def test_other_methods_on_a_report_are_405(ooni: LiveServer) -> None:
+    # POST /report/{id} is served past the router; the others still get 405.
+    for method in ("GET", "PUT", "DELETE"):
+        r = httpx.request(method, ooni.url + "/report/20250101T000000Z_x_IT_1_n1_abc")
+        assert r.status_code == 405, method
+        assert "POST" in r.headers["allow"]
+
+
 def test_web_connectivity_report_id_is_61_chars(ooni: LiveServer) -> None:
     rid = open_report(ooni.url, {"probe_cc": "IE", "probe_asn": "AS65550",
                                  "test_name": "web_connectivity"})

@@ -21,6 +21,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from downlink.ingest.body import BodyTooLarge, ClientGone, read_body, receive_body
@@ -203,6 +204,21 @@ async def submit(scope: Scope, receive: Receive, send: Send) -> None:
         return
     m.submissions.labels("stored").inc()
     await _answer(send, 200, {"measurement_uid": uid})
+
+
+class _Submit:
+    """:func:`submit` as an ASGI app for the router (a plain function would be wrapped
+    as a request handler)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await submit(scope, receive, send)
+
+
+# The direct prefix serves every POST; the route makes the router answer any other
+# method on the path with 405 and ``Allow: POST``, as before the direct route (and it
+# serves the POST itself in an app built without the direct routes).
+router.routes.append(Route("/report/{report_id}", _Submit(), methods=["POST"],
+                           include_in_schema=False))
 
 
 @router.post("/report/{report_id}/close")

@@ -48,20 +48,25 @@ back only the contributions of installations with ``id <= cursor`` of the active
 others are left to the recount, which counts them as their rows are when it reaches
 them. Each case:
 
-* a recount queued but not started (cursor 0, or 0 again after a restart) leaves out
-  every delta: its first step clears the counts anyway;
-* an installation created during the recount gets a higher id than the cursor (under
-  the lock, so after every id the recount has read): left out, and its action logs
-  and environments with it; logs and environments of an installation not stored yet
-  count nothing, as always (its creation adds them);
+* a recount queued but not started (cursor 0) leaves out every delta: its first step
+  clears the counts anyway; a restart asked of a running recount (its ``restart``
+  flag) takes effect at its next step, which sets its cursor back to 0 and clears:
+  until then writers keep the old cursor, harmlessly;
+* an installation created during the recount gets an id above the cursor (SQLite: the
+  largest id plus one; PostgreSQL: the sequence, drawn under the lock, after every id
+  the recount has read): left out, and its action logs and environments with it (were
+  its id at or below the cursor, this transaction would count it, as the recount has
+  passed it: the rule does not depend on how ids are drawn); logs and environments of
+  an installation not stored yet count nothing, as always (its creation adds them);
 * the refilter job still sets the flag of an installation beyond the cursor, but
   moves no count: the recount reads the new flag;
 * the deployments consumer still replaces the ``fuel_deployments`` rows of such an
   installation, which the recount reads;
 * a recount taken over by another process, or put back to pending, resumes from its
   committed cursor, which is the one writers read;
-* several active recounts (two servers queueing one at the same start): the lowest
-  cursor, so writers leave out everything while one of them has yet to clear.
+* several active recounts (two servers queueing one at the same start) run one after
+  the other, oldest first (one lane); writers take the lowest cursor, so they leave out
+  everything while one of them has yet to clear.
 
 :func:`lock` reads that cursor once per transaction (one query on the ``jobs`` index
 of kind and state), kept for the transaction, or the savepoint, that read it: a

@@ -274,14 +274,18 @@ R = ("recount",)
 # (or taken back without having been added) unless left to the recount.
 @example(events=[R, ("post", "m3", "9.0", "good", False, ["operational"] * 2, 3),
                  ("logs", [("m3", 5, "verify_networks", "error", 1, 3),
+                           ("m3", 6, "deployment", "error", 2, 3),
+                           ("m3", 7, "deployment", "ready", 2, 3),
                            ("m4", 1, "deployment", "error", 2, 3),
                            ("m4", 2, "deployment", "ready", 2, 3)]),
                  ("consume", 10, False),
                  ("post", "m4", "8.0", "good", False, ["error"], 3), R, R, R])
-# The refilter hides 8.0 during a recount: m2 and m3 (beyond the cursor) move nothing;
-# the recount is put back to pending and resumed by another owner, then restarted.
-@example(events=[R, ("refilter", 1), ("refilter", 1), ("refilter", 1), ("release",), R,
-                 ("post", "m2", "9.0", "good", False, ["operational"], 3), ("restart",),
+# The refilter hides 8.0 during a recount: m2 (counted) moves out, m3 (beyond the
+# cursor) moves nothing; the recount is put back to pending and resumed by another owner.
+@example(events=[R, ("refilter", 1), ("refilter", 1), ("refilter", 1), ("release",),
+                 ("post", "m2", "9.0", "good", False, ["operational"], 3), R, R, R])
+# A recount restarted midway (the flag, consumed by its next step).
+@example(events=[R, ("post", "m3", "9.0", "good", False, ["operational"], 3), ("restart",),
                  ("post", "m1", "8.0", "good", False, [], 3), R, R, R])
 # Queued but not started (cursor 0), then two recounts at once.
 @example(events=[("queue",), ("post", "m3", "9.0", "good", True, ["error"], 3),

@@ -266,7 +266,7 @@ def run(store: Store, monkeypatch: pytest.MonkeyPatch) -> Run:
 R = ("recount",)
 
 
-@settings(max_examples=25, derandomize=True, database=None,
+@settings(max_examples=20, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(events=st.lists(event_st, max_size=18))
 # Recount past m1, m2 (cursor 2); m3 changes release and environments, gets logs and

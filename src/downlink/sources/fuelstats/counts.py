@@ -340,11 +340,15 @@ def lock(conn: Connection) -> Scope:
     return scope
 
 
+# Built once: building the statement on every call cost 4 times its execution on
+# SQLite (about 460 against 100 to 130 us of CPU, measured in process, loaded machine).
+_ACTIVE_RECOUNT_CURSOR = select(func.min(jobs.c.cursor)).where(
+    jobs.c.kind == RECOUNT, jobs.c.state.in_(ACTIVE))
+
+
 def recount_scope(conn: Connection) -> Scope:
     """The scope the active recounts leave to writers (read after :func:`lock`)."""
-    cursor = conn.execute(
-        select(func.min(jobs.c.cursor)).where(jobs.c.kind == RECOUNT, jobs.c.state.in_(ACTIVE))
-    ).scalar()
+    cursor = conn.execute(_ACTIVE_RECOUNT_CURSOR).scalar()
     return EVERY if cursor is None else Scope(int(cursor))
 
 

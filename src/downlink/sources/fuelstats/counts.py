@@ -31,15 +31,58 @@ On PostgreSQL, every transaction that changes counts first takes one transaction
 advisory lock (:func:`lock`), before any other fuel-stats row: several server
 processes then change installations and counts one transaction at a time instead of
 deadlocking on rows taken in different orders (SQLite has one writer anyway).
+
+While a recount runs
+--------------------
+The ``fuel_recount`` job (``refilter.recount_step``) clears the counts at its cursor 0,
+then adds the installations from their rows, chunk by chunk in id order, its cursor
+(the last id added) committed in the step's own transaction. Meanwhile the other
+writers go on: a delta for an installation the recount has not reached yet would be
+counted twice (the delta now, the installation's whole contribution from its rows
+later) or take back what was never added. So the rule for every writer of counts:
+:func:`lock` returns the transaction's :class:`Scope`, read after the lock (the
+recount's step holds the same lock until its commit, so the cursor read is its latest
+committed one, and cannot move before this transaction ends); a writer adds or takes
+back only the contributions of installations with ``id <= cursor`` of the active
+(pending or running) recount, and of every installation when none is active. The
+others are left to the recount, which counts them as their rows are when it reaches
+them. Each case:
+
+* a recount queued but not started (cursor 0) leaves out every delta: its first step
+  clears the counts anyway; a restart asked of a running recount (its ``restart``
+  flag) takes effect at its next step, which sets its cursor back to 0 and clears:
+  until then writers keep the old cursor, harmlessly;
+* an installation created during the recount gets an id above the cursor (SQLite: the
+  largest id plus one; PostgreSQL: the sequence, drawn under the lock, after every id
+  the recount has read): left out, and its action logs and environments with it (were
+  its id at or below the cursor, this transaction would count it, as the recount has
+  passed it: the rule does not depend on how ids are drawn); logs and environments of
+  an installation not stored yet count nothing, as always (its creation adds them);
+* the refilter job still sets the flag of an installation beyond the cursor, but
+  moves no count: the recount reads the new flag;
+* the deployments consumer still replaces the ``fuel_deployments`` rows of such an
+  installation, which the recount reads;
+* a recount taken over by another process, or put back to pending, resumes from its
+  committed cursor, which is the one writers read;
+* several active recounts (two servers queueing one at the same start) run one after
+  the other, oldest first (one lane); writers take the lowest cursor, so they leave out
+  everything while one of them has yet to clear.
+
+:func:`lock` reads that cursor once per transaction (one query on the ``jobs`` index
+of kind and state), kept for the transaction, or the savepoint, that read it: a
+savepoint rolled back releases a lock taken inside it on PostgreSQL, so another
+savepoint takes the lock and reads again.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, delete, func, select, true
+from sqlalchemy import Connection, and_, delete, false, func, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 
 from downlink.sources.fuelstats.tables import (
@@ -50,17 +93,39 @@ from downlink.sources.fuelstats.tables import (
     installations,
     nodes,
 )
+from downlink.store.jobs import ACTIVE
+from downlink.store.tables import jobs
 
 OPERABLE = ("operational", "error")
 HEALTH_CHECKS = ("verify_networks", "check_networks", "check_before_deployment",
                  "check_dhcp", "multicast_verification")
 DAY = 86400.0
 FAILURES = "failures_before_success"
+RECOUNT = "fuel_recount"  # the job kind of the recount (``refilter.recount_step``)
 
 RowLike = Mapping[Any, Any]  # a row as a mapping (SQLAlchemy's RowMapping or a dict)
 # (report, day, release, key) -> [n, total]
 Cell = tuple[str, int, str, str]
 Delta = dict[Cell, list[float]]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The installations whose contributions a transaction's deltas may change.
+
+    ``upto`` None: every installation (no recount active); else those with an id up to
+    ``upto``, the active recount's cursor: it counts the others from their rows when
+    it reaches them (see the module docstring).
+    """
+
+    upto: int | None = None
+
+    def includes(self, installation_id: int) -> bool:
+        """Whether this transaction counts the installation's deltas itself."""
+        return self.upto is None or installation_id <= self.upto
+
+
+EVERY = Scope()
 
 
 def key_of(value: Any) -> str:
@@ -184,11 +249,13 @@ def _logs_of(conn: Connection, uids: Sequence[str]) -> dict[str, list[RowLike]]:
 
 def installation_delta(
     conn: Connection, delta: Delta, inst: RowLike, *, sign: int, with_logs: bool,
+    scope: Scope,
     cluster_rows: Sequence[RowLike] | None = None,
     node_rows: Sequence[RowLike] | None = None,
 ) -> None:
-    """An installation's contribution as stored (its rows read unless given)."""
-    if inst["is_filtered"]:
+    """An installation's contribution as stored (its rows read unless given); nothing
+    for an installation outside ``scope`` (a recount will count it)."""
+    if inst["is_filtered"] or not scope.includes(int(inst["id"])):
         return
     if cluster_rows is None:
         cluster_rows = conn.execute(
@@ -204,24 +271,27 @@ def installation_delta(
                           sign)
 
 
-def new_logs_delta(conn: Connection, rows: Sequence[RowLike]) -> Delta:
-    """What newly inserted action logs count (those of known, not-filtered nodes)."""
+def new_logs_delta(conn: Connection, rows: Sequence[RowLike], scope: Scope) -> Delta:
+    """What newly inserted action logs count (those of known, not-filtered nodes in
+    ``scope``)."""
     delta: Delta = {}
     counted = [row for row in rows if log_cells(row)]
     if not counted:
         return delta
     uids = sorted({row["master_node_uid"] for row in counted})
-    known = {
-        uid: (release, bool(flag))
-        for uid, release, flag in conn.execute(
+    shown = {
+        uid: release
+        for uid, release, installation_id in conn.execute(
             select(installations.c.master_node_uid, installations.c.release,
-                   installations.c.is_filtered)
-            .where(installations.c.master_node_uid.in_(uids)))
+                   installations.c.id)
+            .where(installations.c.master_node_uid.in_(uids),
+                   installations.c.is_filtered == false()))
+        if scope.includes(int(installation_id))
     }
     for row in counted:
-        found = known.get(row["master_node_uid"])
-        if found is not None and not found[1]:
-            logs_delta(delta, found[0], [row])
+        uid = row["master_node_uid"]
+        if uid in shown:
+            logs_delta(delta, shown[uid], [row])
     return delta
 
 
@@ -229,10 +299,57 @@ def new_logs_delta(conn: Connection, rows: Sequence[RowLike]) -> Delta:
 _LOCK_KEY = 0x6675656C636E74
 
 
-def lock(conn: Connection) -> None:
-    """Take the counts' lock until the end of the transaction (PostgreSQL only)."""
+# conn.info's key of the scope read in the current transaction or savepoint.
+_SCOPE_KEY = "downlink.fuelstats.counts.scope"
+
+
+class _ScopeRead:
+    """A scope and the transaction (and savepoint) it was read in, weakly referenced:
+    a new transaction is a new object, so a stale read never matches."""
+
+    __slots__ = ("nested", "root", "scope")
+
+    def __init__(self, root: Any, nested: Any, scope: Scope) -> None:
+        self.root = weakref.ref(root)
+        self.nested = None if nested is None else weakref.ref(nested)
+        self.scope = scope
+
+    def of(self, root: Any, nested: Any) -> bool:
+        """Whether it was read in this transaction and savepoint."""
+        here = None if self.nested is None else self.nested()
+        return root is not None and self.root() is root and here is nested
+
+
+def lock(conn: Connection) -> Scope:
+    """Take the counts' lock until the end of the transaction (PostgreSQL only), and
+    return the transaction's :class:`Scope`.
+
+    The first call in a transaction (or savepoint) takes the lock and reads the active
+    recount's cursor; later calls in it return the same scope without a statement.
+    """
+    read = conn.info.get(_SCOPE_KEY)
+    if isinstance(read, _ScopeRead) and read.of(conn.get_transaction(),
+                                                 conn.get_nested_transaction()):
+        return read.scope
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+    scope = recount_scope(conn)
+    root = conn.get_transaction()  # begun by the statements above if it was not
+    if root is not None:
+        conn.info[_SCOPE_KEY] = _ScopeRead(root, conn.get_nested_transaction(), scope)
+    return scope
+
+
+# Built once: building the statement on every call cost 4 times its execution on
+# SQLite (about 460 against 100 to 130 us of CPU, measured in process, loaded machine).
+_ACTIVE_RECOUNT_CURSOR = select(func.min(jobs.c.cursor)).where(
+    jobs.c.kind == RECOUNT, jobs.c.state.in_(ACTIVE))
+
+
+def recount_scope(conn: Connection) -> Scope:
+    """The scope the active recounts leave to writers (read after :func:`lock`)."""
+    cursor = conn.execute(_ACTIVE_RECOUNT_CURSOR).scalar()
+    return EVERY if cursor is None else Scope(int(cursor))
 
 
 def apply(conn: Connection, delta: Delta) -> None:

@@ -19,7 +19,9 @@ again, or handling it after later logs, gives the same row: replays are idempote
 and ``reset`` (``downlink reprocess``) forgets the environments with a deployment log in
 the range, which the replay then recomputes whole. Structure upserts and the refilter
 job move an installation's environments in or out of the counts with its other counts
-(``counts.installation_delta``).
+(``counts.installation_delta``). While a recount has yet to reach an installation, the
+consumer still replaces its rows but moves none of its counts: the recount reads the
+rows (``counts.lock``'s scope).
 """
 
 from __future__ import annotations
@@ -89,15 +91,18 @@ def _stored(conn: Connection, uids: Sequence[str]) -> dict[Env, State]:
     return found
 
 
-def _shown(conn: Connection, uids: Sequence[str]) -> dict[str, str | None]:
-    """The release of each known, not-filtered installation among ``uids``."""
+def _shown(conn: Connection, uids: Sequence[str], scope: counts.Scope) -> dict[str, str | None]:
+    """The release of each known, not-filtered installation among ``uids`` whose counts
+    this transaction keeps (``scope``: not one a recount has yet to reach)."""
     found: dict[str, str | None] = {}
     for part in _chunks(uids):
-        for uid, release in conn.execute(
-            select(installations.c.master_node_uid, installations.c.release)
+        for uid, release, installation_id in conn.execute(
+            select(installations.c.master_node_uid, installations.c.release,
+                   installations.c.id)
             .where(installations.c.master_node_uid.in_(list(part)),
                    installations.c.is_filtered == false())):
-            found[str(uid)] = None if release is None else str(release)
+            if scope.includes(int(installation_id)):
+                found[str(uid)] = None if release is None else str(release)
     return found
 
 
@@ -115,11 +120,11 @@ def replace(
     wanted = set(envs)
     if not wanted:
         return
-    counts.lock(conn)  # first (again: a transaction-level lock may be taken twice)
+    scope = counts.lock(conn)  # first (again: the same transaction's scope, no statement)
     uids = sorted({uid for uid, _ in wanted})
     if old is None:
         old = _stored(conn, uids)
-    shown = _shown(conn, uids)
+    shown = _shown(conn, uids, scope)
     changed = sorted(env for env in wanted if old.get(env) != new.get(env))
     if not changed:
         return

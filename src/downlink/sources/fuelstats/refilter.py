@@ -56,7 +56,7 @@ def step(conn: Connection, job: Mapping[str, Any]) -> JobProgress | None:
     The count of installations whose flag changed is kept in the job's params
     (``changed``); a restart (new rules) starts it again from 0.
     """
-    counts.lock(conn)  # first: see counts.py
+    scope = counts.lock(conn)  # first: see counts.py
     params = dict(job.get("params") or {})
     rules = index_rules(params.get("rules"))
     cursor = int(job.get("cursor") or 0)
@@ -78,9 +78,11 @@ def step(conn: Connection, job: Mapping[str, Any]) -> JobProgress | None:
     delta: counts.Delta = {}
     for row in changed:
         flag = not row["is_filtered"]
-        # Shown before and hidden now, or the other way: its whole contribution moves.
+        # Shown before and hidden now, or the other way: its whole contribution moves
+        # (unless a recount has yet to reach it: it will count it with its new flag).
         shown = row if flag else {**row, "is_filtered": False}
-        counts.installation_delta(conn, delta, shown, sign=-1 if flag else 1, with_logs=True)
+        counts.installation_delta(conn, delta, shown, sign=-1 if flag else 1, with_logs=True,
+                                  scope=scope)
         conn.execute(update(installations).where(installations.c.id == row["id"])
                      .values(is_filtered=flag))
     counts.apply(conn, delta)
@@ -93,16 +95,18 @@ def step(conn: Connection, job: Mapping[str, Any]) -> JobProgress | None:
 JOB = JobKind(kind=KIND, step=step)
 
 
-RECOUNT = "fuel_recount"
+RECOUNT = counts.RECOUNT
 
 
 def recount_step(conn: Connection, job: Mapping[str, Any]) -> JobProgress | None:
     """Recompute ``fuel_counts``: clear them, then add installations chunk by chunk.
 
     Queued at server start while the counts are empty and an installation is shown
-    (installations stored before the counts existed, or loaded in bulk).
+    (installations stored before the counts existed, or loaded in bulk). Its cursor,
+    committed with each step, is what the other writers of counts read to leave the
+    installations after it to this job ("While a recount runs" in ``counts.py``).
     """
-    counts.lock(conn)
+    counts.lock(conn)  # the scope is the other writers'; this job counts from the rows
     cursor = int(job.get("cursor") or 0)
     if cursor == 0:
         counts.clear(conn)

@@ -65,8 +65,10 @@ def upsert_structure(conn: Connection, row: StructureRow, now: float) -> bool:
     The whole document is replaced; ``creation_date`` is set once and
     ``modification_date`` on every later post. The dashboard's counts
     (:mod:`~downlink.sources.fuelstats.counts`) lose the installation's old
-    contribution and gain the new one in the same transaction.
+    contribution and gain the new one in the same transaction (unless a recount has
+    yet to reach the installation: ``counts.lock``'s scope).
     """
+    scope = counts.lock(conn)  # taken already by the sink: no statement
     clusters_num = row.structure.get("clusters_num")
     values = {
         "structure": row.structure,
@@ -91,7 +93,8 @@ def upsert_structure(conn: Connection, row: StructureRow, now: float) -> bool:
         old = conn.execute(query).mappings().one()
         installation_id = int(old["id"])
         with_logs = (old["release"], bool(old["is_filtered"])) != (row.release, row.is_filtered)
-        counts.installation_delta(conn, delta, old, sign=-1, with_logs=with_logs)
+        counts.installation_delta(conn, delta, old, sign=-1, with_logs=with_logs,
+                                  scope=scope)
         conn.execute(
             update(installations)
             .where(installations.c.id == installation_id)
@@ -108,7 +111,7 @@ def upsert_structure(conn: Connection, row: StructureRow, now: float) -> bool:
         conn.execute(nodes.insert(), [{**r, "installation_id": installation_id} for r in node_rows])
     new = conn.execute(
         select(installations).where(installations.c.id == installation_id)).mappings().one()
-    counts.installation_delta(conn, delta, new, sign=1, with_logs=with_logs,
+    counts.installation_delta(conn, delta, new, sign=1, with_logs=with_logs, scope=scope,
                               cluster_rows=cluster_rows, node_rows=node_rows)
     counts.apply(conn, delta)
     return inserted is not None
@@ -122,6 +125,7 @@ def insert_action_logs(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[
     """
     if not rows:
         return set()
+    scope = counts.lock(conn)  # taken already by the sink: no statement
     found: Sequence[tuple[Any, Any]]
     if conn.dialect.name == "postgresql":
         found = pg_copy.insert_new(conn, rows)  # COPY, then one set-based insert
@@ -137,7 +141,7 @@ def insert_action_logs(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[
         ).all()
     keys = {(str(uid), int(ext)) for uid, ext in found}
     counts.apply(conn, counts.new_logs_delta(
-        conn, [r for r in rows if (r["master_node_uid"], int(r["external_id"])) in keys]))
+        conn, [r for r in rows if (r["master_node_uid"], int(r["external_id"])) in keys], scope))
     return keys
 
 

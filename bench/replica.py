@@ -19,11 +19,24 @@ p99), then the dashboards (each page timed five times after one warm-up: median)
 the dashboards again while wrk posts (the mixed run: the pages' median and the ingest
 rate beside them). Ratios are against *plain* in the same run. The section
 ``replica`` of docs/performance.md is replaced.
+
+Beside the times, what each step cost in CPU (``bench/proc_cpu.py``: every thread's
+time on a CPU and time waiting for one, from ``/proc/*/task/*/schedstat``): of the
+server's process, of the primary's client backends and its other processes, of the
+replica's client backends and of its WAL replay (the ``startup`` process and the
+``walreceiver``). Per page for the pages (the server and the backends that answered
+them: on the replica or the primary), per record for the ingest, and for the pages
+under ingest the replica's replay CPU beside the CPU per page of the replica's
+backends, so that a slower page under ingest shows whether the replica's pages cost
+more or whether the replay took cores the pages waited for. Before the quiet pages the
+consumers have caught up and the replica has replayed the ingest (so that neither
+counts as a page's cost). CPU figures are the median of the rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import threading
@@ -39,10 +52,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, table, write_section  # noqa: E402
 from dashboards import load  # noqa: E402
 from load import LoadResult, need_wrk, run_wrk  # noqa: E402
+from proc_cpu import Cpu, Snapshot, between, postmaster_pid, snapshot  # noqa: E402
 
 from downlink.settings import Settings  # noqa: E402
 from downlink.store import partitions  # noqa: E402
 from downlink.store.database import Store  # noqa: E402
+from downlink.testing.consumers import wait_caught_up  # noqa: E402
 from downlink.testing.live import LiveServer  # noqa: E402
 from downlink.testing.postgres import TempPostgres  # noqa: E402
 
@@ -57,6 +72,13 @@ class Figures:
     pages_ms: float
     mixed_pages_ms: float
     mixed_ingest: LoadResult
+    # CPU by role (bench/proc_cpu.py) of each step, and the pages requested in it.
+    ingest_cpu: dict[str, Cpu]
+    pages_cpu: dict[str, Cpu]
+    pages_requested: int
+    mixed_cpu: dict[str, Cpu]
+    mixed_pages_requested: int
+    mixed_wall_s: float
 
 
 def _sql(pg: TempPostgres, db: str, statement: str) -> None:
@@ -66,7 +88,8 @@ def _sql(pg: TempPostgres, db: str, statement: str) -> None:
 
 
 def _pages(url: str, rounds: int = ROUNDS) -> float:
-    """Median over pages of each page's median time (ms)."""
+    """Median over pages of each page's median time (ms); each page is asked
+    ``1 + rounds`` times (the first is not timed)."""
     per_page: list[float] = []
     with httpx.Client(base_url=url, timeout=120) as client:
         for page in PAGES:
@@ -104,29 +127,89 @@ def run_config(primary: TempPostgres, replica: TempPostgres, template: str, name
     _wait_replica(primary, replica)
     env = {"DATABASE_READ_URL": replica.url(name)} if read_replica else {}
     server = LiveServer(primary.url(name), env=env, log=log).start()
+    assert server.proc is not None
+    clusters = {"primary": postmaster_pid(primary.datadir),
+                "replica": postmaster_pid(replica.datadir)}
+
+    def shot() -> Snapshot:
+        assert server.proc is not None
+        return snapshot(server.proc.pid, clusters)
+
     try:
+        before = shot()
         ingest = run_wrk(server.url + "/v2/collector", args.seconds, args.connections)
+        ingest_cpu = between(before, shot())
+        wait_caught_up(server.url, timeout=300)
+        _wait_replica(primary, replica)
+        before = shot()
         pages = _pages(server.url)
+        pages_cpu = between(before, shot())
         mixed: list[LoadResult] = []
         loader = threading.Thread(target=lambda: mixed.append(run_wrk(
             server.url + "/v2/collector", args.seconds, args.connections)))
         loader.start()
         time.sleep(1.0)
+        before, started = shot(), time.perf_counter()
         mixed_pages = _pages(server.url, rounds=3)
+        mixed_cpu = between(before, shot())
+        mixed_wall = time.perf_counter() - started
         loader.join()
     finally:
         server.stop()
-    return Figures(ingest, pages, mixed_pages, mixed[0])
+    return Figures(ingest, pages, mixed_pages, mixed[0], ingest_cpu, pages_cpu,
+                   len(PAGES) * (1 + ROUNDS), mixed_cpu, len(PAGES) * (1 + 3), mixed_wall)
 
 
-def _best(figures: list[Figures]) -> Figures:
-    """The best of the rounds, figure by figure (the machine is shared: noise only slows)."""
-    return Figures(
-        ingest=max((f.ingest for f in figures), key=lambda r: r.per_second),
-        pages_ms=min(f.pages_ms for f in figures),
-        mixed_pages_ms=min(f.mixed_pages_ms for f in figures),
-        mixed_ingest=max((f.mixed_ingest for f in figures), key=lambda r: r.per_second),
-    )
+def _times(figures: list[Figures]) -> tuple[LoadResult, float, float, LoadResult]:
+    """The best of the rounds' times, figure by figure (the machine is shared: noise
+    only slows): ingest, pages ms, pages ms under ingest, ingest beside the pages."""
+    return (max((f.ingest for f in figures), key=lambda r: r.per_second),
+            min(f.pages_ms for f in figures), min(f.mixed_pages_ms for f in figures),
+            max((f.mixed_ingest for f in figures), key=lambda r: r.per_second))
+
+
+def _run(cpu: dict[str, Cpu], *roles: str) -> float:
+    """CPU seconds of ``roles`` (all of them when none is named)."""
+    return sum(c.run_s for role, c in cpu.items() if not roles or role in roles)
+
+
+REPLAY = ("replica replay", "replica walreceiver")
+PRIMARY_OTHER = ("primary background", "primary walsender")
+
+
+def _page_cost(f: Figures) -> list[float]:
+    """CPU ms per quiet page: server, primary backends, replica backends, the rest, all."""
+    cpu, n = f.pages_cpu, f.pages_requested
+    server = _run(cpu, "server")
+    primary = _run(cpu, "primary backends")
+    replica = _run(cpu, "replica backends")
+    total = _run(cpu)
+    return [x * 1000 / n for x in (server, primary, replica,
+                                   total - server - primary - replica, total)]
+
+
+def _ingest_cost(f: Figures) -> list[float]:
+    """CPU us per record of the ingest: server, primary backends, the primary's other
+    processes, the replica's replay (startup and walreceiver), all; and the replay's
+    share of all."""
+    cpu, n = f.ingest_cpu, max(1, f.ingest.ok)
+    parts = [_run(cpu, "server"), _run(cpu, "primary backends"), _run(cpu, *PRIMARY_OTHER),
+             _run(cpu, *REPLAY), _run(cpu)]
+    return [x * 1e6 / n for x in parts] + [parts[3] / parts[4] * 100 if parts[4] else 0.0]
+
+
+def _mixed_cost(f: Figures) -> list[float]:
+    """Pages under ingest: the replica backends' CPU ms per page, the replay's cores
+    (CPU seconds per second), all processes' cores, and the share of the window the
+    server spent waiting for a core."""
+    cpu, wall = f.mixed_cpu, f.mixed_wall_s or 1.0
+    waited = sum(c.wait_s for role, c in cpu.items() if role == "server")
+    return [_run(cpu, "replica backends") * 1000 / f.mixed_pages_requested,
+            _run(cpu, *REPLAY) / wall, _run(cpu) / wall, waited / wall * 100]
+
+
+def _median(rows: list[list[float]]) -> list[float]:
+    return [statistics.median(column) for column in zip(*rows, strict=True)]
 
 
 def main() -> None:
@@ -175,31 +258,54 @@ def main() -> None:
                 print(f"{name} (round {round_ + 1}) …", flush=True)
                 runs.setdefault(name, []).append(run_config(
                     primary, replica, template, f"run_{name}_{round_}", use_replica, args, log))
-        results = {name: _best(figures) for name, figures in runs.items()}
     finally:
         if replica is not None:
             replica.stop()
         primary.stop()
-    base = results["plain"]
+    times = {name: _times(figures) for name, figures in runs.items()}
+    base_ingest, base_pages, base_mixed, _ = times["plain"]
     rows = []
-    for name, f in results.items():
+    for name, (ingest, pages_ms, mixed_ms, mixed_ingest) in times.items():
+        errors = sum(x.status_errors + x.socket_errors
+                     for f in runs[name] for x in (f.ingest, f.mixed_ingest))
         rows.append([
-            name, round(f.ingest.per_second), f.ingest.p99_ms,
-            f"{f.ingest.per_second / base.ingest.per_second:.2f}",
-            f"{f.pages_ms:.1f}", f"{f.pages_ms / base.pages_ms:.2f}",
-            f"{f.mixed_pages_ms:.1f}", f"{f.mixed_pages_ms / base.mixed_pages_ms:.2f}",
-            round(f.mixed_ingest.per_second),
-            f.ingest.status_errors + f.ingest.socket_errors
-            + f.mixed_ingest.status_errors + f.mixed_ingest.socket_errors,
+            name, round(ingest.per_second), ingest.p99_ms,
+            f"{ingest.per_second / base_ingest.per_second:.2f}",
+            f"{pages_ms:.1f}", f"{pages_ms / base_pages:.2f}",
+            f"{mixed_ms:.1f}", f"{mixed_ms / base_mixed:.2f}",
+            round(mixed_ingest.per_second), errors,
         ])
     result = table(["configuration", "records/s", "p99 ms", "ratio (higher is better)",
                     "pages ms", "ratio (lower is better)", "pages ms under ingest",
                     "ratio (lower is better)", "records/s beside pages", "errors"], rows)
     print(result)
+    cpu_rows = []
+    for name, figures in runs.items():
+        page = _median([_page_cost(f) for f in figures])
+        ingest_cost = _median([_ingest_cost(f) for f in figures])
+        mixed_cost = _median([_mixed_cost(f) for f in figures])
+        replica_side = "replica" in name or name == "both"
+        cpu_rows.append([
+            name, *(f"{x:.2f}" for x in page),
+            *(f"{x:.1f}" for x in ingest_cost[:5]), f"{ingest_cost[5]:.0f} %",
+            f"{mixed_cost[0]:.2f}" if replica_side else "-",
+            f"{mixed_cost[1]:.2f}", f"{mixed_cost[2]:.2f}", f"{mixed_cost[3]:.0f} %",
+        ])
+    cpu_table = table([
+        "configuration", "page: server ms", "page: primary backends ms",
+        "page: replica backends ms", "page: other PostgreSQL ms", "page: all ms",
+        "record: server us", "record: primary backends us", "record: primary other us",
+        "record: replica replay us", "record: all us", "replay share",
+        "under ingest: replica backends ms/page", "under ingest: replay cores",
+        "under ingest: all cores", "under ingest: server waited for a core",
+    ], cpu_rows)
+    print(cpu_table)
+    load_end = os.getloadavg()
     body = (
         "## Read replica and monthly partitions (issue 15)\n\n"
         f"`python bench/replica.py --records {args.records} --seconds {args.seconds:g} "
-        f"--connections {args.connections} --rounds {args.rounds}` — {about}\n\n"
+        f"--connections {args.connections} --rounds {args.rounds}` — {about} Load "
+        f"average at the end {load_end[0]:.1f}.\n\n"
         f"{args.records:,} generated records (60 days) per database; one `downlink serve` "
         "worker on a PostgreSQL primary (fsync=on) with a streaming replica on the same "
         "machine. *records/s*: wrk single-record posts; *pages ms*: the median over "
@@ -209,7 +315,19 @@ def main() -> None:
         "the best of its rounds. Ratios against *plain* (1.00; ingest: higher is better, "
         "pages: lower is better). Replica and primary share the same two cores here, so "
         "a replica cannot add capacity in this run: what it shows is the cost of the "
-        "routing and of the replay next to the primary.\n\n" + result
+        "routing and of the replay next to the primary.\n\n" + result + "\n\n"
+        "**What it cost in CPU** (`bench/proc_cpu.py`: time on a CPU of every thread, "
+        "from `/proc/*/task/*/schedstat`; the median of the rounds). *page*: CPU per "
+        "page request of the quiet pages (the consumers caught up and the replica "
+        "replayed first), in the server process, the primary's and the replica's "
+        "client backends and the rest of both clusters (background processes, WAL "
+        "sender, receiver and replay). *record*: CPU per record of the ingest run, the "
+        "replica's replay being its `startup` process and `walreceiver`. *under "
+        "ingest*: while wrk posts, the replica's backends' CPU per page (the pages' own "
+        "cost on the replica), the cores the replay and all these processes kept busy "
+        "(CPU seconds per second, of 2), and the share of the window the server was "
+        "ready to run but waited for a core (other work on the machine counts "
+        "there too).\n\n" + cpu_table
     )
     if not args.no_write:
         write_section("replica", body)

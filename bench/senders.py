@@ -212,9 +212,9 @@ def cpu_rows(tmp: Path, pg: TempPostgres | None, databases: list[str], machines:
     for db in databases:
         for senders_kind, ids in (("known", machines), ("new", None)):
             runs: dict[str, list[tuple[float, float]]] = {m: [] for m in MODES}
-            for r in range(rounds):
-                for mode in order(r):
-                    name = f"cpu_{senders_kind}_{mode}_{r}"
+            for r in range(-1, rounds):  # round -1: a warm-up run, not counted
+                for mode in order(r) if r >= 0 else ("off",):
+                    name = f"cpu_{senders_kind}_{mode}_{r}".replace("-", "w")
                     if db == "sqlite":
                         url, pid = f"sqlite:///{tmp / f'{name}.db'}", None
                     else:
@@ -222,8 +222,9 @@ def cpu_rows(tmp: Path, pg: TempPostgres | None, databases: list[str], machines:
                         url = pg.create_database(name)
                         pid = ingest_cpu._postmaster(pg.datadir)
                     got = cpu_per_record(url, mode == "on", ids, records, pid,
-                                         f"{r}{MODES.index(mode)}")
-                    runs[mode].append(got)
+                                         f"{(r + 1) % 10}{MODES.index(mode)}")
+                    if r >= 0:
+                        runs[mode].append(got)
                     print(db, senders_kind, mode, r, [round(x, 2) for x in got], flush=True)
             totals = {m: [x[0] + x[1] for x in runs[m]] for m in MODES}
             on, placebo = ratios(totals)
@@ -351,7 +352,8 @@ def main() -> None:
         "**CPU per record, in process** (what the machine's other load does not "
         "inflate): the collector's ASGI app driven directly (`bench/ingest_cpu.py`'s "
         f"driver: 64 posts at a time, consumers off), {args.cpu_records:,} records per "
-        f"run after a warm-up, {n} rounds. *known*: {args.machines} machine ids in "
+        f"run after a warm-up, {n} rounds after one run not counted (a process's first "
+        "run is slower). *known*: {args.machines} machine ids in "
         "turn, each bound during the warm-up (the steady state: a cache hit per post); "
         "*new*: every record a machine id never seen (each post binds one; the look-ups "
         "of the posts waiting together share one transaction: a read, then an insert of "

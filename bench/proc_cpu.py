@@ -42,20 +42,20 @@ def _stat(pid: int) -> tuple[int, int] | None:
     return int(fields[1]), int(fields[3])
 
 
-def _process_cpu(pid: int) -> Cpu:
-    """Every thread's time of a process (0 if it is gone)."""
-    total = Cpu()
+def _tasks_cpu(pid: int) -> dict[int, Cpu]:
+    """Each thread's time of a process, by thread id (none if it is gone)."""
+    out: dict[int, Cpu] = {}
     try:
         tasks = list((PROC / str(pid) / "task").iterdir())
     except OSError:
-        return total
+        return out
     for task in tasks:
         try:
             run, wait, _ = (task / "schedstat").read_text().split()
         except (OSError, ValueError):
             continue
-        total = total + Cpu(int(run) / 1e9, int(wait) / 1e9)
-    return total
+        out[int(task.name)] = Cpu(int(run) / 1e9, int(wait) / 1e9)
+    return out
 
 
 def _title(pid: int) -> str:
@@ -83,13 +83,13 @@ def postgres_role(title: str) -> str:
 
 @dataclass
 class Snapshot:
-    """CPU so far of each process by pid, with its role."""
+    """CPU so far of each thread by thread id, with its process's role."""
 
-    by_pid: dict[int, tuple[str, Cpu]] = field(default_factory=dict)
+    by_task: dict[int, tuple[str, Cpu]] = field(default_factory=dict)
 
     def roles(self) -> dict[str, Cpu]:
         out: dict[str, Cpu] = {}
-        for role, cpu in self.by_pid.values():
+        for role, cpu in self.by_task.values():
             out[role] = out.get(role, Cpu()) + cpu
         return out
 
@@ -116,16 +116,17 @@ def snapshot(server_pid: int | None = None, postmasters: dict[str, int] | None =
         elif ppid in by_parent:
             role = f"{by_parent[ppid]} {postgres_role(_title(pid))}"
         if role is not None:
-            shot.by_pid[pid] = (role, _process_cpu(pid))
+            for tid, cpu in _tasks_cpu(pid).items():
+                shot.by_task[tid] = (role, cpu)
     return shot
 
 
 def between(before: Snapshot, after: Snapshot) -> dict[str, Cpu]:
-    """CPU per role spent between two snapshots (a process started in between counts
-    from zero; one that ended in between is lost)."""
+    """CPU per role spent between two snapshots, thread by thread (a thread started in
+    between counts from zero; one that ended in between is lost, never negative)."""
     out: dict[str, Cpu] = {}
-    for pid, (role, cpu) in after.by_pid.items():
-        start = before.by_pid.get(pid)
+    for tid, (role, cpu) in after.by_task.items():
+        start = before.by_task.get(tid)
         spent = cpu - start[1] if start is not None and start[0] == role else cpu
         out[role] = out.get(role, Cpu()) + spent
     return out

@@ -64,6 +64,11 @@ from downlink.testing.postgres import TempPostgres  # noqa: E402
 PAGES = ("/stats", "/builds", "/crashes", "/population", "/mce", "/records",
          "/api/records?limit=100", "/crashes.json", "/stats.json")
 ROUNDS = 5
+# (name, template database, pages on the replica); "plain again" is plain once more:
+# the placebo whose ratio to plain is the noise of the run.
+CONFIGS = [("plain", "tpl_plain", False), ("replica", "tpl_plain", True),
+           ("partitioned", "tpl_parted", False), ("both", "tpl_parted", True),
+           ("plain again", "tpl_plain", False)]
 IDLE_S = 3.0  # the idle spell measured before the quiet pages
 
 
@@ -85,6 +90,9 @@ class Figures:
     mixed_cpu: dict[str, Cpu]
     mixed_pages_requested: int
     mixed_wall_s: float
+    # Queries the replica's replay cancelled, and reads that fell back to the primary.
+    conflicts: int
+    fallbacks: int
 
 
 def _sql(pg: TempPostgres, db: str, statement: str) -> None:
@@ -108,6 +116,25 @@ def _pages(url: str, rounds: int = ROUNDS) -> float:
                 assert r.status_code == 200, page
             per_page.append(statistics.median(times))
     return statistics.median(per_page)
+
+
+def _conflicts(replica: TempPostgres) -> int:
+    """Queries cancelled on the replica by its replay so far (every database)."""
+    with psycopg.connect(f"host=127.0.0.1 port={replica.port} user=postgres dbname=postgres",
+                         autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(confl_tablespace + confl_lock + confl_snapshot"
+            " + confl_bufferpin + confl_deadlock), 0) FROM pg_stat_database_conflicts"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _fallbacks(log: Path) -> int:
+    """Reads the server logged as failed on the replica and run on the primary."""
+    try:
+        return log.read_text(errors="replace").count("read replica failed a read")
+    except OSError:
+        return 0
 
 
 def _wait_replica(primary: TempPostgres, replica: TempPostgres) -> None:
@@ -141,6 +168,7 @@ def run_config(primary: TempPostgres, replica: TempPostgres, template: str, name
         assert server.proc is not None
         return snapshot(server.proc.pid, clusters)
 
+    conflicts, fallbacks = _conflicts(replica), _fallbacks(log)
     try:
         before = shot()
         ingest = run_wrk(server.url + "/v2/collector", args.seconds, args.connections)
@@ -165,9 +193,10 @@ def run_config(primary: TempPostgres, replica: TempPostgres, template: str, name
         loader.join()
     finally:
         server.stop()
+    conflicts, fallbacks = _conflicts(replica) - conflicts, _fallbacks(log) - fallbacks
     return Figures(ingest, pages, mixed_pages, mixed[0], ingest_cpu, pages_cpu,
                    len(PAGES) * (1 + ROUNDS), pages_wall, idle_cpu, idle_wall, mixed_cpu,
-                   len(PAGES) * (1 + 3), mixed_wall)
+                   len(PAGES) * (1 + 3), mixed_wall, conflicts, fallbacks)
 
 
 def _times(figures: list[Figures]) -> tuple[LoadResult, float, float, LoadResult]:
@@ -264,14 +293,15 @@ def main() -> None:
         replica = primary.start_replica()
         log = Path(primary.root) / "server.log"
         runs: dict[str, list[Figures]] = {}
+        for name, _, _ in CONFIGS:
+            runs[name] = []
         for round_ in range(args.rounds):
-            for name, template, use_replica in (
-                ("plain", "tpl_plain", False), ("replica", "tpl_plain", True),
-                ("partitioned", "tpl_parted", False), ("both", "tpl_parted", True),
-            ):
+            turn = round_ % len(CONFIGS)  # each round starts one further: drift cancels
+            for name, template, use_replica in CONFIGS[turn:] + CONFIGS[:turn]:
                 print(f"{name} (round {round_ + 1}) …", flush=True)
-                runs.setdefault(name, []).append(run_config(
-                    primary, replica, template, f"run_{name}_{round_}", use_replica, args, log))
+                db = f"run_{name.replace(' ', '_')}_{round_}"
+                runs[name].append(run_config(
+                    primary, replica, template, db, use_replica, args, log))
     finally:
         if replica is not None:
             replica.stop()
@@ -298,12 +328,13 @@ def main() -> None:
         page = _median([_page_cost(f) for f in figures])
         ingest_cost = _median([_ingest_cost(f) for f in figures])
         mixed_cost = _median([_mixed_cost(f) for f in figures])
-        replica_side = "replica" in name or name == "both"
+        replica_side = dict((n, r) for n, _, r in CONFIGS)[name]
         cpu_rows.append([
             name, *(f"{x:.2f}" for x in page),
             *(f"{x:.1f}" for x in ingest_cost[:5]), f"{ingest_cost[5]:.0f} %",
             f"{mixed_cost[0]:.2f}" if replica_side else "-",
             f"{mixed_cost[1]:.2f}", f"{mixed_cost[2]:.2f}", f"{mixed_cost[3]:.2f}",
+            sum(f.conflicts for f in figures), sum(f.fallbacks for f in figures),
         ])
     cpu_table = table([
         "configuration", "page: server ms", "page: primary backends ms",
@@ -312,6 +343,7 @@ def main() -> None:
         "record: replica replay us", "record: all us", "replay share",
         "under ingest: replica backends ms/page", "under ingest: replay cores",
         "under ingest: all cores", "under ingest: server's wait for a core (s/s)",
+        "replay conflicts", "reads fallen back to the primary",
     ], cpu_rows)
     print(cpu_table)
     load_end = os.getloadavg()
@@ -325,11 +357,15 @@ def main() -> None:
         "machine. *records/s*: wrk single-record posts; *pages ms*: the median over "
         f"{len(PAGES)} views ({', '.join(PAGES)}) of each view's median of {ROUNDS}; "
         "*under ingest*: the same while wrk posts, with the ingest rate it kept beside "
-        f"them. The configurations run interleaved, {args.rounds} rounds; each figure is "
-        "the best of its rounds. Ratios against *plain* (1.00; ingest: higher is better, "
-        "pages: lower is better). Replica and primary share the same two cores here, so "
-        "a replica cannot add capacity in this run: what it shows is the cost of the "
-        "routing and of the replay next to the primary.\n\n" + result + "\n\n"
+        f"them. The configurations run interleaved, {args.rounds} rounds, each round "
+        "starting one configuration further; each figure is the best of its rounds. "
+        "Ratios against *plain* (1.00; ingest: higher is better, pages: lower is "
+        "better). *plain again* is plain once more, a placebo: its ratios are what the "
+        "noise of this run gives to the same configuration. The replica streams from "
+        "the primary during every configuration (plain included), so its replay is in "
+        "every figure; what the replica configurations change is where the pages are "
+        "read. Replica and primary share the same two cores here, so a replica cannot "
+        "add capacity in this run.\n\n" + result + "\n\n"
         "**What it cost in CPU** (`bench/proc_cpu.py`: time on a CPU of every thread, "
         "from `/proc/*/task/*/schedstat`; the median of the rounds). *page*: CPU per "
         "page request of the quiet pages (the consumers caught up and the replica "
@@ -344,7 +380,9 @@ def main() -> None:
         "cost on the replica), the cores the replay and all these processes kept busy "
         "(CPU seconds per second, of 2), and how long the server's threads were ready "
         "to run but waited for a core (seconds per second, summed over its threads; "
-        "other work on the machine counts there too).\n\n" + cpu_table
+        "other work on the machine counts there too). *replay conflicts*: queries the "
+        "replica cancelled for its replay (`pg_stat_database_conflicts`), and the reads "
+        "the server then ran on the primary (its log), over all rounds.\n\n" + cpu_table
     )
     if not args.no_write:
         write_section("replica", body)

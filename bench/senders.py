@@ -206,11 +206,12 @@ def verdict(on: Spread, placebo: Spread, lower_is_better: bool) -> str:
 
 
 def cpu_rows(tmp: Path, pg: TempPostgres | None, databases: list[str], machines: int,
-             records: int, rounds: int) -> list[list[object]]:
-    """On/off CPU per record for known and new senders over ``rounds`` rounds."""
+             records: int, rounds: int, kinds: list[str]) -> list[list[object]]:
+    """On/off CPU per record for known and/or new senders over ``rounds`` rounds."""
     rows: list[list[object]] = []
     for db in databases:
-        for senders_kind, ids in (("known", machines), ("new", None)):
+        for senders_kind in kinds:
+            ids = machines if senders_kind == "known" else None
             runs: dict[str, list[tuple[float, float]]] = {m: [] for m in MODES}
             for r in range(-1, rounds):  # round -1: a warm-up run, not counted
                 for mode in order(r) if r >= 0 else ("off",):
@@ -272,6 +273,8 @@ def main() -> None:
     parser.add_argument("--cpu-records", type=int, default=20000,
                         help="records measured per in-process CPU run")
     parser.add_argument("--cpu-rounds", type=int, default=6)
+    parser.add_argument("--kinds", default="known,new",
+                        help="senders measured in process: known (cached), new (first uses)")
     parser.add_argument("--no-write", action="store_true", help="do not touch the docs")
     args = parser.parse_args()
     need_wrk()
@@ -285,7 +288,9 @@ def main() -> None:
     print(f"guard: {cost:.2f} us per post", flush=True)
     loads = [os.getloadavg()[0]]
     try:
-        cpu = cpu_rows(tmp, pg, databases, args.machines, args.cpu_records, args.cpu_rounds)
+        kinds = [k for k in args.kinds.split(",") if k in ("known", "new")]
+        cpu = cpu_rows(tmp, pg, databases, args.machines, args.cpu_records, args.cpu_rounds,
+                       kinds)
         cpu_table = table(["database", "senders", "off: CPU us/record",
                            "on: CPU us/record", "on/off: median (min–max)",
                            "off2/off: median (min–max)", "on/off against the noise"], cpu)
@@ -335,8 +340,9 @@ def main() -> None:
         "## Sender binding on vs off (`python bench/senders.py`)\n\n"
         f"`python bench/senders.py --seconds {args.seconds:g} --rounds {args.rounds} "
         f"--machines {args.machines} --cpu-records {args.cpu_records} "
-        f"--cpu-rounds {args.cpu_rounds}` — {about} Load average during the run "
-        f"{min(loads):.1f}–{max(loads):.1f}; the benchmark and its servers used "
+        f"--cpu-rounds {args.cpu_rounds} --kinds {args.kinds}` — {about} Load average "
+        f"during the run {min(loads):.1f}–{max(loads):.1f}; the benchmark and its "
+        "servers used "
         f"{used:,.0f} s of CPU.\n\n"
         "**How to read it.** Every round runs binding *off*, *on*, and *off2* (off "
         "again: a placebo, the same code as *off*), each on a fresh database, in an order "

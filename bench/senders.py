@@ -202,6 +202,8 @@ def ratios(runs: dict[str, list[float]]) -> tuple[Spread, Spread]:
 
 def verdict(on: Spread, placebo: Spread, lower_is_better: bool) -> str:
     """Is on/off's median inside the spread of off2/off (what the same code gives)?"""
+    if len(placebo.values) < 2:
+        return "one round: no spread to compare with"
     low, high = min(placebo.values), max(placebo.values)
     if low <= on.median <= high:
         return "inside the noise"

@@ -42,6 +42,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ceiling  # noqa: E402
+import proc_cpu  # noqa: E402
 import stages  # noqa: E402
 from bulk import TID, make_records  # noqa: E402
 from common import machine, table, write_section  # noqa: E402
@@ -129,22 +130,11 @@ THREAD_KINDS = ("event loop", "writer", "worker threads", "parse", "other")
 
 
 def _db_cpu(pid: int | None) -> float:
-    """CPU seconds used so far by a PostgreSQL postmaster and its children."""
+    """CPU seconds used so far by a PostgreSQL postmaster and its children (their
+    threads' schedstat: nanoseconds, not the 10 ms ticks of ``/proc/PID/stat``)."""
     if pid is None:
         return 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # fields[1] is ppid; [11], [12] utime, stime (after the name).
-        if int(entry.name) == pid or int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    return sum(cpu.run_s for cpu in proc_cpu.snapshot(postmasters={"db": pid}).roles().values())
 
 
 def _collector_scope(n: int, prefix: str) -> dict[str, Any]:

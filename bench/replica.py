@@ -19,11 +19,24 @@ p99), then the dashboards (each page timed five times after one warm-up: median)
 the dashboards again while wrk posts (the mixed run: the pages' median and the ingest
 rate beside them). Ratios are against *plain* in the same run. The section
 ``replica`` of docs/performance.md is replaced.
+
+Beside the times, what each step cost in CPU (``bench/proc_cpu.py``: every thread's
+time on a CPU and time waiting for one, from ``/proc/*/task/*/schedstat``): of the
+server's process, of the primary's client backends and its other processes, of the
+replica's client backends and of its WAL replay (the ``startup`` process and the
+``walreceiver``). Per page for the pages (the server and the backends that answered
+them: on the replica or the primary), per record for the ingest, and for the pages
+under ingest the replica's replay CPU beside the CPU per page of the replica's
+backends, so that a slower page under ingest shows whether the replica's pages cost
+more or whether the replay took cores the pages waited for. Before the quiet pages the
+consumers have caught up and the replica has replayed the ingest (so that neither
+counts as a page's cost). CPU figures are the median of the rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import threading
@@ -39,16 +52,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, table, write_section  # noqa: E402
 from dashboards import load  # noqa: E402
 from load import LoadResult, need_wrk, run_wrk  # noqa: E402
+from proc_cpu import Cpu, Snapshot, between, postmaster_pid, snapshot  # noqa: E402
 
 from downlink.settings import Settings  # noqa: E402
 from downlink.store import partitions  # noqa: E402
 from downlink.store.database import Store  # noqa: E402
+from downlink.testing.consumers import wait_caught_up  # noqa: E402
 from downlink.testing.live import LiveServer  # noqa: E402
 from downlink.testing.postgres import TempPostgres  # noqa: E402
 
 PAGES = ("/stats", "/builds", "/crashes", "/population", "/mce", "/records",
          "/api/records?limit=100", "/crashes.json", "/stats.json")
 ROUNDS = 5
+# (name, template database, pages on the replica); "plain again" is plain once more:
+# the placebo whose ratio to plain is the noise of the run.
+CONFIGS = [("plain", "tpl_plain", False), ("replica", "tpl_plain", True),
+           ("partitioned", "tpl_parted", False), ("both", "tpl_parted", True),
+           ("plain again", "tpl_plain", False)]
+IDLE_S = 3.0  # the idle spell measured before the quiet pages
 
 
 @dataclass
@@ -57,6 +78,21 @@ class Figures:
     pages_ms: float
     mixed_pages_ms: float
     mixed_ingest: LoadResult
+    # CPU by role (bench/proc_cpu.py) of each step, and the pages requested in it.
+    ingest_cpu: dict[str, Cpu]
+    pages_cpu: dict[str, Cpu]
+    pages_requested: int
+    pages_wall_s: float
+    # An idle spell just before the quiet pages (consumers and job runner polling):
+    # its rate is taken off the pages' CPU.
+    idle_cpu: dict[str, Cpu]
+    idle_wall_s: float
+    mixed_cpu: dict[str, Cpu]
+    mixed_pages_requested: int
+    mixed_wall_s: float
+    # Queries the replica's replay cancelled, and reads that fell back to the primary.
+    conflicts: int
+    fallbacks: int
 
 
 def _sql(pg: TempPostgres, db: str, statement: str) -> None:
@@ -66,7 +102,8 @@ def _sql(pg: TempPostgres, db: str, statement: str) -> None:
 
 
 def _pages(url: str, rounds: int = ROUNDS) -> float:
-    """Median over pages of each page's median time (ms)."""
+    """Median over pages of each page's median time (ms); each page is asked
+    ``1 + rounds`` times (the first is not timed)."""
     per_page: list[float] = []
     with httpx.Client(base_url=url, timeout=120) as client:
         for page in PAGES:
@@ -79,6 +116,25 @@ def _pages(url: str, rounds: int = ROUNDS) -> float:
                 assert r.status_code == 200, page
             per_page.append(statistics.median(times))
     return statistics.median(per_page)
+
+
+def _conflicts(replica: TempPostgres) -> int:
+    """Queries cancelled on the replica by its replay so far (every database)."""
+    with psycopg.connect(f"host=127.0.0.1 port={replica.port} user=postgres dbname=postgres",
+                         autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(confl_tablespace + confl_lock + confl_snapshot"
+            " + confl_bufferpin + confl_deadlock), 0) FROM pg_stat_database_conflicts"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _fallbacks(log: Path) -> int:
+    """Reads the server logged as failed on the replica and run on the primary."""
+    try:
+        return log.read_text(errors="replace").count("read replica failed a read")
+    except OSError:
+        return 0
 
 
 def _wait_replica(primary: TempPostgres, replica: TempPostgres) -> None:
@@ -104,29 +160,99 @@ def run_config(primary: TempPostgres, replica: TempPostgres, template: str, name
     _wait_replica(primary, replica)
     env = {"DATABASE_READ_URL": replica.url(name)} if read_replica else {}
     server = LiveServer(primary.url(name), env=env, log=log).start()
+    assert server.proc is not None
+    clusters = {"primary": postmaster_pid(primary.datadir),
+                "replica": postmaster_pid(replica.datadir)}
+
+    def shot() -> Snapshot:
+        assert server.proc is not None
+        return snapshot(server.proc.pid, clusters)
+
+    conflicts, fallbacks = _conflicts(replica), _fallbacks(log)
     try:
+        before = shot()
         ingest = run_wrk(server.url + "/v2/collector", args.seconds, args.connections)
+        ingest_cpu = between(before, shot())
+        wait_caught_up(server.url, timeout=300)
+        _wait_replica(primary, replica)
+        before, started = shot(), time.perf_counter()
+        time.sleep(IDLE_S)
+        idle_cpu, idle_wall = between(before, shot()), time.perf_counter() - started
+        before, started = shot(), time.perf_counter()
         pages = _pages(server.url)
+        pages_cpu, pages_wall = between(before, shot()), time.perf_counter() - started
         mixed: list[LoadResult] = []
         loader = threading.Thread(target=lambda: mixed.append(run_wrk(
             server.url + "/v2/collector", args.seconds, args.connections)))
         loader.start()
         time.sleep(1.0)
+        before, started = shot(), time.perf_counter()
         mixed_pages = _pages(server.url, rounds=3)
+        mixed_cpu = between(before, shot())
+        mixed_wall = time.perf_counter() - started
         loader.join()
     finally:
         server.stop()
-    return Figures(ingest, pages, mixed_pages, mixed[0])
+    conflicts, fallbacks = _conflicts(replica) - conflicts, _fallbacks(log) - fallbacks
+    return Figures(ingest, pages, mixed_pages, mixed[0], ingest_cpu, pages_cpu,
+                   len(PAGES) * (1 + ROUNDS), pages_wall, idle_cpu, idle_wall, mixed_cpu,
+                   len(PAGES) * (1 + 3), mixed_wall, conflicts, fallbacks)
 
 
-def _best(figures: list[Figures]) -> Figures:
-    """The best of the rounds, figure by figure (the machine is shared: noise only slows)."""
-    return Figures(
-        ingest=max((f.ingest for f in figures), key=lambda r: r.per_second),
-        pages_ms=min(f.pages_ms for f in figures),
-        mixed_pages_ms=min(f.mixed_pages_ms for f in figures),
-        mixed_ingest=max((f.mixed_ingest for f in figures), key=lambda r: r.per_second),
-    )
+def _times(figures: list[Figures]) -> tuple[LoadResult, float, float, LoadResult]:
+    """The best of the rounds' times, figure by figure (the machine is shared: noise
+    only slows): ingest, pages ms, pages ms under ingest, ingest beside the pages."""
+    return (max((f.ingest for f in figures), key=lambda r: r.per_second),
+            min(f.pages_ms for f in figures), min(f.mixed_pages_ms for f in figures),
+            max((f.mixed_ingest for f in figures), key=lambda r: r.per_second))
+
+
+def _run(cpu: dict[str, Cpu], *roles: str) -> float:
+    """CPU seconds of ``roles`` (all of them when none is named)."""
+    return sum(c.run_s for role, c in cpu.items() if not roles or role in roles)
+
+
+REPLAY = ("replica replay", "replica walreceiver")
+PRIMARY_OTHER = ("primary background", "primary walsender")
+
+
+def _page_cost(f: Figures) -> list[float]:
+    """CPU ms per quiet page: server, primary backends, replica backends, the rest, all;
+    each less what the same processes spent in as long an idle spell (the consumers'
+    and the job runner's polling)."""
+    scale = f.pages_wall_s / f.idle_wall_s
+
+    def net(*roles: str) -> float:
+        return _run(f.pages_cpu, *roles) - _run(f.idle_cpu, *roles) * scale
+
+    server, primary = net("server"), net("primary backends")
+    replica, total = net("replica backends"), net()
+    return [x * 1000 / f.pages_requested
+            for x in (server, primary, replica, total - server - primary - replica, total)]
+
+
+def _ingest_cost(f: Figures) -> list[float]:
+    """CPU us per record of the ingest: server, primary backends, the primary's other
+    processes, the replica's replay (startup and walreceiver), all; and the replay's
+    share of all."""
+    cpu, n = f.ingest_cpu, max(1, f.ingest.ok)
+    parts = [_run(cpu, "server"), _run(cpu, "primary backends"), _run(cpu, *PRIMARY_OTHER),
+             _run(cpu, *REPLAY), _run(cpu)]
+    return [x * 1e6 / n for x in parts] + [parts[3] / parts[4] * 100 if parts[4] else 0.0]
+
+
+def _mixed_cost(f: Figures) -> list[float]:
+    """Pages under ingest: the replica backends' CPU ms per page, the replay's cores
+    (CPU seconds per second), all processes' cores, and the server's threads' wait
+    for a core (seconds per second: two threads waiting for a second count two)."""
+    cpu, wall = f.mixed_cpu, f.mixed_wall_s or 1.0
+    waited = sum(c.wait_s for role, c in cpu.items() if role == "server")
+    return [_run(cpu, "replica backends") * 1000 / f.mixed_pages_requested,
+            _run(cpu, *REPLAY) / wall, _run(cpu) / wall, waited / wall]
+
+
+def _median(rows: list[list[float]]) -> list[float]:
+    return [statistics.median(column) for column in zip(*rows, strict=True)]
 
 
 def main() -> None:
@@ -167,49 +293,96 @@ def main() -> None:
         replica = primary.start_replica()
         log = Path(primary.root) / "server.log"
         runs: dict[str, list[Figures]] = {}
+        for name, _, _ in CONFIGS:
+            runs[name] = []
         for round_ in range(args.rounds):
-            for name, template, use_replica in (
-                ("plain", "tpl_plain", False), ("replica", "tpl_plain", True),
-                ("partitioned", "tpl_parted", False), ("both", "tpl_parted", True),
-            ):
+            turn = round_ % len(CONFIGS)  # each round starts one further: drift cancels
+            for name, template, use_replica in CONFIGS[turn:] + CONFIGS[:turn]:
                 print(f"{name} (round {round_ + 1}) …", flush=True)
-                runs.setdefault(name, []).append(run_config(
-                    primary, replica, template, f"run_{name}_{round_}", use_replica, args, log))
-        results = {name: _best(figures) for name, figures in runs.items()}
+                db = f"run_{name.replace(' ', '_')}_{round_}"
+                runs[name].append(run_config(
+                    primary, replica, template, db, use_replica, args, log))
     finally:
         if replica is not None:
             replica.stop()
         primary.stop()
-    base = results["plain"]
+    times = {name: _times(figures) for name, figures in runs.items()}
+    base_ingest, base_pages, base_mixed, _ = times["plain"]
     rows = []
-    for name, f in results.items():
+    for name, (ingest, pages_ms, mixed_ms, mixed_ingest) in times.items():
+        errors = sum(x.status_errors + x.socket_errors
+                     for f in runs[name] for x in (f.ingest, f.mixed_ingest))
         rows.append([
-            name, round(f.ingest.per_second), f.ingest.p99_ms,
-            f"{f.ingest.per_second / base.ingest.per_second:.2f}",
-            f"{f.pages_ms:.1f}", f"{f.pages_ms / base.pages_ms:.2f}",
-            f"{f.mixed_pages_ms:.1f}", f"{f.mixed_pages_ms / base.mixed_pages_ms:.2f}",
-            round(f.mixed_ingest.per_second),
-            f.ingest.status_errors + f.ingest.socket_errors
-            + f.mixed_ingest.status_errors + f.mixed_ingest.socket_errors,
+            name, round(ingest.per_second), ingest.p99_ms,
+            f"{ingest.per_second / base_ingest.per_second:.2f}",
+            f"{pages_ms:.1f}", f"{pages_ms / base_pages:.2f}",
+            f"{mixed_ms:.1f}", f"{mixed_ms / base_mixed:.2f}",
+            round(mixed_ingest.per_second), errors,
         ])
     result = table(["configuration", "records/s", "p99 ms", "ratio (higher is better)",
                     "pages ms", "ratio (lower is better)", "pages ms under ingest",
                     "ratio (lower is better)", "records/s beside pages", "errors"], rows)
     print(result)
+    cpu_rows = []
+    for name, figures in runs.items():
+        page = _median([_page_cost(f) for f in figures])
+        ingest_cost = _median([_ingest_cost(f) for f in figures])
+        mixed_cost = _median([_mixed_cost(f) for f in figures])
+        replica_side = dict((n, r) for n, _, r in CONFIGS)[name]
+        cpu_rows.append([
+            name, *(f"{x:.2f}" for x in page),
+            *(f"{x:.1f}" for x in ingest_cost[:5]), f"{ingest_cost[5]:.0f} %",
+            f"{mixed_cost[0]:.2f}" if replica_side else "-",
+            f"{mixed_cost[1]:.2f}", f"{mixed_cost[2]:.2f}", f"{mixed_cost[3]:.2f}",
+            sum(f.conflicts for f in figures), sum(f.fallbacks for f in figures),
+        ])
+    cpu_table = table([
+        "configuration", "page: server ms", "page: primary backends ms",
+        "page: replica backends ms", "page: other PostgreSQL ms", "page: all ms",
+        "record: server us", "record: primary backends us", "record: primary other us",
+        "record: replica replay us", "record: all us", "replay share",
+        "under ingest: replica backends ms/page", "under ingest: replay cores",
+        "under ingest: all cores", "under ingest: server's wait for a core (s/s)",
+        "replay conflicts", "reads fallen back to the primary",
+    ], cpu_rows)
+    print(cpu_table)
+    load_end = os.getloadavg()
     body = (
         "## Read replica and monthly partitions (issue 15)\n\n"
         f"`python bench/replica.py --records {args.records} --seconds {args.seconds:g} "
-        f"--connections {args.connections} --rounds {args.rounds}` — {about}\n\n"
+        f"--connections {args.connections} --rounds {args.rounds}` — {about} Load "
+        f"average at the end {load_end[0]:.1f}.\n\n"
         f"{args.records:,} generated records (60 days) per database; one `downlink serve` "
         "worker on a PostgreSQL primary (fsync=on) with a streaming replica on the same "
         "machine. *records/s*: wrk single-record posts; *pages ms*: the median over "
         f"{len(PAGES)} views ({', '.join(PAGES)}) of each view's median of {ROUNDS}; "
         "*under ingest*: the same while wrk posts, with the ingest rate it kept beside "
-        f"them. The configurations run interleaved, {args.rounds} rounds; each figure is "
-        "the best of its rounds. Ratios against *plain* (1.00; ingest: higher is better, "
-        "pages: lower is better). Replica and primary share the same two cores here, so "
-        "a replica cannot add capacity in this run: what it shows is the cost of the "
-        "routing and of the replay next to the primary.\n\n" + result
+        f"them. The configurations run interleaved, {args.rounds} rounds, each round "
+        "starting one configuration further; each figure is the best of its rounds. "
+        "Ratios against *plain* (1.00; ingest: higher is better, pages: lower is "
+        "better). *plain again* is plain once more, a placebo: its ratios are what the "
+        "noise of this run gives to the same configuration. The replica streams from "
+        "the primary during every configuration (plain included), so its replay is in "
+        "every figure; what the replica configurations change is where the pages are "
+        "read. Replica and primary share the same two cores here, so a replica cannot "
+        "add capacity in this run.\n\n" + result + "\n\n"
+        "**What it cost in CPU** (`bench/proc_cpu.py`: time on a CPU of every thread, "
+        "from `/proc/*/task/*/schedstat`; the median of the rounds). *page*: CPU per "
+        "page request of the quiet pages (the consumers caught up and the replica "
+        "replayed first), in the server process, the primary's and the replica's "
+        "client backends and the rest of both clusters (background processes, WAL "
+        f"sender, receiver and replay), each less what it spent in a {IDLE_S:g} s idle "
+        "spell just before, scaled to the pages' time (the consumers' and job "
+        "runner's polling of the primary is not a page's cost). *record*: CPU per "
+        "record of the ingest run, the replica's replay being its `startup` process "
+        "and `walreceiver`. *under "
+        "ingest*: while wrk posts, the replica's backends' CPU per page (the pages' own "
+        "cost on the replica), the cores the replay and all these processes kept busy "
+        "(CPU seconds per second, of 2), and how long the server's threads were ready "
+        "to run but waited for a core (seconds per second, summed over its threads; "
+        "other work on the machine counts there too). *replay conflicts*: queries the "
+        "replica cancelled for its replay (`pg_stat_database_conflicts`), and the reads "
+        "the server then ran on the primary (its log), over all rounds.\n\n" + cpu_table
     )
     if not args.no_write:
         write_section("replica", body)

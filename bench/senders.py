@@ -1,19 +1,22 @@
 """Sender binding on vs off: single-record /v2/collector ingest in the same run.
 
 First, in process (what a loaded machine does not inflate): the collector's ASGI app
-driven directly as ``bench/ingest_cpu.py`` does, binding off and on alternating on fresh
-databases, CPU per record of this process (and of PostgreSQL's processes), for *known*
-senders (``--machines`` ids, each bound during the warm-up) and for *new* ones (every
-record a machine id never seen: each binds it). Then, end to end, servers alternate
-between binding off (the default) and ``DOWNLINK_SENDER_BINDING=clearlinux`` with a
-per-sender rate limit high enough never to refuse (so both the binding check and the
-sender bucket run on every post), each on a fresh database, with the same load: wrk, 64
-keep-alive connections, records cycling through ``--machines`` machine ids (each bound
-by its first record, before the warm-up).
-The median of the rounds is reported; *ratio* is on / off.
+driven directly as ``bench/ingest_cpu.py`` does, on fresh databases, CPU per record of
+this process (and of PostgreSQL's processes), for *known* senders (``--machines`` ids,
+each bound during the warm-up) and for *new* ones (every record a machine id never
+seen: each binds it). Then, end to end, servers with binding off (the default) and with
+``DOWNLINK_SENDER_BINDING=clearlinux`` plus a per-sender rate limit high enough never to
+refuse (so both the binding check and the sender bucket run on every post), each on a
+fresh database, with the same load: wrk, 64 keep-alive connections, records cycling
+through ``--machines`` machine ids (each bound by its first record, before the warm-up);
+records/s, and the server's (and PostgreSQL's) CPU per record from ``/proc``.
 
-    python bench/senders.py [--seconds 10] [--rounds 2] [--machines 1000] \
-        [--cpu-records 20000] [--cpu-rounds 3]
+Every round runs off, on and off again (*off2*, a placebo) in a rotating order; each
+ratio on/off is given with its rounds' spread beside the spread of off2/off, the noise
+between two runs of the same code, so that "unchanged" has an error bar.
+
+    python bench/senders.py [--seconds 10] [--rounds 3] [--machines 1000] \
+        [--cpu-records 20000] [--cpu-rounds 6]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ingest_cpu  # noqa: E402
+import proc_cpu  # noqa: E402
 from common import machine, table, write_section  # noqa: E402
 from load import TID, LoadResult, need_wrk, run_wrk  # noqa: E402
 
@@ -62,13 +67,25 @@ def _prebind(target: str, machines: int) -> None:
         "Content-Type": "application/text",
     }
 
-    def post(i: int) -> None:
-        answer = httpx.post(target, headers={**headers, "machine_id": f"{i:032x}",
-                                             "event_id": f"{i:032x}"}, content=b"x", timeout=60)
-        answer.raise_for_status()
+    # One client for all the posts: httpx.post() builds a client (and its TLS context)
+    # per call, which took minutes for 1000 posts on a loaded machine.
+    with httpx.Client(timeout=60) as client:
 
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(post, range(machines)))
+        def post(i: int) -> None:
+            answer = client.post(target, headers={**headers, "machine_id": f"{i:032x}",
+                                                  "event_id": f"{i:032x}"}, content=b"x")
+            answer.raise_for_status()
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(post, range(machines)))
+
+
+def _cpu_cell(db: str, app: list[float], total: list[float]) -> str:
+    """The median total CPU per record; on PostgreSQL, split into process + database."""
+    app_us, total_us = statistics.median(app), statistics.median(total)
+    if db == "sqlite":
+        return f"{total_us:.1f}"
+    return f"{total_us:.1f} ({app_us:.1f} + {total_us - app_us:.1f})"
 
 
 def _one(url: str, env: dict[str, str], args: argparse.Namespace, log: Path) -> LoadResult:
@@ -85,9 +102,10 @@ def _one(url: str, env: dict[str, str], args: argparse.Namespace, log: Path) -> 
 def guard_cost(tmp: Path, machines: int, posts: int = 200_000) -> float:
     """Microseconds the collector spends in the guard per post of a bound sender.
 
-    In process, so it does not depend on the machine's other load: the proof read from
-    a real client's headers, the sender's token bucket and the check (a cache hit),
-    in CPU time of this process (the machine's other work does not count).
+    In process, so it does not depend on the machine's other load: the sender's token
+    bucket and the decision as the collector makes it (``known``: a cache hit, the
+    network compared; ``check`` only when that cannot decide), in CPU time of this
+    process (the machine's other work does not count).
     """
     settings = Settings(database_url=f"sqlite:///{tmp / 'guard.db'}",
                         sqlite_synchronous="OFF",  # binding the ids first: not measured
@@ -97,23 +115,23 @@ def guard_cost(tmp: Path, machines: int, posts: int = 200_000) -> float:
     store.start()
     try:
         guard = SenderGuard(store, settings, sender_rules(settings.registry))
-        headers = [(k.lower().encode(), v.encode()) for k, v in (
-            ("Host", "127.0.0.1"), ("record_format_version", "4"), ("severity", "1"),
-            ("classification", "org.clearlinux/bench/ingest"), ("machine_id", "m"),
-            ("creation_timestamp", "1700000000"), ("arch", "x86_64"), ("build", "12"),
-            ("X-Telemetry-TID", "t"), ("Content-Type", "application/text"))]
+        client = ("127.0.0.1", 40000)
         ids = [f"{i:032x}" for i in range(machines)]
 
         async def run() -> float:
             for sender in ids:  # bind them all first
-                await guard.check("clearlinux", (sender,), guard.proof(headers, ("127.0.0.1", 1)))
-            started = time.process_time()
-            for i in range(posts):
-                sender = ids[i % machines]
-                guard.rate_wait("clearlinux", (sender,))
-                proof = guard.proof(headers, ("127.0.0.1", 1))
-                await guard.check("clearlinux", (sender,), proof)
-            return (time.process_time() - started) / posts * 1e6
+                await guard.check("clearlinux", (sender,), guard.proof((), client))
+            spent = 0.0
+            for start in range(0, posts, machines):
+                await asyncio.sleep(0)  # the log of changes is read in the background
+                began = time.process_time()
+                for sender in ids[: posts - start]:
+                    guard.rate_wait("clearlinux", (sender,))
+                    if guard.binds("clearlinux") and not guard.known(
+                            "clearlinux", sender, False, client):
+                        await guard.check("clearlinux", (sender,), guard.proof((), client))
+                spent += time.process_time() - began
+            return spent / posts * 1e6
 
         return asyncio.run(run())
     finally:
@@ -149,125 +167,232 @@ def cpu_per_record(url: str, binding: bool, machines: int | None, records: int,
     return res.per_record_us(res.cpu_s), res.per_record_us(res.db_cpu_s)
 
 
+# Each round runs binding off, on, and off again ("off2": a placebo, the same as off),
+# in an order that rotates, so that over three rounds each takes each place once and a
+# drift of the machine or of the process cancels out.
+MODES = ("off", "on", "off2")
+ORDERS = (("off", "on", "off2"), ("on", "off2", "off"), ("off2", "off", "on"))
+
+
+def order(round_: int) -> tuple[str, str, str]:
+    return ORDERS[round_ % len(ORDERS)]
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Ratios of the rounds: their median, lowest and highest."""
+
+    values: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    def text(self) -> str:
+        return f"{self.median:.3f} ({min(self.values):.3f}–{max(self.values):.3f})"
+
+
+def ratios(runs: dict[str, list[float]]) -> tuple[Spread, Spread]:
+    """Per round: on / off, and the placebo off2 / off (the noise between two runs of
+    the same code)."""
+    on = tuple(a / b for a, b in zip(runs["on"], runs["off"], strict=True))
+    placebo = tuple(a / b for a, b in zip(runs["off2"], runs["off"], strict=True))
+    return Spread(on), Spread(placebo)
+
+
+def verdict(on: Spread, placebo: Spread, lower_is_better: bool) -> str:
+    """Is on/off's median inside the spread of off2/off (what the same code gives)?"""
+    if len(placebo.values) < 2:
+        return "one round: no spread to compare with"
+    low, high = min(placebo.values), max(placebo.values)
+    if low <= on.median <= high:
+        return "inside the noise"
+    worse = on.median > high if lower_is_better else on.median < low
+    return "worse than the noise" if worse else "better than the noise"
+
+
 def cpu_rows(tmp: Path, pg: TempPostgres | None, databases: list[str], machines: int,
-             records: int, rounds: int) -> list[list[object]]:
-    """On/off CPU per record for known and new senders, median of ``rounds``."""
+             records: int, rounds: int, kinds: list[str]) -> list[list[object]]:
+    """On/off CPU per record for known and/or new senders over ``rounds`` rounds."""
     rows: list[list[object]] = []
     for db in databases:
-        for senders_kind, ids in (("known", machines), ("new", None)):
-            runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
-            for r in range(rounds):
-                # Alternating which goes first: a process's later runs drift slower.
-                for binding in ((False, True) if r % 2 == 0 else (True, False)):
-                    name = f"cpu_{senders_kind}_{int(binding)}_{r}"
+        for senders_kind in kinds:
+            ids = machines if senders_kind == "known" else None
+            runs: dict[str, list[tuple[float, float]]] = {m: [] for m in MODES}
+            for r in range(-1, rounds):  # round -1: a warm-up run, not counted
+                for mode in order(r) if r >= 0 else ("off",):
+                    name = f"cpu_{senders_kind}_{mode}_{r}".replace("-", "w")
                     if db == "sqlite":
                         url, pid = f"sqlite:///{tmp / f'{name}.db'}", None
                     else:
                         assert pg is not None
                         url = pg.create_database(name)
                         pid = ingest_cpu._postmaster(pg.datadir)
-                    got = cpu_per_record(url, binding, ids, records, pid, f"{r}{int(binding)}")
-                    runs[binding].append(got)
-                    print(db, senders_kind, "on" if binding else "off", r,
-                          [round(x, 1) for x in got], flush=True)
-            off = statistics.median(x[0] + x[1] for x in runs[False])
-            for binding in (False, True):
-                app = statistics.median(x[0] for x in runs[binding])
-                dbs = statistics.median(x[1] for x in runs[binding])
-                total = statistics.median(x[0] + x[1] for x in runs[binding])
-                rows.append([db, senders_kind, "on" if binding else "off", round(app, 1),
-                             round(dbs, 1) if db != "sqlite" else "-", round(total, 1),
-                             f"{total / off:.3f}"])
+                    got = cpu_per_record(url, mode == "on", ids, records, pid,
+                                         f"{(r + 1) % 10}{MODES.index(mode)}")
+                    if r >= 0:
+                        runs[mode].append(got)
+                    print(db, senders_kind, mode, r, [round(x, 2) for x in got], flush=True)
+            totals = {m: [x[0] + x[1] for x in runs[m]] for m in MODES}
+            on, placebo = ratios(totals)
+            cells = [_cpu_cell(db, [x[0] for x in runs[m]], totals[m]) for m in ("off", "on")]
+            rows.append([db, senders_kind, *cells, on.text(), placebo.text(),
+                         verdict(on, placebo, lower_is_better=True)])
     return rows
+
+
+def _cpu_cell(db: str, app: list[float], total: list[float]) -> str:
+    """The median total CPU per record; on PostgreSQL, split into process + database."""
+    app_us, total_us = statistics.median(app), statistics.median(total)
+    if db == "sqlite":
+        return f"{total_us:.1f}"
+    return f"{total_us:.1f} ({app_us:.1f} + {total_us - app_us:.1f})"
+
+
+def _one(url: str, env: dict[str, str], args: argparse.Namespace, log: Path,
+         postmaster: int | None) -> tuple[LoadResult, float]:
+    """One end-to-end run: wrk's result, and the CPU per record (us) of the server
+    process and, on PostgreSQL, of the database's processes."""
+    server = LiveServer(url, env=env, log=log).start()
+    try:
+        assert server.proc is not None
+        target = server.url + "/v2/collector"
+        _prebind(target, args.machines)
+        run_wrk(target, WARM_UP_S, args.connections, machines=args.machines)
+        clusters = {"db": postmaster} if postmaster is not None else {}
+        before = proc_cpu.snapshot(server.proc.pid, clusters)
+        res = run_wrk(target, args.seconds, args.connections, machines=args.machines)
+        spent = proc_cpu.between(before, proc_cpu.snapshot(server.proc.pid, clusters))
+        cpu = sum(c.run_s for c in spent.values())
+        return res, cpu / max(1, res.ok) * 1e6
+    finally:
+        server.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--machines", type=int, default=1000)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--cpu-records", type=int, default=20000,
                         help="records measured per in-process CPU run")
-    parser.add_argument("--cpu-rounds", type=int, default=3)
+    parser.add_argument("--cpu-rounds", type=int, default=6)
+    parser.add_argument("--kinds", default="known,new",
+                        help="senders measured in process: known (cached), new (first uses)")
     parser.add_argument("--no-write", action="store_true", help="do not touch the docs")
     args = parser.parse_args()
     need_wrk()
     about = machine()
+    cpu_started = _all_cpu()
     tmp = Path(tempfile.mkdtemp(prefix="downlink-bench-senders-"))
     databases = args.databases.split(",")
     pg = TempPostgres(fsync=True).start() if "postgresql" in databases else None
     rows: list[list[object]] = []
     cost = guard_cost(tmp, args.machines)
-    print(f"guard: {cost:.1f} us per post", flush=True)
+    print(f"guard: {cost:.2f} us per post", flush=True)
+    loads = [os.getloadavg()[0]]
     try:
-        cpu = cpu_rows(tmp, pg, databases, args.machines, args.cpu_records, args.cpu_rounds)
-        cpu_table = table(["database", "senders", "binding", "app CPU us/record",
-                           "database CPU us/record", "total", "ratio on/off"], cpu)
+        kinds = [k for k in args.kinds.split(",") if k in ("known", "new")]
+        cpu = cpu_rows(tmp, pg, databases, args.machines, args.cpu_records, args.cpu_rounds,
+                       kinds)
+        cpu_table = table(["database", "senders", "off: CPU us/record",
+                           "on: CPU us/record", "on/off: median (min–max)",
+                           "off2/off: median (min–max)", "on/off against the noise"], cpu)
         print(cpu_table, flush=True)
+        loads.append(os.getloadavg()[0])
         for db in databases:
-            runs: dict[str, list[LoadResult]] = {"off": [], "on": []}
+            runs: dict[str, list[tuple[LoadResult, float]]] = {m: [] for m in MODES}
             for r in range(args.rounds):
-                for mode, env in (("off", {}), ("on", ON)):
+                for mode in order(r):
                     if db == "sqlite":
-                        url = f"sqlite:///{tmp / f'{mode}-{r}.db'}"
+                        url, pid = f"sqlite:///{tmp / f'{mode}-{r}.db'}", None
                     else:
                         assert pg is not None
                         url = pg.create_database(f"senders_{mode}_{r}")
-                    res = _one(url, env, args, tmp / "server.log")
-                    runs[mode].append(res)
-                    print(db, mode, r, round(res.per_second), res.p99_ms, flush=True)
-            off = statistics.median(x.per_second for x in runs["off"])
-            for mode in ("off", "on"):
-                rate = statistics.median(x.per_second for x in runs[mode])
-                rows.append([
-                    db, mode, round(rate),
-                    round(statistics.median(x.p50_ms for x in runs[mode]), 2),
-                    round(statistics.median(x.p99_ms for x in runs[mode]), 2),
-                    sum(x.status_errors + x.socket_errors for x in runs[mode]),
-                    f"{rate / off:.2f}" if off else "-",
-                ])
+                        pid = ingest_cpu._postmaster(pg.datadir)
+                    env = ON if mode == "on" else {}
+                    res, per_record = _one(url, env, args, tmp / "server.log", pid)
+                    runs[mode].append((res, per_record))
+                    print(db, mode, r, round(res.per_second), res.p99_ms,
+                          f"{per_record:.1f} us/record", flush=True)
+            rate_on, rate_placebo = ratios({m: [x[0].per_second for x in runs[m]] for m in MODES})
+            cpu_on, cpu_placebo = ratios({m: [x[1] for x in runs[m]] for m in MODES})
+            rows.append([
+                db,
+                round(statistics.median(x[0].per_second for x in runs["off"])),
+                round(statistics.median(x[0].per_second for x in runs["on"])),
+                rate_on.text(), rate_placebo.text(),
+                f"{statistics.median(x[1] for x in runs['off']):.1f}",
+                f"{statistics.median(x[1] for x in runs['on']):.1f}",
+                cpu_on.text(), cpu_placebo.text(),
+                verdict(cpu_on, cpu_placebo, lower_is_better=True),
+                sum(x[0].status_errors + x[0].socket_errors for m in MODES for x in runs[m]),
+            ])
+            loads.append(os.getloadavg()[0])
     finally:
         if pg is not None:
             pg.stop()
-    slowest_off = min(float(r[2]) for r in rows if r[1] == "off") or 1.0
-    load = f"{os.getloadavg()[0]:.0f}"
-    result = table(["database", "binding", "records/s", "p50 ms", "p99 ms", "errors",
-                    "ratio on/off (higher is better)"], rows)
+    result = table(["database", "off: records/s", "on: records/s",
+                    "records/s on/off: median (min–max)", "off2/off (min–max)",
+                    "off: CPU us/record", "on: CPU us/record",
+                    "CPU on/off: median (min–max)", "off2/off (min–max)",
+                    "CPU on/off against the noise", "errors"], rows)
     print(result)
+    used = _all_cpu() - cpu_started
+    n = args.cpu_rounds
     body = (
         "## Sender binding on vs off (`python bench/senders.py`)\n\n"
         f"`python bench/senders.py --seconds {args.seconds:g} --rounds {args.rounds} "
         f"--machines {args.machines} --cpu-records {args.cpu_records} "
-        f"--cpu-rounds {args.cpu_rounds}` — {about}\n\n"
+        f"--cpu-rounds {args.cpu_rounds} --kinds {args.kinds}` — {about} Load average "
+        f"during the run {min(loads):.1f}–{max(loads):.1f}; the benchmark and its "
+        "servers used "
+        f"{used:,.0f} s of CPU.\n\n"
+        "**How to read it.** Every round runs binding *off*, *on*, and *off2* (off "
+        "again: a placebo, the same code as *off*), each on a fresh database, in an order "
+        "that rotates every round (off-on-off2, on-off2-off, off2-off-on), so that each "
+        "takes every place equally and a drift of the machine cancels. *on/off* is each "
+        "round's ratio, *off2/off* the same ratio between two runs of the same code: "
+        "its spread is the noise. Given as the median of the rounds (their lowest and "
+        "highest in brackets; the median of n rounds lies between the lowest and the "
+        f"highest with probability 1 − 2^(1−n): {1 - 2 ** (1 - n):.0%} for {n} rounds). "
+        "*against the noise*: whether on/off's median lies inside off2/off's range "
+        "(then binding's cost is not told apart from the noise in this run) or outside "
+        "it.\n\n"
         "**CPU per record, in process** (what the machine's other load does not "
         "inflate): the collector's ASGI app driven directly (`bench/ingest_cpu.py`'s "
         f"driver: 64 posts at a time, consumers off), {args.cpu_records:,} records per "
-        f"run after a warm-up, binding off and on alternating on fresh databases (which "
-        f"goes first alternating too), median of {args.cpu_rounds} rounds. *known*: "
-        f"{args.machines} machine ids in turn, each "
-        "bound during the warm-up (the steady state: a cache hit per post); *new*: every "
-        "record a machine id never seen (each post binds one; the look-ups of the posts "
-        "waiting together share one transaction: a read, then an insert of the new ids). "
-        "*ratio on/off*: total CPU per record, lower is better.\n\n" + cpu_table + "\n\n"
-        "**End to end**: "
-        f"One server process; wrk, {args.connections} keep-alive connections, single-record "
-        f"`POST /v2/collector` of {args.machines} machine ids in turn, {args.seconds:g} s per "
-        f"run after one record per machine id (which binds it) and a {WARM_UP_S} s warm-up, "
-        "binding off and "
-        "on (`DOWNLINK_SENDER_BINDING=clearlinux` plus a per-sender rate limit that never "
-        f"refuses) alternating on fresh databases, median of {args.rounds} rounds. With "
-        "binding on, a known sender costs a cache look-up, a network mask and a token "
-        f"bucket per post (no query): **{cost:.1f} us of CPU per post**, measured in "
-        f"process (`guard_cost`: {args.machines} bound machine ids, 200,000 posts), where "
-        f"the slowest off run below spent {1e6 / slowest_off:,.0f} us of server time per "
-        "record. The end-to-end figures are as noisy as the machine was busy (other "
-        f"work kept the load average at {load}, on 2 cores): compare the rounds printed "
-        "by the script, and the in-process cost.\n\n" + result
+        f"run after a warm-up, {n} rounds after one run not counted (a process's first "
+        "run is slower). *known*: {args.machines} machine ids in "
+        "turn, each bound during the warm-up (the steady state: a cache hit per post); "
+        "*new*: every record a machine id never seen (each post binds one; the look-ups "
+        "of the posts waiting together share one transaction: a read, then an insert of "
+        "the new ids). CPU of this process and, on PostgreSQL, of the database's "
+        "processes (in brackets: process + database; from `/proc`, schedstat "
+        "nanoseconds); lower is better.\n\n" + cpu_table + "\n\n"
+        "**End to end**: one server process; wrk, "
+        f"{args.connections} keep-alive connections, single-record `POST /v2/collector` "
+        f"of {args.machines} machine ids in turn, {args.seconds:g} s per run after one "
+        f"record per machine id (which binds it) and a {WARM_UP_S} s warm-up, "
+        f"{args.rounds} rounds. *on* is `DOWNLINK_SENDER_BINDING=clearlinux` plus a "
+        "per-sender rate limit that never refuses (both checks on every post). "
+        "records/s is wall time, as loaded as the machine was; *CPU us/record* is the "
+        "server process's CPU (and PostgreSQL's processes') per record stored, which "
+        "the other load inflates far less. With binding on, a known sender costs its "
+        "token bucket, a cache look-up and a compare of its network per post (no "
+        f"query, no coroutine): **{cost:.2f} us of CPU per post** in process "
+        f"(`guard_cost`: {args.machines} bound machine ids, 200,000 posts).\n\n" + result
     )
     if not args.no_write:
         write_section("senders", body)
+
+
+def _all_cpu() -> float:
+    """CPU seconds of this process and its waited-for children so far."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 if __name__ == "__main__":

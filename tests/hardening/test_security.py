@@ -121,6 +121,12 @@ def test_token_buckets_refill_and_stay_bounded() -> None:
     for key in ("c", "d", "e", "f"):
         buckets.take(key)
     assert len(buckets) == 3
+    # The least recently seen key is forgotten first: "d" taken again outlives "e".
+    buckets.take("d")
+    buckets.take("g")
+    assert set(buckets._buckets) == {"f", "d", "g"}
+    # A key may be any hashable value (the sender guard's are (source, id) pairs).
+    assert buckets.take(("clearlinux", "m")) == 0
 
 
 def test_settings_from_environment() -> None:

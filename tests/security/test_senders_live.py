@@ -172,6 +172,12 @@ def test_clearlinux_stores_records_of_a_spoofed_machine_id_flagged_and_out_of_da
         headers, body = _record(secrets.token_hex(16), "41002", ELSEWHERE)
         other = http.post(url, headers=headers, content=body)
         assert other.status_code == 201 and "sender_flagged" not in other.json()
+        # ... a wrong secret does not match even from the bound network, once the
+        # binding is cached (the known sender's fast path sees the header) ...
+        headers, body = _record(machine, "41005", HOME_TOO)
+        assert "sender_flagged" not in http.post(url, headers=headers, content=body).json()
+        headers, body = _record(machine, "41006", HOME_TOO, **{SECRET: "not-" + secret})
+        assert http.post(url, headers=headers, content=body).json()["sender_flagged"] is True
         # ... and the secret works from anywhere (and from then on is required).
         headers, body = _record(machine, "41003", ELSEWHERE, **{SECRET: secret})
         assert "sender_flagged" not in http.post(url, headers=headers, content=body).json()
@@ -181,9 +187,10 @@ def test_clearlinux_stores_records_of_a_spoofed_machine_id_flagged_and_out_of_da
     # The dashboards count only the records that matched.
     builds = _builds(server)
     assert builds.get("41000") == 1 and builds.get("41002") == 1 and builds.get("41003") == 1
-    assert "41001" not in builds and "41004" not in builds
+    assert builds.get("41005") == 1
+    assert "41001" not in builds and "41004" not in builds and "41006" not in builds
     row = _senders(server, "clearlinux")[machine]
-    assert row["flagged"] == 2 and row["refused"] == 0
+    assert row["flagged"] == 3 and row["refused"] == 0
 
 
 def test_clearlinux_bulk_items_of_a_spoofed_machine_id_are_flagged(start: Start) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -39,24 +39,30 @@ class TokenBuckets:
         self.burst = float(burst)
         self.max_keys = max_keys
         self.clock = clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def take(self, key: str) -> float:
+    def take(self, key: Hashable) -> float:
         """Take a token for ``key``; return 0 on success, else seconds until one is free."""
         now = self.clock()
-        tokens, stamp = self._buckets.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - stamp) * self.rate)
+        buckets = self._buckets
+        found = buckets.get(key)
+        if found is None:
+            tokens = self.burst
+        else:
+            tokens = min(self.burst, found[0] + (now - found[1]) * self.rate)
+            buckets.move_to_end(key)  # the most recently seen, forgotten last
         wait = 0.0
         if tokens >= 1.0:
             tokens -= 1.0
         else:
             wait = (1.0 - tokens) / self.rate
-        self._buckets[key] = (tokens, now)
-        while len(self._buckets) > self.max_keys:
-            self._buckets.popitem(last=False)
+        buckets[key] = (tokens, now)
+        if found is None:
+            while len(buckets) > self.max_keys:
+                buckets.popitem(last=False)
         return wait
 
 

@@ -415,7 +415,6 @@ class SenderGuard:
         self.v4 = settings.sender_ipv4_prefix
         self.v6 = settings.sender_ipv6_prefix
         self.cert_header = settings.sender_cert_header
-        self._cert_key = self.cert_header.lower().encode("latin-1") if self.cert_header else None
         self.buckets = (
             TokenBuckets(settings.sender_rate_limit, settings.sender_rate_burst)
             if settings.sender_rate_limit > 0 else None
@@ -447,33 +446,36 @@ class SenderGuard:
 
     def rate_wait(self, source: str, sender_ids: Iterable[str]) -> float:
         """Take a token for each distinct id; 0 if all had one, else seconds to wait."""
-        if self.buckets is None:
+        buckets = self.buckets
+        if buckets is None:
             return 0.0
         wait = 0.0
-        for sender_id in set(sender_ids):
+        for sender_id in sender_ids if isinstance(sender_ids, tuple) and len(sender_ids) == 1 \
+                else set(sender_ids):
             if sender_id:
-                wait = max(wait, self.buckets.take(f"{source}\x00{normalise_id(sender_id)}"))
+                key = sender_id if len(sender_id) <= ID_MAX else normalise_id(sender_id)
+                wait = max(wait, buckets.take((source, key)))
         return wait
 
-    def known(self, source: str, sender_id: str, headers: Iterable[tuple[bytes, bytes]],
+    def known(self, source: str, sender_id: str, secret_sent: bool,
               client: Sequence[Any] | None) -> bool:
-        """True when a post of ``sender_id`` (raw ASGI headers, client address) matches
-        the binding cached for it by its network alone: the hot path of a known sender,
-        deciding without a coroutine or a :class:`Proof`. False means "ask
-        :meth:`check`" (not cached, the log of changes due for a read, a secret or a
-        certificate to compare), never "does not match"."""
+        """True when a post of ``sender_id`` from ``client`` (its ASGI client address)
+        without a secret matches the binding cached for it by its network: the hot
+        path of a known sender, deciding without a coroutine, a :class:`Proof` or a
+        scan of the headers (the caller says whether the :data:`SECRET_HEADER` came,
+        from its own pass over them): a dict look-up and a compare of two strings.
+        False means "ask :meth:`check`" (not cached, the log of changes due for a read,
+        a secret sent, a binding to a secret or a certificate), never "does not match".
+        A certificate header does not count: a binding without a certificate is
+        decided by the network whatever the post carries (:func:`compare`)."""
         now = time.monotonic()
         if now >= self._poll_due:
             self._read_changes()
-        if now >= self._trusted_until:
+        if secret_sent or now >= self._trusted_until:
             return False
         cached = self._cache.get((source, sender_id))
         if cached is None or cached.secret_seen or cached.cert is not None:
             return False
-        cert_key = self._cert_key
-        for name, _value in headers:
-            if name == _SECRET_KEY or name == cert_key:
-                return False
         address = str(client[0]) if client else None
         return network_of(address, self.v4, self.v6) == cached.network
 

@@ -210,6 +210,10 @@ def test_head_is_read_in_one_pass() -> None:
         (b"severity", b"2"),
         (b"x-telemetry-tid", TID.encode()),
     ]
-    fields, ctype, length = head_from_raw_headers(raw)
+    fields, ctype, length, watched = head_from_raw_headers(raw, b"x-secret")
     assert fields == {"severity": "1", "x_telemetry_tid": TID}
-    assert (ctype, length) == ("application/json", "12")
+    assert (ctype, length, watched) == ("application/json", "12", False)
+    assert head_from_raw_headers([*raw, (b"x-secret", b"s")], b"x-secret")[3] is True
+    # A field's header is never taken for the watched one, nor the watched for a field.
+    assert head_from_raw_headers(raw, b"severity")[3] is False
+    assert head_from_raw_headers([(b"x-secret", b"s")])[0:3] == ({}, None, None)

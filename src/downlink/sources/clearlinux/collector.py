@@ -153,7 +153,7 @@ async def collect(scope: Scope, receive: Receive, send: Send) -> None:
     settings = ctx.settings
     raw: Headers = scope["headers"]
     ctx.received.inc()
-    headers, ctype, declared = head_from_raw_headers(raw)
+    headers, ctype, declared, secret_sent = head_from_raw_headers(raw, _SECRET)
     try:
         body = await _read_body(declared, receive, settings.max_body_bytes)
     except BodyTooLarge as exc:
@@ -178,7 +178,7 @@ async def collect(scope: Scope, receive: Receive, send: Send) -> None:
                       [(b"retry-after", retry_after(wait).encode())])
         return
     extra: Headers = []
-    if guard.binds(SOURCE) and not guard.known(SOURCE, sender, raw, scope.get("client")):
+    if guard.binds(SOURCE) and not guard.known(SOURCE, sender, secret_sent, scope.get("client")):
         proof = guard.proof(raw, scope.get("client"))
         try:
             verdict = (await guard.check(SOURCE, (sender,), proof))[sender]

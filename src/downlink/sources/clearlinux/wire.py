@@ -156,14 +156,19 @@ _HEAD_KEYS: dict[bytes, str] = {b"content-type": CONTENT_TYPE, b"content-length"
 
 
 def head_from_raw_headers(
-    headers: Iterable[tuple[bytes, bytes]],
-) -> tuple[dict[str, str], str | None, str | None]:
-    """The record fields, Content-Type and Content-Length of a request, in one pass."""
+    headers: Iterable[tuple[bytes, bytes]], watch: bytes = b"",
+) -> tuple[dict[str, str], str | None, str | None, bool]:
+    """The record fields, Content-Type and Content-Length of a request, in one pass;
+    and whether a header named ``watch`` (an ASGI lower-case name that is not a field,
+    such as the sender secret's) came with it, so that no caller scans them again."""
     out: dict[str, str] = {}
     ctype = length = None
+    watched = False
     for name, value in headers:
         key = _known_key(_HEAD_KEYS, name, _WANTED)
         if not key:
+            if name == watch:
+                watched = True
             continue
         if key == CONTENT_TYPE:
             if ctype is None:
@@ -173,7 +178,7 @@ def head_from_raw_headers(
                 length = value.decode("latin-1")
         elif key not in out:
             out[key] = value.decode("latin-1")
-    return out, ctype, length
+    return out, ctype, length, watched
 
 
 # The v3 JSON record as the OpenAPI document describes it (collector and bulk).

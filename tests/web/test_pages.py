@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, update
 
 from downlink.app import create_app
+from downlink.errors import BadRequest
 from downlink.pipeline.jobrunner import JobRunner
 from downlink.settings import Settings
 from downlink.sources.clearlinux.crashes import add_to_blacklist
@@ -167,6 +168,13 @@ def test_bad_input_is_a_json_4xx(client: TestClient, path: str) -> None:
         ("/crashes/999999", 404, "no crash group with id 999999", "Crash group 999999"),
         ("/crashes/999999/backtraces", 404, "no crash group with id 999999", "Backtraces of"),
         ("/plugins/nope", 404, "no plug-in view named", "nope"),
+        ("/fuel?from=bad&release=9.0", 400, "from must be a date", 'value="9.0"'),
+        ("/fuel?from=2024-02-01&to=2024-01-01", 400, "from is after to", 'value="2024-02-01"'),
+        ("/ooni/measurements?since=bad&probe_cc=IT", 400, "since", 'value="IT"'),
+        ("/ooni/measurements?probe_asn=ASx&domain=x.org", 400, "probe_asn", 'value="x.org"'),
+        ("/ooni/chart?axis_x=nope&probe_cc=IT", 400, "Invalid axis name", 'value="IT"'),
+        ("/ooni/chart?time_grain=zz&domain=x.org", 400, "time_grain", 'value="x.org"'),
+        ("/ooni/measurement/nope", 404, "No measurement nope", "Measurement not found"),
     ],
 )
 def test_a_page_shows_its_refusal_inside_the_page(
@@ -179,6 +187,26 @@ def test_a_page_shows_its_refusal_inside_the_page(
     assert error is not None and message in error.group(1), r.text
     assert kept in r.text
     assert 'href="/records"' in r.text and "page-charts" not in r.text
+
+
+def test_a_refusal_any_page_lets_out_is_a_page_for_browsers(settings: Settings) -> None:
+    """The net under pages that are not Views: a BadRequest becomes an error page for a
+    browser, and stays ``{"message": …}`` for everyone else and on JSON paths."""
+    app = create_app(settings)
+
+    @app.get("/refusing-page")
+    async def _refusing() -> None:
+        raise BadRequest("when must be a date", status=422)
+
+    html = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    with TestClient(app, raise_server_exceptions=False) as c:
+        page = c.get("/refusing-page?when=x", headers=html)
+        assert page.status_code == 422 and page.headers["content-type"].startswith("text/html")
+        assert re.search(r'id="error" role="alert">/refusing-page: when must be a date<', page.text)
+        assert c.get("/refusing-page").json() == {"message": "when must be a date"}
+        fuel = c.get("/fuel.json?from=bad", headers=html)
+        assert fuel.status_code == 400 and "from must be" in fuel.json()["message"]
+        assert c.get("/fuel.csv?from=bad", headers=html).json()["message"]
 
 
 def test_browsers_get_a_page_for_unknown_paths_and_malformed_ids(client: TestClient) -> None:

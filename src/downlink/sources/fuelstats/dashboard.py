@@ -8,10 +8,8 @@ arrived; without dates it covers everything.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from fastapi import APIRouter
@@ -21,7 +19,8 @@ from starlette.responses import Response
 from downlink.errors import BadRequest
 from downlink.sources.fuelstats import notify, reports
 from downlink.sources.fuelstats.context import store
-from downlink.web.rendering import chart, twin, web_of
+from downlink.web.rendering import chart, web_of
+from downlink.web.views import Csv, View
 
 router = APIRouter(include_in_schema=False)
 
@@ -81,10 +80,7 @@ def _pairs_chart(data: dict[str, Any], name: str, kind: str, title: str) -> dict
                  {"Count": [i["count"] for i in items]}, title=title)
 
 
-@router.get("/fuel")
-async def dashboard(request: Request) -> Response:
-    """The fuel-stats dashboard."""
-    data = await _data(request)
+def _charts(_request: Request, data: dict[str, Any]) -> dict[str, Any]:
     checks = data["health_checks"]
     charts = [
         _pairs_chart(data, "fuel_releases", "bar", "Installations per Fuel release"),
@@ -102,39 +98,36 @@ async def dashboard(request: Request) -> Response:
               {"Runs": [c["runs"] for c in checks], "Failed": [c["failed"] for c in checks]},
               title="Health checks: failed of all runs"),
     ]
-    query = str(request.url.query)
-    return web_of(request).page(
-        "fuelstats/dashboard.html", title="Fuel stats", active="fuelstats", charts=charts,
-        data=data, query=query,
-    )
+    return {"charts": charts}
 
 
-@router.get("/fuel.json")
-async def dashboard_json(request: Request) -> Response:
-    """JSON twin of the dashboard."""
-    return twin(await _data(request))
-
-
-@router.get("/fuel.csv")
-async def dashboard_csv(request: Request) -> Response:
-    """CSV twin of the dashboard: one ``report,label,count`` row per value."""
-    data = await _data(request)
-    buffer = io.StringIO()
-    out = csv.writer(buffer)
-    out.writerow(["report", "label", "count"])
+def _csv_rows(data: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
+    """One ``report,label,count`` row per value of the dashboard."""
     for key, value in data["summary"].items():
-        out.writerow(["summary", key, value])
+        yield "summary", key, value
     for name in PAIR_REPORTS:
         for item in data[name]:
-            out.writerow([name, item["label"], item["count"]])
+            yield name, item["label"], item["count"]
     for name in ("deployment_time", "failures_before_success"):
         for key, value in data[name].items():
-            out.writerow([name, key, "" if value is None else value])
+            yield name, key, value
     for check in data["health_checks"]:
-        out.writerow(["health_checks", f"{check['check']} runs", check["runs"]])
-        out.writerow(["health_checks", f"{check['check']} failed", check["failed"]])
-    return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": 'attachment; filename="fuel-stats.csv"'})
+        yield "health_checks", f"{check['check']} runs", check["runs"]
+        yield "health_checks", f"{check['check']} failed", check["failed"]
+
+
+# The dashboard is a View: a refused filter (``from=bad``) is shown inside the page,
+# with the form as typed, to a browser; the twins answer ``{"message": …}``.
+DASHBOARD = View(
+    path="/fuel",
+    title="Fuel stats",
+    template="fuelstats/dashboard.html",
+    data=_data,
+    active="fuelstats",
+    page=_charts,
+    csv=Csv("fuel-stats", ("report", "label", "count"), _csv_rows),
+)
+DASHBOARD.install(router)
 
 
 @router.get("/fuel/failures")

@@ -471,6 +471,84 @@ def test_a_chart_bar_leads_to_the_records_it_counts(site: LiveServer, page: Any)
     assert page.input_value("input[name=until]").startswith(time.strftime("%Y-%m-%d"))
 
 
+_WHERE = """([id, ds, i]) => {
+  const c = Chart.getChart(document.getElementById(id));
+  const d = ds === null ? 0 : c.data.datasets.findIndex(x => x.label === ds);
+  const meta = c.getDatasetMeta(d);
+  const e = meta.data[i < 0 ? meta.data.length + i : i];
+  if (c.config.type === "bar") { return [e.x, (e.y + e.base) / 2]; }
+  const p = e.tooltipPosition(); return [p.x, p.y];
+}"""
+_LEGEND = """([id, text]) => {
+  const c = Chart.getChart(document.getElementById(id));
+  const i = c.legend.legendItems.findIndex(it => it.text === text);
+  const h = c.legend.legendHitBoxes[i];
+  return [h.left + h.width / 2, h.top + h.height / 2];
+}"""
+
+
+def _follow(page: Any, chart_id: str, where: list[float]) -> str:
+    """Click the chart at ``where`` (canvas pixels) and return the page it leads to."""
+    with page.expect_navigation():
+        page.click(f"#{chart_id}", position={"x": where[0], "y": where[1]})
+    url: str = page.url
+    return url
+
+
+def _chart_leads(page: Any, path: str, chart_id: str, dataset: str | None, index: int) -> str:
+    page.goto(page.site + path)
+    _charts_drawn(page)
+    return _follow(page, chart_id, page.evaluate(_WHERE, [chart_id, dataset, index]))
+
+
+def _legend_leads(page: Any, path: str, chart_id: str, text: str) -> str:
+    page.goto(page.site + path)
+    _charts_drawn(page)
+    return _follow(page, chart_id, page.evaluate(_LEGEND, [chart_id, text]))
+
+
+def test_bars_points_slices_and_legend_entries_lead_to_their_records(
+    site: LiveServer, page: Any
+) -> None:
+    """Population segments and legend entries, MCE points, slices and legend entries,
+    thermal bars, the /stats per-day line and platform pie: each leads to the records
+    it counts, in its bucket (or the page's period), with the page's filters kept."""
+    wait_caught_up(site.url)
+    page.site = site.url
+    today = time.strftime("%Y-%m-%d")
+    day = f"since={today}T00%3A00&until={today}T23%3A59%3A59.999"
+
+    url = _chart_leads(page, "/population", "chart-population", "31001", -1)
+    assert "/records?build=31001&" + day in url, url
+    assert set(page.locator("#records td:nth-child(7)").all_inner_texts()) == {"31001"}
+    url = _legend_leads(page, "/population", "chart-population", "31001")
+    assert "/records?build=31001&since=" in url and day not in url, url
+
+    mce = "classification=org.clearlinux%2Fmce%2Fcorrected"
+    url = _chart_leads(page, "/mce?range=7d", "chart-weekly", "corrected", -1)
+    assert f"/records?{mce}&since=" in url and f"until={today}T23" in url, url
+    assert page.locator("#records tbody tr").count() == 1
+    url = _legend_leads(page, "/mce?range=7d", "chart-weekly", "corrected")
+    assert f"/records?{mce}&since=" in url, url
+    url = _chart_leads(page, "/mce?range=7d", "chart-class", None, 0)
+    assert f"/records?{mce}&since=" in url, url
+    url = _legend_leads(page, "/mce?range=7d", "chart-class", "org.clearlinux/mce/corrected")
+    assert f"/records?{mce}&since=" in url, url
+
+    url = _chart_leads(page, "/thermal", "chart-thermal", None, -1)
+    assert "/records?classification=org.clearlinux%2Fmce%2Fthermal&since=" in url, url
+    assert page.locator("#records tbody tr").count() == 1
+
+    url = _chart_leads(page, "/stats?severity=2", "chart-days", None, -1)
+    assert "/records?severity=2&" + day in url, url
+    assert set(page.locator("#records td:nth-child(5)").all_inner_texts()) == {"2"}
+    url = _chart_leads(page, "/stats", "chart-platforms", None, 0)
+    assert "/records?platform=Intel+Corporation%7CNUC7i5BNH%7CJ31144-313&since=" in url, url
+    url = _legend_leads(page, "/stats", "chart-classes", "org.clearlinux/heartbeat/ping")
+    assert "/records?classification=org.clearlinux%2Fheartbeat%2Fping&since=" in url, url
+    assert page.errors == []
+
+
 def test_hidden_crash_groups_behind_the_show_hidden_toggle(site: LiveServer, page: Any) -> None:
     page.goto(site.url + "/crashes")
     with page.expect_navigation():

@@ -83,6 +83,21 @@ def test_builds_twin_matches_page(filled: TestClient) -> None:
     assert charts[0]["labels"] == ["9", "31000", "31001", "16.04"]
 
 
+def test_builds_rows_lead_to_their_crashes(filled: TestClient) -> None:
+    page = filled.get("/builds?range=7d").text
+    links = dict(re.findall(r'<tr><td><a href="[^"]*">([^<]+)</a>.*?'
+                            r'<a class="build-crashes" href="([^"]+)">crashes</a>', page))
+    assert set(links) == {"31000", "9", "16.04", "31001"}, page
+    period = filled.get("/builds.json?range=7d").json()["period"]
+    href = links["31001"].replace("&amp;", "&")
+    assert href == f"/crashes?build=31001&from={period['from']}&to={period['to']}"
+    crashes = filled.get(href.replace("/crashes?", "/crashes.json?")).json()
+    assert len(crashes["guilties"]) == 1  # the crash group, counted on build 31001 alone
+    assert crashes["build"] == "31001"
+    none = filled.get(links["16.04"].replace("&amp;", "&").replace("/crashes?", "/crashes.json?"))
+    assert none.json()["guilties"] == []
+
+
 def test_stats_filters(filled: TestClient) -> None:
     data = filled.get("/stats.json", params={"severity": "3"}).json()
     assert data["classifications"] == [{"classification": "org.clearlinux/crash/clr", "records": 2}]

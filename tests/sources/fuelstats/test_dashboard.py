@@ -123,6 +123,15 @@ def test_pages_render(loaded: Served) -> None:
     assert failures.status_code == 200
     assert "m1/2" in failures.text and "unconfigured" in failures.text
     assert "m1/3" not in failures.text  # a successful deployment
+    # JSON and CSV twins, linked from the page; the JSON is the admin API's data.
+    assert 'href="/fuel/failures.json?"' in failures.text
+    assert 'class="csv" href="/fuel/failures.csv?"' in failures.text
+    twin = loaded.client.get("/fuel/failures.json").json()["failures"]
+    assert [f["failure_key"] for f in twin] == [
+        f["failure_key"] for f in loaded.client.get("/api/v1/fuel/failures").json()["failures"]]
+    rows = list(csv.DictReader(io.StringIO(loaded.client.get("/fuel/failures.csv").text)))
+    assert [r["failure_key"] for r in rows] == [f["failure_key"] for f in twin]
+    assert {r["master_node_uid"] for r in rows} == {"m1"} and rows[0]["created_at"][:2] == "20"
 
 
 @pytest.fixture(scope="module")

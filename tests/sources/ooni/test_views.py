@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +37,18 @@ def test_pages_and_twins(ooni: LiveServer) -> None:
     assert 'id="older"' in paged.text
     bad = http.get("/ooni/measurements", params={"probe_asn": "nope"})
     assert bad.status_code == 400 and "probe_asn" in bad.text
+    # The CSV twin, linked from the page: one row per measurement, filters as the JSON's.
+    assert 'class="csv" href="/ooni/measurements.csv?probe_cc=IR"' in http.get(
+        "/ooni/measurements", params={"probe_cc": "IR"}).text
+    rows = list(csv.reader(io.StringIO(http.get("/ooni/measurements.csv").text)))
+    assert rows[0][:3] == ["measurement_uid", "report_id", "measurement_start_time"]
+    assert len(rows) == 22
+    ir = http.get("/ooni/measurements.csv", params={"probe_cc": "IR", "failure": "false"})
+    assert ir.headers["content-type"] == "text/csv; charset=utf-8"
+    assert [r[0] for r in csv.reader(io.StringIO(ir.text))][1:] == [
+        uids["web_connectivity_ir_fp.json"]]
+    bad_csv = http.get("/ooni/measurements.csv", params={"probe_asn": "nope"})
+    assert bad_csv.status_code == 400 and "probe_asn" in bad_csv.json()["message"]
 
     uid = uids["web_connectivity_ir_fp.json"]
     one = http.get(f"/ooni/measurement/{uid}")

@@ -1,5 +1,6 @@
 """The fuel-stats pages: the dashboard (``/fuel``, JSON and CSV twins) and the failure
-notifications (``/fuel/failures``, JSON twin ``/api/v1/fuel/failures``).
+notifications (``/fuel/failures``, JSON and CSV twins; the same data as
+``/api/v1/fuel/failures``).
 
 The dashboard is filtered by Fuel release (``release``) and by the date range
 (``from``/``to``, ``YYYY-MM-DD``) in which installations last reported and action logs
@@ -14,12 +15,11 @@ from typing import Any
 
 from fastapi import APIRouter
 from starlette.requests import Request
-from starlette.responses import Response
 
 from downlink.errors import BadRequest
 from downlink.sources.fuelstats import notify, reports
 from downlink.sources.fuelstats.context import store
-from downlink.web.rendering import chart, web_of
+from downlink.web.rendering import chart, when
 from downlink.web.views import Csv, View
 
 router = APIRouter(include_in_schema=False)
@@ -130,10 +130,28 @@ DASHBOARD = View(
 DASHBOARD.install(router)
 
 
-@router.get("/fuel/failures")
-async def failures_page(request: Request) -> Response:
-    """Failure notifications with their delivery status."""
-    rows = await store(request).read(notify.outbox_page)
-    return web_of(request).page(
-        "fuelstats/failures.html", title="Fuel failure reports", active="fuelstats", rows=rows,
-    )
+async def _failures(request: Request) -> dict[str, Any]:
+    return {"failures": await store(request).read(notify.outbox_page)}
+
+
+FAILURE_COLUMNS = ("id", "failure_key", "master_node_uid", "action_name", "message", "channel",
+                   "state", "attempts", "last_error", "created_at", "sent_at")
+
+# Failure notifications with their delivery status; twins /fuel/failures.json (the same
+# data as /api/v1/fuel/failures) and /fuel/failures.csv.
+FAILURES = View(
+    path="/fuel/failures",
+    title="Fuel failure reports",
+    template="fuelstats/failures.html",
+    data=_failures,
+    active="fuelstats",
+    csv=Csv(
+        "fuel-failures",
+        FAILURE_COLUMNS,
+        lambda data: [
+            [when(r[c]) if c.endswith("_at") else r[c] for c in FAILURE_COLUMNS]
+            for r in data["failures"]
+        ],
+    ),
+)
+FAILURES.install(router)

@@ -14,7 +14,7 @@ from downlink.sources.ooni.api import archive_storage, lookup
 from downlink.sources.ooni.params import ParamError
 from downlink.sources.ooni.reads import reads_of
 from downlink.sources.runtime import store_of
-from downlink.web.rendering import chart, twin, web_of
+from downlink.web.rendering import chart, csv_twin, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -64,6 +64,23 @@ async def measurements_json(request: Request) -> Response:
     response = twin(data)
     response.status_code = status
     return response
+
+
+MEASUREMENT_COLUMNS = ("measurement_uid", "report_id", "measurement_start_time", "probe_cc",
+                       "probe_asn", "test_name", "input", "anomaly", "confirmed", "failure",
+                       "measurement_url")
+
+
+@router.get("/ooni/measurements.csv")
+async def measurements_csv(request: Request) -> Response:
+    """CSV twin of the measurement search page: one row per measurement of the page
+    (``cursor`` and ``limit`` as the JSON twin); a refusal is ``{"message": …}``."""
+    data, status = await _search_data(request)
+    if status != 200:
+        return Response(orjson.dumps({"message": data["error"]}), status_code=status,
+                        media_type="application/json")
+    return csv_twin("ooni-measurements", MEASUREMENT_COLUMNS,
+                    ([m[c] for c in MEASUREMENT_COLUMNS] for m in data["results"]))
 
 
 @router.get("/ooni/measurements")

@@ -102,6 +102,17 @@ def test_filters(loaded: Served) -> None:
     assert bad.status_code == 400 and "from" in bad.json()["message"]
 
 
+def test_the_search_box_finds_a_master_node(loaded: Served) -> None:
+    found = loaded.client.get("/search.json", params={"q": "m1"}).json()["found"]
+    node = found["fuel_master_node"]
+    assert (node["master_node_uid"], node["release"], node["environments"]) == ("m1", "9.0", 2)
+    page = loaded.client.get("/search", params={"q": "m2"}).text
+    assert 'class="fuel-master-node">Fuel master node m2: release 8.0, 1 environments' in page
+    assert 'href="/fuel?release=8.0"' in page and 'id="no-results"' not in page
+    assert loaded.client.get("/search.json", params={"q": "m"}).json()["found"][
+        "fuel_master_node"] is None
+
+
 def test_csv_twin(loaded: Served) -> None:
     resp = loaded.client.get("/fuel.csv", params={"release": "9.0"})
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/csv")

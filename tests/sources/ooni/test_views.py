@@ -59,6 +59,21 @@ def test_pages_and_twins(ooni: LiveServer) -> None:
     assert data["confirmed"] is True and data["blocking_type"] == "dns"
     assert data["raw"]["content"] == msms["web_connectivity_ir_fp.json"]
     assert http.get("/ooni/measurement/nope").status_code == 404
+    # The navigation bar's search box finds a measurement by its uid, a report by its id.
+    found = http.get("/search.json", params={"q": uid}).json()["found"]
+    assert found["ooni_measurement"] == {"measurement_uid": uid, "test_name": "web_connectivity",
+                                         "probe_cc": "IR"}
+    assert found["ooni_report"] is None
+    report_id = data["report_id"]
+    found = http.get("/search.json", params={"q": report_id}).json()["found"]
+    assert found["ooni_report"]["report_id"] == report_id
+    assert found["ooni_report"]["measurements"] >= 1 and found["ooni_measurement"] is None
+    box = http.get("/search", params={"q": report_id}).text
+    assert f'href="/ooni/measurements?report_id={report_id}"' in box
+    box = http.get("/search", params={"q": uid}).text
+    assert f'<a href="/ooni/measurement/{uid}">OONI measurement {uid}</a>' in box
+    assert http.get("/search.json", params={"q": uid[:-1]}).json()["found"][
+        "ooni_measurement"] is None
     assert http.get("/ooni/measurement/nope.json").status_code == 404
 
     chart = http.get("/ooni/chart", params={"axis_y": "probe_cc", "time_grain": "auto"})

@@ -7,7 +7,15 @@ from pathlib import Path
 from sqlalchemy import Connection, select
 
 from downlink.sources.base import NavEntry, Source
-from downlink.sources.ooni import api, clickhouse, config, fastpath_store, probe_services, views
+from downlink.sources.ooni import (
+    api,
+    clickhouse,
+    config,
+    fastpath_store,
+    probe_services,
+    search_box,
+    views,
+)
 from downlink.sources.ooni.archive import archived_until
 from downlink.sources.ooni.cli import ooni as ooni_cli
 from downlink.sources.ooni.consumer import FASTPATH
@@ -57,6 +65,8 @@ SOURCE = Source(
         NavEntry("ooni-chart", "OONI chart", "/ooni/chart"),
     ),
     templates=HERE / "templates",
+    search=search_box.find,
+    search_template="ooni/_search.html",
     settings=config.SETTINGS,
     metrics=register,
     purge=purge,

@@ -452,6 +452,23 @@ def test_time_range_presets_are_kept_across_pages(site: LiveServer, page: Any) -
         page.click("nav.top >> text=Thermal")
     assert page.input_value("input[name=from]") == day(2)
     assert httpx.get(site.url + "/builds.json?range=2w").status_code == 400
+    # The fuel-stats and OONI pages take the presets too, and the bar carries them on.
+    page.goto(site.url + "/builds?range=30d")
+    for label, path in (("Fuel", "/fuel"), ("OONI", "/ooni/measurements"),
+                        ("OONI chart", "/ooni/chart"), ("Stats", "/stats")):
+        with page.expect_navigation():
+            page.click(f"nav.top >> text='{label}'")
+        assert page.url == f"{site.url}{path}?range=30d", page.url
+        assert page.inner_text("#presets a.current") == "30 d"
+    for path in ("/fuel", "/ooni/measurements", "/ooni/chart"):
+        page.goto(site.url + path + "?range=90d")
+        with page.expect_navigation():
+            page.click("#presets a[data-range='7d']")
+        assert page.url.startswith(f"{site.url}{path}?") and "range=7d" in page.url, page.url
+        with page.expect_navigation():  # the form keeps the preset
+            page.click("form.filters button[type=submit]")
+        assert "range=7d" in page.url and page.inner_text("#presets a.current") == "7 d"
+    assert page.errors == []
 
 
 def test_a_chart_bar_leads_to_the_records_it_counts(site: LiveServer, page: Any) -> None:

@@ -127,11 +127,14 @@ def week_period(monday: str, period: Mapping[str, str]) -> dict[str, str]:
 
 
 PERIOD_PARAMS = ("from", "to", "range")
+# What a preset replaces: the period in any spelling (OONI's ``since``/``until``) and the
+# position in a paged list.
+PRESET_DROPS = (*PERIOD_PARAMS, "since", "until", "offset", "before", "cursor")
 
 
 def preset_href(form: Mapping[str, str], name: str) -> str:
     """This page with the time-range preset ``name`` instead of its period (first page)."""
-    kept = {k: v for k, v in form.items() if k not in (*PERIOD_PARAMS, "offset", "before")}
+    kept = {k: v for k, v in form.items() if v and k not in PRESET_DROPS}
     return "?" + urlencode({**kept, "range": name})
 
 

@@ -6,6 +6,7 @@ import csv
 import html
 import io
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,18 @@ def test_pages_and_twins(ooni: LiveServer) -> None:
     [csv_href] = re.findall(r'<a href="([^"]+)" id="ooni-csv">', chart.text)
     csv_text = http.get(html.unescape(csv_href)).text
     assert csv_text.startswith("measurement_start_day,probe_cc,anomaly_count")
+    # Time-range presets (on measurement_start_time, like since/until); dates win.
+    assert len(http.get("/ooni/measurements.json", params={"range": "7d"}).json()[
+        "results"]) == 21
+    assert http.get("/ooni/measurements.json", params={
+        "range": "7d", "until": "2001-01-01"}).json()["results"] == []
+    ytd = http.get("/ooni/chart", params={"range": "ytd", "axis_y": "probe_cc"}).text
+    since = time.strftime("%Y-01-01")
+    assert f"since={since}&amp;until=" in ytd and 'data-range="ytd" class="current"' in ytd
+    assert 'href="/fuel?range=ytd"' in ytd
+    bad_range = http.get("/ooni/measurements", params={"range": "2w", "probe_cc": "IT"})
+    assert bad_range.status_code == 400 and "range must be one of" in bad_range.text
+    assert 'value="IT"' in bad_range.text
     bad_chart = http.get("/ooni/chart", params={"axis_x": "nope"})
     assert bad_chart.status_code == 400 and "nope" in bad_chart.text
 

@@ -19,6 +19,8 @@ from starlette.requests import Request
 from downlink.errors import BadRequest
 from downlink.sources.fuelstats import notify, reports
 from downlink.sources.fuelstats.context import store
+from downlink.store.queries.period import day_date
+from downlink.web.params import preset_period
 from downlink.web.rendering import chart, when
 from downlink.web.views import Csv, View
 
@@ -48,6 +50,10 @@ def _ts(day: dt.date) -> float:
 def report_filter(params: Mapping[str, str]) -> tuple[reports.Filter, dict[str, str]]:
     """The filter of a request and the form values to show."""
     first, last = _day(params, "from"), _day(params, "to")
+    preset = params.get("range") or ""
+    if first is None and last is None and preset:
+        days = preset_period(preset)  # 400 naming the presets when unknown
+        first, last = day_date(days.first), day_date(days.last)
     if first and last and first > last:
         raise BadRequest("from is after to")
     release = params.get("release") or None
@@ -57,7 +63,7 @@ def report_filter(params: Mapping[str, str]) -> tuple[reports.Filter, dict[str, 
         until=_ts(last + dt.timedelta(days=1)) if last else None,
     )
     form = {"release": release or "", "from": params.get("from") or "",
-            "to": params.get("to") or ""}
+            "to": params.get("to") or "", "range": preset}
     return found, form
 
 

@@ -42,7 +42,7 @@ source = SOURCE = Source(
     metadata=tables.metadata,
     migrations=Path(__file__).with_name("migrations"),
     settings=config.SETTINGS,
-    nav=(NavEntry("fuelstats", "Fuel", "/fuel"),),
+    nav=(NavEntry("fuelstats", "Fuel", "/fuel", keeps_period=True),),
     search=search_box.find,
     search_template="fuelstats/_search.html",
     templates=Path(__file__).with_name("templates"),

@@ -61,8 +61,8 @@ SOURCE = Source(
     migrations=HERE / "migrations",
     consumers=(FASTPATH,),
     nav=(
-        NavEntry("ooni", "OONI", "/ooni/measurements"),
-        NavEntry("ooni-chart", "OONI chart", "/ooni/chart"),
+        NavEntry("ooni", "OONI", "/ooni/measurements", keeps_period=True),
+        NavEntry("ooni-chart", "OONI chart", "/ooni/chart", keeps_period=True),
     ),
     templates=HERE / "templates",
     search=search_box.find,

@@ -18,6 +18,8 @@ from downlink.settings import Settings
 from downlink.store.database import Store
 from downlink.testing.consumers import wait_caught_up
 from downlink.testing.live import LiveServer
+from tests.sources.fuelstats.client import minimal, ok, post
+from tests.sources.ooni.test_api_http import load as load_ooni
 from tests.web.helpers import CRASH, load, rec, sample_fleet
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -382,6 +384,10 @@ def test_every_page_at_desktop_and_phone_width(
 ) -> None:
     gid = httpx.get(site.url + "/crashes.json").json()["guilties"][0]["guilty_id"]
     rid = httpx.get(site.url + "/records.json").json()["records"][0]["id"]
+    uids, _ = load_ooni(site)  # the 21 OONI fixture measurements, scored
+    with httpx.Client(base_url=site.url) as fuel:
+        ok(post(fuel, "installation_structure", minimal("fuel-master-1")),
+           "installation_structure", 201)
     pages = {
         "records": "/records",
         "record": f"/records/{rid}",
@@ -399,6 +405,15 @@ def test_every_page_at_desktop_and_phone_width(
         "api-docs": "/docs",
         "refused": "/builds?from=2024-02-01&to=2024-01-01",
         "empty": "/builds?from=2001-01-01&to=2001-01-31",
+        "consumers": "/consumers",
+        "senders": "/senders",
+        "search": "/search?q=31000",
+        "ooni-measurements": "/ooni/measurements",
+        "ooni-measurement": f"/ooni/measurement/{uids['web_connectivity_ir_fp.json']}",
+        "ooni-chart": "/ooni/chart?axis_y=probe_cc",
+        "fuel": "/fuel",
+        "fuel-failures": "/fuel/failures",
+        "fuel-refused": "/fuel?from=bad",
     }
     errors: list[str] = []
     for width in (1400, 390):

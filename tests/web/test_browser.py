@@ -581,6 +581,92 @@ def test_bars_points_slices_and_legend_entries_lead_to_their_records(
     assert page.errors == []
 
 
+def _background(browser: Any, url: str, scheme: str) -> tuple[str, str]:
+    """The page's background colour and Chart.js's text colour under ``scheme``."""
+    context = browser.new_context(color_scheme=scheme)
+    try:
+        pg = context.new_page()
+        pg.goto(url)
+        _charts_drawn(pg)
+        found: tuple[str, str] = tuple(pg.evaluate(  # type: ignore[assignment]
+            "[getComputedStyle(document.body).backgroundColor, Chart.defaults.color]"))
+        return found
+    finally:
+        context.close()
+
+
+def test_dark_mode_follows_the_system_setting(site: LiveServer, browser: Any) -> None:
+    light = _background(browser, site.url + "/builds", "light")
+    dark = _background(browser, site.url + "/builds", "dark")
+    assert light[0] == "rgb(247, 248, 250)" and dark[0] == "rgb(18, 22, 31)", (light, dark)
+    assert dark[1] == "#c8d0e0" and light[1] != dark[1]  # chart text readable on dark
+
+
+def test_tables_keep_their_headers_one_line_times_and_short_payloads(
+    site: LiveServer, browser: Any
+) -> None:
+    long_payload = "frame " * 300 + "THE-END"
+    store = Store(Settings(database_url=site.database_url))
+    try:
+        (stored,) = load(store, [rec(payload=long_payload, machine_id="long-payload")])
+    finally:
+        store.close()
+    context = browser.new_context(viewport={"width": 390, "height": 300})
+    try:
+        pg = context.new_page()
+        pg.goto(site.url + "/records?machine_id=long-payload")
+        cell = pg.locator("#records td.payload")
+        # Truncated: 200 characters, drawn on one line with an ellipsis.
+        assert cell.inner_text() == long_payload[:200]
+        assert pg.evaluate("""(() => { const td = document.querySelector('#records td.payload');
+            const s = getComputedStyle(td);
+            return [s.textOverflow, s.whiteSpace, td.scrollWidth > td.clientWidth]; })()""") == [
+            "ellipsis", "nowrap", True]
+        # One-line timestamps, even at phone width.
+        assert pg.evaluate("""(() => { const td = document.querySelector('#records td.when');
+            const r = document.createRange(); r.selectNodeContents(td);
+            return [getComputedStyle(td).whiteSpace, r.getClientRects().length]; })()""") == [
+            "nowrap", 1]
+        # The full text on the record's page.
+        with pg.expect_navigation():
+            pg.click("#records tbody tr a[href^='/records/']")
+        assert pg.url.endswith(f"/records/{stored['id']}")
+        assert pg.inner_text("#payload").strip() == long_payload.strip()
+        # Sticky headers (at desktop width: a phone's tables scroll on their own): the
+        # header row stays at the top of a scrolled table.
+        pg.set_viewport_size({"width": 1400, "height": 300})
+        pg.goto(site.url + "/records")
+        assert pg.evaluate("getComputedStyle(document.querySelector('thead th')).position") == (
+            "sticky")
+        table_top = pg.evaluate("document.querySelector('#records').getBoundingClientRect().top")
+        pg.mouse.wheel(0, table_top + 60)
+        pg.wait_for_function("window.scrollY > 0")
+        th, first_row = pg.evaluate("""(() => [
+            document.querySelector('#records thead th').getBoundingClientRect().top,
+            document.querySelector('#records tbody tr').getBoundingClientRect().top])()""")
+        assert abs(th) < 1 and first_row < 0, (th, first_row)
+    finally:
+        context.close()
+
+
+def test_charts_title_their_axes(site: LiveServer, page: Any) -> None:
+    for path, chart_id, x, y in (
+        ("/builds", "chart-builds", "Build", "Records"),
+        ("/stats", "chart-days", "Day (UTC, of reception)", "Records"),
+        ("/mce", "chart-weekly", "Week", "Events"),
+        ("/population", "chart-population", "Day", "Machines (sum over builds)"),
+    ):
+        page.goto(site.url + path)
+        _charts_drawn(page)
+        titles = page.evaluate(
+            "id => { const s = Chart.getChart(document.getElementById(id)).options.scales;"
+            " return [s.x.title.display, s.x.title.text, s.y.title.display, s.y.title.text]; }",
+            chart_id,
+        )
+        assert titles == [True, x, True, y], (path, titles)
+    assert page.errors == []
+
+
 def test_hidden_crash_groups_behind_the_show_hidden_toggle(site: LiveServer, page: Any) -> None:
     page.goto(site.url + "/crashes")
     with page.expect_navigation():

@@ -98,6 +98,31 @@ def test_builds_rows_lead_to_their_crashes(filled: TestClient) -> None:
     assert none.json()["guilties"] == []
 
 
+def test_the_favicon_is_served(client: TestClient) -> None:
+    page = client.get("/records").text
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in page
+    for path in ("/static/favicon.svg", "/favicon.ico"):
+        r = client.get(path)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
+        assert r.text.lstrip().startswith("<svg")
+
+
+def test_the_stats_pies_group_their_long_tail_into_other(client: TestClient) -> None:
+    store = _store(client)
+    # 15 classifications: 12 slices, then "other" holding the three smallest.
+    load(store, [rec(classification=f"org.clearlinux/test/c{n:02d}")
+                 for n in range(15) for _ in range(20 - n)])
+    html = client.get("/stats").text
+    charts = json.loads(html.split('id="page-charts">', 1)[1].split("</script>", 1)[0])
+    classes = next(c for c in charts if c["id"] == "chart-classes")
+    assert len(classes["labels"]) == 13 and classes["labels"][-1] == "other"
+    assert classes["labels"][:12] == [f"org.clearlinux/test/c{n:02d}" for n in range(12)]
+    assert classes["datasets"][0]["data"] == [20 - n for n in range(12)] + [8 + 7 + 6]
+    assert classes["links"][-1] == ""  # "other" leads nowhere
+    platforms = next(c for c in charts if c["id"] == "chart-platforms")
+    assert "other" not in platforms["labels"]
+
+
 def test_stats_filters(filled: TestClient) -> None:
     data = filled.get("/stats.json", params={"severity": "3"}).json()
     assert data["classifications"] == [{"classification": "org.clearlinux/crash/clr", "records": 2}]

@@ -132,6 +132,7 @@ def test_the_search_box_finds_a_master_node(loaded: Served) -> None:
     page = loaded.client.get("/search", params={"q": "m2"}).text
     assert 'class="fuel-master-node">Fuel master node m2: release 8.0, 1 environments' in page
     assert 'href="/fuel?release=8.0"' in page and 'id="no-results"' not in page
+    assert 'href="/api/v1/json/installation_info/m2"' in page
     assert loaded.client.get("/search.json", params={"q": "m"}).json()["found"][
         "fuel_master_node"] is None
 

@@ -18,6 +18,8 @@ from downlink.settings import Settings
 from downlink.store.database import Store
 from downlink.testing.consumers import wait_caught_up
 from downlink.testing.live import LiveServer
+from tests.sources.fuelstats.client import minimal, ok, post
+from tests.sources.ooni.test_api_http import load as load_ooni
 from tests.web.helpers import CRASH, load, rec, sample_fleet
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -382,6 +384,10 @@ def test_every_page_at_desktop_and_phone_width(
 ) -> None:
     gid = httpx.get(site.url + "/crashes.json").json()["guilties"][0]["guilty_id"]
     rid = httpx.get(site.url + "/records.json").json()["records"][0]["id"]
+    uids, _ = load_ooni(site)  # the 21 OONI fixture measurements, scored
+    with httpx.Client(base_url=site.url) as fuel:
+        ok(post(fuel, "installation_structure", minimal("fuel-master-1")),
+           "installation_structure", 201)
     pages = {
         "records": "/records",
         "record": f"/records/{rid}",
@@ -399,6 +405,15 @@ def test_every_page_at_desktop_and_phone_width(
         "api-docs": "/docs",
         "refused": "/builds?from=2024-02-01&to=2024-01-01",
         "empty": "/builds?from=2001-01-01&to=2001-01-31",
+        "consumers": "/consumers",
+        "senders": "/senders",
+        "search": "/search?q=31000",
+        "ooni-measurements": "/ooni/measurements",
+        "ooni-measurement": f"/ooni/measurement/{uids['web_connectivity_ir_fp.json']}",
+        "ooni-chart": "/ooni/chart?axis_y=probe_cc",
+        "fuel": "/fuel",
+        "fuel-failures": "/fuel/failures",
+        "fuel-refused": "/fuel?from=bad",
     }
     errors: list[str] = []
     for width in (1400, 390):
@@ -452,6 +467,23 @@ def test_time_range_presets_are_kept_across_pages(site: LiveServer, page: Any) -
         page.click("nav.top >> text=Thermal")
     assert page.input_value("input[name=from]") == day(2)
     assert httpx.get(site.url + "/builds.json?range=2w").status_code == 400
+    # The fuel-stats and OONI pages take the presets too, and the bar carries them on.
+    page.goto(site.url + "/builds?range=30d")
+    for label, path in (("Fuel", "/fuel"), ("OONI", "/ooni/measurements"),
+                        ("OONI chart", "/ooni/chart"), ("Stats", "/stats")):
+        with page.expect_navigation():
+            page.click(f"nav.top >> text='{label}'")
+        assert page.url == f"{site.url}{path}?range=30d", page.url
+        assert page.inner_text("#presets a.current") == "30 d"
+    for path in ("/fuel", "/ooni/measurements", "/ooni/chart"):
+        page.goto(site.url + path + "?range=90d")
+        with page.expect_navigation():
+            page.click("#presets a[data-range='7d']")
+        assert page.url.startswith(f"{site.url}{path}?") and "range=7d" in page.url, page.url
+        with page.expect_navigation():  # the form keeps the preset
+            page.click("form.filters button[type=submit]")
+        assert "range=7d" in page.url and page.inner_text("#presets a.current") == "7 d"
+    assert page.errors == []
 
 
 def test_a_chart_bar_leads_to_the_records_it_counts(site: LiveServer, page: Any) -> None:
@@ -469,6 +501,170 @@ def test_a_chart_bar_leads_to_the_records_it_counts(site: LiveServer, page: Any)
     # The records page keeps the dashboard's period in its own fields.
     assert page.input_value("input[name=since]").endswith("T00:00")
     assert page.input_value("input[name=until]").startswith(time.strftime("%Y-%m-%d"))
+
+
+_WHERE = """([id, ds, i]) => {
+  const c = Chart.getChart(document.getElementById(id));
+  const d = ds === null ? 0 : c.data.datasets.findIndex(x => x.label === ds);
+  const meta = c.getDatasetMeta(d);
+  const e = meta.data[i < 0 ? meta.data.length + i : i];
+  if (c.config.type === "bar") { return [e.x, (e.y + e.base) / 2]; }
+  const p = e.tooltipPosition(); return [p.x, p.y];
+}"""
+_LEGEND = """([id, text]) => {
+  const c = Chart.getChart(document.getElementById(id));
+  const i = c.legend.legendItems.findIndex(it => it.text === text);
+  const h = c.legend.legendHitBoxes[i];
+  return [h.left + h.width / 2, h.top + h.height / 2];
+}"""
+
+
+def _follow(page: Any, chart_id: str, where: list[float]) -> str:
+    """Click the chart at ``where`` (canvas pixels) and return the page it leads to."""
+    with page.expect_navigation():
+        page.click(f"#{chart_id}", position={"x": where[0], "y": where[1]})
+    url: str = page.url
+    return url
+
+
+def _chart_leads(page: Any, path: str, chart_id: str, dataset: str | None, index: int) -> str:
+    page.goto(page.site + path)
+    _charts_drawn(page)
+    return _follow(page, chart_id, page.evaluate(_WHERE, [chart_id, dataset, index]))
+
+
+def _legend_leads(page: Any, path: str, chart_id: str, text: str) -> str:
+    page.goto(page.site + path)
+    _charts_drawn(page)
+    return _follow(page, chart_id, page.evaluate(_LEGEND, [chart_id, text]))
+
+
+def test_bars_points_slices_and_legend_entries_lead_to_their_records(
+    site: LiveServer, page: Any
+) -> None:
+    """Population segments and legend entries, MCE points, slices and legend entries,
+    thermal bars, the /stats per-day line and platform pie: each leads to the records
+    it counts, in its bucket (or the page's period), with the page's filters kept."""
+    wait_caught_up(site.url)
+    page.site = site.url
+    today = time.strftime("%Y-%m-%d")
+    day = f"since={today}T00%3A00&until={today}T23%3A59%3A59.999"
+
+    url = _chart_leads(page, "/population", "chart-population", "31001", -1)
+    assert "/records?build=31001&" + day in url, url
+    assert set(page.locator("#records td:nth-child(7)").all_inner_texts()) == {"31001"}
+    url = _legend_leads(page, "/population", "chart-population", "31001")
+    assert "/records?build=31001&since=" in url and day not in url, url
+
+    mce = "classification=org.clearlinux%2Fmce%2Fcorrected"
+    url = _chart_leads(page, "/mce?range=7d", "chart-weekly", "corrected", -1)
+    assert f"/records?{mce}&since=" in url and f"until={today}T23" in url, url
+    assert page.locator("#records tbody tr").count() == 1
+    url = _legend_leads(page, "/mce?range=7d", "chart-weekly", "corrected")
+    assert f"/records?{mce}&since=" in url, url
+    url = _chart_leads(page, "/mce?range=7d", "chart-class", None, 0)
+    assert f"/records?{mce}&since=" in url, url
+    url = _legend_leads(page, "/mce?range=7d", "chart-class", "org.clearlinux/mce/corrected")
+    assert f"/records?{mce}&since=" in url, url
+
+    url = _chart_leads(page, "/thermal", "chart-thermal", None, -1)
+    assert "/records?classification=org.clearlinux%2Fmce%2Fthermal&since=" in url, url
+    assert page.locator("#records tbody tr").count() == 1
+
+    url = _chart_leads(page, "/stats?severity=2", "chart-days", None, -1)
+    assert "/records?severity=2&" + day in url, url
+    assert set(page.locator("#records td:nth-child(5)").all_inner_texts()) == {"2"}
+    url = _chart_leads(page, "/stats", "chart-platforms", None, 0)
+    assert "/records?platform=Intel+Corporation%7CNUC7i5BNH%7CJ31144-313&since=" in url, url
+    url = _legend_leads(page, "/stats", "chart-classes", "org.clearlinux/heartbeat/ping")
+    assert "/records?classification=org.clearlinux%2Fheartbeat%2Fping&since=" in url, url
+    assert page.errors == []
+
+
+def _background(browser: Any, url: str, scheme: str) -> tuple[str, str]:
+    """The page's background colour and Chart.js's text colour under ``scheme``."""
+    context = browser.new_context(color_scheme=scheme)
+    try:
+        pg = context.new_page()
+        pg.goto(url)
+        _charts_drawn(pg)
+        found: tuple[str, str] = tuple(pg.evaluate(  # type: ignore[assignment]
+            "[getComputedStyle(document.body).backgroundColor, Chart.defaults.color]"))
+        return found
+    finally:
+        context.close()
+
+
+def test_dark_mode_follows_the_system_setting(site: LiveServer, browser: Any) -> None:
+    light = _background(browser, site.url + "/builds", "light")
+    dark = _background(browser, site.url + "/builds", "dark")
+    assert light[0] == "rgb(247, 248, 250)" and dark[0] == "rgb(18, 22, 31)", (light, dark)
+    assert dark[1] == "#c8d0e0" and light[1] != dark[1]  # chart text readable on dark
+
+
+def test_tables_keep_their_headers_one_line_times_and_short_payloads(
+    site: LiveServer, browser: Any
+) -> None:
+    long_payload = "frame " * 300 + "THE-END"
+    store = Store(Settings(database_url=site.database_url))
+    try:
+        (stored,) = load(store, [rec(payload=long_payload, machine_id="long-payload")])
+    finally:
+        store.close()
+    context = browser.new_context(viewport={"width": 390, "height": 300})
+    try:
+        pg = context.new_page()
+        pg.goto(site.url + "/records?machine_id=long-payload")
+        cell = pg.locator("#records td.payload")
+        # Truncated: 200 characters, drawn on one line with an ellipsis.
+        assert cell.inner_text() == long_payload[:200]
+        assert pg.evaluate("""(() => { const td = document.querySelector('#records td.payload');
+            const s = getComputedStyle(td);
+            return [s.textOverflow, s.whiteSpace, td.scrollWidth > td.clientWidth]; })()""") == [
+            "ellipsis", "nowrap", True]
+        # One-line timestamps, even at phone width.
+        assert pg.evaluate("""(() => { const td = document.querySelector('#records td.when');
+            const r = document.createRange(); r.selectNodeContents(td);
+            return [getComputedStyle(td).whiteSpace, r.getClientRects().length]; })()""") == [
+            "nowrap", 1]
+        # The full text on the record's page.
+        with pg.expect_navigation():
+            pg.click("#records tbody tr a[href^='/records/']")
+        assert pg.url.endswith(f"/records/{stored['id']}")
+        assert pg.inner_text("#payload").strip() == long_payload.strip()
+        # Sticky headers (at desktop width: a phone's tables scroll on their own): the
+        # header row stays at the top of a scrolled table.
+        pg.set_viewport_size({"width": 1400, "height": 300})
+        pg.goto(site.url + "/records")
+        assert pg.evaluate("getComputedStyle(document.querySelector('thead th')).position") == (
+            "sticky")
+        table_top = pg.evaluate("document.querySelector('#records').getBoundingClientRect().top")
+        pg.mouse.wheel(0, table_top + 60)
+        pg.wait_for_function("window.scrollY > 0")
+        th, first_row = pg.evaluate("""(() => [
+            document.querySelector('#records thead th').getBoundingClientRect().top,
+            document.querySelector('#records tbody tr').getBoundingClientRect().top])()""")
+        assert abs(th) < 1 and first_row < 0, (th, first_row)
+    finally:
+        context.close()
+
+
+def test_charts_title_their_axes(site: LiveServer, page: Any) -> None:
+    for path, chart_id, x, y in (
+        ("/builds", "chart-builds", "Build", "Records"),
+        ("/stats", "chart-days", "Day (UTC, of reception)", "Records"),
+        ("/mce", "chart-weekly", "Week", "Events"),
+        ("/population", "chart-population", "Day", "Machines (sum over builds)"),
+    ):
+        page.goto(site.url + path)
+        _charts_drawn(page)
+        titles = page.evaluate(
+            "id => { const s = Chart.getChart(document.getElementById(id)).options.scales;"
+            " return [s.x.title.display, s.x.title.text, s.y.title.display, s.y.title.text]; }",
+            chart_id,
+        )
+        assert titles == [True, x, True, y], (path, titles)
+    assert page.errors == []
 
 
 def test_hidden_crash_groups_behind_the_show_hidden_toggle(site: LiveServer, page: Any) -> None:

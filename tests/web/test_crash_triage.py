@@ -70,6 +70,8 @@ def test_crash_list_and_group_page_show_trends_and_builds(db: Store, live: LiveS
         assert (oops["new_in"], oops["regressed_in"]) == ("102", None)
         # The process of each group's newest crash (a kernel oops names none).
         assert (sleep["process"], oops["process"]) == ("/usr/bin/sleep", None)
+        # The package the guilty frame is in: its module's file name.
+        assert (sleep["package"], oops["package"]) == ("libc.so.6", "kernel")
         # One count per day of the period, oldest first: today is the last.
         assert sleep["daily"] == [0, 1, 0, 0, 4]
         assert oops["daily"] == [0, 0, 0, 1, 1]
@@ -83,6 +85,7 @@ def test_crash_list_and_group_page_show_trends_and_builds(db: Store, live: LiveS
         html = page.text
         assert "regressed in 103" in html and "new in 102" in html
         assert html.count('<span class="process muted"') == 1 and "in /usr/bin/sleep</span>" in html
+        assert ">package libc.so.6</span>" in html and ">package kernel</span>" in html
         row = html.split(f'data-guilty="{sleep["guilty_id"]}"', 1)[1].split("</tr>", 1)[0]
         points = re.search(r'<polyline points="([^"]+)"', row)
         assert points is not None
@@ -116,6 +119,9 @@ def test_crash_list_and_group_page_show_trends_and_builds(db: Store, live: LiveS
         assert group["processes"] == [{"process": "/usr/bin/sleep", "records": 5}]
         html = client.get(f"/crashes/{sleep['guilty_id']}", params=query).text
         assert 'id="processes"' in html and "/usr/bin/sleep" in html
+        assert re.search(r'id="package"[^>]*>package libc.so.6</span>', html)
+        assert client.get(f"/crashes/{sleep['guilty_id']}.json", params=query).json()[
+            "guilty"]["package"] == "libc.so.6"
         charts = json.loads(html.split('id="page-charts">', 1)[1].split("</script>", 1)[0])
         daily, builds = charts
         assert daily["labels"][-1] == query["to"] + " (so far)" and daily["datasets"][0][

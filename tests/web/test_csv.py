@@ -39,7 +39,8 @@ def test_csv_twins_hold_the_tables(live: LiveServer) -> None:
                           for b in httpx.get(live.url + "/builds.json").json()["builds"]]
     crashes = _csv(live, "/crashes.csv")
     assert crashes[0][:4] == ["guilty_id", "function", "module", "crashes"]
-    assert crashes[0][-1] == "process" and crashes[1][-1] == "/usr/bin/sleep"
+    assert crashes[0][-2:] == ["process", "package"]
+    assert crashes[1][-2:] == ["/usr/bin/sleep", "libc.so.6"] and crashes[2][-1] == "kernel"
     assert [row[1] for row in crashes[1:]] == ["clock_nanosleep@GLIBC_2.2.5()", "dump_stack"]
     population = _csv(live, "/population.csv?bucket=week")
     assert population[0][0] == "build" and len(population[0]) == len(population[1])

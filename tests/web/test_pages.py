@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, update
 
 from downlink.app import create_app
+from downlink.errors import BadRequest
 from downlink.pipeline.jobrunner import JobRunner
 from downlink.settings import Settings
 from downlink.sources.clearlinux.crashes import add_to_blacklist
@@ -80,6 +81,46 @@ def test_builds_twin_matches_page(filled: TestClient) -> None:
         assert f'>{b["build"]}</a></td><td class="num">{b["records"]}<' in html
     charts = json.loads(re.search(r'id="page-charts">(.*?)</script>', html, re.S).group(1))
     assert charts[0]["labels"] == ["9", "31000", "31001", "16.04"]
+
+
+def test_builds_rows_lead_to_their_crashes(filled: TestClient) -> None:
+    page = filled.get("/builds?range=7d").text
+    links = dict(re.findall(r'<tr><td><a href="[^"]*">([^<]+)</a>.*?'
+                            r'<a class="build-crashes" href="([^"]+)">crashes</a>', page))
+    assert set(links) == {"31000", "9", "16.04", "31001"}, page
+    period = filled.get("/builds.json?range=7d").json()["period"]
+    href = links["31001"].replace("&amp;", "&")
+    assert href == f"/crashes?build=31001&from={period['from']}&to={period['to']}"
+    crashes = filled.get(href.replace("/crashes?", "/crashes.json?")).json()
+    assert len(crashes["guilties"]) == 1  # the crash group, counted on build 31001 alone
+    assert crashes["build"] == "31001"
+    none = filled.get(links["16.04"].replace("&amp;", "&").replace("/crashes?", "/crashes.json?"))
+    assert none.json()["guilties"] == []
+
+
+def test_the_favicon_is_served(client: TestClient) -> None:
+    page = client.get("/records").text
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in page
+    for path in ("/static/favicon.svg", "/favicon.ico"):
+        r = client.get(path)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
+        assert r.text.lstrip().startswith("<svg")
+
+
+def test_the_stats_pies_group_their_long_tail_into_other(client: TestClient) -> None:
+    store = _store(client)
+    # 15 classifications: 12 slices, then "other" holding the three smallest.
+    load(store, [rec(classification=f"org.clearlinux/test/c{n:02d}")
+                 for n in range(15) for _ in range(20 - n)])
+    html = client.get("/stats").text
+    charts = json.loads(html.split('id="page-charts">', 1)[1].split("</script>", 1)[0])
+    classes = next(c for c in charts if c["id"] == "chart-classes")
+    assert len(classes["labels"]) == 13 and classes["labels"][-1] == "other"
+    assert classes["labels"][:12] == [f"org.clearlinux/test/c{n:02d}" for n in range(12)]
+    assert classes["datasets"][0]["data"] == [20 - n for n in range(12)] + [8 + 7 + 6]
+    assert classes["links"][-1] == ""  # "other" leads nowhere
+    platforms = next(c for c in charts if c["id"] == "chart-platforms")
+    assert "other" not in platforms["labels"]
 
 
 def test_stats_filters(filled: TestClient) -> None:
@@ -167,6 +208,13 @@ def test_bad_input_is_a_json_4xx(client: TestClient, path: str) -> None:
         ("/crashes/999999", 404, "no crash group with id 999999", "Crash group 999999"),
         ("/crashes/999999/backtraces", 404, "no crash group with id 999999", "Backtraces of"),
         ("/plugins/nope", 404, "no plug-in view named", "nope"),
+        ("/fuel?from=bad&release=9.0", 400, "from must be a date", 'value="9.0"'),
+        ("/fuel?from=2024-02-01&to=2024-01-01", 400, "from is after to", 'value="2024-02-01"'),
+        ("/ooni/measurements?since=bad&probe_cc=IT", 400, "since", 'value="IT"'),
+        ("/ooni/measurements?probe_asn=ASx&domain=x.org", 400, "probe_asn", 'value="x.org"'),
+        ("/ooni/chart?axis_x=nope&probe_cc=IT", 400, "Invalid axis name", 'value="IT"'),
+        ("/ooni/chart?time_grain=zz&domain=x.org", 400, "time_grain", 'value="x.org"'),
+        ("/ooni/measurement/nope", 404, "No measurement nope", "Measurement not found"),
     ],
 )
 def test_a_page_shows_its_refusal_inside_the_page(
@@ -179,6 +227,26 @@ def test_a_page_shows_its_refusal_inside_the_page(
     assert error is not None and message in error.group(1), r.text
     assert kept in r.text
     assert 'href="/records"' in r.text and "page-charts" not in r.text
+
+
+def test_a_refusal_any_page_lets_out_is_a_page_for_browsers(settings: Settings) -> None:
+    """The net under pages that are not Views: a BadRequest becomes an error page for a
+    browser, and stays ``{"message": …}`` for everyone else and on JSON paths."""
+    app = create_app(settings)
+
+    @app.get("/refusing-page")
+    async def _refusing() -> None:
+        raise BadRequest("when must be a date", status=422)
+
+    html = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    with TestClient(app, raise_server_exceptions=False) as c:
+        page = c.get("/refusing-page?when=x", headers=html)
+        assert page.status_code == 422 and page.headers["content-type"].startswith("text/html")
+        assert re.search(r'id="error" role="alert">/refusing-page: when must be a date<', page.text)
+        assert c.get("/refusing-page").json() == {"message": "when must be a date"}
+        fuel = c.get("/fuel.json?from=bad", headers=html)
+        assert fuel.status_code == 400 and "from must be" in fuel.json()["message"]
+        assert c.get("/fuel.csv?from=bad", headers=html).json()["message"]
 
 
 def test_browsers_get_a_page_for_unknown_paths_and_malformed_ids(client: TestClient) -> None:
@@ -497,7 +565,7 @@ def test_blank_values_read_none(client: TestClient) -> None:
     load(_store(client), [rec(build="", host_type=""), rec(build="", classification=crash,
                                                           payload=CRASH)])
     html = client.get("/builds").text
-    assert '<tr><td>(none)</td><td class="num">2</td></tr>' in html
+    assert '<tr><td>(none)</td><td class="num">2</td><td></td></tr>' in html  # no crashes link
     charts = json.loads(re.search(r'id="page-charts">(.*?)</script>', html, re.S).group(1))
     assert charts[0]["labels"] == ["(none)"] and charts[0]["links"] == [""]
     assert client.get("/builds.json").json()["builds"] == [{"build": "", "records": 2}]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import secrets
 from html import unescape
 
@@ -35,6 +37,17 @@ def test_an_event_id_finds_its_records(live: LiveServer) -> None:
             f"/records/{sent[0]}",
         ]
         assert f"has event id <code>{event_id}</code>" in page.text
+        # The CSV twin, linked from the page: one row per thing found.
+        assert f'class="csv" href="/search.csv?q={event_id}"' in page.text
+        table = client.get("/search.csv", params={"q": event_id})
+        assert table.headers["content-type"] == "text/csv; charset=utf-8"
+        assert list(csv.reader(io.StringIO(table.text))) == [
+            ["found", "value", "details"],
+            ["event_records", str(sent[2]), ""],
+            ["event_records", str(sent[0]), ""],
+        ]
+        machine = client.get("/search.csv", params={"q": "m1" * 16}).text
+        assert list(csv.reader(io.StringIO(machine)))[1:] == [["machine_id", "m1" * 16, ""]]
         # A record's page shows its event id, so the search answers what it shows.
         record = client.get(f"/records/{sent[0]}.json").json()
         assert record["event_id"] == event_id

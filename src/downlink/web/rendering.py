@@ -13,7 +13,7 @@ import io
 import signal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -118,12 +118,23 @@ def records_href(period: Mapping[str, str] | None = None, **filters: Any) -> str
     return "/records?" + urlencode(query)
 
 
+def week_period(monday: str, period: Mapping[str, str]) -> dict[str, str]:
+    """The days of the week starting on ``monday`` (ISO) within ``period``: a weekly
+    bucket's records."""
+    start = datetime.fromisoformat(monday).date()
+    end = (start + timedelta(days=6)).isoformat()
+    return {"from": max(monday, period["from"]), "to": min(end, period["to"])}
+
+
 PERIOD_PARAMS = ("from", "to", "range")
+# What a preset replaces: the period in any spelling (OONI's ``since``/``until``) and the
+# position in a paged list.
+PRESET_DROPS = (*PERIOD_PARAMS, "since", "until", "offset", "before", "cursor")
 
 
 def preset_href(form: Mapping[str, str], name: str) -> str:
     """This page with the time-range preset ``name`` instead of its period (first page)."""
-    kept = {k: v for k, v in form.items() if k not in (*PERIOD_PARAMS, "offset", "before")}
+    kept = {k: v for k, v in form.items() if v and k not in PRESET_DROPS}
     return "?" + urlencode({**kept, "range": name})
 
 
@@ -256,11 +267,19 @@ def chart(
     y_title: str = "",
     links: Sequence[str] | None = None,
     severity: Mapping[str, int] | None = None,
+    cell_links: Mapping[str, Sequence[str]] | None = None,
+    legend_links: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Describe one chart for ``static/js/charts.js`` (axis titles for bar and line).
 
     ``severity`` maps labels (slices, bars) or dataset names to a severity, 1 to 4:
     those take the severity palette that table cells use (``--sev-N`` in the CSS).
+
+    Where a click leads (``""``: nowhere): ``links`` one per label (a bar, a slice, a
+    point; for a pie also its legend entry); ``cell_links`` per dataset name, one per
+    label (a stacked bar's segments, a line's points: the dataset's own filter in that
+    label's bucket); ``legend_links`` per dataset name, for the legend entries of a bar
+    or line chart. A legend entry without a link keeps Chart.js's toggle.
     """
     return {
         "id": chart_id,
@@ -273,4 +292,14 @@ def chart(
         "datasets": [{"label": k, "data": list(v)} for k, v in datasets.items()],
         **({"links": list(links)} if links is not None else {}),
         **({"severity": dict(severity)} if severity is not None else {}),
+        **(
+            {"cell_links": [list(cell_links.get(k, ())) for k in datasets]}
+            if cell_links is not None
+            else {}
+        ),
+        **(
+            {"legend_links": [legend_links.get(k, "") for k in datasets]}
+            if legend_links is not None
+            else {}
+        ),
     }

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from downlink.errors import BadRequest
 from downlink.settings import Settings
 from downlink.web.pages import apidocs, consumers, records, search, senders
 from downlink.web.plugins import load_plugins, plugin_router
@@ -65,7 +66,7 @@ def _wants_html(request: Request) -> bool:
     path = request.url.path
     return (
         "text/html" in request.headers.get("accept", "")
-        and not path.endswith(".json")
+        and not path.endswith((".json", ".csv"))
         and not path.startswith(_NOT_PAGES)
     )
 
@@ -73,9 +74,12 @@ def _wants_html(request: Request) -> bool:
 def _html_errors(app: FastAPI) -> None:
     """Browsers asking for an unknown page (or a malformed id) get a page saying so.
 
-    Everything else, and every JSON path, keeps the ``{"message": …}`` answer.
+    So does a page whose handler lets a refusal (``BadRequest``) out: a ``View`` shows
+    its refusals inside the page with the form kept, and this is the net under every
+    other page a source serves. Everything else, and every JSON or CSV path, keeps the
+    ``{"message": …}`` answer.
     """
-    for kind in (HTTPException, RequestValidationError):
+    for kind in (HTTPException, RequestValidationError, BadRequest):
         as_json = app.exception_handlers[kind]
 
         async def handler(request: Request, exc: Exception, as_json: Any = as_json) -> Response:

@@ -16,6 +16,7 @@ from downlink.sources.clearlinux.backtrace import (
     find_guilty,
     guilty_label,
     match_frame,
+    package_of,
     parse_crash,
 )
 
@@ -376,3 +377,17 @@ def test_never_raises_on_frameish_text(payload: str) -> None:
     find_guilty(payload, NONE)
     parse_crash(payload)
     blacklist_candidates(payload)
+
+
+@pytest.mark.parametrize(
+    "module, package",
+    [
+        ("libc.so.6", "libc.so.6"),
+        ("/usr/lib64/libglib-2.0.so.0", "libglib-2.0.so.0"),
+        ("/usr/bin/sleep", "sleep"),
+        ("kernel", "kernel"),
+        ("", ""),
+    ],
+)
+def test_package_is_the_file_name_of_the_guilty_frames_module(module: str, package: str) -> None:
+    assert package_of(module) == package

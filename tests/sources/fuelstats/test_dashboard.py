@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from downlink.sources.fuelstats.dashboard import report_filter
 from downlink.testing.consumers import wait_caught_up
 from tests.sources.fuelstats.client import minimal, nailgun_task, ok, post
 from tests.sources.fuelstats.conftest import Served
@@ -100,6 +102,39 @@ def test_filters(loaded: Served) -> None:
     assert old.json()["health_checks"] == []
     bad = loaded.client.get("/fuel.json", params={"from": "2015-13-01"})
     assert bad.status_code == 400 and "from" in bad.json()["message"]
+    # Time-range presets: the action logs arrived in 2016, the structures today.
+    week = loaded.client.get("/fuel.json", params={"range": "7d"}).json()
+    assert week["summary"]["installations"] == 2 and week["filter"]["range"] == "7d"
+    assert loaded.client.get("/fuel.json", params={"range": "2w"}).status_code == 400
+    page = loaded.client.get("/fuel", params={"range": "7d", "release": "9.0"}).text
+    assert 'href="?release=9.0&amp;range=30d" data-range="30d"' in page
+    assert 'data-range="7d" class="current"' in page
+    assert 'href="/builds?range=7d"' in page and 'href="/ooni/chart?range=7d"' in page
+
+
+def test_a_preset_is_a_range_of_whole_days_and_dates_win() -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    found, form = report_filter({"range": "7d", "release": "9.0"})
+    assert found.since == dt.datetime.combine(today - dt.timedelta(days=6), dt.time(),
+                                              dt.UTC).timestamp()
+    assert found.until == dt.datetime.combine(today + dt.timedelta(days=1), dt.time(),
+                                              dt.UTC).timestamp()
+    assert form == {"release": "9.0", "from": "", "to": "", "range": "7d"}
+    dated, _ = report_filter({"range": "7d", "from": "2016-05-01"})
+    assert dated.since == dt.datetime(2016, 5, 1, tzinfo=dt.UTC).timestamp()
+    assert dated.until is None
+
+
+def test_the_search_box_finds_a_master_node(loaded: Served) -> None:
+    found = loaded.client.get("/search.json", params={"q": "m1"}).json()["found"]
+    node = found["fuel_master_node"]
+    assert (node["master_node_uid"], node["release"], node["environments"]) == ("m1", "9.0", 2)
+    page = loaded.client.get("/search", params={"q": "m2"}).text
+    assert 'class="fuel-master-node">Fuel master node m2: release 8.0, 1 environments' in page
+    assert 'href="/fuel?release=8.0"' in page and 'id="no-results"' not in page
+    assert 'href="/api/v1/json/installation_info/m2"' in page
+    assert loaded.client.get("/search.json", params={"q": "m"}).json()["found"][
+        "fuel_master_node"] is None
 
 
 def test_csv_twin(loaded: Served) -> None:
@@ -123,6 +158,15 @@ def test_pages_render(loaded: Served) -> None:
     assert failures.status_code == 200
     assert "m1/2" in failures.text and "unconfigured" in failures.text
     assert "m1/3" not in failures.text  # a successful deployment
+    # JSON and CSV twins, linked from the page; the JSON is the admin API's data.
+    assert 'href="/fuel/failures.json?"' in failures.text
+    assert 'class="csv" href="/fuel/failures.csv?"' in failures.text
+    twin = loaded.client.get("/fuel/failures.json").json()["failures"]
+    assert [f["failure_key"] for f in twin] == [
+        f["failure_key"] for f in loaded.client.get("/api/v1/fuel/failures").json()["failures"]]
+    rows = list(csv.DictReader(io.StringIO(loaded.client.get("/fuel/failures.csv").text)))
+    assert [r["failure_key"] for r in rows] == [f["failure_key"] for f in twin]
+    assert {r["master_node_uid"] for r in rows} == {"m1"} and rows[0]["created_at"][:2] == "20"
 
 
 @pytest.fixture(scope="module")

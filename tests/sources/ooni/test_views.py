@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,18 @@ def test_pages_and_twins(ooni: LiveServer) -> None:
     assert 'id="older"' in paged.text
     bad = http.get("/ooni/measurements", params={"probe_asn": "nope"})
     assert bad.status_code == 400 and "probe_asn" in bad.text
+    # The CSV twin, linked from the page: one row per measurement, filters as the JSON's.
+    assert 'class="csv" href="/ooni/measurements.csv?probe_cc=IR"' in http.get(
+        "/ooni/measurements", params={"probe_cc": "IR"}).text
+    rows = list(csv.reader(io.StringIO(http.get("/ooni/measurements.csv").text)))
+    assert rows[0][:3] == ["measurement_uid", "report_id", "measurement_start_time"]
+    assert len(rows) == 22
+    ir = http.get("/ooni/measurements.csv", params={"probe_cc": "IR", "failure": "false"})
+    assert ir.headers["content-type"] == "text/csv; charset=utf-8"
+    assert [r[0] for r in csv.reader(io.StringIO(ir.text))][1:] == [
+        uids["web_connectivity_ir_fp.json"]]
+    bad_csv = http.get("/ooni/measurements.csv", params={"probe_asn": "nope"})
+    assert bad_csv.status_code == 400 and "probe_asn" in bad_csv.json()["message"]
 
     uid = uids["web_connectivity_ir_fp.json"]
     one = http.get(f"/ooni/measurement/{uid}")
@@ -45,6 +60,21 @@ def test_pages_and_twins(ooni: LiveServer) -> None:
     assert data["confirmed"] is True and data["blocking_type"] == "dns"
     assert data["raw"]["content"] == msms["web_connectivity_ir_fp.json"]
     assert http.get("/ooni/measurement/nope").status_code == 404
+    # The navigation bar's search box finds a measurement by its uid, a report by its id.
+    found = http.get("/search.json", params={"q": uid}).json()["found"]
+    assert found["ooni_measurement"] == {"measurement_uid": uid, "test_name": "web_connectivity",
+                                         "probe_cc": "IR"}
+    assert found["ooni_report"] is None
+    report_id = data["report_id"]
+    found = http.get("/search.json", params={"q": report_id}).json()["found"]
+    assert found["ooni_report"]["report_id"] == report_id
+    assert found["ooni_report"]["measurements"] >= 1 and found["ooni_measurement"] is None
+    box = http.get("/search", params={"q": report_id}).text
+    assert f'href="/ooni/measurements?report_id={report_id}"' in box
+    box = http.get("/search", params={"q": uid}).text
+    assert f'<a href="/ooni/measurement/{uid}">OONI measurement {uid}</a>' in box
+    assert http.get("/search.json", params={"q": uid[:-1]}).json()["found"][
+        "ooni_measurement"] is None
     assert http.get("/ooni/measurement/nope.json").status_code == 404
 
     chart = http.get("/ooni/chart", params={"axis_y": "probe_cc", "time_grain": "auto"})
@@ -59,6 +89,18 @@ def test_pages_and_twins(ooni: LiveServer) -> None:
     [csv_href] = re.findall(r'<a href="([^"]+)" id="ooni-csv">', chart.text)
     csv_text = http.get(html.unescape(csv_href)).text
     assert csv_text.startswith("measurement_start_day,probe_cc,anomaly_count")
+    # Time-range presets (on measurement_start_time, like since/until); dates win.
+    assert len(http.get("/ooni/measurements.json", params={"range": "7d"}).json()[
+        "results"]) == 21
+    assert http.get("/ooni/measurements.json", params={
+        "range": "7d", "until": "2001-01-01"}).json()["results"] == []
+    ytd = http.get("/ooni/chart", params={"range": "ytd", "axis_y": "probe_cc"}).text
+    since = time.strftime("%Y-01-01")
+    assert f"since={since}&amp;until=" in ytd and 'data-range="ytd" class="current"' in ytd
+    assert 'href="/fuel?range=ytd"' in ytd
+    bad_range = http.get("/ooni/measurements", params={"range": "2w", "probe_cc": "IT"})
+    assert bad_range.status_code == 400 and "range must be one of" in bad_range.text
+    assert 'value="IT"' in bad_range.text
     bad_chart = http.get("/ooni/chart", params={"axis_x": "nope"})
     assert bad_chart.status_code == 400 and "nope" in bad_chart.text
 

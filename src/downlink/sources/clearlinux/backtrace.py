@@ -34,6 +34,7 @@ __all__ = [
     "find_guilty",
     "guilty_label",
     "match_frame",
+    "package_of",
     "parse_crash",
 ]
 
@@ -195,6 +196,16 @@ def blacklist_candidates(payload: str) -> list[Frame]:
         seen.add(pair)
         out.append(frame)
     return out
+
+
+def package_of(module: str) -> str:
+    """The package a frame is in, as the backtrace names it: the file name of its
+    module, the library or binary (``/usr/lib64/libc.so.6`` and ``libc.so.6`` are
+    ``libc.so.6``, ``/usr/bin/sleep`` is ``sleep``), ``kernel`` for a kernel frame.
+
+    Crash payloads name no distribution package or bundle, so this is the nearest the
+    data comes to one."""
+    return module.rstrip("/").rsplit("/", 1)[-1]
 
 
 def guilty_label(function: str, module: str) -> str:

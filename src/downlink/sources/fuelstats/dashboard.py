@@ -1,5 +1,6 @@
 """The fuel-stats pages: the dashboard (``/fuel``, JSON and CSV twins) and the failure
-notifications (``/fuel/failures``, JSON twin ``/api/v1/fuel/failures``).
+notifications (``/fuel/failures``, JSON and CSV twins; the same data as
+``/api/v1/fuel/failures``).
 
 The dashboard is filtered by Fuel release (``release``) and by the date range
 (``from``/``to``, ``YYYY-MM-DD``) in which installations last reported and action logs
@@ -8,20 +9,20 @@ arrived; without dates it covers everything.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from fastapi import APIRouter
 from starlette.requests import Request
-from starlette.responses import Response
 
 from downlink.errors import BadRequest
 from downlink.sources.fuelstats import notify, reports
 from downlink.sources.fuelstats.context import store
-from downlink.web.rendering import chart, twin, web_of
+from downlink.store.queries.period import day_date
+from downlink.web.params import preset_period
+from downlink.web.rendering import chart, when
+from downlink.web.views import Csv, View
 
 router = APIRouter(include_in_schema=False)
 
@@ -49,6 +50,10 @@ def _ts(day: dt.date) -> float:
 def report_filter(params: Mapping[str, str]) -> tuple[reports.Filter, dict[str, str]]:
     """The filter of a request and the form values to show."""
     first, last = _day(params, "from"), _day(params, "to")
+    preset = params.get("range") or ""
+    if first is None and last is None and preset:
+        days = preset_period(preset)  # 400 naming the presets when unknown
+        first, last = day_date(days.first), day_date(days.last)
     if first and last and first > last:
         raise BadRequest("from is after to")
     release = params.get("release") or None
@@ -58,7 +63,7 @@ def report_filter(params: Mapping[str, str]) -> tuple[reports.Filter, dict[str, 
         until=_ts(last + dt.timedelta(days=1)) if last else None,
     )
     form = {"release": release or "", "from": params.get("from") or "",
-            "to": params.get("to") or ""}
+            "to": params.get("to") or "", "range": preset}
     return found, form
 
 
@@ -81,10 +86,7 @@ def _pairs_chart(data: dict[str, Any], name: str, kind: str, title: str) -> dict
                  {"Count": [i["count"] for i in items]}, title=title)
 
 
-@router.get("/fuel")
-async def dashboard(request: Request) -> Response:
-    """The fuel-stats dashboard."""
-    data = await _data(request)
+def _charts(_request: Request, data: dict[str, Any]) -> dict[str, Any]:
     checks = data["health_checks"]
     charts = [
         _pairs_chart(data, "fuel_releases", "bar", "Installations per Fuel release"),
@@ -102,45 +104,60 @@ async def dashboard(request: Request) -> Response:
               {"Runs": [c["runs"] for c in checks], "Failed": [c["failed"] for c in checks]},
               title="Health checks: failed of all runs"),
     ]
-    query = str(request.url.query)
-    return web_of(request).page(
-        "fuelstats/dashboard.html", title="Fuel stats", active="fuelstats", charts=charts,
-        data=data, query=query,
-    )
+    return {"charts": charts}
 
 
-@router.get("/fuel.json")
-async def dashboard_json(request: Request) -> Response:
-    """JSON twin of the dashboard."""
-    return twin(await _data(request))
-
-
-@router.get("/fuel.csv")
-async def dashboard_csv(request: Request) -> Response:
-    """CSV twin of the dashboard: one ``report,label,count`` row per value."""
-    data = await _data(request)
-    buffer = io.StringIO()
-    out = csv.writer(buffer)
-    out.writerow(["report", "label", "count"])
+def _csv_rows(data: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
+    """One ``report,label,count`` row per value of the dashboard."""
     for key, value in data["summary"].items():
-        out.writerow(["summary", key, value])
+        yield "summary", key, value
     for name in PAIR_REPORTS:
         for item in data[name]:
-            out.writerow([name, item["label"], item["count"]])
+            yield name, item["label"], item["count"]
     for name in ("deployment_time", "failures_before_success"):
         for key, value in data[name].items():
-            out.writerow([name, key, "" if value is None else value])
+            yield name, key, value
     for check in data["health_checks"]:
-        out.writerow(["health_checks", f"{check['check']} runs", check["runs"]])
-        out.writerow(["health_checks", f"{check['check']} failed", check["failed"]])
-    return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": 'attachment; filename="fuel-stats.csv"'})
+        yield "health_checks", f"{check['check']} runs", check["runs"]
+        yield "health_checks", f"{check['check']} failed", check["failed"]
 
 
-@router.get("/fuel/failures")
-async def failures_page(request: Request) -> Response:
-    """Failure notifications with their delivery status."""
-    rows = await store(request).read(notify.outbox_page)
-    return web_of(request).page(
-        "fuelstats/failures.html", title="Fuel failure reports", active="fuelstats", rows=rows,
-    )
+# The dashboard is a View: a refused filter (``from=bad``) is shown inside the page,
+# with the form as typed, to a browser; the twins answer ``{"message": …}``.
+DASHBOARD = View(
+    path="/fuel",
+    title="Fuel stats",
+    template="fuelstats/dashboard.html",
+    data=_data,
+    active="fuelstats",
+    page=_charts,
+    csv=Csv("fuel-stats", ("report", "label", "count"), _csv_rows),
+)
+DASHBOARD.install(router)
+
+
+async def _failures(request: Request) -> dict[str, Any]:
+    return {"failures": await store(request).read(notify.outbox_page)}
+
+
+FAILURE_COLUMNS = ("id", "failure_key", "master_node_uid", "action_name", "message", "channel",
+                   "state", "attempts", "last_error", "created_at", "sent_at")
+
+# Failure notifications with their delivery status; twins /fuel/failures.json (the same
+# data as /api/v1/fuel/failures) and /fuel/failures.csv.
+FAILURES = View(
+    path="/fuel/failures",
+    title="Fuel failure reports",
+    template="fuelstats/failures.html",
+    data=_failures,
+    active="fuelstats",
+    csv=Csv(
+        "fuel-failures",
+        FAILURE_COLUMNS,
+        lambda data: [
+            [when(r[c]) if c.endswith("_at") else r[c] for c in FAILURE_COLUMNS]
+            for r in data["failures"]
+        ],
+    ),
+)
+FAILURES.install(router)

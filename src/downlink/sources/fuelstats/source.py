@@ -17,6 +17,7 @@ from downlink.sources.fuelstats import (
     failures,
     refilter,
     runtime,
+    search_box,
     sink,
     tables,
 )
@@ -42,7 +43,9 @@ source = SOURCE = Source(
     metadata=tables.metadata,
     migrations=Path(__file__).with_name("migrations"),
     settings=config.SETTINGS,
-    nav=(NavEntry("fuelstats", "Fuel", "/fuel"),),
+    nav=(NavEntry("fuelstats", "Fuel", "/fuel", keeps_period=True),),
+    search=search_box.find,
+    search_template="fuelstats/_search.html",
     templates=Path(__file__).with_name("templates"),
     consumers=(failures.consumer(_channels), deployments.CONSUMER),
     job_kinds=(refilter.JOB, refilter.RECOUNT_JOB),

@@ -7,7 +7,15 @@ from pathlib import Path
 from sqlalchemy import Connection, select
 
 from downlink.sources.base import NavEntry, Source
-from downlink.sources.ooni import api, clickhouse, config, fastpath_store, probe_services, views
+from downlink.sources.ooni import (
+    api,
+    clickhouse,
+    config,
+    fastpath_store,
+    probe_services,
+    search_box,
+    views,
+)
 from downlink.sources.ooni.archive import archived_until
 from downlink.sources.ooni.archive_task import TASK as ARCHIVE_TASK
 from downlink.sources.ooni.cli import ooni as ooni_cli
@@ -55,10 +63,12 @@ SOURCE = Source(
     migrations=HERE / "migrations",
     consumers=(FASTPATH,),
     nav=(
-        NavEntry("ooni", "OONI", "/ooni/measurements"),
-        NavEntry("ooni-chart", "OONI chart", "/ooni/chart"),
+        NavEntry("ooni", "OONI", "/ooni/measurements", keeps_period=True),
+        NavEntry("ooni-chart", "OONI chart", "/ooni/chart", keeps_period=True),
     ),
     templates=HERE / "templates",
+    search=search_box.find,
+    search_template="ooni/_search.html",
     settings=config.SETTINGS,
     metrics=register,
     purge=purge,

@@ -9,21 +9,24 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from downlink.errors import BadRequest
 from downlink.sources.ooni import aggregation, search
 from downlink.sources.ooni.api import archive_storage, lookup
 from downlink.sources.ooni.params import ParamError
 from downlink.sources.ooni.reads import reads_of
 from downlink.sources.runtime import store_of
-from downlink.web.rendering import chart, twin, web_of
+from downlink.store.queries.period import day_date
+from downlink.web.params import preset_period
+from downlink.web.rendering import chart, csv_twin, twin, web_of
 
 router = APIRouter(include_in_schema=False)
 
 SEARCH_FIELDS = (
     "probe_cc", "probe_asn", "test_name", "domain", "input", "report_id", "since", "until",
-    "anomaly", "confirmed", "failure",
+    "anomaly", "confirmed", "failure", "range",
 )
 CHART_FIELDS = ("axis_x", "axis_y", "probe_cc", "probe_asn", "test_name", "domain", "input",
-                "since", "until", "time_grain")
+                "since", "until", "time_grain", "range")
 STACK = (("ok_count", "ok"), ("anomaly_count", "anomaly"), ("confirmed_count", "confirmed"),
          ("failure_count", "failure"))
 
@@ -36,14 +39,29 @@ def _given(form: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in form.items() if v}
 
 
+def _query(form: dict[str, str]) -> dict[str, str]:
+    """The parameters of a read: the form's, a time-range preset (``range``, kept across
+    pages by the navigation bar) as ``since``/``until`` when neither is given."""
+    params = _given(form)
+    preset = params.pop("range", "")
+    if preset and not params.get("since") and not params.get("until"):
+        try:
+            days = preset_period(preset)
+        except BadRequest as exc:
+            raise ParamError(exc.message) from None
+        params["since"] = day_date(days.first).isoformat()
+        params["until"] = day_date(days.last + 1).isoformat()
+    return params
+
+
 async def _search_data(request: Request) -> tuple[dict[str, Any], int]:
     form = _form(request, SEARCH_FIELDS)
-    params = _given(form)
-    for name in ("cursor", "limit"):
-        if request.query_params.get(name):
-            params[name] = request.query_params[name]
     store = store_of(request)
     try:
+        params = _query(form)
+        for name in ("cursor", "limit"):
+            if request.query_params.get(name):
+                params[name] = request.query_params[name]
         q = search.parse(params, store.settings.api_limit_max)
     except ParamError as exc:
         return {"error": str(exc), "results": [], "next_cursor": None, "form": form}, 400
@@ -64,6 +82,23 @@ async def measurements_json(request: Request) -> Response:
     response = twin(data)
     response.status_code = status
     return response
+
+
+MEASUREMENT_COLUMNS = ("measurement_uid", "report_id", "measurement_start_time", "probe_cc",
+                       "probe_asn", "test_name", "input", "anomaly", "confirmed", "failure",
+                       "measurement_url")
+
+
+@router.get("/ooni/measurements.csv")
+async def measurements_csv(request: Request) -> Response:
+    """CSV twin of the measurement search page: one row per measurement of the page
+    (``cursor`` and ``limit`` as the JSON twin); a refusal is ``{"message": …}``."""
+    data, status = await _search_data(request)
+    if status != 200:
+        return Response(orjson.dumps({"message": data["error"]}), status_code=status,
+                        media_type="application/json")
+    return csv_twin("ooni-measurements", MEASUREMENT_COLUMNS,
+                    ([m[c] for c in MEASUREMENT_COLUMNS] for m in data["results"]))
 
 
 @router.get("/ooni/measurements")
@@ -146,9 +181,8 @@ async def _chart_data(request: Request) -> tuple[dict[str, Any], int]:
     form = _form(request, CHART_FIELDS)
     if not form["axis_x"]:
         form["axis_x"] = "measurement_start_day"
-    params = _given(form)
     try:
-        agg = aggregation.parse(params)
+        agg = aggregation.parse(_query(form))
     except (aggregation.AggregationError, ParamError) as exc:
         return {"error": str(exc), "rows": [], "form": form}, 400
     reads = reads_of(request, sql_only=aggregation.needs_test_lists(agg))
@@ -188,7 +222,11 @@ async def chart_page(request: Request) -> Response:
     """OK / anomaly / confirmed / failure counts by one or two axes, stacked (like MAT)."""
     data, status = await _chart_data(request)
     given = _given(data["form"])
-    csv_href = "/api/v1/aggregation?" + urlencode({**given, "format": "CSV", "download": "true"})
+    try:  # the API takes no preset: its period as since/until
+        asked = _query(data["form"])
+    except ParamError:
+        asked = given
+    csv_href = "/api/v1/aggregation?" + urlencode({**asked, "format": "CSV", "download": "true"})
     return web_of(request).page(
         "ooni/chart.html", title="OONI chart", active="ooni-chart", status=status,
         charts=_charts(data) if status == 200 else [], data=data, form=data["form"],

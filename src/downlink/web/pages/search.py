@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from starlette.requests import Request
@@ -10,7 +11,7 @@ from starlette.requests import Request
 from downlink.store.database import Store
 from downlink.store.queries.search import search
 from downlink.web import params
-from downlink.web.views import View, router_of
+from downlink.web.views import Csv, View, router_of
 
 
 async def _data(request: Request) -> dict[str, Any]:
@@ -29,6 +30,25 @@ def _page(request: Request, data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# What the searched text names, with links to each page.
-VIEW = View("/search", "Search", "search.html", _data, page=_page)
+SEARCH_COLUMNS = ("found", "value", "details")
+
+
+def _csv_rows(data: dict[str, Any]) -> Iterator[tuple[str, Any, str]]:
+    """One row per thing the text names: what it is (the key of ``found``), its value
+    (a found item's first field) and the item's other fields as ``name=value; …``."""
+    for kind, value in (data["found"] or {}).items():
+        for item in value if isinstance(value, list) else [value]:
+            if item is None or item == "":
+                continue
+            if isinstance(item, dict):
+                first, *rest = item.items()
+                details = "; ".join(f"{k}={v}" for k, v in rest)
+                yield kind, first[1], details
+            else:
+                yield kind, item, ""
+
+
+# What the searched text names, with links to each page; JSON and CSV twins.
+VIEW = View("/search", "Search", "search.html", _data, page=_page,
+            csv=Csv("search", SEARCH_COLUMNS, _csv_rows))
 router = router_of([VIEW])

@@ -21,7 +21,12 @@ from starlette.responses import Response
 
 from downlink.errors import BadRequest
 from downlink.params import RecordId
-from downlink.sources.clearlinux.backtrace import blacklist_candidates, guilty_label, parse_crash
+from downlink.sources.clearlinux.backtrace import (
+    blacklist_candidates,
+    guilty_label,
+    package_of,
+    parse_crash,
+)
 from downlink.sources.clearlinux.crash_analytics import FRESH, crash_reads_of
 from downlink.sources.clearlinux.crashes import (
     add_to_blacklist,
@@ -68,6 +73,7 @@ async def _top(request: Request) -> dict[str, Any]:
     payloads = await store.read(q.newest_payloads, [item["guilty_id"] for item in items])
     for item in items:
         item["label"] = guilty_label(item["function"], item["module"])
+        item["package"] = package_of(item["module"])
         # The process of the group's newest crash, beside its guilty frame.
         payload = payloads.get(item["guilty_id"])
         item["process"] = parse_crash(payload).process if payload is not None else None
@@ -100,7 +106,7 @@ def _top_page(_request: Request, data: dict[str, Any]) -> dict[str, Any]:
 
 TOP_COLUMNS = (
     "guilty_id", "function", "module", "crashes", "machines", "machines_estimated",
-    "builds", "first_seen", "last_seen", "comment", "hidden", "process",
+    "builds", "first_seen", "last_seen", "comment", "hidden", "process", "package",
 )
 
 
@@ -109,7 +115,7 @@ def _top_rows(data: dict[str, Any]) -> list[tuple[Any, ...]]:
         (
             g["guilty_id"], g["function"], g["module"], g["total"], g["machines"],
             g["machines_estimated"], g["builds"], when(g["first_seen"]),
-            when(g["last_seen"]), g["comment"], g["hide"], g["process"],
+            when(g["last_seen"]), g["comment"], g["hide"], g["process"], g["package"],
         )
         for g in data["guilties"]
     ]
@@ -319,6 +325,7 @@ async def _detail(request: Request) -> dict[str, Any]:
         raise BadRequest(f"no crash group with id {guilty_id}", status=404)
     g = found["guilty"]
     g["label"] = guilty_label(g["function"], g["module"])
+    g["package"] = package_of(g["module"])
     return {"period": period.as_json(), **found}
 
 
@@ -462,6 +469,7 @@ async def _backtraces(request: Request) -> dict[str, Any]:
             }
         )
     g["label"] = guilty_label(g["function"], g["module"])
+    g["package"] = package_of(g["module"])
     return {
         "period": period.as_json(),
         "guilty": g,

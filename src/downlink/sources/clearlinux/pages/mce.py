@@ -13,11 +13,11 @@ from typing import Any
 
 from starlette.requests import Request
 
-from downlink.sources.clearlinux.mce import CLASS_SEVERITY, MCE_PREFIX
+from downlink.sources.clearlinux.mce import CLASS_SEVERITY, MCE_PREFIX, THERMAL_CLASS
 from downlink.sources.clearlinux.mce_analytics import FRESH, MceReads, mce_reads_of
 from downlink.store.queries.period import Period
 from downlink.web import params
-from downlink.web.rendering import blank, chart, partial_marks
+from downlink.web.rendering import blank, chart, partial_marks, records_href, week_period
 from downlink.web.views import Csv, View, router_of
 
 Data = dict[str, Any]
@@ -88,8 +88,21 @@ def _mce_filters(query: Mapping[str, str]) -> dict[str, Any]:
 SEVERITY = {**CLASS_SEVERITY, **{MCE_PREFIX + name: n for name, n in CLASS_SEVERITY.items()}}
 
 
+def _mce_records(data: Data, within: Mapping[str, str] | None = None,
+                 classification: str = "") -> str:
+    """The records of an MCE class (a short name or the classification), of the page's
+    build, in ``within`` (by default the page's period)."""
+    if "/" not in classification:
+        classification = MCE_PREFIX + classification
+    return records_href(within or data["period"], classification=classification,
+                        build=data.get("build"))
+
+
 def _mce_charts(data: Data) -> list[dict[str, Any]]:
-    """Weekly counts per class, and counts by class, build and status."""
+    """Weekly counts per class, and counts by class, build and status; a point, a slice
+    or a legend entry of the classes leads to the records it counts."""
+    weeks = [week_period(w, data["period"]) for w in data["weeks"]]
+    classes = [cls.rsplit("/", 1)[-1] for cls in data["weekly"]]
     return [
         chart(
             "chart-weekly",
@@ -106,6 +119,8 @@ def _mce_charts(data: Data) -> list[dict[str, Any]]:
             x_title="Week",
             y_title="Events",
             severity=SEVERITY,
+            cell_links={c: [_mce_records(data, w, c) for w in weeks] for c in classes},
+            legend_links={c: _mce_records(data, None, c) for c in classes},
         ),
         chart(
             "chart-class",
@@ -114,6 +129,7 @@ def _mce_charts(data: Data) -> list[dict[str, Any]]:
             {"Events": [n for _, n in data["by_class"]]},
             title="By class",
             severity=SEVERITY,
+            links=[_mce_records(data, None, c) for c, _ in data["by_class"]],
         ),
         chart(
             "chart-build",
@@ -169,6 +185,8 @@ def _thermal_charts(data: Data) -> list[dict[str, Any]]:
             x_title="Week of (Monday)",
             y_title="Events",
             severity={"Thermal events": CLASS_SEVERITY["thermal"]},
+            links=[records_href(week_period(w, data["period"]), classification=THERMAL_CLASS)
+                   for w in data["weeks"]],
         )
     ]
 

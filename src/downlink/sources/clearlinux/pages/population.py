@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, cast
 
 from starlette.requests import Request
 
 from downlink.errors import BadRequest
 from downlink.sources.clearlinux.analytics import FRESH, reads_of
-from downlink.sources.clearlinux.queries.population import BUCKETS
+from downlink.sources.clearlinux.queries.population import BUCKETS, buckets
+from downlink.store.queries.period import Period, day_date, day_number
 from downlink.web import params
-from downlink.web.rendering import blank, chart, partial_marks
+from downlink.web.rendering import blank, chart, partial_marks, records_href
 from downlink.web.views import Csv, View, router_of
 
 DEFAULT_DAYS = 28
@@ -56,19 +58,44 @@ def stacks(data: dict[str, Any], top: int = CHART_BUILDS) -> dict[str, list[int]
     return out
 
 
+def bucket_periods(data: dict[str, Any]) -> list[dict[str, str]]:
+    """The days of each bucket of the page (``from``/``to``, ISO)."""
+    period = Period(day_number(date.fromisoformat(data["period"]["from"])),
+                    day_number(date.fromisoformat(data["period"]["to"])))
+    return [{"from": day_date(b.first).isoformat(), "to": day_date(b.last).isoformat()}
+            for b in buckets(period, data["bucket"])]
+
+
+def _links(data: dict[str, Any], shown: dict[str, list[int]]) -> tuple[
+        dict[str, list[str]], dict[str, str]]:
+    """Where a segment leads (that build's records in that bucket) and a legend entry
+    (that build's records in the period); "other" and "(none)" lead nowhere."""
+    builds = {label(b): b for b in data["series"] if b}
+    periods = bucket_periods(data)
+    cells = {name: [records_href(p, build=builds[name]) for p in periods]
+             for name in shown if name in builds}
+    legend = {name: records_href(data["period"], build=builds[name])
+              for name in shown if name in builds}
+    return cells, legend
+
+
 def _page(_request: Request, data: dict[str, Any]) -> dict[str, Any]:
     """Unique machines per build per bucket, as stacked columns; the bucket holding
     today is still filling: say so rather than show a dip."""
+    shown = stacks(data)
+    cells, legend = _links(data, shown)
     charts = [
         chart(
             "chart-population",
             "bar",
             partial_marks(data["buckets"], data["period"]),
-            stacks(data),
+            shown,
             title="Machines per build",
             stacked=True,
             x_title=data["bucket"].capitalize(),
             y_title="Machines (sum over builds)",
+            cell_links=cells,
+            legend_links=legend,
         )
     ]
     return {"charts": charts, "bucket_sizes": BUCKETS}

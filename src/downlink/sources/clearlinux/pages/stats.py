@@ -44,7 +44,18 @@ def _pie(items: list[dict[str, Any]], key: str) -> tuple[list[str], list[int]]:
     return labels, values
 
 
-def _page(_request: Request, data: dict[str, Any]) -> dict[str, Any]:
+FILTERS = ("source", "classification", "build", "platform", "severity")
+
+
+def _page(request: Request, data: dict[str, Any]) -> dict[str, Any]:
+    """The charts; every slice, bar and point leads to the records it counts, with the
+    page's period and filters kept."""
+    kept = {k: request.query_params.get(k, "") for k in FILTERS}
+    period = data["period"]
+
+    def records(within: dict[str, str] = period, **narrower: Any) -> str:
+        return records_href(within, **{**kept, **narrower})
+
     cl, cv = _pie(data["classifications"], "classification")
     pl, pv = _pie(data["platforms"], "platform")
     severities = data["severities"]
@@ -55,11 +66,16 @@ def _page(_request: Request, data: dict[str, Any]) -> dict[str, Any]:
             cl,
             {"Records": cv},
             title="Classification",
-            links=[
-                records_href(data["period"], classification=c) if c != "other" else "" for c in cl
-            ],
+            links=[records(classification=c) if c != "other" else "" for c in cl],
         ),
-        chart("chart-platforms", "pie", pl, {"Records": pv}, title="Platform"),
+        chart(
+            "chart-platforms",
+            "pie",
+            pl,
+            {"Records": pv},
+            title="Platform",
+            links=[records(platform=p) if p and p != "other" else "" for p in pl],
+        ),
         chart(
             "chart-days",
             "line",
@@ -68,6 +84,7 @@ def _page(_request: Request, data: dict[str, Any]) -> dict[str, Any]:
             title="Records per day",
             x_title="Day (UTC, of reception)",
             y_title="Records",
+            links=[records({"from": d["day"], "to": d["day"]}) for d in data["per_day"]],
         ),
         chart(
             "chart-severities",
@@ -77,7 +94,7 @@ def _page(_request: Request, data: dict[str, Any]) -> dict[str, Any]:
             title="Records per severity",
             x_title="Severity",
             y_title="Records",
-            links=[records_href(data["period"], severity=x["severity"]) for x in severities],
+            links=[records(severity=x["severity"]) for x in severities],
             severity={name: level for level, name in SEVERITY_NAMES.items()},
         ),
     ]

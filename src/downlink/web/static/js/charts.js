@@ -65,15 +65,37 @@
     if (!pie) {
       options.scales = { x: axis(spec.x_title, spec.stacked, false), y: axis(spec.y_title, spec.stacked, true) };
     }
-    if (spec.links) {
-      // Bars and slices lead to what they count (the filtered records, the group).
+    // Bars, slices, points and legend entries lead to what they count (the filtered
+    // records, the group): links per label, per dataset and label, per legend entry.
+    function target(element) {
+      var cells = spec.cell_links && spec.cell_links[element.datasetIndex];
+      if (cells && cells[element.index]) { return cells[element.index]; }
+      return spec.links ? spec.links[element.index] : "";
+    }
+    function legendTarget(item) {
+      if (pie) { return spec.links ? spec.links[item.index] : ""; }
+      return spec.legend_links ? spec.legend_links[item.datasetIndex] : "";
+    }
+    if (spec.links || spec.cell_links) {
       options.onClick = function (_event, elements) {
-        if (elements.length && spec.links[elements[0].index]) {
-          window.location.href = spec.links[elements[0].index];
-        }
+        var href = elements.length ? target(elements[0]) : "";
+        if (href) { window.location.href = href; }
       };
       options.onHover = function (event, elements) {
-        event.native.target.style.cursor = elements.length ? "pointer" : "default";
+        event.native.target.style.cursor = elements.length && target(elements[0]) ? "pointer" : "default";
+      };
+    }
+    if (spec.legend_links || (pie && spec.links)) {
+      var toggle = Chart.defaults.plugins.legend.onClick;
+      options.plugins.legend.onClick = function (event, item, legend) {
+        var href = legendTarget(item);
+        if (href) { window.location.href = href; } else { toggle.call(this, event, item, legend); }
+      };
+      options.plugins.legend.onHover = function (event, item) {
+        event.native.target.style.cursor = legendTarget(item) ? "pointer" : "default";
+      };
+      options.plugins.legend.onLeave = function (event) {
+        event.native.target.style.cursor = "default";
       };
     }
     new Chart(canvas, { type: spec.type, data: { labels: spec.labels, datasets: datasets }, options: options });

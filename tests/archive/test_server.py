@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from downlink.settings import Settings
 from downlink.store.tables import archive_days, consumers
 from downlink.testing.consumers import wait_caught_up
 from downlink.testing.live import LiveServer
+from downlink.testing.polling import wait_for
 from tests.archive.test_days import DAY0, S3_ENV, TOY, run, snapshot, toy_engine
 from tests.sources.ooni.test_archive import moto  # noqa: F401 - the S3 server fixture
 
@@ -37,18 +37,6 @@ FAST = {
     "DOWNLINK_ARCHIVE_CLOSE_S": "0.2",
     "DOWNLINK_CONSUMER_RETRY_MAX_S": "1",
 }
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    """Poll ``check`` until it returns something true."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def archive_consumer(url: str) -> dict[str, Any]:

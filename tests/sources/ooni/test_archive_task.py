@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from downlink.store.engine import _normalise
 from downlink.store.tables import tasks as tasks_table
 from downlink.testing.consumers import wait_caught_up
 from downlink.testing.live import LiveServer
+from downlink.testing.polling import wait_for
 from tests.archive.test_days import S3_ENV
 from tests.sources.ooni.conftest import ooni_server
 from tests.sources.ooni.test_archive import _files, _submit_all, moto, run_task  # noqa: F401
@@ -49,18 +49,6 @@ ARCHIVING = {
     "DOWNLINK_CONSUMER_RETRY_MAX_S": "1",
 }
 HOUR = 3600.0
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
-    """Poll ``check`` until it returns something true."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def task_state(url: str) -> dict[str, Any]:

@@ -61,7 +61,7 @@ def test_views_answer_page_json_and_csv_from_one_declaration(live: LiveServer) -
     assert 'href="/stats.csv?' in httpx.get(live.url + "/stats").text
     assert httpx.get(live.url + "/stats.csv?from=x").status_code == 400
 
-    # Search results have a CSV twin as well (h-ui), beside the JSON one.
+    # Search results have a CSV twin beside the JSON one.
     found = httpx.get(live.url + "/search.csv?q=1")  # the search box has a CSV twin too
     assert found.status_code == 200 and found.headers["content-type"].startswith("text/csv")
     assert httpx.get(live.url + "/search.json?q=1").json()["found"]["record_id"] == 1

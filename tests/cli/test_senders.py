@@ -80,7 +80,8 @@ def test_an_operator_lists_rebinds_and_forgets_a_sender(db_url: str, tmp_path: P
         server.stop()
 
 
-def test_bad_input_is_an_error_naming_the_problem(db_url: str) -> None:
+def test_bad_input_is_an_error_naming_the_problem(empty_db_url: str) -> None:
+    db_url = empty_db_url
     unknown = _run(db_url, "list", "--source", "nope")
     assert unknown.exit_code == 2 and "names no source with sender ids" in unknown.output
     migrated = _run(db_url, "forget", "fuelstats", "never-bound")

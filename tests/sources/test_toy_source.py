@@ -64,7 +64,8 @@ def test_toy_source_serves_ingest_page_static_and_metrics(db_url: str, tmp_path:
         server.stop()
 
 
-def test_toy_migrations_are_a_branch_of_their_own(db_url: str) -> None:
+def test_toy_migrations_are_a_branch_of_their_own(empty_db_url: str) -> None:
+    db_url = empty_db_url
     runner = CliRunner()
     core_only = runner.invoke(cli, ["migrate", "--database-url", db_url], env={})
     assert core_only.exit_code == 0, core_only.output
@@ -89,8 +90,8 @@ def test_toy_migrations_are_a_branch_of_their_own(db_url: str) -> None:
         engine.dispose()
 
 
-def test_pending_lists_the_core_first_then_the_toy(db_url: str) -> None:
-    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+def test_pending_lists_the_core_first_then_the_toy(empty_db_url: str) -> None:
+    engine = create_engine(empty_db_url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
         todo = migrate.pending(engine, load((TOY,)))
         assert todo[0] == "0001" and todo[-2:] == ["toy_0001", "toy_0002"]

@@ -9,8 +9,8 @@ from downlink.store import migrate
 from downlink.store.tables import metadata
 
 
-def test_migrations_match_the_tables_modules(db_url: str) -> None:
-    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+def test_migrations_match_the_tables_modules(empty_db_url: str) -> None:
+    engine = create_engine(empty_db_url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
         assert migrate.pending(engine)
         migrate.upgrade(engine)

@@ -1,6 +1,9 @@
 """The UI as a person uses it: headless Chromium against a real ``downlink serve``.
 
-Skipped (with the reason) only when Debian's ``chromium`` is not installed.
+Skipped (with the reason) only when Debian's ``chromium`` is not installed. On the
+embedded SQLite store only: what the browser does with a page (scripts, charts, forms,
+layout) does not depend on the database, and every page's answers are checked over
+HTTP on both databases (``test_pages``, ``test_csv``, each source's view tests).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ SCRIPT = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.databases("sqlite"),
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
 ]
 

@@ -12,6 +12,7 @@ from websockets.sync.client import connect
 from downlink.settings import Settings
 from downlink.store.database import Store
 from downlink.testing.live import LiveServer
+from downlink.testing.polling import wait_for
 from downlink.web.rendering import when
 from tests.sources.substrate.client import connected
 from tests.web.helpers import MCE, load, rec, sample_fleet
@@ -128,7 +129,10 @@ def test_csv_twins_of_the_crash_group_pages_the_never_guilty_history_nodes_and_s
         ws.send(json.dumps({"downlink_flush": 1}))
         while json.loads(ws.recv()).get("downlink_flushed") != 1:
             pass
-        nodes = _csv(live, "/substrate.csv")
+        # The flush answers once the record is committed; the node's row is kept after
+        # that by the substrate_connections consumer, so the page may lag it a moment.
+        nodes = wait_for("the node on /substrate.csv",
+                         lambda: (rows := _csv(live, "/substrate.csv"))[1:] and rows)
     assert nodes[0][:5] == ["peer_id", "name", "chain", "version", "ip_addr"]
     assert [(row[0], row[1], row[5], row[-1]) for row in nodes[1:]] == [
         ("12D3KooWCsv", "'=alice", "/", "online")

@@ -7,6 +7,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from downlink.settings import Settings
 from downlink.sources.clearlinux.crashes import add_to_blacklist, recompute_guilty
 from downlink.sources.clearlinux.rollups import (
     ROLLUP_TABLES,
@@ -190,7 +191,7 @@ def test_week_and_month_keys() -> None:
 
 
 def test_migration_rolls_up_records_stored_before_it(
-    settings: object, monkeypatch: pytest.MonkeyPatch
+    empty_db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from downlink.sources.clearlinux.consumers import group_crashes
     from downlink.store import inserts, migrate
@@ -202,7 +203,7 @@ def test_migration_rolls_up_records_stored_before_it(
     monkeypatch.setattr(inserts, "RECORD_COLUMNS", old)
     # The table is empty: no stored dedup keys to look up (live code selects every column).
     monkeypatch.setattr(inserts, "_stored_by_key", lambda _conn, _keys: {})
-    store = Store(settings)  # type: ignore[arg-type]
+    store = Store(Settings(database_url=empty_db_url, batch_wait_ms=1.0))
     try:
         migrate.upgrade(store.engine, "0001")
         crash = {"classification": "org.clearlinux/crash/clr", "payload": CRASH}

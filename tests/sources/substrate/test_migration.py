@@ -17,8 +17,8 @@ from downlink.store.tables import records
 from downlink.testing.consumers import catch_up
 
 
-def test_upgrade_keeps_the_counted_connections_and_their_closes(db_url: str) -> None:
-    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+def test_upgrade_keeps_the_counted_connections_and_their_closes(empty_db_url: str) -> None:
+    engine = create_engine(empty_db_url.replace("postgresql://", "postgresql+psycopg://", 1))
     now = time.time()
     message = parse_frame(json.dumps({"id": 1, "ts": "2021-06-23T10:15:30Z",
                                       "payload": {"msg": "system.interval"}}))
@@ -47,7 +47,7 @@ def test_upgrade_keeps_the_counted_connections_and_their_closes(db_url: str) -> 
         assert last is not None and cursor is not None and cursor.id == last[0]
     finally:
         engine.dispose()
-    store = Store(Settings(database_url=db_url))
+    store = Store(Settings(database_url=empty_db_url))
     try:
         catch_up(store)  # the records counted before: not counted again
         counted = store.run(lambda c: sorted(

@@ -26,6 +26,7 @@ HEAD_PATHS = (
 )
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_head_answers_like_get_without_a_body(live: LiveServer) -> None:
     for path in HEAD_PATHS:
         get = httpx.get(live.url + path)
@@ -55,6 +56,7 @@ def _lines(log: Path, count: int) -> list[str]:
         time.sleep(0.05)
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_json_access_log_has_one_line_per_request(db_url: str, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     server = LiveServer(db_url, env={"DOWNLINK_ACCESS_LOG": "json"}, log=log).start()
@@ -79,6 +81,7 @@ def test_json_access_log_has_one_line_per_request(db_url: str, tmp_path: Path) -
     assert page["ts"].endswith("Z") and page["http"] == "1.1"
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_plain_access_log_and_off(db_url: str, tmp_path: Path) -> None:
     log = tmp_path / "plain.log"
     server = LiveServer(db_url, env={"DOWNLINK_ACCESS_LOG": "plain"}, log=log).start()

@@ -7,6 +7,7 @@ checks both the answer and that nothing was stored.
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from downlink.security.csrf import cross_site_reason
 from downlink.testing.live import LiveServer
@@ -30,6 +31,7 @@ CROSS_SITE = [
 ]
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_cross_site_form_posts_are_refused(live: LiveServer) -> None:
     with httpx.Client(base_url=live.url, timeout=10) as client:
         for headers in CROSS_SITE:
@@ -42,6 +44,7 @@ def test_cross_site_form_posts_are_refused(live: LiveServer) -> None:
         assert _blacklist(client) == []
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_same_origin_posts_pass(live: LiveServer) -> None:
     own = live.url  # http://127.0.0.1:port, the Host the client sends
     with httpx.Client(base_url=live.url, timeout=10) as client:

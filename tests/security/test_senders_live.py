@@ -127,6 +127,7 @@ def test_fuelstats_refuses_a_master_node_uid_posted_from_elsewhere(start: Start)
     assert row["network"] == "198.51.100.0/24"
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_fuelstats_binding_is_off_by_default(start: Start) -> None:
     server = start()
     uid = "uid-" + secrets.token_hex(6)
@@ -327,6 +328,7 @@ def test_substrate_flags_a_peer_id_claimed_from_elsewhere(start: Start) -> None:
     assert "203.0.113.0/24" in row["last_mismatch_reason"]
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_per_sender_rate_limit_answers_429_with_retry_after(start: Start) -> None:
     server = start(DOWNLINK_SENDER_RATE_LIMIT="0.01", DOWNLINK_SENDER_RATE_BURST="2")
     uid = "uid-" + secrets.token_hex(6)
@@ -383,6 +385,7 @@ def test_senders_page_lists_refused_and_flagged_senders_behind_the_token(start: 
     assert json.dumps(doc).count("secret_hash") == 0
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_binding_an_unknown_source_stops_the_server(db_url: str, tmp_path: Path) -> None:
     server = LiveServer(db_url, env={"DOWNLINK_SENDER_BINDING": "ooni"},
                         log=tmp_path / "server.log")

@@ -81,8 +81,8 @@ def _stored(engine: Engine) -> dict[tuple[object, ...], bytes]:
     return {tuple(r[:3]): bytes(r[3]) for r in rows}
 
 
-def test_migration_reencodes_stored_sketches_and_back(db_url: str) -> None:
-    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+def test_migration_reencodes_stored_sketches_and_back(empty_db_url: str) -> None:
+    engine = create_engine(empty_db_url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
         migrate.upgrade(engine, "0012_guilty_machine_totals")
         regs = {

@@ -98,6 +98,7 @@ def test_builds_rows_lead_to_their_crashes(filled: TestClient) -> None:
     assert none.json()["guilties"] == []
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_the_favicon_is_served(client: TestClient) -> None:
     page = client.get("/records").text
     assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in page
@@ -186,6 +187,7 @@ def test_script_payload_is_escaped(filled: TestClient) -> None:
         "/population.json?from=2000-01-01&to=2024-01-01",
     ],
 )
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_bad_input_is_a_json_4xx(client: TestClient, path: str) -> None:
     r = client.get(path)
     assert 400 <= r.status_code < 500
@@ -217,6 +219,7 @@ def test_bad_input_is_a_json_4xx(client: TestClient, path: str) -> None:
         ("/ooni/measurement/nope", 404, "No measurement nope", "Measurement not found"),
     ],
 )
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_a_page_shows_its_refusal_inside_the_page(
     client: TestClient, path: str, status: int, message: str, kept: str
 ) -> None:
@@ -229,6 +232,7 @@ def test_a_page_shows_its_refusal_inside_the_page(
     assert 'href="/records"' in r.text and "page-charts" not in r.text
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_a_refusal_any_page_lets_out_is_a_page_for_browsers(settings: Settings) -> None:
     """The net under pages that are not Views: a BadRequest becomes an error page for a
     browser, and stays ``{"message": …}`` for everyone else and on JSON paths."""
@@ -249,6 +253,7 @@ def test_a_refusal_any_page_lets_out_is_a_page_for_browsers(settings: Settings) 
         assert c.get("/fuel.csv?from=bad", headers=html).json()["message"]
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_browsers_get_a_page_for_unknown_paths_and_malformed_ids(client: TestClient) -> None:
     html = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
     for path, status in (("/no/such/page", 404), ("/crashes/abc", 400)):
@@ -466,11 +471,13 @@ def test_the_server_resumes_a_job_left_running_by_a_dead_process(settings: Setti
 @pytest.mark.parametrize(
     "form", [{}, {"frame": "not json"}, {"frame": '["", "x"]'}, {"frame": "[1, 2]"}]
 )
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_bad_blacklist_posts(client: TestClient, form: dict[str, str]) -> None:
     r = client.post("/crashes/blacklist", data=form)
     assert r.status_code == 400 and r.json()["message"]
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_cross_origin_post_is_refused(client: TestClient) -> None:
     r = client.post(
         "/crashes/blacklist",
@@ -481,6 +488,7 @@ def test_cross_origin_post_is_refused(client: TestClient) -> None:
     assert client.get("/crashes/blacklist.json").json()["blacklist"] == []
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_redirect_stays_local(client: TestClient) -> None:
     r = client.post(
         "/crashes/blacklist",
@@ -506,6 +514,7 @@ def test_mce_thermal_population_twins(filled: TestClient) -> None:
     assert "(so far)" not in past
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_static_chart_library_is_served(client: TestClient) -> None:
     r = client.get("/static/vendor/chart-4.6.1.umd.min.js")
     assert r.status_code == 200 and b"Chart" in r.content[:2000]

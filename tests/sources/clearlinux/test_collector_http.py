@@ -89,6 +89,7 @@ def test_retransmission_is_answered_201_without_a_duplicate(
     assert len(httpx.get(live.url + "/api/records").json()["records"]) == 1
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_rejections_are_400_with_message(client: TestClient) -> None:
     r = client.post("/v2/collector", headers=v2_headers({"severity": "7"}), content=b"x")
     assert r.status_code == 400
@@ -107,6 +108,7 @@ def test_rejections_are_400_with_message(client: TestClient) -> None:
     assert client.get("/api/records").json()["records"] == []
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_all_three_paths_and_form_content_types_keep_the_payload(client: TestClient) -> None:
     for path in ("/v2/collector", "/v3/collector", "/"):
         headers = v2_headers({"Content-Type": "application/x-www-form-urlencoded"})
@@ -115,12 +117,14 @@ def test_all_three_paths_and_form_content_types_keep_the_payload(client: TestCli
         assert r.json()["payload"] == "a=1&b=2"
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_methods_and_redirect(client: TestClient) -> None:
     r = client.get("/v2/collector", follow_redirects=False)
     assert r.status_code == 302 and r.headers["location"] == "/records"
     assert client.put("/v2/collector", content=b"").status_code == 405
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_body_limits(settings: object, db_url: str) -> None:
     from downlink.app import create_app
     from downlink.settings import Settings
@@ -141,6 +145,7 @@ def test_one_mebibyte_payload_is_accepted(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("wire", ["v2", "v3"])
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_cli_send(live: LiveServer, wire: str) -> None:
     from click.testing import CliRunner
 

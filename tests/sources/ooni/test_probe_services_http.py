@@ -79,6 +79,7 @@ def test_every_fixture_submits_and_is_scored(ooni: LiveServer, fps: Fingerprints
         assert got == expected
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_submit_refusals_in_order(ooni: LiveServer) -> None:
     msm = fixture_measurements()["web_connectivity_ir_fp.json"]
     rid = open_report(ooni.url, msm)
@@ -115,6 +116,7 @@ def test_submit_refusals_in_order(ooni: LiveServer) -> None:
     assert 'downlink_ooni_discarded_total{reason="cc_zz"} 1.0' in metrics
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_bad_body_metadata(ooni: LiveServer) -> None:
     msm = {**fixture_measurements()["tor.json"], "probe_asn": "AS030722"}
     rid = "20200116T151230Z_tor_IT_030722_n1_AAAAAAAAAAAAAAAA"
@@ -124,6 +126,7 @@ def test_bad_body_metadata(ooni: LiveServer) -> None:
                                    "message": "Errors: [asn_leading_zero]"}}
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_open_report_errors(ooni: LiveServer) -> None:
     r = httpx.post(ooni.url + "/report", content=b"nope")
     assert (r.status_code, r.json()) == (400, {"error": "JSON expected"})
@@ -131,6 +134,7 @@ def test_open_report_errors(ooni: LiveServer) -> None:
     assert r.status_code == 422 and "data_format_version" in r.json()["detail"]
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_other_methods_on_a_report_are_405(ooni: LiveServer) -> None:
     # POST /report/{id} is served past the router; the others still get 405.
     for method in ("GET", "PUT", "DELETE"):
@@ -139,6 +143,7 @@ def test_other_methods_on_a_report_are_405(ooni: LiveServer) -> None:
         assert "POST" in r.headers["allow"]
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_web_connectivity_report_id_is_61_chars(ooni: LiveServer) -> None:
     rid = open_report(ooni.url, {"probe_cc": "IE", "probe_asn": "AS65550",
                                  "test_name": "web_connectivity"})
@@ -161,6 +166,7 @@ def test_submit_measurement_single_call(ooni: LiveServer) -> None:
     assert r.status_code == 400
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_body_limits(db_url: str, tmp_path: Any) -> None:
     server = ooni_server(db_url, tmp_path / "s.log", env={
         "DOWNLINK_OONI_MAX_BODY_BYTES": "20000",
@@ -202,6 +208,7 @@ def test_concurrent_submissions_are_all_committed(ooni: LiveServer) -> None:
     assert {r["measurement_uid"] for r in rows(ooni.database_url, measurements)} == set(uids)
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_submission_paths_stay_open_with_api_tokens(db_url: str, tmp_path: Any) -> None:
     """A probe sends no token: open, submit and close work with tokens configured,
     while the measurements API (not ingest) needs one."""
@@ -264,6 +271,7 @@ def test_body_is_stored_as_sent(ooni: LiveServer) -> None:
         assert method == (["lz4"] if _lz4_expected(ooni.database_url) else ["pglz"])
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_a_client_gone_mid_body_stores_nothing(db_url: str) -> None:
     """A probe that disconnects before its whole body arrived gets no answer, and
     nothing is stored (the direct endpoint reads ASGI messages itself)."""

@@ -82,6 +82,7 @@ def test_many_concurrent_nodes_with_the_fixture_messages(
     assert metric(server, "downlink_database_bytes") > 0
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_node_that_stops_answering_pings_is_dropped(live_with: LiveFactory, db_url: str) -> None:
     server = live_with({
         "DOWNLINK_SUBSTRATE_WS_PING_INTERVAL_S": "0.2",
@@ -109,6 +110,7 @@ def test_node_that_stops_answering_pings_is_dropped(live_with: LiveFactory, db_u
     assert count_substrate(db_url) == 21
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_by_default_data_is_liveness_and_silent_nodes_time_out(
     live_with: LiveFactory, db_url: str
 ) -> None:
@@ -141,6 +143,7 @@ def test_by_default_data_is_liveness_and_silent_nodes_time_out(
     assert count_substrate(db_url) == 25
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_oversized_frame_closes_only_that_node(
     live_with: LiveFactory, db_url: str, v1_live_frames: list[dict[str, Any]]
 ) -> None:
@@ -167,6 +170,7 @@ def test_oversized_frame_closes_only_that_node(
     assert metric(server, "downlink_ws_connections_closed_total", reason="too_large") == 1
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_garbage_frames_are_counted_and_the_connection_survives(
     live_with: LiveFactory, db_url: str
 ) -> None:
@@ -209,6 +213,7 @@ def test_garbage_frames_are_counted_and_the_connection_survives(
         )
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_byte_rate_limit_cuts_a_flooding_node(live_with: LiveFactory, db_url: str) -> None:
     server = live_with({
         "DOWNLINK_SUBSTRATE_WS_RATE_LIMIT_BYTES": "1000",
@@ -238,6 +243,7 @@ def test_byte_rate_limit_cuts_a_flooding_node(live_with: LiveFactory, db_url: st
     assert metric(server, "downlink_ws_connections_closed_total", reason="rate_limit") == 1
 
 
+@pytest.mark.databases("sqlite")  # HTTP handling, not storage: docs/testing.md
 def test_allow_list_refuses_other_networks(live_with: LiveFactory) -> None:
     server = live_with({"DOWNLINK_SUBSTRATE_WS_ALLOW_NETWORKS": "10.0.0.0/8,192.168.0.0/16"})
 

@@ -84,7 +84,7 @@ def schema_accepts(raw: bytes) -> bool:
     return schemas.request_error("action_logs", orjson.loads(raw)) is None
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(REQUEST)
 def test_fast_acceptance_implies_schema_acceptance(body: Any) -> None:
     raw = json.dumps(body).encode()

@@ -365,7 +365,7 @@ def main() -> None:
         "inflate): the collector's ASGI app driven directly (`bench/ingest_cpu.py`'s "
         f"driver: 64 posts at a time, consumers off), {args.cpu_records:,} records per "
         f"run after a warm-up, {n} rounds after one run not counted (a process's first "
-        "run is slower). *known*: {args.machines} machine ids in "
+        f"run is slower). *known*: {args.machines} machine ids in "
         "turn, each bound during the warm-up (the steady state: a cache hit per post); "
         "*new*: every record a machine id never seen (each post binds one; the look-ups "
         "of the posts waiting together share one transaction: a read, then an insert of "

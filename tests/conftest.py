@@ -25,7 +25,7 @@ from downlink.store.database import Store
 from downlink.testing.live import LiveServer
 from downlink.testing.postgres import TempPostgres
 
-# The migrated database copied for each test (see ``migrated_template``).
+# The migrated database copied for each test (see ``migrated_templates``).
 TEMPLATE = "downlink_template"
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
@@ -71,22 +71,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     ``--dist loadgroup`` one worker runs the module instead of both workers setting its
     fixtures up by turns.
     """
-    modules: dict[str, int] = {}
-    for item in items:
-        modules.setdefault(item.nodeid.split("::", 1)[0], len(modules))
+    module = {item: item.nodeid.split("::", 1)[0] for item in items}
+    order: dict[str, int] = {}
+    for name in module.values():
+        order.setdefault(name, len(order))
 
     def key(item: pytest.Item) -> tuple[int, int]:
         spec = getattr(item, "callspec", None)
         kind = spec.params.get("db_kind") if spec is not None else None
         rank = KINDS.index(kind) if kind in KINDS else -1
-        return modules[item.nodeid.split("::", 1)[0]], rank
+        return order[module[item]], rank
 
     items.sort(key=key)
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
         defs = info.name2fixturedefs.values() if info is not None else ()
         if any(d[-1].scope == "module" for d in defs if d):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+            item.add_marker(pytest.mark.xdist_group(module[item]))
 
 
 @pytest.fixture(scope="session")
@@ -131,7 +132,7 @@ def migrated_templates(
         else:
             pg: TempPostgres = request.getfixturevalue("postgres")
             url = pg.create_database(TEMPLATE)
-        engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        engine = create_engine(url)
         try:
             migrate.upgrade(engine)
             if kind == "sqlite":

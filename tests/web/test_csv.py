@@ -11,8 +11,8 @@ from websockets.sync.client import connect
 
 from downlink.settings import Settings
 from downlink.store.database import Store
+from downlink.testing.consumers import wait_caught_up
 from downlink.testing.live import LiveServer
-from downlink.testing.polling import wait_for
 from downlink.web.rendering import when
 from tests.sources.substrate.client import connected
 from tests.web.helpers import MCE, load, rec, sample_fleet
@@ -130,9 +130,9 @@ def test_csv_twins_of_the_crash_group_pages_the_never_guilty_history_nodes_and_s
         while json.loads(ws.recv()).get("downlink_flushed") != 1:
             pass
         # The flush answers once the record is committed; the node's row is kept after
-        # that by the substrate_connections consumer, so the page may lag it a moment.
-        nodes = wait_for("the node on /substrate.csv",
-                         lambda: (rows := _csv(live, "/substrate.csv"))[1:] and rows)
+        # that by the substrate_connections consumer.
+        wait_caught_up(live.url)
+        nodes = _csv(live, "/substrate.csv")
     assert nodes[0][:5] == ["peer_id", "name", "chain", "version", "ip_addr"]
     assert [(row[0], row[1], row[5], row[-1]) for row in nodes[1:]] == [
         ("12D3KooWCsv", "'=alice", "/", "online")

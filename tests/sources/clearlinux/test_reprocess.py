@@ -66,31 +66,31 @@ def test_delete_derived_rows_then_reprocess_restores_every_dashboard(
         for capture in sorted(FIXTURES.glob("v*.http")):
             status, _ = replay(load_capture(capture), host, port)
             assert status in (200, 201), capture.name
-        http = httpx.Client(base_url=server.url, timeout=30)
         wait_caught_up(server.url, timeout=120)
-        before = twins(http, DAYS)
-        assert before["/crashes.json?from=" + _since()]["guilties"], "no crash groups"
-        assert before["/mce.json?from=" + _since()]["by_status"][-1][0] == "other"
-        check = recount(engine)
-        assert check["got"] == {k: check["want"][k] for k in check["got"]}
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            before = twins(http, DAYS)
+            assert before["/crashes.json?from=" + _since()]["guilties"], "no crash groups"
+            assert before["/mce.json?from=" + _since()]["by_status"][-1][0] == "other"
+            check = recount(engine)
+            assert check["got"] == {k: check["want"][k] for k in check["got"]}
 
-        with engine.begin() as conn:
-            for table in ROLLUP_TABLES:
-                conn.execute(delete(table))
-            conn.execute(update(records).values(guilty_id=None))
-        assert twins(http, DAYS) != before  # the dashboards did lose their data
+            with engine.begin() as conn:
+                for table in ROLLUP_TABLES:
+                    conn.execute(delete(table))
+                conn.execute(update(records).values(guilty_id=None))
+            assert twins(http, DAYS) != before  # the dashboards did lose their data
 
-        first, last = (datetime.now(UTC).date() - timedelta(days=DAYS)).isoformat(), _today()
-        args = ("reprocess", "--source", "clearlinux", "--since", first, "--until", last)
-        out = _downlink(*args, db_url=db_url)
-        assert "through clearlinux_crashes" in out and "through clearlinux_rollups" in out
-        assert twins(http, DAYS) == before
-        check = recount(engine)
-        assert check["got"] == {k: check["want"][k] for k in check["got"]}
+            first = (datetime.now(UTC).date() - timedelta(days=DAYS)).isoformat()
+            args = ("reprocess", "--source", "clearlinux", "--since", first, "--until",
+                    _today())
+            out = _downlink(*args, db_url=db_url)
+            assert "through clearlinux_crashes" in out and "through clearlinux_rollups" in out
+            assert twins(http, DAYS) == before
+            check = recount(engine)
+            assert check["got"] == {k: check["want"][k] for k in check["got"]}
 
-        _downlink(*args, db_url=db_url)  # twice: the same again
-        assert twins(http, DAYS) == before
-        http.close()
+            _downlink(*args, db_url=db_url)  # twice: the same again
+            assert twins(http, DAYS) == before
     finally:
         engine.dispose()
         server.stop()

@@ -8,6 +8,7 @@ PostgreSQL is a throwaway server started from the installed binaries for the ses
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from downlink.app import create_app
 from downlink.settings import Settings
 from downlink.store import migrate
 from downlink.store.database import Store
+from downlink.testing import forkserver
 from downlink.testing.live import LiveServer
 from downlink.testing.postgres import TempPostgres
 
@@ -88,6 +90,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         defs = info.name2fixturedefs.values() if info is not None else ()
         if any(d[-1].scope == "module" for d in defs if d):
             item.add_marker(pytest.mark.xdist_group(module[item]))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fork_server() -> Iterator[forkserver.ForkServer | None]:
+    """Live servers forked from one warm interpreter per test process (see
+    :mod:`downlink.testing.forkserver`): a server start costs about half the CPU.
+    ``DOWNLINK_TEST_FORKSERVER=0`` starts each as a plain ``python -m downlink``."""
+    if os.environ.get("DOWNLINK_TEST_FORKSERVER", "1") == "0":
+        yield None
+        return
+    server = forkserver.ForkServer().start()
+    forkserver.install(server)
+    try:
+        yield server
+    finally:
+        forkserver.install(None)
+        server.stop()
 
 
 @pytest.fixture(scope="session")

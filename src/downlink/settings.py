@@ -286,6 +286,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Longest wait before a failing consumer tries its batch again (it doubles from 0.5 s).",
     ),
     Setting(
+        "task_lease_s",
+        "DOWNLINK_TASK_LEASE_S",
+        15.0,
+        "How long a process's claim on a background task (OONI's archive) lasts unless "
+        "renewed (every third of it): a process killed mid-task has its task taken over "
+        "this long after.",
+    ),
+    Setting(
         "access_log",
         "DOWNLINK_ACCESS_LOG",
         "off",
@@ -380,6 +388,7 @@ class Settings:
     consumer_poll_s: float = 0.25
     run_consumers: str = "in-process"
     consumer_retry_max_s: float = 60.0
+    task_lease_s: float = 15.0
     access_log: str = "off"
     web_plugins: tuple[str, ...] = ("downlink.sources.clearlinux.severity_plugin",)
     source_modules: tuple[str, ...] = ()
@@ -529,6 +538,8 @@ def _check_background(s: Settings) -> None:
         raise SettingsError("DOWNLINK_RUN_CONSUMERS must be in-process or off")
     if s.consumer_retry_max_s < 0.5:
         raise SettingsError("DOWNLINK_CONSUMER_RETRY_MAX_S must be at least 0.5")
+    if s.task_lease_s < 1.0:
+        raise SettingsError("DOWNLINK_TASK_LEASE_S must be at least 1")
 
 
 def _check_hardening(s: Settings) -> None:

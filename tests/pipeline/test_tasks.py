@@ -40,7 +40,7 @@ def test_one_holder_and_a_lapsed_holder_cannot_commit(engine: Engine) -> None:
     with engine.begin() as conn:
         assert not tasks.claim(conn, "t", "src", "b", now + 0.1)
     with engine.begin() as conn:  # the holder's writes renew the lease
-        assert tasks.fenced(conn, "t", "a", _note, "a wrote") == "a wrote"
+        assert tasks.fenced(conn, "t", "a", tasks.LEASE_S, _note, "a wrote") == "a wrote"
     time.sleep(0.6)  # past the first 0.5 s lease: only the renewal keeps it
     with engine.begin() as conn:
         assert not tasks.claim(conn, "t", "src", "b", time.time())

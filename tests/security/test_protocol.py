@@ -165,6 +165,15 @@ def test_body_trickling_past_the_request_deadline_gets_408(server: LiveServer, p
                 break
             time.sleep(0.5)
         took = time.monotonic() - started
+        sock.settimeout(5)
+        while b"within" not in answer:  # the head and the body may come apart
+            try:
+                more = sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not more:
+                break
+            answer += more
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         assert b"within 3 s" in answer
         assert took < REQUEST_TIMEOUT + 2

@@ -2,12 +2,12 @@
 
 Every process that runs the consumers (each ``downlink serve`` worker, or ``downlink
 consume``) runs a :class:`TaskRunner`: each task, every ``Task.every(settings)``
-seconds, is claimed in the ``tasks`` table (a lease of ``LEASE_S``, one conditional
-``UPDATE``: one process at a time), then run in a worker thread while the runner
-renews the lease every ``RENEW_S``. Each write the task makes (``TaskContext.write``)
-first renews the lease *in its own transaction* and fails with :class:`TaskLost` when
-another process holds it: a process paused past its lease can no longer commit
-anything, so a unit of work is committed by the holder alone. A process killed
+seconds, is claimed in the ``tasks`` table (a lease of ``DOWNLINK_TASK_LEASE_S``, 15 s
+by default, one conditional ``UPDATE``: one process at a time), then run in a worker
+thread while the runner renews the lease every third of it. Each write the task makes
+(``TaskContext.write``) first renews the lease *in its own transaction* and fails
+with :class:`TaskLost` when another process holds it: a process paused past its lease
+can no longer commit anything, so a unit of work is committed by the holder alone. A process killed
 half-way keeps the lease until it lapses; then another process (or the restarted one)
 claims the task and does the unfinished unit again (units are idempotent: OONI's
 archive of an hour is a function of its measurements).
@@ -44,8 +44,7 @@ from downlink.store.tables import tasks
 
 log = logging.getLogger(__name__)
 
-LEASE_S = 15.0
-RENEW_S = 5.0
+LEASE_S = 15.0  # the default of DOWNLINK_TASK_LEASE_S
 ERROR_MAX = 2000
 T = TypeVar("T")
 
@@ -90,9 +89,10 @@ def hold(conn: Connection, name: str, owner: str, now: float, lease_s: float = L
         raise TaskLost(f"task {name}: the lease ran out and another process may hold it")
 
 
-def fenced(conn: Connection, name: str, owner: str, fn: Callable[..., T], *args: Any) -> T:
+def fenced(conn: Connection, name: str, owner: str, lease_s: float,
+           fn: Callable[..., T], *args: Any) -> T:
     """``fn(conn, *args)`` in the transaction that renews the lease (the holder only)."""
-    hold(conn, name, owner, time.time())
+    hold(conn, name, owner, time.time(), lease_s)
     return fn(conn, *args)
 
 
@@ -149,6 +149,7 @@ def run_here(engine: Engine, source: str, name: str, settings: Settings,
     runner does (``units(result)``: what it did); :class:`TaskBusy` when another
     process holds the lease."""
     owner = owner_token()
+    lease_s = settings.task_lease_s
 
     def read(fn: Callable[..., Any], *args: Any) -> Any:
         with engine.connect() as conn:
@@ -156,10 +157,10 @@ def run_here(engine: Engine, source: str, name: str, settings: Settings,
 
     def write(fn: Callable[..., Any], *args: Any) -> Any:
         with engine.begin() as conn:
-            return fenced(conn, name, owner, fn, *args)
+            return fenced(conn, name, owner, lease_s, fn, *args)
 
     with engine.begin() as conn:
-        if not claim(conn, name, source, owner, time.time()):
+        if not claim(conn, name, source, owner, time.time(), lease_s):
             raise TaskBusy(f"task {name} is running in another process; try again later")
     try:
         result = body(TaskContext(read, write, settings, lambda: False))
@@ -243,13 +244,18 @@ class TaskRunner:
         """One run of the task if this process can claim it (None when another has it)."""
         store, task = self.store, loop.task
         owner = owner_token()
-        if not await store.admin_write(claim, task.name, loop.source.name, owner, time.time()):
+        lease_s = self.settings.task_lease_s
+        if not await store.admin_write(
+            claim, task.name, loop.source.name, owner, time.time(), lease_s
+        ):
             return None
         lost = threading.Event()
 
         def write(fn: Callable[..., Any], *args: Any) -> Any:
             try:
-                return from_thread.run(store.admin_write, fenced, task.name, owner, fn, *args)
+                return from_thread.run(
+                    store.admin_write, fenced, task.name, owner, lease_s, fn, *args
+                )
             except TaskLost:
                 lost.set()
                 raise
@@ -261,13 +267,13 @@ class TaskRunner:
         work = asyncio.ensure_future(to_thread.run_sync(task.run, ctx))
         try:
             while True:
-                finished, _ = await asyncio.wait({work}, timeout=RENEW_S)
+                finished, _ = await asyncio.wait({work}, timeout=lease_s / 3)
                 if finished:
                     break
                 if lost.is_set():
                     continue
                 try:
-                    await store.admin_write(hold, task.name, owner, time.time())
+                    await store.admin_write(hold, task.name, owner, time.time(), lease_s)
                 except TaskLost:
                     lost.set()
                 except Exception as exc:  # noqa: BLE001 - the database may be away a moment

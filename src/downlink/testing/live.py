@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from downlink.testing import forkserver
 from downlink.testing.postgres import free_port
 
 
@@ -30,7 +31,7 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = dict(env or {})
         self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | forkserver.ForkedProcess | None = None
 
     def start(self, timeout: float = 120.0) -> LiveServer:
         """Start the server and wait until /-/health answers.
@@ -39,13 +40,18 @@ class LiveServer:
         loaded 2-core machine, where a 2-worker server was seen taking 40-48 s (a
         server that exits stops the wait at once, whatever the timeout)."""
         env = {**os.environ, **self.env, "DATABASE_URL": self.database_url}
-        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "downlink", self.command, "--port", str(self.port),
-             *(["--workers", str(self.workers)] if self.command == "serve" else []),
-             "--log-level", "warning"],
-            env=env, stdout=out, stderr=out, start_new_session=True,
-        )
+        argv = ["-m", "downlink", self.command, "--port", str(self.port),
+                *(["--workers", str(self.workers)] if self.command == "serve" else []),
+                "--log-level", "warning"]
+        forks = forkserver.installed()
+        if forks is not None:  # the same command, forked from a warm interpreter
+            self.proc = forks.spawn(argv, env=env, log=self.log)
+        else:
+            out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
+            self.proc = subprocess.Popen(
+                [sys.executable, *argv], env=env, stdout=out, stderr=out,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

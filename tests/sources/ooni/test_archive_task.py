@@ -266,7 +266,8 @@ def test_a_server_killed_while_archiving_converges_after_a_restart(
         forget_archive(engine)
         hours = hours_of(engine)
         root = tmp_path / "archive"
-        env = {**ARCHIVING, "DOWNLINK_OONI_ARCHIVE": str(root)}
+        # A 3 s lease: the restarted server takes the killed one's task over 3 s after.
+        env = {**ARCHIVING, "DOWNLINK_OONI_ARCHIVE": str(root), "DOWNLINK_TASK_LEASE_S": "3"}
         server = LiveServer(db_url, env=env, log=tmp_path / "server.log")
         # The server archives from its start, before /-/health answers: killed as soon
         # as its first hour is marked (plus 0-0.3 s: in the middle of the next hours).
@@ -284,7 +285,7 @@ def test_a_server_killed_while_archiving_converges_after_a_restart(
         assert at_kill < hours[-1] + HOUR, "archived whole before the kill: no test"
         server = LiveServer(db_url, env=env, log=tmp_path / "server.log").start(timeout=180)
         try:
-            # The killed process's lease lapses (15 s), then the new one finishes.
+            # The killed process's lease lapses (3 s), then the new one finishes.
             wait_for("every hour archived", lambda: archived(engine, n), timeout=180)
         finally:
             server.stop()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import statistics
 import sys
@@ -78,25 +79,6 @@ def _prebind(target: str, machines: int) -> None:
 
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(post, range(machines)))
-
-
-def _cpu_cell(db: str, app: list[float], total: list[float]) -> str:
-    """The median total CPU per record; on PostgreSQL, split into process + database."""
-    app_us, total_us = statistics.median(app), statistics.median(total)
-    if db == "sqlite":
-        return f"{total_us:.1f}"
-    return f"{total_us:.1f} ({app_us:.1f} + {total_us - app_us:.1f})"
-
-
-def _one(url: str, env: dict[str, str], args: argparse.Namespace, log: Path) -> LoadResult:
-    server = LiveServer(url, env=env, log=log).start()
-    try:
-        target = server.url + "/v2/collector"
-        _prebind(target, args.machines)
-        run_wrk(target, WARM_UP_S, args.connections, machines=args.machines)
-        return run_wrk(target, args.seconds, args.connections, machines=args.machines)
-    finally:
-        server.stop()
 
 
 def guard_cost(tmp: Path, machines: int, posts: int = 200_000) -> float:
@@ -191,6 +173,25 @@ class Spread:
     def text(self) -> str:
         return f"{self.median:.3f} ({min(self.values):.3f}–{max(self.values):.3f})"
 
+    def interval(self, level: float = 0.95) -> tuple[float, float, float]:
+        """A distribution-free confidence interval of the median ratio (order
+        statistics: the k-th lowest and highest rounds, k as large as keeps the
+        coverage at ``level`` or more), and its coverage."""
+        ordered = sorted(self.values)
+        n = len(ordered)
+
+        def coverage(k: int) -> float:  # P(x(k) <= median <= x(n-k+1))
+            return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2 ** n
+
+        k = 1
+        while k + 1 <= n // 2 and coverage(k + 1) >= level:
+            k += 1
+        return ordered[k - 1], ordered[n - k], coverage(k)
+
+    def interval_text(self) -> str:
+        low, high, covered = self.interval()
+        return f"{low:.3f}–{high:.3f} ({covered:.0%})"
+
 
 def ratios(runs: dict[str, list[float]]) -> tuple[Spread, Spread]:
     """Per round: on / off, and the placebo off2 / off (the noise between two runs of
@@ -209,6 +210,15 @@ def verdict(on: Spread, placebo: Spread, lower_is_better: bool) -> str:
         return "inside the noise"
     worse = on.median > high if lower_is_better else on.median < low
     return "worse than the noise" if worse else "better than the noise"
+
+
+def change(on: Spread, lower_is_better: bool) -> str:
+    """Does the confidence interval of on/off's median ratio hold 1 (no change)?"""
+    low, high, _covered = on.interval()
+    if low <= 1.0 <= high:
+        return "no change shown"
+    worse = low > 1.0 if lower_is_better else high < 1.0
+    return "worse" if worse else "better"
 
 
 def cpu_rows(tmp: Path, pg: TempPostgres | None, databases: list[str], machines: int,
@@ -237,7 +247,8 @@ def cpu_rows(tmp: Path, pg: TempPostgres | None, databases: list[str], machines:
             on, placebo = ratios(totals)
             cells = [_cpu_cell(db, [x[0] for x in runs[m]], totals[m]) for m in ("off", "on")]
             rows.append([db, senders_kind, *cells, on.text(), placebo.text(),
-                         verdict(on, placebo, lower_is_better=True)])
+                         verdict(on, placebo, lower_is_better=True), on.interval_text(),
+                         change(on, lower_is_better=True)])
     return rows
 
 
@@ -299,7 +310,8 @@ def main() -> None:
                        kinds)
         cpu_table = table(["database", "senders", "off: CPU us/record",
                            "on: CPU us/record", "on/off: median (min–max)",
-                           "off2/off: median (min–max)", "on/off against the noise"], cpu)
+                           "off2/off: median (min–max)", "on/off against the noise",
+                           "on/off median: interval", "on/off: change"], cpu)
         print(cpu_table, flush=True)
         loads.append(os.getloadavg()[0])
         for db in databases:
@@ -328,6 +340,7 @@ def main() -> None:
                 f"{statistics.median(x[1] for x in runs['on']):.1f}",
                 cpu_on.text(), cpu_placebo.text(),
                 verdict(cpu_on, cpu_placebo, lower_is_better=True),
+                cpu_on.interval_text(), change(cpu_on, lower_is_better=True),
                 sum(x[0].status_errors + x[0].socket_errors for m in MODES for x in runs[m]),
             ])
             loads.append(os.getloadavg()[0])
@@ -338,7 +351,8 @@ def main() -> None:
                     "records/s on/off: median (min–max)", "off2/off (min–max)",
                     "off: CPU us/record", "on: CPU us/record",
                     "CPU on/off: median (min–max)", "off2/off (min–max)",
-                    "CPU on/off against the noise", "errors"], rows)
+                    "CPU on/off against the noise", "CPU on/off median: interval",
+                    "CPU on/off: change", "errors"], rows)
     print(result)
     used = _all_cpu() - cpu_started
     n = args.cpu_rounds
@@ -360,7 +374,11 @@ def main() -> None:
         f"highest with probability 1 − 2^(1−n): {1 - 2 ** (1 - n):.0%} for {n} rounds). "
         "*against the noise*: whether on/off's median lies inside off2/off's range "
         "(then binding's cost is not told apart from the noise in this run) or outside "
-        "it.\n\n"
+        "it. *interval*: a distribution-free confidence interval of on/off's median "
+        "ratio (the k-th lowest and highest rounds, k the largest keeping the coverage, "
+        "in brackets, at 95 % or more); *change*: \"no change shown\" when it holds "
+        "1.000, else worse or better (a change smaller than the interval's half-width "
+        "is not ruled out).\n\n"
         "**CPU per record, in process** (what the machine's other load does not "
         "inflate): the collector's ASGI app driven directly (`bench/ingest_cpu.py`'s "
         f"driver: 64 posts at a time, consumers off), {args.cpu_records:,} records per "

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ from downlink.sources.fuelstats.tables import action_logs
 from downlink.sources.ooni.tables import measurements
 from downlink.store.engine import _normalise
 from downlink.store.tables import records as records_table
+from downlink.testing import cli
 from downlink.testing.consumers import wait_caught_up
 from downlink.testing.live import LiveServer
 from tests.analytics.fleet import load_fleet
@@ -139,11 +139,9 @@ def test_live_chdb_server_killed_converges_and_answers_alike(
     records = stored["records"]
 
     # Ship everything again, as a kill between an insert and its commit does.
-    env = {**os.environ, **analytics, "DATABASE_URL": db_url}
-    replay = subprocess.run(
-        [sys.executable, "-m", "downlink", "reprocess", "--source", "analytics",
-         "--since", "2000-01-01", "--until", "2100-01-01"],
-        env=env, capture_output=True, text=True, timeout=300)
+    replay = cli.run(
+        ["reprocess", "--source", "analytics", "--since", "2000-01-01", "--until", "2100-01-01"],
+        env={**analytics, "DATABASE_URL": db_url}, timeout=300)
     assert replay.returncode == 0, replay.stderr
     for name, n in (("analytics_records", records), ("analytics_ooni_fastpath", len(uids)),
                     ("analytics_fuel_action_logs", logs)):

@@ -30,10 +30,15 @@ PAYLOAD = 4 * 1024 * 1024
 PAGE_BYTES = 10 * 1024 * 1024  # two records a page
 
 
-@pytest.fixture
-def big(db_url: str, tmp_path: Path) -> Iterator[tuple[LiveServer, list[int]]]:
-    server = LiveServer(db_url, env={"DOWNLINK_API_PAGE_BYTES": str(PAGE_BYTES)},
-                        log=tmp_path / "server.log").start()
+@pytest.fixture(scope="module")
+def big(
+    module_db_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LiveServer, list[int]]]:
+    """A server holding the large records, shared by the module's tests (they only
+    read; the memory test runs first, on a server that has served nothing yet)."""
+    log = tmp_path_factory.mktemp("big") / "server.log"
+    server = LiveServer(module_db_url, env={"DOWNLINK_API_PAGE_BYTES": str(PAGE_BYTES)},
+                        log=log).start()
     ids = []
     try:
         with httpx.Client(timeout=60) as c:

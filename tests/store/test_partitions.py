@@ -7,9 +7,7 @@ the partitioned table.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,6 +24,7 @@ from downlink.settings import Settings
 from downlink.store import follow, partitions, retention
 from downlink.store.database import Store
 from downlink.store.tables import records
+from downlink.testing import cli as command
 from downlink.testing.live import LiveServer
 from downlink.testing.postgres import TempPostgres
 from tests.web.helpers import load, rec
@@ -53,9 +52,7 @@ def database(postgres: TempPostgres) -> Iterator[str]:
 
 
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "downlink", "partition", *args],
-                          env={**os.environ, "DATABASE_URL": url},
-                          capture_output=True, text=True, timeout=120)
+    return command.run(["partition", *args], env={"DATABASE_URL": url}, timeout=120)
 
 
 def test_converting_under_load_loses_nothing(

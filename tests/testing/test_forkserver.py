@@ -84,3 +84,8 @@ def test_pythonpath_and_arguments_reach_the_module(forks: ForkServer, tmp_path: 
     done = forks.spawn(["-m", "probe_module", "a", "b"], env=env, cwd=str(tmp_path), log=log)
     assert done.wait(60) == 0, log.read_text()
     assert log.read_text() == f"argv ['a', 'b'] cwd {tmp_path} __main__\n"
+
+
+def test_the_fork_server_runs_no_thread_to_lose_at_a_fork(forks: ForkServer) -> None:
+    assert forks.proc is not None
+    assert len(os.listdir(f"/proc/{forks.proc.pid}/task")) == 1

@@ -55,14 +55,30 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
-@pytest.fixture
-def site(live: LiveServer) -> Iterator[LiveServer]:
-    store = Store(Settings(database_url=live.database_url))
+def _with_fleet(server: LiveServer) -> LiveServer:
+    store = Store(Settings(database_url=server.database_url))
     try:
         load(store, sample_fleet(SCRIPT, second_build="31001"))
     finally:
         store.close()
-    yield live
+    return server
+
+
+@pytest.fixture(scope="module")
+def site(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server with the sample fleet, shared by the tests that only read it (most)."""
+    server = LiveServer(module_db_url, log=tmp_path_factory.mktemp("site") / "server.log")
+    try:
+        yield _with_fleet(server.start())
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fresh_site(live: LiveServer) -> LiveServer:
+    """A server of this test's own with the sample fleet: for a test that changes data
+    (adds records or nodes, hides or regroups crashes)."""
+    return _with_fleet(live)
 
 
 @pytest.fixture
@@ -177,8 +193,8 @@ def test_date_range_filter_empties_a_dashboard(site: LiveServer, page: Any) -> N
     assert page.locator("#population tbody tr").count() == 3
 
 
-def test_mark_a_frame_never_guilty_regroups_the_crashes(site: LiveServer, page: Any) -> None:
-    page.goto(site.url + "/crashes")
+def test_mark_a_frame_never_guilty_regroups_the_crashes(fresh_site: LiveServer, page: Any) -> None:
+    page.goto(fresh_site.url + "/crashes")
     first = page.locator("#guilties tbody tr").first
     assert (
         first.locator(".guilty-link").inner_text() == "clock_nanosleep@GLIBC_2.2.5() - [libc.so.6]"
@@ -200,13 +216,13 @@ def test_mark_a_frame_never_guilty_regroups_the_crashes(site: LiveServer, page: 
     crash.locator("button.mark").click()
     page.wait_for_url("**/crashes")
     # The regroup runs in the background; the page says so until it is done.
-    first = _wait_for_regroup(site)
+    first = _wait_for_regroup(fresh_site)
     page.reload()
     assert page.locator("#regroup").count() == 0
     labels = page.locator("#guilties .guilty-link").all_inner_texts()
     assert labels[0] == "__nanosleep() - [libc.so.6]"
     assert "clock_nanosleep@GLIBC_2.2.5() - [libc.so.6]" not in labels
-    page.goto(site.url + "/crashes/blacklist")
+    page.goto(fresh_site.url + "/crashes/blacklist")
     entry = page.locator("#blacklist tbody tr").first
     assert "clock_nanosleep@GLIBC_2.2.5()" in entry.inner_text()
     assert "ada" in entry.inner_text() and "sleep wrapper, never the cause" in entry.inner_text()
@@ -214,13 +230,13 @@ def test_mark_a_frame_never_guilty_regroups_the_crashes(site: LiveServer, page: 
     page.fill("input[name=why]", "it was the cause after all")
     with page.expect_navigation():
         page.click("text=Let the selected frames be guilty again")
-    _wait_for_regroup(site, after=first)
-    page.goto(site.url + "/crashes/blacklist")
+    _wait_for_regroup(fresh_site, after=first)
+    page.goto(fresh_site.url + "/crashes/blacklist")
     history = page.locator("#blacklist-history tbody tr").all_inner_texts()
     assert len(history) == 2
     assert "may be guilty again" in history[0] and "it was the cause after all" in history[0]
     assert "marked never guilty" in history[1] and "ada (127.0.0.1)" in history[1]
-    page.goto(site.url + "/crashes")
+    page.goto(fresh_site.url + "/crashes")
     assert page.locator("#guilties .guilty-link").first.inner_text() == (
         "clock_nanosleep@GLIBC_2.2.5() - [libc.so.6]"
     )
@@ -310,16 +326,16 @@ def test_a_refused_filter_shows_the_message_in_the_page_with_the_form_kept(
     assert page.errors == []
 
 
-def test_backtraces_keep_the_group_pages_period(site: LiveServer, page: Any) -> None:
+def test_backtraces_keep_the_group_pages_period(fresh_site: LiveServer, page: Any) -> None:
     old = time.time() - 20 * 86400
     day = time.strftime("%Y-%m-%d", time.gmtime(old))
-    store = Store(Settings(database_url=site.database_url))
+    store = Store(Settings(database_url=fresh_site.database_url))
     try:
         load(store, [rec(classification="org.clearlinux/crash/clr", payload=CRASH,
                          machine_id="old-machine", ts_reception=old, ts_capture=old)])
     finally:
         store.close()
-    page.goto(site.url + f"/crashes?from={day}&to={day}")
+    page.goto(fresh_site.url + f"/crashes?from={day}&to={day}")
     with page.expect_navigation():
         page.locator("#guilties .guilty-link").first.click()
     assert page.locator("#machines tbody tr").count() == 1
@@ -333,20 +349,20 @@ def test_backtraces_keep_the_group_pages_period(site: LiveServer, page: Any) -> 
     assert page.input_value("input[name=to]") == day
     # Without a period the backtraces page shows the group page's default week: the
     # fleet's two crashes, whose identical backtraces make one card naming both.
-    page.goto(site.url + page.url.split(site.url, 1)[1].split("?")[0] + "/backtraces")
+    page.goto(fresh_site.url + page.url.split(fresh_site.url, 1)[1].split("?")[0] + "/backtraces")
     assert page.locator(".crash").count() == 1
     assert "2 identical backtraces" in page.inner_text(".crash .stack-count")
     assert "old-machine" not in page.inner_text(".crash")
 
 
-def test_two_connections_with_one_peer_id_are_two_rows(site: LiveServer, page: Any) -> None:
+def test_two_connections_with_one_peer_id_are_two_rows(fresh_site: LiveServer, page: Any) -> None:
     import json
 
     from websockets.sync.client import connect
 
     from tests.sources.substrate.client import connected
 
-    ws = site.url.replace("http://", "ws://", 1) + "/"
+    ws = fresh_site.url.replace("http://", "ws://", 1) + "/"
 
     def announce(link: Any) -> None:
         link.send(json.dumps(connected(1, "12D3KooWTwice", name="twice")).encode())
@@ -357,15 +373,15 @@ def test_two_connections_with_one_peer_id_are_two_rows(site: LiveServer, page: A
     with connect(ws, close_timeout=0.5) as one, connect(ws, close_timeout=0.5) as two:
         announce(one)
         announce(two)
-        wait_caught_up(site.url)  # node connections are kept after the ack
-        page.goto(site.url + "/substrate")
+        wait_caught_up(fresh_site.url)  # node connections are kept after the ack
+        page.goto(fresh_site.url + "/substrate")
         rows = page.locator("#nodes tbody tr", has_text="12D3KooWTwice")
         assert rows.count() == 2
         assert rows.locator("td:last-child").all_inner_texts() == ["online", "online"]
     # Both closed: the peer is one (offline) row again, its newest connection.
     deadline = time.monotonic() + 10
     while True:
-        page.goto(site.url + "/substrate")
+        page.goto(fresh_site.url + "/substrate")
         rows = page.locator("#nodes tbody tr", has_text="12D3KooWTwice")
         status = rows.locator("td:last-child").all_inner_texts()
         if status == ["offline"] or time.monotonic() > deadline:
@@ -384,12 +400,12 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_every_page_at_desktop_and_phone_width(
-    site: LiveServer, browser: Any, screenshots: Path
+    fresh_site: LiveServer, browser: Any, screenshots: Path
 ) -> None:
-    gid = httpx.get(site.url + "/crashes.json").json()["guilties"][0]["guilty_id"]
-    rid = httpx.get(site.url + "/records.json").json()["records"][0]["id"]
-    uids, _ = load_ooni(site)  # the 21 OONI fixture measurements, scored
-    with httpx.Client(base_url=site.url) as fuel:
+    gid = httpx.get(fresh_site.url + "/crashes.json").json()["guilties"][0]["guilty_id"]
+    rid = httpx.get(fresh_site.url + "/records.json").json()["records"][0]["id"]
+    uids, _ = load_ooni(fresh_site)  # the 21 OONI fixture measurements, scored
+    with httpx.Client(base_url=fresh_site.url) as fuel:
         ok(post(fuel, "installation_structure", minimal("fuel-master-1")),
            "installation_structure", 201)
     pages = {
@@ -426,7 +442,7 @@ def test_every_page_at_desktop_and_phone_width(
             pg = context.new_page()
             pg.on("pageerror", lambda e: errors.append(str(e)))
             for name, path in pages.items():
-                pg.goto(site.url + path)
+                pg.goto(fresh_site.url + path)
                 if pg.locator("canvas").count():
                     _charts_drawn(pg)
                 if name == "api-docs":
@@ -607,10 +623,10 @@ def test_dark_mode_follows_the_system_setting(site: LiveServer, browser: Any) ->
 
 
 def test_tables_keep_their_headers_one_line_times_and_short_payloads(
-    site: LiveServer, browser: Any
+    fresh_site: LiveServer, browser: Any
 ) -> None:
     long_payload = "frame " * 300 + "THE-END"
-    store = Store(Settings(database_url=site.database_url))
+    store = Store(Settings(database_url=fresh_site.database_url))
     try:
         (stored,) = load(store, [rec(payload=long_payload, machine_id="long-payload")])
     finally:
@@ -618,7 +634,7 @@ def test_tables_keep_their_headers_one_line_times_and_short_payloads(
     context = browser.new_context(viewport={"width": 390, "height": 300})
     try:
         pg = context.new_page()
-        pg.goto(site.url + "/records?machine_id=long-payload")
+        pg.goto(fresh_site.url + "/records?machine_id=long-payload")
         cell = pg.locator("#records td.payload")
         # Truncated: 200 characters, drawn on one line with an ellipsis.
         assert cell.inner_text() == long_payload[:200]
@@ -639,7 +655,7 @@ def test_tables_keep_their_headers_one_line_times_and_short_payloads(
         # Sticky headers (at desktop width: a phone's tables scroll on their own): the
         # header row stays at the top of a scrolled table.
         pg.set_viewport_size({"width": 1400, "height": 300})
-        pg.goto(site.url + "/records")
+        pg.goto(fresh_site.url + "/records")
         assert pg.evaluate("getComputedStyle(document.querySelector('thead th')).position") == (
             "sticky")
         table_top = pg.evaluate("document.querySelector('#records').getBoundingClientRect().top")
@@ -671,15 +687,17 @@ def test_charts_title_their_axes(site: LiveServer, page: Any) -> None:
     assert page.errors == []
 
 
-def test_hidden_crash_groups_behind_the_show_hidden_toggle(site: LiveServer, page: Any) -> None:
-    page.goto(site.url + "/crashes")
+def test_hidden_crash_groups_behind_the_show_hidden_toggle(
+    fresh_site: LiveServer, page: Any
+) -> None:
+    page.goto(fresh_site.url + "/crashes")
     with page.expect_navigation():
         page.locator("#guilties .guilty-link").nth(1).click()
     page.fill("input[name=comment]", "known kernel warning")
     page.check("input[name=hide]")
     with page.expect_navigation():
         page.click("#guilty-edit button[type=submit]")
-    page.goto(site.url + "/crashes")
+    page.goto(fresh_site.url + "/crashes")
     assert page.locator("#guilties tbody tr").count() == 1
     page.check("#show-hidden")
     with page.expect_navigation():

@@ -1,16 +1,18 @@
 """Start ``python -m downlink ...`` processes by forking an interpreter that has the
 third-party libraries imported already (for tests and benchmarks).
 
-A ``downlink serve`` costs about 2.8 s of CPU to start on a 2-core machine, two thirds of
-it importing FastAPI, pydantic, SQLAlchemy, Alembic, Mako, httpx and click; the test
-suite starts hundreds. A :class:`ForkServer` is one interpreter, started once, that
-imports those libraries (and nothing of Downlink, whose modules read the environment
-when imported) and then forks a child per request. The child starts a new session,
-takes the requested environment, working directory and log file, and runs the module
-as ``python -m`` would (``runpy``, ``__name__ == "__main__"``); its own imports of
-Downlink happen after, under its own environment. Libraries that read the environment
-when imported (prometheus-client's multiprocess mode) or start threads (chdb) are not
-imported beforehand.
+A ``downlink serve`` costs about 2.8 s of CPU to start on a 2-core machine, most of it
+importing FastAPI, pydantic, SQLAlchemy, Alembic, Mako, httpx, click and Downlink; the
+test suite starts hundreds. A :class:`ForkServer` is one interpreter, started once,
+that imports those (:data:`PRELOAD`) and then forks a child per request. The child
+starts a new session, takes the requested environment, working directory, ``sys.path``
+(``PYTHONPATH``) and log file, and runs the module as ``python -m`` would (``runpy``,
+``__name__ == "__main__"``). Nothing imported beforehand reads the environment when
+imported (Downlink reads its settings when a command runs), with one exception that
+does not matter here: prometheus-client picks its multiprocess mode when imported, and
+``downlink serve --workers N`` sets ``PROMETHEUS_MULTIPROC_DIR`` only for the workers
+it spawns, fresh interpreters. Nothing imported beforehand starts a thread (chdb, which
+does, is left for the child to import): the fork copies one thread only.
 
 A child is not a child of the caller: :class:`ForkedProcess` learns its exit status
 from the fork server over the connection that asked for it (one connection per child),
@@ -72,6 +74,11 @@ PRELOAD = (
     "uvicorn.loops.uvloop",
     "jsonschema",
     "zstandard",
+    # Downlink itself: its modules read no environment when imported (settings are
+    # read when a command runs, DOWNLINK_SOURCES' extra modules loaded then; the
+    # built-in sources the CLI lists at import are the same for every process).
+    "downlink.cli.main",
+    "downlink.app",
 )
 _REAP_SECONDS = 0.02
 
@@ -153,14 +160,17 @@ class ForkServer:
         return self
 
     def spawn(self, argv: Sequence[str], *, env: Mapping[str, str], cwd: str | None = None,
-              log: Path | None = None) -> ForkedProcess:
-        """Start ``python argv...`` (``argv`` begins with ``-m``, a module name)."""
+              log: Path | None = None, err_log: Path | None = None) -> ForkedProcess:
+        """Start ``python argv...`` (``argv`` begins with ``-m``, a module name), its
+        standard output and error appended to ``log`` (standard error to ``err_log``
+        if given; None: discarded)."""
         if len(argv) < 2 or argv[0] != "-m":
             raise ValueError("argv must start with -m MODULE")
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(self.path)
         request = {"argv": list(argv), "env": dict(env), "cwd": cwd or os.getcwd(),
-                   "log": str(log) if log is not None else None}
+                   "log": str(log) if log is not None else None,
+                   "err_log": str(err_log) if err_log is not None else None}
         conn.sendall(json.dumps(request).encode() + b"\n")
         buffer = b""
         while b"\n" not in buffer:
@@ -221,14 +231,16 @@ def _read_request(conn: socket.socket) -> dict[str, object]:
 def _child(request: dict[str, object]) -> int:
     """In the forked child: become the requested process, run it, give its status."""
     os.setsid()
-    log = request["log"]
-    out = os.open(str(log) if log else os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    log, err_log = request["log"], request.get("err_log")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    out = os.open(str(log) if log else os.devnull, flags)
+    err = os.open(str(err_log), flags) if err_log else out
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(out, 1)
-    os.dup2(out, 2)
-    os.close(null)
-    os.close(out)
+    os.dup2(err, 2)
+    for fd in {null, out, err}:
+        os.close(fd)
     env = request["env"]
     assert isinstance(env, dict)
     os.environ.clear()

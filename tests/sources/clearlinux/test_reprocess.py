@@ -10,9 +10,6 @@ them: the twins are identical, and again after a second reprocess.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from downlink.sources.clearlinux.rollups import ROLLUP_TABLES
 from downlink.store.engine import make_engine
 from downlink.store.tables import records
 from downlink.store.transfer import export_row
+from downlink.testing import cli
 from downlink.testing.consumers import wait_caught_up
 from downlink.testing.generate import RecordGenerator
 from downlink.testing.live import LiveServer
@@ -36,10 +34,7 @@ DAYS = 60
 
 
 def _downlink(*args: str, db_url: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "downlink", *args, "--database-url", db_url],
-        capture_output=True, text=True, timeout=300, env=dict(os.environ),
-    )
+    done = cli.run([*args, "--database-url", db_url], timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 

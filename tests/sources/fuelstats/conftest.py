@@ -64,30 +64,19 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(
-    db_kind: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[Served]:
+def served(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """One server for a whole test module (tests use their own master node uids)."""
     tmp = tmp_path_factory.mktemp("fuel")
-    pg = None
-    if db_kind == "sqlite":
-        url = f"sqlite:///{tmp / 'fuel.db'}"
-    else:
-        pg = request.getfixturevalue("postgres")
-        name = "t_" + uuid.uuid4().hex[:16]
-        url = pg.create_database(name)
     rules = tmp / "rules.json"
     rules.write_text("null")
     env = {"DOWNLINK_FUEL_FILTERING_RULES": str(rules), "DOWNLINK_FUEL_REPORT_CACHE_S": "0"}
-    server = LiveServer(url, env=env, log=tmp / "server.log").start()
-    found = Served(server, url, rules)
+    server = LiveServer(module_db_url, env=env, log=tmp / "server.log").start()
+    found = Served(server, module_db_url, rules)
     try:
         yield found
     finally:
         found.client.close()
         server.stop()
-        if pg is not None:
-            pg.drop_database(name)
 
 
 @pytest.fixture

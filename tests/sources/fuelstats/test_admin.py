@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,14 @@ def test_refilter_job(fuel_server: Callable[..., LiveServer], tmp_path: Path) ->
     server = fuel_server({"DOWNLINK_FUEL_FILTERING_RULES": str(rules)})
     with httpx.Client(base_url=server.url, timeout=30) as client:
         err(client.get("/api/v1/fuel/refilter"), 404)
-        for n in range(1200):  # more than two job steps
+        def send(n: int) -> None:
             release = "9.0" if n % 3 else "qa"
             ok(post(client, "installation_structure", _structure(f"m{n}", release)),
                "installation_structure", 201)
+
+        # More than two job steps; 8 at a time, as a fleet posts (they share commits).
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(send, range(1200)))
         assert client.get("/api/v1/json/summary").json()["installation_structures"][
             "filtered"] == 0
         write_rules(rules, {"9.0": None})

@@ -7,8 +7,7 @@ import datetime as dt
 import io
 import json
 import zipfile
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -40,13 +39,24 @@ def _cluster(cid: int, status: str, nodes: list[dict[str, Any]],
             "installed_plugins": plugins or []}
 
 
-@pytest.fixture
-def client(fuel_server: Callable[..., LiveServer], tmp_path: Path) -> httpx.Client:
-    """A server with two installations (one filtered), action logs and OSWLs."""
-    rules = tmp_path / "rules.json"
+@pytest.fixture(scope="module")
+def client(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """A server with two installations (one filtered), action logs and OSWLs, shared
+    by the module's tests (they only read)."""
+    tmp = tmp_path_factory.mktemp("exports")
+    rules = tmp / "rules.json"
     rules.write_text(json.dumps({"8.0": None}))
-    server = fuel_server({"DOWNLINK_FUEL_FILTERING_RULES": str(rules)})
-    c = httpx.Client(base_url=server.url, timeout=30)
+    server = LiveServer(module_db_url, env={"DOWNLINK_FUEL_FILTERING_RULES": str(rules)},
+                        log=tmp / "server.log").start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            _load(c)
+            yield c
+    finally:
+        server.stop()
+
+
+def _load(c: httpx.Client) -> None:
     release = {"release": "8.0", "feature_groups": ["mirantis"], "api": "1"}
     plugin = {"name": "lma_collector", "version": "0.9.0", "releases": [],
               "fuel_version": ["8.0"], "package_version": "4.0.0"}
@@ -73,7 +83,6 @@ def client(fuel_server: Callable[..., LiveServer], tmp_path: Path) -> httpx.Clie
              version_info={"fuel_version": "8.0"}),
         oswl("m2", 11, cluster_id=1, created=two_days_ago, data=vms),
     ]}), "oswl_stats")
-    return c
 
 
 def test_clusters_csv(client: httpx.Client) -> None:

@@ -14,10 +14,7 @@ process that archives has seen them.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -37,6 +34,7 @@ from downlink.sources.ooni.tables import archive_index, measurements, state
 from downlink.store import migrate
 from downlink.store.engine import _normalise
 from downlink.store.tables import tasks as tasks_table
+from downlink.testing import cli
 from downlink.testing.consumers import wait_caught_up
 from downlink.testing.live import LiveServer
 from downlink.testing.polling import wait_for
@@ -212,12 +210,11 @@ def archived(engine: Engine, n: int) -> bool:
     return count == n and done >= hours_of(engine)[-1] + HOUR
 
 
-def cli(db_url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "downlink", "ooni", "archive",
-         "--database-url", db_url],
-        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
+def archive_by_hand(db_url: str, env: dict[str, str]) -> str:
+    """``downlink ooni archive``: the last line it printed (its outcome)."""
+    done = cli.run(["ooni", "archive", "--database-url", db_url], env=env, timeout=120)
+    said = (done.stdout if done.returncode == 0 else done.stderr).strip()
+    return said.splitlines()[-1] if said else ""
 
 
 def test_two_processes_and_the_command_archive_each_measurement_once(
@@ -234,8 +231,7 @@ def test_two_processes_and_the_command_archive_each_measurement_once(
     try:
         # The command races the two workers meanwhile (twice at least).
         while len(outcomes) < 2 or not archived(engine, n):
-            done = cli(db_url, env).communicate(timeout=120)[0].decode()
-            outcomes.append(done.strip().splitlines()[-1] if done.strip() else "")
+            outcomes.append(archive_by_hand(db_url, env))
     finally:
         server.stop()
     try:

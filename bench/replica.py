@@ -53,6 +53,7 @@ from common import machine, table, write_section  # noqa: E402
 from dashboards import load  # noqa: E402
 from load import LoadResult, need_wrk, run_wrk  # noqa: E402
 from proc_cpu import Cpu, Snapshot, between, postmaster_pid, snapshot  # noqa: E402
+from spread import Spread, change  # noqa: E402
 
 from downlink.settings import Settings  # noqa: E402
 from downlink.store import partitions  # noqa: E402
@@ -255,6 +256,34 @@ def _median(rows: list[list[float]]) -> list[float]:
     return [statistics.median(column) for column in zip(*rows, strict=True)]
 
 
+def _ratio_cell(values: list[float], lower_is_better: bool) -> str:
+    """Per-round ratios: their median, its confidence interval and the verdict."""
+    spread = Spread(tuple(values))
+    verdict = change(spread, lower_is_better=lower_is_better)
+    return f"{spread.median:.3f} ({spread.interval_text()}): {verdict}"
+
+
+def ratio_rows(runs: dict[str, list[Figures]]) -> list[list[object]]:
+    """Each configuration against plain *of the same round*, figure by figure."""
+    base = runs["plain"]
+    figures = (  # (value of a round, lower is better)
+        (lambda f: f.ingest.per_second, False),
+        (lambda f: f.pages_ms, True),
+        (lambda f: f.mixed_pages_ms, True),
+        (lambda f: _page_cost(f)[4], True),
+        (lambda f: _ingest_cost(f)[4], True),
+    )
+    rows: list[list[object]] = []
+    for name, rounds in runs.items():
+        if name == "plain":
+            continue
+        cells = [_ratio_cell([value(f) / value(b) for f, b in zip(rounds, base, strict=True)],
+                             lower_is_better)
+                 for value, lower_is_better in figures]
+        rows.append([name, *cells])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=100_000)
@@ -346,6 +375,10 @@ def main() -> None:
         "replay conflicts", "reads fallen back to the primary",
     ], cpu_rows)
     print(cpu_table)
+    ratios_table = table([
+        "configuration", "records/s", "pages ms", "pages ms under ingest",
+        "CPU per page (all)", "CPU per record (all)"], ratio_rows(runs))
+    print(ratios_table)
     load_end = os.getloadavg()
     body = (
         "## Read replica and monthly partitions (issue 15)\n\n"
@@ -383,6 +416,14 @@ def main() -> None:
         "other work on the machine counts there too). *replay conflicts*: queries the "
         "replica cancelled for its replay (`pg_stat_database_conflicts`), and the reads "
         "the server then ran on the primary (its log), over all rounds.\n\n" + cpu_table
+        + "\n\n**Against plain, round by round** (the error bar): each configuration's "
+        "figure divided by plain's *of the same round*, the median of the rounds' "
+        "ratios, in brackets a distribution-free confidence interval of that median "
+        "(the k-th lowest and highest rounds; its coverage), then whether it shows a "
+        "change: \"no change shown\" when the interval holds 1.000 (a change smaller "
+        "than its half-width is not ruled out), else better or worse. records/s: "
+        "higher is better; the others: lower is better. *plain again* is the placebo: "
+        "the interval the same code gets.\n\n" + ratios_table
     )
     if not args.no_write:
         write_section("replica", body)

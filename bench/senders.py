@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
 import statistics
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,7 @@ import ingest_cpu  # noqa: E402
 import proc_cpu  # noqa: E402
 from common import machine, table, write_section  # noqa: E402
 from load import TID, LoadResult, need_wrk, run_wrk  # noqa: E402
+from spread import Spread, change  # noqa: E402
 
 from downlink.app import create_app, sender_rules  # noqa: E402
 from downlink.security.senders import SenderGuard  # noqa: E402
@@ -160,39 +159,6 @@ def order(round_: int) -> tuple[str, str, str]:
     return ORDERS[round_ % len(ORDERS)]
 
 
-@dataclass(frozen=True)
-class Spread:
-    """Ratios of the rounds: their median, lowest and highest."""
-
-    values: tuple[float, ...]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values)
-
-    def text(self) -> str:
-        return f"{self.median:.3f} ({min(self.values):.3f}–{max(self.values):.3f})"
-
-    def interval(self, level: float = 0.95) -> tuple[float, float, float]:
-        """A distribution-free confidence interval of the median ratio (order
-        statistics: the k-th lowest and highest rounds, k as large as keeps the
-        coverage at ``level`` or more), and its coverage."""
-        ordered = sorted(self.values)
-        n = len(ordered)
-
-        def coverage(k: int) -> float:  # P(x(k) <= median <= x(n-k+1))
-            return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2 ** n
-
-        k = 1
-        while k + 1 <= n // 2 and coverage(k + 1) >= level:
-            k += 1
-        return ordered[k - 1], ordered[n - k], coverage(k)
-
-    def interval_text(self) -> str:
-        low, high, covered = self.interval()
-        return f"{low:.3f}–{high:.3f} ({covered:.0%})"
-
-
 def ratios(runs: dict[str, list[float]]) -> tuple[Spread, Spread]:
     """Per round: on / off, and the placebo off2 / off (the noise between two runs of
     the same code)."""
@@ -210,15 +176,6 @@ def verdict(on: Spread, placebo: Spread, lower_is_better: bool) -> str:
         return "inside the noise"
     worse = on.median > high if lower_is_better else on.median < low
     return "worse than the noise" if worse else "better than the noise"
-
-
-def change(on: Spread, lower_is_better: bool) -> str:
-    """Does the confidence interval of on/off's median ratio hold 1 (no change)?"""
-    low, high, _covered = on.interval()
-    if low <= 1.0 <= high:
-        return "no change shown"
-    worse = low > 1.0 if lower_is_better else high < 1.0
-    return "worse" if worse else "better"
 
 
 def cpu_rows(tmp: Path, pg: TempPostgres | None, databases: list[str], machines: int,

@@ -308,6 +308,7 @@ def test_substrate_flags_a_peer_id_claimed_from_elsewhere(start: Start) -> None:
     asyncio.run(_node(server, HOME, peer, 3))
     asyncio.run(_node(server, ELSEWHERE, peer, 5))
     asyncio.run(_node(server, HOME_TOO, peer, 1))
+    wait_caught_up(server.url)  # the /nodes rows are written by a consumer, after the ack
 
     stats = httpx.get(f"{server.url}/nodes/log_stats", params={"peer_id": peer}).json()
     counts = {s["log_type"]: s["qty"] for s in stats}

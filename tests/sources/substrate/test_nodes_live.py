@@ -104,6 +104,7 @@ def test_node_that_stops_answering_pings_is_dropped(live_with: LiveFactory, db_u
             assert (await flush(healthy))["stored"] == 15
 
     asyncio.run(main())
+    wait_caught_up(server.url)  # the connection rows follow the records after the ack
     nodes = {n["peer_id"]: n for n in httpx.get(server.url + "/nodes").json()}
     assert nodes["Hung"]["disconnected_at"] is not None
     assert nodes["Hung"]["online"] is False

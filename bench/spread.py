@@ -42,8 +42,11 @@ class Spread:
 
 
 def change(on: Spread, lower_is_better: bool) -> str:
-    """Does the confidence interval of on/off's median ratio hold 1 (no change)?"""
-    low, high, _covered = on.interval()
+    """Does the confidence interval of on/off's median ratio hold 1 (no change)?
+    Below 90 % coverage (fewer than 5 rounds) the interval tells nothing."""
+    low, high, covered = on.interval()
+    if covered < 0.9:
+        return "too few rounds to tell"
     if low <= 1.0 <= high:
         return "no change shown"
     worse = low > 1.0 if lower_is_better else high < 1.0

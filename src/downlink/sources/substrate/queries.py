@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, func, or_, select, text
+from sqlalchemy import Connection, Select, and_, func, or_, select, text
 
 from downlink.sources.substrate.tables import benchmarks, node_connections
 from downlink.store.queries.search import GROUPS_SHOWN, escape_like
@@ -42,6 +42,25 @@ def _body(payload: str) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
+def _newest_of_each_peer() -> Select[tuple[int]]:
+    """The id of each peer id's newest connection: the latest ``connected_at`` (then
+    the highest id). Not the highest id alone: the consumer inserts the connections of
+    one batch in key order, so a batch holding two connections of a peer may give the
+    older one the higher id."""
+    nc = node_connections.c
+    ranked = (
+        select(
+            nc.id,
+            func.row_number()
+            .over(partition_by=nc.peer_id, order_by=(nc.connected_at.desc(), nc.id.desc()))
+            .label("rank"),
+        )
+        .where(nc.peer_id.is_not(None))
+        .subquery()
+    )
+    return select(ranked.c.id).where(ranked.c.rank == 1)
+
+
 def list_nodes(conn: Connection, now: float, stale_after: float) -> list[Row]:
     """Return the newest connection of every known peer id, and each unidentified one.
 
@@ -52,12 +71,12 @@ def list_nodes(conn: Connection, now: float, stale_after: float) -> list[Row]:
     that are not closed; they turn offline by age). Newest first.
     """
     nc = node_connections.c
-    latest = select(func.max(nc.id)).where(nc.peer_id.is_not(None)).group_by(nc.peer_id)
+    latest = _newest_of_each_peer()
     stmt = (
         select(node_connections)
         .where(
             or_(
-                nc.id.in_(latest.scalar_subquery()),
+                nc.id.in_(latest),
                 and_(nc.peer_id.is_(None), nc.disconnected_at.is_(None)),
             )
         )
@@ -81,12 +100,12 @@ def list_connections(conn: Connection, now: float, stale_after: float) -> list[R
     ``online`` is as in :func:`list_nodes`. Newest first.
     """
     nc = node_connections.c
-    latest = select(func.max(nc.id)).where(nc.peer_id.is_not(None)).group_by(nc.peer_id)
+    latest = _newest_of_each_peer()
     stmt = (
         select(node_connections)
         .where(
             or_(
-                nc.id.in_(latest.scalar_subquery()),
+                nc.id.in_(latest),
                 and_(nc.disconnected_at.is_(None), nc.last_seen >= now - stale_after),
                 and_(nc.peer_id.is_(None), nc.disconnected_at.is_(None)),
             )

@@ -97,7 +97,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def fork_server() -> Iterator[forkserver.ForkServer | None]:
     """Live servers forked from one warm interpreter per test process (see
-    :mod:`downlink.testing.forkserver`): a server start costs about half the CPU.
+    :mod:`downlink.testing.forkserver`): a server start costs a quarter of the CPU.
     ``DOWNLINK_TEST_FORKSERVER=0`` starts each as a plain ``python -m downlink``."""
     if os.environ.get("DOWNLINK_TEST_FORKSERVER", "1") == "0":
         yield None
@@ -202,16 +202,10 @@ def new_database(
     created: list[tuple[TempPostgres, str]] = []
 
     def make(label: str, empty: bool = False) -> str:
-        template = None if empty else request.getfixturevalue("migrated_templates")(db_kind)
-        if db_kind == "sqlite":
-            path = tmp_path / (label + ".db")
-            if template is not None:
-                shutil.copyfile(template, path)
-            return f"sqlite:///{path}"
-        pg: TempPostgres = request.getfixturevalue("postgres")
-        name = "t_" + uuid.uuid4().hex[:16]
-        created.append((pg, name))
-        return pg.create_database(name, template=template)
+        url, dropped = _database(db_kind, tmp_path / (label + ".db"), request, empty=empty)
+        if dropped is not None:
+            created.append(dropped)
+        return url
 
     try:
         yield make
@@ -220,25 +214,34 @@ def new_database(
             pg.drop_database(name)
 
 
+def _database(
+    kind: str, path: Path, request: pytest.FixtureRequest, *, empty: bool = False
+) -> tuple[str, tuple[TempPostgres, str] | None]:
+    """A new database of ``kind``: a copy of the migrated template (or, ``empty``, no
+    tables), at ``path`` on SQLite; its URL, and on PostgreSQL the server and name to
+    drop afterwards."""
+    template = None if empty else request.getfixturevalue("migrated_templates")(kind)
+    if kind == "sqlite":
+        if template is not None:
+            shutil.copyfile(template, path)
+        return f"sqlite:///{path}", None
+    pg: TempPostgres = request.getfixturevalue("postgres")
+    name = "t_" + uuid.uuid4().hex[:16]
+    return pg.create_database(name, template=template), (pg, name)
+
+
 @pytest.fixture(scope="module")
 def module_db_url(
     db_kind: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[str]:
     """A migrated database of the kind under test shared by a module's tests (for a
     module-scoped server), dropped after them."""
-    template = request.getfixturevalue("migrated_templates")(db_kind)
-    if db_kind == "sqlite":
-        path = tmp_path_factory.mktemp("module") / "downlink.db"
-        shutil.copyfile(template, path)
-        yield f"sqlite:///{path}"
-        return
-    pg: TempPostgres = request.getfixturevalue("postgres")
-    name = "m_" + uuid.uuid4().hex[:16]
-    url = pg.create_database(name, template=template)
+    url, dropped = _database(db_kind, tmp_path_factory.mktemp("module") / "downlink.db", request)
     try:
         yield url
     finally:
-        pg.drop_database(name)
+        if dropped is not None:
+            dropped[0].drop_database(dropped[1])
 
 
 @pytest.fixture

@@ -137,8 +137,7 @@ class ForkServer:
 
     def start(self, timeout: float = 120.0) -> ForkServer:
         ready = self._dir / "ready"
-        log = open(self._dir / "log", "ab")  # noqa: SIM115 - the child keeps it
-        with log:
+        with open(self._dir / "log", "ab") as log:  # the child has its own copy
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "downlink.testing.forkserver", self.path,
                  ",".join(self.preload)],
@@ -203,8 +202,9 @@ _installed: ForkServer | None = None
 
 
 def install(server: ForkServer | None) -> None:
-    """Make :class:`~downlink.testing.live.LiveServer` (and :func:`run`) start their
-    processes through ``server`` (None: as plain subprocesses again)."""
+    """Make :class:`~downlink.testing.live.LiveServer` and
+    :func:`downlink.testing.cli.run` start their processes through ``server`` (None:
+    as plain subprocesses again)."""
     global _installed
     _installed = server
 
@@ -247,9 +247,9 @@ def _child(request: dict[str, object]) -> int:
     os.environ.update({str(k): str(v) for k, v in env.items()})
     os.chdir(str(request["cwd"]))
     # As ``python -m`` would set it up: the working directory first, then PYTHONPATH.
-    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    sys.path[:] = [os.getcwd(), *[os.path.abspath(p) for p in extra],
-                   *[p for p in sys.path[1:] if p not in extra]]
+    extra = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+             if p]
+    sys.path[:] = [os.getcwd(), *extra, *[p for p in sys.path[1:] if p not in extra]]
     importlib.invalidate_caches()
     argv = [str(a) for a in request["argv"]]  # type: ignore[attr-defined]
     module = argv[1]

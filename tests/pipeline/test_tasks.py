@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Connection, Engine, create_engine, select
 
 from downlink.pipeline import tasks
-from downlink.settings import Settings
+from downlink.settings import Settings, SettingsError
 from downlink.sources.base import Source, Task, TaskContext
 from downlink.store import migrate
 from downlink.store.engine import _normalise
@@ -102,3 +102,17 @@ def test_status_lists_every_declared_task(engine: Engine, db_url: str) -> None:
     with engine.connect() as conn:
         (state,) = tasks.status(conn, [(src, task)], settings)
     assert state["done"] == 2 and state["every_s"] == 60.0 and not state["running"]
+
+
+def test_the_lease_lasts_as_long_as_the_setting_says(engine: Engine, db_url: str) -> None:
+    settings = Settings(database_url=db_url, task_lease_s=2.0)
+    seen: list[float] = []
+
+    def body(ctx: TaskContext) -> int:
+        seen.append(float(_row(engine, "t")["claimed_until"]) - time.time())  # type: ignore[arg-type]
+        return 1
+
+    tasks.run_here(engine, "src", "t", settings, body, lambda n: n)
+    assert 0 < seen[0] <= 2.0  # the default would hold it 15 s
+    with pytest.raises(SettingsError, match="DOWNLINK_TASK_LEASE_S"):
+        Settings(database_url=db_url, task_lease_s=0.5)

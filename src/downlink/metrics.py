@@ -21,6 +21,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+from downlink.gc_pauses import PauseTimer
 from downlink.sources.registry import Sources
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -50,6 +51,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.by_source: dict[str, Any] = {}
         r = self.registry
+        self.gc = PauseTimer(r)
         self.received = Counter(
             "downlink_records_received", "Records received, by source.", ["source"], registry=r
         )

@@ -294,6 +294,14 @@ SETTINGS: tuple[Setting, ...] = (
         "this long after.",
     ),
     Setting(
+        "gc_freeze",
+        "DOWNLINK_GC_FREEZE",
+        True,
+        "Freeze the objects alive after startup out of the garbage collector's scans "
+        "(gc.freeze): a full collection then pauses the server for milliseconds, not a "
+        "tenth of a second (docs/performance.md).",
+    ),
+    Setting(
         "access_log",
         "DOWNLINK_ACCESS_LOG",
         "off",
@@ -389,6 +397,7 @@ class Settings:
     run_consumers: str = "in-process"
     consumer_retry_max_s: float = 60.0
     task_lease_s: float = 15.0
+    gc_freeze: bool = True
     access_log: str = "off"
     web_plugins: tuple[str, ...] = ("downlink.sources.clearlinux.severity_plugin",)
     source_modules: tuple[str, ...] = ()

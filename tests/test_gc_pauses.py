@@ -1,0 +1,68 @@
+"""The garbage collector in the server: startup frozen once per process, pauses timed."""
+
+from __future__ import annotations
+
+import gc
+
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+
+from downlink.app import create_app
+from downlink.gc_pauses import PauseTimer, freeze_after_startup
+from downlink.settings import Settings
+
+
+def _full_collections(registry: CollectorRegistry) -> tuple[float, float]:
+    count = registry.get_sample_value("downlink_gc_pause_seconds_count", {"generation": "2"})
+    total = registry.get_sample_value("downlink_gc_pause_seconds_sum", {"generation": "2"})
+    return count or 0.0, total or 0.0
+
+
+def test_the_timer_observes_each_collection_while_installed() -> None:
+    registry = CollectorRegistry()
+    timer = PauseTimer(registry)
+    timer.install()
+    timer.install()  # once only
+    try:
+        gc.collect()
+        count, total = _full_collections(registry)
+        assert count >= 1 and total > 0
+    finally:
+        timer.remove()
+    gc.collect()
+    assert _full_collections(registry)[0] == count
+
+
+def test_freezing_happens_once_per_process() -> None:
+    gc.unfreeze()
+    try:
+        frozen = freeze_after_startup()
+        assert frozen > 0 and gc.get_freeze_count() == frozen
+        garbage: list[object] = []
+        garbage.append(garbage)  # a cycle made after the freeze is still collected
+        del garbage
+        assert freeze_after_startup() == 0
+        assert gc.get_freeze_count() == frozen
+        assert gc.collect() >= 1
+    finally:
+        gc.unfreeze()
+
+
+def test_a_started_app_freezes_its_startup_and_exports_its_pauses(settings: Settings) -> None:
+    gc.unfreeze()
+    try:
+        with TestClient(create_app(settings)) as client:
+            assert gc.get_freeze_count() > 0
+            registry = client.app.state.store.metrics.registry  # type: ignore[attr-defined]
+            assert "downlink_gc_pause_seconds_bucket" in client.get("/metrics").text
+            # The freeze's own collection, timed: the timer is installed before it.
+            assert _full_collections(registry)[0] >= 1
+    finally:
+        gc.unfreeze()
+
+
+def test_the_setting_turns_the_freeze_off(settings: Settings) -> None:
+    gc.unfreeze()
+    with TestClient(create_app(settings.replace(gc_freeze=False))) as client:
+        assert gc.get_freeze_count() == 0
+        assert "downlink_gc_pause_seconds_bucket" in client.get("/metrics").text

@@ -89,6 +89,10 @@ def test_consume_processes_keep_derived_data_of_a_server_with_consumers_off(
             if line.startswith(counter):
                 handled += float(line.split()[-1])
         assert handled > 0, "the surviving consume process counted no handled record"
+        # Its startup was frozen out of the collector's scans, and that collection timed.
+        full = 'downlink_gc_pause_seconds_count{generation="2"} '
+        assert any(line.startswith(full) and float(line.split()[-1]) >= 1
+                   for line in text.splitlines()), "no full collection timed"
 
         # SIGTERM: the work in flight ends and the process exits (uvicorn re-raises the
         # signal after its shutdown, hence -SIGTERM), without a traceback.

@@ -46,9 +46,10 @@ def _newest_of_each_peer() -> Select[tuple[int]]:
     """The id of each peer id's newest connection: the latest ``connected_at`` (then
     the highest id). Not the highest id alone: the consumer inserts the connections of
     one batch in key order, so a batch holding two connections of a peer may give the
-    older one the higher id. Two groupings, not a window function: at 100,000
-    connections on SQLite 178 ms against 276 (the highest id alone took 38 ms; an index
-    on (peer_id, connected_at) would be the next step)."""
+    older one the higher id. Two groupings, not a window function (at 100,000
+    connections on SQLite 178 ms against 276), both read from the index on (peer_id,
+    connected_at) alone (migration substrate_0002: 101 ms against 208 with the index
+    on peer_id, measured side by side; 20,000 peers)."""
     nc = node_connections.c
     last = (
         select(nc.peer_id, func.max(nc.connected_at).label("at"))

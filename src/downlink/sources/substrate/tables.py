@@ -62,7 +62,7 @@ node_connections = Table(
     # announced value when a later batch of the connection announces nothing.
     Column("info", JSON(none_as_null=True), nullable=True),
     UniqueConstraint("connection", "node"),
-    Index(None, "peer_id"),
+    Index(None, "peer_id", "connected_at"),
     Index(None, "last_seen"),
 )
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import gc
+import os
 
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
+from downlink import gc_pauses
 from downlink.app import create_app
 from downlink.gc_pauses import PauseTimer, freeze_after_startup
 from downlink.settings import Settings
@@ -33,8 +36,14 @@ def test_the_timer_observes_each_collection_while_installed() -> None:
     assert _full_collections(registry)[0] == count
 
 
-def test_freezing_happens_once_per_process() -> None:
+@pytest.fixture
+def unfrozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if this test process had not frozen yet (another test's app may have)."""
     gc.unfreeze()
+    monkeypatch.setattr(gc_pauses, "_frozen_by", None)
+
+
+def test_freezing_happens_once_per_process(unfrozen: None) -> None:
     try:
         frozen = freeze_after_startup()
         assert frozen > 0 and gc.get_freeze_count() == frozen
@@ -48,8 +57,9 @@ def test_freezing_happens_once_per_process() -> None:
         gc.unfreeze()
 
 
-def test_a_started_app_freezes_its_startup_and_exports_its_pauses(settings: Settings) -> None:
-    gc.unfreeze()
+def test_a_started_app_freezes_its_startup_and_exports_its_pauses(
+    settings: Settings, unfrozen: None
+) -> None:
     try:
         with TestClient(create_app(settings)) as client:
             assert gc.get_freeze_count() > 0
@@ -61,8 +71,22 @@ def test_a_started_app_freezes_its_startup_and_exports_its_pauses(settings: Sett
         gc.unfreeze()
 
 
-def test_the_setting_turns_the_freeze_off(settings: Settings) -> None:
-    gc.unfreeze()
+def test_the_setting_turns_the_freeze_off(settings: Settings, unfrozen: None) -> None:
     with TestClient(create_app(settings.replace(gc_freeze=False))) as client:
         assert gc.get_freeze_count() == 0
         assert "downlink_gc_pause_seconds_bucket" in client.get("/metrics").text
+
+
+def test_a_child_forked_after_a_freeze_freezes_what_it_made(unfrozen: None) -> None:
+    # The test fork server freezes its preloaded libraries before it forks servers.
+    try:
+        parent = freeze_after_startup()
+        made = [[] for _ in range(1000)]  # the child's own startup objects
+        pid = os.fork()
+        if pid == 0:  # the child: exits 0 if it froze its own objects
+            frozen = freeze_after_startup()
+            os._exit(0 if frozen >= parent + len(made) else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        gc.unfreeze()

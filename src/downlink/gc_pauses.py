@@ -22,6 +22,7 @@ histogram (``downlink_gc_pause_seconds`` on ``/metrics``).
 from __future__ import annotations
 
 import gc
+import os
 import time
 from typing import Any
 
@@ -30,13 +31,20 @@ from prometheus_client import CollectorRegistry, Histogram
 GENERATIONS = ("0", "1", "2")
 
 
+# The process that froze (a child forked after a freeze, by a fork server, freezes
+# again: its collection walks only what was made since, the rest being frozen).
+_frozen_by: int | None = None
+
+
 def freeze_after_startup() -> int:
     """Collect, then freeze what is alive, unless this process froze before; the
-    number of objects frozen now (0: none, the process had frozen already)."""
-    if gc.get_freeze_count():
+    number of objects frozen in all (0: none, this process had frozen already)."""
+    global _frozen_by
+    if _frozen_by == os.getpid():
         return 0
     gc.collect()
     gc.freeze()
+    _frozen_by = os.getpid()
     return gc.get_freeze_count()
 
 

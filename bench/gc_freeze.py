@@ -95,17 +95,18 @@ def one(url: str, freeze: bool, args: argparse.Namespace, log: Path) -> Outcome:
         server.stop()
 
 
-def _ratio(runs: dict[str, list[Outcome]], value: str) -> Spread:
-    def get(o: Outcome) -> float:
-        return float(getattr(o.load, value) if hasattr(o.load, value) else getattr(o, value))
+def _figure(o: Outcome, name: str) -> float:
+    """A figure of a run: wrk's (``per_second``, ``p99_ms``, ...) or ``cpu_us``."""
+    return float(getattr(o.load, name) if hasattr(o.load, name) else getattr(o, name))
 
-    return Spread(tuple(get(a) / get(b) for a, b in zip(runs["on"], runs["off"], strict=True)))
+
+def _ratio(runs: dict[str, list[Outcome]], value: str) -> Spread:
+    return Spread(tuple(_figure(a, value) / _figure(b, value)
+                        for a, b in zip(runs["on"], runs["off"], strict=True)))
 
 
 def _median(runs: list[Outcome], value: str) -> float:
-    return statistics.median(
-        float(getattr(o.load, value) if hasattr(o.load, value) else getattr(o, value))
-        for o in runs)
+    return statistics.median(_figure(o, value) for o in runs)
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from prometheus_client import CollectorRegistry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -49,6 +50,7 @@ from bulk import TID, make_records  # noqa: E402
 from common import machine, table, write_section  # noqa: E402
 
 from downlink.app import create_app  # noqa: E402
+from downlink.gc_pauses import PauseTimer  # noqa: E402
 from downlink.settings import Settings  # noqa: E402
 from downlink.testing.postgres import TempPostgres  # noqa: E402
 
@@ -229,8 +231,8 @@ async def run(app: Any, requests: list[tuple[dict[str, Any], bytes]], records: i
         # 170,000 objects takes 60-200 ms, 3-10 us a record of a 20,000-record window,
         # and whether one falls inside depends on what came before.
         gc.collect()
-        pauses = _GcPauses()
-        gc.callbacks.append(pauses.callback)
+        pauses = PauseTimer(CollectorRegistry())
+        pauses.install()
         db0, cpu0, wall0 = _db_cpu(db_pid), time.process_time(), time.perf_counter()
         threads0 = _thread_cpu()
         commits0 = _commits(app)
@@ -238,32 +240,17 @@ async def run(app: Any, requests: list[tuple[dict[str, Any], bytes]], records: i
         cpu1, wall1, db1 = time.process_time(), time.perf_counter(), _db_cpu(db_pid)
         threads1 = _thread_cpu()
         commits1 = _commits(app)
-        gc.callbacks.remove(pauses.callback)
+        pauses.remove()
         stage_s = dict(timed) if timed is not None else {}
     threads = {k: threads1.get(k, 0.0) - threads0.get(k, 0.0) for k in THREAD_KINDS}
     batches = commits1[1] - commits0[1]
     per_commit = (commits1[0] - commits0[0]) / batches if batches else 0.0
+    gc_s, gc_counts = pauses.totals()
     run = Run(records, wall1 - wall0, cpu1 - cpu0, db1 - db0, statuses, threads, per_commit,
-              gc_s=pauses.seconds, gc_counts=(pauses.counts[0], pauses.counts[1], pauses.counts[2]))
+              gc_s=gc_s, gc_counts=gc_counts)
     if timed is not None:
         run.stages = stages.split(Counter(stage_s), threads["event loop"], threads["writer"])
     return run
-
-
-class _GcPauses:
-    """Times the collections of a window (a ``gc.callbacks`` entry)."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.counts = [0, 0, 0]
-        self._started = 0.0
-
-    def callback(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.seconds += time.perf_counter() - self._started
-            self.counts[info["generation"]] += 1
 
 
 def _commits(app: Any) -> tuple[float, float]:

@@ -17,7 +17,7 @@ from downlink.api import errors, meta, openapi, records
 from downlink.background import Background
 from downlink.direct import Downlink
 from downlink.fresh_reads import FreshReads
-from downlink.gc_pauses import freeze_after_startup
+from downlink.gc_pauses import after_startup
 from downlink.metrics import Metrics
 from downlink.security.senders import SenderGuard
 from downlink.settings import Settings, from_env
@@ -62,7 +62,6 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                 log.warning("analytics store not ready (the shippers retry): %s", exc)
         maintenance.start()
         background.start()
-        metrics.gc.install()
         try:
             # A source's own background work for the life of the app (its
             # ``extra["lifespan"]``: an async context manager factory taking the app).
@@ -71,12 +70,9 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                     hook = source.extra.get("lifespan")
                     if hook is not None:
                         await stack.enter_async_context(hook(app_))
-                if settings.gc_freeze and (frozen := freeze_after_startup()):
-                    log.info("froze %d objects alive after startup (DOWNLINK_GC_FREEZE)",
-                             frozen)
+                stack.enter_context(after_startup(metrics.gc, settings.gc_freeze))
                 yield
         finally:
-            metrics.gc.remove()
             await background.stop()
             await maintenance.stop()
             store.close()

@@ -30,7 +30,7 @@ from starlette.routing import Route
 from downlink import __version__
 from downlink.analytics.shipper import shipping
 from downlink.background import Background
-from downlink.gc_pauses import freeze_after_startup
+from downlink.gc_pauses import after_startup
 from downlink.metrics import Metrics, exposition
 from downlink.settings import Settings, from_env
 from downlink.store.database import Store
@@ -65,13 +65,10 @@ def create_consume_app(
             except Exception as exc:  # noqa: BLE001 - the shippers retry
                 log.warning("analytics store not ready (the shippers retry): %s", exc)
         background.start()
-        store.metrics.gc.install()
-        if settings.gc_freeze and (frozen := freeze_after_startup()):
-            log.info("froze %d objects alive after startup (DOWNLINK_GC_FREEZE)", frozen)
         try:
-            yield
+            with after_startup(store.metrics.gc, settings.gc_freeze):
+                yield
         finally:
-            store.metrics.gc.remove()
             await background.stop()
             store.close()
             if analytics is not None:

@@ -22,11 +22,16 @@ histogram (``downlink_gc_pause_seconds`` on ``/metrics``).
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
+
+log = logging.getLogger(__name__)
 
 GENERATIONS = ("0", "1", "2")
 
@@ -75,3 +80,29 @@ class PauseTimer:
     def remove(self) -> None:
         if self._callback in gc.callbacks:
             gc.callbacks.remove(self._callback)
+
+    def totals(self) -> tuple[float, tuple[int, int, int]]:
+        """Seconds of every collection observed, and how many of each generation."""
+        seconds = 0.0
+        counts = [0, 0, 0]
+        for metric in self.histogram.collect():
+            for sample in metric.samples:
+                generation = int(sample.labels["generation"])
+                if sample.name.endswith("_sum"):
+                    seconds += sample.value
+                elif sample.name.endswith("_count"):
+                    counts[generation] = int(sample.value)
+        return seconds, (counts[0], counts[1], counts[2])
+
+
+@contextmanager
+def after_startup(timer: PauseTimer, freeze: bool) -> Iterator[None]:
+    """For the life of a started process: ``timer`` installed, and the startup frozen
+    first when ``freeze`` (``DOWNLINK_GC_FREEZE``)."""
+    timer.install()
+    if freeze and (frozen := freeze_after_startup()):
+        log.info("froze %d objects alive after startup (DOWNLINK_GC_FREEZE)", frozen)
+    try:
+        yield
+    finally:
+        timer.remove()

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import gc
 import importlib
 import json
 import os
@@ -37,6 +36,8 @@ import time
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from downlink.gc_pauses import freeze_after_startup
 
 # Imported by the fork server before it forks: what a Downlink process imports anyway
 # and does not configure from the environment when imported.
@@ -286,8 +287,7 @@ def serve_forever(path: str, preload: Sequence[str]) -> None:
     # What the preload made is frozen out of the collector's scans: a child's own
     # startup collection (``downlink.gc_pauses``) then walks only what the child made,
     # not the 150,000 objects of the libraries (160 ms of CPU a child).
-    gc.collect()
-    gc.freeze()
+    freeze_after_startup()
     parent = os.getppid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)

@@ -23,6 +23,7 @@ from downlink.cli.main import cli
 from downlink.settings import Settings
 from downlink.store import follow, partitions, retention
 from downlink.store.database import Store
+from downlink.store.inserts import insert_records
 from downlink.store.tables import records
 from downlink.testing import cli as command
 from downlink.testing.live import LiveServer
@@ -51,6 +52,15 @@ def database(postgres: TempPostgres) -> Iterator[str]:
         postgres.drop_database(name)
 
 
+def _keys(pg: TempPostgres, db: str) -> set[object]:
+    return {r[0] for r in _sql(pg, db, "SELECT dedup_key FROM records_keys")}
+
+
+def _record_keys(pg: TempPostgres, db: str) -> set[object]:
+    return {r[0] for r in _sql(
+        pg, db, "SELECT dedup_key FROM records WHERE dedup_key IS NOT NULL")}
+
+
 def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return command.run(["partition", *args], env={"DATABASE_URL": url}, timeout=120)
 
@@ -74,6 +84,10 @@ def test_converting_under_load_loses_nothing(
                     failures.append(f"{r.status_code} {r.text}")
 
     try:
+        before = v2_headers()
+        first = httpx.post(server.url + "/v2/collector", headers=before, content=b"early")
+        assert first.status_code == 201
+        acked.append(int(first.json()["id"]))
         threads = [threading.Thread(target=post_until_stopped) for _ in range(3)]
         for t in threads:
             t.start()
@@ -97,6 +111,12 @@ def test_converting_under_load_loses_nothing(
         assert "records_legacy" in parts and len(parts) >= 3
         after = _sql(postgres, database, "SELECT count(*) FROM ONLY records_legacy")[0][0]
         assert isinstance(after, int) and after > 0
+        # Every stored record's key was copied while the posts went on, none more.
+        assert _keys(postgres, database) == _record_keys(postgres, database)
+
+        # A record stored before the conversion is a retransmission after it.
+        again = httpx.post(server.url + "/v2/collector", headers=before, content=b"early")
+        assert again.status_code == 201 and again.json()["id"] == first.json()["id"]
 
         # A retransmission reaching both workers at once is stored once.
         headers = v2_headers()
@@ -164,7 +184,7 @@ def test_retention_drops_whole_partitions(postgres: TempPostgres, database: str)
         m3, m2, m1 = _month_ago(3, now), _month_ago(2, now), _month_ago(1, now)
         names = {n: partitions.partition_name(n) for n in (m3, m2, m1)}
         sub = "substrate"
-        load(store, [
+        stored = load(store, [
             # Month -3: only expired substrate records: the partition goes whole.
             *[rec(source=sub, ts_reception=m3 + DAY * i) for i in range(1, 4)],
             # Month -2: an audit record is kept: rows are purged, the partition stays.
@@ -190,6 +210,16 @@ def test_retention_drops_whole_partitions(postgres: TempPostgres, database: str)
         assert partitions.partition_name(partitions.month_start(now)) in left
         rows = _sql(postgres, database, "SELECT source, ts_reception FROM records ORDER BY 2")
         assert [r[0] for r in rows] == [sub, "clearlinux", sub]
+        # The keys of the purged records (a dropped partition's and those deleted row by
+        # row) are gone with them: a retransmission of one is stored anew.
+        assert _keys(postgres, database) == _record_keys(postgres, database)
+        assert len(_keys(postgres, database)) == 3
+        kept = _sql(postgres, database, "SELECT dedup_key FROM records "
+                    "WHERE source = 'clearlinux'")[0][0]
+        assert store.run_write(insert_records, [rec(dedup_key=kept)])[0]["duplicate"]
+        anew = store.run_write(insert_records, [rec(source=sub, ts_reception=now - 30,
+                                                    dedup_key=stored[0]["dedup_key"])])
+        assert not anew[0]["duplicate"]
         # Ingest still lands in this month's partition; the sequence survived the drops.
         stored = load(store, [rec()])
         assert stored[0]["id"] > max(r["id"] for r in followed.rows)
@@ -198,6 +228,33 @@ def test_retention_drops_whole_partitions(postgres: TempPostgres, database: str)
         farthest = sorted(left)[-1]
         _sql(postgres, database, f"DROP TABLE {farthest}")
         assert farthest in store.run_write(partitions.ensure_ahead, now, 7 - 4)
+    finally:
+        store.close()
+
+
+def test_a_key_whose_record_is_gone_is_stored_anew(
+    postgres: TempPostgres, database: str
+) -> None:
+    """A record deleted behind the trigger's back (from a partition itself) leaves its
+    key claimed: its retransmission is stored again, not acknowledged and dropped."""
+    now = time.time()
+    store = Store(Settings(database_url=postgres.url(database)))
+    store.start()
+    try:
+        partitions.convert(store.write_engine, boundary=_month_ago(1, now), ahead=2)
+        row = rec(ts_reception=now - 60, dedup_key="gone-key")
+        first = store.run_write(insert_records, [row])[0]
+        assert store.run_write(insert_records, [row])[0]["id"] == first["id"]
+        month = partitions.partition_name(partitions.month_start(now - 60))
+        _sql(postgres, database, f"DELETE FROM {month} WHERE id = {first['id']}")
+        assert _keys(postgres, database) == {"gone-key"}
+        later = {**row, "ts_reception": now - 1}
+        anew = store.run_write(insert_records, [later, later])
+        assert not anew[0]["duplicate"] and anew[1]["duplicate"]
+        assert anew[0]["id"] == anew[1]["id"] != first["id"]
+        assert _sql(postgres, database, "SELECT ts_reception FROM records_keys") == [
+            (later["ts_reception"],)]
+        assert store.run_write(insert_records, [row])[0]["id"] == anew[0]["id"]
     finally:
         store.close()
 

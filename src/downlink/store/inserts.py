@@ -12,7 +12,7 @@ import psycopg
 from sqlalchemy import JSON, Boolean, Connection, insert
 from sqlalchemy.exc import DBAPIError
 
-from downlink.store import sqlite_insert
+from downlink.store import partition_keys, sqlite_insert
 from downlink.store.pg_insert import insert_returning_ids
 from downlink.store.tables import records
 
@@ -24,22 +24,29 @@ _EVERY_COLUMN: Row = dict.fromkeys(RECORD_COLUMNS)
 _KEY_CHUNK = 500
 _COLUMNS = ", ".join(c.name for c in records.columns)
 # The table's declared columns (on PostgreSQL it also has ``txid``, see store/follow.py).
-# On a partitioned ``records`` (store/partitions.py) ``dedup_key`` cannot be unique: the
-# lookup first takes a transaction advisory lock per key, in sorted order, so a
-# retransmission reaching two worker processes at once is stored once. The locks are
-# taken only when the table is partitioned, in the same statement (no round trip).
+# On an unpartitioned ``records`` the unique ``dedup_key`` keeps retransmissions out;
+# the lookup also says, in the same statement (no round trip), whether the table has
+# become partitioned (store/partitions.py): a marker row, ``_parted`` true, then takes
+# the connection to the claims of store/partition_keys.py. The lookup and the insert
+# after it hold a lock on the table they saw, so the conversion's swap never falls
+# between them. ``to_regclass`` names the table when the statement runs, after its
+# lock was granted: a ``'records'::regclass`` literal is resolved when the statement
+# is parsed, before a lookup waiting on the swap's lock, and named the old table then
+# (a batch waiting through the swap skipped its claims; caught by
+# tests/store/test_partitions.py).
 # The keys travel as one JSON text: psycopg dumps a list parameter element by element
 # in Python (about 2 us a key, most of this statement's client cost), a string in C.
+_KEYS_PG = "ARRAY(SELECT json_array_elements_text(CAST(%s AS json)))"
+_NULLS = ", ".join(f"NULL AS {c.name}" for c in records.columns)
 _BY_KEYS_PG = (
-    "WITH k AS MATERIALIZED (SELECT json_array_elements_text(CAST(%s AS json)) AS key), "
-    "l AS MATERIALIZED (SELECT count(*) AS n FROM ("
-    "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(key, 0) AS h "
-    "FROM k ORDER BY h) AS o "
-    "WHERE EXISTS (SELECT 1 FROM pg_partitioned_table "
-    "WHERE partrelid = CAST('records' AS regclass))) AS s) "
-    f"SELECT r.* FROM l CROSS JOIN LATERAL (SELECT {_COLUMNS} "
-    "FROM records WHERE dedup_key = ANY(ARRAY(SELECT key FROM k)) AND l.n >= 0) AS r"
+    "WITH p AS MATERIALIZED (SELECT EXISTS (SELECT 1 FROM pg_partitioned_table "
+    "WHERE partrelid = to_regclass('records')) AS parted) "
+    f"SELECT {_COLUMNS}, false AS _parted FROM records "
+    f"WHERE dedup_key = ANY({_KEYS_PG}) AND NOT (SELECT parted FROM p) "
+    f"UNION ALL SELECT {_NULLS}, true FROM p WHERE parted"
 )
+_STORED_PG = f"SELECT {_COLUMNS}, false AS _parted FROM records WHERE dedup_key = ANY({_KEYS_PG})"
+_PARTED = "downlink.records_partitioned"  # Connection.info: this connection saw it
 
 
 @lru_cache(maxsize=16)
@@ -52,33 +59,69 @@ class _Processor(Protocol):
     def __call__(self, conn: Connection, rows: list[Row]) -> None: ...
 
 
-def _stored_by_key(conn: Connection, keys: list[str]) -> dict[str, Row]:
-    """The stored records of ``keys`` (a raw DB-API query: no SQLAlchemy compiling or
-    result processing per batch), by key."""
+def _run(raw: Any, statement: str, params: tuple[Any, ...]) -> tuple[list[str], list[Any]]:
+    try:
+        cur = raw.execute(statement, params)
+        names = [d[0] for d in cur.description] if cur.description else []
+        return names, cur.fetchall() if names else []
+    except (psycopg.Error, sqlite3.Error) as exc:
+        # As SQLAlchemy's classes, which the writer tells outages from refusals by.
+        raise DBAPIError.instance(statement, None, exc, type(exc)) from exc
+
+
+def _by_key(names: list[str], found: list[Any]) -> dict[str, Row]:
+    out: dict[str, Row] = {}
+    for values in found:
+        row = dict(zip(names, values, strict=True))
+        del row["_parted"]
+        out[row["dedup_key"]] = row
+    return out
+
+
+def _stored_by_key(conn: Connection, rows: list[Row]) -> dict[str, Row]:
+    """The stored records of the ``dedup_key`` of ``rows`` (raw DB-API queries: no
+    SQLAlchemy compiling or result processing per batch), by key. On a partitioned
+    ``records`` the keys not stored are claimed for this transaction."""
+    keys = [r["dedup_key"] for r in rows if r.get("dedup_key")]
+    if not keys:
+        return {}
     raw = conn.connection.driver_connection
     assert raw is not None, "a live database connection"
-    found: dict[str, Row] = {}
-    raw_pg = conn.dialect.name == "postgresql"
-    parts: list[tuple[str, tuple[str, ...]]]
-    if raw_pg:
-        parts = [(_BY_KEYS_PG, (orjson.dumps(keys).decode(),))]
-    else:
-        parts = [
-            (_by_keys_sqlite(len(chunk)), tuple(chunk))
-            for chunk in (keys[i : i + _KEY_CHUNK] for i in range(0, len(keys), _KEY_CHUNK))
-        ]
-    for statement, params in parts:
-        try:
-            cur = raw.execute(statement, params)
-            names = [d[0] for d in cur.description]
-            rows = cur.fetchall()
-        except (psycopg.Error, sqlite3.Error) as exc:
-            # As SQLAlchemy's classes, which the writer tells outages from refusals by.
-            raise DBAPIError.instance(statement, None, exc, type(exc)) from exc
-        for values in rows:
-            row = dict(zip(names, values, strict=True))
-            found[row["dedup_key"]] = row if raw_pg else _from_sqlite(row)
-    return found
+    if conn.dialect.name != "postgresql":
+        found: dict[str, Row] = {}
+        for i in range(0, len(keys), _KEY_CHUNK):
+            chunk = tuple(keys[i : i + _KEY_CHUNK])
+            names, values = _run(raw, _by_keys_sqlite(len(chunk)), chunk)
+            for row in values:
+                one = _from_sqlite(dict(zip(names, row, strict=True)))
+                found[one["dedup_key"]] = one
+        return found
+    if not conn.info.get(_PARTED):
+        names, values = _run(raw, _BY_KEYS_PG, (orjson.dumps(keys).decode(),))
+        if not any(v[-1] for v in values):
+            return _by_key(names, values)
+        conn.info[_PARTED] = True  # a table once partitioned stays partitioned
+    return _claim(raw, rows)
+
+
+def _claim(raw: Any, rows: list[Row]) -> dict[str, Row]:
+    """Claim the keys of ``rows`` in ``records_keys``; the stored records of the keys
+    already taken (store/partition_keys.py)."""
+    first: dict[str, Any] = {}
+    for row in rows:
+        key = row.get("dedup_key")
+        if key and key not in first:
+            first[key] = row.get("ts_reception")
+    _, claimed = _run(raw, partition_keys.CLAIM, (orjson.dumps(list(first.items())).decode(),))
+    taken = first.keys() - {c[0] for c in claimed}
+    if not taken:
+        return {}
+    names, values = _run(raw, _STORED_PG, (orjson.dumps(sorted(taken)).decode(),))
+    stored = _by_key(names, values)
+    gone = [(key, first[key]) for key in sorted(taken) if key not in stored]
+    if gone:
+        _run(raw, partition_keys.RETAKE, (orjson.dumps(gone).decode(),))
+    return stored
 
 
 _JSON_COLUMNS = tuple(c.name for c in records.columns if isinstance(c.type, JSON))
@@ -109,8 +152,7 @@ def insert_records(
     ``processors`` see only the rows that are really new, before they are inserted,
     and may fill in columns (a crash's guilty frame) or update rollups.
     """
-    keys = [r["dedup_key"] for r in rows if r.get("dedup_key")]
-    stored = _stored_by_key(conn, keys) if keys else {}
+    stored = _stored_by_key(conn, rows)
     new_index: list[int] = []
     first_in_batch: dict[str, int] = {}
     alias: dict[int, int] = {}

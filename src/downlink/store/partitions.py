@@ -7,11 +7,10 @@ declared with PostgreSQL's declarative partitioning. What changes, and why it ho
 * **Keys.** A partitioned table's unique keys must contain the partition key: the
   primary key becomes ``(id, ts_reception)`` (ids still come from ``records_id_seq``,
   so ``id`` alone stays unique in practice and every ``WHERE id = …`` finds one row),
-  and ``dedup_key`` has a plain index. Retransmissions are still stored once: on a
-  partitioned table the writer takes a transaction advisory lock on each key of its
-  batch (in sorted order, so two writers never deadlock) before it looks the keys up
-  (:data:`downlink.store.inserts`), so two worker processes cannot both miss a key and
-  both insert it.
+  and ``dedup_key`` has a plain index. Retransmissions are still stored once: the keys
+  move to the unpartitioned ``records_keys`` (store/partition_keys.py), where the writer
+  claims each batch's keys before it inserts, so two worker processes cannot both
+  insert one key, and a batch without retransmissions never probes the partitions.
 * **Foreign keys.** ``records.guilty_id → guilty.id`` stays (a partitioned table may
   refer to others); nothing refers to ``records``.
 * **Commit-order following** (``store/follow.py``) reads ``(txid, id)`` with the
@@ -23,7 +22,8 @@ declared with PostgreSQL's declarative partitioning. What changes, and why it ho
   which is why they are made months before they are needed.
 * **Retention** (``store/retention.py``) drops a whole partition once all of it is
   older than the cut-off and it holds no row the purge must keep (another source's, an
-  audit record), instead of deleting its rows one batch at a time.
+  audit record), instead of deleting its rows one batch at a time; the keys of its
+  rows are deleted from ``records_keys`` in the same transaction.
 
 Converting a live table (:func:`convert`, ``downlink partition records``) never holds
 a lock that stops ingestion for longer than a rename: the old table becomes the first
@@ -36,9 +36,12 @@ partition, ``[MINVALUE, boundary)``, with its data and indexes as they are:
    validated (a scan that does not block writes), so that attaching needs no scan;
 3. the partitioned twin ``records_partitioned`` with the same columns, defaults, keys,
    indexes and foreign key, and its monthly partitions from ``boundary`` on;
-4. one short transaction (``lock_timeout``, retried): rename ``records`` to
-   ``records_legacy`` and the twin to ``records``, hand the id sequence to the new
-   parent, attach the old table (its equivalent indexes are attached, not rebuilt).
+4. the retransmission keys of every stored row copied into ``records_keys`` in chunks,
+   without blocking writes (store/partition_keys.py);
+5. one short transaction (``lock_timeout``, retried): copy the keys written since
+   step 4, rename ``records`` to ``records_legacy`` and the twin to ``records``, hand
+   the id sequence to the new parent, attach the old table (its equivalent indexes
+   are attached, not rebuilt).
 
 ``boundary`` is the first day of next month (of the month after if less than a day is
 left), so the old table keeps taking every record until the swap.
@@ -56,6 +59,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
+
+from downlink.store import partition_keys
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +232,7 @@ def drop_expired(conn: Connection, cutoff: float, keeps: str | None) -> tuple[li
                     continue
             count = conn.execute(text(f'SELECT count(*) FROM "{p.name}"')).scalar_one()
             conn.execute(text(f'DROP TABLE "{p.name}"'))
+            partition_keys.forget_range(conn, p.lower, p.upper)
             savepoint.commit()
         except OperationalError as exc:
             savepoint.rollback()
@@ -311,6 +317,9 @@ def convert(engine: Engine, *, boundary: float | None = None, ahead: int = AHEAD
         conn.execute(text(f"ALTER TABLE {TWIN} ADD CONSTRAINT pk_records_part "
                           f"PRIMARY KEY (id, {COLUMN})"))
         conn.execute(text(f"CREATE INDEX records_part_dedup_p ON {TWIN} (dedup_key)"))
+        for statement in partition_keys.CREATE:
+            conn.execute(text(statement))
+        conn.execute(text(partition_keys.trigger(TWIN)))
         conn.execute(text(f"ALTER TABLE {TWIN} ADD CONSTRAINT fk_records_guilty_id_guilty "
                           "FOREIGN KEY (guilty_id) REFERENCES guilty (id)"))
         for name, definition in defs:
@@ -321,12 +330,16 @@ def convert(engine: Engine, *, boundary: float | None = None, ahead: int = AHEAD
         for _ in range(ahead + 1):
             until = next_month(until)
         _create_months(conn, TWIN, boundary, until, [])
+    step("copying the retransmission keys (without blocking writes)")
+    horizon = partition_keys.backfill(engine, TABLE, step)
     step("swapping the tables (a short exclusive lock)")
     for attempt in range(50):
         try:
             with engine.begin() as conn:
                 conn.execute(text("SET LOCAL lock_timeout = '1s'"))
                 conn.execute(text(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE"))
+                # The keys of the rows committed since the copy's last pass.
+                partition_keys.catch_up(conn, TABLE, horizon)
                 conn.execute(text(f"ALTER TABLE {TABLE} RENAME TO {LEGACY}"))
                 conn.execute(text(f"ALTER TABLE {TWIN} RENAME TO {TABLE}"))
                 seq = conn.execute(text(

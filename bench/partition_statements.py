@@ -34,10 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, table, write_section  # noqa: E402
 from dashboards import load  # noqa: E402
 from load import need_wrk, run_wrk  # noqa: E402
+from replica import partition_as_a_server  # noqa: E402
 
-from downlink.settings import Settings  # noqa: E402
-from downlink.store import partitions  # noqa: E402
-from downlink.store.database import Store  # noqa: E402
 from downlink.testing.consumers import wait_caught_up  # noqa: E402
 from downlink.testing.live import LiveServer  # noqa: E402
 from downlink.testing.postgres import TempPostgres  # noqa: E402
@@ -57,20 +55,6 @@ def _with_statements(pg: TempPostgres) -> None:
     pg.run_as_server_user(str(pg.bindir / "pg_ctl"), "-D", str(pg.datadir), "-o",
                           pg._opts + " -c pg_stat_statements.track_planning=on",
                           "-l", str(pg.root / "log"), "-w", "restart")
-
-
-def _partition(url: str, now: float) -> None:
-    """Partition ``records`` as bench/replica.py does (the server's own layout)."""
-    store = Store(Settings(database_url=url))
-    store.migrate()
-    first = partitions.month_start(now - 70 * 86400.0)
-    months, start = 0, first
-    while (start := partitions.next_month(start)) <= partitions.month_start(now):
-        months += 1
-    partitions.convert(store.write_engine, boundary=first, ahead=months)
-    with store.write_engine.begin() as conn:
-        partitions.ensure_ahead(conn, now)
-    store.close()
 
 
 _KNOWN = (  # (pattern, name) of the statements the record log runs per batch
@@ -143,7 +127,7 @@ def main() -> None:
         now = time.time()
         urls = {"plain": pg.create_database("plain"),
                 "partitioned": pg.create_database("partitioned")}
-        _partition(urls["partitioned"], now)
+        partition_as_a_server(urls["partitioned"], now)
         for db in DATABASES:
             print(f"loading {args.records:,} records ({db})", flush=True)
             load(urls[db], args.records, seed=7, now=now)

@@ -284,6 +284,26 @@ def ratio_rows(runs: dict[str, list[Figures]]) -> list[list[object]]:
     return rows
 
 
+def partition_as_a_server(url: str, now: float) -> None:
+    """Migrate the database at ``url`` and partition its ``records`` by month from 70
+    days before ``now``, with the server's own layout: the months since the boundary,
+    then this month and partitions.AHEAD more, as a server makes them on start
+    (ensure_ahead). Every partition adds planning to the statements that cannot be
+    pruned (docs/performance.md), so no more than the server would have."""
+    store = Store(Settings(database_url=url))
+    try:
+        store.migrate()
+        first = partitions.month_start(now - 70 * 86400.0)
+        months, start = 0, first
+        while (start := partitions.next_month(start)) <= partitions.month_start(now):
+            months += 1
+        partitions.convert(store.write_engine, boundary=first, ahead=months)
+        with store.write_engine.begin() as conn:
+            partitions.ensure_ahead(conn, now)
+    finally:
+        store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=100_000)
@@ -303,20 +323,7 @@ def main() -> None:
         print(f"loading {args.records:,} records (plain)", flush=True)
         load(plain, args.records, seed=7, now=now)
         parted = primary.create_database("tpl_parted")
-        store = Store(Settings(database_url=parted))
-        store.migrate()
-        first = partitions.month_start(now - 70 * 86400.0)
-        # The server's own layout: the months since the boundary, then this month and
-        # partitions.AHEAD more, as a server makes them on start (ensure_ahead). Every
-        # partition adds planning to the statements that cannot be pruned
-        # (docs/performance.md), so no more than the server would have.
-        months, start = 0, first
-        while (start := partitions.next_month(start)) <= partitions.month_start(now):
-            months += 1
-        partitions.convert(store.write_engine, boundary=first, ahead=months)
-        with store.write_engine.begin() as conn:
-            partitions.ensure_ahead(conn, now)
-        store.close()
+        partition_as_a_server(parted, now)
         print(f"loading {args.records:,} records (partitioned)", flush=True)
         load(parted, args.records, seed=7, now=now)
         replica = primary.start_replica()

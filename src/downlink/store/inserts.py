@@ -45,7 +45,7 @@ _BY_KEYS_PG = (
     f"WHERE dedup_key = ANY({_KEYS_PG}) AND NOT (SELECT parted FROM p) "
     f"UNION ALL SELECT {_NULLS}, true FROM p WHERE parted"
 )
-_STORED_PG = f"SELECT {_COLUMNS}, false AS _parted FROM records WHERE dedup_key = ANY({_KEYS_PG})"
+_STORED_PG = f"SELECT {_COLUMNS} FROM records WHERE dedup_key = ANY({_KEYS_PG})"
 _PARTED = "downlink.records_partitioned"  # Connection.info: this connection saw it
 
 
@@ -73,7 +73,7 @@ def _by_key(names: list[str], found: list[Any]) -> dict[str, Row]:
     out: dict[str, Row] = {}
     for values in found:
         row = dict(zip(names, values, strict=True))
-        del row["_parted"]
+        row.pop("_parted", None)  # the partitioned check's column (_BY_KEYS_PG)
         out[row["dedup_key"]] = row
     return out
 

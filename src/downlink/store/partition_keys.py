@@ -91,40 +91,34 @@ def _horizon(conn: Connection) -> int:
     return int(found)
 
 
-def _copy_since(conn: Connection, table: str, horizon: int) -> int:
-    """Copy the keys of ``table``'s rows written at or after ``horizon`` (txid order)."""
+def _copy(conn: Connection, table: str, where: str, params: dict[str, int]) -> int:
+    """Copy the keys of ``table``'s rows matching ``where`` (those not there yet)."""
     result = conn.execute(text(
         f"INSERT INTO {TABLE} (dedup_key, ts_reception) SELECT dedup_key, ts_reception "
-        f"FROM {table} WHERE COALESCE(txid, '0'::xid8) >= CAST(CAST(:h AS text) AS xid8) "
-        "AND dedup_key IS NOT NULL ON CONFLICT DO NOTHING"
-    ), {"h": horizon})
+        f"FROM {table} WHERE {where} AND dedup_key IS NOT NULL ON CONFLICT DO NOTHING"
+    ), params)
     return int(result.rowcount or 0)
 
 
 def backfill(engine: Engine, table: str, say: Callable[[str], None]) -> int:
-    """Copy the keys of every row of ``table`` into ``records_keys`` while it takes
-    writes; return the horizon from which :func:`catch_up` copies the rest."""
+    """Copy the keys of every row of ``table`` into ``records_keys`` (made with
+    :data:`CREATE` first) while it takes writes; return the horizon from which
+    :func:`catch_up` copies the rest."""
     with engine.begin() as conn:
-        for statement in CREATE:
-            conn.execute(text(statement))
         horizon = _horizon(conn)
         top = conn.execute(text(f"SELECT COALESCE(max(id), 0) FROM {table}")).scalar_one()
     after, copied = 0, 0
     while after < int(top):
         with engine.begin() as conn:
-            result = conn.execute(text(
-                f"INSERT INTO {TABLE} (dedup_key, ts_reception) "
-                f"SELECT dedup_key, ts_reception FROM {table} WHERE id > :a AND id <= :b "
-                "AND dedup_key IS NOT NULL ON CONFLICT DO NOTHING"
-            ), {"a": after, "b": after + CHUNK})
-            copied += int(result.rowcount or 0)
+            copied += _copy(conn, table, "id > :a AND id <= :b",
+                            {"a": after, "b": after + CHUNK})
         after += CHUNK
         say(f"copied the keys of ids up to {min(after, int(top)):,} ({copied:,} keys)")
     # Rows committed meanwhile (below the chunk already done, or above ``top``).
     for _ in range(3):
         with engine.begin() as conn:
             next_horizon = _horizon(conn)
-            copied = _copy_since(conn, table, horizon)
+            copied = catch_up(conn, table, horizon)
         horizon = next_horizon
         if copied < 1000:
             break
@@ -132,5 +126,8 @@ def backfill(engine: Engine, table: str, say: Callable[[str], None]) -> int:
 
 
 def catch_up(conn: Connection, table: str, horizon: int) -> int:
-    """Copy the keys written since ``horizon`` (inside the swap's exclusive lock)."""
-    return _copy_since(conn, table, horizon)
+    """Copy the keys of ``table``'s rows written at or after ``horizon`` (txid order,
+    by the follow index); the last time inside the swap's exclusive lock."""
+    return _copy(conn, table,
+                 "COALESCE(txid, '0'::xid8) >= CAST(CAST(:h AS text) AS xid8)",
+                 {"h": horizon})
